@@ -1,0 +1,29 @@
+// clock — wall and monotonic time in milliseconds, RFC 3339 formatting, ids.
+#ifndef JOBGATE_CLOCK_H
+#define JOBGATE_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// clock_wall_ms returns milliseconds since the Unix epoch.
+int64_t clock_wall_ms (void);
+
+// clock_mono_ms returns a monotonic millisecond counter (for timeouts).
+int64_t clock_mono_ms (void);
+
+// clock_rfc3339 writes wall time ms as "2026-11-26T20:02:45.123Z" into buf
+// (at least 32 bytes). This function can't fail.
+void clock_rfc3339 (int64_t wall_ms, char *buf, size_t size);
+
+// JOB_ID_LEN is the length of a job id string, without its NUL.
+#define JOB_ID_LEN 36
+
+// job_id_generate writes a new random UUID (RFC 9562 version 4) into buf
+// (at least JOB_ID_LEN + 1 bytes).
+void job_id_generate (char *buf);
+
+// job_id_valid returns true when s (of length len) is a well-formed job id.
+// Anything else (overlong, traversal-looking, non-hex) is rejected.
+int job_id_valid (const char *s, size_t len);
+
+#endif

@@ -1,0 +1,74 @@
+// config — the one JSON configuration file (SPEC §6), shared by all binaries.
+//
+// Each binary reads the sections it needs; unknown keys are ignored so that
+// one file serves all three. Environment variables JOBGATE_<SECTION>_<KEY>
+// (upper case) override scalars, e.g. JOBGATE_GATEWAY_LISTEN.
+#ifndef JOBGATE_CONFIG_H
+#define JOBGATE_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    unsigned char key_hash[32]; // SHA-256 of the key (stored hashed)
+    char *tenant;               // tenant the key maps to
+} config_api_key_t;
+
+typedef struct {
+    char *name;                 // key under "providers"
+    char *base_url;             // operator-trusted upstream base URL
+    double rate_limit;          // requests per second, 0 = unlimited
+    int max_concurrency;        // calls in flight, 0 = unlimited
+    int64_t timeout_ms;         // default per-attempt timeout, 0 = job's
+    json_t *headers;            // object of default headers, or NULL
+} config_provider_t;
+
+typedef struct {
+    // gateway
+    char *gateway_listen;           // HOST:PORT to serve HTTP on
+    config_api_key_t *api_keys;     // configured keys; none = open mode
+    size_t api_keys_count;          // entries in api_keys
+    size_t max_body_bytes;          // request body limit (413 above)
+    int64_t submit_timeout_ms;      // how long a POST waits for the broker
+    int max_connections;            // HTTP connections held at once
+    // broker
+    char *broker_frontend;          // endpoint gateways talk to
+    char *broker_backend;           // endpoint workers talk to
+    char *broker_publisher;         // PUB endpoint for job events
+    char *data_dir;                 // where the store lives
+    bool durability_fsync;          // "fsync" (true) or "os" (false)
+    int64_t result_ttl_ms;          // how long finished jobs are kept
+    size_t max_queued;              // jobs queued at most (503 above)
+    size_t store_map_mb;            // LMDB map size in MiB
+    // worker
+    int worker_concurrency;         // transfers in flight per worker
+    size_t max_response_bytes;      // upstream response cap per call
+    // security
+    bool allow_private_networks;    // SSRF policy opt-out
+    // providers
+    config_provider_t *providers;   // configured upstreams
+    size_t providers_count;         // entries in providers
+    char *log_level;                // "debug" | "info" | "warn" | "error"
+} config_t;
+
+// config_load reads FILE (or only defaults when path is NULL), applies the
+// environment, validates. On error returns NULL and writes a one-line
+// explanation into error.
+config_t *config_load (const char *path, char *error, size_t error_size);
+
+// config_destroy frees the configuration; nulls *self_p.
+void config_destroy (config_t **self_p);
+
+// config_provider finds a provider by name, or NULL.
+const config_provider_t *config_provider (const config_t *self, const char *name);
+
+// config_tenant_for_key maps a presented API key to its tenant, comparing
+// hashes in constant time. Returns NULL when no key matches.
+const char *config_tenant_for_key (const config_t *self, const char *key, size_t len);
+
+// config_test runs the self-test.
+void config_test (bool verbose);
+
+#endif

@@ -1,0 +1,257 @@
+#include "job.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_status_names[JOB_STATUS_COUNT_] = {
+    "queued", "running", "succeeded", "failed", "canceled"
+};
+
+const char *
+job_status_name (job_status_t status)
+{
+    return (unsigned) status < JOB_STATUS_COUNT_ ? s_status_names[status] : "unknown";
+}
+
+int
+job_status_parse (const char *name)
+{
+    for (int i = 0; i < JOB_STATUS_COUNT_; i++)
+        if (strcmp (name, s_status_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+bool
+job_status_terminal (job_status_t status)
+{
+    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
+}
+
+job_t *
+job_new (void)
+{
+    job_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->status = JOB_QUEUED;
+    self->priority = 5;
+    self->max_attempts = 3;
+    self->timeout_ms = 30000;
+    return self;
+}
+
+void
+job_destroy (job_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    job_t *self = *self_p;
+    free (self->tenant);
+    free (self->kind);
+    free (self->provider);
+    free (self->spec);
+    free (self->result);
+    free (self->error);
+    free (self->idempotency_key);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+job_set_str (char **field, const char *value)
+{
+    free (*field);
+    *field = value ? strdup (value) : NULL;
+}
+
+job_t *
+job_dup (const job_t *self)
+{
+    job_t *copy = malloc (sizeof *copy);
+    if (!copy)
+        return NULL;
+    *copy = *self;
+    copy->tenant = self->tenant ? strdup (self->tenant) : NULL;
+    copy->kind = self->kind ? strdup (self->kind) : NULL;
+    copy->provider = self->provider ? strdup (self->provider) : NULL;
+    copy->spec = self->spec ? strdup (self->spec) : NULL;
+    copy->result = self->result ? strdup (self->result) : NULL;
+    copy->error = self->error ? strdup (self->error) : NULL;
+    copy->idempotency_key = self->idempotency_key ? strdup (self->idempotency_key) : NULL;
+    return copy;
+}
+
+void
+job_pack (const job_t *self, pack_writer_t *writer)
+{
+    pack_put_str (writer, "id", self->id);
+    pack_put_str (writer, "tenant", self->tenant ? self->tenant : "");
+    pack_put_str (writer, "kind", self->kind);
+    pack_put_str (writer, "provider", self->provider);
+    pack_put_str (writer, "status", job_status_name (self->status));
+    pack_put_int (writer, "priority", self->priority);
+    pack_put_int (writer, "max_attempts", self->max_attempts);
+    pack_put_int (writer, "attempts", self->attempts);
+    pack_put_int (writer, "timeout_ms", self->timeout_ms);
+    pack_put_int (writer, "expire_after_ms", self->expire_after_ms);
+    pack_put_int (writer, "created_at", self->created_at);
+    pack_put_int (writer, "started_at", self->started_at);
+    pack_put_int (writer, "finished_at", self->finished_at);
+    pack_put_str (writer, "spec", self->spec);
+    pack_put_str (writer, "result", self->result);
+    pack_put_str (writer, "error", self->error);
+    pack_put_str (writer, "idempotency_key", self->idempotency_key);
+}
+
+job_t *
+job_unpack (pack_reader_t *reader)
+{
+    job_t *self = job_new ();
+    if (!self)
+        return NULL;
+    size_t len;
+    const char *id = pack_get_str (reader, "id", &len);
+    char *status = pack_get_strdup (reader, "status");
+    int64_t priority = 5, max_attempts = 3, attempts = 0;
+    int status_value = status ? job_status_parse (status) : -1;
+    free (status);
+    if (!id || !job_id_valid (id, len) || status_value < 0
+        || pack_get_int (reader, "priority", &priority) < 0
+        || pack_get_int (reader, "max_attempts", &max_attempts) < 0
+        || pack_get_int (reader, "attempts", &attempts) < 0
+        || pack_get_int (reader, "timeout_ms", &self->timeout_ms) < 0
+        || pack_get_int (reader, "created_at", &self->created_at) < 0
+        || priority < 0 || priority > 9 || max_attempts < 1 || max_attempts > 100
+        || attempts < 0 || attempts > 1000000) {
+        job_destroy (&self);
+        return NULL;
+    }
+    memcpy (self->id, id, JOB_ID_LEN);
+    self->id[JOB_ID_LEN] = '\0';
+    self->status = (job_status_t) status_value;
+    self->priority = (int) priority;
+    self->max_attempts = (int) max_attempts;
+    self->attempts = (int) attempts;
+    pack_get_int (reader, "expire_after_ms", &self->expire_after_ms);
+    pack_get_int (reader, "started_at", &self->started_at);
+    pack_get_int (reader, "finished_at", &self->finished_at);
+    self->tenant = pack_get_strdup (reader, "tenant");
+    self->kind = pack_get_strdup (reader, "kind");
+    self->provider = pack_get_strdup (reader, "provider");
+    self->spec = pack_get_strdup (reader, "spec");
+    self->result = pack_get_strdup (reader, "result");
+    self->error = pack_get_strdup (reader, "error");
+    self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
+    if (!self->tenant)
+        self->tenant = strdup ("");
+    if (!self->kind || !self->spec) {
+        job_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+// s_time_json renders wall ms as RFC 3339, or null when unset.
+static json_t *
+s_time_json (int64_t wall_ms)
+{
+    if (wall_ms <= 0)
+        return json_null ();
+    char stamp[40];
+    clock_rfc3339 (wall_ms, stamp, sizeof stamp);
+    return json_string (stamp);
+}
+
+json_t *
+job_to_json (const job_t *self)
+{
+    json_t *object = json_object ();
+    json_object_set_new (object, "id", json_string (self->id));
+    json_object_set_new (object, "kind", json_string (self->kind));
+    json_object_set_new (object, "provider",
+                         self->provider ? json_string (self->provider) : json_null ());
+    json_object_set_new (object, "status", json_string (job_status_name (self->status)));
+    json_object_set_new (object, "attempts", json_integer (self->attempts));
+    json_object_set_new (object, "max_attempts", json_integer (self->max_attempts));
+    json_object_set_new (object, "priority", json_integer (self->priority));
+    json_object_set_new (object, "created_at", s_time_json (self->created_at));
+    json_object_set_new (object, "started_at", s_time_json (self->started_at));
+    json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
+    json_t *spec = json_loads (self->spec, 0, NULL);
+    json_t *metadata = spec ? json_object_get (spec, "metadata") : NULL;
+    json_object_set (object, "metadata", metadata ? metadata : json_null ());
+    json_decref (spec);
+    if (self->result) {
+        json_t *result = json_loads (self->result, 0, NULL);
+        if (result)
+            json_object_set_new (object, "result", result);
+    }
+    if (self->error) {
+        json_t *error = json_loads (self->error, 0, NULL);
+        if (error)
+            json_object_set_new (object, "error", error);
+    }
+    return object;
+}
+
+void
+job_test (bool verbose)
+{
+    if (verbose)
+        printf (" * job: ");
+    job_t *job = job_new ();
+    job_id_generate (job->id);
+    assert (job_id_valid (job->id, strlen (job->id)));
+    assert (!job_id_valid ("../../etc/passwd", 16));
+    assert (!job_id_valid ("0123456789012345678901234567890123456", 37));
+    job_set_str (&job->tenant, "a");
+    job_set_str (&job->kind, "http");
+    job_set_str (&job->spec, "{\"kind\":\"http\",\"metadata\":{\"k\":1}}");
+    job_set_str (&job->result, "{\"status\":200}");
+    job->created_at = 1700000000123;
+    job->status = JOB_SUCCEEDED;
+    job->attempts = 2;
+
+    pack_writer_t *writer = pack_writer_new ();
+    job_pack (job, writer);
+    size_t size;
+    const void *data = pack_writer_data (writer, &size);
+    pack_reader_t *reader = pack_reader_new (data, size);
+    job_t *copy = job_unpack (reader);
+    assert (copy);
+    assert (strcmp (copy->id, job->id) == 0);
+    assert (strcmp (copy->tenant, "a") == 0);
+    assert (copy->status == JOB_SUCCEEDED && copy->attempts == 2);
+    assert (copy->provider == NULL && copy->error == NULL);
+
+    json_t *object = job_to_json (copy);
+    assert (strcmp (json_string_value (json_object_get (object, "status")), "succeeded") == 0);
+    assert (strcmp (json_string_value (json_object_get (object, "created_at")),
+                    "2023-11-14T22:13:20.123Z") == 0);
+    assert (json_integer_value (json_object_get (json_object_get (object, "metadata"), "k")) == 1);
+    assert (json_integer_value (json_object_get (json_object_get (object, "result"), "status")) == 200);
+    json_decref (object);
+
+    job_t *dup = job_dup (copy);
+    assert (dup && strcmp (dup->spec, copy->spec) == 0);
+    job_destroy (&dup);
+    job_destroy (&copy);
+    pack_reader_destroy (&reader);
+    pack_writer_destroy (&writer);
+
+    // A record without an id is refused.
+    writer = pack_writer_new ();
+    pack_put_str (writer, "status", "queued");
+    data = pack_writer_data (writer, &size);
+    reader = pack_reader_new (data, size);
+    assert (job_unpack (reader) == NULL);
+    pack_reader_destroy (&reader);
+    pack_writer_destroy (&writer);
+
+    job_destroy (&job);
+    job_destroy (&job);
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,78 @@
+// job — the job record: what the broker stores, sends and the gateway shows.
+//
+// One record travels everywhere as the same msgpack map (docs/protocol.md
+// §4): the broker's store holds it, DISPATCH carries it to a worker, JOB
+// carries it to a gateway, which renders the API's job object (SPEC §3).
+#ifndef JOBGATE_JOB_H
+#define JOBGATE_JOB_H
+
+#include "clock.h"
+#include "pack.h"
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_CANCELED,
+    JOB_STATUS_COUNT_
+} job_status_t;
+
+typedef struct {
+    char id[JOB_ID_LEN + 1];    // UUID chosen by the gateway
+    char *tenant;               // owner; "" in open mode
+    char *kind;                 // "http" | "crawl" | "search" | "llm"
+    char *provider;             // configured upstream, or NULL
+    job_status_t status;        // lifecycle state
+    int priority;               // 0..9, higher first
+    int max_attempts;           // 1..10
+    int attempts;               // attempts started so far
+    int64_t timeout_ms;         // per attempt
+    int64_t expire_after_ms;    // fail as expired if not started by then; 0 = never
+    int64_t created_at;         // wall ms
+    int64_t started_at;         // wall ms of the latest attempt; 0 = never
+    int64_t finished_at;        // wall ms; 0 = not finished
+    char *spec;                 // normalized job spec, JSON text
+    char *result;               // result object, JSON text, or NULL
+    char *error;                // error object, JSON text, or NULL
+    char *idempotency_key;      // Idempotency-Key header, or NULL
+} job_t;
+
+// job_new returns a zeroed record (status queued, priority 5).
+job_t *job_new (void);
+
+// job_destroy frees a record and its strings; nulls *self_p.
+void job_destroy (job_t **self_p);
+
+// job_dup returns a deep copy, or NULL when out of memory.
+job_t *job_dup (const job_t *self);
+
+// job_pack appends the record's fields to a map being written.
+void job_pack (const job_t *self, pack_writer_t *writer);
+
+// job_unpack reads a record from a map. Returns NULL when a required field
+// is missing or invalid (the map came from outside the process).
+job_t *job_unpack (pack_reader_t *reader);
+
+// job_to_json renders the API job object (SPEC §3). Returns a new reference.
+json_t *job_to_json (const job_t *self);
+
+// job_set_str replaces *field with a copy of value (NULL clears it).
+void job_set_str (char **field, const char *value);
+
+// job_status_name returns "queued", "running", ... This function can't fail.
+const char *job_status_name (job_status_t status);
+
+// job_status_parse maps a name to a status; -1 if unknown.
+int job_status_parse (const char *name);
+
+// job_status_terminal is true for succeeded, failed and canceled.
+bool job_status_terminal (job_status_t status);
+
+// job_test runs the self-test.
+void job_test (bool verbose);
+
+#endif

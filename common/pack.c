@@ -1,0 +1,283 @@
+#include "pack.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _pack_writer_t {
+    msgpack_sbuffer buffer;     // encoded bytes; starts with a map32 header
+    msgpack_packer packer;      // appends to buffer
+    uint32_t fields;            // fields written so far
+};
+
+pack_writer_t *
+pack_writer_new (void)
+{
+    pack_writer_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    msgpack_sbuffer_init (&self->buffer);
+    msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
+    // map32 header whose count is patched in pack_writer_data: 0xdf + 4 bytes.
+    static const char header[5] = { (char) 0xdf, 0, 0, 0, 0 };
+    msgpack_sbuffer_write (&self->buffer, header, sizeof header);
+    return self;
+}
+
+void
+pack_writer_destroy (pack_writer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    msgpack_sbuffer_destroy (&(*self_p)->buffer);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+static void
+s_key (pack_writer_t *self, const char *key)
+{
+    size_t len = strlen (key);
+    msgpack_pack_str (&self->packer, len);
+    msgpack_pack_str_body (&self->packer, key, len);
+    self->fields++;
+}
+
+void
+pack_put_strn (pack_writer_t *self, const char *key, const char *value, size_t len)
+{
+    s_key (self, key);
+    if (!value) {
+        msgpack_pack_nil (&self->packer);
+        return;
+    }
+    msgpack_pack_str (&self->packer, len);
+    msgpack_pack_str_body (&self->packer, value, len);
+}
+
+void
+pack_put_str (pack_writer_t *self, const char *key, const char *value)
+{
+    pack_put_strn (self, key, value, value ? strlen (value) : 0);
+}
+
+void
+pack_put_int (pack_writer_t *self, const char *key, int64_t value)
+{
+    s_key (self, key);
+    msgpack_pack_int64 (&self->packer, value);
+}
+
+void
+pack_put_bool (pack_writer_t *self, const char *key, bool value)
+{
+    s_key (self, key);
+    if (value)
+        msgpack_pack_true (&self->packer);
+    else
+        msgpack_pack_false (&self->packer);
+}
+
+void
+pack_put_str_array (pack_writer_t *self, const char *key,
+                    const char *const *values, size_t count)
+{
+    s_key (self, key);
+    msgpack_pack_array (&self->packer, count);
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strlen (values[i]);
+        msgpack_pack_str (&self->packer, len);
+        msgpack_pack_str_body (&self->packer, values[i], len);
+    }
+}
+
+const void *
+pack_writer_data (pack_writer_t *self, size_t *size)
+{
+    unsigned char *p = (unsigned char *) self->buffer.data;
+    p[1] = (unsigned char) (self->fields >> 24);
+    p[2] = (unsigned char) (self->fields >> 16);
+    p[3] = (unsigned char) (self->fields >> 8);
+    p[4] = (unsigned char) self->fields;
+    *size = self->buffer.size;
+    return self->buffer.data;
+}
+
+size_t
+pack_writer_field_count (pack_writer_t *self)
+{
+    return self->fields;
+}
+
+struct _pack_reader_t {
+    msgpack_unpacked unpacked;  // owns the zone holding the decoded objects
+    msgpack_object_map *map;    // the top-level map
+};
+
+pack_reader_t *
+pack_reader_new (const void *data, size_t size)
+{
+    pack_reader_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    msgpack_unpacked_init (&self->unpacked);
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack_next (&self->unpacked, data, size, &offset);
+    if (rc != MSGPACK_UNPACK_SUCCESS || offset != size
+        || self->unpacked.data.type != MSGPACK_OBJECT_MAP) {
+        pack_reader_destroy (&self);
+        return NULL;
+    }
+    self->map = &self->unpacked.data.via.map;
+    return self;
+}
+
+void
+pack_reader_destroy (pack_reader_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    msgpack_unpacked_destroy (&(*self_p)->unpacked);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+// s_find returns the value for key, or NULL.
+static const msgpack_object *
+s_find (pack_reader_t *self, const char *key)
+{
+    size_t len = strlen (key);
+    for (uint32_t i = 0; i < self->map->size; i++) {
+        const msgpack_object *k = &self->map->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
+            && memcmp (k->via.str.ptr, key, len) == 0)
+            return &self->map->ptr[i].val;
+    }
+    return NULL;
+}
+
+const char *
+pack_get_str (pack_reader_t *self, const char *key, size_t *len)
+{
+    const msgpack_object *v = s_find (self, key);
+    if (!v)
+        return NULL;
+    if (v->type == MSGPACK_OBJECT_STR) {
+        *len = v->via.str.size;
+        // A zero-length string may carry a NULL pointer; give a valid one.
+        return v->via.str.ptr ? v->via.str.ptr : "";
+    }
+    if (v->type == MSGPACK_OBJECT_BIN) {
+        *len = v->via.bin.size;
+        return v->via.bin.ptr ? v->via.bin.ptr : "";
+    }
+    return NULL;
+}
+
+char *
+pack_get_strdup (pack_reader_t *self, const char *key)
+{
+    size_t len;
+    const char *s = pack_get_str (self, key, &len);
+    if (!s || memchr (s, '\0', len))
+        return NULL;
+    char *copy = malloc (len + 1);
+    if (!copy)
+        return NULL;
+    memcpy (copy, s, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+int
+pack_get_int (pack_reader_t *self, const char *key, int64_t *value)
+{
+    const msgpack_object *v = s_find (self, key);
+    if (!v)
+        return -1;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->via.u64 > INT64_MAX)
+            return -1;
+        *value = (int64_t) v->via.u64;
+        return 0;
+    }
+    if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *value = v->via.i64;
+        return 0;
+    }
+    return -1;
+}
+
+int
+pack_get_bool (pack_reader_t *self, const char *key, bool *value)
+{
+    const msgpack_object *v = s_find (self, key);
+    if (!v || v->type != MSGPACK_OBJECT_BOOLEAN)
+        return -1;
+    *value = v->via.boolean;
+    return 0;
+}
+
+const msgpack_object_array *
+pack_get_array (pack_reader_t *self, const char *key)
+{
+    const msgpack_object *v = s_find (self, key);
+    if (!v || v->type != MSGPACK_OBJECT_ARRAY)
+        return NULL;
+    return &v->via.array;
+}
+
+void
+pack_test (bool verbose)
+{
+    if (verbose)
+        printf (" * pack: ");
+    pack_writer_t *w = pack_writer_new ();
+    pack_put_str (w, "id", "abc");
+    pack_put_int (w, "n", -42);
+    pack_put_int (w, "big", INT64_MAX);
+    pack_put_bool (w, "yes", true);
+    pack_put_str (w, "none", NULL);
+    const char *items[] = { "x", "yz" };
+    pack_put_str_array (w, "list", items, 2);
+    assert (pack_writer_field_count (w) == 6);
+    size_t size;
+    const void *data = pack_writer_data (w, &size);
+
+    pack_reader_t *r = pack_reader_new (data, size);
+    assert (r);
+    size_t len;
+    const char *id = pack_get_str (r, "id", &len);
+    assert (id && len == 3 && memcmp (id, "abc", 3) == 0);
+    int64_t n;
+    assert (pack_get_int (r, "n", &n) == 0 && n == -42);
+    assert (pack_get_int (r, "big", &n) == 0 && n == INT64_MAX);
+    bool yes;
+    assert (pack_get_bool (r, "yes", &yes) == 0 && yes);
+    assert (pack_get_str (r, "none", &len) == NULL);
+    assert (pack_get_str (r, "missing", &len) == NULL);
+    assert (pack_get_int (r, "id", &n) == -1);
+    const msgpack_object_array *list = pack_get_array (r, "list");
+    assert (list && list->size == 2);
+    char *copy = pack_get_strdup (r, "id");
+    assert (copy && strcmp (copy, "abc") == 0);
+    free (copy);
+    pack_reader_destroy (&r);
+    assert (r == NULL);
+
+    // Truncated, trailing and non-map input is refused.
+    for (size_t cut = 0; cut < size; cut++)
+        assert (pack_reader_new (data, cut) == NULL);
+    char trailing[512];
+    assert (size + 1 <= sizeof trailing);
+    memcpy (trailing, data, size);
+    trailing[size] = 0;
+    assert (pack_reader_new (trailing, size + 1) == NULL);
+    assert (pack_reader_new ("\x93\x01\x02\x03", 4) == NULL);
+
+    pack_writer_destroy (&w);
+    pack_writer_destroy (&w);
+    if (verbose)
+        printf ("OK\n");
+}

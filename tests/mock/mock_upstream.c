@@ -1,0 +1,908 @@
+// jobgate-mock-upstream - a scriptable slow HTTP upstream for tests and benchmarks.
+//
+// Every knob is a query parameter, so a test, a benchmark and the demo can ask
+// for "5 s latency, then 429 with Retry-After" without a line of server code.
+// Thousands of requests wait at once without a thread each: a waiting request
+// is a suspended libmicrohttpd connection plus one entry in a timer min-heap.
+//
+// Threading: libmicrohttpd runs in "external" polling mode on this process's
+// own epoll loop, so the access handler, the content readers, the timers and
+// the counters all live on the main thread. That is what makes the counters
+// thread-safe and what lets the timer call MHD_resume_connection without any
+// race against MHD_suspend_connection.
+
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#define MOCK_DEFAULT_LISTEN "127.0.0.1:9000"
+#define MOCK_MAX_LATENCY_MS 600000ULL          // knobs above this are clamped
+#define MOCK_MAX_SLOW_MS 600000ULL             // slow bodies are clamped likewise
+#define MOCK_MAX_SIZE (64ULL * 1024 * 1024)    // largest body size= may ask for
+#define MOCK_MAX_REQUEST_BODY (1024 * 1024)    // echo keeps this much of a request body
+#define MOCK_SLOW_PIECES 10                    // a slow body arrives in this many pieces
+#define MOCK_BINARY_DEFAULT_SIZE 256           // binary=1 without size= sends 0x00..0xFF
+#define MOCK_MAX_PATH_KEYS 256                 // distinct paths tracked in by_path
+#define MOCK_MAX_FLAKY_KEYS 100000             // distinct flaky keys before the map is cleared
+#define MOCK_CONNECTION_LIMIT 20000            // simultaneous connections accepted
+#define MOCK_LISTEN_BACKLOG 4096               // kernel accept queue for bursts
+#define MOCK_IDLE_TIMEOUT_S 600                // idle keep-alive connections are closed after this
+#define MOCK_MAX_WAIT_MS 1000                  // the loop never sleeps longer than this
+
+typedef struct mock_t mock_t;
+typedef struct request_t request_t;
+
+// What a response body is made of.
+typedef enum {
+    BODY_BUFFER,                   // bytes held in request_t.body_buf
+    BODY_TEXT_FILLER,              // "abcdefghij" repeated, generated on the fly
+    BODY_BINARY_FILLER             // bytes 0x00..0xFF repeated, generated on the fly
+} body_kind_t;
+
+// One request, from its first header to its completion callback.
+struct request_t {
+    mock_t *mock;                  // the server that owns this request
+    struct MHD_Connection *connection;  // connection to suspend and resume
+    uint64_t start_ns;             // arrival time, for --verbose
+    bool is_control;               // /stats or /reset: not counted, never delayed
+    char *upload;                  // request body kept for /echo (at most 1 MiB)
+    size_t upload_size;            // bytes held in upload
+    size_t upload_cap;             // bytes allocated for upload
+    bool waited;                   // latency_ms wait is over (or was never asked)
+    bool suspended;                // connection is suspended and sits in the timer heap
+    unsigned status;               // status answered, for --verbose
+    body_kind_t body_kind;         // where the response body comes from
+    char *body_buf;                // response body for BODY_BUFFER (owned)
+    uint64_t body_size;            // response body length in bytes
+    uint64_t body_start_ns;        // when the first body byte may be sent
+    uint64_t slow_ns;              // spread the body over this long (0 = at once)
+    unsigned pieces;               // the body is released in this many pieces
+    char *method;                  // copy of the method, kept only with --verbose
+    char *path;                    // copy of the path, kept only with --verbose
+};
+
+// One pending wake-up: resume this request's connection at due_ns.
+typedef struct {
+    uint64_t due_ns;               // monotonic deadline
+    request_t *request;            // request whose connection is suspended
+} timer_entry_t;
+
+// The server: daemon, event loop, timers and counters.
+struct mock_t {
+    struct MHD_Daemon *daemon;     // libmicrohttpd daemon in external polling mode
+    int epoll_fd;                  // our loop: MHD's epoll fd and the signal fd
+    int signal_fd;                 // SIGTERM/SIGINT arrive here instead of as handlers
+    bool verbose;                  // log one line per request
+    volatile bool stopping;        // shutting down: answer 503, skip delays
+    timer_entry_t *timers;         // min-heap of deadlines, ordered by due_ns
+    size_t timers_size;            // entries in use
+    size_t timers_cap;             // entries allocated
+    uint64_t served;               // requests answered since start or /reset
+    uint64_t in_flight;            // requests started and not yet completed
+    uint64_t max_in_flight;        // high-water mark of in_flight since /reset
+    json_t *by_path;               // path -> number of requests answered
+    json_t *flaky;                 // flaky key -> number of requests seen
+};
+
+// s_now_ns returns the monotonic clock in nanoseconds.
+static uint64_t
+s_now_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+// s_parse_u64 parses a whole decimal string; returns false on anything else,
+// because a bad knob must be ignored rather than half-understood.
+static bool
+s_parse_u64 (const char *text, uint64_t *value)
+{
+    if (!text || *text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long parsed = strtoull (text, &end, 10);
+    if (errno == ERANGE)
+        parsed = ULLONG_MAX;       // a huge number is still a number: clamp later
+    else
+    if (errno || *end != '\0')
+        return false;
+    *value = parsed;
+    return true;
+}
+
+// s_knob reads query parameter name as a number clamped to max; returns
+// fallback when it is missing or malformed.
+static uint64_t
+s_knob (struct MHD_Connection *connection, const char *name, uint64_t max, uint64_t fallback)
+{
+    uint64_t value;
+    const char *text = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, name);
+    if (!s_parse_u64 (text, &value))
+        return fallback;
+    return value > max? max: value;
+}
+
+// s_status_knob reads a status code parameter; only final codes 200..599 are
+// accepted, since 1xx cannot end a request and 0 would crash a client parser.
+static unsigned
+s_status_knob (struct MHD_Connection *connection, const char *name, unsigned fallback)
+{
+    uint64_t value = s_knob (connection, name, 100000, 0);
+    return (value >= 200 && value <= 599)? (unsigned) value: fallback;
+}
+
+// s_timer_push adds a wake-up to the heap; returns 0 or -1 when out of memory.
+static int
+s_timer_push (mock_t *self, uint64_t due_ns, request_t *request)
+{
+    if (self->timers_size == self->timers_cap) {
+        size_t cap = self->timers_cap? self->timers_cap * 2: 1024;
+        timer_entry_t *grown = realloc (self->timers, cap * sizeof (timer_entry_t));
+        if (!grown)
+            return -1;
+        self->timers = grown;
+        self->timers_cap = cap;
+    }
+    size_t index = self->timers_size++;
+    while (index > 0) {
+        size_t parent = (index - 1) / 2;
+        if (self->timers [parent].due_ns <= due_ns)
+            break;
+        self->timers [index] = self->timers [parent];
+        index = parent;
+    }
+    self->timers [index].due_ns = due_ns;
+    self->timers [index].request = request;
+    return 0;
+}
+
+// s_timer_pop removes and returns the earliest wake-up's request; the heap
+// must not be empty.
+static request_t *
+s_timer_pop (mock_t *self)
+{
+    request_t *earliest = self->timers [0].request;
+    timer_entry_t last = self->timers [--self->timers_size];
+    size_t index = 0;
+    while (true) {
+        size_t child = index * 2 + 1;
+        if (child >= self->timers_size)
+            break;
+        if (child + 1 < self->timers_size
+        &&  self->timers [child + 1].due_ns < self->timers [child].due_ns)
+            child++;
+        if (last.due_ns <= self->timers [child].due_ns)
+            break;
+        self->timers [index] = self->timers [child];
+        index = child;
+    }
+    if (self->timers_size > 0)
+        self->timers [index] = last;
+    return earliest;
+}
+
+// s_suspend_until parks the request's connection until due_ns; returns 0, or
+// -1 when no timer could be allocated (the caller then answers at once).
+// Only call from the access handler or a content reader (MHD's rule).
+static int
+s_suspend_until (mock_t *self, request_t *request, uint64_t due_ns)
+{
+    if (s_timer_push (self, due_ns, request))
+        return -1;
+    request->suspended = true;
+    MHD_suspend_connection (request->connection);
+    return 0;
+}
+
+// s_resume resumes one suspended request's connection.
+static void
+s_resume (request_t *request)
+{
+    request->suspended = false;
+    MHD_resume_connection (request->connection);
+}
+
+// s_fire_timers resumes every connection whose deadline has passed (all of
+// them when stopping, because MHD must not be stopped with suspended
+// connections).
+static void
+s_fire_timers (mock_t *self)
+{
+    uint64_t now = s_now_ns ();
+    while (self->timers_size > 0
+       && (self->stopping || self->timers [0].due_ns <= now))
+        s_resume (s_timer_pop (self));
+}
+
+// s_fill writes body bytes [pos, pos + size) of a generated filler body.
+static void
+s_fill (body_kind_t kind, uint64_t pos, char *buf, size_t size)
+{
+    static const char text [] = "abcdefghij";
+    for (size_t index = 0; index < size; index++) {
+        uint64_t at = pos + index;
+        buf [index] = kind == BODY_TEXT_FILLER? text [at % 10]: (char) (unsigned char) (at & 0xFF);
+    }
+}
+
+// s_piece_start returns the offset where body piece `piece` begins.
+static uint64_t
+s_piece_start (const request_t *request, unsigned piece)
+{
+    return request->body_size * piece / request->pieces;
+}
+
+// s_body_reader is the content reader for generated and slow bodies: it hands
+// out the body one piece at a time and suspends the connection until the next
+// piece is due, so a slow body costs no thread and no busy loop.
+static ssize_t
+s_body_reader (void *cls, uint64_t pos, char *buf, size_t max)
+{
+    request_t *request = cls;
+    mock_t *self = request->mock;
+    if (self->stopping)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (pos >= request->body_size)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+
+    unsigned piece = (unsigned) (pos * request->pieces / request->body_size);
+    while (piece + 1 < request->pieces && s_piece_start (request, piece + 1) <= pos)
+        piece++;
+    while (piece > 0 && s_piece_start (request, piece) > pos)
+        piece--;
+    if (request->pieces > 1) {
+        uint64_t due = request->body_start_ns
+                     + request->slow_ns * piece / (request->pieces - 1);
+        if (s_now_ns () < due && s_suspend_until (self, request, due) == 0)
+            return 0;              // MHD calls us again after the resume
+    }
+    uint64_t piece_end = piece + 1 < request->pieces
+                       ? s_piece_start (request, piece + 1): request->body_size;
+    size_t size = (size_t) (piece_end - pos < max? piece_end - pos: max);
+    if (request->body_kind == BODY_BUFFER)
+        memcpy (buf, request->body_buf + pos, size);
+    else
+        s_fill (request->body_kind, pos, buf, size);
+    return (ssize_t) size;
+}
+
+// s_json_text returns a JSON string for arbitrary bytes: UTF-8 kept as is,
+// anything else replaced by '?', because echo must answer valid JSON whatever
+// the client sent.
+static json_t *
+s_json_text (const char *data, size_t size)
+{
+    json_t *text = json_stringn (data? data: "", data? size: 0);
+    if (text)
+        return text;
+    char *copy = malloc (size + 1);
+    if (!copy)
+        return NULL;
+    for (size_t index = 0; index < size; index++)
+        copy [index] = (unsigned char) data [index] < 0x80? data [index]: '?';
+    text = json_stringn (copy, size);
+    free (copy);
+    return text;
+}
+
+// s_collect_value adds one query argument or header to a JSON object.
+static enum MHD_Result
+s_collect_value (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void) kind;
+    json_t *object = cls;
+    json_t *text = s_json_text (value, value? strlen (value): 0);
+    if (key && text)
+        json_object_set_new (object, key, text);
+    else
+        json_decref (text);
+    return MHD_YES;
+}
+
+// s_html_escape returns a malloc'd copy of text safe inside HTML, or NULL.
+static char *
+s_html_escape (const char *text)
+{
+    size_t size = 1;
+    for (const char *at = text; *at; at++)
+        size += (*at == '<' || *at == '>')? 4: *at == '&'? 5: *at == '"'? 6: 1;
+    char *escaped = malloc (size);
+    if (!escaped)
+        return NULL;
+    char *out = escaped;
+    for (const char *at = text; *at; at++) {
+        const char *with = *at == '<'? "&lt;": *at == '>'? "&gt;"
+                         : *at == '&'? "&amp;": *at == '"'? "&quot;": NULL;
+        if (with) {
+            size_t length = strlen (with);
+            memcpy (out, with, length);
+            out += length;
+        }
+        else
+            *out++ = *at;
+    }
+    *out = '\0';
+    return escaped;
+}
+
+// s_html_page returns a malloc'd HTML page titled title (escaped), or NULL.
+static char *
+s_html_page (const char *title)
+{
+    char *escaped = s_html_escape (title);
+    if (!escaped)
+        return NULL;
+    char *page = NULL;
+    if (asprintf (&page,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"
+        "<body><h1>%s</h1><p>Served by jobgate-mock-upstream.</p></body></html>\n",
+        escaped, escaped) < 0)
+        page = NULL;
+    free (escaped);
+    return page;
+}
+
+// s_dump serialises and frees a JSON value; returns a malloc'd string or NULL.
+static char *
+s_dump (json_t *value)
+{
+    char *text = value? json_dumps (value, JSON_COMPACT): NULL;
+    json_decref (value);
+    return text;
+}
+
+// s_count_path bumps by_path for path; past MOCK_MAX_PATH_KEYS distinct paths
+// the rest share one bucket so a path scanner cannot grow memory forever.
+static void
+s_count_path (mock_t *self, const char *path)
+{
+    json_t *count = json_object_get (self->by_path, path);
+    if (!count && json_object_size (self->by_path) >= MOCK_MAX_PATH_KEYS)
+        path = "(other)";
+    count = json_object_get (self->by_path, path);
+    json_object_set_new (self->by_path, path,
+                         json_integer (count? json_integer_value (count) + 1: 1));
+}
+
+// s_stats_body returns the /stats document as a malloc'd string, or NULL.
+static char *
+s_stats_body (mock_t *self)
+{
+    return s_dump (json_pack ("{s:I, s:I, s:I, s:O}",
+        "served", (json_int_t) self->served,
+        "in_flight", (json_int_t) self->in_flight,
+        "max_in_flight", (json_int_t) self->max_in_flight,
+        "by_path", self->by_path));
+}
+
+// s_reset zeroes the counters; in_flight is a fact, not a counter, so it stays.
+static void
+s_reset (mock_t *self)
+{
+    self->served = 0;
+    self->max_in_flight = self->in_flight;
+    json_object_clear (self->by_path);
+    json_object_clear (self->flaky);
+}
+
+// s_flaky_attempt counts one request for key and returns its 1-based number.
+static uint64_t
+s_flaky_attempt (mock_t *self, const char *key)
+{
+    json_t *count = json_object_get (self->flaky, key);
+    if (!count && json_object_size (self->flaky) >= MOCK_MAX_FLAKY_KEYS)
+        json_object_clear (self->flaky);
+    uint64_t attempt = count? (uint64_t) json_integer_value (count) + 1: 1;
+    json_object_set_new (self->flaky, key, json_integer ((json_int_t) attempt));
+    return attempt;
+}
+
+// s_queue builds the response described by request and queues it; the
+// content type, the optional Location and Retry-After headers are added here.
+static enum MHD_Result
+s_queue (request_t *request, const char *content_type,
+         const char *location, const char *retry_after)
+{
+    struct MHD_Response *response;
+    request->body_start_ns = s_now_ns ();
+    if (request->body_size > 0 && (request->slow_ns > 0 || request->body_kind != BODY_BUFFER)) {
+        request->pieces = request->slow_ns > 0
+                        ? (unsigned) (request->body_size < MOCK_SLOW_PIECES? request->body_size: MOCK_SLOW_PIECES)
+                        : 1;
+        response = MHD_create_response_from_callback (request->body_size, 64 * 1024,
+                                                      s_body_reader, request, NULL);
+    }
+    else {
+        response = MHD_create_response_from_buffer ((size_t) request->body_size,
+                                                    request->body_buf, MHD_RESPMEM_MUST_FREE);
+        if (response)
+            request->body_buf = NULL;   // the response frees it now
+    }
+    if (!response)
+        return MHD_NO;
+
+    bool headers_ok = MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
+    if (location)
+        headers_ok = headers_ok && MHD_add_response_header (response, MHD_HTTP_HEADER_LOCATION, location) == MHD_YES;
+    if (retry_after)
+        headers_ok = headers_ok && MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after) == MHD_YES;
+    if (!headers_ok) {
+        // MHD refuses header values with CR/LF: a bad to= is the client's fault
+        MHD_destroy_response (response);
+        static const char bad [] = "{\"error\":\"bad header value\"}";
+        response = MHD_create_response_from_buffer (sizeof bad - 1, (void *) bad, MHD_RESPMEM_PERSISTENT);
+        if (!response)
+            return MHD_NO;
+        MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        request->status = 400;
+    }
+    enum MHD_Result result = MHD_queue_response (request->connection, request->status, response);
+    MHD_destroy_response (response);
+    return result;
+}
+
+// s_respond answers a request whose body is read and whose wait is over.
+static enum MHD_Result
+s_respond (mock_t *self, request_t *request, const char *url, const char *method)
+{
+    struct MHD_Connection *connection = request->connection;
+    const char *content_type = "application/json";
+    const char *location = NULL;
+    char location_buf [64];
+    char retry_after_buf [32];
+    const char *retry_after = NULL;
+    uint64_t retry_after_s;
+    if (s_parse_u64 (MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "retry_after"),
+                     &retry_after_s)) {
+        snprintf (retry_after_buf, sizeof retry_after_buf, "%" PRIu64,
+                  retry_after_s > UINT64_C (1000000000)? UINT64_C (1000000000): retry_after_s);
+        retry_after = retry_after_buf;
+    }
+    request->status = 200;
+
+    if (self->stopping) {
+        request->status = 503;
+        request->body_buf = strdup ("{\"error\":\"shutting down\"}");
+    }
+    else
+    if (strcmp (url, "/stats") == 0) {
+        request->body_buf = s_stats_body (self);
+        retry_after = NULL;
+    }
+    else
+    if (strcmp (url, "/reset") == 0) {
+        s_reset (self);
+        request->body_buf = strdup ("{\"ok\":true}");
+        retry_after = NULL;
+    }
+    else {
+        uint64_t number = ++self->served;
+        s_count_path (self, url);
+        request->status = s_status_knob (connection, "status", 200);
+        if (strcmp (url, "/json") == 0)
+            request->body_buf = s_dump (json_pack ("{s:b, s:I}", "ok", 1, "n", (json_int_t) number));
+        else
+        if (strcmp (url, "/html") == 0) {
+            const char *title = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "title");
+            request->body_buf = s_html_page (title? title: "Mock Page");
+            content_type = "text/html; charset=utf-8";
+        }
+        else
+        if (strcmp (url, "/redirect") == 0) {
+            location = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "to");
+            if (!location)
+                location = "/html";
+            uint64_t code = s_knob (connection, "code", 1000, 302);
+            request->status = (code >= 300 && code <= 399)? (unsigned) code: 302;
+            request->body_buf = strdup ("<!DOCTYPE html>\n<html><body>Redirecting</body></html>\n");
+            content_type = "text/html; charset=utf-8";
+        }
+        else
+        if (strcmp (url, "/redirect-chain") == 0) {
+            uint64_t left = s_knob (connection, "n", 1000, 0);
+            if (left > 0) {
+                snprintf (location_buf, sizeof location_buf, "/redirect-chain?n=%" PRIu64, left - 1);
+                location = location_buf;
+                request->status = 302;
+                request->body_buf = strdup ("<!DOCTYPE html>\n<html><body>Redirecting</body></html>\n");
+            }
+            else
+                request->body_buf = s_html_page ("Mock Page");
+            content_type = "text/html; charset=utf-8";
+        }
+        else
+        if (strcmp (url, "/flaky") == 0) {
+            const char *key = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "key");
+            uint64_t fail = s_knob (connection, "fail", 1000000000ULL, 1);
+            uint64_t attempt = s_flaky_attempt (self, key? key: "");
+            bool failing = attempt <= fail;
+            request->status = failing? s_status_knob (connection, "status", 500): 200;
+            if (!failing)
+                retry_after = NULL;    // Retry-After belongs to the failures only
+            request->body_buf = s_dump (json_pack ("{s:b, s:s, s:I, s:I}",
+                "ok", !failing, "key", key? key: "",
+                "attempt", (json_int_t) attempt, "n", (json_int_t) number));
+        }
+        else {
+            // /echo and every unknown path
+            json_t *query = json_object ();
+            json_t *headers = json_object ();
+            if (query)
+                MHD_get_connection_values (connection, MHD_GET_ARGUMENT_KIND, s_collect_value, query);
+            if (headers)
+                MHD_get_connection_values (connection, MHD_HEADER_KIND, s_collect_value, headers);
+            request->body_buf = s_dump (json_pack ("{s:s, s:s, s:o*, s:o*, s:o*, s:I}",
+                "method", method, "path", url, "query", query, "headers", headers,
+                "body", s_json_text (request->upload, request->upload_size),
+                "n", (json_int_t) number));
+        }
+
+        // size= and binary=1 replace whatever body the path would give
+        uint64_t binary = s_knob (connection, "binary", 1, 0);
+        uint64_t size = s_knob (connection, "size", MOCK_MAX_SIZE,
+                                binary? MOCK_BINARY_DEFAULT_SIZE: UINT64_MAX);
+        if (binary || size != UINT64_MAX) {
+            free (request->body_buf);
+            request->body_buf = strdup ("");
+            request->body_kind = binary? BODY_BINARY_FILLER: BODY_TEXT_FILLER;
+            request->body_size = size;
+            content_type = binary? "application/octet-stream": "text/plain";
+        }
+        request->slow_ns = s_knob (connection, "slow_ms", MOCK_MAX_SLOW_MS, 0) * 1000000ULL;
+    }
+    if (!request->body_buf)
+        return MHD_NO;             // out of memory: closing is all we can do
+    if (request->body_kind == BODY_BUFFER)
+        request->body_size = strlen (request->body_buf);
+    return s_queue (request, content_type, location, retry_after);
+}
+
+// s_keep_upload appends request body bytes for /echo, dropping what exceeds
+// MOCK_MAX_REQUEST_BODY; returns 0 or -1 when out of memory.
+static int
+s_keep_upload (request_t *request, const char *data, size_t size)
+{
+    if (request->upload_size + size > MOCK_MAX_REQUEST_BODY)
+        size = MOCK_MAX_REQUEST_BODY - request->upload_size;
+    if (size == 0)
+        return 0;
+    if (request->upload_size + size > request->upload_cap) {
+        size_t cap = request->upload_cap? request->upload_cap: 4096;
+        while (cap < request->upload_size + size)
+            cap *= 2;
+        char *grown = realloc (request->upload, cap);
+        if (!grown)
+            return -1;
+        request->upload = grown;
+        request->upload_cap = cap;
+    }
+    memcpy (request->upload + request->upload_size, data, size);
+    request->upload_size += size;
+    return 0;
+}
+
+// s_access_handler is MHD's per-request callback: it is called once when the
+// headers arrive, once per body chunk, once when the body is complete, and
+// again each time a suspended connection is resumed.
+static enum MHD_Result
+s_access_handler (void *cls, struct MHD_Connection *connection, const char *url,
+                  const char *method, const char *version, const char *upload_data,
+                  size_t *upload_data_size, void **con_cls)
+{
+    (void) version;
+    mock_t *self = cls;
+    request_t *request = *con_cls;
+    if (!request) {
+        request = calloc (1, sizeof (request_t));
+        if (!request)
+            return MHD_NO;
+        request->mock = self;
+        request->connection = connection;
+        request->start_ns = s_now_ns ();
+        request->is_control = strcmp (url, "/stats") == 0 || strcmp (url, "/reset") == 0;
+        if (self->verbose) {
+            request->method = strdup (method);
+            request->path = strdup (url);
+        }
+        if (!request->is_control) {
+            self->in_flight++;
+            if (self->in_flight > self->max_in_flight)
+                self->max_in_flight = self->in_flight;
+        }
+        *con_cls = request;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (s_keep_upload (request, upload_data, *upload_data_size))
+            return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (!request->waited) {
+        request->waited = true;
+        uint64_t latency_ms = request->is_control
+                            ? 0: s_knob (connection, "latency_ms", MOCK_MAX_LATENCY_MS, 0);
+        if (latency_ms > 0 && !self->stopping
+        &&  s_suspend_until (self, request, s_now_ns () + latency_ms * 1000000ULL) == 0)
+            return MHD_YES;        // MHD calls us again after the resume
+    }
+    return s_respond (self, request, url, method);
+}
+
+// s_request_completed frees a request once MHD is done with its connection.
+static void
+s_request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
+                     enum MHD_RequestTerminationCode toe)
+{
+    (void) connection;
+    mock_t *self = cls;
+    request_t *request = *con_cls;
+    if (!request)
+        return;
+    *con_cls = NULL;
+    if (!request->is_control && self->in_flight > 0)
+        self->in_flight--;
+    if (self->verbose)
+        fprintf (stderr, "mock: %s %s %u %.1f ms%s\n",
+                 request->method? request->method: "?", request->path? request->path: "?",
+                 request->status, (double) (s_now_ns () - request->start_ns) / 1e6,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK? "": " (aborted)");
+    free (request->method);
+    free (request->path);
+    free (request->upload);
+    free (request->body_buf);
+    free (request);
+}
+
+// s_raise_fd_limit lifts the soft open-files limit to the hard one, because
+// thousands of parked connections need thousands of descriptors.
+static void
+s_raise_fd_limit (void)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0) {
+        limit.rlim_cur = limit.rlim_max == RLIM_INFINITY? 1048576: limit.rlim_max;
+        if (setrlimit (RLIMIT_NOFILE, &limit))
+            fprintf (stderr, "mock: warning: setrlimit(RLIMIT_NOFILE): %s\n", strerror (errno));
+    }
+}
+
+// s_resolve turns "HOST:PORT" (or "[V6]:PORT") into a socket address;
+// returns 0 or -1 with a message printed.
+static int
+s_resolve (const char *listen, struct sockaddr_storage *address, bool *ipv6)
+{
+    char host [256];
+    const char *colon = strrchr (listen, ':');
+    if (!colon || colon == listen || (size_t) (colon - listen) >= sizeof host) {
+        fprintf (stderr, "mock: --listen wants HOST:PORT, got '%s'\n", listen);
+        return -1;
+    }
+    memcpy (host, listen, (size_t) (colon - listen));
+    host [colon - listen] = '\0';
+    char *name = host;
+    if (host [0] == '[' && host [strlen (host) - 1] == ']') {
+        host [strlen (host) - 1] = '\0';
+        name = host + 1;
+    }
+    uint64_t port;
+    if (!s_parse_u64 (colon + 1, &port) || port > 65535) {
+        fprintf (stderr, "mock: bad port in --listen '%s'\n", listen);
+        return -1;
+    }
+    // IPv4 first, so "localhost" means 127.0.0.1 like the rest of the stack
+    int families [] = { AF_INET, AF_INET6 };
+    for (size_t index = 0; index < 2; index++) {
+        struct addrinfo hints = { .ai_family = families [index], .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+        struct addrinfo *found = NULL;
+        if (getaddrinfo (name, colon + 1, &hints, &found) == 0 && found) {
+            memcpy (address, found->ai_addr, found->ai_addrlen);
+            *ipv6 = found->ai_family == AF_INET6;
+            freeaddrinfo (found);
+            return 0;
+        }
+    }
+    fprintf (stderr, "mock: cannot resolve host '%s' in --listen\n", name);
+    return -1;
+}
+
+// s_write_port_file writes the bound port to path atomically (temp + rename),
+// so a test polling the file never reads half a number.
+static int
+s_write_port_file (const char *path, unsigned port)
+{
+    char temp [PATH_MAX];
+    if (snprintf (temp, sizeof temp, "%s.tmp.%ld", path, (long) getpid ()) >= (int) sizeof temp)
+        return -1;
+    FILE *file = fopen (temp, "w");
+    if (!file)
+        return -1;
+    bool ok = fprintf (file, "%u\n", port) > 0;
+    ok = (fclose (file) == 0) && ok;
+    if (!ok || rename (temp, path)) {
+        unlink (temp);
+        return -1;
+    }
+    return 0;
+}
+
+// s_usage prints the command line help.
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "Usage: jobgate-mock-upstream [--listen HOST:PORT] [--port-file FILE] [--verbose] [--help]\n"
+        "\n"
+        "A scriptable slow HTTP upstream for jobgate tests and benchmarks.\n"
+        "  --listen HOST:PORT  address to serve (default " MOCK_DEFAULT_LISTEN "; port 0 = ephemeral)\n"
+        "  --port-file FILE    write the bound port to FILE once listening\n"
+        "  --verbose           log one line per request to stderr\n"
+        "\n"
+        "Query knobs, on any path: latency_ms=N status=N retry_after=S size=N slow_ms=N binary=1\n"
+        "Paths: /echo (default) /json /html?title=T /redirect?to=URL&code=302\n"
+        "       /redirect-chain?n=K /flaky?key=K&fail=N&status=500 /stats /reset\n");
+}
+
+// s_run is the event loop: wait on MHD's epoll fd and the signal fd, at most
+// until the next timer or MHD timeout, then fire timers and let MHD work.
+static void
+s_run (mock_t *self)
+{
+    struct epoll_event events [8];
+    while (!self->stopping) {
+        int wait_ms = MOCK_MAX_WAIT_MS;
+        MHD_UNSIGNED_LONG_LONG mhd_timeout;
+        if (MHD_get_timeout (self->daemon, &mhd_timeout) == MHD_YES && mhd_timeout < (MHD_UNSIGNED_LONG_LONG) wait_ms)
+            wait_ms = (int) mhd_timeout;
+        if (self->timers_size > 0) {
+            uint64_t now = s_now_ns ();
+            uint64_t due = self->timers [0].due_ns;
+            // round up so we never wake a hair early and spin
+            uint64_t until_ms = due <= now? 0: (due - now + 999999) / 1000000;
+            if (until_ms < (uint64_t) wait_ms)
+                wait_ms = (int) until_ms;
+        }
+        int count = epoll_wait (self->epoll_fd, events, 8, wait_ms);
+        if (count < 0 && errno != EINTR) {
+            fprintf (stderr, "mock: epoll_wait: %s\n", strerror (errno));
+            break;
+        }
+        for (int index = 0; index < count; index++)
+            if (events [index].data.fd == self->signal_fd) {
+                struct signalfd_siginfo info;
+                if (read (self->signal_fd, &info, sizeof info) > 0 && self->verbose)
+                    fprintf (stderr, "mock: signal %u, stopping\n", info.ssi_signo);
+                self->stopping = true;
+            }
+        s_fire_timers (self);
+        MHD_run (self->daemon);
+    }
+    // Resume every parked connection (they answer 503) and give MHD a moment
+    // to flush, because stopping with suspended connections leaks them.
+    s_fire_timers (self);
+    uint64_t give_up = s_now_ns () + 200000000ULL;
+    do {
+        MHD_run (self->daemon);
+        s_fire_timers (self);
+    } while (self->in_flight > 0 && s_now_ns () < give_up
+         && epoll_wait (self->epoll_fd, events, 8, 10) >= 0);
+}
+
+int
+main (int argc, char *argv [])
+{
+    const char *listen = MOCK_DEFAULT_LISTEN;
+    const char *port_file = NULL;
+    mock_t self = { .epoll_fd = -1, .signal_fd = -1 };
+
+    for (int index = 1; index < argc; index++) {
+        const char *arg = argv [index];
+        if (strcmp (arg, "--help") == 0 || strcmp (arg, "-h") == 0) {
+            s_usage (stdout);
+            return 0;
+        }
+        else
+        if (strcmp (arg, "--verbose") == 0 || strcmp (arg, "-v") == 0)
+            self.verbose = true;
+        else
+        if (strcmp (arg, "--listen") == 0 && index + 1 < argc)
+            listen = argv [++index];
+        else
+        if (strcmp (arg, "--port-file") == 0 && index + 1 < argc)
+            port_file = argv [++index];
+        else {
+            fprintf (stderr, "mock: unknown or incomplete option '%s' (try --help)\n", arg);
+            return 2;
+        }
+    }
+
+    struct sockaddr_storage address;
+    bool ipv6 = false;
+    memset (&address, 0, sizeof address);
+    if (s_resolve (listen, &address, &ipv6))
+        return 2;
+    s_raise_fd_limit ();
+    signal (SIGPIPE, SIG_IGN);
+
+    // Signals are read from a signalfd on the loop, so no handler races MHD.
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    sigprocmask (SIG_BLOCK, &signals, NULL);
+    self.signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    self.epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
+    self.by_path = json_object ();
+    self.flaky = json_object ();
+    if (self.signal_fd < 0 || self.epoll_fd < 0 || !self.by_path || !self.flaky) {
+        fprintf (stderr, "mock: start-up failed: %s\n", strerror (errno));
+        return 1;
+    }
+
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    if (self.verbose)
+        flags |= MHD_USE_ERROR_LOG;
+    self.daemon = MHD_start_daemon (flags, 0, NULL, NULL, s_access_handler, &self,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned) MOCK_CONNECTION_LIMIT,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) MOCK_LISTEN_BACKLOG,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) MOCK_IDLE_TIMEOUT_S,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
+        MHD_OPTION_NOTIFY_COMPLETED, s_request_completed, &self,
+        MHD_OPTION_END);
+    if (!self.daemon) {
+        fprintf (stderr, "mock: cannot listen on %s (address in use or not local?)\n", listen);
+        return 1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self.daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *port = MHD_get_daemon_info (self.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    struct epoll_event mhd_event = { .events = EPOLLIN, .data.fd = info? info->epoll_fd: -1 };
+    struct epoll_event signal_event = { .events = EPOLLIN, .data.fd = self.signal_fd };
+    if (!info || !port
+    ||  epoll_ctl (self.epoll_fd, EPOLL_CTL_ADD, mhd_event.data.fd, &mhd_event)
+    ||  epoll_ctl (self.epoll_fd, EPOLL_CTL_ADD, self.signal_fd, &signal_event)) {
+        fprintf (stderr, "mock: cannot set up the event loop\n");
+        MHD_stop_daemon (self.daemon);
+        return 1;
+    }
+    if (port_file && s_write_port_file (port_file, port->port)) {
+        fprintf (stderr, "mock: cannot write port file %s: %s\n", port_file, strerror (errno));
+        MHD_stop_daemon (self.daemon);
+        return 1;
+    }
+    if (self.verbose)
+        fprintf (stderr, "mock: listening on %s (port %u)\n", listen, (unsigned) port->port);
+
+    s_run (&self);
+
+    MHD_stop_daemon (self.daemon);
+    free (self.timers);
+    json_decref (self.by_path);
+    json_decref (self.flaky);
+    close (self.epoll_fd);
+    close (self.signal_fd);
+    return 0;
+}

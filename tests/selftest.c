@@ -1,0 +1,49 @@
+// jobgate-selftest — runs the module self-tests: all, or one with -t NAME.
+#include "config.h"
+#include "evloop.h"
+#include "job.h"
+#include "pack.h"
+#include "proto.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;               // module name for -t
+    void (*test) (bool verbose);    // its self-test
+} selftest_t;
+
+static const selftest_t s_tests[] = {
+    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test },
+    { "config", config_test }, { "evloop", evloop_test },
+};
+
+int
+main (int argc, char **argv)
+{
+    const char *only = NULL;
+    bool verbose = true;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv[i], "-t") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (strcmp (argv[i], "-q") == 0)
+            verbose = false;
+        else {
+            printf ("usage: jobgate-selftest [-t NAME] [-q]\n");
+            return strcmp (argv[i], "--help") == 0 ? 0 : 2;
+        }
+    }
+    zsys_init ();
+    int ran = 0;
+    for (size_t i = 0; i < sizeof s_tests / sizeof s_tests[0]; i++)
+        if (!only || strcmp (only, s_tests[i].name) == 0) {
+            s_tests[i].test (verbose);
+            ran++;
+        }
+    zsys_shutdown ();
+    if (ran == 0) {
+        fprintf (stderr, "jobgate-selftest: no test named %s\n", only);
+        return 2;
+    }
+    return 0;
+}
