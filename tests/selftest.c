@@ -4,6 +4,9 @@
 #include "job.h"
 #include "pack.h"
 #include "proto.h"
+#include "broker.h"
+#include "queue.h"
+#include "store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +19,7 @@ typedef struct {
 static const selftest_t s_tests[] = {
     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test },
     { "config", config_test }, { "evloop", evloop_test },
+    { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
 };
 
 int

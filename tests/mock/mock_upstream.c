@@ -11,7 +11,9 @@
 // thread-safe and what lets the timer call MHD_resume_connection without any
 // race against MHD_suspend_connection.
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <errno.h>
 #include <inttypes.h>
@@ -376,6 +378,10 @@ s_dump (json_t *value)
 static void
 s_count_path (mock_t *self, const char *path)
 {
+    json_t *valid = json_string (path);   // by_path is served as JSON: keys must be UTF-8
+    if (!valid)
+        path = "(invalid utf-8)";
+    json_decref (valid);
     json_t *count = json_object_get (self->by_path, path);
     if (!count && json_object_size (self->by_path) >= MOCK_MAX_PATH_KEYS)
         path = "(other)";
@@ -413,7 +419,8 @@ s_flaky_attempt (mock_t *self, const char *key)
     if (!count && json_object_size (self->flaky) >= MOCK_MAX_FLAKY_KEYS)
         json_object_clear (self->flaky);
     uint64_t attempt = count? (uint64_t) json_integer_value (count) + 1: 1;
-    json_object_set_new (self->flaky, key, json_integer ((json_int_t) attempt));
+    // never serialised, so keys need not be UTF-8: any client key must count
+    json_object_set_new_nocheck (self->flaky, key, json_integer ((json_int_t) attempt));
     return attempt;
 }
 
@@ -539,8 +546,8 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
             request->status = failing? s_status_knob (connection, "status", 500): 200;
             if (!failing)
                 retry_after = NULL;    // Retry-After belongs to the failures only
-            request->body_buf = s_dump (json_pack ("{s:b, s:s, s:I, s:I}",
-                "ok", !failing, "key", key? key: "",
+            request->body_buf = s_dump (json_pack ("{s:b, s:o*, s:I, s:I}",
+                "ok", !failing, "key", s_json_text (key, key? strlen (key): 0),
                 "attempt", (json_int_t) attempt, "n", (json_int_t) number));
         }
         else {
@@ -551,8 +558,9 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
                 MHD_get_connection_values (connection, MHD_GET_ARGUMENT_KIND, s_collect_value, query);
             if (headers)
                 MHD_get_connection_values (connection, MHD_HEADER_KIND, s_collect_value, headers);
-            request->body_buf = s_dump (json_pack ("{s:s, s:s, s:o*, s:o*, s:o*, s:I}",
-                "method", method, "path", url, "query", query, "headers", headers,
+            request->body_buf = s_dump (json_pack ("{s:o*, s:o*, s:o*, s:o*, s:o*, s:I}",
+                "method", s_json_text (method, strlen (method)),
+                "path", s_json_text (url, strlen (url)), "query", query, "headers", headers,
                 "body", s_json_text (request->upload, request->upload_size),
                 "n", (json_int_t) number));
         }

@@ -1,0 +1,852 @@
+#include "broker.h"
+#include "log.h"
+#include "proto.h"
+#include "queue.h"
+#include "store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+// §5 liveness: heartbeat interval and the silence after which a worker is
+// dead.
+#define HEARTBEAT_MS 1000
+#define WORKER_LIVENESS_MS 3000
+// Housekeeping period: heartbeats, dead workers, leases, expiry.
+#define TICK_MS 250
+// Extra time beyond a job's own timeout before its lease ends.
+#define LEASE_GRACE_MS 10000
+// How long jobs found running at start-up wait for their worker to come back
+// with the result before they are requeued.
+#define ORPHAN_GRACE_MS 5000
+// Retry backoff: full jitter over an exponential ceiling.
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_CAP_MS 60000
+// How often finished jobs past their TTL are deleted, and how many per pass.
+#define EXPIRY_SWEEP_MS 10000
+#define EXPIRY_SWEEP_LIMIT 5000
+// After a failed commit, wait this long before trying again.
+#define COMMIT_RETRY_MS 200
+
+typedef struct {
+    zframe_t *identity;         // routing id on the backend
+    char *name;                 // identity in hex, the hash key
+    int credit;                 // DISPATCHes it can still take
+    int concurrency;            // what it announced
+    entry_list_t running;       // entries it runs
+    int64_t last_seen_ms;       // monotonic time of its last message
+    int64_t last_sent_ms;       // when we last sent it anything
+    bool draining;              // sent DISCONNECT: no more dispatches
+} worker_t;
+
+typedef enum { DEFERRED_SUBMIT_OK, DEFERRED_GET, DEFERRED_EVENT } deferred_kind_t;
+
+// A reply or event that may leave only after the batch is committed.
+typedef struct {
+    deferred_kind_t kind;       // what to send
+    zframe_t *identity;         // gateway routing id (replies)
+    int64_t corr;               // gateway's correlation id (replies)
+    char id[JOB_ID_LEN + 1];    // the job
+    job_status_t status;        // event status, SUBMIT_OK status
+    int attempts;               // event attempts
+    int64_t created_at;         // SUBMIT_OK created_at
+    bool duplicate;             // SUBMIT_OK of a resubmission
+} deferred_t;
+
+struct _broker_t {
+    const config_t *config;     // borrowed configuration
+    evloop_t *loop;             // borrowed event loop
+    store_t *store;             // durable records
+    zsock_t *frontend;          // ROUTER for gateways
+    zsock_t *backend;           // ROUTER for workers
+    zsock_t *publisher;         // PUB for events
+    zhashx_t *entries;          // id → entry_t, every active job
+    zhashx_t *workers;          // hex identity → worker_t
+    queue_t queue;              // entries waiting for a worker
+    entry_list_t orphans;       // running at start-up, waiting for their worker
+    size_t delayed_count;       // entries waiting for a retry timer
+    size_t running_count;       // entries running
+    deferred_t *deferred;       // what waits for the commit
+    size_t deferred_count;      // used entries
+    size_t deferred_size;       // allocated entries
+    uint64_t seq;               // last event sequence number
+    int64_t epoch;              // wall ms of this run's start
+    evloop_timer_t *tick;       // housekeeping timer
+    evloop_timer_t *commit_retry; // pending retry of a failed commit
+    int64_t next_expiry_sweep_ms; // monotonic time of the next TTL sweep
+    bool commit_failing;        // the last commit failed
+};
+
+static void s_tick (evloop_t *loop, void *arg);
+static void s_on_idle (evloop_t *loop, void *arg);
+static void s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg);
+static void s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg);
+
+// --- deferred replies and events ---
+
+static deferred_t *
+s_defer (broker_t *self, deferred_kind_t kind, const char *id)
+{
+    if (self->deferred_count == self->deferred_size) {
+        size_t size = self->deferred_size ? self->deferred_size * 2 : 256;
+        deferred_t *grown = realloc (self->deferred, size * sizeof *grown);
+        assert (grown);
+        self->deferred = grown;
+        self->deferred_size = size;
+    }
+    deferred_t *deferred = &self->deferred[self->deferred_count++];
+    memset (deferred, 0, sizeof *deferred);
+    deferred->kind = kind;
+    if (id) {
+        memcpy (deferred->id, id, JOB_ID_LEN);
+        deferred->id[JOB_ID_LEN] = '\0';
+    }
+    return deferred;
+}
+
+// s_event records a state change to publish after the commit.
+static void
+s_event (broker_t *self, const job_t *job)
+{
+    deferred_t *event = s_defer (self, DEFERRED_EVENT, job->id);
+    event->status = job->status;
+    event->attempts = job->attempts;
+}
+
+// s_reply_error answers a gateway request at once (errors change nothing).
+static void
+s_reply_error (broker_t *self, zframe_t *identity, int64_t corr, int code, const char *message)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "corr", corr);
+    pack_put_int (body, "code", code);
+    pack_put_str (body, "message", message);
+    if (proto_send (self->frontend, identity, PROTO_ERROR, body) < 0)
+        log_warn (NULL, "cannot answer gateway: %s", zmq_strerror (errno));
+    pack_writer_destroy (&body);
+}
+
+// s_flush sends every deferred reply and event (the batch is committed).
+static void
+s_flush (broker_t *self)
+{
+    for (size_t i = 0; i < self->deferred_count; i++) {
+        deferred_t *deferred = &self->deferred[i];
+        pack_writer_t *body = pack_writer_new ();
+        if (deferred->kind == DEFERRED_EVENT) {
+            pack_put_int (body, "seq", (int64_t) ++self->seq);
+            pack_put_int (body, "epoch", self->epoch);
+            pack_put_str (body, "id", deferred->id);
+            pack_put_str (body, "type", "status");
+            pack_put_str (body, "status", job_status_name (deferred->status));
+            pack_put_int (body, "attempts", deferred->attempts);
+            zframe_t *topic = zframe_new (deferred->id, JOB_ID_LEN);
+            proto_send (self->publisher, topic, PROTO_EVENT, body);
+            zframe_destroy (&topic);
+        }
+        else if (deferred->kind == DEFERRED_SUBMIT_OK) {
+            pack_put_int (body, "corr", deferred->corr);
+            pack_put_str (body, "id", deferred->id);
+            pack_put_str (body, "status", job_status_name (deferred->status));
+            pack_put_int (body, "created_at", deferred->created_at);
+            pack_put_bool (body, "duplicate", deferred->duplicate);
+            if (proto_send (self->frontend, deferred->identity, PROTO_SUBMIT_OK, body) < 0)
+                log_warn (deferred->id, "gateway gone before SUBMIT_OK: %s", zmq_strerror (errno));
+        }
+        else {
+            job_t *job = store_get (self->store, deferred->id);
+            if (job) {
+                pack_put_int (body, "corr", deferred->corr);
+                job_pack (job, body);
+                if (proto_send (self->frontend, deferred->identity, PROTO_JOB, body) < 0)
+                    log_warn (deferred->id, "gateway gone before JOB: %s", zmq_strerror (errno));
+                job_destroy (&job);
+            }
+            else
+                s_reply_error (self, deferred->identity, deferred->corr, 404, "no such job");
+        }
+        pack_writer_destroy (&body);
+        zframe_destroy (&deferred->identity);
+    }
+    self->deferred_count = 0;
+}
+
+// --- job lifecycle ---
+
+static void
+s_entry_free (broker_t *self, entry_t *entry)
+{
+    evloop_timer_cancel (self->loop, &entry->timer);
+    if (entry->state == ENTRY_QUEUED)
+        queue_remove (&self->queue, entry);
+    else
+        entry_list_remove (entry);
+    if (entry->state == ENTRY_RUNNING)
+        self->running_count--;
+    if (entry->state == ENTRY_DELAYED)
+        self->delayed_count--;
+    zhashx_delete (self->entries, entry->id);
+    free (entry);
+}
+
+// s_put writes a job version into the batch; a failure here means memory is
+// exhausted, which the broker cannot survive honestly.
+static void
+s_put (broker_t *self, const job_t *job)
+{
+    int64_t expire_at = job_status_terminal (job->status)
+                            ? clock_wall_ms () + self->config->result_ttl_ms
+                            : 0;
+    if (store_put (self->store, job, expire_at) < 0) {
+        log_error (job->id, "out of memory writing the store batch");
+        abort ();
+    }
+}
+
+// s_finish moves a job to a terminal state and forgets its entry.
+static void
+s_finish (broker_t *self, entry_t *entry, job_t *job, job_status_t status,
+          const char *result, const char *error)
+{
+    job->status = status;
+    job->finished_at = clock_wall_ms ();
+    job_set_str (&job->result, result);
+    job_set_str (&job->error, error);
+    s_put (self, job);
+    s_event (self, job);
+    log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
+    s_entry_free (self, entry);
+}
+
+// s_error_json builds an error object's JSON text; the caller frees it.
+static char *
+s_error_json (const char *type, const char *message)
+{
+    json_t *error = json_pack ("{s:s, s:s}", "type", type, "message", message);
+    char *text = json_dumps (error, JSON_COMPACT);
+    json_decref (error);
+    return text;
+}
+
+// s_requeue puts a job whose attempt was lost (worker dead, lease over)
+// back in the queue, or fails it when its attempts are spent.
+static void
+s_requeue_lost (broker_t *self, entry_t *entry, const char *why)
+{
+    job_t *job = store_get (self->store, entry->id);
+    if (!job) {
+        log_error (entry->id, "active job missing from the store; dropped");
+        s_entry_free (self, entry);
+        return;
+    }
+    if (job->attempts >= job->max_attempts) {
+        char *error = s_error_json ("worker_lost", why);
+        s_finish (self, entry, job, JOB_FAILED, job->result, error);
+        free (error);
+    }
+    else {
+        entry_list_remove (entry);
+        self->running_count--;
+        entry->worker = NULL;
+        job->status = JOB_QUEUED;
+        s_put (self, job);
+        s_event (self, job);
+        queue_push_front (&self->queue, entry);
+        log_warn (job->id, "attempt %d lost (%s); requeued", job->attempts, why);
+    }
+    job_destroy (&job);
+}
+
+static void
+s_retry_due (evloop_t *loop, void *arg)
+{
+    entry_t *entry = arg;
+    broker_t *self = entry->owner;
+    // The timer handle is freed by the loop after this call.
+    entry->timer = NULL;
+    self->delayed_count--;
+    queue_push (&self->queue, entry);
+}
+
+// s_backoff_ms returns the delay before the next attempt: full jitter over
+// an exponential ceiling, never shorter than the upstream asked.
+static int64_t
+s_backoff_ms (int attempt, int64_t retry_after_ms)
+{
+    int64_t ceiling = BACKOFF_BASE_MS;
+    for (int i = 1; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
+        ceiling *= 2;
+    if (ceiling > BACKOFF_CAP_MS)
+        ceiling = BACKOFF_CAP_MS;
+    int64_t delay = (int64_t) randof ((int) ceiling + 1);
+    return delay > retry_after_ms ? delay : retry_after_ms;
+}
+
+// --- workers ---
+
+static void
+s_worker_destroy (void **item)
+{
+    worker_t *worker = *item;
+    if (worker) {
+        zframe_destroy (&worker->identity);
+        free (worker->name);
+        free (worker);
+        *item = NULL;
+    }
+}
+
+static worker_t *
+s_worker_lookup (broker_t *self, zframe_t *identity)
+{
+    char *name = zframe_strhex (identity);
+    worker_t *worker = zhashx_lookup (self->workers, name);
+    free (name);
+    return worker;
+}
+
+// s_worker_dead requeues everything a worker ran and forgets it.
+static void
+s_worker_dead (broker_t *self, worker_t *worker, const char *why)
+{
+    log_warn (NULL, "worker %s dead (%s); requeuing %zu jobs", worker->name, why,
+              worker->running.count);
+    while (worker->running.head)
+        s_requeue_lost (self, worker->running.head, why);
+    zhashx_delete (self->workers, worker->name);
+}
+
+static void
+s_worker_send (broker_t *self, worker_t *worker, proto_cmd_t cmd, pack_writer_t *body)
+{
+    if (proto_send (self->backend, worker->identity, cmd, body) == 0)
+        worker->last_sent_ms = evloop_now_ms (self->loop);
+}
+
+// s_pick_worker returns the live worker with the most free credit, or NULL.
+static worker_t *
+s_pick_worker (broker_t *self)
+{
+    worker_t *best = NULL;
+    for (worker_t *worker = zhashx_first (self->workers); worker;
+         worker = zhashx_next (self->workers))
+        if (!worker->draining && worker->credit > 0 && (!best || worker->credit > best->credit))
+            best = worker;
+    return best;
+}
+
+// s_dispatch hands queued jobs to workers while both exist (credit flow).
+static void
+s_dispatch (broker_t *self)
+{
+    while (self->queue.count > 0) {
+        worker_t *worker = s_pick_worker (self);
+        if (!worker)
+            return;
+        entry_t *entry = queue_pop (&self->queue);
+        job_t *job = store_get (self->store, entry->id);
+        if (!job) {
+            log_error (entry->id, "queued job missing from the store; dropped");
+            s_entry_free (self, entry);
+            continue;
+        }
+        int64_t now = clock_wall_ms ();
+        if (entry->expire_at_ms > 0 && now > entry->expire_at_ms) {
+            char *error = s_error_json ("expired", "the job was not started before expire_after_ms");
+            s_finish (self, entry, job, JOB_FAILED, job->result, error);
+            free (error);
+            job_destroy (&job);
+            continue;
+        }
+        job->status = JOB_RUNNING;
+        job->attempts++;
+        job->started_at = now;
+        s_put (self, job);
+        s_event (self, job);
+
+        entry->state = ENTRY_RUNNING;
+        entry->attempt = job->attempts;
+        entry->worker = worker;
+        entry->lease_until_ms = evloop_now_ms (self->loop) + job->timeout_ms + LEASE_GRACE_MS;
+        entry_list_append (&worker->running, entry);
+        self->running_count++;
+        worker->credit--;
+
+        pack_writer_t *body = pack_writer_new ();
+        job_pack (job, body);
+        pack_put_int (body, "attempt", job->attempts);
+        if (proto_send (self->backend, worker->identity, PROTO_DISPATCH, body) < 0) {
+            pack_writer_destroy (&body);
+            job_destroy (&job);
+            s_worker_dead (self, worker, "unreachable");
+            continue;
+        }
+        worker->last_sent_ms = evloop_now_ms (self->loop);
+        log_debug (job->id, "dispatched attempt=%d to worker %s", job->attempts, worker->name);
+        pack_writer_destroy (&body);
+        job_destroy (&job);
+    }
+}
+
+// s_handle_result applies a worker's RESULT (docs/protocol.md §3.2).
+static void
+s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
+{
+    if (worker && !worker->draining)
+        worker->credit++;
+    size_t id_len;
+    const char *id = pack_get_str (msg->body, "id", &id_len);
+    int64_t attempt;
+    char *outcome = pack_get_strdup (msg->body, "outcome");
+    if (!id || !job_id_valid (id, id_len) || pack_get_int (msg->body, "attempt", &attempt) < 0
+        || !outcome) {
+        log_warn (NULL, "malformed RESULT dropped");
+        free (outcome);
+        return;
+    }
+    char key[JOB_ID_LEN + 1];
+    memcpy (key, id, JOB_ID_LEN);
+    key[JOB_ID_LEN] = '\0';
+    entry_t *entry = zhashx_lookup (self->entries, key);
+    if (!entry || entry->state != ENTRY_RUNNING || entry->attempt != attempt) {
+        log_warn (key, "late result for attempt %d discarded", (int) attempt);
+        free (outcome);
+        return;
+    }
+    job_t *job = store_get (self->store, key);
+    if (!job) {
+        free (outcome);
+        s_entry_free (self, entry);
+        return;
+    }
+    char *result = pack_get_strdup (msg->body, "result");
+    char *error = pack_get_strdup (msg->body, "error");
+    int64_t retry_after_ms = 0;
+    pack_get_int (msg->body, "retry_after_ms", &retry_after_ms);
+
+    if (strcmp (outcome, "succeeded") == 0)
+        s_finish (self, entry, job, JOB_SUCCEEDED, result, NULL);
+    else if (strcmp (outcome, "retry") == 0 && job->attempts < job->max_attempts) {
+        entry_list_remove (entry);
+        self->running_count--;
+        job->status = JOB_QUEUED;
+        job_set_str (&job->result, result);
+        job_set_str (&job->error, error);
+        s_put (self, job);
+        s_event (self, job);
+        int64_t delay = s_backoff_ms (job->attempts, retry_after_ms);
+        entry->state = ENTRY_DELAYED;
+        self->delayed_count++;
+        entry->timer = evloop_timer_start (self->loop, delay, s_retry_due, entry);
+        log_info (key, "attempt %d failed (%s); retry in %lld ms", job->attempts,
+                  error ? error : "no detail", (long long) delay);
+    }
+    else
+        s_finish (self, entry, job, JOB_FAILED, result, error ? error : "{\"type\":\"failed\"}");
+    free (result);
+    free (error);
+    free (outcome);
+    job_destroy (&job);
+}
+
+static void
+s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    broker_t *self = arg;
+    const char *error;
+    proto_msg_t *msg = proto_recv (sock, true, &error);
+    if (!msg) {
+        log_warn (NULL, "backend: message dropped: %s", error);
+        return;
+    }
+    worker_t *worker = s_worker_lookup (self, msg->envelope);
+    if (worker)
+        worker->last_seen_ms = evloop_now_ms (loop);
+
+    if (msg->cmd == PROTO_READY) {
+        int64_t credit = 0, concurrency = 0;
+        pack_get_int (msg->body, "credit", &credit);
+        pack_get_int (msg->body, "concurrency", &concurrency);
+        if (credit < 0 || credit > 1000000)
+            credit = 0;
+        if (!worker) {
+            worker = calloc (1, sizeof *worker);
+            worker->identity = zframe_dup (msg->envelope);
+            worker->name = zframe_strhex (msg->envelope);
+            worker->last_seen_ms = evloop_now_ms (loop);
+            zhashx_insert (self->workers, worker->name, worker);
+            log_info (NULL, "worker %s ready, credit %d", worker->name, (int) credit);
+        }
+        // READY states the worker's free capacity from its own count.
+        worker->credit = (int) credit;
+        worker->concurrency = (int) concurrency;
+        worker->draining = false;
+    }
+    else if (msg->cmd == PROTO_RESULT)
+        s_handle_result (self, worker, msg);
+    else if (!worker) {
+        if (msg->cmd != PROTO_DISCONNECT) {
+            pack_writer_t *body = pack_writer_new ();
+            proto_send (sock, msg->envelope, PROTO_RECONNECT, body);
+            pack_writer_destroy (&body);
+        }
+    }
+    else if (msg->cmd == PROTO_CREDIT) {
+        int64_t credit = 0;
+        if (pack_get_int (msg->body, "credit", &credit) == 0 && credit > 0 && credit < 1000000)
+            worker->credit += (int) credit;
+    }
+    else if (msg->cmd == PROTO_DISCONNECT) {
+        log_info (NULL, "worker %s draining, %zu jobs running", worker->name,
+                  worker->running.count);
+        worker->draining = true;
+        worker->credit = 0;
+    }
+    else if (msg->cmd != PROTO_HEARTBEAT)
+        log_warn (NULL, "backend: unexpected %s dropped", proto_cmd_name (msg->cmd));
+
+    // A RESULT from a worker we do not know (we restarted): it must READY.
+    if (!worker && msg->cmd == PROTO_RESULT) {
+        pack_writer_t *body = pack_writer_new ();
+        proto_send (sock, msg->envelope, PROTO_RECONNECT, body);
+        pack_writer_destroy (&body);
+    }
+    proto_msg_destroy (&msg);
+}
+
+// --- gateways ---
+
+static void
+s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    job_t *job = job_unpack (msg->body);
+    if (!job) {
+        s_reply_error (self, msg->envelope, corr, 400, "malformed job record");
+        return;
+    }
+    job_t *existing = store_get (self->store, job->id);
+    if (existing) {
+        // A resubmission (gateway retry) of the same job is acknowledged
+        // again; anything else reusing the id is a conflict.
+        if (strcmp (existing->tenant, job->tenant) == 0 && strcmp (existing->spec, job->spec) == 0) {
+            deferred_t *reply = s_defer (self, DEFERRED_SUBMIT_OK, existing->id);
+            reply->identity = zframe_dup (msg->envelope);
+            reply->corr = corr;
+            reply->status = existing->status;
+            reply->created_at = existing->created_at;
+            reply->duplicate = true;
+        }
+        else
+            s_reply_error (self, msg->envelope, corr, 409, "job id already used");
+        job_destroy (&existing);
+        job_destroy (&job);
+        return;
+    }
+    if (self->queue.count + self->delayed_count + self->running_count >= self->config->max_queued) {
+        s_reply_error (self, msg->envelope, corr, 503, "queue full");
+        job_destroy (&job);
+        return;
+    }
+    job->status = JOB_QUEUED;
+    job->attempts = 0;
+    job->started_at = job->finished_at = 0;
+    if (job->created_at <= 0)
+        job->created_at = clock_wall_ms ();
+    s_put (self, job);
+
+    entry_t *entry = calloc (1, sizeof *entry);
+    memcpy (entry->id, job->id, sizeof entry->id);
+    entry->owner = self;
+    entry->priority = job->priority;
+    entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
+    zhashx_insert (self->entries, entry->id, entry);
+    queue_push (&self->queue, entry);
+
+    deferred_t *reply = s_defer (self, DEFERRED_SUBMIT_OK, job->id);
+    reply->identity = zframe_dup (msg->envelope);
+    reply->corr = corr;
+    reply->status = JOB_QUEUED;
+    reply->created_at = job->created_at;
+    s_event (self, job);
+    log_debug (job->id, "accepted kind=%s priority=%d", job->kind, job->priority);
+    job_destroy (&job);
+}
+
+static void
+s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    broker_t *self = arg;
+    const char *error;
+    proto_msg_t *msg = proto_recv (sock, true, &error);
+    if (!msg) {
+        log_warn (NULL, "frontend: message dropped: %s", error);
+        return;
+    }
+    int64_t corr;
+    if (pack_get_int (msg->body, "corr", &corr) < 0) {
+        log_warn (NULL, "frontend: %s without corr dropped", proto_cmd_name (msg->cmd));
+        proto_msg_destroy (&msg);
+        return;
+    }
+    if (msg->cmd == PROTO_SUBMIT)
+        s_handle_submit (self, msg, corr);
+    else if (msg->cmd == PROTO_GET) {
+        size_t len;
+        const char *id = pack_get_str (msg->body, "id", &len);
+        if (!id || !job_id_valid (id, len))
+            s_reply_error (self, msg->envelope, corr, 404, "no such job");
+        else {
+            // Answered after the commit so a reader never sees a state the
+            // store could still lose.
+            deferred_t *get = s_defer (self, DEFERRED_GET, id);
+            get->identity = zframe_dup (msg->envelope);
+            get->corr = corr;
+        }
+    }
+    else if (msg->cmd == PROTO_PING) {
+        pack_writer_t *body = pack_writer_new ();
+        pack_put_int (body, "corr", corr);
+        size_t live = 0;
+        for (worker_t *worker = zhashx_first (self->workers); worker;
+             worker = zhashx_next (self->workers))
+            if (!worker->draining)
+                live++;
+        pack_put_int (body, "workers", (int64_t) live);
+        pack_put_int (body, "queued", (int64_t) (self->queue.count + self->delayed_count));
+        pack_put_int (body, "running", (int64_t) self->running_count);
+        proto_send (sock, msg->envelope, PROTO_PONG, body);
+        pack_writer_destroy (&body);
+    }
+    else
+        s_reply_error (self, msg->envelope, corr, 400, "unexpected command");
+    proto_msg_destroy (&msg);
+}
+
+// --- the loop's hooks ---
+
+static void
+s_commit_retry (evloop_t *loop, void *arg)
+{
+    broker_t *self = arg;
+    self->commit_retry = NULL;
+}
+
+static void
+s_on_idle (evloop_t *loop, void *arg)
+{
+    broker_t *self = arg;
+    if (!self->commit_failing)
+        s_dispatch (self);
+    if (self->commit_retry)
+        return;
+    if (store_commit (self->store) < 0) {
+        // Keep the batch and the waiting replies; try again shortly. The
+        // gateways answer 503 to submitters whose wait runs out.
+        self->commit_failing = true;
+        self->commit_retry = evloop_timer_start (loop, COMMIT_RETRY_MS, s_commit_retry, self);
+        return;
+    }
+    if (self->commit_failing)
+        log_info (NULL, "store commits again");
+    self->commit_failing = false;
+    s_flush (self);
+}
+
+static void
+s_tick (evloop_t *loop, void *arg)
+{
+    broker_t *self = arg;
+    int64_t now = evloop_now_ms (loop);
+    self->tick = evloop_timer_start (loop, TICK_MS, s_tick, self);
+
+    // Dead workers first, then heartbeats to the living (§5).
+    zlistx_t *dead = zlistx_new ();
+    for (worker_t *worker = zhashx_first (self->workers); worker;
+         worker = zhashx_next (self->workers))
+        if (now - worker->last_seen_ms > WORKER_LIVENESS_MS)
+            zlistx_add_end (dead, worker);
+    for (worker_t *worker = zlistx_first (dead); worker; worker = zlistx_next (dead))
+        s_worker_dead (self, worker, "silent for 3 s");
+    zlistx_destroy (&dead);
+    for (worker_t *worker = zhashx_first (self->workers); worker;
+         worker = zhashx_next (self->workers))
+        if (now - worker->last_sent_ms >= HEARTBEAT_MS) {
+            pack_writer_t *body = pack_writer_new ();
+            s_worker_send (self, worker, PROTO_HEARTBEAT, body);
+            pack_writer_destroy (&body);
+        }
+
+    // Leases: an attempt running far past its timeout is lost.
+    for (worker_t *worker = zhashx_first (self->workers); worker;
+         worker = zhashx_next (self->workers)) {
+        entry_t *entry = worker->running.head;
+        while (entry) {
+            entry_t *next = entry->next;
+            if (now > entry->lease_until_ms)
+                s_requeue_lost (self, entry, "lease expired");
+            entry = next;
+        }
+    }
+    entry_t *entry = self->orphans.head;
+    while (entry) {
+        entry_t *next = entry->next;
+        if (now > entry->lease_until_ms)
+            s_requeue_lost (self, entry, "not reclaimed after broker restart");
+        entry = next;
+    }
+
+    if (now >= self->next_expiry_sweep_ms && !self->commit_failing) {
+        self->next_expiry_sweep_ms = now + EXPIRY_SWEEP_MS;
+        long deleted = store_expire (self->store, clock_wall_ms (), EXPIRY_SWEEP_LIMIT);
+        if (deleted > 0)
+            log_info (NULL, "deleted %ld finished jobs past their TTL", deleted);
+        if (deleted == EXPIRY_SWEEP_LIMIT)
+            self->next_expiry_sweep_ms = now + TICK_MS;
+    }
+}
+
+// --- construction ---
+
+static void
+s_recover (job_t *job, void *arg)
+{
+    broker_t *self = arg;
+    entry_t *entry = calloc (1, sizeof *entry);
+    memcpy (entry->id, job->id, sizeof entry->id);
+    entry->owner = self;
+    entry->priority = job->priority;
+    entry->attempt = job->attempts;
+    entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
+    zhashx_insert (self->entries, entry->id, entry);
+    if (job->status == JOB_RUNNING) {
+        // Its worker may still be running it and will send the result
+        // after it reconnects; give it a moment before running it again.
+        entry->state = ENTRY_RUNNING;
+        entry->lease_until_ms = clock_mono_ms () + ORPHAN_GRACE_MS;
+        entry_list_append (&self->orphans, entry);
+        self->running_count++;
+    }
+    else
+        queue_push (&self->queue, entry);
+    job_destroy (&job);
+}
+
+static zsock_t *
+s_bind (int type, const char *endpoint, char *error, size_t error_size)
+{
+    zsock_t *sock = zsock_new (type);
+    if (!sock) {
+        snprintf (error, error_size, "broker: cannot create socket");
+        return NULL;
+    }
+    zsock_set_linger (sock, 1000);
+    zsock_set_sndhwm (sock, 100000);
+    zsock_set_rcvhwm (sock, 100000);
+    if (type == ZMQ_ROUTER)
+        zsock_set_router_mandatory (sock, 1);
+    if (zsock_bind (sock, "%s", endpoint) < 0) {
+        snprintf (error, error_size, "broker: cannot bind %s: %s", endpoint,
+                  zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+broker_t *
+broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
+{
+    broker_t *self = calloc (1, sizeof *self);
+    self->config = config;
+    self->loop = loop;
+    self->epoch = clock_wall_ms ();
+    self->entries = zhashx_new ();
+    self->workers = zhashx_new ();
+    zhashx_set_destructor (self->workers, s_worker_destroy);
+    self->store = store_new (config->data_dir, config->store_map_mb, config->durability_fsync,
+                             error, error_size);
+    if (!self->store) {
+        broker_destroy (&self);
+        return NULL;
+    }
+    long recovered = store_scan_active (self->store, s_recover, self);
+    if (recovered < 0) {
+        snprintf (error, error_size, "broker: cannot read the store in %s", config->data_dir);
+        broker_destroy (&self);
+        return NULL;
+    }
+    log_info (NULL, "store %s: %zu records, recovered %ld active jobs (%zu queued, %zu running)",
+              config->data_dir, store_count (self->store), recovered, self->queue.count,
+              self->running_count);
+
+    self->frontend = s_bind (ZMQ_ROUTER, config->broker_frontend, error, error_size);
+    self->backend = self->frontend ? s_bind (ZMQ_ROUTER, config->broker_backend, error, error_size)
+                                   : NULL;
+    self->publisher = self->backend
+                          ? s_bind (ZMQ_PUB, config->broker_publisher, error, error_size)
+                          : NULL;
+    if (!self->publisher) {
+        broker_destroy (&self);
+        return NULL;
+    }
+    evloop_sock_add (loop, self->frontend, s_frontend_ready, self);
+    evloop_sock_add (loop, self->backend, s_backend_ready, self);
+    evloop_on_idle (loop, s_on_idle, self);
+    self->tick = evloop_timer_start (loop, TICK_MS, s_tick, self);
+    log_info (NULL, "broker listening: frontend %s, backend %s, publisher %s, durability %s",
+              config->broker_frontend, config->broker_backend, config->broker_publisher,
+              config->durability_fsync ? "fsync" : "os");
+    return self;
+}
+
+void
+broker_destroy (broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_t *self = *self_p;
+    if (self->store) {
+        if (store_commit (self->store) == 0)
+            s_flush (self);
+        else
+            log_error (NULL, "final commit failed: %zu records not written",
+                       store_pending (self->store));
+    }
+    for (size_t i = 0; i < self->deferred_count; i++)
+        zframe_destroy (&self->deferred[i].identity);
+    free (self->deferred);
+    evloop_timer_cancel (self->loop, &self->tick);
+    evloop_timer_cancel (self->loop, &self->commit_retry);
+    if (self->frontend)
+        evloop_sock_remove (self->loop, self->frontend);
+    if (self->backend)
+        evloop_sock_remove (self->loop, self->backend);
+    evloop_on_idle (self->loop, NULL, NULL);
+    for (entry_t *entry = zhashx_first (self->entries); entry;
+         entry = zhashx_next (self->entries)) {
+        evloop_timer_cancel (self->loop, &entry->timer);
+        free (entry);
+    }
+    zhashx_destroy (&self->entries);
+    zhashx_destroy (&self->workers);
+    zsock_destroy (&self->frontend);
+    zsock_destroy (&self->backend);
+    zsock_destroy (&self->publisher);
+    store_destroy (&self->store);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+broker_test (bool verbose)
+{
+    if (verbose)
+        printf (" * broker: ");
+    assert (s_backoff_ms (1, 0) <= BACKOFF_BASE_MS);
+    assert (s_backoff_ms (3, 0) <= 4 * BACKOFF_BASE_MS);
+    assert (s_backoff_ms (40, 0) <= BACKOFF_CAP_MS);
+    assert (s_backoff_ms (1, 2000) >= 2000);
+    if (verbose)
+        printf ("OK\n");
+}

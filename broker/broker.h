@@ -1,0 +1,24 @@
+// broker — owns the truth: the durable store, the queues, the workers, and
+// the events. Implements the broker side of docs/protocol.md (JGP/1).
+#ifndef JOBGATE_BROKER_H
+#define JOBGATE_BROKER_H
+
+#include "config.h"
+#include "evloop.h"
+#include <stdbool.h>
+
+typedef struct _broker_t broker_t;
+
+// broker_new opens the store, recovers every active job, and binds the
+// three sockets on loop. On error returns NULL and writes one line into
+// error.
+broker_t *broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_size);
+
+// broker_destroy commits what is pending, answers what waits for the
+// commit, closes the sockets and the store; nulls *self_p.
+void broker_destroy (broker_t **self_p);
+
+// broker_test runs the self-test.
+void broker_test (bool verbose);
+
+#endif

@@ -1,0 +1,75 @@
+// queue — the broker's in-memory view of active jobs: priority queues and
+// intrusive lists. The store holds the records; an entry is what the
+// scheduler needs to decide, about 150 bytes per job.
+#ifndef JOBGATE_QUEUE_H
+#define JOBGATE_QUEUE_H
+
+#include "clock.h"
+#include "evloop.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QUEUE_PRIORITIES 10
+
+typedef enum {
+    ENTRY_QUEUED,   // waiting in a priority queue
+    ENTRY_RUNNING,  // dispatched to a worker, on its running list
+    ENTRY_DELAYED   // waiting for a retry timer, on no list
+} entry_state_t;
+
+typedef struct _entry_t entry_t;
+typedef struct _entry_list_t entry_list_t;
+
+struct _entry_t {
+    char id[JOB_ID_LEN + 1];    // job id
+    entry_state_t state;        // where the entry is
+    int priority;               // 0..9
+    int attempt;                // number of the attempt running or last run
+    int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
+    int64_t lease_until_ms;     // monotonic deadline of the running attempt
+    void *worker;               // the worker running it, when running
+    void *owner;                // the broker holding it (for timer callbacks)
+    evloop_timer_t *timer;      // retry timer, when delayed
+    entry_list_t *list;         // the list it is on, or NULL
+    entry_t *prev;              // neighbours on that list
+    entry_t *next;
+};
+
+struct _entry_list_t {
+    entry_t *head;              // first (oldest)
+    entry_t *tail;              // last (newest)
+    size_t count;               // entries on the list
+};
+
+// entry_list_append puts an entry (on no list) at the tail of list.
+void entry_list_append (entry_list_t *list, entry_t *entry);
+
+// entry_list_prepend puts an entry (on no list) at the head of list.
+void entry_list_prepend (entry_list_t *list, entry_t *entry);
+
+// entry_list_remove takes an entry off whatever list it is on (if any).
+void entry_list_remove (entry_t *entry);
+
+typedef struct {
+    entry_list_t levels[QUEUE_PRIORITIES]; // one FIFO per priority
+    size_t count;                          // entries in all levels
+} queue_t;
+
+// queue_push appends an entry to the FIFO of its priority.
+void queue_push (queue_t *self, entry_t *entry);
+
+// queue_push_front puts an entry first in its priority (a job handed back
+// by a draining worker keeps its place).
+void queue_push_front (queue_t *self, entry_t *entry);
+
+// queue_pop takes the oldest entry of the highest priority, or NULL.
+entry_t *queue_pop (queue_t *self);
+
+// queue_remove takes an entry out of the queue.
+void queue_remove (queue_t *self, entry_t *entry);
+
+// queue_test runs the self-test.
+void queue_test (bool verbose);
+
+#endif

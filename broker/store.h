@@ -1,0 +1,67 @@
+// store — the broker's durable job store, on LMDB.
+//
+// Writes are batched: store_put records a job's new version in memory and
+// store_commit writes every version of the batch in one transaction (group
+// commit, docs/protocol.md §6). Later versions of the same job in one batch
+// replace earlier ones, so a job submitted and dispatched in the same
+// iteration costs one write. Reads see the batch first, then the disk.
+//
+// Databases inside the LMDB environment:
+//   jobs    id → job record (msgpack map, common/job.h)
+//   active  id → ""      every job not in a terminal state, for recovery
+//   expiry  be64(expire_at_ms) ‖ id → ""   finished jobs, oldest first
+#ifndef JOBGATE_STORE_H
+#define JOBGATE_STORE_H
+
+#include "job.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct _store_t store_t;
+
+// store_new opens (creating if needed) the store in dir. With fsync each
+// commit is synced to disk; otherwise it is left to the OS. On error returns
+// NULL and writes one line into error.
+store_t *store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error_size);
+
+// store_destroy syncs and closes the store; nulls *self_p. Uncommitted
+// writes are lost: commit first.
+void store_destroy (store_t **self_p);
+
+// store_put adds this version of job to the batch. expire_at_ms (wall) is
+// when a finished job may be deleted; ignored for active jobs. Returns 0, or
+// -1 when out of memory.
+int store_put (store_t *self, const job_t *job, int64_t expire_at_ms);
+
+// store_get returns the newest version of a job (batch first), or NULL
+// when unknown. The caller destroys it.
+job_t *store_get (store_t *self, const char *id);
+
+// store_pending returns how many versions wait in the batch.
+size_t store_pending (store_t *self);
+
+// store_commit writes the batch in one transaction and, in fsync mode,
+// syncs it. On success the batch is empty and 0 is returned. On error
+// (disk full, I/O error) the batch is kept for the next try, -1 is returned
+// and errno is set.
+int store_commit (store_t *self);
+
+// Called for each active job during store_scan_active.
+typedef void (store_scan_fn) (job_t *job, void *arg);
+
+// store_scan_active calls fn with every job that is not terminal (the caller
+// owns each job). Returns the number visited, or -1 on error.
+long store_scan_active (store_t *self, store_scan_fn *fn, void *arg);
+
+// store_expire deletes up to limit finished jobs whose expiry time is at or
+// before now_ms, in its own transaction. Returns how many were deleted, or
+// -1 on error.
+long store_expire (store_t *self, int64_t now_ms, size_t limit);
+
+// store_count returns how many job records the disk holds.
+size_t store_count (store_t *self);
+
+// store_test runs the self-test.
+void store_test (bool verbose);
+
+#endif

@@ -1,0 +1,1000 @@
+#include "gateway.h"
+#include "jobspec.h"
+#include "log.h"
+#include "problem.h"
+#include "proto.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Longest wait a client may ask for (SPEC §3: ?wait=N ≤ 60 s).
+#define MAX_WAIT_S 60
+// §5: PING period and how old the last PONG may be for /readyz.
+#define PING_MS 1000
+#define READY_PONG_AGE_MS 3000
+// Parked waiters re-read their job this often, in case an event was lost
+// in a way the sequence numbers cannot show (e.g. a reconnecting SUB).
+#define WAITER_RECHECK_MS 10000
+// How long a draining gateway waits for requests before it stops anyway.
+#define DRAIN_TIMEOUT_MS 10000
+
+typedef enum { OP_NONE, OP_SUBMIT, OP_GET } op_t;
+
+typedef struct _request_t request_t;
+
+struct _request_t {
+    gateway_t *gateway;             // owner
+    struct MHD_Connection *connection; // the HTTP connection
+    char *body;                     // request body received so far
+    size_t body_size;               // bytes in body
+    size_t body_capacity;           // allocated bytes
+    bool body_too_large;            // over max_body_bytes: discarded
+    op_t op;                        // what the request waits for
+    uint64_t corr;                  // broker request in flight, 0 = none
+    char job_id[JOB_ID_LEN + 1];    // the job concerned
+    char *tenant;                   // caller's tenant
+    bool suspended;                 // MHD connection suspended
+    bool waiting;                   // on the waiters list of job_id
+    bool recheck;                   // an event came while a GET was in flight
+    int wait_s;                     // requested wait (0 = none)
+    bool prefer_wait;               // POST with Prefer: wait=N
+    int64_t created_at;             // submitted job's created_at
+    int64_t started_ms;             // monotonic time the request was routed
+    evloop_timer_t *timer;          // submit timeout or wait deadline
+    request_t *wait_prev;           // neighbours among the job's waiters
+    request_t *wait_next;
+    char *last_job;                 // last job object seen (JSON), for deadlines
+    // The answer, once decided (sent when MHD calls us again after resume).
+    bool answered;                  // status/answer_body hold the response
+    unsigned int status;            // HTTP status
+    char *answer_body;              // response body
+    const char *content_type;       // its type
+    bool with_location;             // add Location + Retry-After
+    bool preference_applied;        // add Preference-Applied: wait=N
+    int retry_after_s;              // Retry-After on 503, 0 = none
+};
+
+struct _gateway_t {
+    const config_t *config;         // borrowed configuration
+    evloop_t *loop;                 // borrowed event loop
+    struct MHD_Daemon *daemon;      // the HTTP server
+    int mhd_epoll_fd;               // its epoll fd, watched by our loop
+    evloop_timer_t *mhd_timer;      // MHD's own timeouts
+    bool mhd_run_needed;            // a connection was resumed
+    zsock_t *broker;                // DEALER to the broker frontend
+    zsock_t *events;                // SUB to the broker publisher
+    zhashx_t *pending;              // corr → request_t awaiting the broker
+    zhashx_t *waiters;              // job id → first request_t waiting on it
+    uint64_t next_corr;             // correlation ids
+    uint64_t ping_corr;             // corr of the last PING
+    int64_t last_pong_ms;           // monotonic time of the last PONG
+    int64_t broker_workers;         // workers the broker reported
+    uint64_t last_seq;              // last event sequence number
+    int64_t last_epoch;             // broker run the events come from
+    size_t requests;                // live request contexts
+    evloop_timer_t *ping_timer;     // PING period
+    evloop_timer_t *recheck_timer;  // waiter recheck period
+    bool draining;                  // SIGTERM seen
+    int port;                       // bound port
+};
+
+// --- small helpers ---
+
+static uint64_t
+s_corr_hash (const void *key)
+{
+    return (uint64_t) (uintptr_t) key;
+}
+
+static int
+s_corr_compare (const void *a, const void *b)
+{
+    return (uintptr_t) a < (uintptr_t) b ? -1 : (uintptr_t) a > (uintptr_t) b;
+}
+
+// s_answer sets the response of req and resumes it if suspended.
+static void
+s_answer_text (request_t *req, unsigned int status, char *body_owned, const char *content_type)
+{
+    if (req->answered) {
+        free (body_owned);
+        return;
+    }
+    req->answered = true;
+    req->status = status;
+    req->answer_body = body_owned;
+    req->content_type = content_type;
+    evloop_timer_cancel (req->gateway->loop, &req->timer);
+    if (req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection (req->connection);
+        req->gateway->mhd_run_needed = true;
+    }
+}
+
+static void
+s_answer_json (request_t *req, unsigned int status, json_t *body)
+{
+    char *text = json_dumps (body, JSON_COMPACT);
+    json_decref (body);
+    s_answer_text (req, status, text,
+                   status >= 400 ? "application/problem+json" : "application/json");
+}
+
+static void
+s_answer_problem (request_t *req, int status, const char *slug, const char *detail,
+                  json_t *errors)
+{
+    s_answer_json (req, (unsigned) status, problem_new (status, slug, detail, errors));
+}
+
+// s_waiter_remove takes req off its job's waiters list.
+static void
+s_waiter_remove (request_t *req)
+{
+    if (!req->waiting)
+        return;
+    gateway_t *self = req->gateway;
+    if (req->wait_prev)
+        req->wait_prev->wait_next = req->wait_next;
+    else if (req->wait_next)
+        zhashx_update (self->waiters, req->job_id, req->wait_next);
+    else
+        zhashx_delete (self->waiters, req->job_id);
+    if (req->wait_next)
+        req->wait_next->wait_prev = req->wait_prev;
+    req->wait_prev = req->wait_next = NULL;
+    req->waiting = false;
+}
+
+// s_waiter_add puts req on the waiters list of its job (before asking the
+// broker, so that an event racing the answer is not missed).
+static void
+s_waiter_add (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    request_t *head = zhashx_lookup (self->waiters, req->job_id);
+    req->wait_prev = NULL;
+    req->wait_next = head;
+    if (head)
+        head->wait_prev = req;
+    zhashx_update (self->waiters, req->job_id, req);
+    req->waiting = true;
+}
+
+static void
+s_pending_drop (request_t *req)
+{
+    if (req->corr) {
+        zhashx_delete (req->gateway->pending, (void *) (uintptr_t) req->corr);
+        req->corr = 0;
+    }
+}
+
+// s_broker_send sends a request for req; -1 when the broker cannot take it
+// now (disconnected and the queue to it full).
+static int
+s_broker_send (request_t *req, proto_cmd_t cmd, pack_writer_t *body_with_corr_slot)
+{
+    gateway_t *self = req->gateway;
+    s_pending_drop (req);
+    req->corr = ++self->next_corr;
+    pack_writer_t *body = body_with_corr_slot;
+    pack_put_int (body, "corr", (int64_t) req->corr);
+    if (proto_send (self->broker, NULL, cmd, body) < 0) {
+        req->corr = 0;
+        return -1;
+    }
+    zhashx_insert (self->pending, (void *) (uintptr_t) req->corr, req);
+    return 0;
+}
+
+static int
+s_send_get (request_t *req)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "id", req->job_id);
+    req->op = OP_GET;
+    int rc = s_broker_send (req, PROTO_GET, body);
+    pack_writer_destroy (&body);
+    return rc;
+}
+
+static void
+s_broker_unavailable (request_t *req)
+{
+    req->retry_after_s = 1;
+    s_answer_problem (req, 503, "broker-unavailable", "the job broker is not reachable; retry later",
+                      NULL);
+}
+
+// s_accepted_body is the 202 body: {"id", "status", "created_at"}.
+static json_t *
+s_accepted_body (request_t *req, const char *status)
+{
+    char stamp[40];
+    clock_rfc3339 (req->created_at, stamp, sizeof stamp);
+    return json_pack ("{s:s, s:s, s:s}", "id", req->job_id, "status", status, "created_at", stamp);
+}
+
+// --- timers ---
+
+static void
+s_request_deadline (evloop_t *loop, void *arg)
+{
+    request_t *req = arg;
+    req->timer = NULL;
+    s_waiter_remove (req);
+    s_pending_drop (req);
+    if (req->op == OP_SUBMIT && !req->created_at) {
+        // The broker never acknowledged: the job may or may not exist, but
+        // it was not durably accepted as far as the client can know.
+        log_warn (req->job_id, "broker did not acknowledge the submission in time");
+        s_broker_unavailable (req);
+    }
+    else if (req->prefer_wait) {
+        req->with_location = true;
+        s_answer_json (req, 202, s_accepted_body (req, "queued"));
+    }
+    else if (req->last_job)
+        s_answer_text (req, 200, strdup (req->last_job), "application/json");
+    else
+        s_broker_unavailable (req);
+}
+
+// --- broker answers ---
+
+static void
+s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
+{
+    job_t *job = job_unpack (msg->body);
+    if (!job) {
+        log_warn (req->job_id, "malformed JOB from broker");
+        s_broker_unavailable (req);
+        return;
+    }
+    if (strcmp (job->tenant, req->tenant) != 0) {
+        // Another tenant's job does not exist for this caller.
+        s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        job_destroy (&job);
+        return;
+    }
+    json_t *object = job_to_json (job);
+    free (req->last_job);
+    req->last_job = json_dumps (object, JSON_COMPACT);
+    json_decref (object);
+    bool terminal = job_status_terminal (job->status);
+    job_destroy (&job);
+    if (req->waiting && !terminal) {
+        if (req->recheck) {
+            req->recheck = false;
+            if (s_send_get (req) < 0)
+                s_broker_unavailable (req);
+        }
+        return;
+    }
+    s_waiter_remove (req);
+    req->preference_applied = req->prefer_wait;
+    s_answer_text (req, 200, strdup (req->last_job), "application/json");
+}
+
+static void
+s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
+{
+    int64_t created_at = 0;
+    pack_get_int (msg->body, "created_at", &created_at);
+    char *status = pack_get_strdup (msg->body, "status");
+    req->created_at = created_at > 0 ? created_at : clock_wall_ms ();
+    int status_value = status ? job_status_parse (status) : JOB_QUEUED;
+    log_debug (req->job_id, "accepted");
+    if (req->prefer_wait) {
+        // Stay parked until the job finishes or the client's wait runs out;
+        // the waiter was registered before the SUBMIT.
+        evloop_timer_cancel (self->loop, &req->timer);
+        int64_t left = req->started_ms + (int64_t) req->wait_s * 1000 - evloop_now_ms (self->loop);
+        req->timer = evloop_timer_start (self->loop, left, s_request_deadline, req);
+        if (status_value >= 0 && job_status_terminal ((job_status_t) status_value)) {
+            if (s_send_get (req) < 0)
+                s_broker_unavailable (req);
+        }
+        else if (req->recheck) {
+            req->recheck = false;
+            if (s_send_get (req) < 0)
+                s_broker_unavailable (req);
+        }
+        else
+            req->op = OP_GET;
+        free (status);
+        return;
+    }
+    req->with_location = true;
+    s_answer_json (req, 202, s_accepted_body (req, status ? status : "queued"));
+    free (status);
+}
+
+static void
+s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    gateway_t *self = arg;
+    const char *error;
+    proto_msg_t *msg = proto_recv (sock, false, &error);
+    if (!msg) {
+        log_warn (NULL, "broker: message dropped: %s", error);
+        return;
+    }
+    int64_t corr = 0;
+    pack_get_int (msg->body, "corr", &corr);
+    if (msg->cmd == PROTO_PONG) {
+        if ((uint64_t) corr == self->ping_corr) {
+            self->last_pong_ms = evloop_now_ms (loop);
+            pack_get_int (msg->body, "workers", &self->broker_workers);
+        }
+        proto_msg_destroy (&msg);
+        return;
+    }
+    request_t *req = corr > 0 ? zhashx_lookup (self->pending, (void *) (uintptr_t) corr) : NULL;
+    if (!req) {
+        // The request gave up (deadline) before the answer came.
+        proto_msg_destroy (&msg);
+        return;
+    }
+    s_pending_drop (req);
+    if (msg->cmd == PROTO_SUBMIT_OK)
+        s_on_submit_ok (self, req, msg);
+    else if (msg->cmd == PROTO_JOB)
+        s_on_job (self, req, msg);
+    else if (msg->cmd == PROTO_ERROR) {
+        int64_t code = 503;
+        pack_get_int (msg->body, "code", &code);
+        char *message = pack_get_strdup (msg->body, "message");
+        s_waiter_remove (req);
+        if (code == 404)
+            s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        else if (code == 409)
+            s_answer_problem (req, 409, "conflict", message ? message : "conflict", NULL);
+        else if (code == 400)
+            s_answer_problem (req, 400, "invalid-job", message ? message : "rejected", NULL);
+        else {
+            req->retry_after_s = 1;
+            s_answer_problem (req, 503, "unavailable", message ? message : "unavailable", NULL);
+        }
+        free (message);
+    }
+    else
+        log_warn (req->job_id, "broker: unexpected %s", proto_cmd_name (msg->cmd));
+    proto_msg_destroy (&msg);
+}
+
+// s_recheck_all makes every waiter re-read its job (events may be lost).
+static void
+s_recheck_all (gateway_t *self)
+{
+    zlistx_t *all = zlistx_new ();
+    for (request_t *req = zhashx_first (self->waiters); req; req = zhashx_next (self->waiters))
+        for (request_t *one = req; one; one = one->wait_next)
+            zlistx_add_end (all, one);
+    for (request_t *req = zlistx_first (all); req; req = zlistx_next (all)) {
+        if (req->corr)
+            req->recheck = true;
+        else if (s_send_get (req) < 0)
+            s_broker_unavailable (req);
+    }
+    zlistx_destroy (&all);
+}
+
+static void
+s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    gateway_t *self = arg;
+    const char *error;
+    proto_msg_t *msg = proto_recv (sock, true, &error);
+    if (!msg) {
+        log_warn (NULL, "events: message dropped: %s", error);
+        return;
+    }
+    int64_t seq = 0, epoch = 0;
+    pack_get_int (msg->body, "seq", &seq);
+    pack_get_int (msg->body, "epoch", &epoch);
+    bool gap = epoch != self->last_epoch || (uint64_t) seq != self->last_seq + 1;
+    if (gap && self->last_epoch != 0)
+        log_info (NULL, "event gap (seq %llu after %llu); rechecking waiters",
+                  (unsigned long long) seq, (unsigned long long) self->last_seq);
+    self->last_seq = (uint64_t) seq;
+    self->last_epoch = epoch;
+    if (gap) {
+        s_recheck_all (self);
+        proto_msg_destroy (&msg);
+        return;
+    }
+    char *id = pack_get_strdup (msg->body, "id");
+    char *status = pack_get_strdup (msg->body, "status");
+    int status_value = status ? job_status_parse (status) : -1;
+    if (id && status_value >= 0 && job_status_terminal ((job_status_t) status_value)) {
+        zlistx_t *woken = zlistx_new ();
+        for (request_t *req = zhashx_lookup (self->waiters, id); req; req = req->wait_next)
+            zlistx_add_end (woken, req);
+        for (request_t *req = zlistx_first (woken); req; req = zlistx_next (woken)) {
+            if (req->corr)
+                req->recheck = true;
+            else if (s_send_get (req) < 0)
+                s_broker_unavailable (req);
+        }
+        zlistx_destroy (&woken);
+    }
+    free (id);
+    free (status);
+    proto_msg_destroy (&msg);
+}
+
+static void
+s_ping (evloop_t *loop, void *arg)
+{
+    gateway_t *self = arg;
+    self->ping_timer = evloop_timer_start (loop, PING_MS, s_ping, self);
+    pack_writer_t *body = pack_writer_new ();
+    self->ping_corr = ++self->next_corr;
+    pack_put_int (body, "corr", (int64_t) self->ping_corr);
+    proto_send (self->broker, NULL, PROTO_PING, body);
+    pack_writer_destroy (&body);
+}
+
+static void
+s_recheck_tick (evloop_t *loop, void *arg)
+{
+    gateway_t *self = arg;
+    self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS, s_recheck_tick, self);
+    s_recheck_all (self);
+}
+
+// --- HTTP handling ---
+
+static void
+s_suspend (request_t *req)
+{
+    if (!req->suspended && !req->answered) {
+        req->suspended = true;
+        MHD_suspend_connection (req->connection);
+    }
+}
+
+// s_parse_wait reads "wait=N" from a Prefer header; -1 if absent.
+static int
+s_prefer_wait (const char *prefer)
+{
+    if (!prefer)
+        return -1;
+    const char *p = strstr (prefer, "wait=");
+    if (!p)
+        return -1;
+    char *end;
+    long value = strtol (p + 5, &end, 10);
+    if (end == p + 5 || value < 0)
+        return -1;
+    return value > MAX_WAIT_S ? MAX_WAIT_S : (int) value;
+}
+
+// s_authenticate sets req->tenant; false (and a 401 answer) when refused.
+static bool
+s_authenticate (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    if (self->config->api_keys_count == 0) {
+        req->tenant = strdup ("");
+        return true;
+    }
+    const char *header = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *tenant = NULL;
+    if (header && strncasecmp (header, "Bearer ", 7) == 0)
+        tenant = config_tenant_for_key (self->config, header + 7, strlen (header + 7));
+    if (!tenant) {
+        s_answer_problem (req, 401, "unauthorized",
+                          header ? "the API key is not valid" : "an API key is required: Authorization: Bearer KEY",
+                          NULL);
+        return false;
+    }
+    req->tenant = strdup (tenant);
+    return true;
+}
+
+static void
+s_handle_submit (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    const char *content_type = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!content_type || strncasecmp (content_type, "application/json", 16) != 0
+        || (content_type[16] && content_type[16] != ';' && content_type[16] != ' ')) {
+        s_answer_problem (req, 415, "unsupported-media-type",
+                          "the body must be JSON with Content-Type: application/json", NULL);
+        return;
+    }
+    if (req->body_too_large) {
+        char detail[96];
+        snprintf (detail, sizeof detail, "the body is over the limit of %zu bytes",
+                  self->config->max_body_bytes);
+        s_answer_problem (req, 413, "body-too-large", detail, NULL);
+        return;
+    }
+    json_t *errors = NULL;
+    job_t *job = jobspec_parse (req->body ? req->body : "", req->body_size, self->config, &errors);
+    if (!job) {
+        s_answer_problem (req, 400, "invalid-job", "the job spec is invalid", errors);
+        return;
+    }
+    job_id_generate (job->id);
+    memcpy (req->job_id, job->id, sizeof req->job_id);
+    job_set_str (&job->tenant, req->tenant);
+    job->created_at = clock_wall_ms ();
+    const char *key = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                   "Idempotency-Key");
+    if (key && *key)
+        job_set_str (&job->idempotency_key, key);
+    int wait = s_prefer_wait (MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                           "Prefer"));
+    if (wait > 0) {
+        req->prefer_wait = true;
+        req->wait_s = wait;
+        s_waiter_add (req);
+    }
+    pack_writer_t *body = pack_writer_new ();
+    job_pack (job, body);
+    req->op = OP_SUBMIT;
+    int rc = s_broker_send (req, PROTO_SUBMIT, body);
+    pack_writer_destroy (&body);
+    job_destroy (&job);
+    if (rc < 0) {
+        s_waiter_remove (req);
+        s_broker_unavailable (req);
+        return;
+    }
+    // The 202 waits for the broker's commit (bounded); a Prefer wait then
+    // waits for the result until its own deadline (s_on_submit_ok).
+    req->started_ms = evloop_now_ms (self->loop);
+    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                     s_request_deadline, req);
+    s_suspend (req);
+}
+
+static void
+s_handle_get (request_t *req, const char *id)
+{
+    gateway_t *self = req->gateway;
+    if (!job_id_valid (id, strlen (id))) {
+        s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        return;
+    }
+    memcpy (req->job_id, id, JOB_ID_LEN);
+    req->job_id[JOB_ID_LEN] = '\0';
+    for (char *p = req->job_id; *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char) (*p - 'A' + 'a');
+    const char *wait_arg = MHD_lookup_connection_value (req->connection, MHD_GET_ARGUMENT_KIND,
+                                                        "wait");
+    int wait = s_prefer_wait (MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                           "Prefer"));
+    if (wait_arg) {
+        char *end;
+        long value = strtol (wait_arg, &end, 10);
+        if (*wait_arg == '\0' || *end || value < 0 || value > MAX_WAIT_S) {
+            json_t *errors = json_pack ("[{s:s, s:s}]", "field", "wait", "message",
+                                        "must be an integer number of seconds from 0 to 60");
+            s_answer_problem (req, 400, "invalid-parameter", "invalid query parameter", errors);
+            return;
+        }
+        wait = (int) value;
+    }
+    if (wait > 0) {
+        req->wait_s = wait;
+        s_waiter_add (req);
+        req->timer = evloop_timer_start (self->loop, (int64_t) wait * 1000, s_request_deadline, req);
+    }
+    else
+        req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                         s_request_deadline, req);
+    if (s_send_get (req) < 0) {
+        s_waiter_remove (req);
+        s_broker_unavailable (req);
+        return;
+    }
+    s_suspend (req);
+}
+
+static void
+s_handle_readyz (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    int64_t age = evloop_now_ms (self->loop) - self->last_pong_ms;
+    bool broker_ok = self->last_pong_ms > 0 && age <= READY_PONG_AGE_MS;
+    bool ready = broker_ok && self->broker_workers > 0 && !self->draining;
+    json_t *body = json_pack ("{s:s, s:b, s:I}", "status", ready ? "ready" : "not ready",
+                              "broker", broker_ok, "workers", (json_int_t) self->broker_workers);
+    s_answer_json (req, ready ? 200 : 503, body);
+    if (!ready)
+        req->retry_after_s = 1;
+}
+
+// s_route decides what a complete request gets.
+static void
+s_route (request_t *req, const char *url, const char *method)
+{
+    bool is_get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
+    if (strcmp (url, "/healthz") == 0 && is_get) {
+        s_answer_json (req, 200, json_pack ("{s:s}", "status", "ok"));
+        return;
+    }
+    if (strcmp (url, "/readyz") == 0 && is_get) {
+        s_handle_readyz (req);
+        return;
+    }
+    if (strcmp (url, "/v1/jobs") == 0 || strncmp (url, "/v1/jobs/", 9) == 0) {
+        if (!s_authenticate (req))
+            return;
+        if (req->gateway->draining) {
+            req->retry_after_s = 1;
+            s_answer_problem (req, 503, "shutting-down", "this gateway is shutting down", NULL);
+            return;
+        }
+        if (strcmp (url, "/v1/jobs") == 0) {
+            if (strcmp (method, "POST") == 0)
+                s_handle_submit (req);
+            else
+                s_answer_problem (req, 405, "method-not-allowed", "use POST /v1/jobs", NULL);
+            return;
+        }
+        const char *id = url + 9;
+        if (strchr (id, '/')) {
+            s_answer_problem (req, 404, "not-found", "no such resource", NULL);
+            return;
+        }
+        if (is_get)
+            s_handle_get (req, id);
+        else
+            s_answer_problem (req, 405, "method-not-allowed", "use GET /v1/jobs/{id}", NULL);
+        return;
+    }
+    s_answer_problem (req, 404, "not-found", "no such resource", NULL);
+}
+
+static enum MHD_Result
+s_queue_answer (request_t *req)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer (
+        req->answer_body ? strlen (req->answer_body) : 0, req->answer_body ? req->answer_body : "",
+        MHD_RESPMEM_MUST_FREE);
+    req->answer_body = NULL;
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+    if (req->with_location) {
+        char location[64];
+        snprintf (location, sizeof location, "/v1/jobs/%s", req->job_id);
+        MHD_add_response_header (response, MHD_HTTP_HEADER_LOCATION, location);
+        MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    else if (req->retry_after_s > 0) {
+        char seconds[16];
+        snprintf (seconds, sizeof seconds, "%d", req->retry_after_s);
+        MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
+    if (req->preference_applied) {
+        char applied[32];
+        snprintf (applied, sizeof applied, "wait=%d", req->wait_s);
+        MHD_add_response_header (response, "Preference-Applied", applied);
+    }
+    if (req->status == 401)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (req->status == 405)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW,
+                                 strncmp (req->job_id, "", 1) ? "GET" : "POST");
+    enum MHD_Result rc = MHD_queue_response (req->connection, req->status, response);
+    MHD_destroy_response (response);
+    return rc;
+}
+
+static enum MHD_Result
+s_access (void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+          const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    gateway_t *self = cls;
+    request_t *req = *con_cls;
+    if (!req) {
+        req = calloc (1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        req->gateway = self;
+        req->connection = connection;
+        *con_cls = req;
+        self->requests++;
+        // Refuse a declared oversized body before reading it.
+        const char *length = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull (length, NULL, 10) > self->config->max_body_bytes) {
+            req->body_too_large = true;
+            char detail[96];
+            snprintf (detail, sizeof detail, "the body is over the limit of %zu bytes",
+                      self->config->max_body_bytes);
+            s_answer_problem (req, 413, "body-too-large", detail, NULL);
+            return s_queue_answer (req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t size = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->body_too_large || req->body_size + size > self->config->max_body_bytes) {
+            req->body_too_large = true;
+            return MHD_YES;
+        }
+        if (req->body_size + size > req->body_capacity) {
+            size_t capacity = req->body_capacity ? req->body_capacity : 1024;
+            while (capacity < req->body_size + size)
+                capacity *= 2;
+            char *grown = realloc (req->body, capacity);
+            if (!grown)
+                return MHD_NO;
+            req->body = grown;
+            req->body_capacity = capacity;
+        }
+        memcpy (req->body + req->body_size, upload_data, size);
+        req->body_size += size;
+        return MHD_YES;
+    }
+    if (!req->answered && !req->suspended && req->op == OP_NONE)
+        s_route (req, url, method);
+    if (req->answered)
+        return s_queue_answer (req);
+    // Parked until the broker, an event or the deadline answers.
+    return MHD_YES;
+}
+
+static void
+s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
+             enum MHD_RequestTerminationCode code)
+{
+    gateway_t *self = cls;
+    request_t *req = *con_cls;
+    if (!req)
+        return;
+    s_waiter_remove (req);
+    s_pending_drop (req);
+    evloop_timer_cancel (self->loop, &req->timer);
+    free (req->body);
+    free (req->tenant);
+    free (req->last_job);
+    free (req->answer_body);
+    free (req);
+    *con_cls = NULL;
+    self->requests--;
+}
+
+// --- MHD on our loop ---
+
+static void s_mhd_run (gateway_t *self);
+
+static void
+s_mhd_timer (evloop_t *loop, void *arg)
+{
+    gateway_t *self = arg;
+    self->mhd_timer = NULL;
+    s_mhd_run (self);
+}
+
+static void
+s_mhd_run (gateway_t *self)
+{
+    self->mhd_run_needed = false;
+    MHD_run (self->daemon);
+    evloop_timer_cancel (self->loop, &self->mhd_timer);
+    MHD_UNSIGNED_LONG_LONG timeout;
+    if (MHD_get_timeout (self->daemon, &timeout) == MHD_YES)
+        self->mhd_timer = evloop_timer_start (self->loop, (int64_t) timeout, s_mhd_timer, self);
+}
+
+static void
+s_mhd_ready (evloop_t *loop, int fd, int events, void *arg)
+{
+    s_mhd_run (arg);
+}
+
+static void
+s_on_idle (evloop_t *loop, void *arg)
+{
+    gateway_t *self = arg;
+    if (self->mhd_run_needed)
+        s_mhd_run (self);
+}
+
+static void
+s_mhd_log (void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf (line, sizeof line, fmt, ap);
+    size_t len = strlen (line);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+    log_debug (NULL, "http: %s", line);
+}
+
+// s_parse_listen turns "HOST:PORT" or "[V6]:PORT" into a socket address.
+static int
+s_parse_listen (const char *listen, struct sockaddr_storage *addr)
+{
+    memset (addr, 0, sizeof *addr);
+    const char *colon = strrchr (listen, ':');
+    if (!colon)
+        return -1;
+    char *end;
+    long port = strtol (colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -1;
+    char host[64];
+    size_t host_len = (size_t) (colon - listen);
+    if (host_len >= sizeof host)
+        return -1;
+    memcpy (host, listen, host_len);
+    host[host_len] = '\0';
+    if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
+        host[host_len - 1] = '\0';
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) addr;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons ((uint16_t) port);
+        return inet_pton (AF_INET6, host + 1, &in6->sin6_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in *in4 = (struct sockaddr_in *) addr;
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons ((uint16_t) port);
+    if (strcmp (host, "localhost") == 0)
+        strcpy (host, "127.0.0.1");
+    if (host[0] == '\0' || strcmp (host, "*") == 0)
+        strcpy (host, "0.0.0.0");
+    return inet_pton (AF_INET, host, &in4->sin_addr) == 1 ? 0 : -1;
+}
+
+gateway_t *
+gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
+{
+    struct sockaddr_storage addr;
+    if (s_parse_listen (config->gateway_listen, &addr) < 0) {
+        snprintf (error, error_size, "gateway: listen address \"%s\" is not HOST:PORT",
+                  config->gateway_listen);
+        return NULL;
+    }
+    gateway_t *self = calloc (1, sizeof *self);
+    self->config = config;
+    self->loop = loop;
+    self->pending = zhashx_new ();
+    zhashx_set_key_hasher (self->pending, (zhashx_hash_fn *) s_corr_hash);
+    zhashx_set_key_comparator (self->pending, s_corr_compare);
+    zhashx_set_key_duplicator (self->pending, NULL);
+    zhashx_set_key_destructor (self->pending, NULL);
+    self->waiters = zhashx_new ();
+
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    self->daemon = MHD_start_daemon (
+        flags, 0, NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+        MHD_OPTION_NOTIFY_COMPLETED, s_completed, self, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int) config->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 16384, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned int) 4096, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_END);
+    if (!self->daemon) {
+        snprintf (error, error_size, "gateway: cannot listen on %s: %s", config->gateway_listen,
+                  strerror (errno));
+        gateway_destroy (&self);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    self->mhd_epoll_fd = info->epoll_fd;
+    info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    self->port = info ? info->port : 0;
+    evloop_fd_add (loop, self->mhd_epoll_fd, EVLOOP_READ, s_mhd_ready, self);
+
+    self->broker = zsock_new (ZMQ_DEALER);
+    self->events = zsock_new (ZMQ_SUB);
+    zsock_set_linger (self->broker, 0);
+    zsock_set_sndhwm (self->broker, 100000);
+    zsock_set_rcvhwm (self->broker, 100000);
+    zsock_set_rcvhwm (self->events, 100000);
+    zsock_set_linger (self->events, 0);
+    zsock_set_subscribe (self->events, "");
+    if (zsock_connect (self->broker, "%s", config->broker_frontend) < 0
+        || zsock_connect (self->events, "%s", config->broker_publisher) < 0) {
+        snprintf (error, error_size, "gateway: cannot connect to the broker at %s / %s",
+                  config->broker_frontend, config->broker_publisher);
+        gateway_destroy (&self);
+        return NULL;
+    }
+    evloop_sock_add (loop, self->broker, s_broker_ready, self);
+    evloop_sock_add (loop, self->events, s_events_ready, self);
+    evloop_on_idle (loop, s_on_idle, self);
+    s_ping (loop, self);
+    self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS, s_recheck_tick, self);
+    s_mhd_run (self);
+    if (config->api_keys_count == 0)
+        log_warn (NULL, "NO API KEYS CONFIGURED: open local mode, every caller is one tenant");
+    log_info (NULL, "gateway serving http://%s (port %d), broker %s", config->gateway_listen,
+              self->port, config->broker_frontend);
+    return self;
+}
+
+bool
+gateway_drain (gateway_t *self)
+{
+    if (!self->draining) {
+        self->draining = true;
+        MHD_quiesce_daemon (self->daemon);
+        log_info (NULL, "draining: %zu requests in progress", self->requests);
+    }
+    // Answer every parked request with what is known now.
+    zlistx_t *parked = zlistx_new ();
+    for (request_t *req = zhashx_first (self->pending); req; req = zhashx_next (self->pending))
+        zlistx_add_end (parked, req);
+    for (request_t *req = zhashx_first (self->waiters); req; req = zhashx_next (self->waiters))
+        for (request_t *one = req; one; one = one->wait_next)
+            if (!one->corr)
+                zlistx_add_end (parked, one);
+    for (request_t *req = zlistx_first (parked); req; req = zlistx_next (parked))
+        if (!req->answered && (req->op != OP_SUBMIT || req->created_at))
+            s_request_deadline (self->loop, req);
+    zlistx_destroy (&parked);
+    s_mhd_run (self);
+    return self->requests == 0;
+}
+
+size_t
+gateway_busy (gateway_t *self)
+{
+    return self->requests;
+}
+
+int
+gateway_port (gateway_t *self)
+{
+    return self->port;
+}
+
+void
+gateway_destroy (gateway_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    gateway_t *self = *self_p;
+    evloop_timer_cancel (self->loop, &self->ping_timer);
+    evloop_timer_cancel (self->loop, &self->recheck_timer);
+    evloop_timer_cancel (self->loop, &self->mhd_timer);
+    if (self->daemon) {
+        // Every suspended connection must be resumed before the daemon stops.
+        zlistx_t *parked = zlistx_new ();
+        for (request_t *req = zhashx_first (self->pending); req; req = zhashx_next (self->pending))
+            zlistx_add_end (parked, req);
+        for (request_t *req = zhashx_first (self->waiters); req; req = zhashx_next (self->waiters))
+            for (request_t *one = req; one; one = one->wait_next)
+                zlistx_add_end (parked, one);
+        for (request_t *req = zlistx_first (parked); req; req = zlistx_next (parked))
+            if (!req->answered) {
+                s_pending_drop (req);
+                s_waiter_remove (req);
+                s_broker_unavailable (req);
+            }
+        zlistx_destroy (&parked);
+        MHD_run (self->daemon);
+        evloop_fd_remove (self->loop, self->mhd_epoll_fd);
+        MHD_stop_daemon (self->daemon);
+    }
+    if (self->broker)
+        evloop_sock_remove (self->loop, self->broker);
+    if (self->events)
+        evloop_sock_remove (self->loop, self->events);
+    evloop_on_idle (self->loop, NULL, NULL);
+    zsock_destroy (&self->broker);
+    zsock_destroy (&self->events);
+    zhashx_destroy (&self->pending);
+    zhashx_destroy (&self->waiters);
+    free (self);
+    *self_p = NULL;
+}

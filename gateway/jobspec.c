@@ -1,0 +1,1176 @@
+// jobspec — parses and validates a job spec (SPEC §3 "Job spec").
+//
+// One pass visits every field and collects every problem rather than
+// stopping at the first: a client fixes its request in one round trip.
+// Nothing here recurses deeper than JOBSPEC_MAX_DEPTH levels, and all JSON
+// text that reaches the output is valid UTF-8, whatever came in.
+#include "jobspec.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define S_MAX_URL_BYTES         8192
+#define S_MAX_METADATA_BYTES    4096
+#define S_MAX_TIMEOUT_MS        600000
+#define S_DEFAULT_TIMEOUT_MS    30000
+#define S_MAX_EXPIRE_MS         (7LL * 24 * 3600 * 1000)
+#define S_MAX_CRAWL_BYTES       (64LL * 1024 * 1024)
+#define S_DEFAULT_CRAWL_BYTES   (2LL * 1024 * 1024)
+
+// Top-level fields, in the order they are checked and written out.
+enum {
+    S_KIND, S_PROVIDER, S_REQUEST, S_PRIORITY, S_TIMEOUT_MS, S_MAX_ATTEMPTS,
+    S_EXPIRE_AFTER_MS, S_CALLBACK, S_METADATA, S_FIELD_COUNT
+};
+static const char *const s_top_fields[] = {
+    "kind", "provider", "request", "priority", "timeout_ms", "max_attempts",
+    "expire_after_ms", "callback", "metadata", NULL
+};
+
+static const char *const s_kinds[] = { "http", "crawl", "search", "llm", NULL };
+enum { S_HTTP, S_CRAWL, S_SEARCH, S_LLM };
+
+static const char *const s_http_fields[] = {
+    "method", "url", "path", "query", "headers", "body", NULL
+};
+static const char *const s_crawl_fields[] = { "url", "max_bytes", NULL };
+static const char *const s_callback_fields[] = { "url", NULL };
+static const char *const s_methods[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL
+};
+
+// Headers that frame the message or the connection: libcurl computes them,
+// and letting a client set them invites request smuggling.
+static const char *const s_reserved_headers[] = {
+    "content-length", "transfer-encoding", "connection", "keep-alive",
+    "upgrade", "te", "trailer", "proxy-connection", NULL
+};
+
+// One validation pass: what is checked against and what was found.
+typedef struct {
+    const config_t *config;     // providers to check names against
+    json_t *errors;             // array of {field, message} found so far
+    bool out_of_memory;         // an allocation failed along the way
+} check_t;
+
+// What a valid spec yields, filled as fields are checked.
+typedef struct {
+    int kind;                               // S_HTTP..S_LLM, or -1
+    const config_provider_t *provider;      // the named provider, or NULL
+    json_int_t priority;                    // 0..9
+    json_int_t timeout_ms;                  // per attempt
+    json_int_t max_attempts;                // 1..10
+    json_int_t expire_after_ms;             // 0 = never
+    json_t *values[S_FIELD_COUNT];          // top-level values (borrowed) or NULL
+    bool too_deep[S_FIELD_COUNT];           // value nests too deep: not inspected
+} fields_t;
+
+// s_json_text returns s as a JSON string. Bytes that are not printable ASCII
+// become '?' when s is not valid UTF-8: jansson refuses such strings, and
+// its error texts quote raw input bytes.
+static json_t *
+s_json_text (const char *s)
+{
+    json_t *text = json_string (s);
+    if (text)
+        return text;
+    char *copy = strdup (s);
+    if (!copy)
+        return NULL;
+    for (char *c = copy; *c; c++)
+        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+            *c = '?';
+    text = json_string (copy);
+    free (copy);
+    return text;
+}
+
+// s_errors_add appends {field, message} to errors. Returns 0, or -1 when
+// memory ran out (the entry is then lost, never half-built).
+static int
+s_errors_add (json_t *errors, const char *field, const char *message)
+{
+    json_t *entry = json_object ();
+    if (!entry
+        || json_object_set_new (entry, "field", s_json_text (field))
+        || json_object_set_new (entry, "message", s_json_text (message))) {
+        json_decref (entry);
+        return -1;
+    }
+    return json_array_append_new (errors, entry);
+}
+
+// s_error records a problem with the field parent.key (or parent alone when
+// key is NULL); the message is printf-style.
+static void
+s_error (check_t *check, const char *parent, const char *key, const char *format, ...)
+{
+    char message[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+
+    // Keys come from the client and can be long: size the path to fit.
+    char *field = NULL;
+    if (key && parent && *parent) {
+        size_t size = strlen (parent) + 1 + strlen (key) + 1;
+        field = malloc (size);
+        if (field)
+            snprintf (field, size, "%s.%s", parent, key);
+    }
+    else
+        field = strdup (key ? key : parent ? parent : "");
+    if (!field || s_errors_add (check->errors, field, message))
+        check->out_of_memory = true;
+    free (field);
+}
+
+// s_name_in returns the index of name in the NULL-terminated list, or -1.
+static int
+s_name_in (const char *name, const char *const *list)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcmp (name, list[i]) == 0)
+            return i;
+    return -1;
+}
+
+// s_list_names writes "a, b, c" into buf, so messages can say what is allowed.
+static void
+s_list_names (const char *const *list, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; list[i] && used < size; i++)
+        used += (size_t) snprintf (buf + used, size - used, "%s%s", i ? ", " : "", list[i]);
+}
+
+// s_unknown_fields reports each key of object not in allowed: a misspelt
+// optional field must not be silently ignored.
+static void
+s_unknown_fields (check_t *check, json_t *object, const char *parent,
+                  const char *const *allowed)
+{
+    char names[256];
+    s_list_names (allowed, names, sizeof names);
+    const char *key;
+    json_t *value;
+    json_object_foreach (object, key, value)
+        if (s_name_in (key, allowed) < 0)
+            s_error (check, parent, key, "unknown field (allowed: %s)", names);
+}
+
+// s_too_deep is true when value nests more than levels containers (itself
+// included). Recursion stops at levels, so it is bounded whatever the input.
+static bool
+s_too_deep (json_t *value, int levels)
+{
+    if (!json_is_object (value) && !json_is_array (value))
+        return false;
+    if (levels <= 0)
+        return true;
+    if (json_is_array (value)) {
+        for (size_t i = 0; i < json_array_size (value); i++)
+            if (s_too_deep (json_array_get (value, i), levels - 1))
+                return true;
+        return false;
+    }
+    const char *key;
+    json_t *child;
+    json_object_foreach (value, key, child)
+        if (s_too_deep (child, levels - 1))
+            return true;
+    return false;
+}
+
+// s_cstring returns the text of a JSON string, or NULL when value is not a
+// string or holds a NUL byte (which would make C string compares lie).
+static const char *
+s_cstring (json_t *value)
+{
+    if (!json_is_string (value))
+        return NULL;
+    const char *text = json_string_value (value);
+    return strlen (text) == json_string_length (value) ? text : NULL;
+}
+
+// s_int checks an optional integer field against [min, max]. Returns true
+// when present and valid, with *result set. Reals (5.0) and booleans are not
+// integers: a client sending them has a bug worth hearing about.
+static bool
+s_int (check_t *check, json_t *object, const char *parent, const char *key,
+       json_int_t min, json_int_t max, json_int_t *result)
+{
+    json_t *value = json_object_get (object, key);
+    if (!value)
+        return false;
+    if (json_is_integer (value) && json_integer_value (value) >= min
+        && json_integer_value (value) <= max) {
+        *result = json_integer_value (value);
+        return true;
+    }
+    s_error (check, parent, key, "must be an integer from %lld to %lld",
+             (long long) min, (long long) max);
+    return false;
+}
+
+// s_url_chars_problem says why text[0..len) holds a byte outside 0x21..0x7e
+// (what may appear unencoded in a URL on the wire), or returns NULL.
+static const char *
+s_url_chars_problem (const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text[i];
+        if (c <= 0x20 || c == 0x7f)
+            return "must not contain spaces or control characters (percent-encode them)";
+        if (c >= 0x80)
+            return "must contain only ASCII characters (percent-encode the others)";
+    }
+    return NULL;
+}
+
+// s_url_problem says why text is not an absolute http(s) URL with a host,
+// or returns NULL when it is one. The SSRF policy (SPEC §5) is applied
+// later, on the address actually connected; this only rejects what cannot
+// be a sane target or hides one (credentials, odd hosts).
+static const char *
+s_url_problem (const char *text, size_t len)
+{
+    if (len == 0)
+        return "must not be empty";
+    if (len > S_MAX_URL_BYTES)
+        return "must be at most 8192 bytes";
+    const char *problem = s_url_chars_problem (text, len);
+    if (problem)
+        return problem;
+    size_t start;
+    if (len >= 7 && strncasecmp (text, "http://", 7) == 0)
+        start = 7;
+    else if (len >= 8 && strncasecmp (text, "https://", 8) == 0)
+        start = 8;
+    else
+        return "must be an absolute http:// or https:// URL";
+    size_t end = start;
+    while (end < len && text[end] != '/' && text[end] != '?' && text[end] != '#')
+        end++;
+    const char *host = text + start;
+    size_t host_len = end - start;
+    if (memchr (host, '@', host_len))
+        return "must not contain credentials (user:password@)";
+    if (memchr (text + start, '\\', len - start))
+        return "must not contain a backslash (percent-encode it)";
+    const char *port = NULL;
+    size_t port_len = 0;
+    if (host_len > 0 && host[0] == '[') {
+        // An IPv6 literal: hex digits, colons and dots (v4-mapped) in brackets.
+        const char *close = memchr (host, ']', host_len);
+        if (!close || close - host < 3)
+            return "has an invalid IPv6 address";
+        for (const char *c = host + 1; c < close; c++)
+            if (!strchr ("0123456789abcdefABCDEF:.", *c))
+                return "has an invalid IPv6 address";
+        size_t used = (size_t) (close - host) + 1;
+        if (used < host_len) {
+            if (host[used] != ':')
+                return "has an invalid host";
+            port = host + used + 1;
+            port_len = host_len - used - 1;
+        }
+    }
+    else {
+        const char *colon = memchr (host, ':', host_len);
+        if (colon) {
+            port = colon + 1;
+            port_len = host_len - (size_t) (port - host);
+            host_len = (size_t) (colon - host);
+        }
+        if (host_len == 0)
+            return "must name a host";
+        for (size_t i = 0; i < host_len; i++)
+            if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._",
+                         host[i]))
+                return "has an invalid host (letters, digits, '-', '.' and '_' only)";
+    }
+    if (port) {
+        long number = 0;
+        if (port_len == 0 || port_len > 5)
+            return "has an invalid port";
+        for (size_t i = 0; i < port_len; i++) {
+            if (port[i] < '0' || port[i] > '9')
+                return "has an invalid port";
+            number = number * 10 + (port[i] - '0');
+        }
+        if (number < 1 || number > 65535)
+            return "has an invalid port (1 to 65535)";
+    }
+    return NULL;
+}
+
+// s_dot_segment is true when segment[0..len) is "." or "..", also spelt
+// with %2e: a path must not climb out of the provider's base_url.
+static bool
+s_dot_segment (const char *segment, size_t len)
+{
+    size_t dots = 0;
+    for (size_t i = 0; i < len; dots++) {
+        if (segment[i] == '.')
+            i += 1;
+        else if (i + 3 <= len && segment[i] == '%' && segment[i + 1] == '2'
+                 && (segment[i + 2] == 'e' || segment[i + 2] == 'E'))
+            i += 3;
+        else
+            return false;
+    }
+    return dots == 1 || dots == 2;
+}
+
+// s_path_problem says why text is not a path to append to a base_url, or
+// returns NULL when it is one.
+static const char *
+s_path_problem (const char *text, size_t len)
+{
+    if (len == 0 || text[0] != '/')
+        return "must start with '/'";
+    if (len > S_MAX_URL_BYTES)
+        return "must be at most 8192 bytes";
+    const char *problem = s_url_chars_problem (text, len);
+    if (problem)
+        return problem;
+    if (memchr (text, '#', len))
+        return "must not contain a fragment ('#')";
+    if (memchr (text, '\\', len))
+        return "must not contain a backslash (percent-encode it)";
+    const char *query = memchr (text, '?', len);
+    size_t path_len = query ? (size_t) (query - text) : len;
+    size_t start = 1;
+    for (size_t i = 1; i <= path_len; i++)
+        if (i == path_len || text[i] == '/') {
+            if (s_dot_segment (text + start, i - start))
+                return "must not contain '.' or '..' segments";
+            start = i + 1;
+        }
+    return NULL;
+}
+
+// s_check_url checks a required URL field of object.
+static void
+s_check_url (check_t *check, json_t *object, const char *parent, const char *key)
+{
+    json_t *value = json_object_get (object, key);
+    if (!value)
+        s_error (check, parent, key, "is required");
+    else if (!json_is_string (value))
+        s_error (check, parent, key, "must be a string");
+    else {
+        const char *problem = s_url_problem (json_string_value (value),
+                                             json_string_length (value));
+        if (problem)
+            s_error (check, parent, key, "%s", problem);
+    }
+}
+
+// s_header_name_ok is true for an RFC 7230 token.
+static bool
+s_header_name_ok (const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *c = name; *c; c++) {
+        unsigned char byte = (unsigned char) *c;
+        bool alnum = (byte >= 'a' && byte <= 'z') || (byte >= 'A' && byte <= 'Z')
+                  || (byte >= '0' && byte <= '9');
+        if (!alnum && !strchr ("!#$%&'*+-.^_`|~", byte))
+            return false;
+    }
+    return true;
+}
+
+// s_check_headers checks request.headers: names are tokens, values strings
+// that cannot split the request (no CR, LF or other control bytes).
+static void
+s_check_headers (check_t *check, json_t *headers, const char *parent)
+{
+    if (!json_is_object (headers)) {
+        s_error (check, parent, NULL, "must be an object of strings");
+        return;
+    }
+    const char *name;
+    json_t *value;
+    json_object_foreach (headers, name, value) {
+        if (!s_header_name_ok (name)) {
+            s_error (check, parent, name, "is not a valid header name (RFC 7230 token)");
+            continue;
+        }
+        bool reserved = false;
+        for (int i = 0; s_reserved_headers[i]; i++)
+            if (strcasecmp (name, s_reserved_headers[i]) == 0)
+                reserved = true;
+        if (reserved) {
+            s_error (check, parent, name, "is set by jobgate and cannot be given");
+            continue;
+        }
+        if (!json_is_string (value)) {
+            s_error (check, parent, name, "must be a string");
+            continue;
+        }
+        const char *text = json_string_value (value);
+        for (size_t i = 0; i < json_string_length (value); i++) {
+            unsigned char c = (unsigned char) text[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                s_error (check, parent, name, "must not contain CR, LF or other control characters");
+                break;
+            }
+        }
+    }
+}
+
+// s_check_query checks request.query: an object of scalar values, each
+// of which has one obvious rendering in a query string.
+static void
+s_check_query (check_t *check, json_t *query, const char *parent)
+{
+    if (!json_is_object (query)) {
+        s_error (check, parent, NULL, "must be an object");
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach (query, key, value)
+        if (!json_is_string (value) && !json_is_number (value) && !json_is_boolean (value))
+            s_error (check, parent, key, "must be a string, number or boolean");
+}
+
+// s_check_http checks an http request: an absolute url without a provider,
+// a path relative to its base_url with one.
+static void
+s_check_http (check_t *check, json_t *request, bool has_provider)
+{
+    json_t *method = json_object_get (request, "method");
+    if (method) {
+        const char *text = s_cstring (method);
+        if (!text || s_name_in (text, s_methods) < 0)
+            s_error (check, "request", "method",
+                     "must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    }
+    if (has_provider) {
+        if (json_object_get (request, "url"))
+            s_error (check, "request", "url", "is not allowed with a provider; give "
+                     "request.path, which is appended to the provider's base_url");
+        json_t *path = json_object_get (request, "path");
+        if (path && !json_is_string (path))
+            s_error (check, "request", "path", "must be a string");
+        else if (path) {
+            const char *problem = s_path_problem (json_string_value (path),
+                                                  json_string_length (path));
+            if (problem)
+                s_error (check, "request", "path", "%s", problem);
+        }
+    }
+    else {
+        s_check_url (check, request, "request", "url");
+        if (json_object_get (request, "path"))
+            s_error (check, "request", "path", "is only allowed with a provider; "
+                     "give an absolute request.url instead");
+    }
+    json_t *query = json_object_get (request, "query");
+    if (query)
+        s_check_query (check, query, "request.query");
+    json_t *headers = json_object_get (request, "headers");
+    if (headers)
+        s_check_headers (check, headers, "request.headers");
+    s_unknown_fields (check, request, "request", s_http_fields);
+}
+
+// s_check_crawl checks a crawl request: a URL and a size cap, nothing else.
+static void
+s_check_crawl (check_t *check, json_t *request)
+{
+    s_check_url (check, request, "request", "url");
+    json_int_t max_bytes;
+    s_int (check, request, "request", "max_bytes", 1, S_MAX_CRAWL_BYTES, &max_bytes);
+    s_unknown_fields (check, request, "request", s_crawl_fields);
+}
+
+// s_check_search checks a search request; fields other than query and
+// count go to the provider's request template as they are.
+static void
+s_check_search (check_t *check, json_t *request)
+{
+    json_t *query = json_object_get (request, "query");
+    if (!query)
+        s_error (check, "request", "query", "is required");
+    else if (!json_is_string (query) || json_string_length (query) == 0)
+        s_error (check, "request", "query", "must be a non-empty string");
+    json_int_t count;
+    s_int (check, request, "request", "count", 1, 100, &count);
+}
+
+// s_check_llm checks the parts of a Chat Completions body jobgate relies
+// on; the rest is the provider's business and passes through.
+static void
+s_check_llm (check_t *check, json_t *request)
+{
+    json_t *messages = json_object_get (request, "messages");
+    if (!messages)
+        s_error (check, "request", "messages", "is required");
+    else if (!json_is_array (messages) || json_array_size (messages) == 0)
+        s_error (check, "request", "messages", "must be a non-empty array of message objects");
+    else
+        for (size_t i = 0; i < json_array_size (messages); i++) {
+            char parent[64];
+            snprintf (parent, sizeof parent, "request.messages[%zu]", i);
+            json_t *message = json_array_get (messages, i);
+            json_t *role = json_object_get (message, "role");
+            if (!json_is_object (message))
+                s_error (check, parent, NULL, "must be an object");
+            else if (!role)
+                s_error (check, parent, "role", "is required");
+            else if (!json_is_string (role) || json_string_length (role) == 0)
+                s_error (check, parent, "role", "must be a non-empty string");
+        }
+    json_t *model = json_object_get (request, "model");
+    if (model && !json_is_string (model))
+        s_error (check, "request", "model", "must be a string");
+    json_t *stream = json_object_get (request, "stream");
+    if (stream && !json_is_boolean (stream))
+        s_error (check, "request", "stream", "must be true or false");
+}
+
+// s_check_kind_and_provider checks kind and provider, which decide how the
+// request is read.
+static void
+s_check_kind_and_provider (check_t *check, fields_t *fields)
+{
+    json_t *kind = fields->values[S_KIND];
+    fields->kind = -1;
+    if (!kind && !fields->too_deep[S_KIND])
+        s_error (check, "kind", NULL, "is required");
+    else if (kind) {
+        const char *text = s_cstring (kind);
+        fields->kind = text ? s_name_in (text, s_kinds) : -1;
+        if (fields->kind < 0)
+            s_error (check, "kind", NULL, "must be one of http, crawl, search, llm");
+    }
+    json_t *provider = fields->values[S_PROVIDER];
+    if (provider) {
+        const char *name = s_cstring (provider);
+        if (!json_is_string (provider))
+            s_error (check, "provider", NULL, "must be a string");
+        else if (fields->kind == S_CRAWL)
+            s_error (check, "provider", NULL,
+                     "is not allowed for crawl, which fetches request.url directly");
+        else if (!name || !(fields->provider = config_provider (check->config, name)))
+            s_error (check, "provider", NULL,
+                     "unknown provider (GET /v1/providers lists the configured ones)");
+    }
+    else if (!fields->too_deep[S_PROVIDER]
+             && (fields->kind == S_SEARCH || fields->kind == S_LLM))
+        s_error (check, "provider", NULL, "is required for kind %s", s_kinds[fields->kind]);
+}
+
+// s_check_metadata checks metadata: an object echoed back with the job, so
+// its size is capped where it is stored, as compact JSON.
+static void
+s_check_metadata (check_t *check, json_t *metadata)
+{
+    if (!json_is_object (metadata)) {
+        s_error (check, "metadata", NULL, "must be an object");
+        return;
+    }
+    size_t size = json_dumpb (metadata, NULL, 0, JSON_COMPACT);
+    if (size == 0)
+        check->out_of_memory = true;
+    else if (size > S_MAX_METADATA_BYTES)
+        s_error (check, "metadata", NULL,
+                 "must be at most 4096 bytes as compact JSON (it is %zu)", size);
+}
+
+// s_check_spec checks every field of spec into fields, recording problems.
+static void
+s_check_spec (check_t *check, json_t *spec, fields_t *fields)
+{
+    // Depth first: nothing below may look into a value nested too deep.
+    for (int i = 0; i < S_FIELD_COUNT; i++) {
+        fields->values[i] = json_object_get (spec, s_top_fields[i]);
+        if (fields->values[i] && s_too_deep (fields->values[i], JOBSPEC_MAX_DEPTH - 1)) {
+            s_error (check, s_top_fields[i], NULL,
+                     "is nested deeper than %d levels of JSON", JOBSPEC_MAX_DEPTH);
+            fields->values[i] = NULL;
+            fields->too_deep[i] = true;
+        }
+    }
+    s_check_kind_and_provider (check, fields);
+
+    json_t *request = fields->values[S_REQUEST];
+    if (!request && !fields->too_deep[S_REQUEST])
+        s_error (check, "request", NULL, "is required");
+    else if (request && !json_is_object (request))
+        s_error (check, "request", NULL, "must be an object");
+    else if (request) {
+        // A provider that failed its own check still says what was meant:
+        // judge url against path by its presence, not its validity.
+        bool has_provider = fields->values[S_PROVIDER] || fields->too_deep[S_PROVIDER];
+        if (fields->kind == S_HTTP)
+            s_check_http (check, request, has_provider);
+        else if (fields->kind == S_CRAWL)
+            s_check_crawl (check, request);
+        else if (fields->kind == S_SEARCH)
+            s_check_search (check, request);
+        else if (fields->kind == S_LLM)
+            s_check_llm (check, request);
+    }
+
+    fields->priority = 5;
+    s_int (check, spec, "", "priority", 0, 9, &fields->priority);
+    // A provider's configured timeout is the default for its jobs.
+    fields->timeout_ms = S_DEFAULT_TIMEOUT_MS;
+    if (fields->provider && fields->provider->timeout_ms > 0)
+        fields->timeout_ms = fields->provider->timeout_ms < S_MAX_TIMEOUT_MS
+                           ? fields->provider->timeout_ms : S_MAX_TIMEOUT_MS;
+    s_int (check, spec, "", "timeout_ms", 1, S_MAX_TIMEOUT_MS, &fields->timeout_ms);
+    fields->max_attempts = 3;
+    s_int (check, spec, "", "max_attempts", 1, 10, &fields->max_attempts);
+    fields->expire_after_ms = 0;
+    s_int (check, spec, "", "expire_after_ms", 1, S_MAX_EXPIRE_MS, &fields->expire_after_ms);
+
+    json_t *callback = fields->values[S_CALLBACK];
+    if (callback && !json_is_object (callback))
+        s_error (check, "callback", NULL, "must be an object with a url");
+    else if (callback) {
+        s_check_url (check, callback, "callback", "url");
+        s_unknown_fields (check, callback, "callback", s_callback_fields);
+    }
+    if (fields->values[S_METADATA])
+        s_check_metadata (check, fields->values[S_METADATA]);
+    s_unknown_fields (check, spec, "", s_top_fields);
+}
+
+// s_reals_short is true when every real in value survives a round trip
+// through 15 significant digits, so 0.7 can be written back as 0.7 rather
+// than 0.69999999999999996. value is known to nest at most 64 levels.
+static bool
+s_reals_short (json_t *value)
+{
+    if (json_is_real (value)) {
+        char text[32];
+        snprintf (text, sizeof text, "%.15g", json_real_value (value));
+        return strtod (text, NULL) == json_real_value (value);
+    }
+    if (json_is_array (value)) {
+        for (size_t i = 0; i < json_array_size (value); i++)
+            if (!s_reals_short (json_array_get (value, i)))
+                return false;
+        return true;
+    }
+    const char *key;
+    json_t *child;
+    if (json_is_object (value))
+        json_object_foreach (value, key, child)
+            if (!s_reals_short (child))
+                return false;
+    return true;
+}
+
+// s_normalize renders the spec with defaults filled in as compact JSON.
+// Returns a new string, or NULL when memory ran out.
+static char *
+s_normalize (json_t *spec, const fields_t *fields)
+{
+    json_t *out = json_object ();
+    // A shallow copy: the defaults go in without touching the caller's tree.
+    json_t *request = json_copy (json_object_get (spec, "request"));
+    if (!out || !request) {
+        json_decref (out);
+        json_decref (request);
+        return NULL;
+    }
+    int rc = 0;
+    if (fields->kind == S_HTTP && !json_object_get (request, "method"))
+        rc |= json_object_set_new (request, "method", json_string ("GET"));
+    if (fields->kind == S_CRAWL && !json_object_get (request, "max_bytes"))
+        rc |= json_object_set_new (request, "max_bytes", json_integer (S_DEFAULT_CRAWL_BYTES));
+    rc |= json_object_set_new (out, "kind", json_string (s_kinds[fields->kind]));
+    if (fields->provider)
+        rc |= json_object_set_new (out, "provider", json_string (fields->provider->name));
+    rc |= json_object_set_new (out, "request", request);
+    rc |= json_object_set_new (out, "priority", json_integer (fields->priority));
+    rc |= json_object_set_new (out, "timeout_ms", json_integer (fields->timeout_ms));
+    rc |= json_object_set_new (out, "max_attempts", json_integer (fields->max_attempts));
+    if (fields->expire_after_ms)
+        rc |= json_object_set_new (out, "expire_after_ms", json_integer (fields->expire_after_ms));
+    if (fields->values[S_CALLBACK])
+        rc |= json_object_set (out, "callback", fields->values[S_CALLBACK]);
+    if (fields->values[S_METADATA])
+        rc |= json_object_set (out, "metadata", fields->values[S_METADATA]);
+    char *text = NULL;
+    if (rc == 0) {
+        size_t flags = JSON_COMPACT;
+        if (s_reals_short (out))
+            flags |= JSON_REAL_PRECISION (15);
+        text = json_dumps (out, flags);
+    }
+    json_decref (out);
+    return text;
+}
+
+// s_errors_one returns a new errors array holding one entry, or NULL when
+// memory ran out.
+static json_t *
+s_errors_one (const char *field, const char *message)
+{
+    json_t *errors = json_array ();
+    if (errors && s_errors_add (errors, field, message)) {
+        json_decref (errors);
+        return NULL;
+    }
+    return errors;
+}
+
+job_t *
+jobspec_from_json (json_t *spec, const config_t *config, json_t **errors)
+{
+    assert (config && errors);
+    if (!json_is_object (spec)) {
+        *errors = s_errors_one ("", "must be a JSON object");
+        return NULL;
+    }
+    check_t check = { .config = config, .errors = json_array () };
+    if (!check.errors) {
+        *errors = NULL;
+        return NULL;
+    }
+    fields_t fields = { .kind = -1 };
+    s_check_spec (&check, spec, &fields);
+
+    job_t *job = NULL;
+    if (!check.out_of_memory && json_array_size (check.errors) == 0) {
+        job = job_new ();
+        if (job) {
+            job->spec = s_normalize (spec, &fields);
+            job_set_str (&job->kind, s_kinds[fields.kind]);
+            job_set_str (&job->provider, fields.provider ? fields.provider->name : NULL);
+            job->priority = (int) fields.priority;
+            job->timeout_ms = fields.timeout_ms;
+            job->max_attempts = (int) fields.max_attempts;
+            job->expire_after_ms = fields.expire_after_ms;
+            if (!job->spec || !job->kind || (fields.provider && !job->provider))
+                job_destroy (&job);
+        }
+        if (!job)
+            check.out_of_memory = true;
+    }
+    if (job) {
+        json_decref (check.errors);
+        return job;
+    }
+    if (check.out_of_memory) {
+        // The list may be incomplete: say so rather than mislead.
+        json_decref (check.errors);
+        check.errors = s_errors_one ("", "out of memory while checking the job spec");
+    }
+    *errors = check.errors;
+    return NULL;
+}
+
+// s_too_deep_text finds the first [ or { (outside strings) that opens level
+// JOBSPEC_MAX_DEPTH + 1 of raw JSON text, so a hostile body is refused before
+// anything is built. Returns true with its line and column (counted as
+// jansson does: characters, from 1) when there is one.
+static bool
+s_too_deep_text (const char *body, size_t len, int *line, int *column)
+{
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    *line = 1;
+    *column = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) body[i];
+        if (c == '\n') {
+            (*line)++;
+            *column = 0;
+        }
+        else if ((c & 0xc0) != 0x80)
+            (*column)++;
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        }
+        else if (c == '"')
+            in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > JOBSPEC_MAX_DEPTH)
+                return true;
+        }
+        else if (c == ']' || c == '}')
+            depth--;    // may go negative on bad input: jansson reports that
+    }
+    return false;
+}
+
+json_t *
+jobspec_load (const char *body, size_t len, json_t **errors)
+{
+    assert (errors);
+    char message[320];
+    int line, column;
+    size_t blank = 0;
+    while (blank < len && strchr (" \t\r\n", body[blank]) && body[blank])
+        blank++;
+    if (blank == len) {
+        *errors = s_errors_one ("", "the body is empty; a JSON object was expected");
+        return NULL;
+    }
+    if (s_too_deep_text (body, len, &line, &column)) {
+        snprintf (message, sizeof message, "invalid JSON at line %d, column %d: "
+                  "nested deeper than %d levels", line, column, JOBSPEC_MAX_DEPTH);
+        *errors = s_errors_one ("", message);
+        return NULL;
+    }
+    json_error_t error;
+    json_t *json = json_loadb (body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
+    if (!json) {
+        snprintf (message, sizeof message, "invalid JSON at line %d, column %d: %s",
+                  error.line, error.column, error.text);
+        *errors = s_errors_one ("", message);
+        return NULL;
+    }
+    if (!json_is_object (json)) {
+        const char *what = json_is_array (json) ? "an array"
+                         : json_is_string (json) ? "a string"
+                         : json_is_number (json) ? "a number"
+                         : json_is_boolean (json) ? "a boolean" : "null";
+        snprintf (message, sizeof message, "the body must be a JSON object, not %s", what);
+        json_decref (json);
+        *errors = s_errors_one ("", message);
+        return NULL;
+    }
+    return json;
+}
+
+job_t *
+jobspec_parse (const char *body, size_t len, const config_t *config, json_t **errors)
+{
+    assert (config && errors);
+    json_t *spec = jobspec_load (body, len, errors);
+    if (!spec)
+        return NULL;
+    job_t *job = jobspec_from_json (spec, config, errors);
+    json_decref (spec);
+    return job;
+}
+
+// s_fields_of joins the fields of errors as "a;b;" so a test can compare
+// the whole list at once.
+static void
+s_fields_of (json_t *errors, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < json_array_size (errors) && used < size; i++) {
+        json_t *field = json_object_get (json_array_get (errors, i), "field");
+        used += (size_t) snprintf (buf + used, size - used, "%s;",
+                                   json_is_string (field) ? json_string_value (field) : "?");
+    }
+}
+
+// s_nested returns a spec whose metadata nests levels objects, or a body of
+// levels arrays when bare: depth tests at and just over the limit.
+static char *
+s_nested (int levels, bool bare)
+{
+    const char *head = "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example/\"},\"metadata\":";
+    size_t size = strlen (head) + (size_t) levels * 6 + 8;
+    char *text = malloc (size);
+    assert (text);
+    size_t used = 0;
+    if (!bare) {
+        memcpy (text, head, strlen (head));
+        used = strlen (head);
+    }
+    for (int i = 0; i < levels; i++) {
+        memcpy (text + used, bare ? "[" : "{\"a\":", bare ? 1 : 5);
+        used += bare ? 1 : 5;
+    }
+    text[used++] = '1';
+    for (int i = 0; i < levels; i++)
+        text[used++] = bare ? ']' : '}';
+    if (!bare)
+        text[used++] = '}';
+    text[used] = '\0';
+    return text;
+}
+
+// s_repeat returns format with %s replaced by count copies of unit.
+static char *
+s_repeat (const char *format, const char *unit, size_t count)
+{
+    size_t size = strlen (format) + strlen (unit) * count + 1;
+    char *fill = malloc (strlen (unit) * count + 1);
+    char *text = malloc (size);
+    assert (fill && text);
+    fill[0] = '\0';
+    for (size_t i = 0; i < count; i++)
+        memcpy (fill + i * strlen (unit), unit, strlen (unit) + 1);
+    snprintf (text, size, format, fill);
+    free (fill);
+    return text;
+}
+
+void
+jobspec_test (bool verbose)
+{
+    if (verbose)
+        printf (" * jobspec: ");
+
+    config_provider_t providers[] = {
+        { .name = (char *) "mock", .base_url = (char *) "http://127.0.0.1:9" },
+        { .name = (char *) "slow", .base_url = (char *) "http://127.0.0.1:9",
+          .timeout_ms = 120000 },
+    };
+    config_t config = { .providers = providers, .providers_count = 2 };
+
+    // Each case: a body and the fields it must report, in order ("a;b;"),
+    // or NULL when it must be accepted; message, when set, must appear in
+    // the first error.
+    struct {
+        const char *body;       // request body, NUL-terminated here
+        const char *fields;     // expected error fields, or NULL
+        const char *message;    // expected in the first message, or NULL
+    } cases[] = {
+        // Accepted.
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"https://api.example.com/v1?q=1\"}}", NULL, NULL },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/x\",\"method\":\"POST\","
+          "\"query\":{\"a\":\"b\",\"n\":1,\"f\":true},\"headers\":{\"X-Trace\":\"1\"},\"body\":{\"k\":[1,2]}},"
+          "\"priority\":9,\"timeout_ms\":600000,\"max_attempts\":10,\"expire_after_ms\":604800000,"
+          "\"callback\":{\"url\":\"http://hooks.example:8080/cb\"},\"metadata\":{\"user\":\"u1\"}}", NULL, NULL },
+        { "{\"kind\":\"crawl\",\"request\":{\"url\":\"HTTP://[::1]:8080/\",\"max_bytes\":67108864}}", NULL, NULL },
+        { "{\"kind\":\"search\",\"provider\":\"mock\",\"request\":{\"query\":\"zeromq\",\"count\":100,\"lang\":\"en\"}}", NULL, NULL },
+        { "{\"kind\":\"llm\",\"provider\":\"slow\",\"request\":{\"model\":\"m\",\"stream\":true,"
+          "\"temperature\":0.7,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}}", NULL, NULL },
+        { " \r\n{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priority\":0}\n", NULL, NULL },
+        // Bodies that are not a JSON object.
+        { "", ";", "empty" },
+        { "   ", ";", "empty" },
+        { "{\"kind\":\"http\"", ";", "line 1, column" },
+        { "[]", ";", "not an array" },
+        { "42", ";", "not a number" },
+        { "\"http\"", ";", "not a string" },
+        { "null", ";", "not null" },
+        { "{\"kind\":\"http\",\"kind\":\"llm\",\"request\":{}}", ";", "duplicate" },
+        { "{\"kind\":\"http\xff\",\"request\":{}}", ";", "byte 0xff" },
+        { "{\"kind\":\"http\",\"request\":{}} {}", ";", "end of file expected" },
+        { "{\"kind\":\"http\",\"metadata\":{\"a\":\"\\u0000\"}}", ";", "\\u0000" },
+        // Missing, unknown and mistyped top-level fields.
+        { "{}", "kind;request;", "is required" },
+        { "{\"kind\":\"ftp\",\"request\":{}}", "kind;", "must be one of http, crawl, search, llm" },
+        { "{\"kind\":7,\"request\":{}}", "kind;", NULL },
+        { "{\"kind\":\"http\",\"request\":[]}", "request;", "must be an object" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priorty\":1}", "priorty;", "unknown field" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priority\":5.0}", "priority;",
+          "must be an integer from 0 to 9" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priority\":true}", "priority;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priority\":10}", "priority;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priority\":null}", "priority;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"timeout_ms\":0,"
+          "\"max_attempts\":11,\"expire_after_ms\":604800001}", "timeout_ms;max_attempts;expire_after_ms;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"timeout_ms\":\"5000\"}", "timeout_ms;", NULL },
+        // URLs.
+        { "{\"kind\":\"http\",\"request\":{}}", "request.url;", "is required" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"ftp://a.example/f\"}}", "request.url;", "http:// or https://" },
+        { "{\"kind\":\"crawl\",\"request\":{\"url\":\"file:///etc/passwd\"}}", "request.url;", NULL },
+        { "{\"kind\":\"crawl\",\"request\":{\"url\":\"javascript:alert(1)\"}}", "request.url;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example/a b\"}}", "request.url;", "spaces" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http:///path\"}}", "request.url;", "host" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://u:p@a.example/\"}}", "request.url;", "credentials" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example:99999/\"}}", "request.url;", "port" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example/\\u00e9\"}}", "request.url;", "ASCII" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example/\\r\\nX: y\"}}", "request.url;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"https://a.example\"},\"callback\":{\"url\":\"gopher://x\",\"secret\":\"s\"}}",
+          "callback.url;callback.secret;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"https://a.example\"},\"callback\":\"http://x\"}", "callback;", NULL },
+        // Providers.
+        { "{\"kind\":\"search\",\"provider\":\"nope\",\"request\":{\"query\":\"q\"}}", "provider;", "unknown provider" },
+        { "{\"kind\":\"search\",\"request\":{\"query\":\"q\"}}", "provider;", "required" },
+        { "{\"kind\":\"llm\",\"provider\":[\"mock\"],\"request\":{\"messages\":[{\"role\":\"user\"}]}}", "provider;", NULL },
+        { "{\"kind\":\"crawl\",\"provider\":\"mock\",\"request\":{\"url\":\"http://a.example\"}}", "provider;", "crawl" },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"url\":\"http://a.example\"}}", "request.url;", "request.path" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"path\":\"/x\"}}", "request.path;", NULL },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"x\"}}", "request.path;", "start with" },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/v1/../admin\"}}", "request.path;", ".." },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/v1/%2E%2e/admin\"}}", "request.path;", NULL },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/v1/..x/a.b?next=../\"}}", NULL, NULL },
+        // Kind-specific request fields.
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"method\":\"get\"}}", "request.method;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"headers\":{\"Bad Name\":\"v\","
+          "\"X-Ok\":\"a\\r\\nInjected: 1\",\"X-Num\":1,\"Content-Length\":\"5\"}}}",
+          "request.headers.Bad Name;request.headers.X-Ok;request.headers.X-Num;request.headers.Content-Length;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"query\":{\"a\":[1],\"b\":null}}}",
+          "request.query.a;request.query.b;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"timeout\":5}}", "request.timeout;", "unknown field" },
+        { "{\"kind\":\"crawl\",\"request\":{\"url\":\"http://a.example\",\"max_bytes\":0,\"depth\":2}}",
+          "request.max_bytes;request.depth;", NULL },
+        { "{\"kind\":\"search\",\"provider\":\"mock\",\"request\":{\"query\":\"\",\"count\":101}}",
+          "request.query;request.count;", NULL },
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{\"messages\":[]}}", "request.messages;", NULL },
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{\"messages\":[{\"role\":\"user\"},{\"content\":\"x\"},"
+          "7,{\"role\":1}],\"model\":5,\"stream\":\"yes\"}}",
+          "request.messages[1].role;request.messages[2];request.messages[3].role;request.model;request.stream;", NULL },
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{}}", "request.messages;", NULL },
+        // Metadata.
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"metadata\":[1]}", "metadata;", NULL },
+        // Several errors at once: all listed, in a stable order.
+        { "{\"kind\":\"http\",\"provider\":\"ghost\",\"request\":{\"url\":\"file:///x\",\"path\":\"/ok\"},"
+          "\"priority\":-1,\"max_attempts\":0,\"callback\":{},\"color\":\"red\",\"size\":1}",
+          "provider;request.url;priority;max_attempts;callback.url;color;size;", NULL },
+    };
+    size_t count = sizeof cases / sizeof cases[0];
+    assert (count >= 40);
+    for (size_t i = 0; i < count; i++) {
+        json_t *errors = NULL;
+        job_t *job = jobspec_parse (cases[i].body, strlen (cases[i].body), &config, &errors);
+        char fields[512];
+        s_fields_of (errors, fields, sizeof fields);
+        if (cases[i].fields == NULL ? (job == NULL || errors != NULL)
+                                    : (job != NULL || strcmp (fields, cases[i].fields) != 0)) {
+            char *dump = errors ? json_dumps (errors, 0) : NULL;
+            fprintf (stderr, "jobspec case %zu: %s\n  expected [%s], got [%s] %s\n", i,
+                     cases[i].body, cases[i].fields ? cases[i].fields : "accepted",
+                     job ? "accepted" : fields, dump ? dump : "");
+            free (dump);
+            assert (false);
+        }
+        if (cases[i].message) {
+            const char *message = json_string_value (
+                json_object_get (json_array_get (errors, 0), "message"));
+            if (!message || !strstr (message, cases[i].message)) {
+                fprintf (stderr, "jobspec case %zu: message '%s' lacks '%s'\n", i,
+                         message ? message : "", cases[i].message);
+                assert (false);
+            }
+        }
+        job_destroy (&job);
+        json_decref (errors);
+    }
+
+    // Defaults are filled in and the normalized spec is compact JSON.
+    json_t *errors = NULL;
+    const char *body = "{ \"kind\": \"http\", \"request\": {\"url\": \"http://a.example\"}, \"metadata\": {\"t\": 0.7} }";
+    job_t *job = jobspec_parse (body, strlen (body), &config, &errors);
+    assert (job && !errors);
+    assert (strcmp (job->kind, "http") == 0 && job->provider == NULL);
+    assert (job->priority == 5 && job->timeout_ms == 30000 && job->max_attempts == 3);
+    assert (job->expire_after_ms == 0);
+    assert (strcmp (job->spec, "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"method\":\"GET\"},"
+                    "\"priority\":5,\"timeout_ms\":30000,\"max_attempts\":3,\"metadata\":{\"t\":0.7}}") == 0);
+    job_destroy (&job);
+    body = "{\"kind\":\"crawl\",\"request\":{\"url\":\"https://a.example\"},\"expire_after_ms\":1000,\"priority\":1}";
+    job = jobspec_parse (body, strlen (body), &config, &errors);
+    assert (job && job->priority == 1 && job->expire_after_ms == 1000);
+    assert (strstr (job->spec, "\"max_bytes\":2097152"));
+    job_destroy (&job);
+    // A provider's own timeout is the default for its jobs.
+    body = "{\"kind\":\"llm\",\"provider\":\"slow\",\"request\":{\"messages\":[{\"role\":\"user\"}]}}";
+    job = jobspec_parse (body, strlen (body), &config, &errors);
+    assert (job && job->timeout_ms == 120000 && strcmp (job->provider, "slow") == 0);
+    assert (strstr (job->spec, "\"provider\":\"slow\""));
+    job_destroy (&job);
+
+    // Bodies are bytes: an embedded NUL or a length shorter than the text.
+    body = "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"}}";
+    job = jobspec_parse (body, strlen (body) - 1, &config, &errors);
+    assert (!job && json_array_size (errors) == 1);
+    json_decref (errors);
+    errors = NULL;
+    job = jobspec_parse ("{\"kind\":\0\"http\"}", 16, &config, &errors);
+    assert (!job && json_array_size (errors) == 1);
+    json_decref (errors);
+    errors = NULL;
+
+    // Depth: 64 levels pass, 65 do not, 100,000 are refused without recursion.
+    char *text = s_nested (JOBSPEC_MAX_DEPTH - 1, false);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    assert (job && !errors);
+    job_destroy (&job);
+    free (text);
+    text = s_nested (JOBSPEC_MAX_DEPTH, false);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    assert (!job && json_array_size (errors) == 1);
+    assert (strstr (json_string_value (json_object_get (json_array_get (errors, 0), "message")),
+                    "deeper than 64 levels"));
+    json_decref (errors);
+    errors = NULL;
+    // The same document built by hand, as a batch hands it over, is caught
+    // by the tree walk and blamed on the field.
+    json_t *spec = json_loads (text, 0, NULL);
+    assert (spec);
+    job = jobspec_from_json (spec, &config, &errors);
+    char fields[512];
+    s_fields_of (errors, fields, sizeof fields);
+    assert (!job && strcmp (fields, "metadata;") == 0);
+    json_decref (errors);
+    errors = NULL;
+    json_decref (spec);
+    free (text);
+    text = s_nested (100000, true);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    assert (!job && json_array_size (errors) == 1);
+    json_decref (errors);
+    errors = NULL;
+    // Brackets inside strings do not count.
+    free (text);
+    text = s_repeat ("{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},"
+                     "\"metadata\":{\"s\":\"%s\"}}", "[{", 200);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    assert (job && !errors);
+    job_destroy (&job);
+    free (text);
+
+    // Size limits: metadata over 4 KiB, a URL over 8 KiB.
+    text = s_repeat ("{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},"
+                     "\"metadata\":{\"s\":\"%s\"}}", "x", 4096);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    s_fields_of (errors, fields, sizeof fields);
+    assert (!job && strcmp (fields, "metadata;") == 0);
+    json_decref (errors);
+    errors = NULL;
+    free (text);
+    text = s_repeat ("{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example/%s\"}}", "x", 8192);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    s_fields_of (errors, fields, sizeof fields);
+    assert (!job && strcmp (fields, "request.url;") == 0);
+    json_decref (errors);
+    errors = NULL;
+    free (text);
+
+    // from_json refuses what is not an object, and never touches its input.
+    spec = json_array ();
+    job = jobspec_from_json (spec, &config, &errors);
+    assert (!job && json_array_size (errors) == 1);
+    json_decref (errors);
+    errors = NULL;
+    json_decref (spec);
+    spec = json_pack ("{s:s, s:{s:s}}", "kind", "http", "request", "url", "http://a.example");
+    job = jobspec_from_json (spec, &config, &errors);
+    assert (job && !json_object_get (json_object_get (spec, "request"), "method"));
+    job_destroy (&job);
+    // A string with a NUL byte (a parser allowing them) cannot pass as a name.
+    json_object_set_new (spec, "kind", json_stringn ("http\0x", 6));
+    job = jobspec_from_json (spec, &config, &errors);
+    s_fields_of (errors, fields, sizeof fields);
+    assert (!job && strcmp (fields, "kind;") == 0);
+    json_decref (errors);
+    json_decref (spec);
+
+    if (verbose)
+        printf ("OK\n");
+}

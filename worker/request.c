@@ -1,0 +1,807 @@
+// request — the plan of one upstream call, built from a job's spec.
+#include "request.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+// The longest method name accepted; real ones are a few letters.
+#define METHOD_MAX 32
+
+struct _request_t {
+    char *url;                  // URL to call
+    char method[METHOD_MAX + 1];// HTTP method, upper case
+    json_t *headers;            // lower-case name → "Name: value" line
+    struct curl_slist *header_list; // headers as libcurl takes them
+    char *body;                 // request body, or NULL
+    size_t body_size;           // bytes in body
+    bool user_url;              // the SSRF policy applies
+    bool crawl;                 // crawl semantics (redirects, truncation)
+    size_t max_bytes;           // body cap
+    int64_t timeout_ms;         // per-attempt timeout
+};
+
+// A growable string for URLs.
+typedef struct {
+    char *data;                 // NUL-terminated text, or NULL
+    size_t len;                 // bytes used, without the NUL
+    size_t alloc;               // bytes allocated
+    bool failed;                // an allocation failed: the text is unusable
+} s_buf_t;
+
+// s_buf_add appends len bytes of text.
+static void
+s_buf_add (s_buf_t *buf, const char *text, size_t len)
+{
+    if (buf->failed)
+        return;
+    if (buf->len + len + 1 > buf->alloc) {
+        size_t alloc = buf->alloc ? buf->alloc : 256;
+        while (alloc < buf->len + len + 1)
+            alloc *= 2;
+        char *grown = realloc (buf->data, alloc);
+        if (!grown) {
+            buf->failed = true;
+            return;
+        }
+        buf->data = grown;
+        buf->alloc = alloc;
+    }
+    memcpy (buf->data + buf->len, text, len);
+    buf->len += len;
+    buf->data[buf->len] = '\0';
+}
+
+// s_buf_str appends a C string.
+static void
+s_buf_str (s_buf_t *buf, const char *text)
+{
+    s_buf_add (buf, text, strlen (text));
+}
+
+// s_fail writes the reason for an invalid spec and returns -1.
+static int
+s_fail (char *error, size_t error_size, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_fail (char *error, size_t error_size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (error, error_size, fmt, ap);
+    va_end (ap);
+    return -1;
+}
+
+// s_scalar_text renders a query value: strings as they are, numbers and
+// booleans as JSON writes them. Returns a new string, or NULL for other types.
+static char *
+s_scalar_text (json_t *value)
+{
+    if (json_is_string (value))
+        return strndup (json_string_value (value), json_string_length (value));
+    if (json_is_integer (value) || json_is_real (value) || json_is_boolean (value))
+        return json_dumps (value, JSON_ENCODE_ANY | JSON_COMPACT);
+    return NULL;
+}
+
+// s_query_add appends key=value (URL-encoded) to url after a ? or &.
+static void
+s_query_add (s_buf_t *url, const char *key, const char *value)
+{
+    char *key_escaped = curl_easy_escape (NULL, key, (int) strlen (key));
+    char *value_escaped = curl_easy_escape (NULL, value, (int) strlen (value));
+    if (!key_escaped || !value_escaped)
+        url->failed = true;
+    else {
+        s_buf_str (url, strchr (url->data, '?') ? "&" : "?");
+        s_buf_str (url, key_escaped);
+        s_buf_str (url, "=");
+        s_buf_str (url, value_escaped);
+    }
+    curl_free (key_escaped);
+    curl_free (value_escaped);
+}
+
+// s_query_append appends an object of parameters to url. Arrays of scalars
+// repeat the key; null values are left out.
+static int
+s_query_append (s_buf_t *url, json_t *query, const char *field, char *error,
+                size_t error_size)
+{
+    if (!query)
+        return 0;
+    if (!json_is_object (query))
+        return s_fail (error, error_size, "%s must be an object", field);
+    const char *key;
+    json_t *value;
+    json_object_foreach (query, key, value) {
+        if (json_is_null (value))
+            continue;
+        size_t count = json_is_array (value) ? json_array_size (value) : 1;
+        for (size_t i = 0; i < count; i++) {
+            json_t *item = json_is_array (value) ? json_array_get (value, i) : value;
+            char *text = s_scalar_text (item);
+            if (!text)
+                return s_fail (error, error_size,
+                               "%s.%s must be a string, number, boolean or an array of them",
+                               field, key);
+            // Keys and values holding NUL cannot be encoded faithfully.
+            bool has_nul = json_is_string (item) && strlen (text) != json_string_length (item);
+            if (!has_nul)
+                s_query_add (url, key, text);
+            free (text);
+            if (has_nul)
+                return s_fail (error, error_size, "%s.%s must not contain NUL", field, key);
+        }
+    }
+    return 0;
+}
+
+// s_token_valid is true for an RFC 9110 token (method and header names).
+static bool
+s_token_valid (const char *text, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text[i];
+        if (!isalnum (c) && !strchr ("!#$%&'*+-.^_`|~", c))
+            return false;
+    }
+    return true;
+}
+
+// s_header_set sets header name to value, replacing one of any case.
+static int
+s_header_set (request_t *self, const char *name, json_t *value, const char *field,
+              char *error, size_t error_size)
+{
+    size_t name_len = strlen (name);
+    if (!s_token_valid (name, name_len) || name_len > 256)
+        return s_fail (error, error_size, "%s: \"%.64s\" is not a valid header name", field, name);
+    if (!json_is_string (value))
+        return s_fail (error, error_size, "%s.%s must be a string", field, name);
+    const char *text = json_string_value (value);
+    size_t text_len = json_string_length (value);
+    // CR, LF or NUL would let a value smuggle in headers of its own.
+    for (size_t i = 0; i < text_len; i++)
+        if (text[i] == '\r' || text[i] == '\n' || text[i] == '\0')
+            return s_fail (error, error_size, "%s.%s must not contain CR, LF or NUL", field, name);
+    char lower[257];
+    for (size_t i = 0; i <= name_len; i++)
+        lower[i] = (char) tolower ((unsigned char) name[i]);
+    char *line = malloc (name_len + text_len + 3);
+    if (!line)
+        return s_fail (error, error_size, "out of memory");
+    sprintf (line, "%s: %s", name, text);
+    json_object_set_new (self->headers, lower, json_string (line));
+    free (line);
+    return 0;
+}
+
+// s_headers_apply sets every header of an object (provider defaults first,
+// then the request's, which override them).
+static int
+s_headers_apply (request_t *self, json_t *headers, const char *field, char *error,
+                 size_t error_size)
+{
+    if (!headers)
+        return 0;
+    if (!json_is_object (headers))
+        return s_fail (error, error_size, "%s must be an object of strings", field);
+    const char *name;
+    json_t *value;
+    json_object_foreach (headers, name, value)
+        if (s_header_set (self, name, value, field, error, error_size) < 0)
+            return -1;
+    return 0;
+}
+
+// s_header_default sets a header unless the request already has one.
+static void
+s_header_default (request_t *self, const char *name, const char *value)
+{
+    char lower[64];
+    size_t i = 0;
+    for (; name[i] && i < sizeof lower - 1; i++)
+        lower[i] = (char) tolower ((unsigned char) name[i]);
+    lower[i] = '\0';
+    if (json_object_get (self->headers, lower))
+        return;
+    json_t *text = json_string (value);
+    char discard[8];
+    s_header_set (self, name, text, "headers", discard, sizeof discard);
+    json_decref (text);
+}
+
+// s_url_part reads one part of a parsed URL, or NULL (caller frees with
+// curl_free).
+static char *
+s_url_part (CURLU *handle, CURLUPart part)
+{
+    char *text = NULL;
+    if (curl_url_get (handle, part, &text, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        return NULL;
+    return text;
+}
+
+// s_url_check accepts only absolute http(s) URLs with a host. With
+// same_origin_as, the URL must also keep that URL's host and port, so a
+// path cannot steer a provider call elsewhere ("@evil.example").
+static int
+s_url_check (const char *url, const char *same_origin_as, const char *field,
+             char *error, size_t error_size)
+{
+    CURLU *handle = curl_url ();
+    CURLU *base = same_origin_as ? curl_url () : NULL;
+    int rc = 0;
+    char *scheme = NULL, *host = NULL, *port = NULL, *base_host = NULL, *base_port = NULL;
+    if (!handle || (same_origin_as && !base))
+        rc = s_fail (error, error_size, "out of memory");
+    else if (curl_url_set (handle, CURLUPART_URL, url, 0) != CURLUE_OK)
+        rc = s_fail (error, error_size, "%s is not a valid absolute URL", field);
+    else {
+        scheme = s_url_part (handle, CURLUPART_SCHEME);
+        host = s_url_part (handle, CURLUPART_HOST);
+        port = s_url_part (handle, CURLUPART_PORT);
+        if (!scheme || (strcmp (scheme, "http") != 0 && strcmp (scheme, "https") != 0))
+            rc = s_fail (error, error_size, "%s must be an http or https URL", field);
+        else if (!host || !*host)
+            rc = s_fail (error, error_size, "%s has no host", field);
+        else if (base) {
+            if (curl_url_set (base, CURLUPART_URL, same_origin_as, 0) == CURLUE_OK) {
+                base_host = s_url_part (base, CURLUPART_HOST);
+                base_port = s_url_part (base, CURLUPART_PORT);
+            }
+            if (!base_host || !base_port || !port || strcasecmp (host, base_host) != 0
+                || strcmp (port, base_port) != 0)
+                rc = s_fail (error, error_size, "%s must stay on the provider's host", field);
+        }
+    }
+    curl_free (scheme);
+    curl_free (host);
+    curl_free (port);
+    curl_free (base_host);
+    curl_free (base_port);
+    curl_url_cleanup (handle);
+    curl_url_cleanup (base);
+    return rc;
+}
+
+// s_join appends path to base with exactly one slash between them.
+static void
+s_join (s_buf_t *url, const char *base, const char *path)
+{
+    s_buf_str (url, base);
+    bool base_slash = url->len > 0 && url->data && url->data[url->len - 1] == '/';
+    if (*path == '/' && base_slash)
+        path++;
+    else if (*path && *path != '/' && *path != '?' && !base_slash)
+        s_buf_str (url, "/");
+    s_buf_str (url, path);
+}
+
+// s_body_set takes request.body: a string is sent as it is, any other value
+// as JSON.
+static int
+s_body_set (request_t *self, json_t *body, char *error, size_t error_size)
+{
+    if (!body || json_is_null (body))
+        return 0;
+    if (json_is_string (body)) {
+        self->body_size = json_string_length (body);
+        self->body = malloc (self->body_size + 1);
+        if (!self->body)
+            return s_fail (error, error_size, "out of memory");
+        memcpy (self->body, json_string_value (body), self->body_size + 1);
+        return 0;
+    }
+    self->body = json_dumps (body, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!self->body)
+        return s_fail (error, error_size, "request.body cannot be encoded");
+    self->body_size = strlen (self->body);
+    s_header_default (self, "Content-Type", "application/json");
+    return 0;
+}
+
+// s_method_set validates and stores the method, upper-cased.
+static int
+s_method_set (request_t *self, json_t *method, char *error, size_t error_size)
+{
+    if (!method) {
+        strcpy (self->method, "GET");
+        return 0;
+    }
+    const char *text = json_string_value (method);
+    size_t len = text ? json_string_length (method) : 0;
+    if (!text || len > METHOD_MAX || !s_token_valid (text, len))
+        return s_fail (error, error_size, "request.method must be an HTTP method name");
+    for (size_t i = 0; i <= len; i++)
+        self->method[i] = (char) toupper ((unsigned char) text[i]);
+    return 0;
+}
+
+// s_optional_string reads an optional string field; -1 when it has another type.
+static int
+s_optional_string (json_t *object, const char *key, const char **out, const char *field,
+                   char *error, size_t error_size)
+{
+    json_t *value = json_object_get (object, key);
+    *out = NULL;
+    if (!value || json_is_null (value))
+        return 0;
+    if (!json_is_string (value) || strlen (json_string_value (value)) != json_string_length (value))
+        return s_fail (error, error_size, "%s must be a string", field);
+    *out = json_string_value (value);
+    return 0;
+}
+
+// s_plan_http plans the http kind (SPEC §3).
+static int
+s_plan_http (request_t *self, json_t *request, const config_provider_t *provider,
+             s_buf_t *url, char *error, size_t error_size)
+{
+    const char *path, *target;
+    if (s_method_set (self, json_object_get (request, "method"), error, error_size) < 0
+        || s_optional_string (request, "path", &path, "request.path", error, error_size) < 0
+        || s_optional_string (request, "url", &target, "request.url", error, error_size) < 0)
+        return -1;
+    if (provider)
+        s_join (url, provider->base_url, path ? path : "");
+    else if (!target)
+        return s_fail (error, error_size, "request.url is required without a provider");
+    else {
+        s_buf_str (url, target);
+        self->user_url = true;
+    }
+    // Fragments are never sent, and a query appended after one would be.
+    char *hash = url->data ? strchr (url->data, '#') : NULL;
+    if (hash) {
+        *hash = '\0';
+        url->len = (size_t) (hash - url->data);
+    }
+    if (s_query_append (url, json_object_get (request, "query"), "request.query", error,
+                        error_size) < 0
+        || s_headers_apply (self, json_object_get (request, "headers"), "request.headers",
+                            error, error_size) < 0
+        || s_body_set (self, json_object_get (request, "body"), error, error_size) < 0)
+        return -1;
+    return 0;
+}
+
+// s_plan_crawl plans the crawl kind (SPEC §3): GET a user URL, follow a few
+// redirects, keep at most max_bytes.
+static int
+s_plan_crawl (request_t *self, json_t *request, s_buf_t *url, char *error,
+              size_t error_size)
+{
+    const char *target;
+    if (s_optional_string (request, "url", &target, "request.url", error, error_size) < 0)
+        return -1;
+    if (!target)
+        return s_fail (error, error_size, "request.url is required");
+    strcpy (self->method, "GET");
+    s_buf_str (url, target);
+    self->user_url = true;
+    self->crawl = true;
+    json_t *max_bytes = json_object_get (request, "max_bytes");
+    if (max_bytes && !json_is_null (max_bytes)) {
+        if (!json_is_integer (max_bytes) || json_integer_value (max_bytes) < 1)
+            return s_fail (error, error_size, "request.max_bytes must be a positive integer");
+        if ((json_int_t) self->max_bytes > json_integer_value (max_bytes))
+            self->max_bytes = (size_t) json_integer_value (max_bytes);
+    }
+    else if (self->max_bytes > REQUEST_CRAWL_MAX_BYTES)
+        self->max_bytes = REQUEST_CRAWL_MAX_BYTES;
+    return s_headers_apply (self, json_object_get (request, "headers"), "request.headers",
+                            error, error_size);
+}
+
+// s_plan_search plans the basic search kind: GET the provider's base_url
+// with the request's fields as query parameters. (Issue 4 replaces this with
+// per-provider request templates.)
+static int
+s_plan_search (request_t *self, json_t *request, const config_provider_t *provider,
+               s_buf_t *url, char *error, size_t error_size)
+{
+    strcpy (self->method, "GET");
+    s_buf_str (url, provider->base_url);
+    return s_query_append (url, request, "request", error, error_size);
+}
+
+// s_plan_llm plans the basic llm kind: POST the request as an
+// OpenAI-compatible Chat Completions body. (Issue 4 adds token streaming.)
+static int
+s_plan_llm (request_t *self, json_t *request, const config_provider_t *provider,
+            s_buf_t *url, char *error, size_t error_size)
+{
+    strcpy (self->method, "POST");
+    s_join (url, provider->base_url, "/chat/completions");
+    return s_body_set (self, request, error, error_size);
+}
+
+// s_plan fills self from the job; -1 with a reason when the spec is invalid.
+static int
+s_plan (request_t *self, const job_t *job, const config_t *config, s_buf_t *url,
+        char *error, size_t error_size)
+{
+    json_t *spec = json_loads (job->spec ? job->spec : "", JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object (spec)) {
+        json_decref (spec);
+        return s_fail (error, error_size, "the job spec is not a JSON object");
+    }
+    int rc = 0;
+    const char *kind = job->kind;
+    const char *provider_name = job->provider && *job->provider ? job->provider : NULL;
+    const char *spec_provider = NULL;
+    json_t *request = json_object_get (spec, "request");
+    if (!kind || !*kind)
+        kind = json_string_value (json_object_get (spec, "kind"));
+    if (!provider_name
+        && s_optional_string (spec, "provider", &spec_provider, "provider", error, error_size) < 0)
+        rc = -1;
+    if (!provider_name)
+        provider_name = spec_provider;
+    const config_provider_t *provider = provider_name ? config_provider (config, provider_name)
+                                                      : NULL;
+    if (rc < 0)
+        ;
+    else if (!kind)
+        rc = s_fail (error, error_size, "the job has no kind");
+    else if (!json_is_object (request))
+        rc = s_fail (error, error_size, "request must be an object");
+    else if (provider_name && !provider)
+        rc = s_fail (error, error_size, "unknown provider \"%.64s\"", provider_name);
+    else if (provider && strcmp (kind, "crawl") != 0
+             && s_headers_apply (self, provider->headers, "provider headers", error,
+                                 error_size) < 0)
+        rc = -1;
+    else if (strcmp (kind, "http") == 0)
+        rc = s_plan_http (self, request, provider, url, error, error_size);
+    else if (strcmp (kind, "crawl") == 0)
+        rc = s_plan_crawl (self, request, url, error, error_size);
+    else if ((strcmp (kind, "search") == 0 || strcmp (kind, "llm") == 0) && !provider)
+        rc = s_fail (error, error_size, "kind %s needs a provider", kind);
+    else if (strcmp (kind, "search") == 0)
+        rc = s_plan_search (self, request, provider, url, error, error_size);
+    else if (strcmp (kind, "llm") == 0)
+        rc = s_plan_llm (self, request, provider, url, error, error_size);
+    else
+        rc = s_fail (error, error_size, "unknown kind \"%.32s\"", kind);
+
+    if (rc == 0 && url->failed)
+        rc = s_fail (error, error_size, "out of memory");
+    if (rc == 0) {
+        self->timeout_ms = job->timeout_ms > 0 ? job->timeout_ms
+                           : provider && provider->timeout_ms > 0 ? provider->timeout_ms
+                           : REQUEST_TIMEOUT_MS;
+        rc = s_url_check (url->data, self->user_url ? NULL : provider->base_url,
+                          self->user_url ? "request.url" : "request.path", error, error_size);
+    }
+    json_decref (spec);
+    return rc;
+}
+
+request_t *
+request_new (const job_t *job, const config_t *config, char *error, size_t error_size)
+{
+    request_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        s_fail (error, error_size, "out of memory");
+        return NULL;
+    }
+    self->headers = json_object ();
+    self->max_bytes = config->max_response_bytes;
+    s_buf_t url = { 0 };
+    if (!self->headers || s_plan (self, job, config, &url, error, error_size) < 0) {
+        free (url.data);
+        request_destroy (&self);
+        return NULL;
+    }
+    self->url = url.data;
+    if (self->timeout_ms > 600000)
+        self->timeout_ms = 600000;
+    // "Expect: 100-continue" costs a round trip (or a 1 s stall) per body;
+    // libcurl reads "Expect:" as "do not send it".
+    if (!json_object_get (self->headers, "expect")) {
+        self->header_list = curl_slist_append (NULL, "Expect:");
+        if (!self->header_list) {
+            s_fail (error, error_size, "out of memory");
+            request_destroy (&self);
+            return NULL;
+        }
+    }
+    const char *key;
+    json_t *line;
+    json_object_foreach (self->headers, key, line) {
+        // libcurl sends "Name;" as an empty header and drops "Name:".
+        char *text = strdup (json_string_value (line));
+        size_t len = text ? strlen (text) : 0;
+        if (text && len >= 2 && text[len - 1] == ' ' && text[len - 2] == ':') {
+            text[len - 2] = ';';
+            text[len - 1] = '\0';
+        }
+        struct curl_slist *grown = text ? curl_slist_append (self->header_list, text) : NULL;
+        free (text);
+        if (!grown) {
+            s_fail (error, error_size, "out of memory");
+            request_destroy (&self);
+            return NULL;
+        }
+        self->header_list = grown;
+    }
+    return self;
+}
+
+void
+request_destroy (request_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    request_t *self = *self_p;
+    free (self->url);
+    json_decref (self->headers);
+    curl_slist_free_all (self->header_list);
+    free (self->body);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+request_apply (request_t *self, CURL *easy)
+{
+    CURLcode rc = curl_easy_setopt (easy, CURLOPT_URL, self->url);
+    if (rc == CURLE_OK && self->body) {
+        rc = curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) self->body_size);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt (easy, CURLOPT_POSTFIELDS, self->body);
+        if (rc == CURLE_OK && strcmp (self->method, "POST") != 0)
+            rc = curl_easy_setopt (easy, CURLOPT_CUSTOMREQUEST, self->method);
+    }
+    else if (rc == CURLE_OK && strcmp (self->method, "GET") == 0)
+        rc = curl_easy_setopt (easy, CURLOPT_HTTPGET, 1L);
+    else if (rc == CURLE_OK && strcmp (self->method, "HEAD") == 0)
+        rc = curl_easy_setopt (easy, CURLOPT_NOBODY, 1L);
+    else if (rc == CURLE_OK && strcmp (self->method, "POST") == 0) {
+        rc = curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 0);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt (easy, CURLOPT_POSTFIELDS, "");
+    }
+    else if (rc == CURLE_OK)
+        rc = curl_easy_setopt (easy, CURLOPT_CUSTOMREQUEST, self->method);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt (easy, CURLOPT_HTTPHEADER, self->header_list);
+    if (rc == CURLE_OK && self->crawl) {
+        rc = curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 1L);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt (easy, CURLOPT_MAXREDIRS, (long) REQUEST_CRAWL_MAX_REDIRECTS);
+    }
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+const char *
+request_url (const request_t *self)
+{
+    return self->url;
+}
+
+const char *
+request_method (const request_t *self)
+{
+    return self->method;
+}
+
+const char *
+request_body (const request_t *self, size_t *size)
+{
+    if (size)
+        *size = self->body_size;
+    return self->body;
+}
+
+const char *
+request_header (const request_t *self, const char *name)
+{
+    char lower[257];
+    size_t i = 0;
+    for (; name[i] && i < sizeof lower - 1; i++)
+        lower[i] = (char) tolower ((unsigned char) name[i]);
+    lower[i] = '\0';
+    const char *line = json_string_value (json_object_get (self->headers, lower));
+    if (!line)
+        return NULL;
+    const char *colon = strchr (line, ':');
+    return colon[1] == ' ' ? colon + 2 : colon + 1;
+}
+
+bool
+request_user_url (const request_t *self)
+{
+    return self->user_url;
+}
+
+bool
+request_is_crawl (const request_t *self)
+{
+    return self->crawl;
+}
+
+size_t
+request_max_bytes (const request_t *self)
+{
+    return self->max_bytes;
+}
+
+int64_t
+request_timeout_ms (const request_t *self)
+{
+    return self->timeout_ms;
+}
+
+// --- self-test ---
+
+// s_plan_for builds a request from kind, provider and spec text.
+static request_t *
+s_plan_for (const config_t *config, const char *kind, const char *provider, const char *spec,
+            char *error, size_t error_size)
+{
+    job_t *job = job_new ();
+    assert (job);
+    job_set_str (&job->kind, kind);
+    job_set_str (&job->provider, provider);
+    job_set_str (&job->spec, spec);
+    job->timeout_ms = 1500;
+    request_t *request = request_new (job, config, error, error_size);
+    job_destroy (&job);
+    return request;
+}
+
+void
+request_test (bool verbose)
+{
+    if (verbose)
+        printf (" * request: ");
+    char error[256];
+    config_t *config = config_load (NULL, error, sizeof error);
+    assert (config);
+    // One provider with default headers, added by hand for the test.
+    config_provider_t *providers = calloc (1, sizeof *providers);
+    assert (providers);
+    providers[0].name = strdup ("mock");
+    providers[0].base_url = strdup ("http://127.0.0.1:9000/v1/");
+    providers[0].headers = json_pack ("{s:s, s:s}", "Authorization", "Bearer k",
+                                      "X-Default", "d");
+    config->providers = providers;
+    config->providers_count = 1;
+
+    // http without provider: method, query encoding, JSON body.
+    request_t *request = s_plan_for (config, "http", NULL,
+        "{\"kind\":\"http\",\"request\":{\"method\":\"post\","
+        "\"url\":\"https://example.com/a?x=1#frag\","
+        "\"query\":{\"q\":\"a b&c\",\"n\":3,\"f\":true,\"r\":1.5,\"l\":[\"x\",2],\"z\":null},"
+        "\"headers\":{\"X-Id\":\"7\"},\"body\":{\"k\":[1,2]}}}", error, sizeof error);
+    if (!request)
+        fprintf (stderr, "request: %s\n", error);
+    assert (request);
+    assert (strcmp (request_method (request), "POST") == 0);
+    assert (request_user_url (request) && !request_is_crawl (request));
+    assert (strcmp (request_url (request),
+                    "https://example.com/a?x=1&q=a%20b%26c&n=3&f=true&r=1.5&l=x&l=2") == 0);
+    size_t size;
+    const char *body = request_body (request, &size);
+    assert (body && strcmp (body, "{\"k\":[1,2]}") == 0 && size == strlen (body));
+    assert (strcmp (request_header (request, "content-type"), "application/json") == 0);
+    assert (strcmp (request_header (request, "x-id"), "7") == 0);
+    assert (request_timeout_ms (request) == 1500);
+    assert (request_max_bytes (request) == config->max_response_bytes);
+    CURL *easy = curl_easy_init ();
+    assert (easy);
+    assert (request_apply (request, easy) == 0);
+    curl_easy_cleanup (easy);
+    request_destroy (&request);
+    request_destroy (&request);
+
+    request = s_plan_for (config, "http", NULL,
+        "{\"request\":{\"url\":\"http://example.com/p\","
+        "\"query\":{\"q\":\"a b&c\",\"n\":3,\"f\":true,\"l\":[\"x\",2]}}}", error, sizeof error);
+    assert (request);
+    assert (strcmp (request_url (request),
+                    "http://example.com/p?q=a%20b%26c&n=3&f=true&l=x&l=2") == 0);
+    assert (strcmp (request_method (request), "GET") == 0);
+    assert (request_body (request, NULL) == NULL);
+    request_destroy (&request);
+
+    // http with provider: path joined, provider headers overridden by the
+    // request's, a string body sent as is with its own content type.
+    request = s_plan_for (config, "http", "mock",
+        "{\"request\":{\"method\":\"PUT\",\"path\":\"/items/1\",\"query\":{\"a\":\"b\"},"
+        "\"headers\":{\"x-default\":\"mine\",\"Content-Type\":\"text/plain\"},"
+        "\"body\":\"raw text\"}}", error, sizeof error);
+    assert (request);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/items/1?a=b") == 0);
+    assert (!request_user_url (request));
+    assert (strcmp (request_header (request, "X-Default"), "mine") == 0);
+    assert (strcmp (request_header (request, "authorization"), "Bearer k") == 0);
+    assert (strcmp (request_header (request, "content-type"), "text/plain") == 0);
+    assert (strcmp (request_body (request, NULL), "raw text") == 0);
+    request_destroy (&request);
+
+    // crawl: a user URL with a byte cap; search and llm, the basic versions.
+    request = s_plan_for (config, "crawl", NULL,
+        "{\"request\":{\"url\":\"http://example.com/\",\"max_bytes\":1000}}", error, sizeof error);
+    assert (request && request_is_crawl (request) && request_user_url (request));
+    assert (request_max_bytes (request) == 1000);
+    request_destroy (&request);
+    request = s_plan_for (config, "crawl", NULL, "{\"request\":{\"url\":\"http://example.com/\"}}",
+                          error, sizeof error);
+    assert (request && request_max_bytes (request) == REQUEST_CRAWL_MAX_BYTES);
+    request_destroy (&request);
+    request = s_plan_for (config, "search", "mock", "{\"request\":{\"query\":\"cats\",\"count\":5}}",
+                          error, sizeof error);
+    assert (request);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/?query=cats&count=5") == 0);
+    request_destroy (&request);
+    request = s_plan_for (config, "llm", "mock",
+                          "{\"request\":{\"model\":\"m\",\"messages\":[]}}", error, sizeof error);
+    assert (request);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/chat/completions") == 0);
+    assert (strcmp (request_method (request), "POST") == 0);
+    assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"messages\":[]}") == 0);
+    request_destroy (&request);
+
+    // Invalid specs are refused with a reason, whatever their shape.
+    static const struct {
+        const char *kind;       // job kind
+        const char *provider;   // job provider
+        const char *spec;       // spec text
+    } bad[] = {
+        { "http", NULL, "not json" },
+        { "http", NULL, "[1,2]" },
+        { "http", NULL, "{}" },
+        { "http", NULL, "{\"request\":[]}" },
+        { "http", NULL, "{\"request\":{}}" },
+        { "http", NULL, "{\"request\":{\"url\":5}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"ftp://example.com/\"}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"file:///etc/passwd\"}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"/relative\"}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://\"}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":\"GE T\"}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":7}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"query\":[1]}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"query\":{\"a\":{}}}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":{\"a\":1}}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":{\"a\":\"x\\r\\nB: y\"}}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":{\"a b\":\"x\"}}}" },
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":\"x\"}}" },
+        { "http", "nope", "{\"request\":{\"path\":\"/\"}}" },
+        { "http", "mock", "{\"request\":{\"path\":\"@evil.example/\"}}" },
+        { "http", "mock", "{\"request\":{\"path\":7}}" },
+        { "crawl", NULL, "{\"request\":{}}" },
+        { "crawl", NULL, "{\"request\":{\"url\":\"http://a/\",\"max_bytes\":0}}" },
+        { "crawl", NULL, "{\"request\":{\"url\":\"http://a/\",\"max_bytes\":\"big\"}}" },
+        { "search", NULL, "{\"request\":{\"query\":\"x\"}}" },
+        { "llm", NULL, "{\"request\":{}}" },
+        { "telnet", NULL, "{\"request\":{}}" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        error[0] = '\0';
+        request = s_plan_for (config, bad[i].kind, bad[i].provider, bad[i].spec, error,
+                              sizeof error);
+        if (request)
+            fprintf (stderr, "request: accepted bad spec %s\n", bad[i].spec);
+        assert (request == NULL);
+        assert (error[0]);
+        if (verbose)
+            printf ("\n   refused %s: %s", bad[i].spec, error);
+    }
+    config_destroy (&config);
+    if (verbose)
+        printf ("\n   OK\n");
+}

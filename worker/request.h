@@ -1,0 +1,72 @@
+// request — the plan of one upstream call, built from a job's spec.
+//
+// SPEC §3 describes what each kind means; this module turns a job record
+// (its normalized spec JSON, its provider, its timeout) and the provider
+// configuration into a URL, a method, headers and a body, and applies them
+// to a libcurl easy handle. Everything in the spec came from a client
+// through the broker, so every field is type-checked: a bad spec yields a
+// one-line reason (the attempt fails as invalid_request), never a crash.
+#ifndef JOBGATE_REQUEST_H
+#define JOBGATE_REQUEST_H
+
+#include "config.h"
+#include "job.h"
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// The crawl kind's default request.max_bytes (SPEC §3).
+#define REQUEST_CRAWL_MAX_BYTES (2 * 1024 * 1024)
+// The crawl kind follows at most this many redirects (SPEC §3).
+#define REQUEST_CRAWL_MAX_REDIRECTS 5
+// The default per-attempt timeout when neither job nor provider sets one.
+#define REQUEST_TIMEOUT_MS 30000
+
+typedef struct _request_t request_t;
+
+// request_new plans one attempt of job under config. Returns NULL when the
+// spec is invalid (or memory ran out), with a one-line reason in error.
+request_t *request_new (const job_t *job, const config_t *config, char *error,
+                        size_t error_size);
+
+// request_destroy frees a request; nulls *self_p.
+void request_destroy (request_t **self_p);
+
+// request_apply sets URL, method, headers, body and redirect policy on easy.
+// libcurl borrows the headers and the body: the request must outlive the
+// transfer. Returns 0, or -1 when libcurl refused an option.
+int request_apply (request_t *self, CURL *easy);
+
+// request_url returns the URL to call (borrowed).
+const char *request_url (const request_t *self);
+
+// request_method returns the HTTP method (borrowed).
+const char *request_method (const request_t *self);
+
+// request_body returns the body and its size, or NULL when there is none.
+const char *request_body (const request_t *self, size_t *size);
+
+// request_header returns the value of header name (any case) as it will be
+// sent, or NULL.
+const char *request_header (const request_t *self, const char *name);
+
+// request_user_url is true when the URL came from the client (an http job
+// without provider, a crawl): the SSRF policy applies to it.
+bool request_user_url (const request_t *self);
+
+// request_is_crawl is true for crawl jobs: truncate at max_bytes, add the
+// crawl fields to the result.
+bool request_is_crawl (const request_t *self);
+
+// request_max_bytes returns the body cap for this call.
+size_t request_max_bytes (const request_t *self);
+
+// request_timeout_ms returns this attempt's timeout.
+int64_t request_timeout_ms (const request_t *self);
+
+// request_test runs the self-test.
+void request_test (bool verbose);
+
+#endif

@@ -1,0 +1,777 @@
+// response — what one upstream attempt answered, and what it means.
+#include "response.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+// Header bytes kept per response: enough for any real API, bounded for a
+// hostile upstream (libcurl bounds single lines, not their number).
+#define HEADER_BYTES_MAX (64 * 1024)
+// Retry-After values beyond a day are nonsense or hostile.
+#define RETRY_AFTER_MAX_S 86400
+
+struct _response_t {
+    json_t *headers;            // lower-case name → value of the latest block
+    size_t header_bytes;        // bytes kept in headers, against the cap
+    char *body;                 // decoded body bytes (not NUL-terminated)
+    size_t body_size;           // bytes in body
+    size_t body_alloc;          // bytes allocated for body
+    size_t max_bytes;           // body cap
+    bool truncate;              // past the cap: keep a truncated page (crawl)
+    bool truncated;             // the cap cut the body (truncate mode)
+    bool too_large;             // the cap was exceeded (error mode)
+};
+
+response_t *
+response_new (size_t max_bytes, bool truncate)
+{
+    response_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->headers = json_object ();
+    if (!self->headers) {
+        free (self);
+        return NULL;
+    }
+    self->max_bytes = max_bytes;
+    self->truncate = truncate;
+    return self;
+}
+
+void
+response_destroy (response_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    response_t *self = *self_p;
+    json_decref (self->headers);
+    free (self->body);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+response_header (response_t *self, const char *line, size_t len)
+{
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    if (len == 0)
+        return;
+    // A status line starts the next response (redirect, 100 Continue): the
+    // result shows the headers of the final one only.
+    if (len >= 5 && memcmp (line, "HTTP/", 5) == 0) {
+        json_object_clear (self->headers);
+        self->header_bytes = 0;
+        return;
+    }
+    // Obsolete line folding is not worth a special case: drop it.
+    if (line[0] == ' ' || line[0] == '\t')
+        return;
+    const char *colon = memchr (line, ':', len);
+    if (!colon || colon == line || self->header_bytes + len > HEADER_BYTES_MAX)
+        return;
+    size_t name_len = (size_t) (colon - line);
+    char name[256];
+    if (name_len >= sizeof name)
+        return;
+    for (size_t i = 0; i < name_len; i++)
+        name[i] = (char) tolower ((unsigned char) line[i]);
+    name[name_len] = '\0';
+    // Cookies are the upstream's session with us, not part of the answer.
+    if (strcmp (name, "set-cookie") == 0 || strcmp (name, "set-cookie2") == 0)
+        return;
+    const char *value = colon + 1;
+    size_t value_len = len - name_len - 1;
+    while (value_len > 0 && (*value == ' ' || *value == '\t')) {
+        value++;
+        value_len--;
+    }
+    while (value_len > 0 && (value[value_len - 1] == ' ' || value[value_len - 1] == '\t'))
+        value_len--;
+    json_t *existing = json_object_get (self->headers, name);
+    json_t *joined = NULL;
+    if (existing) {
+        // Repeated headers are one list (RFC 9110 §5.3).
+        const char *old = json_string_value (existing);
+        size_t old_len = json_string_length (existing);
+        char *buffer = malloc (old_len + 2 + value_len);
+        if (!buffer)
+            return;
+        memcpy (buffer, old, old_len);
+        memcpy (buffer + old_len, ", ", 2);
+        memcpy (buffer + old_len + 2, value, value_len);
+        joined = json_stringn (buffer, old_len + 2 + value_len);
+        free (buffer);
+    }
+    else
+        joined = json_stringn (value, value_len);
+    // json_stringn refuses invalid UTF-8: such a header is dropped.
+    if (joined) {
+        json_object_set_new (self->headers, name, joined);
+        self->header_bytes += len;
+    }
+}
+
+bool
+response_body (response_t *self, const char *data, size_t len)
+{
+    if (self->truncated || self->too_large)
+        return false;
+    size_t room = self->max_bytes - self->body_size;
+    bool over = len > room;
+    if (over) {
+        if (!self->truncate) {
+            self->too_large = true;
+            return false;
+        }
+        len = room;
+        self->truncated = true;
+    }
+    if (self->body_size + len > self->body_alloc) {
+        size_t alloc = self->body_alloc ? self->body_alloc : 4096;
+        while (alloc < self->body_size + len)
+            alloc *= 2;
+        if (alloc > self->max_bytes)
+            alloc = self->max_bytes;
+        char *grown = realloc (self->body, alloc);
+        if (!grown) {
+            // Out of memory is reported like an oversized answer: the
+            // attempt cannot be held, and retrying would not help.
+            self->too_large = true;
+            return false;
+        }
+        self->body = grown;
+        self->body_alloc = alloc;
+    }
+    if (len > 0)
+        memcpy (self->body + self->body_size, data, len);
+    self->body_size += len;
+    return !over;
+}
+
+bool
+response_truncated (const response_t *self)
+{
+    return self->truncated;
+}
+
+// s_is_json_type is true for application/json and any +json media type.
+static bool
+s_is_json_type (const char *content_type)
+{
+    if (!content_type)
+        return false;
+    size_t len = strcspn (content_type, ";");
+    while (len > 0 && isspace ((unsigned char) content_type[len - 1]))
+        len--;
+    while (len > 0 && isspace ((unsigned char) *content_type)) {
+        content_type++;
+        len--;
+    }
+    if (len == 16 && strncasecmp (content_type, "application/json", 16) == 0)
+        return true;
+    return len > 5 && strncasecmp (content_type + len - 5, "+json", 5) == 0;
+}
+
+// s_utf8_whole_prefix returns the length of data without a multi-byte UTF-8
+// sequence cut at its end, so a truncated page still reads as text.
+static size_t
+s_utf8_whole_prefix (const char *data, size_t size)
+{
+    const unsigned char *bytes = (const unsigned char *) data;
+    // Walk back over at most three continuation bytes to the lead byte.
+    size_t lead = size;
+    for (size_t back = 0; back < 4 && lead > 0; back++) {
+        lead--;
+        if ((bytes[lead] & 0xC0) != 0x80)
+            break;
+    }
+    if (lead == size)
+        return size;
+    unsigned char c = bytes[lead];
+    size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    return size - lead < need ? lead : size;
+}
+
+// s_body_set renders the body: parsed JSON for JSON media types, else a
+// string when it is UTF-8, else base64 (marked with body_encoding).
+static void
+s_body_set (json_t *result, const char *content_type, const char *body,
+            size_t size, bool truncated)
+{
+    if (!body)
+        body = "";
+    if (s_is_json_type (content_type) && size > 0 && !truncated) {
+        json_t *parsed = json_loadb (body, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (parsed) {
+            json_object_set_new (result, "body", parsed);
+            return;
+        }
+    }
+    size_t text_size = truncated ? s_utf8_whole_prefix (body, size) : size;
+    json_t *text = json_stringn (body, text_size);
+    if (text) {
+        json_object_set_new (result, "body", text);
+        return;
+    }
+    size_t encoded_size = sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL);
+    char *encoded = malloc (encoded_size);
+    if (!encoded) {
+        json_object_set_new (result, "body", json_null ());
+        return;
+    }
+    sodium_bin2base64 (encoded, encoded_size, (const unsigned char *) body, size,
+                       sodium_base64_VARIANT_ORIGINAL);
+    json_object_set_new (result, "body", json_string (encoded));
+    json_object_set_new (result, "body_encoding", json_string ("base64"));
+    free (encoded);
+}
+
+// s_string_or_null returns a JSON string for text, or null when text is NULL
+// or not UTF-8.
+static json_t *
+s_string_or_null (const char *text)
+{
+    json_t *value = text ? json_string (text) : NULL;
+    return value ? value : json_null ();
+}
+
+// s_result_json renders the result object of SPEC §3.
+static char *
+s_result_json (response_t *self, const response_info_t *info)
+{
+    json_t *result = json_object ();
+    if (!result)
+        return NULL;
+    const char *content_type = json_string_value (json_object_get (self->headers, "content-type"));
+    json_object_set_new (result, "status", json_integer (info->status));
+    json_object_set (result, "headers", self->headers);
+    s_body_set (result, content_type, self->body, self->body_size, self->truncated);
+    json_object_set_new (result, "latency_ms", json_integer (info->latency_ms));
+    if (info->crawl) {
+        json_object_set_new (result, "final_url", s_string_or_null (info->final_url));
+        json_object_set_new (result, "content_type", s_string_or_null (content_type));
+        char *title = response_title (self->body, self->body_size);
+        json_object_set_new (result, "title", s_string_or_null (title));
+        free (title);
+        json_object_set_new (result, "truncated", json_boolean (self->truncated));
+    }
+    char *text = json_dumps (result, JSON_COMPACT);
+    json_decref (result);
+    return text;
+}
+
+// s_error_json renders an error object; upstream_status is left out when 0.
+static char *
+s_error_json (const char *type, const char *message, long upstream_status)
+{
+    json_t *error = json_object ();
+    if (!error)
+        return NULL;
+    json_object_set_new (error, "type", json_string (type));
+    // The message may quote upstream text that is not UTF-8.
+    json_t *text = json_string (message ? message : "");
+    json_object_set_new (error, "message", text ? text : json_string (type));
+    if (upstream_status)
+        json_object_set_new (error, "upstream_status", json_integer (upstream_status));
+    char *dumped = json_dumps (error, JSON_COMPACT);
+    json_decref (error);
+    return dumped;
+}
+
+void
+response_outcome_error (response_outcome_t *out, const char *outcome,
+                        const char *type, const char *message)
+{
+    memset (out, 0, sizeof *out);
+    out->outcome = outcome;
+    out->error = s_error_json (type, message, 0);
+}
+
+void
+response_outcome_free (response_outcome_t *out)
+{
+    free (out->result);
+    free (out->error);
+    out->result = NULL;
+    out->error = NULL;
+}
+
+void
+response_finish (response_t *self, const response_info_t *info, response_outcome_t *out)
+{
+    memset (out, 0, sizeof *out);
+    out->status = info->status;
+    const char *detail = info->curl_detail && *info->curl_detail
+                         ? info->curl_detail : curl_easy_strerror (info->code);
+    char message[512];
+    CURLcode code = info->code;
+    bool answered = code == CURLE_OK || (code == CURLE_WRITE_ERROR && self->truncated);
+
+    if (!answered && info->blocked) {
+        response_outcome_error (out, "failed", "blocked_by_policy",
+                                "the upstream address is private or reserved "
+                                "(security.allow_private_networks is off)");
+        out->status = info->status;
+    }
+    else if (code == CURLE_UNSUPPORTED_PROTOCOL) {
+        response_outcome_error (out, "failed", "blocked_by_policy",
+                                "only http and https URLs are allowed");
+        out->status = info->status;
+    }
+    else if (self->too_large || code == CURLE_FILESIZE_EXCEEDED) {
+        snprintf (message, sizeof message, "the upstream response exceeds %zu bytes",
+                  self->max_bytes);
+        response_outcome_error (out, "failed", "response_too_large", message);
+        out->status = info->status;
+    }
+    else if (answered && info->status >= 100) {
+        out->result = s_result_json (self, info);
+        long status = info->status;
+        if (status >= 200 && status <= 299)
+            out->outcome = "succeeded";
+        else {
+            snprintf (message, sizeof message, "upstream answered %ld", status);
+            out->error = s_error_json ("upstream_status", message, status);
+            if (status == 429 || status >= 500) {
+                out->outcome = "retry";
+                const char *retry_after =
+                    json_string_value (json_object_get (self->headers, "retry-after"));
+                out->retry_after_ms = response_retry_after_ms (retry_after, info->now_s);
+            }
+            else
+                out->outcome = "failed";
+        }
+    }
+    else if (code == CURLE_OPERATION_TIMEDOUT) {
+        snprintf (message, sizeof message, "no complete answer within %lld ms",
+                  (long long) info->timeout_ms);
+        response_outcome_error (out, "retry", "upstream_timeout", message);
+    }
+    else if (code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY
+             || code == CURLE_COULDNT_CONNECT)
+        response_outcome_error (out, "retry", "connect_failed", detail);
+    else if (code == CURLE_URL_MALFORMAT)
+        response_outcome_error (out, "failed", "invalid_request", detail);
+    else if (code == CURLE_TOO_MANY_REDIRECTS)
+        response_outcome_error (out, "failed", "too_many_redirects", detail);
+    else
+        response_outcome_error (out, "retry", "transfer_failed", detail);
+}
+
+// s_find_ci finds needle (lower case) in data, ignoring ASCII case.
+static const char *
+s_find_ci (const char *data, const char *end, const char *needle)
+{
+    size_t needle_len = strlen (needle);
+    for (const char *p = data; p + needle_len <= end; p++) {
+        size_t i = 0;
+        while (i < needle_len && tolower ((unsigned char) p[i]) == needle[i])
+            i++;
+        if (i == needle_len)
+            return p;
+    }
+    return NULL;
+}
+
+// s_utf8_put writes code point cp as UTF-8 at out; returns bytes written.
+static size_t
+s_utf8_put (char *out, unsigned long cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char) cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char) (0xC0 | (cp >> 6));
+        out[1] = (char) (0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char) (0xE0 | (cp >> 12));
+        out[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char) (0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char) (0xF0 | (cp >> 18));
+    out[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char) (0x80 | (cp & 0x3F));
+    return 4;
+}
+
+// s_entity decodes the entity at p (which starts with '&') into out. Returns
+// the bytes of source consumed, or 0 when it is not an entity we decode. The
+// output is never longer than the source.
+static size_t
+s_entity (const char *p, const char *end, char *out, size_t *written)
+{
+    static const struct {
+        const char *name;       // entity including & and ;
+        char value;             // the character
+    } named[] = { { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' },
+                  { "&quot;", '"' }, { "&#39;", '\'' }, { "&apos;", '\'' } };
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        size_t len = strlen (named[i].name);
+        if ((size_t) (end - p) >= len && strncasecmp (p, named[i].name, len) == 0) {
+            out[0] = named[i].value;
+            *written = 1;
+            return len;
+        }
+    }
+    if (end - p < 4 || p[1] != '#')
+        return 0;
+    const char *q = p + 2;
+    bool hex = q < end && (*q == 'x' || *q == 'X');
+    if (hex)
+        q++;
+    unsigned long cp = 0;
+    const char *digits = q;
+    while (q < end && q - digits < 8
+           && (hex ? isxdigit ((unsigned char) *q) : isdigit ((unsigned char) *q))) {
+        int digit = isdigit ((unsigned char) *q) ? *q - '0'
+                                                 : tolower ((unsigned char) *q) - 'a' + 10;
+        cp = cp * (hex ? 16 : 10) + (unsigned long) digit;
+        q++;
+    }
+    if (q == digits || q >= end || *q != ';' || cp == 0 || cp > 0x10FFFF
+        || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    size_t consumed = (size_t) (q + 1 - p);
+    size_t bytes = s_utf8_put (out, cp);
+    if (bytes > consumed)
+        return 0;
+    *written = bytes;
+    return consumed;
+}
+
+char *
+response_title (const char *html, size_t len)
+{
+    if (!html)
+        return NULL;
+    const char *end = html + len;
+    const char *open = html;
+    const char *start = NULL;
+    while ((open = s_find_ci (open, end, "<title")) != NULL) {
+        const char *after = open + 6;
+        if (after < end && (*after == '>' || *after == '/' || isspace ((unsigned char) *after))) {
+            const char *close = memchr (after, '>', (size_t) (end - after));
+            if (!close)
+                return NULL;
+            start = close + 1;
+            break;
+        }
+        open = after;
+    }
+    if (!start)
+        return NULL;
+    const char *stop = s_find_ci (start, end, "</title");
+    if (!stop)
+        return NULL;
+    char *title = malloc ((size_t) (stop - start) + 1);
+    if (!title)
+        return NULL;
+    size_t size = 0;
+    bool space = false;
+    for (const char *p = start; p < stop;) {
+        if (isspace ((unsigned char) *p)) {
+            space = size > 0;
+            p++;
+            continue;
+        }
+        if (space) {
+            title[size++] = ' ';
+            space = false;
+        }
+        size_t written = 0;
+        size_t consumed = *p == '&' ? s_entity (p, stop, title + size, &written) : 0;
+        if (consumed) {
+            size += written;
+            p += consumed;
+        }
+        else
+            title[size++] = *p++;
+    }
+    title[size] = '\0';
+    return title;
+}
+
+int64_t
+response_retry_after_ms (const char *value, int64_t now_s)
+{
+    if (!value)
+        return 0;
+    while (isspace ((unsigned char) *value))
+        value++;
+    if (!*value)
+        return 0;
+    int64_t seconds = -1;
+    if (isdigit ((unsigned char) *value)) {
+        const char *p = value;
+        seconds = 0;
+        while (isdigit ((unsigned char) *p)) {
+            if (seconds <= RETRY_AFTER_MAX_S)
+                seconds = seconds * 10 + (*p - '0');
+            p++;
+        }
+        while (isspace ((unsigned char) *p))
+            p++;
+        if (*p)
+            return 0;
+    }
+    else {
+        time_t when = curl_getdate (value, NULL);
+        if (when == (time_t) -1)
+            return 0;
+        seconds = (int64_t) when - now_s;
+    }
+    if (seconds <= 0)
+        return 0;
+    if (seconds > RETRY_AFTER_MAX_S)
+        seconds = RETRY_AFTER_MAX_S;
+    return seconds * 1000;
+}
+
+// --- self-test ---
+
+// s_feed gives a response the header lines in a NULL-terminated list.
+static void
+s_feed (response_t *self, const char *const *lines)
+{
+    for (size_t i = 0; lines[i]; i++)
+        response_header (self, lines[i], strlen (lines[i]));
+}
+
+// s_check_title asserts the title of html.
+static void
+s_check_title (const char *html, const char *expected)
+{
+    char *title = response_title (html, strlen (html));
+    if (!expected)
+        assert (title == NULL);
+    else {
+        if (!title || strcmp (title, expected) != 0)
+            fprintf (stderr, "response: title of %s: got [%s], want [%s]\n", html,
+                     title ? title : "(null)", expected);
+        assert (title && strcmp (title, expected) == 0);
+    }
+    free (title);
+}
+
+// s_parse parses JSON text for a check.
+static json_t *
+s_parse (const char *text)
+{
+    assert (text);
+    json_t *value = json_loads (text, 0, NULL);
+    assert (value);
+    return value;
+}
+
+void
+response_test (bool verbose)
+{
+    if (verbose)
+        printf (" * response: ");
+    // Titles.
+    s_check_title ("<html><head><title>Hello</title></head></html>", "Hello");
+    s_check_title ("<TITLE lang=\"en\">\n  Big \t\n News  </Title>", "Big News");
+    s_check_title ("<title>Tom &amp; Jerry &lt;3 &gt; &quot;x&quot; it&#39;s</title>",
+                   "Tom & Jerry <3 > \"x\" it's");
+    s_check_title ("<title>caf&#233; &#x263A; &bogus; &#0; &</title>", "café ☺ &bogus; &#0; &");
+    s_check_title ("<titles>no</titles><title>yes</title>", "yes");
+    s_check_title ("<title></title>", "");
+    s_check_title ("<p>no title</p>", NULL);
+    s_check_title ("<title>unclosed", NULL);
+    s_check_title ("<title", NULL);
+    assert (response_title (NULL, 0) == NULL);
+
+    // Retry-After, both forms.
+    assert (response_retry_after_ms ("120", 0) == 120000);
+    assert (response_retry_after_ms (" 3 ", 0) == 3000);
+    assert (response_retry_after_ms ("99999999999999999999", 0) == RETRY_AFTER_MAX_S * 1000LL);
+    assert (response_retry_after_ms ("soon", 0) == 0);
+    assert (response_retry_after_ms ("12abc", 0) == 0);
+    assert (response_retry_after_ms (NULL, 0) == 0);
+    assert (response_retry_after_ms ("", 0) == 0);
+    // Wed, 21 Oct 2015 07:28:00 GMT is 1445412480.
+    assert (response_retry_after_ms ("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480 - 30) == 30000);
+    assert (response_retry_after_ms ("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480 + 30) == 0);
+
+    // A JSON answer: headers lower-cased, repeated joined, cookies dropped,
+    // only the final response of a redirect chain kept.
+    response_t *response = response_new (1024, false);
+    assert (response);
+    const char *const lines[] = {
+        "HTTP/1.1 302 Found\r\n", "Location: /elsewhere\r\n", "\r\n",
+        "HTTP/1.1 200 OK\r\n", "Content-Type: application/problem+json; charset=utf-8\r\n",
+        "X-Thing: a\r\n", "x-thing:   b  \r\n", "Set-Cookie: session=secret\r\n",
+        "Bad header line\r\n", ": empty name\r\n", "\r\n", NULL
+    };
+    s_feed (response, lines);
+    const char *body = "{\"ok\":true,\"n\":[1,2]}";
+    assert (response_body (response, body, strlen (body)));
+    response_info_t info = { .code = CURLE_OK, .status = 200, .latency_ms = 42,
+                             .timeout_ms = 1000 };
+    response_outcome_t out;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "succeeded") == 0 && out.error == NULL);
+    json_t *result = s_parse (out.result);
+    assert (json_integer_value (json_object_get (result, "status")) == 200);
+    assert (json_integer_value (json_object_get (result, "latency_ms")) == 42);
+    json_t *headers = json_object_get (result, "headers");
+    assert (strcmp (json_string_value (json_object_get (headers, "x-thing")), "a, b") == 0);
+    assert (json_object_get (headers, "set-cookie") == NULL);
+    assert (json_object_get (headers, "location") == NULL);
+    assert (json_is_true (json_object_get (json_object_get (result, "body"), "ok")));
+    assert (json_object_get (result, "body_encoding") == NULL);
+    assert (json_object_get (result, "title") == NULL);
+    json_decref (result);
+    response_outcome_free (&out);
+    response_destroy (&response);
+    response_destroy (&response);
+
+    // Invalid JSON under a JSON type is kept as a string; 404 is final.
+    response = response_new (1024, false);
+    const char *const json_lines[] = { "HTTP/1.1 404 Not Found\r\n",
+                                       "Content-Type: application/json\r\n", NULL };
+    s_feed (response, json_lines);
+    assert (response_body (response, "{nope", 5));
+    info.status = 404;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "failed") == 0);
+    result = s_parse (out.result);
+    assert (strcmp (json_string_value (json_object_get (result, "body")), "{nope") == 0);
+    json_decref (result);
+    json_t *error = s_parse (out.error);
+    assert (strcmp (json_string_value (json_object_get (error, "type")), "upstream_status") == 0);
+    assert (json_integer_value (json_object_get (error, "upstream_status")) == 404);
+    assert (strcmp (json_string_value (json_object_get (error, "message")),
+                    "upstream answered 404") == 0);
+    json_decref (error);
+    response_outcome_free (&out);
+    response_destroy (&response);
+
+    // 429 and 503 are retried with Retry-After; binary bodies are base64.
+    response = response_new (1024, false);
+    const char *const busy_lines[] = { "HTTP/1.1 429 Too Many Requests\r\n",
+                                       "Retry-After: 7\r\n", NULL };
+    s_feed (response, busy_lines);
+    assert (response_body (response, "\xff\x00\x01", 3));
+    info.status = 429;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "retry") == 0 && out.retry_after_ms == 7000);
+    result = s_parse (out.result);
+    assert (strcmp (json_string_value (json_object_get (result, "body")), "/wAB") == 0);
+    assert (strcmp (json_string_value (json_object_get (result, "body_encoding")), "base64") == 0);
+    json_decref (result);
+    response_outcome_free (&out);
+    info.status = 503;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "retry") == 0 && out.result && out.error);
+    response_outcome_free (&out);
+    info.status = 301;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "failed") == 0);
+    response_outcome_free (&out);
+    response_destroy (&response);
+
+    // The cap: an error for http kinds, a truncated page for crawl.
+    response = response_new (8, false);
+    assert (response_body (response, "12345", 5));
+    assert (!response_body (response, "6789", 4));
+    assert (!response_body (response, "x", 1));
+    info = (response_info_t) { .code = CURLE_WRITE_ERROR, .status = 200 };
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "failed") == 0 && !out.result);
+    error = s_parse (out.error);
+    assert (strcmp (json_string_value (json_object_get (error, "type")), "response_too_large") == 0);
+    json_decref (error);
+    response_outcome_free (&out);
+    response_destroy (&response);
+
+    response = response_new (23, true);
+    const char *const page_lines[] = { "HTTP/1.1 200 OK\r\n",
+                                       "Content-Type: text/html\r\n", NULL };
+    s_feed (response, page_lines);
+    // "é" is two bytes; the cap falls between them.
+    const char *page = "<title>Caf\xc3\xa9</title>\xc3\xa9\xc3\xa9";
+    assert (!response_body (response, page, strlen (page)));
+    assert (response_truncated (response));
+    info = (response_info_t) { .code = CURLE_WRITE_ERROR, .status = 200, .crawl = true,
+                               .final_url = "http://example.com/" };
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "succeeded") == 0);
+    result = s_parse (out.result);
+    assert (json_is_true (json_object_get (result, "truncated")));
+    assert (strcmp (json_string_value (json_object_get (result, "title")), "Café") == 0);
+    assert (strcmp (json_string_value (json_object_get (result, "final_url")),
+                    "http://example.com/") == 0);
+    assert (strcmp (json_string_value (json_object_get (result, "content_type")), "text/html") == 0);
+    assert (strcmp (json_string_value (json_object_get (result, "body")),
+                    "<title>Caf\xc3\xa9</title>\xc3\xa9") == 0);
+    json_decref (result);
+    response_outcome_free (&out);
+    response_destroy (&response);
+
+    // A crawl without title or content type has nulls, not missing keys.
+    response = response_new (100, true);
+    info = (response_info_t) { .code = CURLE_OK, .status = 200, .crawl = true };
+    response_finish (response, &info, &out);
+    result = s_parse (out.result);
+    assert (json_is_null (json_object_get (result, "title")));
+    assert (json_is_null (json_object_get (result, "content_type")));
+    assert (json_is_false (json_object_get (result, "truncated")));
+    assert (strcmp (json_string_value (json_object_get (result, "body")), "") == 0);
+    json_decref (result);
+    response_outcome_free (&out);
+
+    // Transfer errors map onto the SPEC §3 error types.
+    static const struct {
+        CURLcode code;          // what libcurl said
+        bool blocked;           // the SSRF policy refused a connection
+        const char *outcome;    // expected outcome
+        const char *type;       // expected error type
+    } cases[] = {
+        { CURLE_OPERATION_TIMEDOUT, false, "retry", "upstream_timeout" },
+        { CURLE_COULDNT_CONNECT, false, "retry", "connect_failed" },
+        { CURLE_COULDNT_RESOLVE_HOST, false, "retry", "connect_failed" },
+        { CURLE_COULDNT_CONNECT, true, "failed", "blocked_by_policy" },
+        { CURLE_UNSUPPORTED_PROTOCOL, false, "failed", "blocked_by_policy" },
+        { CURLE_URL_MALFORMAT, false, "failed", "invalid_request" },
+        { CURLE_TOO_MANY_REDIRECTS, false, "failed", "too_many_redirects" },
+        { CURLE_FILESIZE_EXCEEDED, false, "failed", "response_too_large" },
+        { CURLE_RECV_ERROR, false, "retry", "transfer_failed" },
+        { CURLE_GOT_NOTHING, false, "retry", "transfer_failed" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        info = (response_info_t) { .code = cases[i].code, .blocked = cases[i].blocked,
+                                   .timeout_ms = 500 };
+        response_finish (response, &info, &out);
+        assert (strcmp (out.outcome, cases[i].outcome) == 0);
+        assert (out.result == NULL);
+        error = s_parse (out.error);
+        assert (strcmp (json_string_value (json_object_get (error, "type")), cases[i].type) == 0);
+        assert (json_is_string (json_object_get (error, "message")));
+        json_decref (error);
+        response_outcome_free (&out);
+    }
+    response_destroy (&response);
+
+    response_outcome_error (&out, "failed", "invalid_request", "request.url is required");
+    error = s_parse (out.error);
+    assert (strcmp (json_string_value (json_object_get (error, "message")),
+                    "request.url is required") == 0);
+    json_decref (error);
+    response_outcome_free (&out);
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,88 @@
+// response — what one upstream attempt answered, and what it means.
+//
+// A response collects the raw header lines and body bytes libcurl hands over
+// (with the size cap enforced on decoded bytes), then turns the finished
+// attempt into the RESULT fields of docs/protocol.md §3.2: the outcome
+// class, the result object and the error object of SPEC §3. Everything here
+// is pure (no I/O), so the self-test covers it without a network.
+#ifndef JOBGATE_RESPONSE_H
+#define JOBGATE_RESPONSE_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct _response_t response_t;
+
+// What the attempt's transfer reported when it ended.
+typedef struct {
+    CURLcode code;              // libcurl's result for the transfer
+    const char *curl_detail;    // libcurl's error buffer text, or NULL/""
+    long status;                // final HTTP status, 0 when none arrived
+    int64_t latency_ms;         // from start of the attempt to its end
+    int64_t timeout_ms;         // the attempt's timeout, for the message
+    bool blocked;               // the SSRF policy refused a connection
+    bool crawl;                 // add the crawl fields to the result
+    const char *final_url;      // URL after redirects (crawl), or NULL
+    int64_t now_s;              // wall clock, seconds, for Retry-After dates
+} response_info_t;
+
+// What goes into the RESULT message.
+typedef struct {
+    const char *outcome;        // "succeeded" | "failed" | "retry" (static)
+    char *result;               // result object as JSON text, or NULL
+    char *error;                // error object as JSON text, or NULL
+    int64_t retry_after_ms;     // upstream's Retry-After, or 0
+    long status;                // HTTP status for the log line, 0 when none
+} response_outcome_t;
+
+// response_new starts an empty response that keeps at most max_bytes of
+// body. Past the cap the transfer stops: with truncate (crawl) the body is
+// kept as a truncated page; without it the attempt fails as
+// response_too_large. Returns NULL when out of memory.
+response_t *response_new (size_t max_bytes, bool truncate);
+
+// response_destroy frees a response; nulls *self_p.
+void response_destroy (response_t **self_p);
+
+// response_header takes one raw header line as libcurl delivers it (status
+// lines included: each one starts a new header block, so only the final
+// response of a redirect chain is kept).
+void response_header (response_t *self, const char *line, size_t len);
+
+// response_body appends decoded body bytes. Returns false when the cap is
+// reached and the transfer must stop.
+bool response_body (response_t *self, const char *data, size_t len);
+
+// response_truncated is true when the body was cut at the cap (truncate mode).
+bool response_truncated (const response_t *self);
+
+// response_finish classifies the finished attempt and renders its result and
+// error. The caller frees out->result and out->error (response_outcome_free).
+void response_finish (response_t *self, const response_info_t *info,
+                      response_outcome_t *out);
+
+// response_outcome_free frees the JSON texts of an outcome.
+void response_outcome_free (response_outcome_t *out);
+
+// response_outcome_error fills out as an attempt that never reached the
+// upstream: outcome ("failed" or "retry"), error type and message.
+void response_outcome_error (response_outcome_t *out, const char *outcome,
+                             const char *type, const char *message);
+
+// response_title extracts the text of the first HTML <title> element:
+// case-insensitive tags, whitespace collapsed and trimmed, &amp; &lt; &gt;
+// &quot; &#39; &apos; and numeric entities decoded. Returns a new string
+// (caller frees), or NULL when the page has no title.
+char *response_title (const char *html, size_t len);
+
+// response_retry_after_ms parses a Retry-After value (delta seconds or an
+// HTTP-date, compared with now_s) into milliseconds, capped at one day.
+// Returns 0 when absent or unreadable.
+int64_t response_retry_after_ms (const char *value, int64_t now_s);
+
+// response_test runs the self-test.
+void response_test (bool verbose);
+
+#endif

@@ -1,0 +1,24 @@
+// ssrf — the SSRF policy for user-supplied URLs (SPEC §5).
+//
+// The check runs on the address libcurl is about to connect to (its
+// CURLOPT_OPENSOCKETFUNCTION), not on the host name in the URL, so it holds
+// for every redirect hop and against DNS rebinding: whatever a name resolved
+// to, the socket is only opened towards a public address.
+#ifndef JOBGATE_SSRF_H
+#define JOBGATE_SSRF_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+// ssrf_address_allowed returns true when a connection to addr may be opened.
+// With allow_private every address is allowed (tests, local development);
+// otherwise loopback, private, shared (CGNAT), link-local, multicast,
+// reserved, broadcast and unspecified addresses are refused, for IPv4, IPv6
+// and IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4). An address of
+// another family (or NULL) is refused. This function can't fail.
+bool ssrf_address_allowed (const struct sockaddr *addr, bool allow_private);
+
+// ssrf_test runs the self-test (pure: nothing is sent).
+void ssrf_test (bool verbose);
+
+#endif
