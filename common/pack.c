@@ -113,17 +113,100 @@ pack_writer_field_count (pack_writer_t *self)
 struct _pack_reader_t {
     msgpack_unpacked unpacked;  // owns the zone holding the decoded objects
     msgpack_object_map *map;    // the top-level map
+    char *data;                 // own copy of the bytes: decoded strings point into it
 };
+
+// s_plausible walks the msgpack headers in data without decoding and is
+// false when a declared array, map, string or binary is longer than the bytes
+// that follow could hold. msgpack_unpack_next allocates a container's
+// elements from its declared count before reading them, so a 5-byte frame
+// claiming 2^32 entries would ask for 64 GiB.
+static bool
+s_plausible (const unsigned char *data, size_t size)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;               // objects still to read
+    while (pending > 0) {
+        if (pos >= size)
+            return false;
+        unsigned char c = data[pos++];
+        uint64_t children = 0, skip = 0;
+        size_t width = 0;               // bytes of a length or count field
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+            ;
+        else if (c >= 0x80 && c <= 0x8f)
+            children = 2 * (uint64_t) (c & 0x0f);
+        else if (c >= 0x90 && c <= 0x9f)
+            children = c & 0x0f;
+        else if (c >= 0xa0 && c <= 0xbf)
+            skip = c & 0x1f;
+        else
+            switch (c) {
+                case 0xc4: case 0xd9: width = 1; break;          // bin8, str8
+                case 0xc5: case 0xda: width = 2; break;          // bin16, str16
+                case 0xc6: case 0xdb: width = 4; break;          // bin32, str32
+                case 0xc7: width = 1; skip = 1; break;           // ext8 (+type)
+                case 0xc8: width = 2; skip = 1; break;           // ext16
+                case 0xc9: width = 4; skip = 1; break;           // ext32
+                case 0xca: skip = 4; break;                      // float32
+                case 0xcb: skip = 8; break;                      // float64
+                case 0xcc: case 0xd0: skip = 1; break;           // (u)int8
+                case 0xcd: case 0xd1: skip = 2; break;           // (u)int16
+                case 0xce: case 0xd2: skip = 4; break;           // (u)int32
+                case 0xcf: case 0xd3: skip = 8; break;           // (u)int64
+                case 0xd4: skip = 2; break;                      // fixext1
+                case 0xd5: skip = 3; break;                      // fixext2
+                case 0xd6: skip = 5; break;                      // fixext4
+                case 0xd7: skip = 9; break;                      // fixext8
+                case 0xd8: skip = 17; break;                     // fixext16
+                case 0xdc: case 0xde: width = 2; break;          // array16, map16
+                case 0xdd: case 0xdf: width = 4; break;          // array32, map32
+                default: return false;                           // 0xc1: never used
+            }
+        if (width) {
+            if (size - pos < width)
+                return false;
+            uint64_t n = 0;
+            for (size_t i = 0; i < width; i++)
+                n = (n << 8) | data[pos++];
+            if (c >= 0xdc && c <= 0xdd)
+                children = n;
+            else if (c >= 0xde)
+                children = 2 * n;
+            else
+                skip += n;
+        }
+        if (skip > size - pos)
+            return false;
+        pos += (size_t) skip;
+        pending = pending - 1 + children;
+        // Every object still to come takes at least one byte.
+        if (pending > size - pos)
+            return false;
+    }
+    return true;
+}
 
 pack_reader_t *
 pack_reader_new (const void *data, size_t size)
 {
+    if (!s_plausible (data, size))
+        return NULL;
     pack_reader_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     msgpack_unpacked_init (&self->unpacked);
+    // msgpack_unpack_next does not copy strings: they point into the input,
+    // which callers (a ZeroMQ frame) free before reading the fields.
+    self->data = malloc (size ? size : 1);
+    if (!self->data) {
+        pack_reader_destroy (&self);
+        return NULL;
+    }
+    if (size)   // memcpy from a NULL pointer is undefined even for 0 bytes
+        memcpy (self->data, data, size);
     size_t offset = 0;
-    msgpack_unpack_return rc = msgpack_unpack_next (&self->unpacked, data, size, &offset);
+    msgpack_unpack_return rc = msgpack_unpack_next (&self->unpacked, self->data, size, &offset);
     if (rc != MSGPACK_UNPACK_SUCCESS || offset != size
         || self->unpacked.data.type != MSGPACK_OBJECT_MAP) {
         pack_reader_destroy (&self);
@@ -139,6 +222,7 @@ pack_reader_destroy (pack_reader_t **self_p)
     if (!self_p || !*self_p)
         return;
     msgpack_unpacked_destroy (&(*self_p)->unpacked);
+    free ((*self_p)->data);
     free (*self_p);
     *self_p = NULL;
 }

@@ -709,10 +709,15 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
         req->connection = connection;
         *con_cls = req;
         self->requests++;
-        // Refuse a declared oversized body before reading it.
+        // A body somewhat over the limit is read and dropped so that the
+        // client, still sending, sees the 413; a hugely oversized one is
+        // refused before reading (the connection then closes).
         const char *length = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
                                                           MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull (length, NULL, 10) > self->config->max_body_bytes) {
+        size_t drain_limit = self->config->max_body_bytes * 8;
+        if (drain_limit < 16 * 1024 * 1024)
+            drain_limit = 16 * 1024 * 1024;
+        if (length && strtoull (length, NULL, 10) > drain_limit) {
             req->body_too_large = true;
             char detail[96];
             snprintf (detail, sizeof detail, "the body is over the limit of %zu bytes",

@@ -4,7 +4,14 @@
 #include "job.h"
 #include "pack.h"
 #include "proto.h"
+#include "request.h"
+#include "response.h"
+#include "ssrf.h"
+#include "transfer.h"
+#include "worker.h"
 #include "broker.h"
+#include "jobspec.h"
+#include "problem.h"
 #include "queue.h"
 #include "store.h"
 
@@ -20,6 +27,9 @@ static const selftest_t s_tests[] = {
     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
+    { "jobspec", jobspec_test }, { "problem", problem_test },
+    { "ssrf", ssrf_test },   { "response", response_test }, { "request", request_test },
+    { "transfer", transfer_test }, { "worker", worker_test },
 };
 
 int

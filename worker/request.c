@@ -733,6 +733,13 @@ request_test (bool verbose)
     assert (strcmp (request_body (request, NULL), "raw text") == 0);
     request_destroy (&request);
 
+    // A path can never move a provider call to another host.
+    request = s_plan_for (config, "http", "mock", "{\"request\":{\"path\":\"@evil.example/\"}}",
+                          error, sizeof error);
+    assert (request);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/@evil.example/") == 0);
+    request_destroy (&request);
+
     // crawl: a user URL with a byte cap; search and llm, the basic versions.
     request = s_plan_for (config, "crawl", NULL,
         "{\"request\":{\"url\":\"http://example.com/\",\"max_bytes\":1000}}", error, sizeof error);
@@ -781,7 +788,7 @@ request_test (bool verbose)
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":{\"a b\":\"x\"}}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":\"x\"}}" },
         { "http", "nope", "{\"request\":{\"path\":\"/\"}}" },
-        { "http", "mock", "{\"request\":{\"path\":\"@evil.example/\"}}" },
+        { "http", "mock", "{\"request\":{\"path\":\"/a b\"}}" },
         { "http", "mock", "{\"request\":{\"path\":7}}" },
         { "crawl", NULL, "{\"request\":{}}" },
         { "crawl", NULL, "{\"request\":{\"url\":\"http://a/\",\"max_bytes\":0}}" },

@@ -49,6 +49,9 @@ const request_t *transfer_request (const transfer_t *self);
 // transfer_start records when the attempt began (monotonic ms).
 void transfer_start (transfer_t *self, int64_t now_ms);
 
+// transfer_started_ms returns when the attempt began (monotonic ms).
+int64_t transfer_started_ms (const transfer_t *self);
+
 // transfer_finish turns libcurl's verdict into the RESULT fields; the caller
 // frees them with response_outcome_free.
 void transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms,

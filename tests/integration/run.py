@@ -1,0 +1,43 @@
+"""run — runs the integration tests: every test_* function of every
+test_*.py module here, or those named on the command line (module or
+module::function). Prints one line per test and a closing
+'N passed, N failed' line; exits non-zero when any failed."""
+import importlib
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def main(args):
+    selected = []
+    modules = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("test_") and f.endswith(".py"))
+    for name in modules:
+        module = importlib.import_module(name)
+        for attr in sorted(dir(module), key=lambda a: getattr(getattr(module, a), "__code__", None)
+                           and getattr(module, a).__code__.co_firstlineno or 0):
+            if attr.startswith("test_") and callable(getattr(module, attr)):
+                full = name + "::" + attr
+                if not args or any(full == a or name == a or attr == a for a in args):
+                    selected.append((full, getattr(module, attr)))
+    passed = failed = 0
+    for full, test in selected:
+        started = time.monotonic()
+        try:
+            test()
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (full, time.monotonic() - started), flush=True)
+            traceback.print_exc()
+        else:
+            passed += 1
+            print("ok   %s (%.1fs)" % (full, time.monotonic() - started), flush=True)
+    print("integration: %d passed, %d failed" % (passed, failed))
+    return 1 if failed or not selected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,51 @@
+#!/bin/sh
+# run-all.sh BUILD [ASAN_BUILD [FUZZ_BUILD]] — runs every suite and closes
+# with one 'N passed, N failed' line counting the suites.
+set -u
+cd "$(dirname "$0")/.."
+build=$1
+asan=${2:-}
+fuzz=${3:-}
+passed=0
+failed=0
+failures=""
+
+suite() {
+    name=$1
+    shift
+    echo "==== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "==== $name: passed"
+    else
+        failed=$((failed + 1))
+        failures="$failures $name"
+        echo "==== $name: FAILED"
+    fi
+}
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=24"
+export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
+
+suite "self-tests" "$build/tests/jobgate-selftest" -q
+suite "integration" env JOBGATE_BUILD="$build" python3 tests/integration/run.py
+if [ -n "$asan" ]; then
+    suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
+    suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \
+        python3 tests/integration/run.py
+fi
+if [ -n "$fuzz" ]; then
+    for target in jobspec proto; do
+        corpus=$(mktemp -d)
+        cp tests/fuzz/corpus/$target/* "$corpus"/ 2>/dev/null
+        suite "fuzz $target (20 s)" "$fuzz/tests/fuzz/fuzz_$target" -max_total_time=20 \
+            -print_final_stats=1 "$corpus"
+        rm -rf "$corpus"
+    done
+fi
+
+echo
+[ -n "$failures" ] && echo "failed suites:$failures"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

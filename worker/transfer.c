@@ -1,0 +1,307 @@
+// transfer — one attempt of one job: a libcurl easy handle and its state.
+#include "transfer.h"
+#include "ssrf.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+// Connecting never needs more than this; the rest of the timeout is for
+// the upstream to think.
+#define CONNECT_TIMEOUT_MAX_MS 10000
+#define USER_AGENT "jobgate-worker/0.1"
+
+struct _transfer_t {
+    job_t *job;                 // the job record from DISPATCH
+    int attempt;                // this attempt's number (1-based)
+    request_t *request;         // what to send
+    response_t *response;       // what came back so far
+    CURL *easy;                 // the libcurl handle
+    bool allow_private;         // SSRF policy opt-out
+    bool blocked;               // the SSRF policy refused a connection
+    int64_t started_ms;         // monotonic start of the attempt
+    void *handle;               // owner's bookkeeping (list entry)
+    char curl_error[CURL_ERROR_SIZE]; // libcurl's detailed error text
+};
+
+// s_on_header hands one header line to the response.
+static size_t
+s_on_header (char *data, size_t size, size_t count, void *arg)
+{
+    transfer_t *self = arg;
+    response_header (self->response, data, size * count);
+    return size * count;
+}
+
+// s_on_body hands decoded body bytes to the response; a short count stops
+// the transfer when the cap is reached.
+static size_t
+s_on_body (char *data, size_t size, size_t count, void *arg)
+{
+    transfer_t *self = arg;
+    return response_body (self->response, data, size * count) ? size * count : 0;
+}
+
+// s_on_open_socket opens each connection libcurl makes, after the SSRF
+// policy accepted the address it is about to connect to. This runs for the
+// first request and for every redirect hop, with the address DNS actually
+// returned, so neither a redirect nor DNS rebinding gets around it.
+static curl_socket_t
+s_on_open_socket (void *arg, curlsocktype purpose, struct curl_sockaddr *address)
+{
+    transfer_t *self = arg;
+    if (purpose == CURLSOCKTYPE_IPCXN
+        && !ssrf_address_allowed (&address->addr, self->allow_private)) {
+        self->blocked = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket (address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+// s_setup configures the easy handle. Returns 0, or -1 when libcurl refused
+// an option (an old or oddly built libcurl).
+static int
+s_setup (transfer_t *self, const config_t *config)
+{
+    CURL *easy = self->easy;
+    int64_t timeout = request_timeout_ms (self->request);
+    int64_t connect_timeout = timeout < CONNECT_TIMEOUT_MAX_MS ? timeout : CONNECT_TIMEOUT_MAX_MS;
+    bool crawl = request_is_crawl (self->request);
+    CURLcode rc = CURLE_OK;
+#define SET(option, value) \
+    if (rc == CURLE_OK)     \
+        rc = curl_easy_setopt (easy, option, value)
+    SET (CURLOPT_PRIVATE, self);
+    SET (CURLOPT_NOSIGNAL, 1L);
+    SET (CURLOPT_ERRORBUFFER, self->curl_error);
+    SET (CURLOPT_HEADERFUNCTION, s_on_header);
+    SET (CURLOPT_HEADERDATA, self);
+    SET (CURLOPT_WRITEFUNCTION, s_on_body);
+    SET (CURLOPT_WRITEDATA, self);
+    SET (CURLOPT_TIMEOUT_MS, (long) timeout);
+    SET (CURLOPT_CONNECTTIMEOUT_MS, (long) connect_timeout);
+    SET (CURLOPT_PROTOCOLS_STR, "http,https");
+    SET (CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    // Every encoding libcurl can decode; the cap counts decoded bytes, so a
+    // compression bomb stops at the cap like any other large answer.
+    SET (CURLOPT_ACCEPT_ENCODING, "");
+    SET (CURLOPT_USERAGENT, USER_AGENT);
+    // The declared length is refused early when it is over the cap; a crawl
+    // keeps a truncated page instead.
+    if (!crawl)
+        SET (CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) request_max_bytes (self->request));
+    if (request_user_url (self->request)) {
+        SET (CURLOPT_OPENSOCKETFUNCTION, s_on_open_socket);
+        SET (CURLOPT_OPENSOCKETDATA, self);
+        // A proxy from the environment would make the policy check the
+        // proxy's address instead of the target's.
+        SET (CURLOPT_PROXY, "");
+    }
+#undef SET
+    if (rc != CURLE_OK)
+        return -1;
+    return request_apply (self->request, easy);
+}
+
+transfer_t *
+transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
+              size_t error_size)
+{
+    assert (job_p && *job_p);
+    transfer_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    self->attempt = attempt;
+    self->allow_private = config->allow_private_networks;
+    self->request = request_new (*job_p, config, error, error_size);
+    if (!self->request) {
+        free (self);
+        return NULL;
+    }
+    self->response = response_new (request_max_bytes (self->request),
+                                   request_is_crawl (self->request));
+    self->easy = curl_easy_init ();
+    if (!self->response || !self->easy || s_setup (self, config) < 0) {
+        snprintf (error, error_size, "cannot set up the transfer");
+        transfer_destroy (&self);
+        return NULL;
+    }
+    self->job = *job_p;
+    *job_p = NULL;
+    return self;
+}
+
+void
+transfer_destroy (transfer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    transfer_t *self = *self_p;
+    if (self->easy)
+        curl_easy_cleanup (self->easy);
+    response_destroy (&self->response);
+    request_destroy (&self->request);
+    job_destroy (&self->job);
+    free (self);
+    *self_p = NULL;
+}
+
+transfer_t *
+transfer_of (CURL *easy)
+{
+    char *pointer = NULL;
+    if (curl_easy_getinfo (easy, CURLINFO_PRIVATE, &pointer) != CURLE_OK)
+        return NULL;
+    return (transfer_t *) (void *) pointer;
+}
+
+CURL *
+transfer_easy (transfer_t *self)
+{
+    return self->easy;
+}
+
+const job_t *
+transfer_job (const transfer_t *self)
+{
+    return self->job;
+}
+
+int
+transfer_attempt (const transfer_t *self)
+{
+    return self->attempt;
+}
+
+const request_t *
+transfer_request (const transfer_t *self)
+{
+    return self->request;
+}
+
+void
+transfer_start (transfer_t *self, int64_t now_ms)
+{
+    self->started_ms = now_ms;
+}
+
+int64_t
+transfer_started_ms (const transfer_t *self)
+{
+    return self->started_ms;
+}
+
+void
+transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outcome_t *out)
+{
+    long status = 0;
+    char *final_url = NULL;
+    curl_easy_getinfo (self->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo (self->easy, CURLINFO_EFFECTIVE_URL, &final_url);
+    response_info_t info = {
+        .code = code,
+        .curl_detail = self->curl_error,
+        .status = status,
+        .latency_ms = now_ms - self->started_ms,
+        .timeout_ms = request_timeout_ms (self->request),
+        .blocked = self->blocked,
+        .crawl = request_is_crawl (self->request),
+        .final_url = final_url,
+        .now_s = (int64_t) time (NULL),
+    };
+    response_finish (self->response, &info, out);
+}
+
+void
+transfer_set_handle (transfer_t *self, void *handle)
+{
+    self->handle = handle;
+}
+
+void *
+transfer_handle (const transfer_t *self)
+{
+    return self->handle;
+}
+
+// --- self-test ---
+
+// s_job returns a job record for the test.
+static job_t *
+s_job (const char *kind, const char *spec)
+{
+    job_t *job = job_new ();
+    assert (job);
+    job_id_generate (job->id);
+    job_set_str (&job->kind, kind);
+    job_set_str (&job->spec, spec);
+    job->timeout_ms = 2000;
+    return job;
+}
+
+void
+transfer_test (bool verbose)
+{
+    if (verbose)
+        printf (" * transfer: ");
+    char error[256];
+    config_t *config = config_load (NULL, error, sizeof error);
+    assert (config && !config->allow_private_networks);
+
+    // An invalid spec leaves the job with the caller.
+    job_t *job = s_job ("http", "{\"request\":{}}");
+    transfer_t *transfer = transfer_new (&job, 1, config, error, sizeof error);
+    assert (transfer == NULL && job != NULL);
+    assert (strstr (error, "request.url"));
+    job_destroy (&job);
+
+    // A user URL towards loopback is refused by the SSRF policy before any
+    // packet leaves: the socket is never opened.
+    job = s_job ("http", "{\"request\":{\"url\":\"http://127.0.0.1:9/\"}}");
+    transfer = transfer_new (&job, 2, config, error, sizeof error);
+    assert (transfer && job == NULL);
+    assert (transfer_of (transfer_easy (transfer)) == transfer);
+    assert (transfer_attempt (transfer) == 2);
+    assert (strcmp (transfer_job (transfer)->kind, "http") == 0);
+    transfer_set_handle (transfer, &job);
+    assert (transfer_handle (transfer) == &job);
+    transfer_start (transfer, 0);
+    CURLcode code = curl_easy_perform (transfer_easy (transfer));
+    assert (code != CURLE_OK);
+    response_outcome_t out;
+    transfer_finish (transfer, code, 5, &out);
+    assert (strcmp (out.outcome, "failed") == 0 && out.result == NULL);
+    json_t *error_object = json_loads (out.error, 0, NULL);
+    assert (error_object);
+    assert (strcmp (json_string_value (json_object_get (error_object, "type")),
+                    "blocked_by_policy") == 0);
+    json_decref (error_object);
+    response_outcome_free (&out);
+    transfer_destroy (&transfer);
+    transfer_destroy (&transfer);
+
+    // The same for IPv6 loopback and the cloud metadata address, through a
+    // crawl (whose redirects would be checked the same way).
+    const char *blocked[] = { "{\"request\":{\"url\":\"http://[::1]:9/\"}}",
+                              "{\"request\":{\"url\":\"http://169.254.169.254/latest\"}}" };
+    for (size_t i = 0; i < 2; i++) {
+        job = s_job ("crawl", blocked[i]);
+        transfer = transfer_new (&job, 1, config, error, sizeof error);
+        assert (transfer);
+        code = curl_easy_perform (transfer_easy (transfer));
+        transfer_finish (transfer, code, 0, &out);
+        assert (strcmp (out.outcome, "failed") == 0);
+        assert (strstr (out.error, "blocked_by_policy"));
+        response_outcome_free (&out);
+        transfer_destroy (&transfer);
+    }
+    config_destroy (&config);
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,801 @@
+// worker — the worker process's engine: JGP/1 on one side, libcurl on the
+// other, both on the process's one event loop.
+#include "worker.h"
+#include "clock.h"
+#include "job.h"
+#include "log.h"
+#include "pack.h"
+#include "proto.h"
+#include "transfer.h"
+
+#include <assert.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+// Messages the DEALER holds each way before refusing more (§1).
+#define WORKER_HWM 100000
+// How long queued RESULTs and DISCONNECT may take to leave at exit.
+#define WORKER_EXIT_LINGER_MS 1000
+
+struct _worker_t {
+    const config_t *config;     // borrowed configuration
+    evloop_t *loop;             // the process's event loop (borrowed)
+    zsock_t *dealer;            // DEALER to the broker's backend, or NULL
+    CURLM *multi;               // libcurl multi handle running the calls
+    evloop_timer_t *curl_timer; // libcurl's one timeout, or NULL
+    evloop_timer_t *tick_timer; // heartbeat and liveness check, or NULL
+    evloop_timer_t *drain_timer;// drain deadline, or NULL
+    zlistx_t *transfers;        // transfers in flight (transfer_t *)
+    int concurrency;            // calls in flight at most (credit ceiling)
+    int64_t heartbeat_ms;       // send HEARTBEAT after this much silence
+    int64_t liveness_ms;        // reconnect after this much broker silence
+    int64_t drain_timeout_ms;   // abandon a drain after this long
+    int64_t last_sent_ms;       // monotonic time of the last message sent
+    int64_t last_heard_ms;      // monotonic time of the last message heard
+    bool draining;              // SIGTERM seen: DISCONNECT sent, no new work
+    size_t reconnects;          // times the socket was recreated
+};
+
+static void s_tick_schedule (worker_t *self);
+
+// --- the broker socket ---
+
+// s_send sends one command to the broker; a refusal (HWM) is logged, since
+// the broker will requeue what it does not hear about.
+static void
+s_send (worker_t *self, proto_cmd_t cmd, pack_writer_t *body)
+{
+    if (!self->dealer)
+        return;
+    if (proto_send (self->dealer, NULL, cmd, body) < 0)
+        log_warn (NULL, "cannot send %s to the broker: %s", proto_cmd_name (cmd),
+                  zmq_strerror (zmq_errno ()));
+    else
+        self->last_sent_ms = clock_mono_ms ();
+}
+
+// s_send_empty sends a command whose body is an empty map.
+static void
+s_send_empty (worker_t *self, proto_cmd_t cmd)
+{
+    pack_writer_t *body = pack_writer_new ();
+    if (!body)
+        return;
+    s_send (self, cmd, body);
+    pack_writer_destroy (&body);
+}
+
+// s_credit returns the calls this worker can take now.
+static int
+s_credit (const worker_t *self)
+{
+    if (self->draining)
+        return 0;
+    int running = (int) zlistx_size (self->transfers);
+    return running < self->concurrency ? self->concurrency - running : 0;
+}
+
+// s_send_ready announces the worker with the credit it has left (§3.2);
+// a draining worker also repeats its DISCONNECT.
+static void
+s_send_ready (worker_t *self)
+{
+    pack_writer_t *body = pack_writer_new ();
+    if (!body)
+        return;
+    pack_put_int (body, "credit", s_credit (self));
+    pack_put_int (body, "concurrency", self->concurrency);
+    s_send (self, PROTO_READY, body);
+    pack_writer_destroy (&body);
+    if (self->draining)
+        s_send_empty (self, PROTO_DISCONNECT);
+}
+
+// s_send_result reports one attempt (§3.2). It returns a credit implicitly.
+static void
+s_send_result (worker_t *self, const char *id, int attempt, const response_outcome_t *out)
+{
+    pack_writer_t *body = pack_writer_new ();
+    if (!body)
+        return;
+    pack_put_str (body, "id", id);
+    pack_put_int (body, "attempt", attempt);
+    pack_put_str (body, "outcome", out->outcome);
+    pack_put_str (body, "result", out->result);
+    pack_put_str (body, "error", out->error);
+    pack_put_int (body, "retry_after_ms", out->retry_after_ms);
+    s_send (self, PROTO_RESULT, body);
+    pack_writer_destroy (&body);
+}
+
+// s_refuse answers a DISPATCH that never becomes a transfer.
+static void
+s_refuse (worker_t *self, const char *id, int attempt, const char *outcome,
+          const char *type, const char *message)
+{
+    response_outcome_t out;
+    response_outcome_error (&out, outcome, type, message);
+    s_send_result (self, id, attempt, &out);
+    log_warn (id, "attempt %d %s: %s: %s", attempt, outcome, type, message);
+    response_outcome_free (&out);
+}
+
+static void s_on_broker (evloop_t *loop, zsock_t *sock, void *arg);
+
+// s_socket_open creates the DEALER and connects it. Returns 0 or -1.
+static int
+s_socket_open (worker_t *self)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (!dealer) {
+        log_error (NULL, "cannot create the broker socket: %s", zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    // Linger 0: a reconnect must not wait for a dead broker; exit sets it.
+    zsock_set_linger (dealer, 0);
+    zsock_set_sndhwm (dealer, WORKER_HWM);
+    zsock_set_rcvhwm (dealer, WORKER_HWM);
+    if (zsock_connect (dealer, "%s", self->config->broker_backend) < 0) {
+        log_error (NULL, "cannot connect to broker.backend %s: %s",
+                   self->config->broker_backend, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&dealer);
+        return -1;
+    }
+    if (evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
+        log_error (NULL, "cannot watch the broker socket: %s", strerror (errno));
+        zsock_destroy (&dealer);
+        return -1;
+    }
+    self->dealer = dealer;
+    return 0;
+}
+
+// s_socket_close stops watching and destroys the DEALER.
+static void
+s_socket_close (worker_t *self, int linger_ms)
+{
+    if (!self->dealer)
+        return;
+    evloop_sock_remove (self->loop, self->dealer);
+    zsock_set_linger (self->dealer, linger_ms);
+    zsock_destroy (&self->dealer);
+}
+
+// s_reconnect replaces the socket (a new routing id, §5) and announces the
+// worker again. Running calls go on; their RESULTs take the new socket.
+static void
+s_reconnect (worker_t *self)
+{
+    self->reconnects++;
+    s_socket_close (self, 0);
+    self->last_heard_ms = clock_mono_ms ();
+    if (s_socket_open (self) == 0)
+        s_send_ready (self);
+}
+
+// --- libcurl on the event loop ---
+
+// s_finish_done reports every transfer libcurl has finished.
+static void
+s_finish_done (worker_t *self)
+{
+    CURLMsg *message;
+    int left;
+    while ((message = curl_multi_info_read (self->multi, &left)) != NULL) {
+        if (message->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = message->easy_handle;
+        CURLcode code = message->data.result;
+        transfer_t *transfer = transfer_of (easy);
+        curl_multi_remove_handle (self->multi, easy);
+        if (!transfer)
+            continue;
+        response_outcome_t out;
+        int64_t now = clock_mono_ms ();
+        transfer_finish (transfer, code, now, &out);
+        const job_t *job = transfer_job (transfer);
+        int attempt = transfer_attempt (transfer);
+        s_send_result (self, job->id, attempt, &out);
+        // An attempt that got an HTTP answer is an ordinary event; one that
+        // got none (timeout, connect, policy) is worth a warning.
+        log_line (out.status ? LOG_INFO_ : LOG_WARN_, __FILE__, __LINE__, job->id,
+                  "attempt %d %s status=%ld latency_ms=%lld%s%s", attempt, out.outcome,
+                  out.status, (long long) (now - transfer_started_ms (transfer)),
+                  out.error ? " error=" : "", out.error ? out.error : "");
+        response_outcome_free (&out);
+        zlistx_delete (self->transfers, transfer_handle (transfer));
+        transfer_destroy (&transfer);
+    }
+    if (self->draining && zlistx_size (self->transfers) == 0) {
+        log_info (NULL, "drained: every call finished and reported");
+        evloop_stop (self->loop);
+    }
+}
+
+// s_on_curl_fd passes socket readiness to libcurl.
+static void
+s_on_curl_fd (evloop_t *loop, int fd, int events, void *arg)
+{
+    worker_t *self = arg;
+    int flags = (events & EVLOOP_READ ? CURL_CSELECT_IN : 0)
+                | (events & EVLOOP_WRITE ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action (self->multi, fd, flags, &running);
+    s_finish_done (self);
+}
+
+// s_on_curl_socket is CURLMOPT_SOCKETFUNCTION: libcurl says which of its
+// sockets to watch for what. socket_arg marks sockets already on the loop.
+static int
+s_on_curl_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socket_arg)
+{
+    worker_t *self = arg;
+    if (what == CURL_POLL_REMOVE) {
+        if (socket_arg) {
+            evloop_fd_remove (self->loop, fd);
+            curl_multi_assign (self->multi, fd, NULL);
+        }
+        return 0;
+    }
+    int events = (what & CURL_POLL_IN ? EVLOOP_READ : 0) | (what & CURL_POLL_OUT ? EVLOOP_WRITE : 0);
+    if (socket_arg) {
+        if (evloop_fd_modify (self->loop, fd, events) < 0)
+            log_warn (NULL, "cannot watch curl socket %d: %s", (int) fd, strerror (errno));
+        return 0;
+    }
+    int rc = evloop_fd_add (self->loop, fd, events, s_on_curl_fd, self);
+    if (rc < 0 && errno == EEXIST)
+        rc = evloop_fd_modify (self->loop, fd, events);
+    if (rc < 0) {
+        // The transfer will time out; that beats aborting all of them.
+        log_warn (NULL, "cannot watch curl socket %d: %s", (int) fd, strerror (errno));
+        return 0;
+    }
+    curl_multi_assign (self->multi, fd, self);
+    return 0;
+}
+
+// s_on_curl_timeout runs libcurl's timeouts.
+static void
+s_on_curl_timeout (evloop_t *loop, void *arg)
+{
+    worker_t *self = arg;
+    self->curl_timer = NULL;  // the loop freed it
+    int running;
+    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    s_finish_done (self);
+}
+
+// s_on_curl_timer is CURLMOPT_TIMERFUNCTION: libcurl's single timeout is
+// moved (or, with -1, cancelled).
+static int
+s_on_curl_timer (CURLM *multi, long timeout_ms, void *arg)
+{
+    worker_t *self = arg;
+    evloop_timer_cancel (self->loop, &self->curl_timer);
+    if (timeout_ms >= 0) {
+        self->curl_timer = evloop_timer_start (self->loop, timeout_ms, s_on_curl_timeout, self);
+        if (!self->curl_timer)
+            return -1;
+    }
+    return 0;
+}
+
+// s_abort_all abandons every running call without a RESULT: the broker
+// requeues them (the worker is going away or has given up draining).
+static void
+s_abort_all (worker_t *self)
+{
+    transfer_t *transfer;
+    while ((transfer = zlistx_detach (self->transfers, NULL)) != NULL) {
+        log_warn (transfer_job (transfer)->id, "attempt %d abandoned at shutdown",
+                  transfer_attempt (transfer));
+        curl_multi_remove_handle (self->multi, transfer_easy (transfer));
+        transfer_destroy (&transfer);
+    }
+}
+
+// --- JGP/1 commands from the broker ---
+
+// s_dispatch starts the attempt a DISPATCH asks for (§3.2).
+static void
+s_dispatch (worker_t *self, pack_reader_t *body)
+{
+    size_t id_len = 0;
+    const char *id_field = pack_get_str (body, "id", &id_len);
+    char id[JOB_ID_LEN + 1] = "";
+    if (id_field && job_id_valid (id_field, id_len)) {
+        memcpy (id, id_field, JOB_ID_LEN);
+        id[JOB_ID_LEN] = '\0';
+    }
+    int64_t attempt = 0;
+    if (!*id || pack_get_int (body, "attempt", &attempt) < 0 || attempt < 1
+        || attempt > INT_MAX) {
+        // Without an id and attempt no RESULT could be matched: drop it.
+        log_warn (*id ? id : NULL, "dropped DISPATCH without a valid id and attempt");
+        return;
+    }
+    job_t *job = job_unpack (body);
+    if (!job) {
+        s_refuse (self, id, (int) attempt, "failed", "invalid_request",
+                  "the DISPATCH carries an invalid job record");
+        return;
+    }
+    if (self->draining)
+        s_refuse (self, id, (int) attempt, "retry", "worker_draining",
+                  "the worker is shutting down");
+    else if ((int) zlistx_size (self->transfers) >= self->concurrency)
+        // The broker sent more than our credit: refuse rather than exceed
+        // the concurrency we promised to hold.
+        s_refuse (self, id, (int) attempt, "retry", "worker_overloaded",
+                  "DISPATCH beyond the worker's credit");
+    else {
+        char reason[256];
+        transfer_t *transfer = transfer_new (&job, (int) attempt, self->config, reason,
+                                             sizeof reason);
+        if (!transfer)
+            s_refuse (self, id, (int) attempt, "failed", "invalid_request", reason);
+        else {
+            transfer_start (transfer, clock_mono_ms ());
+            void *handle = zlistx_add_end (self->transfers, transfer);
+            transfer_set_handle (transfer, handle);
+            const request_t *request = transfer_request (transfer);
+            if (curl_multi_add_handle (self->multi, transfer_easy (transfer)) != CURLM_OK) {
+                zlistx_delete (self->transfers, handle);
+                transfer_destroy (&transfer);
+                s_refuse (self, id, (int) attempt, "retry", "transfer_failed",
+                          "libcurl refused the transfer");
+            }
+            else {
+                // The query string may carry secrets: log up to the path.
+                const char *url = request_url (request);
+                log_debug (id, "attempt %d started: %s %.*s", (int) attempt,
+                           request_method (request), (int) strcspn (url, "?"), url);
+            }
+        }
+    }
+    job_destroy (&job);
+}
+
+// s_on_broker handles one message from the broker.
+static void
+s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    worker_t *self = arg;
+    const char *error = NULL;
+    proto_msg_t *msg = proto_recv (sock, false, &error);
+    // Anything at all from the broker proves it alive (§5).
+    self->last_heard_ms = clock_mono_ms ();
+    if (!msg) {
+        log_warn (NULL, "dropped a malformed message from the broker: %s",
+                  error ? error : "unreadable");
+        return;
+    }
+    switch (msg->cmd) {
+    case PROTO_DISPATCH:
+        s_dispatch (self, msg->body);
+        break;
+    case PROTO_HEARTBEAT:
+        break;
+    case PROTO_RECONNECT:
+        log_info (NULL, "the broker does not know this worker: sending READY again");
+        s_send_ready (self);
+        break;
+    default:
+        log_warn (NULL, "dropped %s: not a broker-to-worker command",
+                  proto_cmd_name (msg->cmd));
+        break;
+    }
+    proto_msg_destroy (&msg);
+}
+
+// --- heartbeats, liveness, drain ---
+
+// s_on_tick sends HEARTBEAT after a quiet interval and reconnects when the
+// broker has been silent too long (§5).
+static void
+s_on_tick (evloop_t *loop, void *arg)
+{
+    worker_t *self = arg;
+    self->tick_timer = NULL;  // the loop freed it
+    int64_t now = clock_mono_ms ();
+    if (now - self->last_heard_ms >= self->liveness_ms) {
+        log_warn (NULL, "broker silent for %lld ms: reconnecting to %s",
+                  (long long) (now - self->last_heard_ms), self->config->broker_backend);
+        s_reconnect (self);
+    }
+    if (now - self->last_sent_ms >= self->heartbeat_ms) {
+        pack_writer_t *body = pack_writer_new ();
+        if (body) {
+            pack_put_int (body, "running", (int64_t) zlistx_size (self->transfers));
+            s_send (self, PROTO_HEARTBEAT, body);
+            pack_writer_destroy (&body);
+        }
+    }
+    s_tick_schedule (self);
+}
+
+// s_tick_schedule arms the tick for the next heartbeat or liveness deadline.
+static void
+s_tick_schedule (worker_t *self)
+{
+    evloop_timer_cancel (self->loop, &self->tick_timer);
+    int64_t now = clock_mono_ms ();
+    int64_t next = self->last_sent_ms + self->heartbeat_ms;
+    int64_t deadline = self->last_heard_ms + self->liveness_ms;
+    if (deadline < next)
+        next = deadline;
+    int64_t delay = next - now;
+    // Never spin, never sleep through a whole interval.
+    if (delay < 10)
+        delay = 10;
+    if (delay > self->heartbeat_ms)
+        delay = self->heartbeat_ms;
+    self->tick_timer = evloop_timer_start (self->loop, delay, s_on_tick, self);
+}
+
+// s_on_drain_timeout gives up on calls that outlive the drain.
+static void
+s_on_drain_timeout (evloop_t *loop, void *arg)
+{
+    worker_t *self = arg;
+    self->drain_timer = NULL;  // the loop freed it
+    log_warn (NULL, "drain timeout after %lld ms: abandoning %zu calls",
+              (long long) self->drain_timeout_ms, zlistx_size (self->transfers));
+    s_abort_all (self);
+    evloop_stop (self->loop);
+}
+
+void
+worker_drain (worker_t *self)
+{
+    if (self->draining) {
+        log_warn (NULL, "second stop signal: abandoning %zu calls",
+                  zlistx_size (self->transfers));
+        s_abort_all (self);
+        evloop_stop (self->loop);
+        return;
+    }
+    self->draining = true;
+    log_info (NULL, "draining: %zu calls running, no new work accepted",
+              zlistx_size (self->transfers));
+    s_send_empty (self, PROTO_DISCONNECT);
+    if (zlistx_size (self->transfers) == 0)
+        evloop_stop (self->loop);
+    else
+        self->drain_timer = evloop_timer_start (self->loop, self->drain_timeout_ms,
+                                                s_on_drain_timeout, self);
+}
+
+// --- the class ---
+
+worker_t *
+worker_new (const config_t *config, evloop_t *loop)
+{
+    worker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = config;
+    self->loop = loop;
+    self->concurrency = config->worker_concurrency > 0 ? config->worker_concurrency : 1;
+    self->heartbeat_ms = WORKER_HEARTBEAT_MS;
+    self->liveness_ms = WORKER_LIVENESS_MS;
+    self->drain_timeout_ms = WORKER_DRAIN_TIMEOUT_MS;
+    self->transfers = zlistx_new ();
+    self->multi = curl_multi_init ();
+    if (!self->transfers || !self->multi) {
+        log_error (NULL, "cannot create the worker (out of memory)");
+        worker_destroy (&self);
+        return NULL;
+    }
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_on_curl_socket);
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_on_curl_timer);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
+    // Keep as many idle connections as calls may run, so a steady load
+    // reuses connections instead of opening new ones.
+    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) self->concurrency);
+    if (s_socket_open (self) < 0) {
+        worker_destroy (&self);
+        return NULL;
+    }
+    self->last_heard_ms = clock_mono_ms ();
+    s_send_ready (self);
+    s_tick_schedule (self);
+    log_info (NULL, "worker connected to %s with concurrency %d", config->broker_backend,
+              self->concurrency);
+    return self;
+}
+
+void
+worker_destroy (worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    worker_t *self = *self_p;
+    if (self->transfers)
+        s_abort_all (self);
+    evloop_timer_cancel (self->loop, &self->tick_timer);
+    evloop_timer_cancel (self->loop, &self->drain_timer);
+    if (self->multi) {
+        // Closing cached connections still reports sockets (kept on the
+        // loop until then); libcurl's timer is of no use any more.
+        curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, NULL);
+        evloop_timer_cancel (self->loop, &self->curl_timer);
+        curl_multi_cleanup (self->multi);
+    }
+    // The last RESULTs and DISCONNECT get a moment to reach the broker.
+    s_socket_close (self, WORKER_EXIT_LINGER_MS);
+    zlistx_destroy (&self->transfers);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+worker_set_timing (worker_t *self, int64_t heartbeat_ms, int64_t liveness_ms,
+                   int64_t drain_timeout_ms)
+{
+    if (heartbeat_ms > 0)
+        self->heartbeat_ms = heartbeat_ms;
+    if (liveness_ms > 0)
+        self->liveness_ms = liveness_ms;
+    if (drain_timeout_ms > 0)
+        self->drain_timeout_ms = drain_timeout_ms;
+    s_tick_schedule (self);
+}
+
+size_t
+worker_running (const worker_t *self)
+{
+    return zlistx_size (self->transfers);
+}
+
+size_t
+worker_reconnects (const worker_t *self)
+{
+    return self->reconnects;
+}
+
+// --- self-test ---
+
+// s_test_stop ends one step of the test loop.
+static void
+s_test_stop (evloop_t *loop, void *arg)
+{
+    bool *timed_out = arg;
+    if (timed_out)
+        *timed_out = true;
+    evloop_stop (loop);
+}
+
+// s_test_drain plays the SIGTERM handler.
+static void
+s_test_drain (evloop_t *loop, void *arg)
+{
+    worker_drain (arg);
+}
+
+// s_test_run runs the loop for about ms; returns true when the loop was
+// stopped by the worker before that.
+static bool
+s_test_run (evloop_t *loop, int64_t ms)
+{
+    bool timed_out = false;
+    evloop_timer_t *timer = evloop_timer_start (loop, ms, s_test_stop, &timed_out);
+    evloop_run (loop);
+    if (!timed_out)
+        evloop_timer_cancel (loop, &timer);
+    return !timed_out;
+}
+
+// s_test_expect receives the next non-HEARTBEAT message from the worker and
+// checks its command; the routing id is kept in *envelope_p.
+static proto_msg_t *
+s_test_expect (zsock_t *router, proto_cmd_t cmd, zframe_t **envelope_p)
+{
+    while (true) {
+        const char *error = NULL;
+        proto_msg_t *msg = proto_recv (router, true, &error);
+        assert (msg);
+        if (msg->cmd == PROTO_HEARTBEAT && cmd != PROTO_HEARTBEAT) {
+            proto_msg_destroy (&msg);
+            continue;
+        }
+        if (msg->cmd != cmd)
+            fprintf (stderr, "worker: expected %s, got %s\n", proto_cmd_name (cmd),
+                     proto_cmd_name (msg->cmd));
+        assert (msg->cmd == cmd);
+        zframe_destroy (envelope_p);
+        *envelope_p = zframe_dup (msg->envelope);
+        return msg;
+    }
+}
+
+// s_test_dispatch sends a DISPATCH of a job with kind and spec; the new id
+// is written to id.
+static void
+s_test_dispatch (zsock_t *router, zframe_t *envelope, const char *kind, const char *spec,
+                 int attempt, char *id)
+{
+    job_t *job = job_new ();
+    assert (job);
+    job_id_generate (job->id);
+    strcpy (id, job->id);
+    job_set_str (&job->kind, kind);
+    job_set_str (&job->spec, spec);
+    job->status = JOB_RUNNING;
+    job->timeout_ms = 2000;
+    job->created_at = clock_wall_ms ();
+    pack_writer_t *body = pack_writer_new ();
+    job_pack (job, body);
+    pack_put_int (body, "attempt", attempt);
+    assert (proto_send (router, envelope, PROTO_DISPATCH, body) == 0);
+    pack_writer_destroy (&body);
+    job_destroy (&job);
+}
+
+// s_test_result receives a RESULT and checks outcome and error type.
+static void
+s_test_result (zsock_t *router, zframe_t **envelope_p, const char *id, int attempt,
+               const char *outcome, const char *error_type)
+{
+    proto_msg_t *msg = s_test_expect (router, PROTO_RESULT, envelope_p);
+    char *got_id = pack_get_strdup (msg->body, "id");
+    char *got_outcome = pack_get_strdup (msg->body, "outcome");
+    char *got_error = pack_get_strdup (msg->body, "error");
+    int64_t got_attempt = 0;
+    assert (pack_get_int (msg->body, "attempt", &got_attempt) == 0);
+    if (id)
+        assert (got_id && strcmp (got_id, id) == 0 && got_attempt == attempt);
+    if (!got_outcome || strcmp (got_outcome, outcome) != 0 || !got_error
+        || !strstr (got_error, error_type))
+        fprintf (stderr, "worker: RESULT %s %s\n", got_outcome ? got_outcome : "-",
+                 got_error ? got_error : "-");
+    assert (got_outcome && strcmp (got_outcome, outcome) == 0);
+    assert (got_error && strstr (got_error, error_type));
+    free (got_id);
+    free (got_outcome);
+    free (got_error);
+    proto_msg_destroy (&msg);
+}
+
+// s_test_send_raw sends frames as they are, for malformed messages.
+static void
+s_test_send_raw (zsock_t *router, zframe_t *envelope, const char *version,
+                 const char *command, const void *body, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_append (msg, &(zframe_t *) { zframe_dup (envelope) });
+    zmsg_addstr (msg, version);
+    if (command)
+        zmsg_addstr (msg, command);
+    if (body)
+        zmsg_addmem (msg, body, size);
+    assert (zmsg_send (&msg, router) == 0);
+}
+
+void
+worker_test (bool verbose)
+{
+    if (verbose)
+        printf (" * worker: ");
+    log_init ("worker-test", LOG_ERROR_);
+    char error[256];
+    config_t *config = config_load (NULL, error, sizeof error);
+    assert (config);
+    free (config->broker_backend);
+    config->broker_backend = strdup ("inproc://worker-selftest");
+    config->worker_concurrency = 2;
+    config->allow_private_networks = false;
+
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    assert (router);
+    zsock_set_rcvtimeo (router, 2000);
+    assert (zsock_bind (router, "inproc://worker-selftest") == 0);
+    evloop_t *loop = evloop_new ();
+    assert (loop);
+    worker_t *worker = worker_new (config, loop);
+    assert (worker);
+    // Liveness out of the way until it is tested.
+    worker_set_timing (worker, 100, 60000, 2000);
+
+    // READY announces the full credit.
+    s_test_run (loop, 20);
+    zframe_t *envelope = NULL;
+    proto_msg_t *msg = s_test_expect (router, PROTO_READY, &envelope);
+    int64_t value = 0;
+    assert (pack_get_int (msg->body, "credit", &value) == 0 && value == 2);
+    assert (pack_get_int (msg->body, "concurrency", &value) == 0 && value == 2);
+    proto_msg_destroy (&msg);
+
+    // An invalid spec fails at once, as invalid_request.
+    char id[JOB_ID_LEN + 1];
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 1, id);
+    s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":[]}", 1, id);
+    s_test_dispatch (router, envelope, "gopher", "{\"request\":{}}", 3, id);
+    s_test_run (loop, 20);
+    s_test_result (router, &envelope, NULL, 1, "failed", "invalid_request");
+    s_test_result (router, &envelope, NULL, 1, "failed", "invalid_request");
+    s_test_result (router, &envelope, id, 3, "failed", "invalid_request");
+
+    // Malformed and misdirected messages are dropped; the worker lives on
+    // and answers a heartbeat.
+    s_test_send_raw (router, envelope, "JGP1", "DISPATCH", "\x81", 1);
+    s_test_send_raw (router, envelope, "JGP9", "DISPATCH", "\x80", 1);
+    s_test_send_raw (router, envelope, "JGP1", "SUBMIT", "\x80", 1);
+    s_test_send_raw (router, envelope, "JGP1", "DISPATCH", "\x80", 1);
+    s_test_send_raw (router, envelope, "JGP1", NULL, NULL, 0);
+    s_test_send_raw (router, envelope, "JGP1", "LAUNCH", "\x80", 1);
+    // A record with the right id but a broken field is answered, not dropped.
+    s_test_send_raw (router, envelope, "JGP1", "DISPATCH",
+                     "\x82\xa2id\xd9\x24" "00000000-0000-4000-8000-000000000000"
+                     "\xa7" "attempt\x01", 1 + 3 + 2 + 36 + 8 + 1);
+    s_test_run (loop, 150);
+    s_test_result (router, &envelope, "00000000-0000-4000-8000-000000000000", 1, "failed",
+                   "invalid_request");
+    msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
+    assert (pack_get_int (msg->body, "running", &value) == 0 && value == 0);
+    proto_msg_destroy (&msg);
+
+    // Three DISPATCHes against a credit of two: two run (and meet the SSRF
+    // policy: loopback is refused before any packet leaves), the third is
+    // refused as overloaded.
+    char ids[3][JOB_ID_LEN + 1];
+    for (int i = 0; i < 3; i++)
+        s_test_dispatch (router, envelope, "http",
+                         "{\"request\":{\"url\":\"http://127.0.0.1:9/\"}}", 1, ids[i]);
+    s_test_run (loop, 200);
+    assert (worker_running (worker) == 0);
+    s_test_result (router, &envelope, ids[2], 1, "retry", "worker_overloaded");
+    s_test_result (router, &envelope, NULL, 1, "failed", "blocked_by_policy");
+    s_test_result (router, &envelope, NULL, 1, "failed", "blocked_by_policy");
+
+    // RECONNECT is answered with READY and the free credit.
+    pack_writer_t *empty = pack_writer_new ();
+    assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
+    s_test_run (loop, 20);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    assert (pack_get_int (msg->body, "credit", &value) == 0 && value == 2);
+    proto_msg_destroy (&msg);
+
+    // A silent broker makes the worker reconnect (new routing id) and send
+    // READY again.
+    zframe_t *old_envelope = zframe_dup (envelope);
+    worker_set_timing (worker, 100, 300, 2000);
+    s_test_run (loop, 450);
+    assert (worker_reconnects (worker) == 1);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    assert (!zframe_eq (envelope, old_envelope));
+    proto_msg_destroy (&msg);
+    zframe_destroy (&old_envelope);
+
+    // The broker's heartbeats keep it connected.
+    for (int i = 0; i < 6; i++) {
+        assert (proto_send (router, envelope, PROTO_HEARTBEAT, empty) == 0);
+        s_test_run (loop, 100);
+    }
+    assert (worker_reconnects (worker) == 1);
+
+    // Drain with nothing running: DISCONNECT, and the loop stops at once.
+    evloop_timer_start (loop, 0, s_test_drain, worker);
+    assert (s_test_run (loop, 1000));
+    msg = s_test_expect (router, PROTO_DISCONNECT, &envelope);
+    proto_msg_destroy (&msg);
+    // A DISPATCH that crosses the DISCONNECT is handed back.
+    s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":\"http://a/\"}}", 2, id);
+    s_test_run (loop, 50);
+    s_test_result (router, &envelope, id, 2, "retry", "worker_draining");
+
+    pack_writer_destroy (&empty);
+    zframe_destroy (&envelope);
+    worker_destroy (&worker);
+    worker_destroy (&worker);
+    evloop_destroy (&loop);
+    zsock_destroy (&router);
+    config_destroy (&config);
+    log_init ("worker", LOG_INFO_);
+    if (verbose)
+        printf ("OK\n");
+}
