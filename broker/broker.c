@@ -193,15 +193,21 @@ s_entry_free (broker_t *self, entry_t *entry)
 // s_put writes a job version into the batch; a failure here means memory is
 // exhausted, which the broker cannot survive honestly.
 static void
-s_put (broker_t *self, const job_t *job)
+s_put_version (broker_t *self, const job_t *job, bool is_new)
 {
     int64_t expire_at = job_status_terminal (job->status)
                             ? clock_wall_ms () + self->config->result_ttl_ms
                             : 0;
-    if (store_put (self->store, job, expire_at) < 0) {
+    if (store_put (self->store, job, expire_at, is_new) < 0) {
         log_error (job->id, "out of memory writing the store batch");
         abort ();
     }
+}
+
+static void
+s_put (broker_t *self, const job_t *job)
+{
+    s_put_version (self, job, false);
 }
 
 // s_finish moves a job to a terminal state and forgets its entry.
@@ -410,7 +416,9 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
     key[JOB_ID_LEN] = '\0';
     entry_t *entry = zhashx_lookup (self->entries, key);
     if (!entry || entry->state != ENTRY_RUNNING || entry->attempt != attempt) {
-        log_warn (key, "late result for attempt %d discarded", (int) attempt);
+        // Expected after a cancel; otherwise the attempt was presumed lost.
+        log_line (strcmp (outcome, "canceled") == 0 ? LOG_DEBUG_ : LOG_WARN_, __FILE__, __LINE__,
+                  key, "late result for attempt %d discarded", (int) attempt);
         free (outcome);
         return;
     }
@@ -425,7 +433,21 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
     int64_t retry_after_ms = 0;
     pack_get_int (msg->body, "retry_after_ms", &retry_after_ms);
 
-    if (strcmp (outcome, "succeeded") == 0)
+    if (strcmp (outcome, "handback") == 0) {
+        // A draining worker gave the job back unfinished: it did not fail,
+        // so the attempt is not counted, and it runs again at once.
+        entry_list_remove (entry);
+        self->running_count--;
+        entry->worker = NULL;
+        if (job->attempts > 0)
+            job->attempts--;
+        job->status = JOB_QUEUED;
+        s_put (self, job);
+        s_event (self, job);
+        queue_push_front (&self->queue, entry);
+        log_info (key, "handed back by a draining worker; requeued");
+    }
+    else if (strcmp (outcome, "succeeded") == 0)
         s_finish (self, entry, job, JOB_SUCCEEDED, result, NULL);
     else if (strcmp (outcome, "retry") == 0 && job->attempts < job->max_attempts) {
         entry_list_remove (entry);
@@ -517,6 +539,181 @@ s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
 
 // --- gateways ---
 
+// s_entry_new makes the in-memory entry of an active job (on no list yet).
+static entry_t *
+s_entry_new (broker_t *self, const job_t *job)
+{
+    entry_t *entry = calloc (1, sizeof *entry);
+    assert (entry);
+    memcpy (entry->id, job->id, sizeof entry->id);
+    entry->owner = self;
+    entry->priority = job->priority;
+    entry->attempt = job->attempts;
+    entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
+    zhashx_insert (self->entries, entry->id, entry);
+    return entry;
+}
+
+// s_defer_job answers a gateway request with the job's record after the
+// commit.
+static void
+s_defer_job (broker_t *self, zframe_t *identity, int64_t corr, const char *id)
+{
+    deferred_t *get = s_defer (self, DEFERRED_GET, id);
+    get->identity = zframe_dup (identity);
+    get->corr = corr;
+}
+
+// s_owned_job reads the job named by the request's "id" if it belongs to
+// the request's "tenant"; otherwise answers 404 and returns NULL.
+static job_t *
+s_owned_job (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    size_t len;
+    const char *id = pack_get_str (msg->body, "id", &len);
+    char *tenant = pack_get_strdup (msg->body, "tenant");
+    job_t *job = NULL;
+    if (id && tenant && job_id_valid (id, len)) {
+        char key[JOB_ID_LEN + 1];
+        memcpy (key, id, JOB_ID_LEN);
+        key[JOB_ID_LEN] = '\0';
+        job = store_get (self->store, key);
+        if (job && strcmp (job->tenant, tenant) != 0)
+            job_destroy (&job);
+    }
+    free (tenant);
+    if (!job)
+        s_reply_error (self, msg->envelope, corr, 404, "no such job");
+    return job;
+}
+
+// s_handle_cancel: queued → canceled at once; running → the worker is told
+// to abort and the job is canceled now (its late result is discarded);
+// finished → 409.
+static void
+s_handle_cancel (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    job_t *job = s_owned_job (self, msg, corr);
+    if (!job)
+        return;
+    entry_t *entry = zhashx_lookup (self->entries, job->id);
+    if (job_status_terminal (job->status) || !entry) {
+        s_reply_error (self, msg->envelope, corr, 409, "the job has already finished");
+        job_destroy (&job);
+        return;
+    }
+    if (entry->state == ENTRY_RUNNING && entry->worker) {
+        worker_t *worker = entry->worker;
+        pack_writer_t *body = pack_writer_new ();
+        pack_put_str (body, "id", job->id);
+        pack_put_int (body, "attempt", entry->attempt);
+        s_worker_send (self, worker, PROTO_CANCEL, body);
+        pack_writer_destroy (&body);
+    }
+    char *error = s_error_json ("canceled", "canceled by the client");
+    s_finish (self, entry, job, JOB_CANCELED, job->result, error);
+    free (error);
+    s_defer_job (self, msg->envelope, corr, job->id);
+    job_destroy (&job);
+}
+
+// s_handle_retry runs a failed or canceled job again with a new budget.
+static void
+s_handle_retry (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    job_t *job = s_owned_job (self, msg, corr);
+    if (!job)
+        return;
+    if (job->status != JOB_FAILED && job->status != JOB_CANCELED) {
+        s_reply_error (self, msg->envelope, corr, 409, "only failed or canceled jobs can be retried");
+        job_destroy (&job);
+        return;
+    }
+    if (self->commit_failing) {
+        s_reply_error (self, msg->envelope, corr, 503, "the job store cannot write; retry later");
+        job_destroy (&job);
+        return;
+    }
+    job->status = JOB_QUEUED;
+    job->attempts = 0;
+    job->started_at = job->finished_at = 0;
+    job_set_str (&job->result, NULL);
+    job_set_str (&job->error, NULL);
+    s_put (self, job);
+    s_event (self, job);
+    queue_push (&self->queue, s_entry_new (self, job));
+    log_info (job->id, "retry requested: queued again");
+    s_defer_job (self, msg->envelope, corr, job->id);
+    job_destroy (&job);
+}
+
+typedef struct {
+    void **datas;               // packed records
+    size_t *sizes;              // their sizes
+    size_t count;               // records collected
+    size_t limit;               // page size
+} list_page_t;
+
+static bool
+s_list_add (job_t *job, void *arg)
+{
+    list_page_t *page = arg;
+    pack_writer_t *writer = pack_writer_new ();
+    job_pack (job, writer);
+    size_t size;
+    const void *data = pack_writer_data (writer, &size);
+    page->datas[page->count] = malloc (size);
+    memcpy (page->datas[page->count], data, size);
+    page->sizes[page->count] = size;
+    page->count++;
+    pack_writer_destroy (&writer);
+    job_destroy (&job);
+    return page->count < page->limit;
+}
+
+// s_handle_list answers one page of a tenant's jobs, newest first.
+static void
+s_handle_list (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    char *tenant = pack_get_strdup (msg->body, "tenant");
+    char *status = pack_get_strdup (msg->body, "status");
+    char *cursor = pack_get_strdup (msg->body, "cursor");
+    int64_t limit = 50;
+    pack_get_int (msg->body, "limit", &limit);
+    int status_filter = status ? job_status_parse (status) : -1;
+    if (!tenant || limit < 1 || limit > 1000 || (status && status_filter < 0)) {
+        s_reply_error (self, msg->envelope, corr, 400, "bad list request");
+        free (tenant);
+        free (status);
+        free (cursor);
+        return;
+    }
+    list_page_t page = { .limit = (size_t) limit };
+    page.datas = calloc ((size_t) limit, sizeof *page.datas);
+    page.sizes = calloc ((size_t) limit, sizeof *page.sizes);
+    char next_cursor[64];
+    // A filter may skip many records: scan a bounded number per page and
+    // hand back a cursor to continue.
+    if (store_list (self->store, tenant, status_filter, cursor, (size_t) limit * 20 + 1000,
+                    s_list_add, &page, next_cursor) < 0)
+        s_reply_error (self, msg->envelope, corr, 400, "bad cursor");
+    else {
+        pack_writer_t *body = pack_writer_new ();
+        pack_put_int (body, "corr", corr);
+        pack_put_bin_array (body, "jobs", (const void *const *) page.datas, page.sizes, page.count);
+        pack_put_str (body, "next_cursor", next_cursor[0] ? next_cursor : NULL);
+        proto_send (self->frontend, msg->envelope, PROTO_LIST_OK, body);
+        pack_writer_destroy (&body);
+    }
+    for (size_t i = 0; i < page.count; i++)
+        free (page.datas[i]);
+    free (page.datas);
+    free (page.sizes);
+    free (tenant);
+    free (status);
+    free (cursor);
+}
+
 static void
 s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
 {
@@ -525,7 +722,26 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         s_reply_error (self, msg->envelope, corr, 400, "malformed job record");
         return;
     }
+    if (self->commit_failing) {
+        // Nothing new is accepted while the store cannot commit (disk full):
+        // the batch must not grow without bound, and a 202 needs a commit.
+        s_reply_error (self, msg->envelope, corr, 503, "the job store cannot write; retry later");
+        job_destroy (&job);
+        return;
+    }
     job_t *existing = store_get (self->store, job->id);
+    char idem_id[JOB_ID_LEN + 1];
+    if (!existing && job->idempotency_key
+        && store_find_idempotent (self->store, job->tenant, job->idempotency_key, idem_id) == 0) {
+        existing = store_get (self->store, idem_id);
+        if (existing && strcmp (existing->spec, job->spec) != 0) {
+            s_reply_error (self, msg->envelope, corr, 409,
+                           "Idempotency-Key already used with a different body");
+            job_destroy (&existing);
+            job_destroy (&job);
+            return;
+        }
+    }
     if (existing) {
         // A resubmission (gateway retry) of the same job is acknowledged
         // again; anything else reusing the id is a conflict.
@@ -553,15 +769,9 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
     job->started_at = job->finished_at = 0;
     if (job->created_at <= 0)
         job->created_at = clock_wall_ms ();
-    s_put (self, job);
+    s_put_version (self, job, true);
 
-    entry_t *entry = calloc (1, sizeof *entry);
-    memcpy (entry->id, job->id, sizeof entry->id);
-    entry->owner = self;
-    entry->priority = job->priority;
-    entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
-    zhashx_insert (self->entries, entry->id, entry);
-    queue_push (&self->queue, entry);
+    queue_push (&self->queue, s_entry_new (self, job));
 
     deferred_t *reply = s_defer (self, DEFERRED_SUBMIT_OK, job->id);
     reply->identity = zframe_dup (msg->envelope);
@@ -599,11 +809,18 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
         else {
             // Answered after the commit so a reader never sees a state the
             // store could still lose.
-            deferred_t *get = s_defer (self, DEFERRED_GET, id);
-            get->identity = zframe_dup (msg->envelope);
-            get->corr = corr;
+            char key[JOB_ID_LEN + 1];
+            memcpy (key, id, JOB_ID_LEN);
+            key[JOB_ID_LEN] = '\0';
+            s_defer_job (self, msg->envelope, corr, key);
         }
     }
+    else if (msg->cmd == PROTO_CANCEL)
+        s_handle_cancel (self, msg, corr);
+    else if (msg->cmd == PROTO_RETRY)
+        s_handle_retry (self, msg, corr);
+    else if (msg->cmd == PROTO_LIST)
+        s_handle_list (self, msg, corr);
     else if (msg->cmd == PROTO_PING) {
         pack_writer_t *body = pack_writer_new ();
         pack_put_int (body, "corr", corr);
@@ -712,13 +929,7 @@ static void
 s_recover (job_t *job, void *arg)
 {
     broker_t *self = arg;
-    entry_t *entry = calloc (1, sizeof *entry);
-    memcpy (entry->id, job->id, sizeof entry->id);
-    entry->owner = self;
-    entry->priority = job->priority;
-    entry->attempt = job->attempts;
-    entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
-    zhashx_insert (self->entries, entry->id, entry);
+    entry_t *entry = s_entry_new (self, job);
     if (job->status == JOB_RUNNING) {
         // Its worker may still be running it and will send the result
         // after it reconnects; give it a moment before running it again.

@@ -28,6 +28,13 @@ s_stop (evloop_t *loop, void *arg)
 int
 main (int argc, char **argv)
 {
+    // Block the stop signals first: one arriving during start-up then
+    // waits for the loop's signalfd instead of killing the process.
+    sigset_t stop_signals;
+    sigemptyset (&stop_signals);
+    sigaddset (&stop_signals, SIGTERM);
+    sigaddset (&stop_signals, SIGINT);
+    sigprocmask (SIG_BLOCK, &stop_signals, NULL);
     const char *config_path = NULL;
     static struct option options[] = { { "config", required_argument, NULL, 'c' },
                                        { "help", no_argument, NULL, 'h' },

@@ -15,6 +15,10 @@ typedef struct {
     size_t size;                // its size
     bool active;                // the record is not terminal
     int64_t expire_at_ms;       // for terminal records: when to delete
+    bool is_new;                // first version: index it
+    char *tenant;               // for the indexes (is_new only)
+    char *idempotency_key;      // for the idem index (is_new only), or NULL
+    int64_t created_at;         // for the listing index
 } store_version_t;
 
 struct _store_t {
@@ -22,7 +26,10 @@ struct _store_t {
     MDB_dbi jobs;               // id → record
     MDB_dbi active;             // id → "" for non-terminal jobs
     MDB_dbi expiry;             // be64(expire_at) ‖ id → ""
+    MDB_dbi tenants;            // tenant ‖ NUL ‖ be64(created_at) ‖ id → ""
+    MDB_dbi idem;               // tenant ‖ NUL ‖ idempotency key → id
     zhashx_t *batch;            // id → store_version_t waiting for commit
+    zhashx_t *batch_idem;       // tenant ‖ NUL-as-'\x1f' ‖ key → id, uncommitted
     bool fsync;                 // sync each commit
 };
 
@@ -32,6 +39,8 @@ s_version_destroy (void **item)
     store_version_t *version = *item;
     if (version) {
         free (version->data);
+        free (version->tenant);
+        free (version->idempotency_key);
         free (version);
         *item = NULL;
     }
@@ -73,6 +82,10 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     if (rc == 0)
         rc = mdb_dbi_open (txn, "expiry", MDB_CREATE, &self->expiry);
     if (rc == 0)
+        rc = mdb_dbi_open (txn, "tenants", MDB_CREATE, &self->tenants);
+    if (rc == 0)
+        rc = mdb_dbi_open (txn, "idem", MDB_CREATE, &self->idem);
+    if (rc == 0)
         rc = mdb_txn_commit (txn);
     else
         mdb_txn_abort (txn);
@@ -86,6 +99,9 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     self->fsync = fsync;
     self->batch = zhashx_new ();
     zhashx_set_destructor (self->batch, s_version_destroy);
+    self->batch_idem = zhashx_new ();
+    zhashx_set_destructor (self->batch_idem, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_duplicator (self->batch_idem, (zhashx_duplicator_fn *) strdup);
     return self;
 }
 
@@ -98,12 +114,26 @@ store_destroy (store_t **self_p)
     mdb_env_sync (self->env, 1);
     mdb_env_close (self->env);
     zhashx_destroy (&self->batch);
+    zhashx_destroy (&self->batch_idem);
     free (self);
     *self_p = NULL;
 }
 
+// s_idem_name is the batch_idem key of a tenant's idempotency key; the
+// caller frees it.
+static char *
+s_idem_name (const char *tenant, const char *key)
+{
+    size_t tenant_len = strlen (tenant), key_len = strlen (key);
+    char *name = malloc (tenant_len + key_len + 2);
+    memcpy (name, tenant, tenant_len);
+    name[tenant_len] = '\x1f';
+    memcpy (name + tenant_len + 1, key, key_len + 1);
+    return name;
+}
+
 int
-store_put (store_t *self, const job_t *job, int64_t expire_at_ms)
+store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
 {
     pack_writer_t *writer = pack_writer_new ();
     if (!writer)
@@ -111,7 +141,7 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms)
     job_pack (job, writer);
     size_t size;
     const void *data = pack_writer_data (writer, &size);
-    store_version_t *version = malloc (sizeof *version);
+    store_version_t *version = calloc (1, sizeof *version);
     void *copy = malloc (size);
     if (!version || !copy) {
         free (version);
@@ -123,10 +153,83 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms)
     pack_writer_destroy (&writer);
     *version = (store_version_t) { .data = copy, .size = size,
                                    .active = !job_status_terminal (job->status),
-                                   .expire_at_ms = expire_at_ms };
+                                   .expire_at_ms = expire_at_ms,
+                                   .created_at = job->created_at };
+    // A later version in the same batch keeps the first one's indexing.
+    store_version_t *older = zhashx_lookup (self->batch, job->id);
+    if (is_new || (older && older->is_new)) {
+        version->is_new = true;
+        version->tenant = strdup (job->tenant ? job->tenant : "");
+        if (job->idempotency_key) {
+            version->idempotency_key = strdup (job->idempotency_key);
+            char *name = s_idem_name (version->tenant, job->idempotency_key);
+            zhashx_update (self->batch_idem, name, (void *) job->id);
+            free (name);
+        }
+    }
     // zhashx_update replaces (and destroys) an older version in the batch.
     zhashx_update (self->batch, job->id, version);
     return 0;
+}
+
+// s_tenant_key writes tenant ‖ NUL ‖ be64(created_at) ‖ id into key (which
+// holds 512 bytes) and returns its length, or 0 when the tenant is too long.
+static size_t
+s_tenant_key (unsigned char *key, const char *tenant, int64_t created_at, const char *id)
+{
+    size_t tenant_len = strlen (tenant);
+    if (tenant_len + 1 + 8 + JOB_ID_LEN > 511)
+        return 0;
+    memcpy (key, tenant, tenant_len);
+    key[tenant_len] = '\0';
+    uint64_t at = (uint64_t) created_at;
+    for (int i = 7; i >= 0; i--) {
+        key[tenant_len + 1 + i] = (unsigned char) at;
+        at >>= 8;
+    }
+    memcpy (key + tenant_len + 9, id, JOB_ID_LEN);
+    return tenant_len + 9 + JOB_ID_LEN;
+}
+
+// s_idem_key writes tenant ‖ NUL ‖ key into out (512 bytes); 0 if too long.
+static size_t
+s_idem_key (unsigned char *out, const char *tenant, const char *key)
+{
+    size_t tenant_len = strlen (tenant), key_len = strlen (key);
+    if (tenant_len + 1 + key_len > 511)
+        return 0;
+    memcpy (out, tenant, tenant_len);
+    out[tenant_len] = '\0';
+    memcpy (out + tenant_len + 1, key, key_len);
+    return tenant_len + 1 + key_len;
+}
+
+int
+store_find_idempotent (store_t *self, const char *tenant, const char *key, char *id)
+{
+    char *name = s_idem_name (tenant, key);
+    const char *pending = zhashx_lookup (self->batch_idem, name);
+    free (name);
+    if (pending) {
+        memcpy (id, pending, JOB_ID_LEN + 1);
+        return 0;
+    }
+    unsigned char raw[512];
+    size_t len = s_idem_key (raw, tenant, key);
+    if (!len)
+        return -1;
+    MDB_txn *txn;
+    if (mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_val k = { len, raw }, value;
+    int rc = -1;
+    if (mdb_get (txn, self->idem, &k, &value) == 0 && value.mv_size == JOB_ID_LEN) {
+        memcpy (id, value.mv_data, JOB_ID_LEN);
+        id[JOB_ID_LEN] = '\0';
+        rc = 0;
+    }
+    mdb_txn_abort (txn);
+    return rc;
 }
 
 // s_decode turns stored bytes into a job, or NULL (logged) when damaged.
@@ -195,6 +298,19 @@ store_commit (store_t *self)
         MDB_val key = { strlen (id), (void *) id };
         MDB_val value = { version->size, version->data };
         rc = mdb_put (txn, self->jobs, &key, &value, 0);
+        if (rc == 0 && version->is_new) {
+            unsigned char index_key[512];
+            size_t len = s_tenant_key (index_key, version->tenant, version->created_at, id);
+            MDB_val ikey = { len, index_key };
+            if (len)
+                rc = mdb_put (txn, self->tenants, &ikey, &empty, 0);
+            len = version->idempotency_key
+                      ? s_idem_key (index_key, version->tenant, version->idempotency_key)
+                      : 0;
+            MDB_val idem_key = { len, index_key }, idem_value = { JOB_ID_LEN, (void *) id };
+            if (rc == 0 && len)
+                rc = mdb_put (txn, self->idem, &idem_key, &idem_value, 0);
+        }
         if (rc == 0 && version->active)
             rc = mdb_put (txn, self->active, &key, &empty, 0);
         else if (rc == 0) {
@@ -222,6 +338,7 @@ store_commit (store_t *self)
         return -1;
     }
     zhashx_purge (self->batch);
+    zhashx_purge (self->batch_idem);
     return 0;
 }
 
@@ -285,9 +402,25 @@ store_expire (store_t *self, int64_t now_ms, size_t limit)
         // A job requeued by a retry after it finished is active again: the
         // stale expiry entry must not delete it.
         MDB_val job_key = { JOB_ID_LEN, id }, active_value;
+        MDB_val record;
         if (mdb_get (txn, self->active, &job_key, &active_value) == MDB_NOTFOUND
-            && !zhashx_lookup (self->batch, id))
+            && !zhashx_lookup (self->batch, id)
+            && mdb_get (txn, self->jobs, &job_key, &record) == 0) {
+            job_t *job = s_decode (record.mv_data, record.mv_size, id);
+            if (job) {
+                unsigned char index_key[512];
+                size_t len = s_tenant_key (index_key, job->tenant, job->created_at, id);
+                MDB_val ikey = { len, index_key };
+                if (len)
+                    mdb_del (txn, self->tenants, &ikey, NULL);
+                len = job->idempotency_key ? s_idem_key (index_key, job->tenant, job->idempotency_key) : 0;
+                MDB_val idem_key = { len, index_key };
+                if (len)
+                    mdb_del (txn, self->idem, &idem_key, NULL);
+                job_destroy (&job);
+            }
             mdb_del (txn, self->jobs, &job_key, NULL);
+        }
         rc = mdb_cursor_del (cursor, 0);
         if (rc == 0) {
             deleted++;
@@ -305,6 +438,79 @@ store_expire (store_t *self, int64_t now_ms, size_t limit)
     if (deleted > 0 && self->fsync)
         mdb_env_sync (self->env, 1);
     return deleted;
+}
+
+int
+store_list (store_t *self, const char *tenant, int status_filter, const char *cursor,
+            size_t max_scanned, store_list_fn *fn, void *arg, char *next_cursor)
+{
+    next_cursor[0] = '\0';
+    size_t tenant_len = strlen (tenant);
+    unsigned char start[512];
+    size_t start_len;
+    if (cursor && *cursor) {
+        // The cursor is "<created_at ms>.<id>" of the last job returned.
+        long long created = 0;
+        char id[JOB_ID_LEN + 1] = "";
+        if (sscanf (cursor, "%lld.%36s", &created, id) != 2 || !job_id_valid (id, strlen (id)))
+            return -1;
+        start_len = s_tenant_key (start, tenant, created, id);
+    }
+    else {
+        // Just past this tenant's last possible key.
+        start_len = s_tenant_key (start, tenant, INT64_MAX, "ffffffff-ffff-ffff-ffff-ffffffffffff");
+    }
+    if (!start_len)
+        return -1;
+    MDB_txn *txn;
+    MDB_cursor *mc;
+    if (mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    if (mdb_cursor_open (txn, self->tenants, &mc) != 0) {
+        mdb_txn_abort (txn);
+        return -1;
+    }
+    MDB_val key = { start_len, start }, value;
+    int rc = mdb_cursor_get (mc, &key, &value, MDB_SET_RANGE);
+    // Step back to the greatest key strictly below the start.
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get (mc, &key, &value, MDB_LAST);
+    else if (rc == 0)
+        rc = mdb_cursor_get (mc, &key, &value, MDB_PREV);
+    size_t scanned = 0;
+    bool more = true;
+    char last[64] = "";
+    while (rc == 0 && more) {
+        if (key.mv_size != tenant_len + 9 + JOB_ID_LEN
+            || memcmp (key.mv_data, tenant, tenant_len) != 0
+            || ((unsigned char *) key.mv_data)[tenant_len] != 0)
+            break; // another tenant's keys: this tenant's are exhausted
+        const unsigned char *bytes = (const unsigned char *) key.mv_data + tenant_len + 1;
+        uint64_t created = 0;
+        for (int i = 0; i < 8; i++)
+            created = created << 8 | bytes[i];
+        char id[JOB_ID_LEN + 1];
+        memcpy (id, bytes + 8, JOB_ID_LEN);
+        id[JOB_ID_LEN] = '\0';
+        snprintf (last, sizeof last, "%lld.%s", (long long) created, id);
+        MDB_val job_key = { JOB_ID_LEN, id }, record;
+        if (mdb_get (txn, self->jobs, &job_key, &record) == 0) {
+            job_t *job = s_decode (record.mv_data, record.mv_size, id);
+            if (job && (status_filter < 0 || (int) job->status == status_filter))
+                more = fn (job, arg);
+            else
+                job_destroy (&job);
+        }
+        if (++scanned >= max_scanned)
+            break;
+        rc = mdb_cursor_get (mc, &key, &value, MDB_PREV);
+    }
+    // More may follow when we stopped early; an exhausted scan has no cursor.
+    if ((!more || scanned >= max_scanned) && rc == 0)
+        snprintf (next_cursor, 64, "%s", last);
+    mdb_cursor_close (mc);
+    mdb_txn_abort (txn);
+    return 0;
 }
 
 size_t
@@ -344,9 +550,9 @@ store_test (bool verbose)
     job_set_str (&job->kind, "http");
     job_set_str (&job->spec, "{}");
     job->created_at = 1;
-    assert (store_put (store, job, 0) == 0);
+    assert (store_put (store, job, 0, true) == 0);
     job->status = JOB_RUNNING;
-    assert (store_put (store, job, 0) == 0);
+    assert (store_put (store, job, 0, true) == 0);
     assert (store_pending (store) == 1);
     job_t *read = store_get (store, job->id);
     assert (read && read->status == JOB_RUNNING);
@@ -362,7 +568,7 @@ store_test (bool verbose)
     job_set_str (&done->kind, "http");
     job_set_str (&done->spec, "{}");
     done->status = JOB_SUCCEEDED;
-    assert (store_put (store, done, 1000) == 0);
+    assert (store_put (store, done, 1000, true) == 0);
     assert (store_commit (store) == 0);
     assert (store_count (store) == 2);
     store_destroy (&store);

@@ -10,6 +10,8 @@
 //   jobs    id → job record (msgpack map, common/job.h)
 //   active  id → ""      every job not in a terminal state, for recovery
 //   expiry  be64(expire_at_ms) ‖ id → ""   finished jobs, oldest first
+//   tenants tenant ‖ NUL ‖ be64(created_at) ‖ id → ""   listing, newest last
+//   idem    tenant ‖ NUL ‖ idempotency key → id           Idempotency-Key
 #ifndef JOBGATE_STORE_H
 #define JOBGATE_STORE_H
 
@@ -29,9 +31,27 @@ store_t *store_new (const char *dir, size_t map_mb, bool fsync, char *error, siz
 void store_destroy (store_t **self_p);
 
 // store_put adds this version of job to the batch. expire_at_ms (wall) is
-// when a finished job may be deleted; ignored for active jobs. Returns 0, or
-// -1 when out of memory.
-int store_put (store_t *self, const job_t *job, int64_t expire_at_ms);
+// when a finished job may be deleted; ignored for active jobs. is_new adds
+// the job to the listing and idempotency indexes. Returns 0, or -1 when out
+// of memory.
+int store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new);
+
+// store_find_idempotent writes into id (JOB_ID_LEN + 1 bytes) the job a
+// tenant submitted with an Idempotency-Key, batch included. Returns 0 when
+// found, -1 when not.
+int store_find_idempotent (store_t *self, const char *tenant, const char *key, char *id);
+
+// Called for each job of a listing, newest first; the callback owns it.
+// Return false to stop.
+typedef bool (store_list_fn) (job_t *job, void *arg);
+
+// store_list visits a tenant's committed jobs newest first, starting after
+// cursor (NULL: from the newest), keeping those whose status matches
+// status_filter (-1: all), until fn returns false or max_scanned index
+// entries were read. Writes into next_cursor (at least 64 bytes) where the
+// next page starts, or "" at the end. Returns 0, or -1 on error.
+int store_list (store_t *self, const char *tenant, int status_filter, const char *cursor,
+                size_t max_scanned, store_list_fn *fn, void *arg, char *next_cursor);
 
 // store_get returns the newest version of a job (batch first), or NULL
 // when unknown. The caller destroys it.

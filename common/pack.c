@@ -92,6 +92,18 @@ pack_put_str_array (pack_writer_t *self, const char *key,
     }
 }
 
+void
+pack_put_bin_array (pack_writer_t *self, const char *key, const void *const *datas,
+                    const size_t *sizes, size_t count)
+{
+    s_key (self, key);
+    msgpack_pack_array (&self->packer, count);
+    for (size_t i = 0; i < count; i++) {
+        msgpack_pack_bin (&self->packer, sizes[i]);
+        msgpack_pack_bin_body (&self->packer, datas[i], sizes[i]);
+    }
+}
+
 const void *
 pack_writer_data (pack_writer_t *self, size_t *size)
 {

@@ -28,6 +28,10 @@ void pack_put_bool (pack_writer_t *self, const char *key, bool value);
 void pack_put_str_array (pack_writer_t *self, const char *key,
                          const char *const *values, size_t count);
 
+// pack_put_bin_array writes an array of binary blobs (e.g. packed records).
+void pack_put_bin_array (pack_writer_t *self, const char *key, const void *const *datas,
+                         const size_t *sizes, size_t count);
+
 // pack_writer_data returns the encoded map (valid until the next put) and
 // its size.
 const void *pack_writer_data (pack_writer_t *self, size_t *size);

@@ -28,6 +28,10 @@ typedef enum {
     PROTO_HEARTBEAT,  // both ways between broker and worker
     PROTO_RECONNECT,  // broker → worker: unknown to me, send READY again
     PROTO_DISCONNECT, // worker → broker: draining, send me no more jobs
+    PROTO_CANCEL,     // gateway → broker: cancel a job; broker → worker: abort it
+    PROTO_RETRY,      // gateway → broker: run a failed or canceled job again
+    PROTO_LIST,       // gateway → broker: list a tenant's jobs
+    PROTO_LIST_OK,    // broker → gateway: one page of jobs
     PROTO_EVENT,      // broker → PUB subscribers: a job changed state
     PROTO_CMD_COUNT_
 } proto_cmd_t;

@@ -23,7 +23,23 @@
 // How long a draining gateway waits for requests before it stops anyway.
 #define DRAIN_TIMEOUT_MS 10000
 
-typedef enum { OP_NONE, OP_SUBMIT, OP_GET } op_t;
+typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST } op_t;
+
+// Finished jobs the gateway has seen, so reads keep working while the
+// broker restarts (issue 3) and cost nothing while it runs.
+#define CACHE_ENTRIES 20000
+// How often an unacknowledged submission is sent again (same job id: the
+// broker deduplicates, so a resend never creates a second job).
+#define RESEND_MS 1000
+#define RESEND_TICK_MS 250
+
+typedef struct _cached_t cached_t;
+struct _cached_t {
+    char id[JOB_ID_LEN + 1];        // job id
+    char *tenant;                   // its owner
+    char *json;                     // the finished job object
+    cached_t *newer;                // FIFO order for eviction
+};
 
 typedef struct _request_t request_t;
 
@@ -57,6 +73,11 @@ struct _request_t {
     bool with_location;             // add Location + Retry-After
     bool preference_applied;        // add Preference-Applied: wait=N
     int retry_after_s;              // Retry-After on 503, 0 = none
+    const char *allow;              // Allow header of a 405
+    proto_cmd_t sent_cmd;           // the broker request in flight
+    void *sent_data;                // its body, kept for resends
+    size_t sent_size;               // its size
+    int64_t sent_ms;                // when it was last sent, 0 = never
 };
 
 struct _gateway_t {
@@ -81,7 +102,66 @@ struct _gateway_t {
     evloop_timer_t *recheck_timer;  // waiter recheck period
     bool draining;                  // SIGTERM seen
     int port;                       // bound port
+    zhashx_t *cache;                // id → cached_t, finished jobs
+    cached_t *cache_oldest;         // eviction end of the FIFO
+    cached_t *cache_newest;         // insertion end
+    evloop_timer_t *resend_timer;   // resends unacknowledged submissions
 };
+
+// --- the finished-job cache ---
+
+static void
+s_cached_destroy (void **item)
+{
+    cached_t *cached = *item;
+    if (cached) {
+        free (cached->tenant);
+        free (cached->json);
+        free (cached);
+        *item = NULL;
+    }
+}
+
+// s_cache_put remembers a finished job; the oldest is forgotten when full.
+static void
+s_cache_put (gateway_t *self, const char *id, const char *tenant, const char *json)
+{
+    cached_t *cached = zhashx_lookup (self->cache, id);
+    if (cached) {
+        free (cached->json);
+        cached->json = strdup (json);
+        return;
+    }
+    while (zhashx_size (self->cache) >= CACHE_ENTRIES && self->cache_oldest) {
+        cached_t *oldest = self->cache_oldest;
+        self->cache_oldest = oldest->newer;
+        if (!self->cache_oldest)
+            self->cache_newest = NULL;
+        zhashx_delete (self->cache, oldest->id);
+    }
+    cached = calloc (1, sizeof *cached);
+    memcpy (cached->id, id, JOB_ID_LEN + 1);
+    cached->tenant = strdup (tenant);
+    cached->json = strdup (json);
+    if (self->cache_newest)
+        self->cache_newest->newer = cached;
+    else
+        self->cache_oldest = cached;
+    self->cache_newest = cached;
+    zhashx_insert (self->cache, cached->id, cached);
+}
+
+// s_cache_forget drops a job that is active again (retried). Its FIFO slot
+// stays until evicted; the entry itself is only marked stale.
+static void
+s_cache_forget (gateway_t *self, const char *id)
+{
+    cached_t *cached = zhashx_lookup (self->cache, id);
+    if (cached) {
+        free (cached->json);
+        cached->json = NULL;
+    }
+}
 
 // --- small helpers ---
 
@@ -174,23 +254,33 @@ s_pending_drop (request_t *req)
         zhashx_delete (req->gateway->pending, (void *) (uintptr_t) req->corr);
         req->corr = 0;
     }
+    free (req->sent_data);
+    req->sent_data = NULL;
 }
 
-// s_broker_send sends a request for req; -1 when the broker cannot take it
-// now (disconnected and the queue to it full).
+// s_broker_send sends a request for req and keeps it until answered: while
+// the broker is away (restarting) it is sent again every RESEND_MS — safe
+// because every request is idempotent at the broker (a SUBMIT carries its
+// job id) — until the request's deadline answers 503. Returns 0.
 static int
-s_broker_send (request_t *req, proto_cmd_t cmd, pack_writer_t *body_with_corr_slot)
+s_broker_send (request_t *req, proto_cmd_t cmd, pack_writer_t *body)
 {
     gateway_t *self = req->gateway;
     s_pending_drop (req);
     req->corr = ++self->next_corr;
-    pack_writer_t *body = body_with_corr_slot;
     pack_put_int (body, "corr", (int64_t) req->corr);
-    if (proto_send (self->broker, NULL, cmd, body) < 0) {
-        req->corr = 0;
-        return -1;
-    }
+    size_t size;
+    const void *data = pack_writer_data (body, &size);
+    free (req->sent_data);
+    req->sent_data = malloc (size);
+    assert (req->sent_data);
+    memcpy (req->sent_data, data, size);
+    req->sent_size = size;
+    req->sent_cmd = cmd;
+    req->sent_ms = 0;
     zhashx_insert (self->pending, (void *) (uintptr_t) req->corr, req);
+    if (proto_send (self->broker, NULL, cmd, body) == 0)
+        req->sent_ms = evloop_now_ms (self->loop);
     return 0;
 }
 
@@ -243,6 +333,13 @@ s_request_deadline (evloop_t *loop, void *arg)
     }
     else if (req->last_job)
         s_answer_text (req, 200, strdup (req->last_job), "application/json");
+    else if (req->op == OP_GET) {
+        cached_t *cached = zhashx_lookup (req->gateway->cache, req->job_id);
+        if (cached && cached->json && strcmp (cached->tenant, req->tenant) == 0)
+            s_answer_text (req, 200, strdup (cached->json), "application/json");
+        else
+            s_broker_unavailable (req);
+    }
     else
         s_broker_unavailable (req);
 }
@@ -269,7 +366,18 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
     req->last_job = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     bool terminal = job_status_terminal (job->status);
+    if (terminal)
+        s_cache_put (self, job->id, job->tenant, req->last_job);
+    else
+        s_cache_forget (self, job->id);
     job_destroy (&job);
+    if (req->op == OP_RETRY) {
+        // Accepted again: answered like a submission.
+        req->created_at = clock_wall_ms ();
+        req->with_location = true;
+        s_answer_text (req, 202, strdup (req->last_job), "application/json");
+        return;
+    }
     if (req->waiting && !terminal) {
         if (req->recheck) {
             req->recheck = false;
@@ -284,6 +392,29 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
 }
 
 static void
+s_on_list (gateway_t *self, request_t *req, proto_msg_t *msg)
+{
+    json_t *jobs = json_array ();
+    const msgpack_object_array *records = pack_get_array (msg->body, "jobs");
+    for (uint32_t i = 0; records && i < records->size; i++) {
+        const msgpack_object *item = &records->ptr[i];
+        if (item->type != MSGPACK_OBJECT_BIN)
+            continue;
+        pack_reader_t *reader = pack_reader_new (item->via.bin.ptr, item->via.bin.size);
+        job_t *job = reader ? job_unpack (reader) : NULL;
+        if (job && strcmp (job->tenant, req->tenant) == 0)
+            json_array_append_new (jobs, job_to_json (job));
+        job_destroy (&job);
+        pack_reader_destroy (&reader);
+    }
+    char *cursor = pack_get_strdup (msg->body, "next_cursor");
+    json_t *body = json_pack ("{s:o, s:o}", "jobs", jobs, "next_cursor",
+                              cursor ? json_string (cursor) : json_null ());
+    free (cursor);
+    s_answer_json (req, 200, body);
+}
+
+static void
 s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
 {
     int64_t created_at = 0;
@@ -291,6 +422,17 @@ s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
     char *status = pack_get_strdup (msg->body, "status");
     req->created_at = created_at > 0 ? created_at : clock_wall_ms ();
     int status_value = status ? job_status_parse (status) : JOB_QUEUED;
+    // An Idempotency-Key may name an earlier job: that one is the answer.
+    size_t id_len;
+    const char *id = pack_get_str (msg->body, "id", &id_len);
+    if (id && job_id_valid (id, id_len) && memcmp (id, req->job_id, JOB_ID_LEN) != 0) {
+        bool was_waiting = req->waiting;
+        s_waiter_remove (req);
+        memcpy (req->job_id, id, JOB_ID_LEN);
+        if (was_waiting)
+            s_waiter_add (req);
+        log_info (req->job_id, "idempotent resubmission: answering with the original job");
+    }
     log_debug (req->job_id, "accepted");
     if (req->prefer_wait) {
         // Stay parked until the job finishes or the client's wait runs out;
@@ -344,7 +486,9 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
         return;
     }
     s_pending_drop (req);
-    if (msg->cmd == PROTO_SUBMIT_OK)
+    if (msg->cmd == PROTO_LIST_OK)
+        s_on_list (self, req, msg);
+    else if (msg->cmd == PROTO_SUBMIT_OK)
         s_on_submit_ok (self, req, msg);
     else if (msg->cmd == PROTO_JOB)
         s_on_job (self, req, msg);
@@ -414,6 +558,8 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
     char *id = pack_get_strdup (msg->body, "id");
     char *status = pack_get_strdup (msg->body, "status");
     int status_value = status ? job_status_parse (status) : -1;
+    if (id && status_value >= 0 && !job_status_terminal ((job_status_t) status_value))
+        s_cache_forget (self, id);
     if (id && status_value >= 0 && job_status_terminal ((job_status_t) status_value)) {
         zlistx_t *woken = zlistx_new ();
         for (request_t *req = zhashx_lookup (self->waiters, id); req; req = req->wait_next)
@@ -429,6 +575,30 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
     free (id);
     free (status);
     proto_msg_destroy (&msg);
+}
+
+// s_resend_tick sends again every submission the broker has not
+// acknowledged for RESEND_MS (lost with a broker restart, or never sent
+// while it was unreachable).
+static void
+s_resend_tick (evloop_t *loop, void *arg)
+{
+    gateway_t *self = arg;
+    self->resend_timer = evloop_timer_start (loop, RESEND_TICK_MS, s_resend_tick, self);
+    int64_t now = evloop_now_ms (loop);
+    void *handle = zsock_resolve (self->broker);
+    for (request_t *req = zhashx_first (self->pending); req; req = zhashx_next (self->pending)) {
+        if (!req->sent_data || now - req->sent_ms < RESEND_MS)
+            continue;
+        if (zmq_send (handle, PROTO_VERSION, strlen (PROTO_VERSION), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            break; // no connection to the broker now: try again next tick
+        const char *name = proto_cmd_name (req->sent_cmd);
+        zmq_send (handle, name, strlen (name), ZMQ_SNDMORE);
+        zmq_send (handle, req->sent_data, req->sent_size, 0);
+        if (req->sent_ms)
+            log_info (req->job_id[0] ? req->job_id : NULL, "%s not answered yet; sent again", name);
+        req->sent_ms = now;
+    }
 }
 
 static void
@@ -589,6 +759,17 @@ s_handle_get (request_t *req, const char *id)
         }
         wait = (int) value;
     }
+    // The broker is the truth (a job may be retried or expire); the cache
+    // answers only while the broker is unreachable.
+    cached_t *cached = zhashx_lookup (self->cache, req->job_id);
+    bool broker_away = evloop_now_ms (self->loop) - self->last_pong_ms > READY_PONG_AGE_MS;
+    if (cached && cached->json && broker_away) {
+        if (strcmp (cached->tenant, req->tenant) == 0)
+            s_answer_text (req, 200, strdup (cached->json), "application/json");
+        else
+            s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        return;
+    }
     if (wait > 0) {
         req->wait_s = wait;
         s_waiter_add (req);
@@ -602,6 +783,84 @@ s_handle_get (request_t *req, const char *id)
         s_broker_unavailable (req);
         return;
     }
+    s_suspend (req);
+}
+
+// s_job_command sends CANCEL or RETRY for the job in url and parks req.
+static void
+s_job_command (request_t *req, const char *id, size_t id_len, proto_cmd_t cmd, op_t op)
+{
+    gateway_t *self = req->gateway;
+    if (!job_id_valid (id, id_len)) {
+        s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        return;
+    }
+    memcpy (req->job_id, id, JOB_ID_LEN);
+    req->job_id[JOB_ID_LEN] = '\0';
+    for (char *p = req->job_id; *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char) (*p - 'A' + 'a');
+    s_cache_forget (self, req->job_id);
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "id", req->job_id);
+    pack_put_str (body, "tenant", req->tenant);
+    req->op = op;
+    int rc = s_broker_send (req, cmd, body);
+    pack_writer_destroy (&body);
+    if (rc < 0) {
+        s_broker_unavailable (req);
+        return;
+    }
+    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                     s_request_deadline, req);
+    s_suspend (req);
+}
+
+// s_handle_list: GET /v1/jobs?status=&limit=&cursor= (newest first).
+static void
+s_handle_list (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    struct MHD_Connection *connection = req->connection;
+    const char *status = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "status");
+    const char *limit_arg = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *cursor = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "cursor");
+    json_t *errors = json_array ();
+    if (status && job_status_parse (status) < 0)
+        json_array_append_new (errors, json_pack ("{s:s, s:s}", "field", "status", "message",
+                                                  "must be queued, running, succeeded, failed or canceled"));
+    long limit = 50;
+    if (limit_arg) {
+        char *end;
+        limit = strtol (limit_arg, &end, 10);
+        if (*limit_arg == '\0' || *end || limit < 1 || limit > 1000)
+            json_array_append_new (errors, json_pack ("{s:s, s:s}", "field", "limit", "message",
+                                                      "must be an integer from 1 to 1000"));
+    }
+    if (cursor && (strlen (cursor) > 80 || !*cursor))
+        json_array_append_new (errors, json_pack ("{s:s, s:s}", "field", "cursor", "message",
+                                                  "is not a cursor this API returned"));
+    if (json_array_size (errors) > 0) {
+        s_answer_problem (req, 400, "invalid-parameter", "invalid query parameter", errors);
+        return;
+    }
+    json_decref (errors);
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "tenant", req->tenant);
+    if (status)
+        pack_put_str (body, "status", status);
+    if (cursor)
+        pack_put_str (body, "cursor", cursor);
+    pack_put_int (body, "limit", limit);
+    req->op = OP_LIST;
+    int rc = s_broker_send (req, PROTO_LIST, body);
+    pack_writer_destroy (&body);
+    if (rc < 0) {
+        s_broker_unavailable (req);
+        return;
+    }
+    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                     s_request_deadline, req);
     s_suspend (req);
 }
 
@@ -643,19 +902,40 @@ s_route (request_t *req, const char *url, const char *method)
         if (strcmp (url, "/v1/jobs") == 0) {
             if (strcmp (method, "POST") == 0)
                 s_handle_submit (req);
+            else if (is_get)
+                s_handle_list (req);
             else
-                s_answer_problem (req, 405, "method-not-allowed", "use POST /v1/jobs", NULL);
+            {
+                req->allow = "GET, POST";
+                s_answer_problem (req, 405, "method-not-allowed", "use POST or GET /v1/jobs", NULL);
+            }
             return;
         }
         const char *id = url + 9;
-        if (strchr (id, '/')) {
+        const char *slash = strchr (id, '/');
+        if (slash && strcmp (slash, "/retry") == 0) {
+            if (strcmp (method, "POST") == 0)
+                s_job_command (req, id, (size_t) (slash - id), PROTO_RETRY, OP_RETRY);
+            else
+            {
+                req->allow = "POST";
+                s_answer_problem (req, 405, "method-not-allowed", "use POST /v1/jobs/{id}/retry", NULL);
+            }
+            return;
+        }
+        if (slash) {
             s_answer_problem (req, 404, "not-found", "no such resource", NULL);
             return;
         }
         if (is_get)
             s_handle_get (req, id);
+        else if (strcmp (method, "DELETE") == 0)
+            s_job_command (req, id, strlen (id), PROTO_CANCEL, OP_CANCEL);
         else
-            s_answer_problem (req, 405, "method-not-allowed", "use GET /v1/jobs/{id}", NULL);
+        {
+            req->allow = "GET, DELETE";
+            s_answer_problem (req, 405, "method-not-allowed", "use GET or DELETE /v1/jobs/{id}", NULL);
+        }
         return;
     }
     s_answer_problem (req, 404, "not-found", "no such resource", NULL);
@@ -688,8 +968,7 @@ s_queue_answer (request_t *req)
     if (req->status == 401)
         MHD_add_response_header (response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (req->status == 405)
-        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW,
-                                 strncmp (req->job_id, "", 1) ? "GET" : "POST");
+        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, req->allow ? req->allow : "GET");
     enum MHD_Result rc = MHD_queue_response (req->connection, req->status, response);
     MHD_destroy_response (response);
     return rc;
@@ -771,6 +1050,7 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     free (req->tenant);
     free (req->last_job);
     free (req->answer_body);
+    free (req->sent_data);
     free (req);
     *con_cls = NULL;
     self->requests--;
@@ -877,6 +1157,8 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     zhashx_set_key_duplicator (self->pending, NULL);
     zhashx_set_key_destructor (self->pending, NULL);
     self->waiters = zhashx_new ();
+    self->cache = zhashx_new ();
+    zhashx_set_destructor (self->cache, s_cached_destroy);
 
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -902,6 +1184,10 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     self->broker = zsock_new (ZMQ_DEALER);
     self->events = zsock_new (ZMQ_SUB);
     zsock_set_linger (self->broker, 0);
+    // Queue only to a live connection: while the broker is away a send
+    // fails at once and the submission waits for a resend, instead of
+    // piling up to be delivered long after its client was told 503.
+    zsock_set_immediate (self->broker, 1);
     zsock_set_sndhwm (self->broker, 100000);
     zsock_set_rcvhwm (self->broker, 100000);
     zsock_set_rcvhwm (self->events, 100000);
@@ -918,6 +1204,7 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     evloop_sock_add (loop, self->events, s_events_ready, self);
     evloop_on_idle (loop, s_on_idle, self);
     s_ping (loop, self);
+    self->resend_timer = evloop_timer_start (loop, RESEND_TICK_MS, s_resend_tick, self);
     self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS, s_recheck_tick, self);
     s_mhd_run (self);
     if (config->api_keys_count == 0)
@@ -971,6 +1258,7 @@ gateway_destroy (gateway_t **self_p)
     gateway_t *self = *self_p;
     evloop_timer_cancel (self->loop, &self->ping_timer);
     evloop_timer_cancel (self->loop, &self->recheck_timer);
+    evloop_timer_cancel (self->loop, &self->resend_timer);
     evloop_timer_cancel (self->loop, &self->mhd_timer);
     if (self->daemon) {
         // Every suspended connection must be resumed before the daemon stops.
@@ -1000,6 +1288,7 @@ gateway_destroy (gateway_t **self_p)
     zsock_destroy (&self->events);
     zhashx_destroy (&self->pending);
     zhashx_destroy (&self->waiters);
+    zhashx_destroy (&self->cache);
     free (self);
     *self_p = NULL;
 }

@@ -87,6 +87,13 @@ s_on_signal (evloop_t *loop, void *arg)
 int
 main (int argc, char **argv)
 {
+    // Block the stop signals first: one arriving during start-up then
+    // waits for the loop's signalfd instead of killing the process.
+    sigset_t stop_signals;
+    sigemptyset (&stop_signals);
+    sigaddset (&stop_signals, SIGTERM);
+    sigaddset (&stop_signals, SIGINT);
+    sigprocmask (SIG_BLOCK, &stop_signals, NULL);
     const char *config_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0) {

@@ -283,17 +283,54 @@ s_on_curl_timer (CURLM *multi, long timeout_ms, void *arg)
     return 0;
 }
 
-// s_abort_all abandons every running call without a RESULT: the broker
-// requeues them (the worker is going away or has given up draining).
+// s_abort_all stops every running call and hands each job back to the
+// broker (RESULT "handback"), which requeues it at once without counting
+// the attempt (the worker is going away or has given up draining).
 static void
 s_abort_all (worker_t *self)
 {
     transfer_t *transfer;
     while ((transfer = zlistx_detach (self->transfers, NULL)) != NULL) {
-        log_warn (transfer_job (transfer)->id, "attempt %d abandoned at shutdown",
-                  transfer_attempt (transfer));
+        const char *id = transfer_job (transfer)->id;
+        int attempt = transfer_attempt (transfer);
+        log_warn (id, "attempt %d handed back at shutdown", attempt);
+        response_outcome_t out;
+        response_outcome_error (&out, "handback", "worker_stopped",
+                                "the worker stopped before the call finished");
+        s_send_result (self, id, attempt, &out);
+        response_outcome_free (&out);
         curl_multi_remove_handle (self->multi, transfer_easy (transfer));
         transfer_destroy (&transfer);
+    }
+}
+
+// s_cancel aborts the running attempt a CANCEL names (the client canceled
+// the job); the RESULT "canceled" returns its credit.
+static void
+s_cancel (worker_t *self, pack_reader_t *body)
+{
+    size_t id_len = 0;
+    const char *id = pack_get_str (body, "id", &id_len);
+    int64_t attempt = 0;
+    if (!id || !job_id_valid (id, id_len) || pack_get_int (body, "attempt", &attempt) < 0) {
+        log_warn (NULL, "dropped CANCEL without a valid id and attempt");
+        return;
+    }
+    for (transfer_t *transfer = zlistx_first (self->transfers); transfer;
+         transfer = zlistx_next (self->transfers)) {
+        if (memcmp (transfer_job (transfer)->id, id, JOB_ID_LEN) != 0
+            || transfer_attempt (transfer) != attempt)
+            continue;
+        zlistx_detach_cur (self->transfers);
+        curl_multi_remove_handle (self->multi, transfer_easy (transfer));
+        response_outcome_t out;
+        response_outcome_error (&out, "canceled", "canceled", "canceled by the client");
+        s_send_result (self, transfer_job (transfer)->id, (int) attempt, &out);
+        response_outcome_free (&out);
+        log_info (transfer_job (transfer)->id, "attempt %d canceled: transfer aborted", (int) attempt);
+        transfer_destroy (&transfer);
+        s_finish_done (self);
+        return;
     }
 }
 
@@ -324,7 +361,7 @@ s_dispatch (worker_t *self, pack_reader_t *body)
         return;
     }
     if (self->draining)
-        s_refuse (self, id, (int) attempt, "retry", "worker_draining",
+        s_refuse (self, id, (int) attempt, "handback", "worker_draining",
                   "the worker is shutting down");
     else if ((int) zlistx_size (self->transfers) >= self->concurrency)
         // The broker sent more than our credit: refuse rather than exceed
@@ -376,6 +413,9 @@ s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
     switch (msg->cmd) {
     case PROTO_DISPATCH:
         s_dispatch (self, msg->body);
+        break;
+    case PROTO_CANCEL:
+        s_cancel (self, msg->body);
         break;
     case PROTO_HEARTBEAT:
         break;
@@ -786,7 +826,7 @@ worker_test (bool verbose)
     // A DISPATCH that crosses the DISCONNECT is handed back.
     s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":\"http://a/\"}}", 2, id);
     s_test_run (loop, 50);
-    s_test_result (router, &envelope, id, 2, "retry", "worker_draining");
+    s_test_result (router, &envelope, id, 2, "handback", "worker_draining");
 
     pack_writer_destroy (&empty);
     zframe_destroy (&envelope);

@@ -1,0 +1,183 @@
+"""Cancel, list, retry, idempotency, retention, restarts, drain, disk full."""
+import os
+import subprocess
+import time
+
+from harness import Stack, request, wait_until
+
+
+def _spec(stack, path="/json", **extra):
+    spec = {"kind": "http", "request": {"url": stack.mock_url(path)}}
+    spec.update(extra)
+    return spec
+
+
+def test_cancel_queued_running_and_finished():
+    with Stack(workers=1, concurrency=1) as stack:
+        running = stack.submit(_spec(stack, "/json?latency_ms=5000")).json()["id"]
+        queued = stack.submit(_spec(stack, "/json")).json()["id"]
+        wait_until(lambda: stack.job(running)["status"] == "running", 10, "the first job to run")
+        resp = request(stack.gateway_port, "DELETE", "/v1/jobs/" + queued)
+        assert resp.status == 200, resp.body
+        assert resp.json()["status"] == "canceled"
+        assert resp.json()["error"]["type"] == "canceled"
+        resp = request(stack.gateway_port, "DELETE", "/v1/jobs/" + running)
+        assert resp.status == 200 and resp.json()["status"] == "canceled", resp.body
+        # The running transfer was aborted: the mock sees the client leave.
+        wait_until(lambda: stack.mock_stats()["in_flight"] == 0, 10, "the transfer to be aborted")
+        resp = request(stack.gateway_port, "DELETE", "/v1/jobs/" + running)
+        assert resp.status == 409, resp.body
+        assert stack.job(running)["status"] == "canceled"
+        # The freed slot is used again.
+        assert stack.wait_terminal(stack.submit(_spec(stack)).json()["id"])["status"] == "succeeded"
+        assert request(stack.gateway_port, "DELETE", "/v1/jobs/00000000-0000-4000-8000-000000000000").status == 404
+
+
+def test_list_failed_jobs_with_cursor_and_retry():
+    with Stack() as stack:
+        failed = [stack.submit(_spec(stack, "/flaky?key=l%d&fail=1&status=400" % i, max_attempts=1)).json()["id"]
+                  for i in range(5)]
+        ok = [stack.submit(_spec(stack)).json()["id"] for _ in range(3)]
+        for job_id in failed + ok:
+            stack.wait_terminal(job_id)
+        seen = []
+        cursor = None
+        for _ in range(10):
+            path = "/v1/jobs?status=failed&limit=2" + ("&cursor=" + cursor if cursor else "")
+            page = stack.get_path(path).json()
+            assert len(page["jobs"]) <= 2
+            seen += [job["id"] for job in page["jobs"]]
+            assert all(job["status"] == "failed" for job in page["jobs"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == list(reversed(failed)), (seen, failed)   # newest first
+        everything = stack.get_path("/v1/jobs?limit=100").json()
+        assert [j["id"] for j in everything["jobs"]] == list(reversed(failed + ok))
+        assert everything["next_cursor"] is None
+        assert stack.get_path("/v1/jobs?status=bogus").status == 400
+        assert stack.get_path("/v1/jobs?limit=0").status == 400
+        # Retry: the flaky key now answers 200, so the job succeeds.
+        resp = request(stack.gateway_port, "POST", "/v1/jobs/%s/retry" % failed[0])
+        assert resp.status == 202, resp.body
+        assert resp.header("Location") == "/v1/jobs/" + failed[0]
+        job = stack.wait_terminal(failed[0])
+        assert job["status"] == "succeeded" and job["attempts"] == 1, job
+        assert request(stack.gateway_port, "POST", "/v1/jobs/%s/retry" % ok[0]).status == 409
+
+
+def test_tenants_see_only_their_own_jobs():
+    keys = {"gateway": {"api_keys": [{"key": "secret-a", "tenant": "a"},
+                                     {"key": "secret-b", "tenant": "b"}]}}
+    with Stack(config_extra=keys) as stack:
+        a = {"Authorization": "Bearer secret-a"}
+        b = {"Authorization": "Bearer secret-b"}
+        assert stack.submit(_spec(stack), expect=401).header("WWW-Authenticate") == "Bearer"
+        stack.submit(_spec(stack), headers={"Authorization": "Bearer wrong"}, expect=401)
+        job_id = stack.submit(_spec(stack), headers=a).json()["id"]
+        assert stack.get_path("/v1/jobs/%s?wait=10" % job_id, headers=a).json()["status"] == "succeeded"
+        assert stack.get_path("/v1/jobs/" + job_id, headers=b).status == 404
+        assert request(stack.gateway_port, "DELETE", "/v1/jobs/" + job_id, headers=b).status == 404
+        assert stack.get_path("/v1/jobs", headers=b).json()["jobs"] == []
+        assert len(stack.get_path("/v1/jobs", headers=a).json()["jobs"]) == 1
+
+
+def test_idempotency_key():
+    with Stack() as stack:
+        headers = {"Idempotency-Key": "order-42"}
+        first = stack.submit(_spec(stack), headers=headers).json()["id"]
+        again = stack.submit(_spec(stack), headers=headers).json()["id"]
+        assert again == first
+        conflict = stack.submit(_spec(stack, "/json?other=1"), headers=headers, expect=409)
+        assert conflict.json()["status"] == 409
+        other = stack.submit(_spec(stack), headers={"Idempotency-Key": "order-43"}).json()["id"]
+        assert other != first
+        stack.wait_terminal(first)
+        # After the job finished the key still names it.
+        assert stack.submit(_spec(stack), headers=headers).json()["id"] == first
+        assert stack.mock_stats()["by_path"]["/json"] == 2
+
+
+def test_submission_waits_for_a_restarting_broker():
+    with Stack(config_extra={"gateway": {"submit_timeout_ms": 8000}}) as stack:
+        done = stack.submit(_spec(stack)).json()["id"]
+        stack.wait_terminal(done)
+        stack.stop("broker", sig=9)
+        # Finished jobs are still readable from the gateway.
+        assert stack.job(done)["status"] == "succeeded"
+        started = time.monotonic()
+        stack.start_broker()
+        # A POST made while the broker is down is resent and accepted.
+        import threading
+        result = {}
+        stack.stop("broker", sig=9)
+        thread = threading.Thread(target=lambda: result.update(r=stack.submit(_spec(stack), expect=None)))
+        thread.start()
+        time.sleep(1.5)
+        stack.start_broker()
+        thread.join(20)
+        resp = result["r"]
+        assert resp.status == 202, (resp.status, resp.body)
+        assert stack.wait_terminal(resp.json()["id"])["status"] == "succeeded"
+        assert time.monotonic() - started < 30
+        # Exactly one job was created for that POST.
+        jobs = stack.get_path("/v1/jobs?limit=100").json()["jobs"]
+        assert len(jobs) == 2, [j["id"] for j in jobs]
+
+
+def test_worker_drain_hands_back_and_finishes():
+    with Stack(workers=1, config_extra={"worker": {"drain_timeout_ms": 1000}}) as stack:
+        ids = [stack.submit(_spec(stack, "/json?latency_ms=4000")).json()["id"] for _ in range(5)]
+        wait_until(lambda: stack.mock_stats()["in_flight"] == 5, 10, "5 calls in flight")
+        assert stack.stop("worker0") == 0        # drain gives up after 1 s, hands back
+        stack.start_worker()
+        for job_id in ids:
+            job = stack.wait_terminal(job_id)
+            assert job["status"] == "succeeded", job
+            assert job["attempts"] == 1, job      # a handback is not a failed attempt
+
+
+def test_finished_jobs_expire_after_their_ttl():
+    with Stack(config_extra={"broker": {"result_ttl_s": 1}}) as stack:
+        job_id = stack.submit(_spec(stack)).json()["id"]
+        assert stack.wait_terminal(job_id)["status"] == "succeeded"
+        # Restart the gateway so its cache of finished jobs is empty.
+        stack.stop("gateway")
+        stack.start_gateway()
+        wait_until(lambda: stack.get_path("/v1/jobs/" + job_id).status == 404, 30, "the job to expire")
+        assert stack.get_path("/v1/jobs").json()["jobs"] == []
+
+
+def test_disk_full_gives_503_and_recovers():
+    with Stack(start=False, config_extra={"broker": {"store_map_mb": 64}}) as stack:
+        data = stack.config["broker"]["data_dir"]
+        os.makedirs(data, exist_ok=True)
+        if subprocess.call(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", data]) != 0:
+            print("skipped: cannot mount a tmpfs here")
+            return
+        try:
+            stack.start_broker()
+            stack.start_gateway()
+            stack.start_worker()
+            stack.wait_ready()
+            blob = "x" * 3000
+            accepted, refused = [], 0
+            for i in range(3000):
+                resp = stack.submit(_spec(stack, metadata={"pad": blob, "i": i}), expect=None)
+                if resp.status == 202:
+                    accepted.append(resp.json()["id"])
+                else:
+                    assert resp.status == 503, (resp.status, resp.body)
+                    assert resp.header("Retry-After")
+                    refused += 1
+                    if refused > 20:
+                        break
+            assert refused > 0, "the disk never filled"
+            # Space returns: every accepted job still finishes.
+            subprocess.check_call(["mount", "-o", "remount,size=64m", data])
+            for job_id in accepted:
+                assert stack.wait_terminal(job_id)["status"] == "succeeded"
+            assert stack.submit(_spec(stack)).status == 202
+        finally:
+            stack.close()
+            subprocess.call(["umount", "-l", data])
