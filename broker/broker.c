@@ -67,6 +67,7 @@ struct _broker_t {
     entry_list_t orphans;       // running at start-up, waiting for their worker
     size_t delayed_count;       // entries waiting for a retry timer
     size_t running_count;       // entries running
+    size_t *provider_active;    // active jobs per configured provider
     deferred_t *deferred;       // what waits for the commit
     size_t deferred_count;      // used entries
     size_t deferred_size;       // allocated entries
@@ -186,6 +187,8 @@ s_entry_free (broker_t *self, entry_t *entry)
         self->running_count--;
     if (entry->state == ENTRY_DELAYED)
         self->delayed_count--;
+    if (entry->provider >= 0)
+        self->provider_active[entry->provider]--;
     zhashx_delete (self->entries, entry->id);
     free (entry);
 }
@@ -548,6 +551,12 @@ s_entry_new (broker_t *self, const job_t *job)
     memcpy (entry->id, job->id, sizeof entry->id);
     entry->owner = self;
     entry->priority = job->priority;
+    entry->provider = -1;
+    for (size_t i = 0; job->provider && i < self->config->providers_count; i++)
+        if (strcmp (self->config->providers[i].name, job->provider) == 0) {
+            entry->provider = (int) i;
+            self->provider_active[i]++;
+        }
     entry->attempt = job->attempts;
     entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
     zhashx_insert (self->entries, entry->id, entry);
@@ -764,6 +773,15 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         job_destroy (&job);
         return;
     }
+    for (size_t i = 0; job->provider && i < self->config->providers_count; i++) {
+        const config_provider_t *provider = &self->config->providers[i];
+        if (provider->max_queued && strcmp (provider->name, job->provider) == 0
+            && self->provider_active[i] >= provider->max_queued) {
+            s_reply_error (self, msg->envelope, corr, 503, "the provider's queue is full");
+            job_destroy (&job);
+            return;
+        }
+    }
     job->status = JOB_QUEUED;
     job->attempts = 0;
     job->started_at = job->finished_at = 0;
@@ -973,6 +991,7 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->loop = loop;
     self->epoch = clock_wall_ms ();
     self->entries = zhashx_new ();
+    self->provider_active = calloc (config->providers_count + 1, sizeof *self->provider_active);
     self->workers = zhashx_new ();
     zhashx_set_destructor (self->workers, s_worker_destroy);
     self->store = store_new (config->data_dir, config->store_map_mb, config->durability_fsync,
@@ -1040,6 +1059,7 @@ broker_destroy (broker_t **self_p)
         free (entry);
     }
     zhashx_destroy (&self->entries);
+    free (self->provider_active);
     zhashx_destroy (&self->workers);
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);

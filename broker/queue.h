@@ -25,6 +25,7 @@ struct _entry_t {
     char id[JOB_ID_LEN + 1];    // job id
     entry_state_t state;        // where the entry is
     int priority;               // 0..9
+    int provider;               // index in the config's providers, or -1
     int attempt;                // number of the attempt running or last run
     int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
     int64_t lease_until_ms;     // monotonic deadline of the running attempt

@@ -188,13 +188,16 @@ s_load_providers (config_t *self, json_t *providers, char *error, size_t error_s
         provider->base_url = strdup (json_string_value (base_url));
         char section[160];
         snprintf (section, sizeof section, "providers.%s", name);
-        double rate = 0, concurrency = 0, timeout = 0;
+        double rate = 0, concurrency = 0, timeout = 0, queued = 0;
         if (s_get_number (entry, section, "rate_limit", &rate, 0, 1e9, error, error_size) < 0
             || s_get_number (entry, section, "max_concurrency", &concurrency, 0, 1e6, error,
                              error_size) < 0
             || s_get_number (entry, section, "timeout_ms", &timeout, 0, 600000, error,
+                             error_size) < 0
+            || s_get_number (entry, section, "max_queued", &queued, 0, 1e9, error,
                              error_size) < 0)
             return -1;
+        provider->max_queued = (size_t) queued;
         provider->rate_limit = rate;
         provider->max_concurrency = (int) concurrency;
         provider->timeout_ms = (int64_t) timeout;

@@ -22,6 +22,7 @@ typedef struct {
     double rate_limit;          // requests per second, 0 = unlimited
     int max_concurrency;        // calls in flight, 0 = unlimited
     int64_t timeout_ms;         // default per-attempt timeout, 0 = job's
+    size_t max_queued;          // active jobs at most (503 above), 0 = unlimited
     json_t *headers;            // object of default headers, or NULL
 } config_provider_t;
 

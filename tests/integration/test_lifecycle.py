@@ -181,3 +181,26 @@ def test_disk_full_gives_503_and_recovers():
         finally:
             stack.close()
             subprocess.call(["umount", "-l", data])
+
+
+def test_queue_limits_answer_503():
+    extra = {"broker": {"max_queued": 8}}
+    with Stack(workers=0, config_extra=extra) as stack:
+        stack.config["providers"]["mock"]["max_queued"] = 3
+        import json as _json
+        with open(stack.config_path, "w") as f:
+            _json.dump(stack.config, f)
+        stack.stop("broker")
+        stack.start_broker()
+        provider = {"kind": "http", "provider": "mock", "request": {"path": "/json"}}
+        codes = [stack.submit(provider, expect=None).status for _ in range(5)]
+        assert codes == [202, 202, 202, 503, 503], codes
+        codes = [stack.submit(_spec(stack), expect=None) for _ in range(7)]
+        statuses = [r.status for r in codes]
+        assert statuses == [202] * 5 + [503] * 2, statuses
+        assert all(r.header("Retry-After") for r in codes if r.status == 503)
+        stack.start_worker()
+        stack.wait_ready()
+        for job in stack.get_path("/v1/jobs?limit=100").json()["jobs"]:
+            assert stack.wait_terminal(job["id"])["status"] == "succeeded"
+        assert stack.submit(provider).status == 202
