@@ -6,7 +6,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?= -Dwerror=true
 
-.PHONY: all deps build build-asan build-fuzz run test test-quick bench clean help
+.PHONY: all deps build build-asan build-fuzz run test test-quick test-faults bench clean help docker-image test-deploy
 
 all: build
 
@@ -14,7 +14,10 @@ help:
 	@echo "make run        build and start the whole stack on 127.0.0.1:8080"
 	@echo "make test       every test: self-tests, integration, ASan+UBSan, fuzz"
 	@echo "make test-quick self-tests and integration tests on the normal build"
+	@echo "make test-faults the long fault suite (24 rounds) and the 60 s overload test"
 	@echo "make bench      the benchmark (bench/README.md)"
+	@echo "make docker-image  the Docker image $(IMAGE) (deploy/Dockerfile)"
+	@echo "make test-deploy   the stack in Docker with compose, scaled (tests/deploy/run.sh)"
 
 deps:
 	@scripts/install-deps.sh
@@ -47,8 +50,24 @@ test: build build-asan build-fuzz
 test-quick: build
 	tests/run-all.sh $(BUILD)
 
+# The long variants of tests/faults (the fast ones run in `make test`).
+test-faults: build
+	JOBGATE_BUILD=$(BUILD) python3 tests/faults/faults.py --rounds 24
+	JOBGATE_BUILD=$(BUILD) python3 tests/faults/overload.py
+
 bench: build
 	bench/run.sh $(BUILD)
+
+# The image: its base (debian:bookworm-slim) is made locally with debootstrap
+# when it cannot be pulled; builds use the host network (no bridge here).
+IMAGE ?= jobgate:latest
+
+docker-image:
+	deploy/base-image.sh debian:bookworm-slim
+	docker build --network host --force-rm -f deploy/Dockerfile -t $(IMAGE) .
+
+test-deploy:
+	tests/deploy/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
