@@ -13,7 +13,8 @@ static const char *s_names[PROTO_CMD_COUNT_] = {
     [PROTO_RECONNECT] = "RECONNECT", [PROTO_EVENT] = "EVENT",
     [PROTO_DISCONNECT] = "DISCONNECT", [PROTO_CANCEL] = "CANCEL",
     [PROTO_RETRY] = "RETRY",         [PROTO_LIST] = "LIST",
-    [PROTO_LIST_OK] = "LIST_OK",
+    [PROTO_LIST_OK] = "LIST_OK",     [PROTO_CHUNK] = "CHUNK",
+    [PROTO_PROVIDERS] = "PROVIDERS", [PROTO_PROVIDERS_OK] = "PROVIDERS_OK",
 };
 
 const char *

@@ -32,6 +32,9 @@ typedef enum {
     PROTO_RETRY,      // gateway → broker: run a failed or canceled job again
     PROTO_LIST,       // gateway → broker: list a tenant's jobs
     PROTO_LIST_OK,    // broker → gateway: one page of jobs
+    PROTO_CHUNK,      // worker → broker: partial upstream data (LLM tokens)
+    PROTO_PROVIDERS,  // gateway → broker: live state of the providers
+    PROTO_PROVIDERS_OK, // broker → gateway: that state, as JSON text
     PROTO_EVENT,      // broker → PUB subscribers: a job changed state
     PROTO_CMD_COUNT_
 } proto_cmd_t;
