@@ -53,6 +53,7 @@ test-quick: build
 # The long variants of tests/faults (the fast ones run in `make test`).
 test-faults: build
 	JOBGATE_BUILD=$(BUILD) python3 tests/faults/faults.py --rounds 24
+	JOBGATE_BUILD=$(BUILD) python3 tests/faults/faults.py --rounds 8 --faults kill-worker,kill-broker,kill-gateway,stop-worker,stop-broker
 	JOBGATE_BUILD=$(BUILD) python3 tests/faults/overload.py
 
 bench: build

@@ -1,6 +1,7 @@
 #include "broker.h"
 #include "log.h"
 #include "proto.h"
+#include "provider.h"
 #include "queue.h"
 #include "store.h"
 
@@ -63,7 +64,11 @@ struct _broker_t {
     zsock_t *publisher;         // PUB for events
     zhashx_t *entries;          // id → entry_t, every active job
     zhashx_t *workers;          // hex identity → worker_t
-    queue_t queue;              // entries waiting for a worker
+    queue_t *queues;            // entries waiting, one queue per provider + direct
+    provider_t **providers;     // live state per provider + direct (last)
+    size_t slots;               // providers_count + 1
+    size_t queued_count;        // entries in all queues
+    evloop_timer_t *dispatch_timer; // wakes the dispatcher for a rate limit or pause
     entry_list_t orphans;       // running at start-up, waiting for their worker
     size_t delayed_count;       // entries waiting for a retry timer
     size_t running_count;       // entries running
@@ -76,6 +81,7 @@ struct _broker_t {
     evloop_timer_t *tick;       // housekeeping timer
     evloop_timer_t *commit_retry; // pending retry of a failed commit
     int64_t next_expiry_sweep_ms; // monotonic time of the next TTL sweep
+    int64_t last_tick_ms;       // when housekeeping last ran (stall detection)
     bool commit_failing;        // the last commit failed
 };
 
@@ -175,12 +181,46 @@ s_flush (broker_t *self)
 
 // --- job lifecycle ---
 
+// s_slot is the queue and provider index of an entry.
+static size_t
+s_slot (broker_t *self, const entry_t *entry)
+{
+    return entry->provider >= 0 ? (size_t) entry->provider : self->slots - 1;
+}
+
+static void
+s_enqueue (broker_t *self, entry_t *entry, bool front)
+{
+    if (front)
+        queue_push_front (&self->queues[s_slot (self, entry)], entry);
+    else
+        queue_push (&self->queues[s_slot (self, entry)], entry);
+    self->queued_count++;
+}
+
+// s_provider_release ends an entry's call for its provider's accounting,
+// with what the call said about the upstream.
+static void
+s_provider_release (broker_t *self, entry_t *entry, provider_outcome_t outcome,
+                    int64_t retry_after_ms, const char *error_type, int upstream_status)
+{
+    if (!entry->in_provider)
+        return;
+    entry->in_provider = false;
+    int64_t now = evloop_now_ms (self->loop);
+    provider_finished (self->providers[s_slot (self, entry)], now, now - entry->dispatched_ms,
+                       outcome, retry_after_ms, error_type, upstream_status);
+}
+
 static void
 s_entry_free (broker_t *self, entry_t *entry)
 {
+    s_provider_release (self, entry, PROVIDER_NEUTRAL, 0, NULL, 0);
     evloop_timer_cancel (self->loop, &entry->timer);
-    if (entry->state == ENTRY_QUEUED)
-        queue_remove (&self->queue, entry);
+    if (entry->state == ENTRY_QUEUED && entry->list) {
+        queue_remove (&self->queues[s_slot (self, entry)], entry);
+        self->queued_count--;
+    }
     else
         entry_list_remove (entry);
     if (entry->state == ENTRY_RUNNING)
@@ -255,13 +295,14 @@ s_requeue_lost (broker_t *self, entry_t *entry, const char *why)
         free (error);
     }
     else {
+        s_provider_release (self, entry, PROVIDER_NEUTRAL, 0, NULL, 0);
         entry_list_remove (entry);
         self->running_count--;
         entry->worker = NULL;
         job->status = JOB_QUEUED;
         s_put (self, job);
         s_event (self, job);
-        queue_push_front (&self->queue, entry);
+        s_enqueue (self, entry, true);
         log_warn (job->id, "attempt %d lost (%s); requeued", job->attempts, why);
     }
     job_destroy (&job);
@@ -275,7 +316,7 @@ s_retry_due (evloop_t *loop, void *arg)
     // The timer handle is freed by the loop after this call.
     entry->timer = NULL;
     self->delayed_count--;
-    queue_push (&self->queue, entry);
+    s_enqueue (self, entry, false);
 }
 
 // s_backoff_ms returns the delay before the next attempt: full jitter over
@@ -345,15 +386,82 @@ s_pick_worker (broker_t *self)
     return best;
 }
 
-// s_dispatch hands queued jobs to workers while both exist (credit flow).
+static void
+s_dispatch_wake (evloop_t *loop, void *arg)
+{
+    broker_t *self = arg;
+    self->dispatch_timer = NULL; // the idle hook dispatches next
+}
+
+// s_fail_waiting fails every job waiting for a provider whose breaker is
+// open and configured to fail fast.
+static void
+s_fail_waiting (broker_t *self, size_t slot)
+{
+    entry_t *entry;
+    char *error = s_error_json ("circuit_open",
+                                "the provider's circuit breaker is open after repeated failures");
+    while ((entry = queue_pop (&self->queues[slot])) != NULL) {
+        self->queued_count--;
+        job_t *job = store_get (self->store, entry->id);
+        if (job) {
+            s_finish (self, entry, job, JOB_FAILED, job->result, error);
+            job_destroy (&job);
+        }
+        else
+            s_entry_free (self, entry);
+    }
+    free (error);
+}
+
+// s_next_slot picks the queue to serve next: among providers whose limits
+// allow a call now, the one with the highest priority waiting (ties go to
+// the first). Returns -1 when none may start; *wake_ms then says when a
+// limit lifts (0: only a finishing call can lift it).
+static int
+s_next_slot (broker_t *self, int64_t now, int64_t *wake_ms)
+{
+    int best = -1, best_priority = -1;
+    *wake_ms = 0;
+    for (size_t slot = 0; slot < self->slots; slot++) {
+        int priority = queue_top_priority (&self->queues[slot]);
+        if (priority <= best_priority)
+            continue;
+        if (provider_fail_fast (self->providers[slot], now)) {
+            s_fail_waiting (self, slot);
+            continue;
+        }
+        int64_t wake;
+        if (!provider_can_start (self->providers[slot], now, &wake)) {
+            if (wake && (!*wake_ms || wake < *wake_ms))
+                *wake_ms = wake;
+            continue;
+        }
+        best = (int) slot;
+        best_priority = priority;
+    }
+    return best;
+}
+
+// s_dispatch hands queued jobs to workers while both exist (credit flow)
+// and the providers' global limits allow.
 static void
 s_dispatch (broker_t *self)
 {
-    while (self->queue.count > 0) {
+    while (self->queued_count > 0) {
         worker_t *worker = s_pick_worker (self);
         if (!worker)
             return;
-        entry_t *entry = queue_pop (&self->queue);
+        int64_t now_mono = evloop_now_ms (self->loop), wake;
+        int slot = s_next_slot (self, now_mono, &wake);
+        if (slot < 0) {
+            if (wake && !self->dispatch_timer)
+                self->dispatch_timer = evloop_timer_start (self->loop, wake - now_mono,
+                                                           s_dispatch_wake, self);
+            return;
+        }
+        entry_t *entry = queue_pop (&self->queues[slot]);
+        self->queued_count--;
         job_t *job = store_get (self->store, entry->id);
         if (!job) {
             log_error (entry->id, "queued job missing from the store; dropped");
@@ -377,7 +485,10 @@ s_dispatch (broker_t *self)
         entry->state = ENTRY_RUNNING;
         entry->attempt = job->attempts;
         entry->worker = worker;
-        entry->lease_until_ms = evloop_now_ms (self->loop) + job->timeout_ms + LEASE_GRACE_MS;
+        entry->dispatched_ms = now_mono;
+        entry->lease_until_ms = now_mono + job->timeout_ms + LEASE_GRACE_MS;
+        entry->in_provider = true;
+        provider_started (self->providers[slot], now_mono);
         entry_list_append (&worker->running, entry);
         self->running_count++;
         worker->credit--;
@@ -386,16 +497,60 @@ s_dispatch (broker_t *self)
         job_pack (job, body);
         pack_put_int (body, "attempt", job->attempts);
         if (proto_send (self->backend, worker->identity, PROTO_DISPATCH, body) < 0) {
+            // The worker is gone (it reconnected under a new identity or
+            // died): this attempt never started, so it does not count.
             pack_writer_destroy (&body);
+            s_provider_release (self, entry, PROVIDER_NEUTRAL, 0, NULL, 0);
+            entry_list_remove (entry);
+            self->running_count--;
+            entry->worker = NULL;
+            entry->state = ENTRY_QUEUED;
+            job->attempts--;
+            job->status = JOB_QUEUED;
+            s_put (self, job);
+            s_enqueue (self, entry, true);
             job_destroy (&job);
             s_worker_dead (self, worker, "unreachable");
             continue;
         }
-        worker->last_sent_ms = evloop_now_ms (self->loop);
+        worker->last_sent_ms = now_mono;
         log_debug (job->id, "dispatched attempt=%d to worker %s", job->attempts, worker->name);
         pack_writer_destroy (&body);
         job_destroy (&job);
     }
+}
+
+// s_classify tells what a RESULT says about the upstream, for its
+// provider's limits and breaker.
+static provider_outcome_t
+s_classify (const char *outcome, const char *error, int64_t *retry_after_ms, char *type,
+            size_t type_size, int *upstream_status)
+{
+    *upstream_status = 0;
+    type[0] = '\0';
+    if (strcmp (outcome, "succeeded") == 0)
+        return PROVIDER_ANSWERED;
+    if (strcmp (outcome, "handback") == 0 || strcmp (outcome, "canceled") == 0)
+        return PROVIDER_NEUTRAL;
+    json_t *object = error ? json_loads (error, 0, NULL) : NULL;
+    const char *error_type = json_string_value (json_object_get (object, "type"));
+    snprintf (type, type_size, "%s", error_type ? error_type : "failed");
+    *upstream_status = (int) json_integer_value (json_object_get (object, "upstream_status"));
+    json_decref (object);
+    if (strncmp (type, "worker_", 7) == 0 || strcmp (type, "invalid_request") == 0
+        || strcmp (type, "blocked_by_policy") == 0)
+        return PROVIDER_NEUTRAL;
+    if (*upstream_status == 429 || *upstream_status == 503) {
+        // An overloaded upstream that names no delay still gets a breather.
+        if (*retry_after_ms <= 0)
+            *retry_after_ms = 1000;
+        return PROVIDER_OVERLOADED;
+    }
+    if (strcmp (outcome, "failed") == 0 && *upstream_status > 0)
+        return PROVIDER_ANSWERED; // a final 4xx: the upstream is fine
+    if (strcmp (outcome, "failed") == 0 && strcmp (type, "response_too_large") == 0)
+        return PROVIDER_ANSWERED;
+    return PROVIDER_FAILED;
 }
 
 // s_handle_result applies a worker's RESULT (docs/protocol.md §3.2).
@@ -435,6 +590,14 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
     char *error = pack_get_strdup (msg->body, "error");
     int64_t retry_after_ms = 0;
     pack_get_int (msg->body, "retry_after_ms", &retry_after_ms);
+    if (retry_after_ms < 0 || retry_after_ms > 24LL * 3600 * 1000)
+        retry_after_ms = 0;
+    char error_type[32];
+    int upstream_status;
+    int64_t pause_ms = retry_after_ms;
+    provider_outcome_t verdict = s_classify (outcome, error, &pause_ms, error_type,
+                                             sizeof error_type, &upstream_status);
+    s_provider_release (self, entry, verdict, pause_ms, error_type, upstream_status);
 
     if (strcmp (outcome, "handback") == 0) {
         // A draining worker gave the job back unfinished: it did not fail,
@@ -447,7 +610,7 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
         job->status = JOB_QUEUED;
         s_put (self, job);
         s_event (self, job);
-        queue_push_front (&self->queue, entry);
+        s_enqueue (self, entry, true);
         log_info (key, "handed back by a draining worker; requeued");
     }
     else if (strcmp (outcome, "succeeded") == 0)
@@ -650,7 +813,7 @@ s_handle_retry (broker_t *self, proto_msg_t *msg, int64_t corr)
     job_set_str (&job->error, NULL);
     s_put (self, job);
     s_event (self, job);
-    queue_push (&self->queue, s_entry_new (self, job));
+    s_enqueue (self, s_entry_new (self, job), false);
     log_info (job->id, "retry requested: queued again");
     s_defer_job (self, msg->envelope, corr, job->id);
     job_destroy (&job);
@@ -731,6 +894,16 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         s_reply_error (self, msg->envelope, corr, 400, "malformed job record");
         return;
     }
+    int64_t deadline = 0;
+    if (pack_get_int (msg->body, "deadline", &deadline) == 0 && deadline > 0
+        && clock_wall_ms () > deadline) {
+        // The gateway has answered 503 by now: recording the job would run
+        // work its client was told was not accepted.
+        log_warn (job->id, "submission arrived after its deadline; not recorded");
+        s_reply_error (self, msg->envelope, corr, 503, "the submission arrived too late");
+        job_destroy (&job);
+        return;
+    }
     if (self->commit_failing) {
         // Nothing new is accepted while the store cannot commit (disk full):
         // the batch must not grow without bound, and a 202 needs a commit.
@@ -768,7 +941,7 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         job_destroy (&job);
         return;
     }
-    if (self->queue.count + self->delayed_count + self->running_count >= self->config->max_queued) {
+    if (self->queued_count + self->delayed_count + self->running_count >= self->config->max_queued) {
         s_reply_error (self, msg->envelope, corr, 503, "queue full");
         job_destroy (&job);
         return;
@@ -789,7 +962,7 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         job->created_at = clock_wall_ms ();
     s_put_version (self, job, true);
 
-    queue_push (&self->queue, s_entry_new (self, job));
+    s_enqueue (self, s_entry_new (self, job), false);
 
     deferred_t *reply = s_defer (self, DEFERRED_SUBMIT_OK, job->id);
     reply->identity = zframe_dup (msg->envelope);
@@ -839,6 +1012,27 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
         s_handle_retry (self, msg, corr);
     else if (msg->cmd == PROTO_LIST)
         s_handle_list (self, msg, corr);
+    else if (msg->cmd == PROTO_PROVIDERS) {
+        json_t *list = json_array ();
+        int64_t now = evloop_now_ms (loop);
+        for (size_t i = 0; i + 1 < self->slots; i++) {
+            size_t active = self->provider_active[i];
+            int in_flight = provider_in_flight (self->providers[i]);
+            json_array_append_new (list, provider_state_json (self->providers[i], now,
+                                                              active > (size_t) in_flight
+                                                                  ? active - (size_t) in_flight
+                                                                  : 0));
+        }
+        json_t *object = json_pack ("{s:o}", "providers", list);
+        char *text = json_dumps (object, JSON_COMPACT);
+        json_decref (object);
+        pack_writer_t *body = pack_writer_new ();
+        pack_put_int (body, "corr", corr);
+        pack_put_str (body, "json", text);
+        proto_send (sock, msg->envelope, PROTO_PROVIDERS_OK, body);
+        pack_writer_destroy (&body);
+        free (text);
+    }
     else if (msg->cmd == PROTO_PING) {
         pack_writer_t *body = pack_writer_new ();
         pack_put_int (body, "corr", corr);
@@ -848,7 +1042,7 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
             if (!worker->draining)
                 live++;
         pack_put_int (body, "workers", (int64_t) live);
-        pack_put_int (body, "queued", (int64_t) (self->queue.count + self->delayed_count));
+        pack_put_int (body, "queued", (int64_t) (self->queued_count + self->delayed_count));
         pack_put_int (body, "running", (int64_t) self->running_count);
         proto_send (sock, msg->envelope, PROTO_PONG, body);
         pack_writer_destroy (&body);
@@ -894,6 +1088,23 @@ s_tick (evloop_t *loop, void *arg)
     broker_t *self = arg;
     int64_t now = evloop_now_ms (loop);
     self->tick = evloop_timer_start (loop, TICK_MS, s_tick, self);
+    // A broker that was itself stalled (stopped, swapped, starved) cannot
+    // judge others by their silence: their messages are still unread.
+    // Restart the liveness clocks instead of declaring everyone dead.
+    int64_t since_last_tick = self->last_tick_ms ? now - self->last_tick_ms : 0;
+    self->last_tick_ms = now;
+    if (since_last_tick > 4 * TICK_MS) {
+        log_warn (NULL, "the broker was stalled for %lld ms; liveness clocks restarted",
+                  (long long) since_last_tick);
+        for (worker_t *worker = zhashx_first (self->workers); worker;
+             worker = zhashx_next (self->workers))
+            worker->last_seen_ms = now;
+        for (worker_t *worker = zhashx_first (self->workers); worker;
+             worker = zhashx_next (self->workers))
+            for (entry_t *entry = worker->running.head; entry; entry = entry->next)
+                if (entry->lease_until_ms < now + LEASE_GRACE_MS)
+                    entry->lease_until_ms = now + LEASE_GRACE_MS;
+    }
 
     // Dead workers first, then heartbeats to the living (§5).
     zlistx_t *dead = zlistx_new ();
@@ -957,7 +1168,7 @@ s_recover (job_t *job, void *arg)
         self->running_count++;
     }
     else
-        queue_push (&self->queue, entry);
+        s_enqueue (self, entry, false);
     job_destroy (&job);
 }
 
@@ -992,6 +1203,11 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->epoch = clock_wall_ms ();
     self->entries = zhashx_new ();
     self->provider_active = calloc (config->providers_count + 1, sizeof *self->provider_active);
+    self->slots = config->providers_count + 1;
+    self->queues = calloc (self->slots, sizeof *self->queues);
+    self->providers = calloc (self->slots, sizeof *self->providers);
+    for (size_t i = 0; i < self->slots; i++)
+        self->providers[i] = provider_new (i < config->providers_count ? &config->providers[i] : NULL);
     self->workers = zhashx_new ();
     zhashx_set_destructor (self->workers, s_worker_destroy);
     self->store = store_new (config->data_dir, config->store_map_mb, config->durability_fsync,
@@ -1007,7 +1223,7 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
         return NULL;
     }
     log_info (NULL, "store %s: %zu records, recovered %ld active jobs (%zu queued, %zu running)",
-              config->data_dir, store_count (self->store), recovered, self->queue.count,
+              config->data_dir, store_count (self->store), recovered, self->queued_count,
               self->running_count);
 
     self->frontend = s_bind (ZMQ_ROUTER, config->broker_frontend, error, error_size);
@@ -1048,6 +1264,7 @@ broker_destroy (broker_t **self_p)
     free (self->deferred);
     evloop_timer_cancel (self->loop, &self->tick);
     evloop_timer_cancel (self->loop, &self->commit_retry);
+    evloop_timer_cancel (self->loop, &self->dispatch_timer);
     if (self->frontend)
         evloop_sock_remove (self->loop, self->frontend);
     if (self->backend)
@@ -1060,6 +1277,10 @@ broker_destroy (broker_t **self_p)
     }
     zhashx_destroy (&self->entries);
     free (self->provider_active);
+    for (size_t i = 0; self->providers && i < self->slots; i++)
+        provider_destroy (&self->providers[i]);
+    free (self->providers);
+    free (self->queues);
     zhashx_destroy (&self->workers);
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);

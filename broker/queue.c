@@ -84,6 +84,15 @@ queue_pop (queue_t *self)
     return NULL;
 }
 
+int
+queue_top_priority (queue_t *self)
+{
+    for (int level = QUEUE_PRIORITIES - 1; level >= 0 && self->count > 0; level--)
+        if (self->levels[level].head)
+            return level;
+    return -1;
+}
+
 void
 queue_remove (queue_t *self, entry_t *entry)
 {
@@ -116,8 +125,10 @@ queue_test (bool verbose)
         assert (queue_pop (&queue) == expected[i]);
     assert (queue_pop (&queue) == NULL);
     assert (queue.count == 0);
+    assert (queue_top_priority (&queue) == -1);
     queue_push (&queue, &entries[0]);
     queue_push_front (&queue, &entries[3]);
+    assert (queue_top_priority (&queue) == 5);
     assert (queue_pop (&queue) == &entries[3]);
     assert (queue_pop (&queue) == &entries[0]);
     if (verbose)

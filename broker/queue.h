@@ -26,6 +26,8 @@ struct _entry_t {
     entry_state_t state;        // where the entry is
     int priority;               // 0..9
     int provider;               // index in the config's providers, or -1
+    bool in_provider;           // counted in its provider's calls in flight
+    int64_t dispatched_ms;      // monotonic time of the latest dispatch
     int attempt;                // number of the attempt running or last run
     int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
     int64_t lease_until_ms;     // monotonic deadline of the running attempt
@@ -66,6 +68,9 @@ void queue_push_front (queue_t *self, entry_t *entry);
 
 // queue_pop takes the oldest entry of the highest priority, or NULL.
 entry_t *queue_pop (queue_t *self);
+
+// queue_top_priority returns the highest priority waiting, or -1 if empty.
+int queue_top_priority (queue_t *self);
 
 // queue_remove takes an entry out of the queue.
 void queue_remove (queue_t *self, entry_t *entry);

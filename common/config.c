@@ -1,12 +1,18 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+// The longest provider secret read from a file or the environment.
+#define CONFIG_SECRET_MAX 65536
 
 // s_env returns the override for section.key, or NULL.
 static const char *
@@ -158,6 +164,159 @@ s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
     return 0;
 }
 
+// s_token_ok is true for an RFC 9110 token (a header name).
+static bool
+s_token_ok (const char *text)
+{
+    if (!*text)
+        return false;
+    for (const char *c = text; *c; c++)
+        if (!isalnum ((unsigned char) *c) && !strchr ("!#$%&'*+-.^_`|~", *c))
+            return false;
+    return true;
+}
+
+// s_line_safe is true when text holds no CR, LF or NUL, which would let a
+// configured value split the request it is sent in.
+static bool
+s_line_safe (const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\r' || text[i] == '\n' || text[i] == '\0')
+            return false;
+    return true;
+}
+
+// s_load_auth reads providers.NAME.auth: which header carries the secret and
+// where the secret lives (env or file). The secret itself is read later, by
+// config_load_secrets, in the worker only.
+static int
+s_load_auth (config_provider_t *provider, json_t *auth, char *error, size_t error_size)
+{
+    if (!auth)
+        return 0;
+    const char *name = provider->name;
+    json_t *header = json_object_get (auth, "header");
+    json_t *prefix = json_object_get (auth, "prefix");
+    json_t *env = json_object_get (auth, "env");
+    json_t *file = json_object_get (auth, "file");
+    if (!json_is_object (auth) || (header && !json_is_string (header))
+        || (prefix && !json_is_string (prefix)) || (env && !json_is_string (env))
+        || (file && !json_is_string (file)) || !env == !file) {
+        snprintf (error, error_size, "config: providers.%s.auth must be an object with "
+                  "\"header\", \"prefix\" and exactly one of \"env\" or \"file\" (strings)", name);
+        return -1;
+    }
+    const char *header_text = header ? json_string_value (header) : "Authorization";
+    const char *prefix_text = prefix ? json_string_value (prefix) : "";
+    if (!s_token_ok (header_text) || strlen (header_text) > 128) {
+        snprintf (error, error_size, "config: providers.%s.auth.header must be a header name", name);
+        return -1;
+    }
+    if (prefix && !s_line_safe (prefix_text, json_string_length (prefix))) {
+        snprintf (error, error_size, "config: providers.%s.auth.prefix must not contain CR, LF "
+                  "or NUL", name);
+        return -1;
+    }
+    if ((env && !*json_string_value (env)) || (file && !*json_string_value (file))) {
+        snprintf (error, error_size, "config: providers.%s.auth.%s must not be empty", name,
+                  env ? "env" : "file");
+        return -1;
+    }
+    provider->auth_header = strdup (header_text);
+    provider->auth_prefix = strdup (prefix_text);
+    provider->auth_env = env ? strdup (json_string_value (env)) : NULL;
+    provider->auth_file = file ? strdup (json_string_value (file)) : NULL;
+    return 0;
+}
+
+// s_load_search reads providers.NAME.search, the search kind's request
+// template, and stores it normalized with every default filled in:
+// {"method": "GET"|"POST", "path": "", "query_param": "q",
+//  "count_param": "count", "params": {}}.
+static int
+s_load_search (config_provider_t *provider, json_t *search, char *error, size_t error_size)
+{
+    const char *name = provider->name;
+    if (search && !json_is_object (search)) {
+        snprintf (error, error_size, "config: providers.%s.search must be an object", name);
+        return -1;
+    }
+    static const char *const keys[] = { "method", "path", "query_param", "count_param" };
+    const char *values[] = { "GET", "", "q", "count" };
+    for (size_t i = 0; i < 4; i++) {
+        json_t *value = search ? json_object_get (search, keys[i]) : NULL;
+        if (value && (!json_is_string (value) || (i != 1 && !*json_string_value (value))
+                      || !s_line_safe (json_string_value (value), json_string_length (value)))) {
+            snprintf (error, error_size, "config: providers.%s.search.%s must be a non-empty "
+                      "string", name, keys[i]);
+            return -1;
+        }
+        if (value)
+            values[i] = json_string_value (value);
+    }
+    char method[8];
+    snprintf (method, sizeof method, "%s", values[0]);
+    for (char *c = method; *c; c++)
+        *c = (char) toupper ((unsigned char) *c);
+    if (strcmp (method, "GET") != 0 && strcmp (method, "POST") != 0) {
+        snprintf (error, error_size, "config: providers.%s.search.method must be GET or POST", name);
+        return -1;
+    }
+    if (*values[1] && *values[1] != '/') {
+        snprintf (error, error_size, "config: providers.%s.search.path must start with '/'", name);
+        return -1;
+    }
+    json_t *params = search ? json_object_get (search, "params") : NULL;
+    const char *key;
+    json_t *value;
+    bool ok = !params || json_is_object (params);
+    if (params && ok)
+        json_object_foreach (params, key, value)
+            ok = ok && (json_is_string (value) || json_is_number (value) || json_is_boolean (value));
+    if (!ok) {
+        snprintf (error, error_size, "config: providers.%s.search.params must be an object of "
+                  "strings, numbers or booleans", name);
+        return -1;
+    }
+    provider->search = json_pack ("{s:s, s:s, s:s, s:s, s:o}", "method", method,
+                                  "path", values[1], "query_param", values[2],
+                                  "count_param", values[3], "params",
+                                  params ? json_incref (params) : json_object ());
+    if (!provider->search) {
+        snprintf (error, error_size, "config: providers.%s.search: out of memory", name);
+        return -1;
+    }
+    return 0;
+}
+
+// s_load_networks reads security.allow_networks: CIDRs the SSRF policy lets
+// user URLs reach even while private networks are denied.
+static int
+s_load_networks (config_t *self, json_t *networks, char *error, size_t error_size)
+{
+    if (!networks)
+        return 0;
+    if (!json_is_array (networks)) {
+        snprintf (error, error_size, "config: security.allow_networks must be an array of CIDRs");
+        return -1;
+    }
+    self->allow_networks = calloc (json_array_size (networks) + 1, sizeof *self->allow_networks);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (networks, index, entry) {
+        if (!json_is_string (entry)
+            || config_network_parse (json_string_value (entry),
+                                     &self->allow_networks[self->allow_networks_count]) < 0) {
+            snprintf (error, error_size, "config: security.allow_networks[%zu] must be a CIDR "
+                      "such as \"127.0.0.2/32\" or \"fd00::/8\"", index);
+            return -1;
+        }
+        self->allow_networks_count++;
+    }
+    return 0;
+}
+
 static int
 s_load_providers (config_t *self, json_t *providers, char *error, size_t error_size)
 {
@@ -198,6 +357,18 @@ s_load_providers (config_t *self, json_t *providers, char *error, size_t error_s
                              error_size) < 0)
             return -1;
         provider->max_queued = (size_t) queued;
+        double burst = rate > 1 ? rate : 1, failures = 5, open_ms = 10000;
+        if (s_get_number (entry, section, "burst", &burst, 1, 1e9, error, error_size) < 0
+            || s_get_number (entry, section, "circuit_failures", &failures, 0, 1e6, error,
+                             error_size) < 0
+            || s_get_number (entry, section, "circuit_open_ms", &open_ms, 100, 3600000, error,
+                             error_size) < 0
+            || s_get_bool (entry, section, "circuit_fail_fast", &provider->circuit_fail_fast,
+                           error, error_size) < 0)
+            return -1;
+        provider->burst = burst;
+        provider->circuit_failures = (int) failures;
+        provider->circuit_open_ms = (int64_t) open_ms;
         provider->rate_limit = rate;
         provider->max_concurrency = (int) concurrency;
         provider->timeout_ms = (int64_t) timeout;
@@ -216,6 +387,9 @@ s_load_providers (config_t *self, json_t *providers, char *error, size_t error_s
             }
             provider->headers = json_incref (headers);
         }
+        if (s_load_auth (provider, json_object_get (entry, "auth"), error, error_size) < 0
+            || s_load_search (provider, json_object_get (entry, "search"), error, error_size) < 0)
+            return -1;
     }
     return 0;
 }
@@ -298,6 +472,8 @@ config_load (const char *path, char *error, size_t error_size)
                          1024.0 * 1024 * 1024, error, error_size) < 0
         || s_get_bool (security, "security", "allow_private_networks",
                        &self->allow_private_networks, error, error_size) < 0
+        || s_load_networks (self, security ? json_object_get (security, "allow_networks") : NULL,
+                            error, error_size) < 0
         || s_load_providers (self, root ? json_object_get (root, "providers") : NULL, error,
                              error_size) < 0)
         rc = -1;
@@ -361,11 +537,127 @@ config_destroy (config_t **self_p)
         free (self->providers[i].name);
         free (self->providers[i].base_url);
         json_decref (self->providers[i].headers);
+        free (self->providers[i].auth_header);
+        free (self->providers[i].auth_prefix);
+        free (self->providers[i].auth_env);
+        free (self->providers[i].auth_file);
+        if (self->providers[i].auth_secret) {
+            sodium_memzero (self->providers[i].auth_secret, strlen (self->providers[i].auth_secret));
+            free (self->providers[i].auth_secret);
+        }
+        json_decref (self->providers[i].search);
     }
     free (self->providers);
+    free (self->allow_networks);
     free (self->log_level);
     free (self);
     *self_p = NULL;
+}
+
+// s_read_secret_file reads a secret file whole; returns a new string, or
+// NULL with errno set (EFBIG when it is over CONFIG_SECRET_MAX).
+static char *
+s_read_secret_file (const char *path)
+{
+    FILE *file = fopen (path, "re");
+    if (!file)
+        return NULL;
+    char *secret = malloc (CONFIG_SECRET_MAX + 1);
+    size_t size = secret ? fread (secret, 1, CONFIG_SECRET_MAX + 1, file) : 0;
+    int failed = !secret ? ENOMEM : ferror (file) ? EIO : size > CONFIG_SECRET_MAX ? EFBIG : 0;
+    fclose (file);
+    if (failed) {
+        if (secret)
+            sodium_memzero (secret, CONFIG_SECRET_MAX + 1);
+        free (secret);
+        errno = failed;
+        return NULL;
+    }
+    secret[size] = '\0';
+    return secret;
+}
+
+int
+config_load_secrets (config_t *self, char *error, size_t error_size)
+{
+    for (size_t i = 0; i < self->providers_count; i++) {
+        config_provider_t *provider = &self->providers[i];
+        if (!provider->auth_header || provider->auth_secret)
+            continue;
+        char *secret = NULL;
+        if (provider->auth_env) {
+            const char *value = getenv (provider->auth_env);
+            if (!value || !*value) {
+                snprintf (error, error_size, "config: providers.%s.auth: environment variable "
+                          "%s is not set", provider->name, provider->auth_env);
+                return -1;
+            }
+            secret = strdup (value);
+        }
+        else {
+            secret = s_read_secret_file (provider->auth_file);
+            if (!secret) {
+                snprintf (error, error_size, "config: providers.%s.auth: cannot read secret "
+                          "file %s: %s", provider->name, provider->auth_file, strerror (errno));
+                return -1;
+            }
+        }
+        // Editors and `echo` end files with a newline that is no part of a key.
+        size_t len = secret ? strlen (secret) : 0;
+        while (len > 0 && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
+            secret[--len] = '\0';
+        const char *problem = !secret ? "out of memory"
+                              : len == 0 ? "the secret is empty"
+                              : !s_line_safe (secret, len) ? "the secret contains CR or LF"
+                              : NULL;
+        if (problem) {
+            snprintf (error, error_size, "config: providers.%s.auth: %s", provider->name, problem);
+            if (secret)
+                sodium_memzero (secret, strlen (secret));
+            free (secret);
+            return -1;
+        }
+        provider->auth_secret = secret;
+    }
+    return 0;
+}
+
+int
+config_network_parse (const char *text, config_network_t *network)
+{
+    char address[INET6_ADDRSTRLEN + 8];
+    const char *slash = strchr (text, '/');
+    size_t len = slash ? (size_t) (slash - text) : strlen (text);
+    if (len == 0 || len >= sizeof address)
+        return -1;
+    memcpy (address, text, len);
+    address[len] = '\0';
+    memset (network, 0, sizeof *network);
+    int bits;
+    if (inet_pton (AF_INET, address, network->address) == 1) {
+        network->family = AF_INET;
+        bits = 32;
+    }
+    else if (inet_pton (AF_INET6, address, network->address) == 1) {
+        network->family = AF_INET6;
+        bits = 128;
+    }
+    else
+        return -1;
+    network->prefix = bits;
+    if (slash) {
+        const char *digits = slash + 1;
+        char *end = NULL;
+        errno = 0;
+        long prefix = strtol (digits, &end, 10);
+        if (!isdigit ((unsigned char) *digits) || *end || errno || prefix < 0 || prefix > bits)
+            return -1;
+        network->prefix = (int) prefix;
+    }
+    // Host bits are cleared, so "127.0.0.1/8" means 127.0.0.0/8.
+    for (int bit = network->prefix; bit < bits; bit++)
+        network->address[bit / 8] &= (unsigned char) ~(0x80 >> (bit % 8));
+    return 0;
 }
 
 const config_provider_t *
@@ -388,6 +680,123 @@ config_tenant_for_key (const config_t *self, const char *key, size_t len)
         if (sodium_memcmp (hash, self->api_keys[i].key_hash, 32) == 0)
             tenant = self->api_keys[i].tenant;
     return tenant;
+}
+
+// s_test_load writes text to path and loads it; error gets the reason.
+static config_t *
+s_test_load (const char *path, const char *text, char *error, size_t error_size)
+{
+    FILE *file = fopen (path, "w");
+    assert (file);
+    fputs (text, file);
+    fclose (file);
+    error[0] = '\0';
+    return config_load (path, error, error_size);
+}
+
+// s_test_auth_search_networks covers provider auth, search templates and
+// security.allow_networks (issue 4).
+static void
+s_test_auth_search_networks (const char *path)
+{
+    char error[256];
+    char secret_path[] = "/tmp/jobgate-secret-test-XXXXXX";
+    int fd = mkstemp (secret_path);
+    assert (fd >= 0);
+    assert (write (fd, "file-secret\n", 12) == 12);
+    close (fd);
+    char text[1024];
+    snprintf (text, sizeof text,
+        "{\"security\":{\"allow_networks\":[\"127.0.0.2/32\",\"10.1.2.3/8\",\"fd00::/8\",\"::1\"]},"
+        "\"providers\":{"
+        "\"a\":{\"base_url\":\"http://x\",\"auth\":{\"header\":\"Authorization\","
+        "\"prefix\":\"Bearer \",\"env\":\"JOBGATE_TEST_SECRET_A\"}},"
+        "\"b\":{\"base_url\":\"http://x\",\"auth\":{\"header\":\"X-Api-Key\",\"file\":\"%s\"},"
+        "\"search\":{\"method\":\"post\",\"path\":\"/v1/search\",\"query_param\":\"query\","
+        "\"params\":{\"safe\":\"active\",\"n\":1}}},"
+        "\"c\":{\"base_url\":\"http://x\"}}}", secret_path);
+    setenv ("JOBGATE_TEST_SECRET_A", "env-secret", 1);
+    config_t *config = s_test_load (path, text, error, sizeof error);
+    if (!config)
+        fprintf (stderr, "config: %s\n", error);
+    assert (config);
+    // Secrets are not read by config_load: only workers ask for them.
+    const config_provider_t *a = config_provider (config, "a");
+    const config_provider_t *b = config_provider (config, "b");
+    const config_provider_t *c = config_provider (config, "c");
+    assert (a->auth_secret == NULL && strcmp (a->auth_header, "Authorization") == 0);
+    assert (strcmp (a->auth_prefix, "Bearer ") == 0 && strcmp (b->auth_prefix, "") == 0);
+    assert (c->auth_header == NULL);
+    assert (config_load_secrets (config, error, sizeof error) == 0);
+    assert (strcmp (a->auth_secret, "env-secret") == 0);
+    assert (strcmp (b->auth_secret, "file-secret") == 0);
+    assert (c->auth_secret == NULL);
+    // Search templates, normalized with defaults.
+    assert (strcmp (json_string_value (json_object_get (b->search, "method")), "POST") == 0);
+    assert (strcmp (json_string_value (json_object_get (b->search, "query_param")), "query") == 0);
+    assert (strcmp (json_string_value (json_object_get (b->search, "count_param")), "count") == 0);
+    assert (json_object_size (json_object_get (b->search, "params")) == 2);
+    assert (strcmp (json_string_value (json_object_get (c->search, "method")), "GET") == 0);
+    assert (strcmp (json_string_value (json_object_get (c->search, "path")), "") == 0);
+    assert (strcmp (json_string_value (json_object_get (c->search, "query_param")), "q") == 0);
+    // Networks, host bits cleared.
+    assert (config->allow_networks_count == 4);
+    assert (config->allow_networks[0].family == AF_INET && config->allow_networks[0].prefix == 32);
+    assert (config->allow_networks[1].prefix == 8 && config->allow_networks[1].address[0] == 10
+            && config->allow_networks[1].address[1] == 0);
+    assert (config->allow_networks[2].family == AF_INET6 && config->allow_networks[2].prefix == 8);
+    assert (config->allow_networks[3].prefix == 128);
+    config_destroy (&config);
+
+    // A missing secret stops the worker with one line naming the provider
+    // and the variable, never a secret.
+    unsetenv ("JOBGATE_TEST_SECRET_A");
+    config = s_test_load (path, text, error, sizeof error);
+    assert (config);
+    assert (config_load_secrets (config, error, sizeof error) < 0);
+    assert (strstr (error, "providers.a.auth") && strstr (error, "JOBGATE_TEST_SECRET_A"));
+    assert (!strchr (error, '\n') && !strstr (error, "file-secret"));
+    config_destroy (&config);
+    setenv ("JOBGATE_TEST_SECRET_A", "env-secret", 1);
+    unlink (secret_path);
+    config = s_test_load (path, text, error, sizeof error);
+    assert (config);
+    assert (config_load_secrets (config, error, sizeof error) < 0);
+    assert (strstr (error, "providers.b.auth") && strstr (error, secret_path));
+    config_destroy (&config);
+    setenv ("JOBGATE_TEST_SECRET_A", "two\nlines", 1);
+    snprintf (text, sizeof text, "{\"providers\":{\"a\":{\"base_url\":\"http://x\","
+              "\"auth\":{\"env\":\"JOBGATE_TEST_SECRET_A\"}}}}");
+    config = s_test_load (path, text, error, sizeof error);
+    assert (config && strcmp (config_provider (config, "a")->auth_header, "Authorization") == 0);
+    assert (config_load_secrets (config, error, sizeof error) < 0 && !strstr (error, "two"));
+    config_destroy (&config);
+    unsetenv ("JOBGATE_TEST_SECRET_A");
+
+    const char *bad[] = {
+        "{\"security\":{\"allow_networks\":\"127.0.0.2/32\"}}",
+        "{\"security\":{\"allow_networks\":[\"127.0.0.2/33\"]}}",
+        "{\"security\":{\"allow_networks\":[\"localhost\"]}}",
+        "{\"security\":{\"allow_networks\":[\"::1/x\"]}}",
+        "{\"security\":{\"allow_networks\":[7]}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"auth\":{\"header\":\"A\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"auth\":{\"env\":\"A\",\"file\":\"/f\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"auth\":{\"header\":\"A B\",\"env\":\"A\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"auth\":{\"prefix\":\"a\\r\\n\",\"env\":\"A\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"auth\":\"secret\"}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":{\"method\":\"PUT\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":{\"path\":\"search\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":{\"query_param\":\"\"}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":{\"params\":{\"a\":[]}}}}}",
+        "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":[]}}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        config = s_test_load (path, bad[i], error, sizeof error);
+        if (config)
+            fprintf (stderr, "config: accepted %s\n", bad[i]);
+        assert (config == NULL);
+        assert (strncmp (error, "config: ", 8) == 0 && !strchr (error, '\n'));
+    }
 }
 
 void
@@ -441,6 +850,7 @@ config_test (bool verbose)
         assert (config_load (path, error, sizeof error) == NULL);
         assert (strncmp (error, "config: ", 8) == 0 && !strchr (error, '\n'));
     }
+    s_test_auth_search_networks (path);
     unlink (path);
     if (verbose)
         printf ("OK\n");

@@ -23,8 +23,25 @@ typedef struct {
     int max_concurrency;        // calls in flight, 0 = unlimited
     int64_t timeout_ms;         // default per-attempt timeout, 0 = job's
     size_t max_queued;          // active jobs at most (503 above), 0 = unlimited
+    double burst;               // token bucket size, default max(1, rate_limit)
+    int circuit_failures;       // consecutive failures that open the breaker, 0 = never
+    int64_t circuit_open_ms;    // how long an open breaker waits before a probe
+    bool circuit_fail_fast;     // while open: fail queued jobs instead of holding them
     json_t *headers;            // object of default headers, or NULL
+    char *auth_header;          // header that carries the secret (e.g. Authorization), or NULL
+    char *auth_prefix;          // text sent before the secret (e.g. "Bearer "), never NULL with auth
+    char *auth_env;             // environment variable holding the secret, or NULL
+    char *auth_file;            // file holding the secret, or NULL
+    char *auth_secret;          // the secret; only config_load_secrets reads it (workers)
+    json_t *search;             // search request template, normalized (see docs/providers.md)
 } config_provider_t;
+
+// One network of security.allow_networks, e.g. 127.0.0.2/32.
+typedef struct {
+    int family;                 // AF_INET or AF_INET6
+    unsigned char address[16];  // network address, network byte order (4 bytes used for IPv4)
+    int prefix;                 // prefix length in bits
+} config_network_t;
 
 typedef struct {
     // gateway
@@ -48,6 +65,8 @@ typedef struct {
     size_t max_response_bytes;      // upstream response cap per call
     // security
     bool allow_private_networks;    // SSRF policy opt-out
+    config_network_t *allow_networks;   // allowed even when private networks are denied
+    size_t allow_networks_count;    // entries in allow_networks
     // providers
     config_provider_t *providers;   // configured upstreams
     size_t providers_count;         // entries in providers
@@ -58,6 +77,17 @@ typedef struct {
 // environment, validates. On error returns NULL and writes a one-line
 // explanation into error.
 config_t *config_load (const char *path, char *error, size_t error_size);
+
+// config_load_secrets reads each provider's auth secret (providers.NAME.auth,
+// from its environment variable or file), once, at start. Only the worker
+// calls it: the gateway and the broker never hold upstream secrets. On error
+// returns -1 with a one-line explanation naming the provider (never the
+// secret) in error.
+int config_load_secrets (config_t *self, char *error, size_t error_size);
+
+// config_network_parse parses "ADDRESS/PREFIX" (or a bare address, meaning
+// one host) into *network. Returns 0, or -1 when text is not such a network.
+int config_network_parse (const char *text, config_network_t *network);
 
 // config_destroy frees the configuration; nulls *self_p.
 void config_destroy (config_t **self_p);

@@ -23,7 +23,7 @@
 // How long a draining gateway waits for requests before it stops anyway.
 #define DRAIN_TIMEOUT_MS 10000
 
-typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST } op_t;
+typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROVIDERS } op_t;
 
 // Finished jobs the gateway has seen, so reads keep working while the
 // broker restarts (issue 3) and cost nothing while it runs.
@@ -488,6 +488,13 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
     s_pending_drop (req);
     if (msg->cmd == PROTO_LIST_OK)
         s_on_list (self, req, msg);
+    else if (msg->cmd == PROTO_PROVIDERS_OK) {
+        char *text = pack_get_strdup (msg->body, "json");
+        if (text)
+            s_answer_text (req, 200, text, "application/json");
+        else
+            s_broker_unavailable (req);
+    }
     else if (msg->cmd == PROTO_SUBMIT_OK)
         s_on_submit_ok (self, req, msg);
     else if (msg->cmd == PROTO_JOB)
@@ -714,6 +721,13 @@ s_handle_submit (request_t *req)
     }
     pack_writer_t *body = pack_writer_new ();
     job_pack (job, body);
+    // The broker refuses the submission after this (wall) time, so a job is
+    // never recorded after its client was answered 503; the margin covers
+    // the broker's commit and the answer's way back.
+    int64_t margin = self->config->submit_timeout_ms / 5;
+    if (margin > 1000)
+        margin = 1000;
+    pack_put_int (body, "deadline", job->created_at + self->config->submit_timeout_ms - margin);
     req->op = OP_SUBMIT;
     int rc = s_broker_send (req, PROTO_SUBMIT, body);
     pack_writer_destroy (&body);
@@ -864,6 +878,20 @@ s_handle_list (request_t *req)
     s_suspend (req);
 }
 
+// s_handle_providers: GET /v1/providers, the broker's live view.
+static void
+s_handle_providers (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    pack_writer_t *body = pack_writer_new ();
+    req->op = OP_PROVIDERS;
+    s_broker_send (req, PROTO_PROVIDERS, body);
+    pack_writer_destroy (&body);
+    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                     s_request_deadline, req);
+    s_suspend (req);
+}
+
 static void
 s_handle_readyz (request_t *req)
 {
@@ -889,6 +917,11 @@ s_route (request_t *req, const char *url, const char *method)
     }
     if (strcmp (url, "/readyz") == 0 && is_get) {
         s_handle_readyz (req);
+        return;
+    }
+    if (strcmp (url, "/v1/providers") == 0 && is_get) {
+        if (s_authenticate (req))
+            s_handle_providers (req);
         return;
     }
     if (strcmp (url, "/v1/jobs") == 0 || strncmp (url, "/v1/jobs/", 9) == 0) {

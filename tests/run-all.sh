@@ -30,6 +30,8 @@ export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
 
 suite "self-tests" "$build/tests/jobgate-selftest" -q
 suite "integration" env JOBGATE_BUILD="$build" python3 tests/integration/run.py
+suite "faults (3 rounds)" env JOBGATE_BUILD="$build" python3 tests/faults/faults.py --rounds 3
+suite "overload (15 s)" env JOBGATE_BUILD="$build" python3 tests/faults/overload.py --fast
 if [ -n "$asan" ]; then
     suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
     suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \

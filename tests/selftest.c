@@ -13,6 +13,7 @@
 #include "jobspec.h"
 #include "problem.h"
 #include "queue.h"
+#include "provider.h"
 #include "store.h"
 
 #include <stdio.h>
@@ -27,6 +28,7 @@ static const selftest_t s_tests[] = {
     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
+    { "provider", provider_test },
     { "jobspec", jobspec_test }, { "problem", problem_test },
     { "ssrf", ssrf_test },   { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },

@@ -204,3 +204,27 @@ def test_queue_limits_answer_503():
         for job in stack.get_path("/v1/jobs?limit=100").json()["jobs"]:
             assert stack.wait_terminal(job["id"])["status"] == "succeeded"
         assert stack.submit(provider).status == 202
+
+
+def test_broker_stall_loses_nothing_and_records_no_refused_job():
+    import signal
+    with Stack(workers=2, config_extra={"gateway": {"submit_timeout_ms": 2000}}) as stack:
+        ids = [stack.submit(_spec(stack, "/json?latency_ms=1500", max_attempts=1)).json()["id"]
+               for _ in range(20)]
+        time.sleep(0.3)
+        broker = stack.procs["broker"]
+        broker.send_signal(signal.SIGSTOP)
+        try:
+            # Workers hear nothing for > 3 s and reconnect under new identities.
+            refused = stack.submit(_spec(stack, "/json?refused=1"), expect=503)
+            assert refused.header("Retry-After")
+            time.sleep(2.0)
+        finally:
+            broker.send_signal(signal.SIGCONT)
+        for job_id in ids:
+            job = stack.wait_terminal(job_id)
+            assert job["status"] == "succeeded", job
+        # The refused submission was not recorded after the broker woke up.
+        time.sleep(0.5)
+        listed = [j["id"] for j in stack.get_path("/v1/jobs?limit=100").json()["jobs"]]
+        assert sorted(listed) == sorted(ids), (len(listed), len(ids))
