@@ -41,7 +41,11 @@ typedef struct {
     bool draining;              // sent DISCONNECT: no more dispatches
 } worker_t;
 
-typedef enum { DEFERRED_SUBMIT_OK, DEFERRED_GET, DEFERRED_EVENT } deferred_kind_t;
+typedef enum { DEFERRED_SUBMIT_OK, DEFERRED_GET, DEFERRED_EVENT, DEFERRED_CHUNK } deferred_kind_t;
+
+// Partial data kept per running attempt for subscribers that join late or
+// reconnect (SSE Last-Event-ID); past this, chunks are only relayed live.
+#define CHUNKS_KEPT_MAX (256 * 1024)
 
 // A reply or event that may leave only after the batch is committed.
 typedef struct {
@@ -53,6 +57,9 @@ typedef struct {
     int attempts;               // event attempts
     int64_t created_at;         // SUBMIT_OK created_at
     bool duplicate;             // SUBMIT_OK of a resubmission
+    bool with_chunks;           // GET: add the running attempt's chunks
+    int64_t index;              // CHUNK index
+    char *data;                 // CHUNK data (owned)
 } deferred_t;
 
 struct _broker_t {
@@ -89,6 +96,7 @@ static void s_tick (evloop_t *loop, void *arg);
 static void s_on_idle (evloop_t *loop, void *arg);
 static void s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg);
 static void s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg);
+static void s_handle_chunk (broker_t *self, proto_msg_t *msg);
 
 // --- deferred replies and events ---
 
@@ -141,7 +149,21 @@ s_flush (broker_t *self)
     for (size_t i = 0; i < self->deferred_count; i++) {
         deferred_t *deferred = &self->deferred[i];
         pack_writer_t *body = pack_writer_new ();
-        if (deferred->kind == DEFERRED_EVENT) {
+        if (deferred->kind == DEFERRED_CHUNK) {
+            pack_put_int (body, "seq", (int64_t) ++self->seq);
+            pack_put_int (body, "epoch", self->epoch);
+            pack_put_str (body, "id", deferred->id);
+            pack_put_str (body, "type", "chunk");
+            pack_put_int (body, "attempt", deferred->attempts);
+            pack_put_int (body, "index", deferred->index);
+            pack_put_str (body, "data", deferred->data);
+            zframe_t *topic = zframe_new (deferred->id, JOB_ID_LEN);
+            proto_send (self->publisher, topic, PROTO_EVENT, body);
+            zframe_destroy (&topic);
+            free (deferred->data);
+            deferred->data = NULL;
+        }
+        else if (deferred->kind == DEFERRED_EVENT) {
             pack_put_int (body, "seq", (int64_t) ++self->seq);
             pack_put_int (body, "epoch", self->epoch);
             pack_put_str (body, "id", deferred->id);
@@ -166,6 +188,9 @@ s_flush (broker_t *self)
             if (job) {
                 pack_put_int (body, "corr", deferred->corr);
                 job_pack (job, body);
+                entry_t *entry = deferred->with_chunks ? zhashx_lookup (self->entries, job->id) : NULL;
+                if (entry && entry->state == ENTRY_RUNNING && entry->chunks_size > 0)
+                    pack_put_strn (body, "chunks", entry->chunks, entry->chunks_size);
                 if (proto_send (self->frontend, deferred->identity, PROTO_JOB, body) < 0)
                     log_warn (deferred->id, "gateway gone before JOB: %s", zmq_strerror (errno));
                 job_destroy (&job);
@@ -230,6 +255,7 @@ s_entry_free (broker_t *self, entry_t *entry)
     if (entry->provider >= 0)
         self->provider_active[entry->provider]--;
     zhashx_delete (self->entries, entry->id);
+    free (entry->chunks);
     free (entry);
 }
 
@@ -486,6 +512,9 @@ s_dispatch (broker_t *self)
         entry->attempt = job->attempts;
         entry->worker = worker;
         entry->dispatched_ms = now_mono;
+        free (entry->chunks);
+        entry->chunks = NULL;
+        entry->chunks_size = 0;
         entry->lease_until_ms = now_mono + job->timeout_ms + LEASE_GRACE_MS;
         entry->in_provider = true;
         provider_started (self->providers[slot], now_mono);
@@ -673,6 +702,8 @@ s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
     }
     else if (msg->cmd == PROTO_RESULT)
         s_handle_result (self, worker, msg);
+    else if (msg->cmd == PROTO_CHUNK)
+        s_handle_chunk (self, msg);
     else if (!worker) {
         if (msg->cmd != PROTO_DISCONNECT) {
             pack_writer_t *body = pack_writer_new ();
@@ -734,6 +765,47 @@ s_defer_job (broker_t *self, zframe_t *identity, int64_t corr, const char *id)
     deferred_t *get = s_defer (self, DEFERRED_GET, id);
     get->identity = zframe_dup (identity);
     get->corr = corr;
+}
+
+// s_handle_chunk relays partial upstream data of a running attempt to the
+// subscribers (after the commit, so it never overtakes the "running" event)
+// and keeps it for those who join later.
+static void
+s_handle_chunk (broker_t *self, proto_msg_t *msg)
+{
+    size_t id_len, data_len;
+    const char *id = pack_get_str (msg->body, "id", &id_len);
+    const char *data = pack_get_str (msg->body, "data", &data_len);
+    int64_t attempt, index;
+    if (!id || !job_id_valid (id, id_len) || !data || memchr (data, '\0', data_len)
+        || pack_get_int (msg->body, "attempt", &attempt) < 0
+        || pack_get_int (msg->body, "index", &index) < 0 || index < 0 || index > UINT32_MAX
+        || data_len > UINT32_MAX) {
+        log_warn (NULL, "malformed CHUNK dropped");
+        return;
+    }
+    char key[JOB_ID_LEN + 1];
+    memcpy (key, id, JOB_ID_LEN);
+    key[JOB_ID_LEN] = '\0';
+    entry_t *entry = zhashx_lookup (self->entries, key);
+    if (!entry || entry->state != ENTRY_RUNNING || entry->attempt != attempt)
+        return; // a chunk of an attempt that no longer runs
+    if (entry->chunks_size + 8 + data_len <= CHUNKS_KEPT_MAX) {
+        char *grown = realloc (entry->chunks, entry->chunks_size + 8 + data_len);
+        if (grown) {
+            uint32_t header[2] = { (uint32_t) index, (uint32_t) data_len };
+            memcpy (grown + entry->chunks_size, header, 8);
+            memcpy (grown + entry->chunks_size + 8, data, data_len);
+            entry->chunks = grown;
+            entry->chunks_size += 8 + data_len;
+        }
+    }
+    deferred_t *chunk = s_defer (self, DEFERRED_CHUNK, key);
+    chunk->attempts = (int) attempt;
+    chunk->index = index;
+    chunk->data = malloc (data_len + 1);
+    memcpy (chunk->data, data, data_len);
+    chunk->data[data_len] = '\0';
 }
 
 // s_owned_job reads the job named by the request's "id" if it belongs to
@@ -1004,6 +1076,9 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
             memcpy (key, id, JOB_ID_LEN);
             key[JOB_ID_LEN] = '\0';
             s_defer_job (self, msg->envelope, corr, key);
+            bool with_chunks = false;
+            pack_get_bool (msg->body, "with_chunks", &with_chunks);
+            self->deferred[self->deferred_count - 1].with_chunks = with_chunks;
         }
     }
     else if (msg->cmd == PROTO_CANCEL)
@@ -1259,8 +1334,10 @@ broker_destroy (broker_t **self_p)
             log_error (NULL, "final commit failed: %zu records not written",
                        store_pending (self->store));
     }
-    for (size_t i = 0; i < self->deferred_count; i++)
+    for (size_t i = 0; i < self->deferred_count; i++) {
         zframe_destroy (&self->deferred[i].identity);
+        free (self->deferred[i].data);
+    }
     free (self->deferred);
     evloop_timer_cancel (self->loop, &self->tick);
     evloop_timer_cancel (self->loop, &self->commit_retry);
@@ -1273,6 +1350,7 @@ broker_destroy (broker_t **self_p)
     for (entry_t *entry = zhashx_first (self->entries); entry;
          entry = zhashx_next (self->entries)) {
         evloop_timer_cancel (self->loop, &entry->timer);
+        free (entry->chunks);
         free (entry);
     }
     zhashx_destroy (&self->entries);

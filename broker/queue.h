@@ -28,6 +28,8 @@ struct _entry_t {
     int provider;               // index in the config's providers, or -1
     bool in_provider;           // counted in its provider's calls in flight
     int64_t dispatched_ms;      // monotonic time of the latest dispatch
+    char *chunks;               // this attempt's CHUNKs: [u32 index][u32 len][data]…
+    size_t chunks_size;         // bytes in chunks
     int attempt;                // number of the attempt running or last run
     int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
     int64_t lease_until_ms;     // monotonic deadline of the running attempt

@@ -74,6 +74,18 @@ struct _request_t {
     bool preference_applied;        // add Preference-Applied: wait=N
     int retry_after_s;              // Retry-After on 503, 0 = none
     const char *allow;              // Allow header of a 405
+    bool sse;                       // GET /v1/jobs/{id}/events
+    bool sse_started;               // the event stream's 200 is queued
+    bool sse_done;                  // the result event is buffered: end after it
+    char *sse_buffer;               // events not yet handed to MHD
+    size_t sse_length;              // bytes in sse_buffer
+    size_t sse_offset;              // bytes of it already handed over
+    size_t sse_capacity;            // allocated bytes
+    int sse_attempt;                // attempt of the last chunk sent
+    int64_t sse_index;              // index of the last chunk sent, -1 = none
+    char sse_status[16];            // last status event sent
+    int sse_status_attempts;        // its attempts
+    evloop_timer_t *keepalive;      // keep-alive comment timer
     proto_cmd_t sent_cmd;           // the broker request in flight
     void *sent_data;                // its body, kept for resends
     size_t sent_size;               // its size
@@ -289,6 +301,8 @@ s_send_get (request_t *req)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_str (body, "id", req->job_id);
+    if (req->sse)
+        pack_put_bool (body, "with_chunks", true);
     req->op = OP_GET;
     int rc = s_broker_send (req, PROTO_GET, body);
     pack_writer_destroy (&body);
@@ -312,6 +326,8 @@ s_accepted_body (request_t *req, const char *status)
     return json_pack ("{s:s, s:s, s:s}", "id", req->job_id, "status", status, "created_at", stamp);
 }
 
+static void s_sse_wake (request_t *req);
+
 // --- timers ---
 
 static void
@@ -319,6 +335,13 @@ s_request_deadline (evloop_t *loop, void *arg)
 {
     request_t *req = arg;
     req->timer = NULL;
+    if (req->sse_started) {
+        // Draining: end the stream now.
+        req->sse_done = true;
+        s_waiter_remove (req);
+        s_sse_wake (req);
+        return;
+    }
     s_waiter_remove (req);
     s_pending_drop (req);
     if (req->op == OP_SUBMIT && !req->created_at) {
@@ -342,6 +365,166 @@ s_request_deadline (evloop_t *loop, void *arg)
     }
     else
         s_broker_unavailable (req);
+}
+
+// --- Server-Sent Events (GET /v1/jobs/{id}/events) ---
+
+// How often an idle event stream gets a comment, so proxies keep it open
+// and a client that left is noticed (a suspended connection is not).
+#define SSE_KEEPALIVE_MS 15000
+// A client reading too slowly: past this much buffered, the stream ends.
+#define SSE_BUFFER_MAX (4 * 1024 * 1024)
+
+// s_sse_wake lets MHD read what was buffered.
+static void
+s_sse_wake (request_t *req)
+{
+    if (req->sse_started && req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection (req->connection);
+        req->gateway->mhd_run_needed = true;
+    }
+}
+
+// s_sse_append buffers one event (or a comment when event is NULL).
+static void
+s_sse_append (request_t *req, const char *id, const char *event, const char *data)
+{
+    char head[160];
+    int head_len = event ? snprintf (head, sizeof head, "id: %s\nevent: %s\ndata: ", id, event)
+                         : snprintf (head, sizeof head, ": %s\n\n", data);
+    size_t data_len = event ? strlen (data) + 2 : 0;
+    size_t need = req->sse_length + (size_t) head_len + data_len;
+    if (need > SSE_BUFFER_MAX) {
+        log_warn (req->job_id, "event stream client too slow; closing the stream");
+        req->sse_done = true;
+        s_sse_wake (req);
+        return;
+    }
+    if (need > req->sse_capacity) {
+        size_t capacity = req->sse_capacity ? req->sse_capacity : 1024;
+        while (capacity < need)
+            capacity *= 2;
+        char *grown = realloc (req->sse_buffer, capacity);
+        if (!grown)
+            return;
+        req->sse_buffer = grown;
+        req->sse_capacity = capacity;
+    }
+    memcpy (req->sse_buffer + req->sse_length, head, (size_t) head_len);
+    req->sse_length += (size_t) head_len;
+    if (event) {
+        memcpy (req->sse_buffer + req->sse_length, data, data_len - 2);
+        memcpy (req->sse_buffer + req->sse_length + data_len - 2, "\n\n", 2);
+        req->sse_length += data_len;
+    }
+    s_sse_wake (req);
+}
+
+// s_sse_status sends a status event unless the client has it already.
+static void
+s_sse_status (request_t *req, const char *status, int attempts)
+{
+    if (strcmp (req->sse_status, status) == 0 && req->sse_status_attempts == attempts)
+        return;
+    snprintf (req->sse_status, sizeof req->sse_status, "%s", status);
+    req->sse_status_attempts = attempts;
+    char id[48], data[96];
+    snprintf (id, sizeof id, "s%d.%s", attempts, status);
+    snprintf (data, sizeof data, "{\"status\":\"%s\",\"attempts\":%d}", status, attempts);
+    s_sse_append (req, id, "status", data);
+}
+
+// s_sse_chunk sends a chunk event unless the client has it already.
+static void
+s_sse_chunk (request_t *req, int attempt, int64_t index, const char *text, size_t len)
+{
+    if (attempt < req->sse_attempt || (attempt == req->sse_attempt && index <= req->sse_index))
+        return;
+    if (attempt > req->sse_attempt)
+        req->sse_index = -1;
+    req->sse_attempt = attempt;
+    req->sse_index = index;
+    json_t *data = json_pack ("{s:i, s:I, s:s%}", "attempt", attempt, "index", (json_int_t) index,
+                              "data", text, len);
+    if (!data)
+        return;
+    char *json = json_dumps (data, JSON_COMPACT);
+    json_decref (data);
+    char id[48];
+    snprintf (id, sizeof id, "c%d.%lld", attempt, (long long) index);
+    s_sse_append (req, id, "chunk", json);
+    free (json);
+}
+
+static void
+s_sse_keepalive (evloop_t *loop, void *arg)
+{
+    request_t *req = arg;
+    req->keepalive = evloop_timer_start (loop, SSE_KEEPALIVE_MS, s_sse_keepalive, req);
+    s_sse_append (req, NULL, NULL, "keep-alive");
+}
+
+// s_sse_read hands MHD the buffered events; with none, parks the
+// connection until the next event (MHD allows suspending from here).
+static ssize_t
+s_sse_read (void *cls, uint64_t pos, char *buf, size_t max)
+{
+    request_t *req = cls;
+    if (req->sse_offset < req->sse_length) {
+        size_t n = req->sse_length - req->sse_offset;
+        if (n > max)
+            n = max;
+        memcpy (buf, req->sse_buffer + req->sse_offset, n);
+        req->sse_offset += n;
+        if (req->sse_offset == req->sse_length)
+            req->sse_offset = req->sse_length = 0;
+        return (ssize_t) n;
+    }
+    if (req->sse_done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    req->suspended = true;
+    MHD_suspend_connection (req->connection);
+    return 0;
+}
+
+// s_sse_job applies a fresh job record to a stream: its status, the chunks
+// of its running attempt the client lacks, and the result when finished.
+static void
+s_sse_job (request_t *req, const job_t *job, proto_msg_t *msg)
+{
+    gateway_t *self = req->gateway;
+    if (!req->sse_started) {
+        req->sse_started = true;
+        req->answered = true;
+        req->status = 200;
+        evloop_timer_cancel (self->loop, &req->timer);
+        req->keepalive = evloop_timer_start (self->loop, SSE_KEEPALIVE_MS, s_sse_keepalive, req);
+        if (req->suspended) {
+            req->suspended = false;
+            MHD_resume_connection (req->connection);
+            self->mhd_run_needed = true;
+        }
+    }
+    s_sse_status (req, job_status_name (job->status), job->attempts);
+    size_t size = 0;
+    const char *chunks = msg ? pack_get_str (msg->body, "chunks", &size) : NULL;
+    while (chunks && size >= 8) {
+        uint32_t header[2];
+        memcpy (header, chunks, 8);
+        if (header[1] > size - 8)
+            break;
+        s_sse_chunk (req, job->attempts, header[0], chunks + 8, header[1]);
+        chunks += 8 + header[1];
+        size -= 8 + header[1];
+    }
+    if (job_status_terminal (job->status) && !req->sse_done) {
+        s_sse_append (req, "r", "result", req->last_job);
+        req->sse_done = true;
+        s_waiter_remove (req);
+        evloop_timer_cancel (self->loop, &req->keepalive);
+    }
+    s_sse_wake (req);
 }
 
 // --- broker answers ---
@@ -370,6 +553,15 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
         s_cache_put (self, job->id, job->tenant, req->last_job);
     else
         s_cache_forget (self, job->id);
+    if (req->sse) {
+        s_sse_job (req, job, msg);
+        job_destroy (&job);
+        if (req->recheck && !req->sse_done) {
+            req->recheck = false;
+            s_send_get (req);
+        }
+        return;
+    }
     job_destroy (&job);
     if (req->op == OP_RETRY) {
         // Accepted again: answered like a submission.
@@ -565,6 +757,26 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
     char *id = pack_get_strdup (msg->body, "id");
     char *status = pack_get_strdup (msg->body, "status");
     int status_value = status ? job_status_parse (status) : -1;
+    char *type = pack_get_strdup (msg->body, "type");
+    if (id && type) {
+        // Streams see every event of their job as it happens.
+        int64_t attempts = 0, index = -1;
+        pack_get_int (msg->body, "attempts", &attempts);
+        pack_get_int (msg->body, "attempt", &attempts);
+        pack_get_int (msg->body, "index", &index);
+        size_t data_len = 0;
+        const char *data = pack_get_str (msg->body, "data", &data_len);
+        for (request_t *req = zhashx_lookup (self->waiters, id); req; req = req->wait_next) {
+            if (!req->sse || !req->sse_started || req->sse_done)
+                continue;
+            if (strcmp (type, "chunk") == 0 && data && index >= 0)
+                s_sse_chunk (req, (int) attempts, index, data, data_len);
+            else if (strcmp (type, "status") == 0 && status_value >= 0
+                     && !job_status_terminal ((job_status_t) status_value))
+                s_sse_status (req, status, (int) attempts);
+        }
+    }
+    free (type);
     if (id && status_value >= 0 && !job_status_terminal ((job_status_t) status_value))
         s_cache_forget (self, id);
     if (id && status_value >= 0 && job_status_terminal ((job_status_t) status_value)) {
@@ -830,6 +1042,50 @@ s_job_command (request_t *req, const char *id, size_t id_len, proto_cmd_t cmd, o
     s_suspend (req);
 }
 
+// s_handle_events starts GET /v1/jobs/{id}/events: the stream begins once
+// the broker confirms the job belongs to the caller.
+static void
+s_handle_events (request_t *req, const char *id, size_t id_len)
+{
+    gateway_t *self = req->gateway;
+    if (!job_id_valid (id, id_len)) {
+        s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        return;
+    }
+    memcpy (req->job_id, id, JOB_ID_LEN);
+    req->job_id[JOB_ID_LEN] = '\0';
+    for (char *p = req->job_id; *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char) (*p - 'A' + 'a');
+    req->sse = true;
+    req->sse_index = -1;
+    // Last-Event-ID resumes after what the client has: "c<attempt>.<index>"
+    // for a chunk, "s<attempts>.<status>" for a status.
+    const char *last = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                    "Last-Event-ID");
+    if (last && last[0] == 'c') {
+        int attempt;
+        long long index;
+        if (sscanf (last + 1, "%d.%lld", &attempt, &index) == 2 && attempt >= 0 && index >= 0) {
+            req->sse_attempt = attempt;
+            req->sse_index = index;
+        }
+    }
+    else if (last && last[0] == 's') {
+        int attempts;
+        char status[16];
+        if (sscanf (last + 1, "%d.%15[a-z]", &attempts, status) == 2) {
+            snprintf (req->sse_status, sizeof req->sse_status, "%s", status);
+            req->sse_status_attempts = attempts;
+        }
+    }
+    s_waiter_add (req);
+    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                     s_request_deadline, req);
+    s_send_get (req);
+    s_suspend (req);
+}
+
 // s_handle_list: GET /v1/jobs?status=&limit=&cursor= (newest first).
 static void
 s_handle_list (request_t *req)
@@ -946,6 +1202,15 @@ s_route (request_t *req, const char *url, const char *method)
         }
         const char *id = url + 9;
         const char *slash = strchr (id, '/');
+        if (slash && strcmp (slash, "/events") == 0) {
+            if (is_get)
+                s_handle_events (req, id, (size_t) (slash - id));
+            else {
+                req->allow = "GET";
+                s_answer_problem (req, 405, "method-not-allowed", "use GET /v1/jobs/{id}/events", NULL);
+            }
+            return;
+        }
         if (slash && strcmp (slash, "/retry") == 0) {
             if (strcmp (method, "POST") == 0)
                 s_job_command (req, id, (size_t) (slash - id), PROTO_RETRY, OP_RETRY);
@@ -977,6 +1242,16 @@ s_route (request_t *req, const char *url, const char *method)
 static enum MHD_Result
 s_queue_answer (request_t *req)
 {
+    if (req->sse_started) {
+        struct MHD_Response *stream = MHD_create_response_from_callback (
+            MHD_SIZE_UNKNOWN, 4096, s_sse_read, req, NULL);
+        MHD_add_response_header (stream, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header (stream, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header (stream, "X-Accel-Buffering", "no");
+        enum MHD_Result rc = MHD_queue_response (req->connection, 200, stream);
+        MHD_destroy_response (stream);
+        return rc;
+    }
     struct MHD_Response *response = MHD_create_response_from_buffer (
         req->answer_body ? strlen (req->answer_body) : 0, req->answer_body ? req->answer_body : "",
         MHD_RESPMEM_MUST_FREE);
@@ -1084,6 +1359,8 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     free (req->last_job);
     free (req->answer_body);
     free (req->sent_data);
+    free (req->sse_buffer);
+    evloop_timer_cancel (self->loop, &req->keepalive);
     free (req);
     *con_cls = NULL;
     self->requests--;

@@ -1,0 +1,75 @@
+"""GET /v1/jobs/{id}/events: Server-Sent Events of a job."""
+import http.client
+import time
+
+from harness import Stack
+
+
+def read_events(port, job_id, headers=None, timeout=30):
+    """Reads the whole event stream; returns [(id, event, data)] and the
+    response."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request("GET", "/v1/jobs/%s/events" % job_id, headers=headers or {})
+    resp = conn.getresponse()
+    events = []
+    if resp.status == 200:
+        current = {}
+        for raw in resp:
+            line = raw.decode().rstrip("\n")
+            if line == "":
+                if current:
+                    events.append((current.get("id"), current.get("event"), current.get("data")))
+                current = {}
+            elif line.startswith(":"):
+                continue
+            else:
+                key, _, value = line.partition(": ")
+                current[key] = value
+    else:
+        resp.read()
+    conn.close()
+    return events, resp
+
+
+def test_events_stream_status_then_result():
+    with Stack() as stack:
+        job_id = stack.submit({"kind": "http",
+                               "request": {"url": stack.mock_url("/json?latency_ms=800")}}).json()["id"]
+        events, resp = read_events(stack.gateway_port, job_id)
+        assert resp.status == 200
+        assert resp.getheader("Content-Type") == "text/event-stream"
+        kinds = [e[1] for e in events]
+        assert kinds[-1] == "result", events
+        assert "status" in kinds
+        import json
+        assert json.loads(events[-1][2])["status"] == "succeeded"
+        assert events[-1][0] == "r"
+        # A finished job's stream is its last status and the result.
+        again, _ = read_events(stack.gateway_port, job_id)
+        assert [e[1] for e in again] == ["status", "result"], again
+        # Resuming after the last status sends only what is new.
+        resumed, _ = read_events(stack.gateway_port, job_id, headers={"Last-Event-ID": again[0][0]})
+        assert [e[1] for e in resumed] == ["result"], resumed
+
+
+def test_events_of_unknown_or_foreign_job():
+    with Stack(workers=0) as stack:
+        _, resp = read_events(stack.gateway_port, "00000000-0000-4000-8000-000000000000")
+        assert resp.status == 404
+        _, resp = read_events(stack.gateway_port, "nope")
+        assert resp.status == 404
+
+
+def test_client_leaving_a_stream_is_cleaned_up():
+    with Stack() as stack:
+        job_id = stack.submit({"kind": "http",
+                               "request": {"url": stack.mock_url("/json?latency_ms=3000")}}).json()["id"]
+        for _ in range(20):
+            conn = http.client.HTTPConnection("127.0.0.1", stack.gateway_port, timeout=5)
+            conn.request("GET", "/v1/jobs/%s/events" % job_id)
+            resp = conn.getresponse()
+            assert resp.status == 200
+            resp.fp.readline()
+            conn.close()
+        assert stack.wait_terminal(job_id)["status"] == "succeeded"
+        assert stack.get_path("/healthz").status == 200
