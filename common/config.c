@@ -357,7 +357,9 @@ s_load_providers (config_t *self, json_t *providers, char *error, size_t error_s
                              error_size) < 0)
             return -1;
         provider->max_queued = (size_t) queued;
-        double burst = rate > 1 ? rate : 1, failures = 5, open_ms = 10000;
+        // A tenth of a second's worth by default: smooth, so that no
+        // one-second window sees much more than the rate itself.
+        double burst = rate / 10 > 1 ? rate / 10 : 1, failures = 5, open_ms = 10000;
         if (s_get_number (entry, section, "burst", &burst, 1, 1e9, error, error_size) < 0
             || s_get_number (entry, section, "circuit_failures", &failures, 0, 1e6, error,
                              error_size) < 0
