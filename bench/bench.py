@@ -174,7 +174,7 @@ def cmd_poll_jobs(port, ids_path, out, seconds, threads=16):
         if status == "succeeded":
             created, finished = parse_stamp(job.get("created_at")), parse_stamp(job.get("finished_at"))
             if created is not None and finished is not None:
-                result_ms.append((finished - created) * 1000.0)
+                result_ms.append(round((finished - created) * 1000.0, 1))
                 last_finish = finished if last_finish is None else max(last_finish, finished)
             result = job.get("result") or {}
             if isinstance(result.get("latency_ms"), (int, float)):
@@ -219,6 +219,7 @@ def cmd_seed_drain(port, out, seconds):
     stats = None
     stable_since = None
     last_change = start
+    last_change_epoch = time.time()
     while True:
         now = time.monotonic()
         try:
@@ -229,6 +230,7 @@ def cmd_seed_drain(port, out, seconds):
         if current is not None:
             if current != stats:
                 last_change = now
+                last_change_epoch = time.time()
             stats = current
             samples.append({"t": round(now - start, 2), **current})
             done = stats["ok"] + stats["failed"] >= stats["started"]
@@ -241,6 +243,7 @@ def cmd_seed_drain(port, out, seconds):
         "stats": stats,
         "drained": bool(stats) and stats["ok"] + stats["failed"] >= stats["started"],
         "drain_seconds": round(last_change - start, 2),
+        "last_change_epoch": last_change_epoch,
         "waited_seconds": round(time.monotonic() - start, 2),
         "samples": samples,
     }
@@ -337,6 +340,29 @@ def _row_from_load(system, scenario, load, duration, ok_codes):
     }
 
 
+def _mock_served(directory, name):
+    data = _load(directory, name + ".mock.json")
+    try:
+        return data["body"]["served"]
+    except (TypeError, KeyError):
+        return None
+
+
+def _completion_rate(row, duration):
+    """Completed jobs per second over the whole window: from the first
+    scheduled send to the last completion (or to the end of the bounded
+    wait when not everything finished, which makes it an upper bound)."""
+    if row.get("completed") is None:
+        return
+    extra = row.get("drain")
+    if extra is None:
+        extra = row.get("waited_s")
+    if extra is None:
+        return
+    row["completion_window_s"] = duration + max(0.0, extra)
+    row["completed_per_s"] = row["completed"] / row["completion_window_s"]
+
+
 def cmd_report(directory, outbase):
     meta = _load(directory, "meta.json") or {}
     duration = float(meta.get("duration_s", 20))
@@ -355,11 +381,14 @@ def cmd_report(directory, outbase):
         poll = _load(directory, "jobgate-accept.poll.json")
         if poll:
             row["completed"] = poll["succeeded"]
-            row["completed_per_s"] = poll["succeeded"] / duration
             row["result_p50_ms"] = poll["result_latency_ms"]["p50"]
             row["result_p99_ms"] = poll["result_latency_ms"]["p99"]
-            if poll.get("last_finished_at") and meta.get("accept_load_end"):
-                row["drain"] = poll["last_finished_at"] - meta["accept_load_end"]
+            start = meta.get("load_starts", {}).get("jobgate-accept")
+            if poll.get("last_finished_at") and start:
+                row["drain"] = poll["last_finished_at"] - (start + duration)
+            row["drained"] = poll["succeeded"] == poll["ids"]
+            _completion_rate(row, duration)
+        row["mock_served"] = _mock_served(directory, "jobgate-accept")
         rows.append(row)
 
     # jobgate wait mode
@@ -371,9 +400,14 @@ def cmd_report(directory, outbase):
         poll = _load(directory, "jobgate-wait.poll.json")
         if poll:
             row["completed"] = poll["succeeded"]
-            row["completed_per_s"] = poll["succeeded"] / duration
             row["result_p50_ms"] = poll["result_latency_ms"]["p50"]
             row["result_p99_ms"] = poll["result_latency_ms"]["p99"]
+            start = meta.get("load_starts", {}).get("jobgate-wait")
+            if poll.get("last_finished_at") and start:
+                row["drain"] = poll["last_finished_at"] - (start + duration)
+            row["drained"] = poll["succeeded"] == poll["ids"]
+            _completion_rate(row, duration)
+        row["mock_served"] = _mock_served(directory, "jobgate-wait")
         rows.append(row)
 
     # seed peers
@@ -385,13 +419,21 @@ def cmd_report(directory, outbase):
         add_raw(name, name + ".load.json", name + ".stats.json", name + ".mock.json")
         row = _row_from_load(label, "accept: 200 then 5 s upstream", load, duration, {200})
         drain = _load(directory, name + ".stats.json")
+        row["mock_served"] = _mock_served(directory, name)
         if drain and drain.get("stats"):
             row["completed"] = drain["stats"]["ok"]
-            row["completed_per_s"] = drain["stats"]["ok"] / duration
             row["upstream_failed"] = drain["stats"]["failed"]
             row["upstream_started"] = drain["stats"]["started"]
-            row["drain"] = drain["drain_seconds"] if drain["drained"] else None
+            start = meta.get("load_starts", {}).get(name)
+            if drain["drained"] and start and drain.get("last_change_epoch"):
+                row["drain"] = drain["last_change_epoch"] - (start + duration)
             row["drained"] = drain["drained"]
+            row["waited_s"] = drain.get("waited_seconds")
+            _completion_rate(row, duration)
+        elif drain:
+            # /stats never answered: the app was too busy to say
+            row["stats_unanswered_s"] = drain.get("waited_seconds")
+            row["drained"] = False
         rows.append(row)
 
     # nginx at the same rate
@@ -439,8 +481,14 @@ def cmd_report(directory, outbase):
             if base and base["good"]:
                 ratio = row["good"] / base["good"]
         elif row["system"].startswith("seed"):
-            if base and base.get("completed"):
-                ratio = (row["completed"] or 0) / base["completed"]
+            if base and base.get("completed_per_s"):
+                if row.get("completed_per_s") is not None:
+                    ratio = row["completed_per_s"] / base["completed_per_s"]
+                elif row.get("mock_served") is not None:
+                    # no /stats: the mock's count bounds the completed calls from above
+                    ratio = row["mock_served"] / (duration + (row.get("stats_unanswered_s") or 0)) \
+                        / base["completed_per_s"]
+                    row["ratio_is_bound"] = True
         elif row is base:
             ratio = 1.0
         row["ratio_vs_jobgate"] = ratio
@@ -465,15 +513,19 @@ def cmd_report(directory, outbase):
                                                         meta.get("workers", "?"),
                                                         meta.get("concurrency", "?")))
     lines.append("* peers: %s" % meta.get("peers", ""))
+    lines.append("* load average at start / at report: %s / %s" % (meta.get("loadavg_at_start", "?"),
+                                                              meta.get("loadavg_at_report", "?")))
     lines.append("")
     header = ["system", "scenario", "offered/s", "achieved/s", "answered", "status codes",
-              "p50", "p99", "max", "completed / accepted", "result p50 / p99",
-              "all done after", "ratio vs jobgate"]
+              "p50", "p99", "max", "completed / accepted", "upstream calls (mock)",
+              "result p50 / p99", "all done after", "completed/s", "ratio vs jobgate"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * len(header)) + "|")
     for row in rows:
         if row.get("wrk"):
             completed = "—"
+        elif row.get("stats_unanswered_s") is not None:
+            completed = "unknown: /stats unanswered for %.0f s" % row["stats_unanswered_s"]
         elif row["completed"] is None:
             completed = "n/a"
         else:
@@ -488,25 +540,30 @@ def cmd_report(directory, outbase):
         if row.get("drain") is not None:
             drain = "+%.1f s" % row["drain"]
         elif row.get("drained") is False:
-            drain = "not drained"
+            drain = "not within %.0f s" % (row.get("waited_s") or row.get("stats_unanswered_s") or 0)
         else:
             drain = "—"
-        ratio = "—" if row["ratio_vs_jobgate"] is None else "%.2f×" % row["ratio_vs_jobgate"]
+        ratio = "—" if row["ratio_vs_jobgate"] is None else "%s%.2f×" % (
+            "≤ " if row.get("ratio_is_bound") else "", row["ratio_vs_jobgate"])
+        mock = "—" if row.get("mock_served") is None else "%d" % row["mock_served"]
+        per_s = "—" if row.get("completed_per_s") is None else "%.0f" % row["completed_per_s"]
         answered = "—" if row["answered_pct"] is None else "%.1f%%" % row["answered_pct"]
         cells = [row["system"], row["scenario"],
                  "—" if row["offered_rate"] is None else "%.0f" % row["offered_rate"],
                  "—" if row["achieved_rate"] is None else "%.0f" % row["achieved_rate"],
                  answered, row["statuses"], _fmt_ms(row["p50_ms"]), _fmt_ms(row["p99_ms"]),
-                 _fmt_ms(row["max_ms"]), completed, result, drain, ratio]
+                 _fmt_ms(row["max_ms"]), completed, mock, result, drain, per_s, ratio]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("p50/p99/max: time from the intended send to the response (the ack for accept "
-                 "rows, the finished job for wait mode). Completed: jobgate jobs read back as "
-                 "`succeeded`; seed: upstream calls that ended `ok` in its /stats. Result p50/p99: "
-                 "jobgate `finished_at − created_at`. All done after: last completion, seconds after "
-                 "the load ended (jobgate) or after /stats polling started (seed). Ratio: completed/s "
-                 "vs jobgate accept mode (seed), 202s vs jobgate's (nginx at 500/s), requests/s vs "
-                 "jobgate's (wrk rows).")
+    lines.append("p50/p99/max: open-loop latency from the intended send to the response (the ack "
+                 "in accept rows, the finished job in wait mode). Completed: jobgate ids read back as "
+                 "`succeeded`; seed: upstream calls that ended `ok` in its /stats. Upstream calls "
+                 "(mock): requests the mock upstream answered during the scenario. Result p50/p99: "
+                 "jobgate `finished_at − created_at`. All done after: last completion (jobgate "
+                 "`finished_at`; seed: last change of /stats, ±0.5 s) in seconds after the last "
+                 "scheduled send. Completed/s: completed ÷ (send window + all done after). Ratio: "
+                 "completed/s vs jobgate accept mode (seed rows; ≤ = upper bound from the mock's "
+                 "count), 202s vs jobgate's (nginx at the same rate), requests/s vs jobgate's (wrk rows).")
     if jobgate_over_nginx is not None:
         lines.append("")
         lines.append("**Max accept rate, jobgate / nginx fixed 202: %.3f** (%.0f vs %.0f requests/s)."
