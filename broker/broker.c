@@ -599,8 +599,7 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
         return;
     }
     char key[JOB_ID_LEN + 1];
-    memcpy (key, id, JOB_ID_LEN);
-    key[JOB_ID_LEN] = '\0';
+    job_id_copy (key, id, JOB_ID_LEN);
     entry_t *entry = zhashx_lookup (self->entries, key);
     if (!entry || entry->state != ENTRY_RUNNING || entry->attempt != attempt) {
         // Expected after a cancel; otherwise the attempt was presumed lost.
@@ -785,8 +784,7 @@ s_handle_chunk (broker_t *self, proto_msg_t *msg)
         return;
     }
     char key[JOB_ID_LEN + 1];
-    memcpy (key, id, JOB_ID_LEN);
-    key[JOB_ID_LEN] = '\0';
+    job_id_copy (key, id, JOB_ID_LEN);
     entry_t *entry = zhashx_lookup (self->entries, key);
     if (!entry || entry->state != ENTRY_RUNNING || entry->attempt != attempt)
         return; // a chunk of an attempt that no longer runs
@@ -819,8 +817,7 @@ s_owned_job (broker_t *self, proto_msg_t *msg, int64_t corr)
     job_t *job = NULL;
     if (id && tenant && job_id_valid (id, len)) {
         char key[JOB_ID_LEN + 1];
-        memcpy (key, id, JOB_ID_LEN);
-        key[JOB_ID_LEN] = '\0';
+        job_id_copy (key, id, JOB_ID_LEN);
         job = store_get (self->store, key);
         if (job && strcmp (job->tenant, tenant) != 0)
             job_destroy (&job);
@@ -1073,8 +1070,7 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
             // Answered after the commit so a reader never sees a state the
             // store could still lose.
             char key[JOB_ID_LEN + 1];
-            memcpy (key, id, JOB_ID_LEN);
-            key[JOB_ID_LEN] = '\0';
+            job_id_copy (key, id, JOB_ID_LEN);
             s_defer_job (self, msg->envelope, corr, key);
             bool with_chunks = false;
             pack_get_bool (msg->body, "with_chunks", &with_chunks);

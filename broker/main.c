@@ -1,8 +1,8 @@
 // jobgate-broker — the durable queue between gateways and workers.
 #include "broker.h"
+#include "cli.h"
 #include "log.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,45 +28,15 @@ s_stop (evloop_t *loop, void *arg)
 int
 main (int argc, char **argv)
 {
-    // Block the stop signals first: one arriving during start-up then
-    // waits for the loop's signalfd instead of killing the process.
-    sigset_t stop_signals;
-    sigemptyset (&stop_signals);
-    sigaddset (&stop_signals, SIGTERM);
-    sigaddset (&stop_signals, SIGINT);
-    sigprocmask (SIG_BLOCK, &stop_signals, NULL);
-    const char *config_path = NULL;
-    static struct option options[] = { { "config", required_argument, NULL, 'c' },
-                                       { "help", no_argument, NULL, 'h' },
-                                       { NULL, 0, NULL, 0 } };
-    int option;
-    while ((option = getopt_long (argc, argv, "c:h", options, NULL)) != -1) {
-        if (option == 'c')
-            config_path = optarg;
-        else if (option == 'h') {
-            fputs (s_usage, stdout);
-            return 0;
-        }
-        else {
-            fputs (s_usage, stderr);
-            return 2;
-        }
-    }
+    int exit_code;
+    config_t *config = cli_start (argc, argv, "broker", s_usage, &exit_code);
+    if (!config)
+        return exit_code;
     char error[512];
-    config_t *config = config_load (config_path, error, sizeof error);
-    if (!config) {
-        fprintf (stderr, "jobgate-broker: %s\n", error);
-        return 1;
-    }
-    log_init ("broker", (log_level_t) log_level_parse (config->log_level));
 
-    // Own the signals before any ZeroMQ thread exists (STYLE: own the
-    // signals), so every thread inherits the blocked mask.
-    zsys_handler_set (NULL);
     evloop_t *loop = evloop_new ();
     evloop_signal (loop, SIGTERM, s_stop, NULL);
     evloop_signal (loop, SIGINT, s_stop, NULL);
-    signal (SIGPIPE, SIG_IGN);
     zsys_init ();
 
     broker_t *broker = broker_new (config, loop, error, sizeof error);

@@ -51,3 +51,14 @@ job_id_valid (const char *s, size_t len)
     uuid_t uu;
     return uuid_parse (copy, uu) == 0;
 }
+
+int
+job_id_copy (char *dst, const char *src, size_t len)
+{
+    if (!job_id_valid (src, len))
+        return 0;
+    for (size_t i = 0; i < JOB_ID_LEN; i++)
+        dst[i] = (char) (src[i] >= 'A' && src[i] <= 'F' ? src[i] - 'A' + 'a' : src[i]);
+    dst[JOB_ID_LEN] = '\0';
+    return 1;
+}

@@ -26,4 +26,9 @@ void job_id_generate (char *buf);
 // Anything else (overlong, traversal-looking, non-hex) is rejected.
 int job_id_valid (const char *s, size_t len);
 
+// job_id_copy checks src (len bytes) like job_id_valid and, when valid,
+// writes it lower-cased and NUL-terminated into dst (JOB_ID_LEN + 1 bytes).
+// Returns 1 when copied, 0 when src is not a job id.
+int job_id_copy (char *dst, const char *src, size_t len);
+
 #endif

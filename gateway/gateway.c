@@ -961,15 +961,10 @@ static void
 s_handle_get (request_t *req, const char *id)
 {
     gateway_t *self = req->gateway;
-    if (!job_id_valid (id, strlen (id))) {
+    if (!job_id_copy (req->job_id, id, strlen (id))) {
         s_answer_problem (req, 404, "not-found", "no such job", NULL);
         return;
     }
-    memcpy (req->job_id, id, JOB_ID_LEN);
-    req->job_id[JOB_ID_LEN] = '\0';
-    for (char *p = req->job_id; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char) (*p - 'A' + 'a');
     const char *wait_arg = MHD_lookup_connection_value (req->connection, MHD_GET_ARGUMENT_KIND,
                                                         "wait");
     int wait = s_prefer_wait (MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
@@ -1017,15 +1012,10 @@ static void
 s_job_command (request_t *req, const char *id, size_t id_len, proto_cmd_t cmd, op_t op)
 {
     gateway_t *self = req->gateway;
-    if (!job_id_valid (id, id_len)) {
+    if (!job_id_copy (req->job_id, id, id_len)) {
         s_answer_problem (req, 404, "not-found", "no such job", NULL);
         return;
     }
-    memcpy (req->job_id, id, JOB_ID_LEN);
-    req->job_id[JOB_ID_LEN] = '\0';
-    for (char *p = req->job_id; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char) (*p - 'A' + 'a');
     s_cache_forget (self, req->job_id);
     pack_writer_t *body = pack_writer_new ();
     pack_put_str (body, "id", req->job_id);
@@ -1048,15 +1038,10 @@ static void
 s_handle_events (request_t *req, const char *id, size_t id_len)
 {
     gateway_t *self = req->gateway;
-    if (!job_id_valid (id, id_len)) {
+    if (!job_id_copy (req->job_id, id, id_len)) {
         s_answer_problem (req, 404, "not-found", "no such job", NULL);
         return;
     }
-    memcpy (req->job_id, id, JOB_ID_LEN);
-    req->job_id[JOB_ID_LEN] = '\0';
-    for (char *p = req->job_id; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char) (*p - 'A' + 'a');
     req->sse = true;
     req->sse_index = -1;
     // Last-Event-ID resumes after what the client has: "c<attempt>.<index>"

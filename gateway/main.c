@@ -1,13 +1,12 @@
 // jobgate-gateway — the HTTP API in front of the broker.
 #include "gateway.h"
+#include "cli.h"
 #include "log.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 static const char *s_usage =
     "usage: jobgate-gateway [--config FILE] [--help]\n"
@@ -55,50 +54,16 @@ s_signal (evloop_t *loop, void *arg)
 int
 main (int argc, char **argv)
 {
-    // Block the stop signals first: one arriving during start-up then
-    // waits for the loop's signalfd instead of killing the process.
-    sigset_t stop_signals;
-    sigemptyset (&stop_signals);
-    sigaddset (&stop_signals, SIGTERM);
-    sigaddset (&stop_signals, SIGINT);
-    sigprocmask (SIG_BLOCK, &stop_signals, NULL);
-    const char *config_path = NULL;
-    static struct option options[] = { { "config", required_argument, NULL, 'c' },
-                                       { "help", no_argument, NULL, 'h' },
-                                       { NULL, 0, NULL, 0 } };
-    int option;
-    while ((option = getopt_long (argc, argv, "c:h", options, NULL)) != -1) {
-        if (option == 'c')
-            config_path = optarg;
-        else if (option == 'h') {
-            fputs (s_usage, stdout);
-            return 0;
-        }
-        else {
-            fputs (s_usage, stderr);
-            return 2;
-        }
-    }
+    int exit_code;
+    config_t *config = cli_start (argc, argv, "gateway", s_usage, &exit_code);
+    if (!config)
+        return exit_code;
     char error[512];
-    config_t *config = config_load (config_path, error, sizeof error);
-    if (!config) {
-        fprintf (stderr, "jobgate-gateway: %s\n", error);
-        return 1;
-    }
-    log_init ("gateway", (log_level_t) log_level_parse (config->log_level));
 
-    // Parked connections are file descriptors: allow as many as permitted.
-    struct rlimit limit;
-    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        setrlimit (RLIMIT_NOFILE, &limit);
-    }
-    zsys_handler_set (NULL);
     process_t process = { 0 };
     process.loop = evloop_new ();
     evloop_signal (process.loop, SIGTERM, s_signal, &process);
     evloop_signal (process.loop, SIGINT, s_signal, &process);
-    signal (SIGPIPE, SIG_IGN);
     zsys_init ();
 
     process.gateway = gateway_new (config, process.loop, error, sizeof error);
