@@ -23,7 +23,11 @@
 // How long a draining gateway waits for requests before it stops anyway.
 #define DRAIN_TIMEOUT_MS 10000
 
-typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROVIDERS } op_t;
+typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROVIDERS,
+               OP_BATCH } op_t;
+
+// Jobs in one POST /v1/batch at most (SPEC §3).
+#define BATCH_MAX 1000
 
 // Finished jobs the gateway has seen, so reads keep working while the
 // broker restarts (issue 3) and cost nothing while it runs.
@@ -74,6 +78,12 @@ struct _request_t {
     bool preference_applied;        // add Preference-Applied: wait=N
     int retry_after_s;              // Retry-After on 503, 0 = none
     const char *allow;              // Allow header of a 405
+    request_t *parent;              // batch item: the POST /v1/batch it belongs to
+    size_t batch_index;             // batch item: its position
+    request_t **items;              // batch: its items in order (NULL where invalid)
+    json_t *item_results;           // batch: the answer per item, null until known
+    size_t items_count;             // batch: specs in the batch
+    size_t items_pending;           // batch: items the broker has not answered
     bool sse;                       // GET /v1/jobs/{id}/events
     bool sse_started;               // the event stream's 200 is queued
     bool sse_done;                  // the result event is buffered: end after it
@@ -327,6 +337,8 @@ s_accepted_body (request_t *req, const char *status)
 }
 
 static void s_sse_wake (request_t *req);
+static void s_batch_finish (request_t *req);
+static bool s_check_json_post (request_t *req);
 
 // --- timers ---
 
@@ -335,6 +347,15 @@ s_request_deadline (evloop_t *loop, void *arg)
 {
     request_t *req = arg;
     req->timer = NULL;
+    if (req->op == OP_BATCH) {
+        s_batch_finish (req);
+        return;
+    }
+    if (req->parent) {
+        // A batch item: its batch answers for it.
+        s_pending_drop (req);
+        return;
+    }
     if (req->sse_started) {
         // Draining: end the stream now.
         req->sse_done = true;
@@ -527,6 +548,73 @@ s_sse_job (request_t *req, const job_t *job, proto_msg_t *msg)
     s_sse_wake (req);
 }
 
+// --- POST /v1/batch ---
+
+// s_batch_finish answers a batch with what is known; items the broker has
+// not acknowledged (deadline) are reported as not accepted.
+static void
+s_batch_finish (request_t *req)
+{
+    if (req->answered)
+        return;
+    for (size_t i = 0; i < req->items_count; i++)
+        if (json_is_null (json_array_get (req->item_results, i)))
+            json_array_set_new (req->item_results, i,
+                                json_pack ("{s:o}", "error",
+                                           problem_new (503, "broker-unavailable",
+                                                        "the broker did not acknowledge the job in time; "
+                                                        "it was not accepted", NULL)));
+    json_t *body = json_pack ("{s:O}", "jobs", req->item_results);
+    s_answer_json (req, 202, body);
+}
+
+// s_batch_item_answer records the broker's answer to one item.
+static void
+s_batch_item_answer (request_t *item, proto_msg_t *msg)
+{
+    request_t *batch = item->parent;
+    json_t *answer;
+    if (msg->cmd == PROTO_SUBMIT_OK) {
+        size_t id_len;
+        const char *id = pack_get_str (msg->body, "id", &id_len);
+        char *status = pack_get_strdup (msg->body, "status");
+        if (id && job_id_valid (id, id_len))
+            memcpy (item->job_id, id, JOB_ID_LEN);
+        answer = json_pack ("{s:s, s:s}", "id", item->job_id, "status", status ? status : "queued");
+        free (status);
+    }
+    else {
+        int64_t code = 503;
+        pack_get_int (msg->body, "code", &code);
+        char *message = pack_get_strdup (msg->body, "message");
+        answer = json_pack ("{s:o}", "error",
+                            problem_new ((int) code, code == 503 ? "unavailable" : "rejected",
+                                         message ? message : "rejected", NULL));
+        free (message);
+    }
+    json_array_set_new (batch->item_results, item->batch_index, answer);
+    if (--batch->items_pending == 0)
+        s_batch_finish (batch);
+}
+
+// s_batch_free releases a batch's items.
+static void
+s_batch_free (request_t *req)
+{
+    for (size_t i = 0; i < req->items_count; i++) {
+        request_t *item = req->items[i];
+        if (!item)
+            continue;
+        s_pending_drop (item);
+        free (item->tenant);
+        free (item);
+    }
+    free (req->items);
+    req->items = NULL;
+    json_decref (req->item_results);
+    req->item_results = NULL;
+}
+
 // --- broker answers ---
 
 static void
@@ -678,6 +766,11 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
         return;
     }
     s_pending_drop (req);
+    if (req->parent && (msg->cmd == PROTO_SUBMIT_OK || msg->cmd == PROTO_ERROR)) {
+        s_batch_item_answer (req, msg);
+        proto_msg_destroy (&msg);
+        return;
+    }
     if (msg->cmd == PROTO_LIST_OK)
         s_on_list (self, req, msg);
     else if (msg->cmd == PROTO_PROVIDERS_OK) {
@@ -895,21 +988,8 @@ static void
 s_handle_submit (request_t *req)
 {
     gateway_t *self = req->gateway;
-    const char *content_type = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
-                                                            MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!content_type || strncasecmp (content_type, "application/json", 16) != 0
-        || (content_type[16] && content_type[16] != ';' && content_type[16] != ' ')) {
-        s_answer_problem (req, 415, "unsupported-media-type",
-                          "the body must be JSON with Content-Type: application/json", NULL);
+    if (!s_check_json_post (req))
         return;
-    }
-    if (req->body_too_large) {
-        char detail[96];
-        snprintf (detail, sizeof detail, "the body is over the limit of %zu bytes",
-                  self->config->max_body_bytes);
-        s_answer_problem (req, 413, "body-too-large", detail, NULL);
-        return;
-    }
     json_t *errors = NULL;
     job_t *job = jobspec_parse (req->body ? req->body : "", req->body_size, self->config, &errors);
     if (!job) {
@@ -1071,6 +1151,107 @@ s_handle_events (request_t *req, const char *id, size_t id_len)
     s_suspend (req);
 }
 
+// s_check_json_post answers 415/413 when the body is not acceptable JSON;
+// returns false then.
+static bool
+s_check_json_post (request_t *req)
+{
+    const char *content_type = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!content_type || strncasecmp (content_type, "application/json", 16) != 0
+        || (content_type[16] && content_type[16] != ';' && content_type[16] != ' ')) {
+        s_answer_problem (req, 415, "unsupported-media-type",
+                          "the body must be JSON with Content-Type: application/json", NULL);
+        return false;
+    }
+    if (req->body_too_large) {
+        char detail[96];
+        snprintf (detail, sizeof detail, "the body is over the limit of %zu bytes",
+                  req->gateway->config->max_body_bytes);
+        s_answer_problem (req, 413, "body-too-large", detail, NULL);
+        return false;
+    }
+    return true;
+}
+
+// s_handle_batch: POST /v1/batch {"jobs": [spec, …]} → 202 with one answer
+// per spec, in order: {"id", "status"} or {"error": problem}. Each valid
+// job is submitted like POST /v1/jobs (committed before it is reported).
+static void
+s_handle_batch (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    if (!s_check_json_post (req))
+        return;
+    json_t *errors = NULL;
+    json_t *root = jobspec_load (req->body ? req->body : "", req->body_size, &errors);
+    if (!root) {
+        s_answer_problem (req, 400, "invalid-batch", "the batch is not valid JSON", errors);
+        return;
+    }
+    json_t *jobs = json_object_get (root, "jobs");
+    errors = json_array ();
+    if (!json_is_array (jobs) || json_array_size (jobs) == 0 || json_array_size (jobs) > BATCH_MAX)
+        json_array_append_new (errors, json_pack ("{s:s, s:s}", "field", "jobs", "message",
+                                                  "must be an array of 1 to 1000 job specs"));
+    const char *key;
+    json_t *value;
+    json_object_foreach (root, key, value)
+        if (strcmp (key, "jobs") != 0)
+            json_array_append_new (errors, json_pack ("{s:s, s:s}", "field", key, "message",
+                                                      "unknown field"));
+    if (json_array_size (errors) > 0) {
+        s_answer_problem (req, 400, "invalid-batch", "the batch is invalid", errors);
+        json_decref (root);
+        return;
+    }
+    json_decref (errors);
+    req->op = OP_BATCH;
+    req->items_count = json_array_size (jobs);
+    req->items = calloc (req->items_count, sizeof *req->items);
+    req->item_results = json_array ();
+    int64_t now = clock_wall_ms ();
+    int64_t margin = self->config->submit_timeout_ms / 5 > 1000 ? 1000 : self->config->submit_timeout_ms / 5;
+    for (size_t i = 0; i < req->items_count; i++) {
+        json_t *item_errors = NULL;
+        job_t *job = jobspec_from_json (json_array_get (jobs, i), self->config, &item_errors);
+        if (!job) {
+            json_array_append_new (req->item_results,
+                                   json_pack ("{s:o}", "error",
+                                              problem_new (400, "invalid-job", "the job spec is invalid",
+                                                           item_errors)));
+            continue;
+        }
+        json_array_append_new (req->item_results, json_null ());
+        request_t *item = calloc (1, sizeof *item);
+        item->gateway = self;
+        item->parent = req;
+        item->batch_index = i;
+        item->op = OP_SUBMIT;
+        item->tenant = strdup (req->tenant);
+        job_id_generate (job->id);
+        memcpy (item->job_id, job->id, sizeof item->job_id);
+        job_set_str (&job->tenant, req->tenant);
+        job->created_at = now;
+        pack_writer_t *body = pack_writer_new ();
+        job_pack (job, body);
+        pack_put_int (body, "deadline", now + self->config->submit_timeout_ms - margin);
+        s_broker_send (item, PROTO_SUBMIT, body);
+        pack_writer_destroy (&body);
+        job_destroy (&job);
+        req->items[i] = item;
+        req->items_pending++;
+    }
+    json_decref (root);
+    if (req->items_pending == 0) {
+        s_batch_finish (req);
+        return;
+    }
+    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
+                                     s_request_deadline, req);
+    s_suspend (req);
+}
+
 // s_handle_list: GET /v1/jobs?status=&limit=&cursor= (newest first).
 static void
 s_handle_list (request_t *req)
@@ -1158,6 +1339,21 @@ s_route (request_t *req, const char *url, const char *method)
     }
     if (strcmp (url, "/readyz") == 0 && is_get) {
         s_handle_readyz (req);
+        return;
+    }
+    if (strcmp (url, "/v1/batch") == 0) {
+        if (!s_authenticate (req))
+            return;
+        if (strcmp (method, "POST") == 0 && !req->gateway->draining)
+            s_handle_batch (req);
+        else if (req->gateway->draining) {
+            req->retry_after_s = 1;
+            s_answer_problem (req, 503, "shutting-down", "this gateway is shutting down", NULL);
+        }
+        else {
+            req->allow = "POST";
+            s_answer_problem (req, 405, "method-not-allowed", "use POST /v1/batch", NULL);
+        }
         return;
     }
     if (strcmp (url, "/v1/providers") == 0 && is_get) {
@@ -1344,6 +1540,7 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     free (req->last_job);
     free (req->answer_body);
     free (req->sent_data);
+    s_batch_free (req);
     free (req->sse_buffer);
     evloop_timer_cancel (self->loop, &req->keepalive);
     free (req);

@@ -11,12 +11,15 @@
 static const char *s_usage =
     "usage: jobgate-gateway [--config FILE] [--help]\n"
     "\n"
-    "Serves the jobgate HTTP API (POST /v1/jobs, GET /v1/jobs/{id}, /healthz,\n"
-    "/readyz) on gateway.listen, answers 202 once the broker has durably\n"
-    "recorded a job, and parks long-poll and Prefer: wait requests until the\n"
-    "job finishes. Reads the \"gateway\", \"broker\" (endpoints) and \"providers\"\n"
-    "sections of the config. Environment JOBGATE_GATEWAY_<KEY> overrides.\n"
-    "SIGTERM or SIGINT: stop accepting, answer parked requests, exit.\n";
+    "Serves the jobgate HTTP API on gateway.listen: POST /v1/jobs (202 once\n"
+    "the broker has durably recorded the job; Prefer: wait=N parks the\n"
+    "request until it finishes), GET /v1/jobs/{id} (?wait=N long-polls),\n"
+    "GET /v1/jobs/{id}/events (Server-Sent Events), DELETE /v1/jobs/{id},\n"
+    "GET /v1/jobs?status=&limit=&cursor=, POST /v1/jobs/{id}/retry,\n"
+    "GET /v1/providers, /healthz, /readyz. Reads the \"gateway\", \"broker\"\n"
+    "(endpoints) and \"providers\" sections of the config; environment\n"
+    "JOBGATE_GATEWAY_<KEY> overrides. SIGTERM or SIGINT: stop accepting,\n"
+    "answer parked requests, exit; a second signal exits at once.\n";
 
 typedef struct {
     gateway_t *gateway;         // the server

@@ -228,3 +228,27 @@ def test_broker_stall_loses_nothing_and_records_no_refused_job():
         time.sleep(0.5)
         listed = [j["id"] for j in stack.get_path("/v1/jobs?limit=100").json()["jobs"]]
         assert sorted(listed) == sorted(ids), (len(listed), len(ids))
+
+
+def test_batch_submission():
+    with Stack() as stack:
+        good = _spec(stack)
+        batch = {"jobs": [good, {"kind": "nope"}, _spec(stack, "/json?second=1")]}
+        resp = request(stack.gateway_port, "POST", "/v1/batch", body=batch)
+        assert resp.status == 202, resp.body
+        answers = resp.json()["jobs"]
+        assert len(answers) == 3
+        assert answers[0]["status"] == "queued" and answers[2]["status"] == "queued"
+        assert answers[1]["error"]["status"] == 400
+        assert [e["field"] for e in answers[1]["error"]["errors"]] == ["kind", "request"]
+        for answer in (answers[0], answers[2]):
+            assert stack.wait_terminal(answer["id"])["status"] == "succeeded"
+        assert request(stack.gateway_port, "POST", "/v1/batch", body={"jobs": []}).status == 400
+        assert request(stack.gateway_port, "POST", "/v1/batch", body={"jobs": [good] * 1001}).status == 400
+        assert request(stack.gateway_port, "POST", "/v1/batch", body={"jobs": [good], "x": 1}).status == 400
+        assert request(stack.gateway_port, "POST", "/v1/batch", body="[1,",
+                       headers={"Content-Type": "application/json"}).status == 400
+        assert request(stack.gateway_port, "GET", "/v1/batch").status == 405
+        big = request(stack.gateway_port, "POST", "/v1/batch", body={"jobs": [good] * 1000})
+        assert big.status == 202 and len(big.json()["jobs"]) == 1000
+        assert all("id" in a for a in big.json()["jobs"])
