@@ -117,6 +117,12 @@ struct _gateway_t {
     uint64_t ping_corr;             // corr of the last PING
     int64_t last_pong_ms;           // monotonic time of the last PONG
     int64_t broker_workers;         // workers the broker reported
+    int64_t broker_queued;          // jobs waiting, as the broker reported
+    int64_t broker_running;         // jobs running, as the broker reported
+    uint64_t answers[600];          // HTTP answers by status code (metrics)
+    uint64_t accepted;              // jobs acknowledged by the broker (metrics)
+    uint64_t events_seen;           // PUB events received (metrics)
+    uint64_t event_gaps;            // gaps detected in the event sequence
     uint64_t last_seq;              // last event sequence number
     int64_t last_epoch;             // broker run the events come from
     size_t requests;                // live request contexts
@@ -714,6 +720,7 @@ s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
         log_info (req->job_id, "idempotent resubmission: answering with the original job");
     }
     log_debug (req->job_id, "accepted");
+    self->accepted++;
     if (req->prefer_wait) {
         // Stay parked until the job finishes or the client's wait runs out;
         // the waiter was registered before the SUBMIT.
@@ -755,6 +762,8 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
         if ((uint64_t) corr == self->ping_corr) {
             self->last_pong_ms = evloop_now_ms (loop);
             pack_get_int (msg->body, "workers", &self->broker_workers);
+            pack_get_int (msg->body, "queued", &self->broker_queued);
+            pack_get_int (msg->body, "running", &self->broker_running);
         }
         proto_msg_destroy (&msg);
         return;
@@ -837,6 +846,9 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
     pack_get_int (msg->body, "seq", &seq);
     pack_get_int (msg->body, "epoch", &epoch);
     bool gap = epoch != self->last_epoch || (uint64_t) seq != self->last_seq + 1;
+    self->events_seen++;
+    if (gap && self->last_epoch != 0)
+        self->event_gaps++;
     if (gap && self->last_epoch != 0)
         log_info (NULL, "event gap (seq %llu after %llu); rechecking waiters",
                   (unsigned long long) seq, (unsigned long long) self->last_seq);
@@ -1314,6 +1326,64 @@ s_handle_providers (request_t *req)
     s_suspend (req);
 }
 
+// s_metric appends one Prometheus metric (HELP, TYPE and a sample).
+static void
+s_metric (zchunk_t *out, const char *name, const char *type, const char *help, double value)
+{
+    char line[512];
+    int n = snprintf (line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
+                      name, type, name, value);
+    zchunk_extend (out, line, (size_t) n);
+}
+
+// s_handle_metrics: GET /metrics in the Prometheus text format.
+static void
+s_handle_metrics (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    zchunk_t *out = zchunk_new (NULL, 4096);
+    const char *help = "# HELP jobgate_http_responses_total HTTP responses sent, by status code.\n"
+                       "# TYPE jobgate_http_responses_total counter\n";
+    zchunk_extend (out, help, strlen (help));
+    for (int code = 100; code < 600; code++)
+        if (self->answers[code]) {
+            char line[96];
+            int n = snprintf (line, sizeof line, "jobgate_http_responses_total{code=\"%d\"} %llu\n",
+                              code, (unsigned long long) self->answers[code]);
+            zchunk_extend (out, line, (size_t) n);
+        }
+    bool broker_up = self->last_pong_ms > 0
+                     && evloop_now_ms (self->loop) - self->last_pong_ms <= READY_PONG_AGE_MS;
+    size_t waiting = 0;
+    for (request_t *one = zhashx_first (self->waiters); one; one = zhashx_next (self->waiters))
+        for (request_t *w = one; w; w = w->wait_next)
+            waiting++;
+    s_metric (out, "jobgate_jobs_accepted_total", "counter",
+              "Jobs the broker acknowledged through this gateway.", (double) self->accepted);
+    s_metric (out, "jobgate_http_requests_in_progress", "gauge",
+              "HTTP requests being handled, parked ones included.", (double) self->requests);
+    s_metric (out, "jobgate_parked_requests", "gauge",
+              "Requests parked on a job (long-poll, Prefer: wait, event streams).", (double) waiting);
+    s_metric (out, "jobgate_events_total", "counter", "Job events received from the broker.",
+              (double) self->events_seen);
+    s_metric (out, "jobgate_event_gaps_total", "counter",
+              "Gaps in the broker's event sequence (waiters re-read the store).",
+              (double) self->event_gaps);
+    s_metric (out, "jobgate_broker_up", "gauge", "1 when the broker answered in the last 3 s.",
+              broker_up ? 1 : 0);
+    s_metric (out, "jobgate_broker_workers", "gauge", "Workers connected to the broker.",
+              (double) self->broker_workers);
+    s_metric (out, "jobgate_broker_queued_jobs", "gauge", "Jobs waiting at the broker.",
+              (double) self->broker_queued);
+    s_metric (out, "jobgate_broker_running_jobs", "gauge", "Jobs running on workers.",
+              (double) self->broker_running);
+    char *text = malloc (zchunk_size (out) + 1);
+    memcpy (text, zchunk_data (out), zchunk_size (out));
+    text[zchunk_size (out)] = '\0';
+    zchunk_destroy (&out);
+    s_answer_text (req, 200, text, "text/plain; version=0.0.4");
+}
+
 static void
 s_handle_readyz (request_t *req)
 {
@@ -1335,6 +1405,10 @@ s_route (request_t *req, const char *url, const char *method)
     bool is_get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
     if (strcmp (url, "/healthz") == 0 && is_get) {
         s_answer_json (req, 200, json_pack ("{s:s}", "status", "ok"));
+        return;
+    }
+    if (strcmp (url, "/metrics") == 0 && is_get) {
+        s_handle_metrics (req);
         return;
     }
     if (strcmp (url, "/readyz") == 0 && is_get) {
@@ -1423,6 +1497,8 @@ s_route (request_t *req, const char *url, const char *method)
 static enum MHD_Result
 s_queue_answer (request_t *req)
 {
+    if (req->status < 600)
+        req->gateway->answers[req->status]++;
     if (req->sse_started) {
         struct MHD_Response *stream = MHD_create_response_from_callback (
             MHD_SIZE_UNKNOWN, 4096, s_sse_read, req, NULL);

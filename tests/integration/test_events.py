@@ -73,3 +73,24 @@ def test_client_leaving_a_stream_is_cleaned_up():
             conn.close()
         assert stack.wait_terminal(job_id)["status"] == "succeeded"
         assert stack.get_path("/healthz").status == 200
+
+
+def test_metrics_in_prometheus_format():
+    with Stack() as stack:
+        job_id = stack.submit({"kind": "http", "request": {"url": stack.mock_url("/json")}}).json()["id"]
+        stack.wait_terminal(job_id)
+        stack.get_path("/nope")
+        time.sleep(1.2)  # one PONG with the broker's counts
+        resp = stack.get_path("/metrics")
+        assert resp.status == 200
+        assert resp.header("Content-Type").startswith("text/plain")
+        samples = {}
+        for line in resp.body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        assert samples['jobgate_http_responses_total{code="202"}'] == 1
+        assert samples['jobgate_http_responses_total{code="404"}'] == 1
+        assert samples["jobgate_jobs_accepted_total"] == 1
+        assert samples["jobgate_broker_up"] == 1
+        assert samples["jobgate_broker_workers"] == 1
