@@ -191,6 +191,13 @@ s_cache_forget (gateway_t *self, const char *id)
     }
 }
 
+// The OpenAPI document and the dashboard, embedded at build time
+// (scripts/embed.py) so the gateway needs no files at run time.
+extern const char asset_openapi[];
+extern const size_t asset_openapi_size;
+extern const char asset_dashboard[];
+extern const size_t asset_dashboard_size;
+
 // --- small helpers ---
 
 static uint64_t
@@ -1405,6 +1412,15 @@ s_route (request_t *req, const char *url, const char *method)
     bool is_get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
     if (strcmp (url, "/healthz") == 0 && is_get) {
         s_answer_json (req, 200, json_pack ("{s:s}", "status", "ok"));
+        return;
+    }
+    if (strcmp (url, "/openapi.json") == 0 && is_get) {
+        s_answer_text (req, 200, strndup (asset_openapi, asset_openapi_size), "application/json");
+        return;
+    }
+    if (strcmp (url, "/") == 0 && is_get) {
+        s_answer_text (req, 200, strndup (asset_dashboard, asset_dashboard_size),
+                       "text/html; charset=utf-8");
         return;
     }
     if (strcmp (url, "/metrics") == 0 && is_get) {

@@ -94,3 +94,20 @@ def test_metrics_in_prometheus_format():
         assert samples["jobgate_jobs_accepted_total"] == 1
         assert samples["jobgate_broker_up"] == 1
         assert samples["jobgate_broker_workers"] == 1
+
+
+def test_openapi_and_dashboard():
+    import json as _json
+    with Stack(workers=0) as stack:
+        resp = stack.get_path("/openapi.json")
+        assert resp.status == 200 and resp.header("Content-Type") == "application/json"
+        doc = _json.loads(resp.body)
+        assert doc["openapi"].startswith("3.1")
+        for path in ("/v1/jobs", "/v1/batch", "/v1/jobs/{id}", "/v1/jobs/{id}/events",
+                     "/v1/jobs/{id}/retry", "/v1/providers", "/healthz", "/readyz", "/metrics"):
+            assert path in doc["paths"], path
+        page = stack.get_path("/")
+        assert page.status == 200 and page.header("Content-Type").startswith("text/html")
+        text = page.body.decode()
+        assert "<script>" in text and "/v1/providers" in text
+        assert "http://" not in text and "https://" not in text   # no external assets
