@@ -441,7 +441,8 @@ config_load (const char *path, char *error, size_t error_size)
     char *durability = strdup ("fsync");
     double max_body = (double) self->max_body_bytes, submit_timeout = 5000,
            max_connections = 10000, ttl_s = 86400, max_queued = 1000000,
-           map_mb = 4096, concurrency = 512, max_response = (double) self->max_response_bytes;
+           map_mb = 4096, concurrency = 512, max_response = (double) self->max_response_bytes,
+           drain_timeout = 30000;
     int rc = 0;
     if (s_section (root, "gateway", &gateway, error, error_size) < 0
         || s_section (root, "broker", &broker, error, error_size) < 0
@@ -472,6 +473,8 @@ config_load (const char *path, char *error, size_t error_size)
                          error_size) < 0
         || s_get_number (worker, "worker", "max_response_bytes", &max_response, 1024,
                          1024.0 * 1024 * 1024, error, error_size) < 0
+        || s_get_number (worker, "worker", "drain_timeout_ms", &drain_timeout, 1, 3600000, error,
+                         error_size) < 0
         || s_get_bool (security, "security", "allow_private_networks",
                        &self->allow_private_networks, error, error_size) < 0
         || s_load_networks (self, security ? json_object_get (security, "allow_networks") : NULL,
@@ -518,6 +521,7 @@ config_load (const char *path, char *error, size_t error_size)
     self->store_map_mb = (size_t) map_mb;
     self->worker_concurrency = (int) concurrency;
     self->max_response_bytes = (size_t) max_response;
+    self->drain_timeout_ms = (int64_t) drain_timeout;
     return self;
 }
 

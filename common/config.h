@@ -63,6 +63,7 @@ typedef struct {
     // worker
     int worker_concurrency;         // transfers in flight per worker
     size_t max_response_bytes;      // upstream response cap per call
+    int64_t drain_timeout_ms;       // on SIGTERM, how long running calls may finish
     // security
     bool allow_private_networks;    // SSRF policy opt-out
     config_network_t *allow_networks;   // allowed even when private networks are denied

@@ -7,6 +7,7 @@
 #include "request.h"
 #include "response.h"
 #include "ssrf.h"
+#include "stream.h"
 #include "transfer.h"
 #include "worker.h"
 #include "broker.h"
@@ -30,7 +31,7 @@ static const selftest_t s_tests[] = {
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
     { "jobspec", jobspec_test }, { "problem", problem_test },
-    { "ssrf", ssrf_test },   { "response", response_test }, { "request", request_test },
+    { "ssrf", ssrf_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };
 

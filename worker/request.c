@@ -24,6 +24,9 @@ struct _request_t {
     bool crawl;                 // crawl semantics (redirects, truncation)
     size_t max_bytes;           // body cap
     int64_t timeout_ms;         // per-attempt timeout
+    bool stream;                // llm with "stream": true: the answer is SSE
+    const char *auth_header;    // provider's auth header name (borrowed from config), or NULL
+    const char *secret;         // provider's secret (borrowed from config), or NULL
 };
 
 // A growable string for URLs.
@@ -404,27 +407,102 @@ s_plan_crawl (request_t *self, json_t *request, s_buf_t *url, char *error,
                             error, error_size);
 }
 
-// s_plan_search plans the basic search kind: GET the provider's base_url
-// with the request's fields as query parameters. (Issue 4 replaces this with
-// per-provider request templates.)
+// s_template_string reads one string of a provider's search template, or
+// fallback when there is no template (a provider built without config_load).
+static const char *
+s_template_string (const config_provider_t *provider, const char *key, const char *fallback)
+{
+    const char *value = json_string_value (json_object_get (provider->search, key));
+    return value ? value : fallback;
+}
+
+// s_plan_search plans the search kind through the provider's request
+// template (docs/providers.md): request.query goes to query_param,
+// request.count to count_param, every other request field and the
+// template's params as they are (the request's win over params). GET sends
+// them as query parameters of base_url + path, POST as a JSON body.
 static int
 s_plan_search (request_t *self, json_t *request, const config_provider_t *provider,
                s_buf_t *url, char *error, size_t error_size)
 {
-    strcpy (self->method, "GET");
-    s_buf_str (url, provider->base_url);
-    return s_query_append (url, request, "request", error, error_size);
+    const char *query;
+    if (s_optional_string (request, "query", &query, "request.query", error, error_size) < 0)
+        return -1;
+    if (!query || !*query)
+        return s_fail (error, error_size, "request.query is required");
+    json_t *count = json_object_get (request, "count");
+    if (count && !json_is_null (count)
+        && (!json_is_integer (count) || json_integer_value (count) < 1))
+        return s_fail (error, error_size, "request.count must be a positive integer");
+    const char *method = s_template_string (provider, "method", "GET");
+    const char *query_param = s_template_string (provider, "query_param", "q");
+    const char *count_param = s_template_string (provider, "count_param", "count");
+    json_t *fields = json_object ();
+    if (!fields)
+        return s_fail (error, error_size, "out of memory");
+    json_t *params = json_object_get (provider->search, "params");
+    if (params)
+        json_object_update (fields, params);
+    const char *key;
+    json_t *value;
+    json_object_foreach (request, key, value)
+        if (strcmp (key, "query") != 0 && strcmp (key, "count") != 0)
+            json_object_set (fields, key, value);
+    json_object_set (fields, query_param, json_object_get (request, "query"));
+    if (count && !json_is_null (count))
+        json_object_set (fields, count_param, count);
+    strcpy (self->method, method);
+    s_join (url, provider->base_url, s_template_string (provider, "path", ""));
+    int rc = strcmp (method, "POST") == 0
+             ? s_body_set (self, fields, error, error_size)
+             : s_query_append (url, fields, "request", error, error_size);
+    json_decref (fields);
+    return rc;
 }
 
-// s_plan_llm plans the basic llm kind: POST the request as an
-// OpenAI-compatible Chat Completions body. (Issue 4 adds token streaming.)
+// s_plan_llm plans the llm kind: POST the request as an OpenAI-compatible
+// Chat Completions body; with "stream": true the answer is read as SSE.
 static int
 s_plan_llm (request_t *self, json_t *request, const config_provider_t *provider,
             s_buf_t *url, char *error, size_t error_size)
 {
     strcpy (self->method, "POST");
     s_join (url, provider->base_url, "/chat/completions");
+    self->stream = json_is_true (json_object_get (request, "stream"));
+    if (self->stream)
+        s_header_default (self, "Accept", "text/event-stream");
     return s_body_set (self, request, error, error_size);
+}
+
+// s_auth_apply adds the provider's auth header (providers.NAME.auth) last,
+// so no request header can replace the operator's key. Only provider calls
+// get it: user URLs and crawls never see a provider's secret.
+static int
+s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
+              size_t error_size)
+{
+    if (!provider->auth_header)
+        return 0;
+    if (!provider->auth_secret)
+        return s_fail (error, error_size, "the secret of provider \"%.64s\" is not loaded",
+                       provider->name);
+    char *value = NULL;
+    if (asprintf (&value, "%s%s", provider->auth_prefix ? provider->auth_prefix : "",
+                  provider->auth_secret) < 0)
+        return s_fail (error, error_size, "out of memory");
+    json_t *text = json_string (value);
+    // The secret is never quoted in an error message.
+    char discard[128];
+    int rc = text ? s_header_set (self, provider->auth_header, text, "auth", discard,
+                                  sizeof discard) : -1;
+    json_decref (text);
+    free (value);
+    if (rc < 0)
+        return s_fail (error, error_size, "the auth header of provider \"%.64s\" is invalid",
+                       provider->name);
+    self->auth_header = provider->auth_header;
+    self->secret = provider->auth_secret;
+    return 0;
 }
 
 // s_plan fills self from the job; -1 with a reason when the spec is invalid.
@@ -476,6 +554,8 @@ s_plan (request_t *self, const job_t *job, const config_t *config, s_buf_t *url,
     else
         rc = s_fail (error, error_size, "unknown kind \"%.32s\"", kind);
 
+    if (rc == 0 && provider && strcmp (kind, "crawl") != 0)
+        rc = s_auth_apply (self, provider, error, error_size);
     if (rc == 0 && url->failed)
         rc = s_fail (error, error_size, "out of memory");
     if (rc == 0) {
@@ -645,6 +725,24 @@ request_timeout_ms (const request_t *self)
     return self->timeout_ms;
 }
 
+bool
+request_is_stream (const request_t *self)
+{
+    return self->stream;
+}
+
+const char *
+request_auth_header (const request_t *self)
+{
+    return self->auth_header;
+}
+
+const char *
+request_secret (const request_t *self)
+{
+    return self->secret;
+}
+
 // --- self-test ---
 
 // s_plan_for builds a request from kind, provider and spec text.
@@ -753,7 +851,7 @@ request_test (bool verbose)
     request = s_plan_for (config, "search", "mock", "{\"request\":{\"query\":\"cats\",\"count\":5}}",
                           error, sizeof error);
     assert (request);
-    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/?query=cats&count=5") == 0);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/?q=cats&count=5") == 0);
     request_destroy (&request);
     request = s_plan_for (config, "llm", "mock",
                           "{\"request\":{\"model\":\"m\",\"messages\":[]}}", error, sizeof error);
@@ -761,6 +859,72 @@ request_test (bool verbose)
     assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/chat/completions") == 0);
     assert (strcmp (request_method (request), "POST") == 0);
     assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"messages\":[]}") == 0);
+    assert (!request_is_stream (request));
+    request_destroy (&request);
+    request = s_plan_for (config, "llm", "mock",
+                          "{\"request\":{\"model\":\"m\",\"stream\":true,\"messages\":[]}}",
+                          error, sizeof error);
+    assert (request && request_is_stream (request));
+    assert (strcmp (request_header (request, "accept"), "text/event-stream") == 0);
+    request_destroy (&request);
+
+    // Search templates: GET with path, renamed params, defaults and extras
+    // (the request's extras win over the template's params).
+    providers[0].search = json_pack ("{s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "method", "GET",
+                                     "path", "/search", "query_param", "query",
+                                     "count_param", "num", "params", "safe", "active",
+                                     "lang", "en");
+    request = s_plan_for (config, "search", "mock",
+                          "{\"request\":{\"query\":\"a b\",\"count\":3,\"lang\":\"fr\"}}",
+                          error, sizeof error);
+    assert (request && strcmp (request_method (request), "GET") == 0);
+    assert (strcmp (request_url (request),
+                    "http://127.0.0.1:9000/v1/search?safe=active&lang=fr&query=a%20b&num=3") == 0);
+    request_destroy (&request);
+    json_object_set_new (providers[0].search, "method", json_string ("POST"));
+    request = s_plan_for (config, "search", "mock", "{\"request\":{\"query\":\"x\",\"page\":2}}",
+                          error, sizeof error);
+    assert (request && strcmp (request_method (request), "POST") == 0);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/search") == 0);
+    json_t *sent = json_loads (request_body (request, NULL), 0, NULL);
+    assert (sent && json_object_size (sent) == 4);
+    assert (strcmp (json_string_value (json_object_get (sent, "query")), "x") == 0);
+    assert (json_integer_value (json_object_get (sent, "page")) == 2);
+    assert (strcmp (json_string_value (json_object_get (sent, "safe")), "active") == 0);
+    json_decref (sent);
+    assert (strcmp (request_header (request, "content-type"), "application/json") == 0);
+    request_destroy (&request);
+    json_decref (providers[0].search);
+    providers[0].search = NULL;
+
+    // Provider auth: added to provider calls last (a request header cannot
+    // replace it), never to user URLs or crawls; a secret not loaded is an
+    // error that does not quote anything secret.
+    providers[0].auth_header = strdup ("X-Api-Key");
+    providers[0].auth_prefix = strdup ("Key ");
+    request = s_plan_for (config, "http", "mock", "{\"request\":{\"path\":\"/\"}}",
+                          error, sizeof error);
+    assert (request == NULL && strstr (error, "not loaded"));
+    providers[0].auth_secret = strdup ("s3cret");
+    request = s_plan_for (config, "http", "mock",
+                          "{\"request\":{\"path\":\"/\",\"headers\":{\"x-api-key\":\"mine\"}}}",
+                          error, sizeof error);
+    assert (request);
+    assert (strcmp (request_header (request, "X-API-KEY"), "Key s3cret") == 0);
+    assert (strcmp (request_auth_header (request), "X-Api-Key") == 0);
+    assert (strcmp (request_secret (request), "s3cret") == 0);
+    request_destroy (&request);
+    request = s_plan_for (config, "llm", "mock", "{\"request\":{\"messages\":[]}}",
+                          error, sizeof error);
+    assert (request && strcmp (request_header (request, "x-api-key"), "Key s3cret") == 0);
+    request_destroy (&request);
+    request = s_plan_for (config, "http", NULL, "{\"request\":{\"url\":\"http://example.com/\"}}",
+                          error, sizeof error);
+    assert (request && !request_header (request, "x-api-key") && !request_secret (request));
+    request_destroy (&request);
+    request = s_plan_for (config, "crawl", "mock", "{\"request\":{\"url\":\"http://example.com/\"}}",
+                          error, sizeof error);
+    assert (request && !request_header (request, "x-api-key") && !request_secret (request));
     request_destroy (&request);
 
     // Invalid specs are refused with a reason, whatever their shape.
@@ -794,6 +958,10 @@ request_test (bool verbose)
         { "crawl", NULL, "{\"request\":{\"url\":\"http://a/\",\"max_bytes\":0}}" },
         { "crawl", NULL, "{\"request\":{\"url\":\"http://a/\",\"max_bytes\":\"big\"}}" },
         { "search", NULL, "{\"request\":{\"query\":\"x\"}}" },
+        { "search", "mock", "{\"request\":{}}" },
+        { "search", "mock", "{\"request\":{\"query\":7}}" },
+        { "search", "mock", "{\"request\":{\"query\":\"x\",\"count\":0}}" },
+        { "search", "mock", "{\"request\":{\"query\":\"x\",\"extra\":{}}}" },
         { "llm", NULL, "{\"request\":{}}" },
         { "telnet", NULL, "{\"request\":{}}" },
     };

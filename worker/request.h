@@ -66,6 +66,18 @@ size_t request_max_bytes (const request_t *self);
 // request_timeout_ms returns this attempt's timeout.
 int64_t request_timeout_ms (const request_t *self);
 
+// request_is_stream is true for an llm job with "stream": true: the answer
+// is read as Server-Sent Events and relayed as chunks.
+bool request_is_stream (const request_t *self);
+
+// request_auth_header returns the name of the provider's auth header when
+// this call carries it, or NULL (borrowed).
+const char *request_auth_header (const request_t *self);
+
+// request_secret returns the provider secret this call carries, or NULL
+// (borrowed): what the response must redact wherever it shows up.
+const char *request_secret (const request_t *self);
+
 // request_test runs the self-test.
 void request_test (bool verbose);
 

@@ -26,6 +26,16 @@ struct _response_t {
     bool truncate;              // past the cap: keep a truncated page (crawl)
     bool truncated;             // the cap cut the body (truncate mode)
     bool too_large;             // the cap was exceeded (error mode)
+    bool body_json;             // render the body as JSON whatever the content type
+    char redact_header[129];    // extra header to redact (lower case), or ""
+    const char *secret;         // text scrubbed from the result (borrowed), or NULL
+};
+
+// Header names whose values are credentials or sessions: a result never
+// shows them (SPEC §5), whichever side sent them.
+static const char *const s_sensitive_headers[] = {
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "set-cookie2",
+    "x-api-key", "api-key", "proxy-authenticate", NULL
 };
 
 response_t *
@@ -83,9 +93,6 @@ response_header (response_t *self, const char *line, size_t len)
     for (size_t i = 0; i < name_len; i++)
         name[i] = (char) tolower ((unsigned char) line[i]);
     name[name_len] = '\0';
-    // Cookies are the upstream's session with us, not part of the answer.
-    if (strcmp (name, "set-cookie") == 0 || strcmp (name, "set-cookie2") == 0)
-        return;
     const char *value = colon + 1;
     size_t value_len = len - name_len - 1;
     while (value_len > 0 && (*value == ' ' || *value == '\t')) {
@@ -155,6 +162,117 @@ response_body (response_t *self, const char *data, size_t len)
     return !over;
 }
 
+const char *
+response_header_value (const response_t *self, const char *name)
+{
+    return json_string_value (json_object_get (self->headers, name));
+}
+
+void
+response_overflow (response_t *self)
+{
+    self->too_large = true;
+}
+
+int
+response_set_body (response_t *self, const char *data, size_t len, bool json)
+{
+    char *copy = malloc (len ? len : 1);
+    if (!copy)
+        return -1;
+    if (len)
+        memcpy (copy, data, len);
+    free (self->body);
+    self->body = copy;
+    self->body_size = len;
+    self->body_alloc = len ? len : 1;
+    self->body_json = json;
+    self->truncated = false;
+    return 0;
+}
+
+void
+response_redact (response_t *self, const char *header_name, const char *secret)
+{
+    if (header_name) {
+        size_t i = 0;
+        for (; header_name[i] && i < sizeof self->redact_header - 1; i++)
+            self->redact_header[i] = (char) tolower ((unsigned char) header_name[i]);
+        self->redact_header[i] = '\0';
+    }
+    self->secret = secret && *secret ? secret : NULL;
+}
+
+// s_sensitive is true for a header name (lower case) whose value is redacted.
+static bool
+s_sensitive (const response_t *self, const char *name)
+{
+    for (size_t i = 0; s_sensitive_headers[i]; i++)
+        if (strcmp (name, s_sensitive_headers[i]) == 0)
+            return true;
+    return self->redact_header[0] && strcmp (name, self->redact_header) == 0;
+}
+
+// s_scrub returns a copy of data with every occurrence of secret replaced by
+// RESPONSE_REDACTED (caller frees; *out_size gets its length), or NULL when
+// the secret does not occur or memory ran out.
+static char *
+s_scrub (const char *data, size_t size, const char *secret, size_t *out_size)
+{
+    size_t secret_len = strlen (secret);
+    size_t count = 0;
+    for (const char *at = data; at && (size_t) (at - data) + secret_len <= size; at++) {
+        at = memmem (at, size - (size_t) (at - data), secret, secret_len);
+        if (!at)
+            break;
+        count++;
+        at += secret_len - 1;
+    }
+    if (count == 0)
+        return NULL;
+    size_t redacted_len = strlen (RESPONSE_REDACTED);
+    size_t new_size = size - count * secret_len + count * redacted_len;
+    char *copy = malloc (new_size + 1);
+    if (!copy)
+        return NULL;
+    char *out = copy;
+    const char *at = data;
+    const char *end = data + size;
+    while (at < end) {
+        const char *found = (size_t) (end - at) >= secret_len
+                            ? memmem (at, (size_t) (end - at), secret, secret_len) : NULL;
+        size_t keep = found ? (size_t) (found - at) : (size_t) (end - at);
+        memcpy (out, at, keep);
+        out += keep;
+        at += keep;
+        if (!found)
+            break;
+        memcpy (out, RESPONSE_REDACTED, redacted_len);
+        out += redacted_len;
+        at += secret_len;
+    }
+    *out = '\0';
+    *out_size = new_size;
+    return copy;
+}
+
+// s_headers_redacted returns the headers as the result shows them: the
+// values of sensitive headers, and any value holding the secret, redacted.
+static json_t *
+s_headers_redacted (const response_t *self)
+{
+    json_t *headers = json_object ();
+    const char *name;
+    json_t *value;
+    json_object_foreach (self->headers, name, value) {
+        bool hide = s_sensitive (self, name)
+                    || (self->secret && strstr (json_string_value (value), self->secret));
+        json_object_set_new (headers, name, hide ? json_string (RESPONSE_REDACTED)
+                                                 : json_incref (value));
+    }
+    return headers;
+}
+
 bool
 response_truncated (const response_t *self)
 {
@@ -204,11 +322,11 @@ s_utf8_whole_prefix (const char *data, size_t size)
 // string when it is UTF-8, else base64 (marked with body_encoding).
 static void
 s_body_set (json_t *result, const char *content_type, const char *body,
-            size_t size, bool truncated)
+            size_t size, bool truncated, bool json)
 {
     if (!body)
         body = "";
-    if (s_is_json_type (content_type) && size > 0 && !truncated) {
+    if ((json || s_is_json_type (content_type)) && size > 0 && !truncated) {
         json_t *parsed = json_loadb (body, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (parsed) {
             json_object_set_new (result, "body", parsed);
@@ -252,8 +370,15 @@ s_result_json (response_t *self, const response_info_t *info)
         return NULL;
     const char *content_type = json_string_value (json_object_get (self->headers, "content-type"));
     json_object_set_new (result, "status", json_integer (info->status));
-    json_object_set (result, "headers", self->headers);
-    s_body_set (result, content_type, self->body, self->body_size, self->truncated);
+    json_object_set_new (result, "headers", s_headers_redacted (self));
+    // An upstream that echoes the request (or leaks it in an error page)
+    // must not carry the provider's secret into the result.
+    size_t scrubbed_size = 0;
+    char *scrubbed = self->secret && strlen (self->secret) >= RESPONSE_SECRET_MIN && self->body
+                     ? s_scrub (self->body, self->body_size, self->secret, &scrubbed_size) : NULL;
+    s_body_set (result, content_type, scrubbed ? scrubbed : self->body,
+                scrubbed ? scrubbed_size : self->body_size, self->truncated, self->body_json);
+    free (scrubbed);
     json_object_set_new (result, "latency_ms", json_integer (info->latency_ms));
     if (info->crawl) {
         json_object_set_new (result, "final_url", s_string_or_null (info->final_url));
@@ -629,7 +754,8 @@ response_test (bool verbose)
     assert (json_integer_value (json_object_get (result, "latency_ms")) == 42);
     json_t *headers = json_object_get (result, "headers");
     assert (strcmp (json_string_value (json_object_get (headers, "x-thing")), "a, b") == 0);
-    assert (json_object_get (headers, "set-cookie") == NULL);
+    assert (strcmp (json_string_value (json_object_get (headers, "set-cookie")),
+                    RESPONSE_REDACTED) == 0);
     assert (json_object_get (headers, "location") == NULL);
     assert (json_is_true (json_object_get (json_object_get (result, "body"), "ok")));
     assert (json_object_get (result, "body_encoding") == NULL);
@@ -764,6 +890,63 @@ response_test (bool verbose)
         json_decref (error);
         response_outcome_free (&out);
     }
+    response_destroy (&response);
+
+    // Redaction: sensitive headers by name (the built-in list and the
+    // provider's auth header), and the secret wherever it shows up.
+    response = response_new (4096, false);
+    const char *const secret_lines[] = {
+        "HTTP/1.1 200 OK\r\n", "Content-Type: application/json\r\n",
+        "X-Api-Key: k1\r\n", "Authorization: Bearer sk-abcdefgh\r\n", "Cookie: c=1\r\n",
+        "X-Custom-Auth: zzz\r\n", "X-Echo: was sk-abcdefgh here\r\n", "X-Fine: ok\r\n", NULL
+    };
+    s_feed (response, secret_lines);
+    const char *echo = "{\"headers\":{\"authorization\":\"Bearer sk-abcdefgh\"},"
+                       "\"twice\":\"sk-abcdefghsk-abcdefgh\"}";
+    assert (response_body (response, echo, strlen (echo)));
+    response_redact (response, "X-Custom-Auth", "sk-abcdefgh");
+    info = (response_info_t) { .code = CURLE_OK, .status = 200 };
+    response_finish (response, &info, &out);
+    assert (!strstr (out.result, "sk-abcdefgh") && !strstr (out.result, "zzz"));
+    result = s_parse (out.result);
+    headers = json_object_get (result, "headers");
+    static const char *const hidden[] = { "x-api-key", "authorization", "cookie",
+                                          "x-custom-auth", "x-echo" };
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        assert (strcmp (json_string_value (json_object_get (headers, hidden[i])),
+                        RESPONSE_REDACTED) == 0);
+    assert (strcmp (json_string_value (json_object_get (headers, "x-fine")), "ok") == 0);
+    json_t *echoed = json_object_get (result, "body");
+    assert (strcmp (json_string_value (json_object_get (json_object_get (echoed, "headers"),
+                                                        "authorization")),
+                    "Bearer " RESPONSE_REDACTED) == 0);
+    assert (strcmp (json_string_value (json_object_get (echoed, "twice")),
+                    RESPONSE_REDACTED RESPONSE_REDACTED) == 0);
+    json_decref (result);
+    response_outcome_free (&out);
+    // A short secret is redacted in headers but not searched for in bodies.
+    response_redact (response, NULL, "k1");
+    response_finish (response, &info, &out);
+    assert (strstr (out.result, "sk-abcdefgh") && !strstr (out.result, "\"k1\""));
+    response_outcome_free (&out);
+    // A replaced body is rendered as JSON whatever the content type.
+    response_t *sse = response_new (100, false);
+    const char *const sse_lines[] = { "HTTP/1.1 200 OK\r\n",
+                                      "Content-Type: text/event-stream\r\n", NULL };
+    s_feed (sse, sse_lines);
+    assert (strcmp (response_header_value (sse, "content-type"), "text/event-stream") == 0);
+    assert (response_header_value (sse, "nope") == NULL);
+    assert (response_set_body (sse, "{\"a\":1}", 7, true) == 0);
+    response_finish (sse, &info, &out);
+    result = s_parse (out.result);
+    assert (json_integer_value (json_object_get (json_object_get (result, "body"), "a")) == 1);
+    json_decref (result);
+    response_outcome_free (&out);
+    response_overflow (sse);
+    response_finish (sse, &info, &out);
+    assert (strcmp (out.outcome, "failed") == 0 && strstr (out.error, "response_too_large"));
+    response_outcome_free (&out);
+    response_destroy (&sse);
     response_destroy (&response);
 
     response_outcome_error (&out, "failed", "invalid_request", "request.url is required");

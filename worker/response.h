@@ -15,6 +15,11 @@
 
 typedef struct _response_t response_t;
 
+// What a redacted header value or secret reads as in a result.
+#define RESPONSE_REDACTED "[redacted]"
+// The shortest secret searched for (and replaced) in result bodies.
+#define RESPONSE_SECRET_MIN 8
+
 // What the attempt's transfer reported when it ended.
 typedef struct {
     CURLcode code;              // libcurl's result for the transfer
@@ -54,6 +59,29 @@ void response_header (response_t *self, const char *line, size_t len);
 // response_body appends decoded body bytes. Returns false when the cap is
 // reached and the transfer must stop.
 bool response_body (response_t *self, const char *data, size_t len);
+
+// response_header_value returns the value of a header of the latest block
+// (name in lower case), or NULL (borrowed).
+const char *response_header_value (const response_t *self, const char *name);
+
+// response_overflow marks the response as over its cap: the attempt fails
+// as response_too_large (a stream whose assembled text grew too big).
+void response_overflow (response_t *self);
+
+// response_set_body replaces the body with len bytes of data (copied); with
+// json the body is rendered as the JSON value it holds whatever the content
+// type said (an SSE stream assembled into one completion). Returns 0, or
+// -1 when out of memory.
+int response_set_body (response_t *self, const char *data, size_t len, bool json);
+
+// response_redact adds header_name (any case, may be NULL) to the headers
+// whose values the result shows as "[redacted]" (authorization, cookie,
+// set-cookie, x-api-key and the like always are), and secret (borrowed,
+// may be NULL; must outlive the response) to the text replaced by
+// "[redacted]" wherever it appears in the result's headers or body, in case
+// an upstream echoes it. Secrets shorter than RESPONSE_SECRET_MIN bytes are
+// not searched for in bodies: that would mangle ordinary text.
+void response_redact (response_t *self, const char *header_name, const char *secret);
 
 // response_truncated is true when the body was cut at the cap (truncate mode).
 bool response_truncated (const response_t *self);

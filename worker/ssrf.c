@@ -112,7 +112,110 @@ ssrf_address_allowed (const struct sockaddr *addr, bool allow_private)
     return false;
 }
 
+// s_prefix_match is true when the first prefix bits of a and b agree.
+static bool
+s_prefix_match (const uint8_t *a, const uint8_t *b, int prefix)
+{
+    int whole = prefix / 8;
+    if (memcmp (a, b, (size_t) whole) != 0)
+        return false;
+    if (prefix % 8 == 0)
+        return true;
+    uint8_t mask = (uint8_t) (0xFF << (8 - prefix % 8));
+    return (a[whole] & mask) == (b[whole] & mask);
+}
+
+bool
+ssrf_policy_allows (const struct sockaddr *addr, bool allow_private,
+                    const config_network_t *allow, size_t allow_count)
+{
+    if (ssrf_address_allowed (addr, allow_private))
+        return true;
+    if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return false;
+    // Both forms of the address: IPv4 (when it is or embeds one) and IPv6
+    // (IPv4 as mapped), so a network matches whichever way it was written.
+    static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF };
+    uint8_t v6[16];
+    const uint8_t *v4 = NULL;
+    if (addr->sa_family == AF_INET) {
+        memcpy (v6, mapped, 12);
+        memcpy (v6 + 12, &((const struct sockaddr_in *) addr)->sin_addr, 4);
+        v4 = v6 + 12;
+    }
+    else {
+        memcpy (v6, ((const struct sockaddr_in6 *) addr)->sin6_addr.s6_addr, 16);
+        if (memcmp (v6, mapped, 12) == 0)
+            v4 = v6 + 12;
+    }
+    for (size_t i = 0; i < allow_count; i++) {
+        if (allow[i].family == AF_INET && v4 && s_prefix_match (v4, allow[i].address, allow[i].prefix))
+            return true;
+        if (allow[i].family == AF_INET6 && s_prefix_match (v6, allow[i].address, allow[i].prefix))
+            return true;
+    }
+    return false;
+}
+
 // --- self-test ---
+
+// s_address fills storage from an IPv4 or IPv6 literal.
+static const struct sockaddr *
+s_address (const char *text, struct sockaddr_storage *storage)
+{
+    memset (storage, 0, sizeof *storage);
+    struct sockaddr_in *in = (struct sockaddr_in *) storage;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) storage;
+    if (inet_pton (AF_INET, text, &in->sin_addr) == 1)
+        in->sin_family = AF_INET;
+    else {
+        int rc = inet_pton (AF_INET6, text, &in6->sin6_addr);
+        assert (rc == 1);
+        in6->sin6_family = AF_INET6;
+    }
+    return (const struct sockaddr *) storage;
+}
+
+// s_check_allow_networks checks the operator's allow-list: exactly the
+// listed networks open up, everything else stays denied.
+static void
+s_check_allow_networks (void)
+{
+    static const char *networks[] = { "127.0.0.2/32", "10.20.0.0/16", "fd00:1::/32", "172.16.5.0/25" };
+    config_network_t allow[4];
+    for (size_t i = 0; i < 4; i++)
+        assert (config_network_parse (networks[i], &allow[i]) == 0);
+    static const struct {
+        const char *address;    // address connected to
+        bool allowed;           // the policy's verdict with the list above
+    } cases[] = {
+        { "127.0.0.2", true }, { "::ffff:127.0.0.2", true }, { "127.0.0.1", false },
+        { "127.0.0.3", false }, { "::1", false }, { "::ffff:127.0.0.1", false },
+        { "10.20.255.1", true }, { "10.21.0.1", false }, { "10.19.255.255", false },
+        { "fd00:1:ffff::1", true }, { "fd00:2::1", false }, { "172.16.5.127", true },
+        { "172.16.5.128", false }, { "169.254.169.254", false }, { "0.0.0.0", false },
+        { "8.8.8.8", true },
+    };
+    struct sockaddr_storage storage;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool allowed = ssrf_policy_allows (s_address (cases[i].address, &storage), false, allow, 4);
+        if (allowed != cases[i].allowed)
+            fprintf (stderr, "ssrf: %s should be %s by the allow-list\n", cases[i].address,
+                     cases[i].allowed ? "allowed" : "denied");
+        assert (allowed == cases[i].allowed);
+        // Without a list the built-in policy decides alone.
+        assert (ssrf_policy_allows ((const struct sockaddr *) &storage, false, NULL, 0)
+                == ssrf_address_allowed ((const struct sockaddr *) &storage, false));
+    }
+    // "0.0.0.0/0" would open everything: the operator's choice, honoured.
+    config_network_t everything;
+    assert (config_network_parse ("0.0.0.0/0", &everything) == 0);
+    assert (ssrf_policy_allows (s_address ("127.0.0.1", &storage), false, &everything, 1));
+    assert (!ssrf_policy_allows (s_address ("::1", &storage), false, &everything, 1));
+    struct sockaddr unix_addr = { .sa_family = AF_UNIX };
+    assert (!ssrf_policy_allows (&unix_addr, false, &everything, 1));
+    assert (!ssrf_policy_allows (NULL, false, &everything, 1));
+}
 
 // s_check parses text as an IPv4 or IPv6 address and checks the verdict.
 static void
@@ -177,6 +280,7 @@ ssrf_test (bool verbose)
     assert (!ssrf_address_allowed (&unix_addr, false));
     assert (!ssrf_address_allowed (&unix_addr, true));
     assert (!ssrf_address_allowed (NULL, true));
+    s_check_allow_networks ();
     if (verbose)
         printf ("OK\n");
 }

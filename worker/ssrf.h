@@ -7,7 +7,10 @@
 #ifndef JOBGATE_SSRF_H
 #define JOBGATE_SSRF_H
 
+#include "config.h"
+
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 // ssrf_address_allowed returns true when a connection to addr may be opened.
@@ -17,6 +20,14 @@
 // and IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4). An address of
 // another family (or NULL) is refused. This function can't fail.
 bool ssrf_address_allowed (const struct sockaddr *addr, bool allow_private);
+
+// ssrf_policy_allows applies the whole policy: an address is allowed when
+// ssrf_address_allowed says so, or when it lies in one of the operator's
+// allow networks (security.allow_networks), which open single private hosts
+// or ranges without opening all of them. An IPv4-mapped IPv6 address is
+// matched as the IPv4 address it carries. This function can't fail.
+bool ssrf_policy_allows (const struct sockaddr *addr, bool allow_private,
+                         const config_network_t *allow, size_t allow_count);
 
 // ssrf_test runs the self-test (pure: nothing is sent).
 void ssrf_test (bool verbose);

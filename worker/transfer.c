@@ -1,12 +1,14 @@
 // transfer — one attempt of one job: a libcurl easy handle and its state.
 #include "transfer.h"
 #include "ssrf.h"
+#include "stream.h"
 
 #include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -21,12 +23,29 @@ struct _transfer_t {
     request_t *request;         // what to send
     response_t *response;       // what came back so far
     CURL *easy;                 // the libcurl handle
+    const config_t *config;     // borrowed configuration (SSRF allow-list)
     bool allow_private;         // SSRF policy opt-out
     bool blocked;               // the SSRF policy refused a connection
     int64_t started_ms;         // monotonic start of the attempt
     void *handle;               // owner's bookkeeping (list entry)
     char curl_error[CURL_ERROR_SIZE]; // libcurl's detailed error text
+    stream_t *stream;           // SSE parser for a streamed llm call, or NULL
+    bool sse_checked;           // the first body bytes decided whether it is SSE
+    bool sse;                   // the answer is a 2xx event stream: parse, don't keep
+    transfer_chunk_fn *chunk_fn;// where deltas go, or NULL
+    void *chunk_arg;            // chunk_fn's argument
+    int chunk_index;            // the next delta's index in this attempt
 };
+
+// s_on_delta relays one delta of a streamed answer as it arrives.
+static void
+s_on_delta (void *arg, const char *text, size_t len)
+{
+    transfer_t *self = arg;
+    int index = self->chunk_index++;
+    if (self->chunk_fn)
+        self->chunk_fn (self, index, text, len, self->chunk_arg);
+}
 
 // s_on_header hands one header line to the response.
 static size_t
@@ -43,6 +62,23 @@ static size_t
 s_on_body (char *data, size_t size, size_t count, void *arg)
 {
     transfer_t *self = arg;
+    if (self->stream && !self->sse_checked) {
+        // Only a successful event stream is parsed; an error answer (a JSON
+        // 401, an HTML 502) is kept as it is, like any other result.
+        self->sse_checked = true;
+        long status = 0;
+        curl_easy_getinfo (self->easy, CURLINFO_RESPONSE_CODE, &status);
+        const char *type = response_header_value (self->response, "content-type");
+        self->sse = status >= 200 && status <= 299 && type
+                    && strncasecmp (type, "text/event-stream", 17) == 0;
+    }
+    if (self->sse) {
+        if (stream_feed (self->stream, data, size * count, s_on_delta, self) < 0) {
+            response_overflow (self->response);
+            return 0;
+        }
+        return size * count;
+    }
     return response_body (self->response, data, size * count) ? size * count : 0;
 }
 
@@ -55,7 +91,9 @@ s_on_open_socket (void *arg, curlsocktype purpose, struct curl_sockaddr *address
 {
     transfer_t *self = arg;
     if (purpose == CURLSOCKTYPE_IPCXN
-        && !ssrf_address_allowed (&address->addr, self->allow_private)) {
+        && !ssrf_policy_allows (&address->addr, self->allow_private,
+                                self->config->allow_networks,
+                                self->config->allow_networks_count)) {
         self->blocked = true;
         return CURL_SOCKET_BAD;
     }
@@ -92,7 +130,8 @@ s_setup (transfer_t *self, const config_t *config)
     SET (CURLOPT_USERAGENT, USER_AGENT);
     // The declared length is refused early when it is over the cap; a crawl
     // keeps a truncated page instead.
-    if (!crawl)
+    // A stream's cap is on the assembled text (stream.h), not on the wire.
+    if (!crawl && !request_is_stream (self->request))
         SET (CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) request_max_bytes (self->request));
     if (request_user_url (self->request)) {
         SET (CURLOPT_OPENSOCKETFUNCTION, s_on_open_socket);
@@ -119,6 +158,7 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
     }
     self->attempt = attempt;
     self->allow_private = config->allow_private_networks;
+    self->config = config;
     self->request = request_new (*job_p, config, error, error_size);
     if (!self->request) {
         free (self);
@@ -127,7 +167,13 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
     self->response = response_new (request_max_bytes (self->request),
                                    request_is_crawl (self->request));
     self->easy = curl_easy_init ();
-    if (!self->response || !self->easy || s_setup (self, config) < 0) {
+    if (request_is_stream (self->request))
+        self->stream = stream_new (request_max_bytes (self->request));
+    if (self->response)
+        response_redact (self->response, request_auth_header (self->request),
+                         request_secret (self->request));
+    if (!self->response || !self->easy || (request_is_stream (self->request) && !self->stream)
+        || s_setup (self, config) < 0) {
         snprintf (error, error_size, "cannot set up the transfer");
         transfer_destroy (&self);
         return NULL;
@@ -146,6 +192,7 @@ transfer_destroy (transfer_t **self_p)
     if (self->easy)
         curl_easy_cleanup (self->easy);
     response_destroy (&self->response);
+    stream_destroy (&self->stream);
     request_destroy (&self->request);
     job_destroy (&self->job);
     free (self);
@@ -215,7 +262,29 @@ transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outco
         .final_url = final_url,
         .now_s = (int64_t) time (NULL),
     };
+    // A complete stream becomes one chat.completion; a broken one is
+    // reported by its transfer error like any other.
+    if (self->sse && code == CURLE_OK) {
+        char *completion = stream_completion (self->stream);
+        if (!completion || response_set_body (self->response, completion, strlen (completion),
+                                              true) < 0)
+            response_overflow (self->response);
+        free (completion);
+    }
     response_finish (self->response, &info, out);
+}
+
+void
+transfer_set_chunk_fn (transfer_t *self, transfer_chunk_fn *fn, void *arg)
+{
+    self->chunk_fn = fn;
+    self->chunk_arg = arg;
+}
+
+int
+transfer_chunks (const transfer_t *self)
+{
+    return self->chunk_index;
 }
 
 void

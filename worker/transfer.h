@@ -20,6 +20,12 @@
 
 typedef struct _transfer_t transfer_t;
 
+// Called once per delta of a streamed LLM answer, in order, while the
+// transfer runs (inside libcurl's write callback, on the event loop): index
+// counts 0, 1, 2, … per attempt; text (len bytes) is borrowed for the call.
+typedef void (transfer_chunk_fn) (transfer_t *transfer, int index, const char *text,
+                                  size_t len, void *arg);
+
 // transfer_new prepares attempt number attempt of *job_p under config. On
 // success it takes the job (and nulls *job_p). Returns NULL when the spec is
 // invalid or memory ran out, with a one-line reason in error; *job_p is
@@ -61,6 +67,12 @@ void transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms,
 // (the worker's list entry) with the transfer.
 void transfer_set_handle (transfer_t *self, void *handle);
 void *transfer_handle (const transfer_t *self);
+
+// transfer_set_chunk_fn routes the deltas of a streamed answer to fn.
+void transfer_set_chunk_fn (transfer_t *self, transfer_chunk_fn *fn, void *arg);
+
+// transfer_chunks returns how many deltas were relayed so far.
+int transfer_chunks (const transfer_t *self);
 
 // transfer_test runs the self-test (nothing leaves the machine).
 void transfer_test (bool verbose);

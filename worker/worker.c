@@ -110,6 +110,25 @@ s_send_result (worker_t *self, const char *id, int attempt, const response_outco
     pack_writer_destroy (&body);
 }
 
+// s_on_chunk relays one delta of a streamed answer as a CHUNK (§3.2); the
+// broker publishes it to the job's subscribers (SSE "chunk" events).
+static void
+s_on_chunk (transfer_t *transfer, int index, const char *text, size_t len, void *arg)
+{
+    worker_t *self = arg;
+    pack_writer_t *body = pack_writer_new ();
+    if (!body)
+        return;
+    const job_t *job = transfer_job (transfer);
+    pack_put_str (body, "id", job->id);
+    pack_put_int (body, "attempt", transfer_attempt (transfer));
+    pack_put_int (body, "index", index);
+    pack_put_strn (body, "data", text, len);
+    s_send (self, PROTO_CHUNK, body);
+    pack_writer_destroy (&body);
+    log_debug (job->id, "attempt %d chunk %d (%zu bytes)", transfer_attempt (transfer), index, len);
+}
+
 // s_refuse answers a DISPATCH that never becomes a transfer.
 static void
 s_refuse (worker_t *self, const char *id, int attempt, const char *outcome,
@@ -200,9 +219,12 @@ s_finish_done (worker_t *self)
         s_send_result (self, job->id, attempt, &out);
         // An attempt that got an HTTP answer is an ordinary event; one that
         // got none (timeout, connect, policy) is worth a warning.
+        char chunks[32] = "";
+        if (request_is_stream (transfer_request (transfer)))
+            snprintf (chunks, sizeof chunks, " chunks=%d", transfer_chunks (transfer));
         log_line (out.status ? LOG_INFO_ : LOG_WARN_, __FILE__, __LINE__, job->id,
-                  "attempt %d %s status=%ld latency_ms=%lld%s%s", attempt, out.outcome,
-                  out.status, (long long) (now - transfer_started_ms (transfer)),
+                  "attempt %d %s status=%ld latency_ms=%lld%s%s%s", attempt, out.outcome,
+                  out.status, (long long) (now - transfer_started_ms (transfer)), chunks,
                   out.error ? " error=" : "", out.error ? out.error : "");
         response_outcome_free (&out);
         zlistx_delete (self->transfers, transfer_handle (transfer));
@@ -376,6 +398,7 @@ s_dispatch (worker_t *self, pack_reader_t *body)
             s_refuse (self, id, (int) attempt, "failed", "invalid_request", reason);
         else {
             transfer_start (transfer, clock_mono_ms ());
+            transfer_set_chunk_fn (transfer, s_on_chunk, self);
             void *handle = zlistx_add_end (self->transfers, transfer);
             transfer_set_handle (transfer, handle);
             const request_t *request = transfer_request (transfer);

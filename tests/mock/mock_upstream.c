@@ -48,6 +48,10 @@
 #define MOCK_LISTEN_BACKLOG 4096               // kernel accept queue for bursts
 #define MOCK_IDLE_TIMEOUT_S 600                // idle keep-alive connections are closed after this
 #define MOCK_MAX_WAIT_MS 1000                  // the loop never sleeps longer than this
+#define MOCK_MAX_SEARCH_COUNT 100              // /search answers at most this many results
+#define MOCK_DEFAULT_TOKEN_MS 20               // a streamed chat sends one token this often
+#define MOCK_MAX_TOKENS 10000                  // a chat answer holds at most this many tokens
+#define MOCK_MAX_ARRIVAL_SECONDS 86400         // arrivals_by_second tracks one day after /reset
 
 typedef struct mock_t mock_t;
 typedef struct request_t request_t;
@@ -79,6 +83,8 @@ struct request_t {
     unsigned pieces;               // the body is released in this many pieces
     char *method;                  // copy of the method, kept only with --verbose
     char *path;                    // copy of the path, kept only with --verbose
+    bool storm;                    // arrived during a /storm: answered at once with its status
+    uint64_t *piece_offsets;       // where each piece starts (SSE events), or NULL for even pieces
 };
 
 // One pending wake-up: resume this request's connection at due_ns.
@@ -102,6 +108,13 @@ struct mock_t {
     uint64_t max_in_flight;        // high-water mark of in_flight since /reset
     json_t *by_path;               // path -> number of requests answered
     json_t *flaky;                 // flaky key -> number of requests seen
+    uint64_t reset_ns;             // start or last /reset: second 0 of arrivals
+    uint64_t *arrivals;            // requests arrived per second since reset_ns
+    size_t arrivals_size;          // seconds tracked in arrivals
+    uint64_t storm_until_ns;       // a storm answers every request until then (0 = none)
+    unsigned storm_status;         // status a storm answers
+    uint64_t storm_retry_after;    // Retry-After seconds a storm sends (0 = none)
+    uint64_t storm_refused;        // requests a storm answered since /reset
 };
 
 // s_now_ns returns the monotonic clock in nanoseconds.
@@ -251,6 +264,8 @@ s_fill (body_kind_t kind, uint64_t pos, char *buf, size_t size)
 static uint64_t
 s_piece_start (const request_t *request, unsigned piece)
 {
+    if (request->piece_offsets)
+        return request->piece_offsets [piece];
     return request->body_size * piece / request->pieces;
 }
 
@@ -390,25 +405,302 @@ s_count_path (mock_t *self, const char *path)
                          json_integer (count? json_integer_value (count) + 1: 1));
 }
 
+// s_count_arrival adds one request to arrivals_by_second, in the bucket of
+// the second (since start or /reset) it arrived in. Counting at arrival, not
+// at answer, is what shows a retry burst: latency would smear it out.
+static void
+s_count_arrival (mock_t *self, uint64_t now_ns)
+{
+    uint64_t second = (now_ns - self->reset_ns) / 1000000000ULL;
+    if (second >= MOCK_MAX_ARRIVAL_SECONDS)
+        second = MOCK_MAX_ARRIVAL_SECONDS - 1;
+    if (second >= self->arrivals_size) {
+        size_t size = self->arrivals_size? self->arrivals_size: 64;
+        while (size <= second)
+            size *= 2;
+        uint64_t *grown = realloc (self->arrivals, size * sizeof (uint64_t));
+        if (!grown)
+            return;                // a lost count beats a lost request
+        memset (grown + self->arrivals_size, 0, (size - self->arrivals_size) * sizeof (uint64_t));
+        self->arrivals = grown;
+        self->arrivals_size = size;
+    }
+    self->arrivals [second]++;
+}
+
+// s_arrivals_json renders arrivals_by_second: second offset -> count, for
+// the seconds that saw at least one request.
+static json_t *
+s_arrivals_json (mock_t *self)
+{
+    json_t *object = json_object ();
+    for (size_t second = 0; object && second < self->arrivals_size; second++)
+        if (self->arrivals [second] > 0) {
+            char key [24];
+            snprintf (key, sizeof key, "%zu", second);
+            json_object_set_new (object, key, json_integer ((json_int_t) self->arrivals [second]));
+        }
+    return object;
+}
+
 // s_stats_body returns the /stats document as a malloc'd string, or NULL.
 static char *
 s_stats_body (mock_t *self)
 {
-    return s_dump (json_pack ("{s:I, s:I, s:I, s:O}",
+    uint64_t now = s_now_ns ();
+    return s_dump (json_pack ("{s:I, s:I, s:I, s:O, s:o*, s:I, s:b}",
         "served", (json_int_t) self->served,
         "in_flight", (json_int_t) self->in_flight,
         "max_in_flight", (json_int_t) self->max_in_flight,
-        "by_path", self->by_path));
+        "by_path", self->by_path,
+        "arrivals_by_second", s_arrivals_json (self),
+        "storm_refused", (json_int_t) self->storm_refused,
+        "storm_active", now < self->storm_until_ns));
 }
 
-// s_reset zeroes the counters; in_flight is a fact, not a counter, so it stays.
+// s_reset zeroes the counters; in_flight is a fact, not a counter, so it
+// stays. A storm in progress stays too: /reset starts a measurement, and a
+// test arms the storm right before measuring what it does.
 static void
 s_reset (mock_t *self)
 {
     self->served = 0;
     self->max_in_flight = self->in_flight;
+    self->reset_ns = s_now_ns ();
+    self->storm_refused = 0;
+    if (self->arrivals_size > 0)
+        memset (self->arrivals, 0, self->arrivals_size * sizeof (uint64_t));
     json_object_clear (self->by_path);
     json_object_clear (self->flaky);
+}
+
+// s_storm arms (or, with for_ms=0, ends) a storm: every request arriving in
+// the next for_ms is answered status (default 429) with Retry-After, the way
+// an overloaded API sheds load. Returns the /storm answer.
+static char *
+s_storm (mock_t *self, struct MHD_Connection *connection)
+{
+    self->storm_status = s_status_knob (connection, "status", 429);
+    self->storm_retry_after = s_knob (connection, "retry_after", 1000000000ULL, 0);
+    uint64_t for_ms = s_knob (connection, "for_ms", MOCK_MAX_LATENCY_MS, 5000);
+    self->storm_until_ns = for_ms? s_now_ns () + for_ms * 1000000ULL: 0;
+    return s_dump (json_pack ("{s:b, s:I, s:I, s:I}", "ok", 1,
+        "status", (json_int_t) self->storm_status,
+        "retry_after", (json_int_t) self->storm_retry_after, "for_ms", (json_int_t) for_ms));
+}
+
+// s_key_accepted is true when require_key=K is absent, or the request's
+// Authorization header is "Bearer K" or K itself; how an API refuses a
+// missing or wrong key is exactly what the auth tests need to see.
+static bool
+s_key_accepted (struct MHD_Connection *connection)
+{
+    const char *key = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "require_key");
+    if (!key)
+        return true;
+    const char *given = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!given)
+        return false;
+    if (strncmp (given, "Bearer ", 7) == 0)
+        given += 7;
+    return strcmp (given, key) == 0;
+}
+
+// s_search_body returns the /search answer: count (default 10) results that
+// are a pure function of the query, so a test can predict them.
+static char *
+s_search_body (struct MHD_Connection *connection)
+{
+    const char *query = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "q");
+    if (!query)
+        query = "";
+    uint64_t count = s_knob (connection, "count", MOCK_MAX_SEARCH_COUNT, 10);
+    json_t *results = json_array ();
+    for (uint64_t index = 0; results && index < count; index++) {
+        char title [64], url [64];
+        snprintf (title, sizeof title, "Result %" PRIu64, index + 1);
+        snprintf (url, sizeof url, "http://127.0.0.1/r/%" PRIu64, index);
+        char *text = NULL;
+        json_t *snippet = NULL;
+        if (asprintf (&text, "Result %" PRIu64 " for %s", index + 1, query) >= 0) {
+            snippet = s_json_text (text, strlen (text));
+            free (text);
+        }
+        json_array_append_new (results, json_pack ("{s:s, s:s, s:o*}",
+            "title", title, "url", url, "snippet", snippet));
+    }
+    return s_dump (json_pack ("{s:o*, s:o*}",
+        "query", s_json_text (query, strlen (query)), "results", results));
+}
+
+// s_words counts the whitespace-separated words of text.
+static json_int_t
+s_words (const char *text)
+{
+    json_int_t words = 0;
+    bool in_word = false;
+    for (const char *at = text; *at; at++) {
+        bool space = *at == ' ' || *at == '\t' || *at == '\n' || *at == '\r';
+        if (!space && !in_word)
+            words++;
+        in_word = !space;
+    }
+    return words;
+}
+
+// s_chat_tokens splits "Echo: <last user message>" into word tokens, each
+// after the first keeping its leading space, so the tokens joined are the
+// answer. Returns a JSON array of strings, or NULL.
+static json_t *
+s_chat_tokens (json_t *messages)
+{
+    const char *last = "";
+    size_t index;
+    json_t *message;
+    json_array_foreach (messages, index, message) {
+        json_t *content = json_object_get (message, "content");
+        const char *role = json_string_value (json_object_get (message, "role"));
+        if (role && strcmp (role, "user") == 0 && json_is_string (content))
+            last = json_string_value (content);
+    }
+    char *text = NULL;
+    if (asprintf (&text, "Echo: %s", last) < 0)
+        return NULL;
+    json_t *tokens = json_array ();
+    char *save = NULL;
+    for (char *word = strtok_r (text, " \t\r\n", &save); tokens && word;
+         word = strtok_r (NULL, " \t\r\n", &save)) {
+        if (json_array_size (tokens) >= MOCK_MAX_TOKENS)
+            break;
+        char *token = NULL;
+        if (asprintf (&token, "%s%s", json_array_size (tokens)? " ": "", word) >= 0) {
+            json_array_append_new (tokens, s_json_text (token, strlen (token)));
+            free (token);
+        }
+    }
+    free (text);
+    return tokens;
+}
+
+// s_sse_append appends one "data: JSON" event to an SSE body and records
+// where it starts, so each event can be released as one piece.
+static int
+s_sse_append (char **body, size_t *size, uint64_t *offsets, unsigned *pieces, json_t *event)
+{
+    char *data = event? json_dumps (event, JSON_COMPACT): strdup ("[DONE]");
+    json_decref (event);
+    if (!data)
+        return -1;
+    size_t length = strlen (data) + 8;
+    char *grown = realloc (*body, *size + length + 1);
+    if (!grown) {
+        free (data);
+        return -1;
+    }
+    *body = grown;
+    offsets [(*pieces)++] = *size;
+    snprintf (*body + *size, length + 1, "data: %s\n\n", data);
+    *size += length;
+    free (data);
+    return 0;
+}
+
+// s_chat answers POST /v1/chat/completions like an OpenAI-compatible API:
+// "Echo: <last user message>", split into word tokens. With "stream": true
+// the answer is an SSE stream, one event per token every token_ms (released
+// by the slow-body timer, so no thread waits), then a final chunk with
+// finish_reason and usage, then [DONE]. Sets *content_type; returns the
+// body, or NULL when out of memory.
+static char *
+s_chat (request_t *request, const char **content_type)
+{
+    struct MHD_Connection *connection = request->connection;
+    json_t *body = json_loadb (request->upload? request->upload: "", request->upload_size, 0, NULL);
+    json_t *messages = json_object_get (body, "messages");
+    if (!json_is_object (body) || !json_is_array (messages)) {
+        json_decref (body);
+        request->status = 400;
+        return strdup ("{\"error\":{\"message\":\"the body must be a JSON object with "
+                       "messages\",\"type\":\"invalid_request_error\"}}");
+    }
+    const char *model = json_string_value (json_object_get (body, "model"));
+    json_t *model_value = json_string (model? model: "mock-model");
+    bool stream = json_is_true (json_object_get (body, "stream"));
+    json_int_t prompt_tokens = 0;
+    size_t index;
+    json_t *message;
+    json_array_foreach (messages, index, message) {
+        json_t *content = json_object_get (message, "content");
+        if (json_is_string (content))
+            prompt_tokens += s_words (json_string_value (content));
+    }
+    json_t *tokens = s_chat_tokens (messages);
+    json_decref (body);
+    if (!tokens || !model_value) {
+        json_decref (tokens);
+        json_decref (model_value);
+        return NULL;
+    }
+    json_int_t completion_tokens = (json_int_t) json_array_size (tokens);
+    json_t *usage = json_pack ("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens,
+        "completion_tokens", completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
+    char *answer = NULL;
+    if (!stream) {
+        size_t size = 0;
+        json_t *token;
+        json_array_foreach (tokens, index, token)
+            size += json_string_length (token);
+        char *text = calloc (1, size + 1);
+        if (text) {
+            json_array_foreach (tokens, index, token)
+                strcat (text, json_string_value (token));
+            answer = s_dump (json_pack ("{s:s, s:s, s:O, s:[{s:i, s:{s:s, s:o*}, s:s}], s:O}",
+                "id", "chatcmpl-mock", "object", "chat.completion", "model", model_value,
+                "choices", "index", 0, "message", "role", "assistant",
+                "content", s_json_text (text, size), "finish_reason", "stop", "usage", usage));
+            free (text);
+        }
+    }
+    else {
+        unsigned events = (unsigned) json_array_size (tokens) + 2;
+        request->piece_offsets = calloc (events, sizeof (uint64_t));
+        size_t size = 0;
+        unsigned pieces = 0;
+        bool ok = request->piece_offsets != NULL;
+        json_t *token;
+        json_array_foreach (tokens, index, token) {
+            json_t *delta = index == 0
+                ? json_pack ("{s:s, s:O}", "role", "assistant", "content", token)
+                : json_pack ("{s:O}", "content", token);
+            ok = ok && s_sse_append (&answer, &size, request->piece_offsets, &pieces,
+                json_pack ("{s:s, s:s, s:O, s:[{s:i, s:o*}]}", "id", "chatcmpl-mock",
+                           "object", "chat.completion.chunk", "model", model_value,
+                           "choices", "index", 0, "delta", delta)) == 0;
+        }
+        ok = ok && s_sse_append (&answer, &size, request->piece_offsets, &pieces,
+            json_pack ("{s:s, s:s, s:O, s:[{s:i, s:{}, s:s}], s:O}", "id", "chatcmpl-mock",
+                       "object", "chat.completion.chunk", "model", model_value,
+                       "choices", "index", 0, "delta", "finish_reason", "stop",
+                       "usage", usage)) == 0;
+        ok = ok && s_sse_append (&answer, &size, request->piece_offsets, &pieces, NULL) == 0;
+        if (!ok) {
+            free (answer);
+            answer = NULL;
+            free (request->piece_offsets);
+            request->piece_offsets = NULL;
+        }
+        else {
+            request->pieces = pieces;
+            uint64_t token_ms = s_knob (connection, "token_ms", 60000, MOCK_DEFAULT_TOKEN_MS);
+            request->slow_ns = token_ms * 1000000ULL * (pieces - 1);
+            *content_type = "text/event-stream";
+        }
+    }
+    json_decref (usage);
+    json_decref (tokens);
+    json_decref (model_value);
+    return answer;
 }
 
 // s_flaky_attempt counts one request for key and returns its 1-based number.
@@ -433,7 +725,8 @@ s_queue (request_t *request, const char *content_type,
     struct MHD_Response *response;
     request->body_start_ns = s_now_ns ();
     if (request->body_size > 0 && (request->slow_ns > 0 || request->body_kind != BODY_BUFFER)) {
-        request->pieces = request->slow_ns > 0
+        if (!request->piece_offsets)
+            request->pieces = request->slow_ns > 0
                         ? (unsigned) (request->body_size < MOCK_SLOW_PIECES? request->body_size: MOCK_SLOW_PIECES)
                         : 1;
         response = MHD_create_response_from_callback (request->body_size, 64 * 1024,
@@ -502,10 +795,47 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
         request->body_buf = strdup ("{\"ok\":true}");
         retry_after = NULL;
     }
+    else
+    if (strcmp (url, "/storm") == 0) {
+        request->body_buf = s_storm (self, connection);
+        retry_after = NULL;
+    }
+    else
+    if (request->storm) {
+        self->served++;
+        self->storm_refused++;
+        s_count_path (self, url);
+        request->status = self->storm_status;
+        retry_after = NULL;
+        if (self->storm_retry_after > 0) {
+            snprintf (retry_after_buf, sizeof retry_after_buf, "%" PRIu64, self->storm_retry_after);
+            retry_after = retry_after_buf;
+        }
+        request->body_buf = s_dump (json_pack ("{s:s, s:i}", "error", "storm",
+                                               "status", (int) request->status));
+    }
     else {
         uint64_t number = ++self->served;
         s_count_path (self, url);
         request->status = s_status_knob (connection, "status", 200);
+        if (!s_key_accepted (connection)) {
+            request->status = 401;
+            request->body_buf = strdup ("{\"error\":{\"message\":\"missing or invalid API key\","
+                                        "\"type\":\"invalid_request_error\"}}");
+        }
+        else
+        if (strcmp (url, "/search") == 0)
+            request->body_buf = s_search_body (connection);
+        else
+        if (strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/chat/completions") == 0) {
+            if (strcmp (method, "POST") == 0)
+                request->body_buf = s_chat (request, &content_type);
+            else {
+                request->status = 405;
+                request->body_buf = strdup ("{\"error\":{\"message\":\"use POST\"}}");
+            }
+        }
+        else
         if (strcmp (url, "/json") == 0)
             request->body_buf = s_dump (json_pack ("{s:b, s:I}", "ok", 1, "n", (json_int_t) number));
         else
@@ -570,13 +900,16 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
         uint64_t size = s_knob (connection, "size", MOCK_MAX_SIZE,
                                 binary? MOCK_BINARY_DEFAULT_SIZE: UINT64_MAX);
         if (binary || size != UINT64_MAX) {
+            free (request->piece_offsets);
+            request->piece_offsets = NULL;
             free (request->body_buf);
             request->body_buf = strdup ("");
             request->body_kind = binary? BODY_BINARY_FILLER: BODY_TEXT_FILLER;
             request->body_size = size;
             content_type = binary? "application/octet-stream": "text/plain";
         }
-        request->slow_ns = s_knob (connection, "slow_ms", MOCK_MAX_SLOW_MS, 0) * 1000000ULL;
+        if (!request->piece_offsets)
+            request->slow_ns = s_knob (connection, "slow_ms", MOCK_MAX_SLOW_MS, 0) * 1000000ULL;
     }
     if (!request->body_buf)
         return MHD_NO;             // out of memory: closing is all we can do
@@ -627,12 +960,15 @@ s_access_handler (void *cls, struct MHD_Connection *connection, const char *url,
         request->mock = self;
         request->connection = connection;
         request->start_ns = s_now_ns ();
-        request->is_control = strcmp (url, "/stats") == 0 || strcmp (url, "/reset") == 0;
+        request->is_control = strcmp (url, "/stats") == 0 || strcmp (url, "/reset") == 0
+                           || strcmp (url, "/storm") == 0;
         if (self->verbose) {
             request->method = strdup (method);
             request->path = strdup (url);
         }
         if (!request->is_control) {
+            s_count_arrival (self, request->start_ns);
+            request->storm = request->start_ns < self->storm_until_ns;
             self->in_flight++;
             if (self->in_flight > self->max_in_flight)
                 self->max_in_flight = self->in_flight;
@@ -648,7 +984,7 @@ s_access_handler (void *cls, struct MHD_Connection *connection, const char *url,
     }
     if (!request->waited) {
         request->waited = true;
-        uint64_t latency_ms = request->is_control
+        uint64_t latency_ms = request->is_control || request->storm
                             ? 0: s_knob (connection, "latency_ms", MOCK_MAX_LATENCY_MS, 0);
         if (latency_ms > 0 && !self->stopping
         &&  s_suspend_until (self, request, s_now_ns () + latency_ms * 1000000ULL) == 0)
@@ -679,6 +1015,7 @@ s_request_completed (void *cls, struct MHD_Connection *connection, void **con_cl
     free (request->path);
     free (request->upload);
     free (request->body_buf);
+    free (request->piece_offsets);
     free (request);
 }
 
@@ -768,8 +1105,14 @@ s_usage (FILE *out)
         "  --verbose           log one line per request to stderr\n"
         "\n"
         "Query knobs, on any path: latency_ms=N status=N retry_after=S size=N slow_ms=N binary=1\n"
+        "       require_key=K (401 unless Authorization is \"Bearer K\")\n"
         "Paths: /echo (default) /json /html?title=T /redirect?to=URL&code=302\n"
-        "       /redirect-chain?n=K /flaky?key=K&fail=N&status=500 /stats /reset\n");
+        "       /redirect-chain?n=K /flaky?key=K&fail=N&status=500\n"
+        "       /search?q=Q&count=N\n"
+        "       POST /v1/chat/completions (OpenAI-compatible; \"stream\": true streams\n"
+        "            one token every token_ms, default 20)\n"
+        "       /storm?status=429&retry_after=S&for_ms=N (every request answered status)\n"
+        "       /stats /reset\n");
 }
 
 // s_run is the event loop: wait on MHD's epoll fd and the signal fd, at most
@@ -863,6 +1206,7 @@ main (int argc, char *argv [])
     self.epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
     self.by_path = json_object ();
     self.flaky = json_object ();
+    self.reset_ns = s_now_ns ();
     if (self.signal_fd < 0 || self.epoll_fd < 0 || !self.by_path || !self.flaky) {
         fprintf (stderr, "mock: start-up failed: %s\n", strerror (errno));
         return 1;
@@ -910,6 +1254,7 @@ main (int argc, char *argv [])
     free (self.timers);
     json_decref (self.by_path);
     json_decref (self.flaky);
+    free (self.arrivals);
     close (self.epoll_fd);
     close (self.signal_fd);
     return 0;

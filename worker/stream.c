@@ -1,0 +1,338 @@
+// stream — an OpenAI-compatible Chat Completions stream, parsed as it arrives.
+#include "stream.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// A growable byte buffer.
+typedef struct {
+    char *data;                 // bytes, or NULL
+    size_t size;                // bytes used
+    size_t alloc;               // bytes allocated
+} s_bytes_t;
+
+struct _stream_t {
+    size_t max_bytes;           // cap on the assembled text and on one event
+    s_bytes_t line;             // the line being read (no terminator)
+    s_bytes_t event;            // data lines of the event being read, joined by LF
+    bool event_has_data;        // the event has at least one data line
+    bool after_cr;              // the last byte was CR: a following LF ends nothing
+    bool failed;                // over the cap or out of memory: input is ignored
+    s_bytes_t content;          // every delta's text, joined
+    size_t deltas;              // deltas reported
+    bool done;                  // [DONE] arrived
+    json_t *id;                 // the stream's "id", or NULL
+    json_t *model;              // the stream's "model", or NULL
+    json_t *finish_reason;      // the last finish_reason seen, or NULL
+    json_t *usage;              // the last usage object seen, or NULL
+    json_t *error;              // an "error" object sent in the stream, or NULL
+};
+
+// s_bytes_add appends len bytes; returns 0, or -1 past max or out of memory.
+static int
+s_bytes_add (s_bytes_t *bytes, const char *data, size_t len, size_t max)
+{
+    if (len > max || bytes->size > max - len)
+        return -1;
+    if (bytes->size + len + 1 > bytes->alloc) {
+        size_t alloc = bytes->alloc ? bytes->alloc : 256;
+        while (alloc < bytes->size + len + 1)
+            alloc *= 2;
+        char *grown = realloc (bytes->data, alloc);
+        if (!grown)
+            return -1;
+        bytes->data = grown;
+        bytes->alloc = alloc;
+    }
+    if (len)
+        memcpy (bytes->data + bytes->size, data, len);
+    bytes->size += len;
+    bytes->data[bytes->size] = '\0';
+    return 0;
+}
+
+stream_t *
+stream_new (size_t max_bytes)
+{
+    stream_t *self = calloc (1, sizeof *self);
+    if (self)
+        self->max_bytes = max_bytes;
+    return self;
+}
+
+void
+stream_destroy (stream_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    stream_t *self = *self_p;
+    free (self->line.data);
+    free (self->event.data);
+    free (self->content.data);
+    json_decref (self->id);
+    json_decref (self->model);
+    json_decref (self->finish_reason);
+    json_decref (self->usage);
+    json_decref (self->error);
+    free (self);
+    *self_p = NULL;
+}
+
+// s_keep replaces *slot with value when value is of the wanted kind.
+static void
+s_keep (json_t **slot, json_t *value, bool object)
+{
+    if (!value || (object ? !json_is_object (value) : !json_is_string (value)))
+        return;
+    json_decref (*slot);
+    *slot = json_incref (value);
+}
+
+// s_dispatch handles one complete event: [DONE], or a chunk whose delta is
+// assembled and reported. Events that are not JSON objects are ignored, as
+// the SSE rules ignore what they do not know.
+static int
+s_dispatch (stream_t *self, stream_delta_fn *fn, void *arg)
+{
+    const char *data = self->event.data ? self->event.data : "";
+    size_t size = self->event.size;
+    if (size == 6 && memcmp (data, "[DONE]", 6) == 0) {
+        self->done = true;
+        return 0;
+    }
+    json_t *chunk = json_loadb (data, size, 0, NULL);
+    if (!json_is_object (chunk)) {
+        json_decref (chunk);
+        return 0;
+    }
+    if (!self->id)
+        s_keep (&self->id, json_object_get (chunk, "id"), false);
+    if (!self->model)
+        s_keep (&self->model, json_object_get (chunk, "model"), false);
+    s_keep (&self->usage, json_object_get (chunk, "usage"), true);
+    s_keep (&self->error, json_object_get (chunk, "error"), true);
+    json_t *choice = json_array_get (json_object_get (chunk, "choices"), 0);
+    s_keep (&self->finish_reason, json_object_get (choice, "finish_reason"), false);
+    json_t *content = json_object_get (json_object_get (choice, "delta"), "content");
+    int rc = 0;
+    if (json_is_string (content) && json_string_length (content) > 0) {
+        const char *text = json_string_value (content);
+        size_t len = json_string_length (content);
+        rc = s_bytes_add (&self->content, text, len, self->max_bytes);
+        if (rc == 0) {
+            self->deltas++;
+            if (fn)
+                fn (arg, text, len);
+        }
+    }
+    json_decref (chunk);
+    return rc;
+}
+
+// s_line handles one complete line (SSE: field "data", blank = dispatch;
+// comments, "event", "id" and "retry" do not matter for a completion).
+static int
+s_line (stream_t *self, stream_delta_fn *fn, void *arg)
+{
+    const char *line = self->line.data ? self->line.data : "";
+    size_t len = self->line.size;
+    int rc = 0;
+    if (len == 0) {
+        if (self->event_has_data)
+            rc = s_dispatch (self, fn, arg);
+        self->event.size = 0;
+        self->event_has_data = false;
+    }
+    else if (len >= 5 && memcmp (line, "data", 4) == 0 && line[4] == ':') {
+        const char *value = line + 5;
+        size_t value_len = len - 5;
+        if (value_len > 0 && *value == ' ') {
+            value++;
+            value_len--;
+        }
+        if (self->event_has_data)
+            rc = s_bytes_add (&self->event, "\n", 1, self->max_bytes);
+        if (rc == 0)
+            rc = s_bytes_add (&self->event, value, value_len, self->max_bytes);
+        self->event_has_data = true;
+    }
+    else if (len == 4 && memcmp (line, "data", 4) == 0) {
+        if (self->event_has_data)
+            rc = s_bytes_add (&self->event, "\n", 1, self->max_bytes);
+        self->event_has_data = true;
+    }
+    self->line.size = 0;
+    return rc;
+}
+
+int
+stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, void *arg)
+{
+    if (self->failed)
+        return -1;
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (c != '\r' && c != '\n')
+            continue;
+        // The end of a line: CR, LF or CRLF, which may straddle two feeds.
+        bool second_half = c == '\n' && self->after_cr && i == start && self->line.size == 0;
+        self->after_cr = c == '\r';
+        if (second_half) {
+            start = i + 1;
+            continue;
+        }
+        if (s_bytes_add (&self->line, data + start, i - start, self->max_bytes) < 0
+            || s_line (self, fn, arg) < 0) {
+            self->failed = true;
+            return -1;
+        }
+        start = i + 1;
+    }
+    if (start < len) {
+        self->after_cr = false;
+        if (s_bytes_add (&self->line, data + start, len - start, self->max_bytes) < 0) {
+            self->failed = true;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+size_t
+stream_deltas (const stream_t *self)
+{
+    return self->deltas;
+}
+
+bool
+stream_done (const stream_t *self)
+{
+    return self->done;
+}
+
+char *
+stream_completion (const stream_t *self)
+{
+    json_t *content = json_stringn (self->content.data ? self->content.data : "",
+                                    self->content.size);
+    json_t *completion = json_pack ("{s:O?, s:s, s:O?, s:[{s:i, s:{s:s, s:o*}, s:O?}], s:b}",
+        "id", self->id, "object", "chat.completion", "model", self->model,
+        "choices", "index", 0, "message", "role", "assistant", "content", content,
+        "finish_reason", self->finish_reason, "streamed", 1);
+    if (!completion)
+        return NULL;
+    if (self->usage)
+        json_object_set (completion, "usage", self->usage);
+    if (self->error)
+        json_object_set (completion, "error", self->error);
+    char *text = json_dumps (completion, JSON_COMPACT);
+    json_decref (completion);
+    return text;
+}
+
+// --- self-test ---
+
+// What the test's delta callback saw.
+typedef struct {
+    char text[256];             // deltas joined with '|'
+    size_t count;               // deltas seen
+} s_seen_t;
+
+// s_test_delta records one delta.
+static void
+s_test_delta (void *arg, const char *text, size_t len)
+{
+    s_seen_t *seen = arg;
+    size_t used = strlen (seen->text);
+    snprintf (seen->text + used, sizeof seen->text - used, "%s%.*s", seen->count ? "|" : "",
+              (int) len, text);
+    seen->count++;
+}
+
+void
+stream_test (bool verbose)
+{
+    if (verbose)
+        printf (" * stream: ");
+    // A stream the way OpenAI sends it, with CRLF and LF line ends mixed,
+    // a comment, an event that is not JSON, an empty role-only delta, a
+    // multi-byte character and an event split over two data lines.
+    const char *wire =
+        ": keep-alive\r\n\r\n"
+        "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\r\n\r\n"
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Echo:\"}}]}\n\n"
+        "event: message\r\n"
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\r\n"
+        "data: \"delta\":{\"content\":\" caf\xc3\xa9\"}}]}\r\n\r\n"
+        "data: not json\n\n"
+        "data:{\"choices\":[{\"index\":0,\"delta\":{\"content\":\" \\\"ok\\\"\"}}]}\r\r"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,\"total_tokens\":5}}\n\n"
+        "data: [DONE]\n\n";
+    size_t len = strlen (wire);
+    // Every split point, in two feeds, and one byte at a time: the same.
+    for (size_t split = 0; split <= len + 1; split++) {
+        stream_t *stream = stream_new (1024);
+        assert (stream);
+        s_seen_t seen = { .count = 0 };
+        if (split <= len) {
+            assert (stream_feed (stream, wire, split, s_test_delta, &seen) == 0);
+            assert (stream_feed (stream, wire + split, len - split, s_test_delta, &seen) == 0);
+        }
+        else
+            for (size_t i = 0; i < len; i++)
+                assert (stream_feed (stream, wire + i, 1, s_test_delta, &seen) == 0);
+        if (strcmp (seen.text, "Echo:| caf\xc3\xa9| \"ok\"") != 0)
+            fprintf (stderr, "stream: split %zu saw [%s]\n", split, seen.text);
+        assert (strcmp (seen.text, "Echo:| caf\xc3\xa9| \"ok\"") == 0);
+        assert (stream_deltas (stream) == 3 && stream_done (stream));
+        char *text = stream_completion (stream);
+        json_t *completion = json_loads (text, 0, NULL);
+        assert (completion);
+        assert (strcmp (json_string_value (json_object_get (completion, "id")), "c1") == 0);
+        assert (strcmp (json_string_value (json_object_get (completion, "model")), "m") == 0);
+        assert (strcmp (json_string_value (json_object_get (completion, "object")),
+                        "chat.completion") == 0);
+        assert (json_is_true (json_object_get (completion, "streamed")));
+        json_t *choice = json_array_get (json_object_get (completion, "choices"), 0);
+        json_t *message = json_object_get (choice, "message");
+        assert (strcmp (json_string_value (json_object_get (message, "content")),
+                        "Echo: caf\xc3\xa9 \"ok\"") == 0);
+        assert (strcmp (json_string_value (json_object_get (message, "role")), "assistant") == 0);
+        assert (strcmp (json_string_value (json_object_get (choice, "finish_reason")), "stop") == 0);
+        assert (json_integer_value (json_object_get (json_object_get (completion, "usage"),
+                                                     "total_tokens")) == 5);
+        json_decref (completion);
+        free (text);
+        stream_destroy (&stream);
+        stream_destroy (&stream);
+    }
+
+    // An empty stream still renders a completion, without usage.
+    stream_t *stream = stream_new (16);
+    char *text = stream_completion (stream);
+    assert (text && strstr (text, "\"content\":\"\"") && !strstr (text, "usage"));
+    free (text);
+    stream_destroy (&stream);
+    // The cap holds for the assembled text and for a line without end.
+    const char *delta = "data: {\"choices\":[{\"delta\":{\"content\":\"0123456789\"}}]}\n\n";
+    stream = stream_new (60);
+    for (int i = 0; i < 6; i++)
+        assert (stream_feed (stream, delta, strlen (delta), NULL, NULL) == 0);
+    assert (stream_feed (stream, delta, strlen (delta), NULL, NULL) == -1);
+    assert (stream_feed (stream, "\n", 1, NULL, NULL) == -1);
+    assert (stream_deltas (stream) == 6);
+    stream_destroy (&stream);
+    stream = stream_new (16);
+    char endless[64];
+    memset (endless, 'x', sizeof endless);
+    assert (stream_feed (stream, endless, sizeof endless, NULL, NULL) == -1);
+    stream_destroy (&stream);
+    if (verbose)
+        printf ("OK\n");
+}
