@@ -49,6 +49,8 @@ typedef struct _request_t request_t;
 
 struct _request_t {
     gateway_t *gateway;             // owner
+    request_t *live_prev;           // neighbours among all live requests
+    request_t *live_next;
     struct MHD_Connection *connection; // the HTTP connection
     char *body;                     // request body received so far
     size_t body_size;               // bytes in body
@@ -126,6 +128,8 @@ struct _gateway_t {
     uint64_t last_seq;              // last event sequence number
     int64_t last_epoch;             // broker run the events come from
     size_t requests;                // live request contexts
+    request_t *live;                // every live request, so none is left
+                                    // suspended when the daemon stops
     evloop_timer_t *ping_timer;     // PING period
     evloop_timer_t *recheck_timer;  // waiter recheck period
     bool draining;                  // SIGTERM seen
@@ -1569,6 +1573,10 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
         req->connection = connection;
         *con_cls = req;
         self->requests++;
+        req->live_next = self->live;
+        if (self->live)
+            self->live->live_prev = req;
+        self->live = req;
         // A body somewhat over the limit is read and dropped so that the
         // client, still sending, sees the 413; a hugely oversized one is
         // refused before reading (the connection then closes).
@@ -1631,6 +1639,12 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     free (req->tenant);
     free (req->last_job);
     free (req->answer_body);
+    if (req->live_prev)
+        req->live_prev->live_next = req->live_next;
+    else
+        self->live = req->live_next;
+    if (req->live_next)
+        req->live_next->live_prev = req->live_prev;
     free (req->sent_data);
     s_batch_free (req);
     free (req->sse_buffer);
@@ -1818,6 +1832,14 @@ gateway_drain (gateway_t *self)
         if (!req->answered && (req->op != OP_SUBMIT || req->created_at))
             s_request_deadline (self->loop, req);
     zlistx_destroy (&parked);
+    // Event streams end now (a client reconnects to another gateway and
+    // resumes with Last-Event-ID).
+    for (request_t *req = self->live; req; req = req->live_next)
+        if (req->sse_started && !req->sse_done) {
+            req->sse_done = true;
+            s_waiter_remove (req);
+            s_sse_wake (req);
+        }
     s_mhd_run (self);
     return self->requests == 0;
 }
@@ -1845,20 +1867,25 @@ gateway_destroy (gateway_t **self_p)
     evloop_timer_cancel (self->loop, &self->resend_timer);
     evloop_timer_cancel (self->loop, &self->mhd_timer);
     if (self->daemon) {
-        // Every suspended connection must be resumed before the daemon stops.
-        zlistx_t *parked = zlistx_new ();
-        for (request_t *req = zhashx_first (self->pending); req; req = zhashx_next (self->pending))
-            zlistx_add_end (parked, req);
-        for (request_t *req = zhashx_first (self->waiters); req; req = zhashx_next (self->waiters))
-            for (request_t *one = req; one; one = one->wait_next)
-                zlistx_add_end (parked, one);
-        for (request_t *req = zlistx_first (parked); req; req = zlistx_next (parked))
-            if (!req->answered) {
-                s_pending_drop (req);
-                s_waiter_remove (req);
-                s_broker_unavailable (req);
+        // Every suspended connection must be resumed before the daemon
+        // stops (an MHD rule): answer what waits, end every stream.
+        for (request_t *req = self->live; req; req = req->live_next) {
+            s_pending_drop (req);
+            s_waiter_remove (req);
+            for (size_t i = 0; i < req->items_count; i++)
+                if (req->items[i])
+                    s_pending_drop (req->items[i]);
+            if (req->sse_started) {
+                req->sse_done = true;
+                s_sse_wake (req);
             }
-        zlistx_destroy (&parked);
+            else if (!req->answered)
+                s_broker_unavailable (req);
+            if (req->suspended) {
+                req->suspended = false;
+                MHD_resume_connection (req->connection);
+            }
+        }
         MHD_run (self->daemon);
         evloop_fd_remove (self->loop, self->mhd_epoll_fd);
         MHD_stop_daemon (self->daemon);
