@@ -348,13 +348,13 @@ s_retry_due (evloop_t *loop, void *arg)
 // s_backoff_ms returns the delay before the next attempt: full jitter over
 // an exponential ceiling, never shorter than the upstream asked.
 static int64_t
-s_backoff_ms (int attempt, int64_t retry_after_ms)
+s_backoff_ms (int attempt, int64_t retry_after_ms, int64_t base_ms, int64_t cap_ms)
 {
-    int64_t ceiling = BACKOFF_BASE_MS;
-    for (int i = 1; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
+    int64_t ceiling = base_ms;
+    for (int i = 1; i < attempt && ceiling < cap_ms; i++)
         ceiling *= 2;
-    if (ceiling > BACKOFF_CAP_MS)
-        ceiling = BACKOFF_CAP_MS;
+    if (ceiling > cap_ms)
+        ceiling = cap_ms;
     int64_t delay = (int64_t) randof ((int) ceiling + 1);
     return delay > retry_after_ms ? delay : retry_after_ms;
 }
@@ -651,7 +651,12 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
         job_set_str (&job->error, error);
         s_put (self, job);
         s_event (self, job);
-        int64_t delay = s_backoff_ms (job->attempts, retry_after_ms);
+        const config_provider_t *provider = entry->provider >= 0
+                                                ? &self->config->providers[entry->provider]
+                                                : NULL;
+        int64_t delay = s_backoff_ms (job->attempts, retry_after_ms,
+                                      provider ? provider->retry_base_ms : BACKOFF_BASE_MS,
+                                      provider ? provider->retry_max_ms : BACKOFF_CAP_MS);
         entry->state = ENTRY_DELAYED;
         self->delayed_count++;
         entry->timer = evloop_timer_start (self->loop, delay, s_retry_due, entry);
@@ -1369,10 +1374,13 @@ broker_test (bool verbose)
 {
     if (verbose)
         printf (" * broker: ");
-    assert (s_backoff_ms (1, 0) <= BACKOFF_BASE_MS);
-    assert (s_backoff_ms (3, 0) <= 4 * BACKOFF_BASE_MS);
-    assert (s_backoff_ms (40, 0) <= BACKOFF_CAP_MS);
-    assert (s_backoff_ms (1, 2000) >= 2000);
+    for (int i = 0; i < 100; i++) {
+        assert (s_backoff_ms (1, 0, 500, 60000) <= 500);
+        assert (s_backoff_ms (3, 0, 500, 60000) <= 2000);
+        assert (s_backoff_ms (40, 0, 500, 60000) <= 60000);
+        assert (s_backoff_ms (1, 2000, 500, 60000) >= 2000);
+        assert (s_backoff_ms (5, 0, 100, 300) <= 300);
+    }
     if (verbose)
         printf ("OK\n");
 }

@@ -371,6 +371,14 @@ s_load_providers (config_t *self, json_t *providers, char *error, size_t error_s
         provider->burst = burst;
         provider->circuit_failures = (int) failures;
         provider->circuit_open_ms = (int64_t) open_ms;
+        double retry_base = 500, retry_max = 60000;
+        if (s_get_number (entry, section, "retry_base_ms", &retry_base, 1, 3600000, error,
+                          error_size) < 0
+            || s_get_number (entry, section, "retry_max_ms", &retry_max, 1, 86400000, error,
+                             error_size) < 0)
+            return -1;
+        provider->retry_base_ms = (int64_t) retry_base;
+        provider->retry_max_ms = (int64_t) retry_max;
         provider->rate_limit = rate;
         provider->max_concurrency = (int) concurrency;
         provider->timeout_ms = (int64_t) timeout;

@@ -27,6 +27,8 @@ typedef struct {
     int circuit_failures;       // consecutive failures that open the breaker, 0 = never
     int64_t circuit_open_ms;    // how long an open breaker waits before a probe
     bool circuit_fail_fast;     // while open: fail queued jobs instead of holding them
+    int64_t retry_base_ms;      // backoff before the 2nd attempt (ceiling doubles each time)
+    int64_t retry_max_ms;       // the ceiling's cap
     json_t *headers;            // object of default headers, or NULL
     char *auth_header;          // header that carries the secret (e.g. Authorization), or NULL
     char *auth_prefix;          // text sent before the secret (e.g. "Bearer "), never NULL with auth

@@ -132,3 +132,27 @@ def test_circuit_breaker_opens_and_closes():
         finally:
             revived.terminate()
             revived.wait()
+
+
+def test_open_breaker_fails_fast_when_configured():
+    dead_port = free_port()
+    stack = Stack(workers=0, start=False)
+    with stack:
+        stack.config["providers"]["dead"] = {"base_url": "http://127.0.0.1:%d" % dead_port,
+                                             "circuit_failures": 2, "circuit_open_ms": 60000,
+                                             "circuit_fail_fast": True,
+                                             "retry_base_ms": 50, "retry_max_ms": 100}
+        with open(stack.config_path, "w") as f:
+            json.dump(stack.config, f)
+        stack.start_broker()
+        stack.start_gateway()
+        stack.start_worker()
+        stack.wait_ready()
+        spec = {"kind": "http", "provider": "dead", "max_attempts": 10, "request": {"path": "/json"}}
+        ids = [stack.submit(spec).json()["id"] for _ in range(6)]
+        jobs = [stack.wait_terminal(i, timeout=30) for i in ids]
+        assert all(j["status"] == "failed" for j in jobs), jobs
+        types = {j["error"]["type"] for j in jobs}
+        assert "circuit_open" in types, types
+        # Far fewer calls than 6 jobs × 10 attempts were tried.
+        assert sum(j["attempts"] for j in jobs) < 20, [j["attempts"] for j in jobs]
