@@ -279,6 +279,49 @@ s_put (broker_t *self, const job_t *job)
     s_put_version (self, job, false);
 }
 
+// The tenant of webhook deliveries: no API key maps to it ('#' is reserved),
+// so they never show in a client's listing.
+#define WEBHOOK_TENANT "#webhooks"
+
+static entry_t *s_entry_new (broker_t *self, const job_t *job);
+static void s_enqueue (broker_t *self, entry_t *entry, bool front);
+
+// s_webhook_for creates, in the same batch as the job's terminal state, the
+// delivery of its callback (SPEC §3): a job of kind "webhook" whose request
+// is the callback URL and the finished job object, so that delivery is as
+// durable, retried and SSRF-checked as any job.
+static void
+s_webhook_for (broker_t *self, const job_t *job)
+{
+    if (!job->spec || !strstr (job->spec, "\"callback\""))
+        return;
+    json_t *spec = json_loads (job->spec, 0, NULL);
+    const char *url = json_string_value (json_object_get (json_object_get (spec, "callback"), "url"));
+    if (!url) {
+        json_decref (spec);
+        return;
+    }
+    job_t *delivery = job_new ();
+    job_id_generate (delivery->id);
+    job_set_str (&delivery->tenant, WEBHOOK_TENANT);
+    job_set_str (&delivery->kind, "webhook");
+    delivery->max_attempts = self->config->webhook_max_attempts;
+    delivery->timeout_ms = self->config->webhook_timeout_ms;
+    delivery->created_at = clock_wall_ms ();
+    json_t *payload = job_to_json (job);
+    json_t *delivery_spec = json_pack ("{s:s, s:{s:s, s:s, s:o}}", "kind", "webhook", "request",
+                                       "url", url, "job_id", job->id, "payload", payload);
+    char *text = json_dumps (delivery_spec, JSON_COMPACT);
+    json_decref (delivery_spec);
+    json_decref (spec);
+    job_set_str (&delivery->spec, text);
+    free (text);
+    s_put_version (self, delivery, true);
+    s_enqueue (self, s_entry_new (self, delivery), false);
+    log_info (job->id, "webhook %s queued for the callback", delivery->id);
+    job_destroy (&delivery);
+}
+
 // s_finish moves a job to a terminal state and forgets its entry.
 static void
 s_finish (broker_t *self, entry_t *entry, job_t *job, job_status_t status,
@@ -292,6 +335,8 @@ s_finish (broker_t *self, entry_t *entry, job_t *job, job_status_t status,
     s_event (self, job);
     log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
     s_entry_free (self, entry);
+    if (strcmp (job->kind, "webhook") != 0)
+        s_webhook_for (self, job);
 }
 
 // s_error_json builds an error object's JSON text; the caller frees it.

@@ -158,6 +158,11 @@ s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
                 return -1;
             }
         }
+        if (json_string_value (tenant)[0] == '#') {
+            snprintf (error, error_size,
+                      "config: gateway.api_keys[%zu].tenant may not start with '#' (reserved)", index);
+            return -1;
+        }
         api_key->tenant = strdup (json_string_value (tenant));
         self->api_keys_count++;
     }
@@ -445,7 +450,9 @@ config_load (const char *path, char *error, size_t error_size)
             return NULL;
         }
     }
-    json_t *gateway, *broker, *worker, *security;
+    json_t *gateway, *broker, *worker, *security, *webhooks;
+    char *webhook_secret = NULL;
+    double webhook_attempts = 8, webhook_timeout = 10000;
     char *durability = strdup ("fsync");
     double max_body = (double) self->max_body_bytes, submit_timeout = 5000,
            max_connections = 10000, ttl_s = 86400, max_queued = 1000000,
@@ -456,6 +463,12 @@ config_load (const char *path, char *error, size_t error_size)
         || s_section (root, "broker", &broker, error, error_size) < 0
         || s_section (root, "worker", &worker, error, error_size) < 0
         || s_section (root, "security", &security, error, error_size) < 0
+        || s_section (root, "webhooks", &webhooks, error, error_size) < 0
+        || s_get_string (webhooks, "webhooks", "secret", &webhook_secret, error, error_size) < 0
+        || s_get_number (webhooks, "webhooks", "max_attempts", &webhook_attempts, 1, 100, error,
+                         error_size) < 0
+        || s_get_number (webhooks, "webhooks", "timeout_ms", &webhook_timeout, 100, 600000, error,
+                         error_size) < 0
         || s_get_string (gateway, "gateway", "listen", &self->gateway_listen, error, error_size) < 0
         || s_get_number (gateway, "gateway", "max_body_bytes", &max_body, 1024, 64.0 * 1024 * 1024,
                          error, error_size) < 0
@@ -516,6 +529,29 @@ config_load (const char *path, char *error, size_t error_size)
         }
     }
     free (durability);
+    if (rc == 0 && webhook_secret) {
+        // Standard Webhooks: "whsec_" + base64 of the key; anything else is
+        // taken as the key's bytes.
+        size_t len = strlen (webhook_secret);
+        self->webhook_key = malloc (len + 1);
+        if (strncmp (webhook_secret, "whsec_", 6) == 0) {
+            if (sodium_base642bin (self->webhook_key, len, webhook_secret + 6, len - 6, NULL,
+                                   &self->webhook_key_size, NULL, sodium_base64_VARIANT_ORIGINAL)
+                    != 0
+                || self->webhook_key_size == 0) {
+                snprintf (error, error_size, "config: webhooks.secret \"whsec_…\" must be base64");
+                rc = -1;
+            }
+        }
+        else {
+            memcpy (self->webhook_key, webhook_secret, len);
+            self->webhook_key_size = len;
+        }
+        sodium_memzero (webhook_secret, len);
+    }
+    free (webhook_secret);
+    self->webhook_max_attempts = (int) webhook_attempts;
+    self->webhook_timeout_ms = (int64_t) webhook_timeout;
     json_decref (root);
     if (rc < 0) {
         config_destroy (&self);
@@ -539,6 +575,9 @@ config_destroy (config_t **self_p)
     if (!self_p || !*self_p)
         return;
     config_t *self = *self_p;
+    if (self->webhook_key)
+        sodium_memzero (self->webhook_key, self->webhook_key_size);
+    free (self->webhook_key);
     free (self->gateway_listen);
     for (size_t i = 0; i < self->api_keys_count; i++)
         free (self->api_keys[i].tenant);

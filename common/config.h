@@ -66,6 +66,11 @@ typedef struct {
     int worker_concurrency;         // transfers in flight per worker
     size_t max_response_bytes;      // upstream response cap per call
     int64_t drain_timeout_ms;       // on SIGTERM, how long running calls may finish
+    // webhooks
+    unsigned char *webhook_key;     // HMAC key of the signatures, or NULL (unsigned)
+    size_t webhook_key_size;        // its size
+    int webhook_max_attempts;       // deliveries tried at most
+    int64_t webhook_timeout_ms;     // per delivery attempt
     // security
     bool allow_private_networks;    // SSRF policy opt-out
     config_network_t *allow_networks;   // allowed even when private networks are denied

@@ -4,11 +4,13 @@
 #include <assert.h>
 #include <ctype.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 // The longest method name accepted; real ones are a few letters.
 #define METHOD_MAX 32
@@ -22,6 +24,7 @@ struct _request_t {
     size_t body_size;           // bytes in body
     bool user_url;              // the SSRF policy applies
     bool crawl;                 // crawl semantics (redirects, truncation)
+    bool webhook;               // a callback delivery
     size_t max_bytes;           // body cap
     int64_t timeout_ms;         // per-attempt timeout
     bool stream;                // llm with "stream": true: the answer is SSE
@@ -505,6 +508,54 @@ s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
     return 0;
 }
 
+// s_plan_webhook plans a callback delivery (SPEC §3, §5): POST the finished
+// job to the user's URL, signed per the Standard Webhooks scheme. The id is
+// the delivery's (the same for every attempt); timestamp and signature are
+// made now, for this attempt.
+static int
+s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config_t *config,
+                s_buf_t *url, char *error, size_t error_size)
+{
+    const char *target;
+    if (s_optional_string (request, "url", &target, "request.url", error, error_size) < 0)
+        return -1;
+    if (!target)
+        return s_fail (error, error_size, "request.url is required");
+    json_t *payload = json_object_get (request, "payload");
+    if (!payload)
+        return s_fail (error, error_size, "request.payload is required");
+    strcpy (self->method, "POST");
+    s_buf_str (url, target);
+    self->user_url = true;
+    self->webhook = true;
+    self->body = json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!self->body)
+        return s_fail (error, error_size, "out of memory");
+    self->body_size = strlen (self->body);
+    char stamp[24];
+    snprintf (stamp, sizeof stamp, "%lld", (long long) time (NULL));
+    s_header_default (self, "Content-Type", "application/json");
+    s_header_default (self, "webhook-id", job->id);
+    s_header_default (self, "webhook-timestamp", stamp);
+    if (config->webhook_key) {
+        unsigned char mac[crypto_auth_hmacsha256_BYTES];
+        crypto_auth_hmacsha256_state state;
+        crypto_auth_hmacsha256_init (&state, config->webhook_key, config->webhook_key_size);
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *) job->id, strlen (job->id));
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *) ".", 1);
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *) stamp, strlen (stamp));
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *) ".", 1);
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *) self->body, self->body_size);
+        crypto_auth_hmacsha256_final (&state, mac);
+        char signature[3 + sodium_base64_ENCODED_LEN (sizeof mac, sodium_base64_VARIANT_ORIGINAL)];
+        memcpy (signature, "v1,", 3);
+        sodium_bin2base64 (signature + 3, sizeof signature - 3, mac, sizeof mac,
+                           sodium_base64_VARIANT_ORIGINAL);
+        s_header_default (self, "webhook-signature", signature);
+    }
+    return 0;
+}
+
 // s_plan fills self from the job; -1 with a reason when the spec is invalid.
 static int
 s_plan (request_t *self, const job_t *job, const config_t *config, s_buf_t *url,
@@ -545,6 +596,8 @@ s_plan (request_t *self, const job_t *job, const config_t *config, s_buf_t *url,
         rc = s_plan_http (self, request, provider, url, error, error_size);
     else if (strcmp (kind, "crawl") == 0)
         rc = s_plan_crawl (self, request, url, error, error_size);
+    else if (strcmp (kind, "webhook") == 0 && !provider)
+        rc = s_plan_webhook (self, request, job, config, url, error, error_size);
     else if ((strcmp (kind, "search") == 0 || strcmp (kind, "llm") == 0) && !provider)
         rc = s_fail (error, error_size, "kind %s needs a provider", kind);
     else if (strcmp (kind, "search") == 0)
@@ -705,6 +758,12 @@ bool
 request_user_url (const request_t *self)
 {
     return self->user_url;
+}
+
+bool
+request_is_webhook (const request_t *self)
+{
+    return self->webhook;
 }
 
 bool

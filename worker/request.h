@@ -56,6 +56,10 @@ const char *request_header (const request_t *self, const char *name);
 // without provider, a crawl): the SSRF policy applies to it.
 bool request_user_url (const request_t *self);
 
+// request_is_webhook is true for a callback delivery (any non-2xx answer
+// is retried, as Standard Webhooks receivers expect).
+bool request_is_webhook (const request_t *self);
+
 // request_is_crawl is true for crawl jobs: truncate at max_bytes, add the
 // crawl fields to the result.
 bool request_is_crawl (const request_t *self);

@@ -465,7 +465,7 @@ response_finish (response_t *self, const response_info_t *info, response_outcome
         else {
             snprintf (message, sizeof message, "upstream answered %ld", status);
             out->error = s_error_json ("upstream_status", message, status);
-            if (status == 429 || status >= 500) {
+            if (status == 429 || status >= 500 || info->retry_all) {
                 out->outcome = "retry";
                 const char *retry_after =
                     json_string_value (json_object_get (self->headers, "retry-after"));

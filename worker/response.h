@@ -29,6 +29,7 @@ typedef struct {
     int64_t timeout_ms;         // the attempt's timeout, for the message
     bool blocked;               // the SSRF policy refused a connection
     bool crawl;                 // add the crawl fields to the result
+    bool retry_all;             // any non-2xx answer is retried (webhooks)
     const char *final_url;      // URL after redirects (crawl), or NULL
     int64_t now_s;              // wall clock, seconds, for Retry-After dates
 } response_info_t;

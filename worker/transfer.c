@@ -139,6 +139,12 @@ s_setup (transfer_t *self, const config_t *config)
         // A proxy from the environment would make the policy check the
         // proxy's address instead of the target's.
         SET (CURLOPT_PROXY, "");
+        // The policy is checked when a socket opens: a pooled connection
+        // (say, to an operator-trusted provider on a private address) must
+        // never carry a user's request, and a user's connection is not kept
+        // for anyone else's.
+        SET (CURLOPT_FRESH_CONNECT, 1L);
+        SET (CURLOPT_FORBID_REUSE, 1L);
     }
 #undef SET
     if (rc != CURLE_OK)
@@ -259,6 +265,7 @@ transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outco
         .timeout_ms = request_timeout_ms (self->request),
         .blocked = self->blocked,
         .crawl = request_is_crawl (self->request),
+        .retry_all = request_is_webhook (self->request),
         .final_url = final_url,
         .now_s = (int64_t) time (NULL),
     };

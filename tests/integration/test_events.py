@@ -2,7 +2,7 @@
 import http.client
 import time
 
-from harness import Stack
+from harness import Stack, request
 
 
 def read_events(port, job_id, headers=None, timeout=30):
@@ -111,3 +111,47 @@ def test_openapi_and_dashboard():
         text = page.body.decode()
         assert "<script>" in text and "/v1/providers" in text
         assert "http://" not in text and "https://" not in text   # no external assets
+
+
+def test_webhook_signed_delivered_and_retried():
+    import base64
+    import hashlib
+    import hmac
+    import json as _json
+    key = b"0123456789abcdef0123456789abcdef"
+    secret = "whsec_" + base64.b64encode(key).decode()
+    with Stack(config_extra={"webhooks": {"secret": secret, "max_attempts": 5}}) as stack:
+        hook = stack.mock_url("/hook?capture=wh1&fail=1")
+        job_id = stack.submit({"kind": "http", "request": {"url": stack.mock_url("/json")},
+                               "callback": {"url": hook}, "metadata": {"order": 7}}).json()["id"]
+        assert stack.wait_terminal(job_id)["status"] == "succeeded"
+
+        def captured():
+            return request(stack.mock_port, "GET", "/captured?key=wh1").json()
+        from harness import wait_until
+        deliveries = wait_until(lambda: len(captured()) >= 2 and captured(), 20,
+                                "the webhook to be retried and delivered")
+        assert len(deliveries) == 2      # the first answered 500, the retry 200
+        first, second = deliveries
+        assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
+        for delivery in deliveries:
+            headers = delivery["headers"]
+            assert delivery["method"] == "POST"
+            signed = "%s.%s.%s" % (headers["webhook-id"], headers["webhook-timestamp"], delivery["body"])
+            expected = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode()
+            assert headers["webhook-signature"] == "v1," + expected
+            body = _json.loads(delivery["body"])
+            assert body["id"] == job_id and body["status"] == "succeeded"
+            assert body["metadata"] == {"order": 7}
+        # Deliveries are internal: they never show in the client's listing.
+        assert [j["id"] for j in stack.get_path("/v1/jobs").json()["jobs"]] == [job_id]
+
+
+def test_webhook_to_a_private_address_is_blocked():
+    with Stack(config_extra={"security": {"allow_private_networks": False}}) as stack:
+        job_id = stack.submit({"kind": "http", "provider": "mock", "request": {"path": "/json"},
+                               "callback": {"url": stack.mock_url("/hook?capture=wh2")}}).json()["id"]
+        assert stack.wait_terminal(job_id)["status"] == "succeeded"
+        time.sleep(1.5)
+        assert request(stack.mock_port, "GET", "/captured?key=wh2").json() == []
+        assert "blocked_by_policy" in stack.log("worker0")

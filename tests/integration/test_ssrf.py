@@ -135,3 +135,18 @@ def test_ssrf_redirect_from_allowed_to_denied():
             assert job["status"] == "succeeded", job
         finally:
             _stop(second, stack)
+
+
+def test_pooled_provider_connection_is_never_reused_for_a_user_url():
+    # A provider call leaves a kept-alive connection to the mock in the
+    # worker's pool; a user URL to the same address must still be checked.
+    with Stack(config_extra={"security": {"allow_private_networks": False}}) as stack:
+        for _ in range(3):
+            job = stack.wait_terminal(stack.submit(
+                {"kind": "http", "provider": "mock", "request": {"path": "/json"}}).json()["id"])
+            assert job["status"] == "succeeded"
+        served = stack.mock_stats()["served"]
+        job = stack.wait_terminal(stack.submit(
+            {"kind": "http", "request": {"url": stack.mock_url("/json")}}).json()["id"])
+        assert job["status"] == "failed" and job["error"]["type"] == "blocked_by_policy", job
+        assert stack.mock_stats()["served"] == served

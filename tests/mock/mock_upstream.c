@@ -108,6 +108,7 @@ struct mock_t {
     uint64_t max_in_flight;        // high-water mark of in_flight since /reset
     json_t *by_path;               // path -> number of requests answered
     json_t *flaky;                 // flaky key -> number of requests seen
+    json_t *captured;              // capture key -> array of the requests received (webhooks)
     uint64_t reset_ns;             // start or last /reset: second 0 of arrivals
     uint64_t *arrivals;            // requests arrived per second since reset_ns
     size_t arrivals_size;          // seconds tracked in arrivals
@@ -472,6 +473,7 @@ s_reset (mock_t *self)
         memset (self->arrivals, 0, self->arrivals_size * sizeof (uint64_t));
     json_object_clear (self->by_path);
     json_object_clear (self->flaky);
+    json_object_clear (self->captured);
 }
 
 // s_storm arms (or, with for_ms=0, ends) a storm: every request arriving in
@@ -710,6 +712,7 @@ s_flaky_attempt (mock_t *self, const char *key)
     json_t *count = json_object_get (self->flaky, key);
     if (!count && json_object_size (self->flaky) >= MOCK_MAX_FLAKY_KEYS)
         json_object_clear (self->flaky);
+    json_object_clear (self->captured);
     uint64_t attempt = count? (uint64_t) json_integer_value (count) + 1: 1;
     // never serialised, so keys need not be UTF-8: any client key must count
     json_object_set_new_nocheck (self->flaky, key, json_integer ((json_int_t) attempt));
@@ -793,6 +796,14 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
     if (strcmp (url, "/reset") == 0) {
         s_reset (self);
         request->body_buf = strdup ("{\"ok\":true}");
+        retry_after = NULL;
+    }
+    else
+    if (strcmp (url, "/captured") == 0) {
+        // The requests recorded under ?key= by any path with ?capture=key.
+        const char *key = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "key");
+        json_t *list = key? json_object_get (self->captured, key): NULL;
+        request->body_buf = s_dump (list? json_incref (list): json_array ());
         retry_after = NULL;
     }
     else
@@ -888,11 +899,28 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
                 MHD_get_connection_values (connection, MHD_GET_ARGUMENT_KIND, s_collect_value, query);
             if (headers)
                 MHD_get_connection_values (connection, MHD_HEADER_KIND, s_collect_value, headers);
-            request->body_buf = s_dump (json_pack ("{s:o*, s:o*, s:o*, s:o*, s:o*, s:I}",
+            json_t *echo = json_pack ("{s:o*, s:o*, s:o*, s:o*, s:o*, s:I}",
                 "method", s_json_text (method, strlen (method)),
                 "path", s_json_text (url, strlen (url)), "query", query, "headers", headers,
                 "body", s_json_text (request->upload, request->upload_size),
-                "n", (json_int_t) number));
+                "n", (json_int_t) number);
+            // ?capture=K records the request for /captured?key=K (webhook
+            // tests); with &fail=N the first N of them answer 500.
+            const char *capture = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND,
+                                                               "capture");
+            if (capture && echo) {
+                json_t *list = json_object_get (self->captured, capture);
+                if (!list && json_object_size (self->captured) < MOCK_MAX_FLAKY_KEYS) {
+                    list = json_array ();
+                    json_object_set_new (self->captured, capture, list);
+                }
+                if (list && json_array_size (list) < 10000)
+                    json_array_append (list, echo);
+                uint64_t fail = s_knob (connection, "fail", 1000000000ULL, 0);
+                if (list && json_array_size (list) <= fail)
+                    request->status = 500;
+            }
+            request->body_buf = s_dump (echo);
         }
 
         // size= and binary=1 replace whatever body the path would give
@@ -1206,8 +1234,9 @@ main (int argc, char *argv [])
     self.epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
     self.by_path = json_object ();
     self.flaky = json_object ();
+    self.captured = json_object ();
     self.reset_ns = s_now_ns ();
-    if (self.signal_fd < 0 || self.epoll_fd < 0 || !self.by_path || !self.flaky) {
+    if (self.signal_fd < 0 || self.epoll_fd < 0 || !self.by_path || !self.flaky || !self.captured) {
         fprintf (stderr, "mock: start-up failed: %s\n", strerror (errno));
         return 1;
     }
@@ -1254,6 +1283,7 @@ main (int argc, char *argv [])
     free (self.timers);
     json_decref (self.by_path);
     json_decref (self.flaky);
+    json_decref (self.captured);
     free (self.arrivals);
     close (self.epoll_fd);
     close (self.signal_fd);
