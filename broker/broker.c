@@ -41,6 +41,15 @@ typedef struct {
     bool draining;              // sent DISCONNECT: no more dispatches
 } worker_t;
 
+// A tenant's quota state (SPEC §5: submissions/s and max queued jobs),
+// kept by the broker so the quota holds across every gateway.
+typedef struct {
+    const config_quota_t *quota; // its configured quota, or NULL
+    double tokens;              // submissions it may make now
+    int64_t refilled_ms;        // monotonic time of the last refill
+    size_t active;              // its jobs not yet finished
+} tenant_t;
+
 typedef enum { DEFERRED_SUBMIT_OK, DEFERRED_GET, DEFERRED_EVENT, DEFERRED_CHUNK } deferred_kind_t;
 
 // Partial data kept per running attempt for subscribers that join late or
@@ -80,6 +89,7 @@ struct _broker_t {
     size_t delayed_count;       // entries waiting for a retry timer
     size_t running_count;       // entries running
     size_t *provider_active;    // active jobs per configured provider
+    zhashx_t *tenants;          // tenant name → tenant_t, for quotas
     deferred_t *deferred;       // what waits for the commit
     size_t deferred_count;      // used entries
     size_t deferred_size;       // allocated entries
@@ -254,6 +264,8 @@ s_entry_free (broker_t *self, entry_t *entry)
         self->delayed_count--;
     if (entry->provider >= 0)
         self->provider_active[entry->provider]--;
+    if (entry->tenant)
+        ((tenant_t *) entry->tenant)->active--;
     zhashx_delete (self->entries, entry->id);
     free (entry->chunks);
     free (entry);
@@ -785,6 +797,54 @@ s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
 
 // --- gateways ---
 
+// s_tenant returns the quota state of a tenant, created on first use.
+static tenant_t *
+s_tenant (broker_t *self, const char *name)
+{
+    tenant_t *tenant = zhashx_lookup (self->tenants, name);
+    if (!tenant) {
+        tenant = calloc (1, sizeof *tenant);
+        assert (tenant);
+        // Internal work ('#' tenants, e.g. webhook deliveries) has no quota.
+        tenant->quota = name[0] == '#' ? NULL : config_quota (self->config, name);
+        tenant->tokens = tenant->quota && tenant->quota->submit_rate > 1 ? tenant->quota->submit_rate : 1;
+        tenant->refilled_ms = clock_mono_ms ();
+        zhashx_insert (self->tenants, name, tenant);
+    }
+    return tenant;
+}
+
+// s_over_quota is true (and *retry_after_ms set) when the tenant may not
+// submit now; otherwise it takes one submission from the tenant's bucket.
+static bool
+s_over_quota (broker_t *self, const char *name, int64_t *retry_after_ms, const char **why)
+{
+    tenant_t *tenant = s_tenant (self, name);
+    const config_quota_t *quota = tenant->quota;
+    if (!quota)
+        return false;
+    if (quota->max_queued && tenant->active >= quota->max_queued) {
+        *retry_after_ms = 1000;
+        *why = "the tenant has its maximum of jobs queued";
+        return true;
+    }
+    if (quota->submit_rate > 0) {
+        int64_t now = evloop_now_ms (self->loop);
+        double burst = quota->submit_rate > 1 ? quota->submit_rate : 1;
+        tenant->tokens += (double) (now - tenant->refilled_ms) * quota->submit_rate / 1000.0;
+        tenant->refilled_ms = now;
+        if (tenant->tokens > burst)
+            tenant->tokens = burst;
+        if (tenant->tokens < 1.0) {
+            *retry_after_ms = (int64_t) ((1.0 - tenant->tokens) * 1000.0 / quota->submit_rate) + 1;
+            *why = "the tenant is over its submission rate";
+            return true;
+        }
+        tenant->tokens -= 1.0;
+    }
+    return false;
+}
+
 // s_entry_new makes the in-memory entry of an active job (on no list yet).
 static entry_t *
 s_entry_new (broker_t *self, const job_t *job)
@@ -794,6 +854,8 @@ s_entry_new (broker_t *self, const job_t *job)
     memcpy (entry->id, job->id, sizeof entry->id);
     entry->owner = self;
     entry->priority = job->priority;
+    entry->tenant = s_tenant (self, job->tenant);
+    ((tenant_t *) entry->tenant)->active++;
     entry->provider = -1;
     for (size_t i = 0; job->provider && i < self->config->providers_count; i++)
         if (strcmp (self->config->providers[i].name, job->provider) == 0) {
@@ -1060,6 +1122,19 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         job_destroy (&job);
         return;
     }
+    int64_t retry_after_ms;
+    const char *why;
+    if (s_over_quota (self, job->tenant, &retry_after_ms, &why)) {
+        pack_writer_t *body = pack_writer_new ();
+        pack_put_int (body, "corr", corr);
+        pack_put_int (body, "code", 429);
+        pack_put_str (body, "message", why);
+        pack_put_int (body, "retry_after_ms", retry_after_ms);
+        proto_send (self->frontend, msg->envelope, PROTO_ERROR, body);
+        pack_writer_destroy (&body);
+        job_destroy (&job);
+        return;
+    }
     if (self->queued_count + self->delayed_count + self->running_count >= self->config->max_queued) {
         s_reply_error (self, msg->envelope, corr, 503, "queue full");
         job_destroy (&job);
@@ -1323,6 +1398,8 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->loop = loop;
     self->epoch = clock_wall_ms ();
     self->entries = zhashx_new ();
+    self->tenants = zhashx_new ();
+    zhashx_set_destructor (self->tenants, (zhashx_destructor_fn *) zstr_free);
     self->provider_active = calloc (config->providers_count + 1, sizeof *self->provider_active);
     self->slots = config->providers_count + 1;
     self->queues = calloc (self->slots, sizeof *self->queues);
@@ -1400,6 +1477,7 @@ broker_destroy (broker_t **self_p)
         free (entry);
     }
     zhashx_destroy (&self->entries);
+    zhashx_destroy (&self->tenants);
     free (self->provider_active);
     for (size_t i = 0; self->providers && i < self->slots; i++)
         provider_destroy (&self->providers[i]);

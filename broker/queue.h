@@ -35,6 +35,7 @@ struct _entry_t {
     int64_t lease_until_ms;     // monotonic deadline of the running attempt
     void *worker;               // the worker running it, when running
     void *owner;                // the broker holding it (for timer callbacks)
+    void *tenant;               // its tenant's quota state, or NULL
     evloop_timer_t *timer;      // retry timer, when delayed
     entry_list_t *list;         // the list it is on, or NULL
     entry_t *prev;              // neighbours on that list

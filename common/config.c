@@ -322,6 +322,51 @@ s_load_networks (config_t *self, json_t *networks, char *error, size_t error_siz
     return 0;
 }
 
+// s_load_quotas reads {"quotas": {"TENANT" | "*": {"submit_rate", "max_queued"}}}.
+static int
+s_load_quotas (config_t *self, json_t *quotas, char *error, size_t error_size)
+{
+    if (!quotas)
+        return 0;
+    if (!json_is_object (quotas)) {
+        snprintf (error, error_size, "config: \"quotas\" must be an object");
+        return -1;
+    }
+    self->quotas = calloc (json_object_size (quotas) + 1, sizeof *self->quotas);
+    const char *tenant;
+    json_t *entry;
+    json_object_foreach (quotas, tenant, entry) {
+        config_quota_t *quota = &self->quotas[self->quotas_count++];
+        quota->tenant = strdup (tenant);
+        if (!json_is_object (entry)) {
+            snprintf (error, error_size, "config: quotas.%s must be an object", tenant);
+            return -1;
+        }
+        char section[160];
+        snprintf (section, sizeof section, "quotas.%s", tenant);
+        double rate = 0, queued = 0;
+        if (s_get_number (entry, section, "submit_rate", &rate, 0, 1e9, error, error_size) < 0
+            || s_get_number (entry, section, "max_queued", &queued, 0, 1e9, error, error_size) < 0)
+            return -1;
+        quota->submit_rate = rate;
+        quota->max_queued = (size_t) queued;
+    }
+    return 0;
+}
+
+const config_quota_t *
+config_quota (const config_t *self, const char *tenant)
+{
+    const config_quota_t *fallback = NULL;
+    for (size_t i = 0; i < self->quotas_count; i++) {
+        if (strcmp (self->quotas[i].tenant, tenant) == 0)
+            return &self->quotas[i];
+        if (strcmp (self->quotas[i].tenant, "*") == 0)
+            fallback = &self->quotas[i];
+    }
+    return fallback;
+}
+
 static int
 s_load_providers (config_t *self, json_t *providers, char *error, size_t error_size)
 {
@@ -500,6 +545,8 @@ config_load (const char *path, char *error, size_t error_size)
                        &self->allow_private_networks, error, error_size) < 0
         || s_load_networks (self, security ? json_object_get (security, "allow_networks") : NULL,
                             error, error_size) < 0
+        || s_load_quotas (self, root ? json_object_get (root, "quotas") : NULL, error,
+                          error_size) < 0
         || s_load_providers (self, root ? json_object_get (root, "providers") : NULL, error,
                              error_size) < 0)
         rc = -1;
@@ -578,6 +625,9 @@ config_destroy (config_t **self_p)
     if (self->webhook_key)
         sodium_memzero (self->webhook_key, self->webhook_key_size);
     free (self->webhook_key);
+    for (size_t i = 0; i < self->quotas_count; i++)
+        free (self->quotas[i].tenant);
+    free (self->quotas);
     free (self->gateway_listen);
     for (size_t i = 0; i < self->api_keys_count; i++)
         free (self->api_keys[i].tenant);

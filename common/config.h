@@ -17,6 +17,12 @@ typedef struct {
 } config_api_key_t;
 
 typedef struct {
+    char *tenant;               // tenant name, or "*" for every other tenant
+    double submit_rate;         // submissions per second (burst of one second), 0 = unlimited
+    size_t max_queued;          // active jobs at most, 0 = unlimited
+} config_quota_t;
+
+typedef struct {
     char *name;                 // key under "providers"
     char *base_url;             // operator-trusted upstream base URL
     double rate_limit;          // requests per second, 0 = unlimited
@@ -49,6 +55,8 @@ typedef struct {
     // gateway
     char *gateway_listen;           // HOST:PORT to serve HTTP on
     config_api_key_t *api_keys;     // configured keys; none = open mode
+    config_quota_t *quotas;         // per-tenant quotas ("quotas" section)
+    size_t quotas_count;            // entries in quotas
     size_t api_keys_count;          // entries in api_keys
     size_t max_body_bytes;          // request body limit (413 above)
     int64_t submit_timeout_ms;      // how long a POST waits for the broker
@@ -102,6 +110,9 @@ void config_destroy (config_t **self_p);
 
 // config_provider finds a provider by name, or NULL.
 const config_provider_t *config_provider (const config_t *self, const char *name);
+
+// config_quota finds the quota of a tenant ("*" as the fallback), or NULL.
+const config_quota_t *config_quota (const config_t *self, const char *tenant);
 
 // config_tenant_for_key maps a presented API key to its tenant, comparing
 // hashes in constant time. Returns NULL when no key matches.

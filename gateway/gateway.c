@@ -815,6 +815,14 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
             s_answer_problem (req, 409, "conflict", message ? message : "conflict", NULL);
         else if (code == 400)
             s_answer_problem (req, 400, "invalid-job", message ? message : "rejected", NULL);
+        else if (code == 429) {
+            int64_t retry_after_ms = 1000;
+            pack_get_int (msg->body, "retry_after_ms", &retry_after_ms);
+            req->retry_after_s = (int) ((retry_after_ms + 999) / 1000);
+            if (req->retry_after_s < 1)
+                req->retry_after_s = 1;
+            s_answer_problem (req, 429, "over-quota", message ? message : "over quota", NULL);
+        }
         else {
             req->retry_after_s = 1;
             s_answer_problem (req, 503, "unavailable", message ? message : "unavailable", NULL);

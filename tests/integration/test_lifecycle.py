@@ -252,3 +252,24 @@ def test_batch_submission():
         big = request(stack.gateway_port, "POST", "/v1/batch", body={"jobs": [good] * 1000})
         assert big.status == 202 and len(big.json()["jobs"]) == 1000
         assert all("id" in a for a in big.json()["jobs"])
+
+
+def test_tenant_quotas_answer_429():
+    quotas = {"quotas": {"*": {"submit_rate": 5}, "b": {"max_queued": 3}},
+              "gateway": {"api_keys": [{"key": "ka", "tenant": "a"}, {"key": "kb", "tenant": "b"}]}}
+    with Stack(workers=0, config_extra=quotas) as stack:
+        a = {"Authorization": "Bearer ka"}
+        b = {"Authorization": "Bearer kb"}
+        codes = [stack.submit(_spec(stack), headers=a, expect=None) for _ in range(12)]
+        statuses = [r.status for r in codes]
+        assert statuses.count(202) >= 5 and statuses.count(429) >= 1, statuses
+        assert set(statuses) <= {202, 429}, statuses
+        limited = [r for r in codes if r.status == 429][0]
+        assert int(limited.header("Retry-After")) >= 1
+        assert limited.json()["type"] == "/problems/over-quota"
+        # b: at most 3 active jobs, whatever its rate.
+        statuses = [stack.submit(_spec(stack), headers=b, expect=None).status for _ in range(5)]
+        assert statuses == [202, 202, 202, 429, 429], statuses
+        # One of a's is fine again after a moment (the bucket refills).
+        time.sleep(0.5)
+        assert stack.submit(_spec(stack), headers=a, expect=None).status == 202
