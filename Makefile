@@ -64,6 +64,7 @@ bench: build
 IMAGE ?= jobgate:latest
 
 docker-image:
+	scripts/docker-engine.sh
 	deploy/base-image.sh debian:bookworm-slim
 	docker build --network host --force-rm -f deploy/Dockerfile -t $(IMAGE) .
 
