@@ -300,8 +300,8 @@ s_pending_drop (request_t *req)
 // s_broker_send sends a request for req and keeps it until answered: while
 // the broker is away (restarting) it is sent again every RESEND_MS — safe
 // because every request is idempotent at the broker (a SUBMIT carries its
-// job id) — until the request's deadline answers 503. Returns 0.
-static int
+// job id) — until the request's deadline answers 503.
+static void
 s_broker_send (request_t *req, proto_cmd_t cmd, pack_writer_t *body)
 {
     gateway_t *self = req->gateway;
@@ -320,10 +320,35 @@ s_broker_send (request_t *req, proto_cmd_t cmd, pack_writer_t *body)
     zhashx_insert (self->pending, (void *) (uintptr_t) req->corr, req);
     if (proto_send (self->broker, NULL, cmd, body) == 0)
         req->sent_ms = evloop_now_ms (self->loop);
-    return 0;
 }
 
-static int
+static void s_request_deadline (evloop_t *loop, void *arg);
+static void s_suspend (request_t *req);
+
+// s_broker_request sends a one-shot request for req (the body is the
+// caller's) and parks req until the answer or the submit timeout.
+static void
+s_broker_request (request_t *req, op_t op, proto_cmd_t cmd, pack_writer_t *body)
+{
+    req->op = op;
+    s_broker_send (req, cmd, body);
+    req->timer = evloop_timer_start (req->gateway->loop, req->gateway->config->submit_timeout_ms,
+                                     s_request_deadline, req);
+    s_suspend (req);
+}
+
+// s_submit_deadline is the wall time after which the broker refuses a
+// submission made at created_at: a margin (a fifth of the wait, at most
+// 1 s) before the gateway itself gives up, so a job is never recorded after
+// its client was answered 503 (docs/protocol.md §3.1).
+static int64_t
+s_submit_deadline (const gateway_t *self, int64_t created_at)
+{
+    int64_t margin = self->config->submit_timeout_ms / 5;
+    return created_at + self->config->submit_timeout_ms - (margin > 1000 ? 1000 : margin);
+}
+
+static void
 s_send_get (request_t *req)
 {
     pack_writer_t *body = pack_writer_new ();
@@ -331,9 +356,8 @@ s_send_get (request_t *req)
     if (req->sse)
         pack_put_bool (body, "with_chunks", true);
     req->op = OP_GET;
-    int rc = s_broker_send (req, PROTO_GET, body);
+    s_broker_send (req, PROTO_GET, body);
     pack_writer_destroy (&body);
-    return rc;
 }
 
 static void
@@ -354,6 +378,7 @@ s_accepted_body (request_t *req, const char *status)
 }
 
 static void s_sse_wake (request_t *req);
+
 static void s_batch_finish (request_t *req);
 static bool s_check_json_post (request_t *req);
 
@@ -678,8 +703,7 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
     if (req->waiting && !terminal) {
         if (req->recheck) {
             req->recheck = false;
-            if (s_send_get (req) < 0)
-                s_broker_unavailable (req);
+            s_send_get (req);
         }
         return;
     }
@@ -739,13 +763,11 @@ s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
         int64_t left = req->started_ms + (int64_t) req->wait_s * 1000 - evloop_now_ms (self->loop);
         req->timer = evloop_timer_start (self->loop, left, s_request_deadline, req);
         if (status_value >= 0 && job_status_terminal ((job_status_t) status_value)) {
-            if (s_send_get (req) < 0)
-                s_broker_unavailable (req);
+            s_send_get (req);
         }
         else if (req->recheck) {
             req->recheck = false;
-            if (s_send_get (req) < 0)
-                s_broker_unavailable (req);
+            s_send_get (req);
         }
         else
             req->op = OP_GET;
@@ -845,8 +867,8 @@ s_recheck_all (gateway_t *self)
     for (request_t *req = zlistx_first (all); req; req = zlistx_next (all)) {
         if (req->corr)
             req->recheck = true;
-        else if (s_send_get (req) < 0)
-            s_broker_unavailable (req);
+        else
+            s_send_get (req);
     }
     zlistx_destroy (&all);
 }
@@ -910,8 +932,8 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
         for (request_t *req = zlistx_first (woken); req; req = zlistx_next (woken)) {
             if (req->corr)
                 req->recheck = true;
-            else if (s_send_get (req) < 0)
-                s_broker_unavailable (req);
+            else
+                s_send_get (req);
         }
         zlistx_destroy (&woken);
     }
@@ -1044,28 +1066,13 @@ s_handle_submit (request_t *req)
     }
     pack_writer_t *body = pack_writer_new ();
     job_pack (job, body);
-    // The broker refuses the submission after this (wall) time, so a job is
-    // never recorded after its client was answered 503; the margin covers
-    // the broker's commit and the answer's way back.
-    int64_t margin = self->config->submit_timeout_ms / 5;
-    if (margin > 1000)
-        margin = 1000;
-    pack_put_int (body, "deadline", job->created_at + self->config->submit_timeout_ms - margin);
-    req->op = OP_SUBMIT;
-    int rc = s_broker_send (req, PROTO_SUBMIT, body);
-    pack_writer_destroy (&body);
-    job_destroy (&job);
-    if (rc < 0) {
-        s_waiter_remove (req);
-        s_broker_unavailable (req);
-        return;
-    }
+    pack_put_int (body, "deadline", s_submit_deadline (self, job->created_at));
     // The 202 waits for the broker's commit (bounded); a Prefer wait then
     // waits for the result until its own deadline (s_on_submit_ok).
     req->started_ms = evloop_now_ms (self->loop);
-    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
-                                     s_request_deadline, req);
-    s_suspend (req);
+    s_broker_request (req, OP_SUBMIT, PROTO_SUBMIT, body);
+    pack_writer_destroy (&body);
+    job_destroy (&job);
 }
 
 static void
@@ -1110,11 +1117,7 @@ s_handle_get (request_t *req, const char *id)
     else
         req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
                                          s_request_deadline, req);
-    if (s_send_get (req) < 0) {
-        s_waiter_remove (req);
-        s_broker_unavailable (req);
-        return;
-    }
+    s_send_get (req);
     s_suspend (req);
 }
 
@@ -1131,16 +1134,8 @@ s_job_command (request_t *req, const char *id, size_t id_len, proto_cmd_t cmd, o
     pack_writer_t *body = pack_writer_new ();
     pack_put_str (body, "id", req->job_id);
     pack_put_str (body, "tenant", req->tenant);
-    req->op = op;
-    int rc = s_broker_send (req, cmd, body);
+    s_broker_request (req, op, cmd, body);
     pack_writer_destroy (&body);
-    if (rc < 0) {
-        s_broker_unavailable (req);
-        return;
-    }
-    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
-                                     s_request_deadline, req);
-    s_suspend (req);
 }
 
 // s_handle_events starts GET /v1/jobs/{id}/events: the stream begins once
@@ -1242,7 +1237,6 @@ s_handle_batch (request_t *req)
     req->items = calloc (req->items_count, sizeof *req->items);
     req->item_results = json_array ();
     int64_t now = clock_wall_ms ();
-    int64_t margin = self->config->submit_timeout_ms / 5 > 1000 ? 1000 : self->config->submit_timeout_ms / 5;
     for (size_t i = 0; i < req->items_count; i++) {
         json_t *item_errors = NULL;
         job_t *job = jobspec_from_json (json_array_get (jobs, i), self->config, &item_errors);
@@ -1266,7 +1260,7 @@ s_handle_batch (request_t *req)
         job->created_at = now;
         pack_writer_t *body = pack_writer_new ();
         job_pack (job, body);
-        pack_put_int (body, "deadline", now + self->config->submit_timeout_ms - margin);
+        pack_put_int (body, "deadline", s_submit_deadline (self, now));
         s_broker_send (item, PROTO_SUBMIT, body);
         pack_writer_destroy (&body);
         job_destroy (&job);
@@ -1287,7 +1281,6 @@ s_handle_batch (request_t *req)
 static void
 s_handle_list (request_t *req)
 {
-    gateway_t *self = req->gateway;
     struct MHD_Connection *connection = req->connection;
     const char *status = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "status");
     const char *limit_arg = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "limit");
@@ -1319,30 +1312,17 @@ s_handle_list (request_t *req)
     if (cursor)
         pack_put_str (body, "cursor", cursor);
     pack_put_int (body, "limit", limit);
-    req->op = OP_LIST;
-    int rc = s_broker_send (req, PROTO_LIST, body);
+    s_broker_request (req, OP_LIST, PROTO_LIST, body);
     pack_writer_destroy (&body);
-    if (rc < 0) {
-        s_broker_unavailable (req);
-        return;
-    }
-    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
-                                     s_request_deadline, req);
-    s_suspend (req);
 }
 
 // s_handle_providers: GET /v1/providers, the broker's live view.
 static void
 s_handle_providers (request_t *req)
 {
-    gateway_t *self = req->gateway;
     pack_writer_t *body = pack_writer_new ();
-    req->op = OP_PROVIDERS;
-    s_broker_send (req, PROTO_PROVIDERS, body);
+    s_broker_request (req, OP_PROVIDERS, PROTO_PROVIDERS, body);
     pack_writer_destroy (&body);
-    req->timer = evloop_timer_start (self->loop, self->config->submit_timeout_ms,
-                                     s_request_deadline, req);
-    s_suspend (req);
 }
 
 // s_metric appends one Prometheus metric (HELP, TYPE and a sample).

@@ -22,7 +22,7 @@ def _with_provider(stack, name, **settings):
         json.dump(stack.config, f)
 
 
-def _started(stack, config_extra=None, workers=3, **provider):
+def _started(config_extra=None, workers=3, **provider):
     stack_obj = Stack(workers=0, config_extra=config_extra, start=False)
     _with_provider(stack_obj, "api", **provider)
     stack_obj.start_broker()
@@ -40,7 +40,7 @@ def _submit_all(stack, count, path, **extra):
 
 
 def test_global_rate_limit_across_workers():
-    with _started(None, workers=3, rate_limit=20) as stack:
+    with _started(workers=3, rate_limit=20) as stack:
         stack.mock_reset()
         ids = _submit_all(stack, 160, "/json")
         jobs = [stack.wait_terminal(i, timeout=60) for i in ids]
@@ -57,7 +57,7 @@ def test_global_rate_limit_across_workers():
 
 
 def test_max_concurrency_across_workers():
-    with _started(None, workers=3, max_concurrency=5) as stack:
+    with _started(workers=3, max_concurrency=5) as stack:
         stack.mock_reset()
         ids = _submit_all(stack, 40, "/json?latency_ms=300")
         for job_id in ids:
@@ -66,7 +66,7 @@ def test_max_concurrency_across_workers():
 
 
 def test_429_storm_pauses_everyone_without_retry_bursts():
-    with _started(None, workers=3) as stack:
+    with _started(workers=3) as stack:
         stack.mock_reset()
         request(stack.mock_port, "GET", "/storm?status=429&retry_after=2&for_ms=5000")
         ids = _submit_all(stack, 200, "/json", max_attempts=10)
@@ -84,7 +84,7 @@ def test_429_storm_pauses_everyone_without_retry_bursts():
 
 
 def test_retry_after_is_honoured_between_attempts_and_400_is_final():
-    with _started(None, workers=1) as stack:
+    with _started(workers=1) as stack:
         spec = {"kind": "http", "provider": "api", "max_attempts": 3,
                 "request": {"path": "/flaky?key=ra&fail=1&status=503&retry_after=1"}}
         job = stack.wait_terminal(stack.submit(spec).json()["id"])
@@ -97,7 +97,6 @@ def test_retry_after_is_honoured_between_attempts_and_400_is_final():
 
 def test_circuit_breaker_opens_and_closes():
     dead_port = free_port()
-    extra = {"providers": {}}
     stack = Stack(workers=0, start=False)
     with stack:
         stack.config["providers"]["dead"] = {"base_url": "http://127.0.0.1:%d" % dead_port,
