@@ -82,6 +82,9 @@ struct _broker_t {
     zsock_t *frontend;          // ROUTER for gateways
     zsock_t *backend;           // ROUTER for workers
     zsock_t *publisher;         // PUB for events
+    proto_batch_t *replies;     // s_flush's answers to one gateway, one message
+    proto_batch_t *events;      // s_flush's events, one message
+    zframe_t *no_topic;         // the events' (empty) PUB topic
     zhashx_t *entries;          // id → entry_t, every active job
     zhashx_t *workers;          // hex identity → worker_t
     queue_t *queues;            // entries waiting, one queue per provider + direct
@@ -156,10 +159,31 @@ s_reply_error (broker_t *self, zframe_t *identity, int64_t corr, int code, const
     pack_writer_destroy (&body);
 }
 
+// s_reply adds an answer to the gateway at identity to the replies batch:
+// answers to the same gateway, in order, leave as one message.
+static void
+s_reply (broker_t *self, zframe_t *identity, proto_cmd_t cmd, pack_writer_t *body)
+{
+    if (proto_batch_add (self->replies, identity, cmd, body) < 0)
+        log_warn (NULL, "gateway gone: replies dropped");
+}
+
+// s_publish adds an event to the events batch. Events go out batched under
+// an empty topic (subscribers take them all: the job id is in each body,
+// docs/protocol.md §5).
+static void
+s_publish (broker_t *self, pack_writer_t *body)
+{
+    if (proto_batch_add (self->events, self->no_topic, PROTO_EVENT, body) < 0)
+        log_warn (NULL, "events dropped: %s", zmq_strerror (errno));
+}
+
 // s_flush sends every deferred reply and event (the batch is committed).
 static void
 s_flush (broker_t *self)
 {
+    if (!self->replies)
+        return;                 // broker_new failed before its sockets
     for (size_t i = 0; i < self->deferred_count; i++) {
         deferred_t *deferred = &self->deferred[i];
         pack_writer_t *body = pack_writer_new ();
@@ -171,9 +195,7 @@ s_flush (broker_t *self)
             pack_put_int (body, "attempt", deferred->attempts);
             pack_put_int (body, "index", deferred->index);
             pack_put_str (body, "data", deferred->data);
-            zframe_t *topic = zframe_new (deferred->id, JOB_ID_LEN);
-            proto_send (self->publisher, topic, PROTO_EVENT, body);
-            zframe_destroy (&topic);
+            s_publish (self, body);
             free (deferred->data);
             deferred->data = NULL;
         }
@@ -184,9 +206,7 @@ s_flush (broker_t *self)
             pack_put_str (body, "type", "status");
             pack_put_str (body, "status", job_status_name (deferred->status));
             pack_put_int (body, "attempts", deferred->attempts);
-            zframe_t *topic = zframe_new (deferred->id, JOB_ID_LEN);
-            proto_send (self->publisher, topic, PROTO_EVENT, body);
-            zframe_destroy (&topic);
+            s_publish (self, body);
         }
         else if (deferred->kind == DEFERRED_SUBMIT_OK) {
             pack_put_int (body, "corr", deferred->corr);
@@ -194,8 +214,7 @@ s_flush (broker_t *self)
             pack_put_str (body, "status", job_status_name (deferred->status));
             pack_put_int (body, "created_at", deferred->created_at);
             pack_put_bool (body, "duplicate", deferred->duplicate);
-            if (proto_send (self->frontend, deferred->identity, PROTO_SUBMIT_OK, body) < 0)
-                log_warn (deferred->id, "gateway gone before SUBMIT_OK: %s", zmq_strerror (errno));
+            s_reply (self, deferred->identity, PROTO_SUBMIT_OK, body);
         }
         else {
             job_t *job = store_get (self->store, deferred->id);
@@ -205,17 +224,25 @@ s_flush (broker_t *self)
                 entry_t *entry = deferred->with_chunks ? zhashx_lookup (self->entries, job->id) : NULL;
                 if (entry && entry->state == ENTRY_RUNNING && entry->chunks_size > 0)
                     pack_put_strn (body, "chunks", entry->chunks, entry->chunks_size);
-                if (proto_send (self->frontend, deferred->identity, PROTO_JOB, body) < 0)
-                    log_warn (deferred->id, "gateway gone before JOB: %s", zmq_strerror (errno));
+                s_reply (self, deferred->identity, PROTO_JOB, body);
                 job_destroy (&job);
             }
-            else
-                s_reply_error (self, deferred->identity, deferred->corr, 404, "no such job");
+            else {
+                pack_put_int (body, "corr", deferred->corr);
+                pack_put_int (body, "code", 404);
+                pack_put_str (body, "message", "no such job");
+                s_reply (self, deferred->identity, PROTO_ERROR, body);
+            }
         }
         pack_writer_destroy (&body);
         zframe_destroy (&deferred->identity);
     }
     self->deferred_count = 0;
+    size_t replies = proto_batch_count (self->replies);
+    if (proto_batch_flush (self->replies) < 0)
+        log_warn (NULL, "gateway gone: %zu replies dropped", replies);
+    if (proto_batch_flush (self->events) < 0)
+        log_warn (NULL, "events dropped: %s", zmq_strerror (errno));
 }
 
 // --- job lifecycle ---
@@ -732,19 +759,14 @@ s_handle_result (broker_t *self, worker_t *worker, proto_msg_t *msg)
     job_destroy (&job);
 }
 
+// s_worker_message handles one message of a worker (one body of a batch).
 static void
-s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
+s_worker_message (proto_msg_t *msg, void *arg)
 {
     broker_t *self = arg;
-    const char *error;
-    proto_msg_t *msg = proto_recv (sock, true, &error);
-    if (!msg) {
-        log_warn (NULL, "backend: message dropped: %s", error);
-        return;
-    }
     worker_t *worker = s_worker_lookup (self, msg->envelope);
     if (worker)
-        worker->last_seen_ms = evloop_now_ms (loop);
+        worker->last_seen_ms = evloop_now_ms (self->loop);
 
     if (msg->cmd == PROTO_READY) {
         int64_t credit = 0, concurrency = 0;
@@ -756,7 +778,7 @@ s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
             worker = calloc (1, sizeof *worker);
             worker->identity = zframe_dup (msg->envelope);
             worker->name = zframe_strhex (msg->envelope);
-            worker->last_seen_ms = evloop_now_ms (loop);
+            worker->last_seen_ms = evloop_now_ms (self->loop);
             zhashx_insert (self->workers, worker->name, worker);
             log_info (NULL, "worker %s ready, credit %d", worker->name, (int) credit);
         }
@@ -772,7 +794,7 @@ s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
     else if (!worker) {
         if (msg->cmd != PROTO_DISCONNECT) {
             pack_writer_t *body = pack_writer_new ();
-            proto_send (sock, msg->envelope, PROTO_RECONNECT, body);
+            proto_send (self->backend, msg->envelope, PROTO_RECONNECT, body);
             pack_writer_destroy (&body);
         }
     }
@@ -793,10 +815,15 @@ s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
     // A RESULT from a worker we do not know (we restarted): it must READY.
     if (!worker && msg->cmd == PROTO_RESULT) {
         pack_writer_t *body = pack_writer_new ();
-        proto_send (sock, msg->envelope, PROTO_RECONNECT, body);
+        proto_send (self->backend, msg->envelope, PROTO_RECONNECT, body);
         pack_writer_destroy (&body);
     }
-    proto_msg_destroy (&msg);
+}
+
+static void
+s_backend_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    proto_recv_each (sock, true, "backend", s_worker_message, arg);
 }
 
 // --- gateways ---
@@ -1172,20 +1199,14 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
     job_destroy (&job);
 }
 
+// s_gateway_request handles one request of a gateway (one body of a batch).
 static void
-s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
+s_gateway_request (proto_msg_t *msg, void *arg)
 {
     broker_t *self = arg;
-    const char *error;
-    proto_msg_t *msg = proto_recv (sock, true, &error);
-    if (!msg) {
-        log_warn (NULL, "frontend: message dropped: %s", error);
-        return;
-    }
     int64_t corr;
     if (pack_get_int (msg->body, "corr", &corr) < 0) {
         log_warn (NULL, "frontend: %s without corr dropped", proto_cmd_name (msg->cmd));
-        proto_msg_destroy (&msg);
         return;
     }
     if (msg->cmd == PROTO_SUBMIT)
@@ -1214,7 +1235,7 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
         s_handle_list (self, msg, corr);
     else if (msg->cmd == PROTO_PROVIDERS) {
         json_t *list = json_array ();
-        int64_t now = evloop_now_ms (loop);
+        int64_t now = evloop_now_ms (self->loop);
         for (size_t i = 0; i + 1 < self->slots; i++) {
             size_t active = self->provider_active[i];
             int in_flight = provider_in_flight (self->providers[i]);
@@ -1229,7 +1250,7 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
         pack_writer_t *body = pack_writer_new ();
         pack_put_int (body, "corr", corr);
         pack_put_str (body, "json", text);
-        proto_send (sock, msg->envelope, PROTO_PROVIDERS_OK, body);
+        proto_send (self->frontend, msg->envelope, PROTO_PROVIDERS_OK, body);
         pack_writer_destroy (&body);
         free (text);
     }
@@ -1244,12 +1265,17 @@ s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
         pack_put_int (body, "workers", (int64_t) live);
         pack_put_int (body, "queued", (int64_t) (self->queued_count + self->delayed_count));
         pack_put_int (body, "running", (int64_t) self->running_count);
-        proto_send (sock, msg->envelope, PROTO_PONG, body);
+        proto_send (self->frontend, msg->envelope, PROTO_PONG, body);
         pack_writer_destroy (&body);
     }
     else
         s_reply_error (self, msg->envelope, corr, 400, "unexpected command");
-    proto_msg_destroy (&msg);
+}
+
+static void
+s_frontend_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    proto_recv_each (sock, true, "frontend", s_gateway_request, arg);
 }
 
 // --- the loop's hooks ---
@@ -1438,6 +1464,14 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
         broker_destroy (&self);
         return NULL;
     }
+    self->replies = proto_batch_new (self->frontend);
+    self->events = proto_batch_new (self->publisher);
+    self->no_topic = zframe_new_empty ();
+    if (!self->replies || !self->events || !self->no_topic) {
+        snprintf (error, error_size, "broker: out of memory");
+        broker_destroy (&self);
+        return NULL;
+    }
     evloop_sock_add (loop, self->frontend, s_frontend_ready, self);
     evloop_sock_add (loop, self->backend, s_backend_ready, self);
     evloop_on_idle (loop, s_on_idle, self);
@@ -1488,6 +1522,9 @@ broker_destroy (broker_t **self_p)
     free (self->providers);
     free (self->queues);
     zhashx_destroy (&self->workers);
+    proto_batch_destroy (&self->replies);
+    proto_batch_destroy (&self->events);
+    zframe_destroy (&self->no_topic);
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->publisher);

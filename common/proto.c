@@ -1,5 +1,7 @@
 #include "proto.h"
 
+#include "log.h"
+
 #include <assert.h>
 #include <string.h>
 
@@ -34,6 +36,13 @@ s_cmd_parse (zframe_t *frame)
     return -1;
 }
 
+// s_body_reader decodes one body frame; NULL when it is not a msgpack map.
+static pack_reader_t *
+s_body_reader (zframe_t *frame)
+{
+    return pack_reader_new (zframe_data (frame), zframe_size (frame));
+}
+
 proto_msg_t *
 proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error)
 {
@@ -44,9 +53,9 @@ proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error)
         *error = "no message";
         return NULL;
     }
-    // §2: exactly [envelope] version command body.
-    size_t expected = has_envelope ? 4 : 3;
-    if (zmsg_size (msg) != expected) {
+    // §2: [envelope] version command body [body...].
+    size_t least = has_envelope ? 4 : 3;
+    if (zmsg_size (msg) < least) {
         *error = "wrong number of frames";
         zmsg_destroy (&msg);
         return NULL;
@@ -55,7 +64,6 @@ proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error)
     zframe_t *version = zmsg_pop (msg);
     zframe_t *command = zmsg_pop (msg);
     zframe_t *body = zmsg_pop (msg);
-    zmsg_destroy (&msg);
 
     proto_msg_t *self = NULL;
     int cmd = -1;
@@ -65,7 +73,7 @@ proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error)
     else if ((cmd = s_cmd_parse (command)) < 0)
         *error = "unknown command";
     else {
-        pack_reader_t *reader = pack_reader_new (zframe_data (body), zframe_size (body));
+        pack_reader_t *reader = s_body_reader (body);
         if (!reader)
             *error = "body is not one msgpack map";
         else {
@@ -79,14 +87,35 @@ proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error)
                 envelope = NULL;
                 self->cmd = (proto_cmd_t) cmd;
                 self->body = reader;
+                if (zmsg_size (msg) > 0) {
+                    self->rest = msg;
+                    msg = NULL;
+                }
             }
         }
     }
+    zmsg_destroy (&msg);
     zframe_destroy (&envelope);
     zframe_destroy (&version);
     zframe_destroy (&command);
     zframe_destroy (&body);
     return self;
+}
+
+bool
+proto_msg_next (proto_msg_t *self)
+{
+    pack_reader_destroy (&self->body);
+    while (self->rest && zmsg_size (self->rest) > 0) {
+        zframe_t *frame = zmsg_pop (self->rest);
+        self->body = s_body_reader (frame);
+        zframe_destroy (&frame);
+        if (self->body)
+            return true;
+        self->bad_bodies++;
+    }
+    zmsg_destroy (&self->rest);
+    return false;
 }
 
 proto_msg_t *
@@ -97,6 +126,24 @@ proto_recv (zsock_t *sock, bool has_envelope, const char **error)
 }
 
 void
+proto_recv_each (zsock_t *sock, bool has_envelope, const char *what, proto_body_fn *fn, void *arg)
+{
+    const char *error;
+    proto_msg_t *msg = proto_recv (sock, has_envelope, &error);
+    if (!msg) {
+        log_warn (NULL, "%s: message dropped: %s", what, error);
+        return;
+    }
+    do
+        fn (msg, arg);
+    while (proto_msg_next (msg));
+    if (msg->bad_bodies)
+        log_warn (NULL, "%s: %zu bodies of a %s batch dropped: not msgpack maps", what,
+                  msg->bad_bodies, proto_cmd_name (msg->cmd));
+    proto_msg_destroy (&msg);
+}
+
+void
 proto_msg_destroy (proto_msg_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -104,18 +151,16 @@ proto_msg_destroy (proto_msg_t **self_p)
     proto_msg_t *self = *self_p;
     zframe_destroy (&self->envelope);
     pack_reader_destroy (&self->body);
+    zmsg_destroy (&self->rest);
     free (self);
     *self_p = NULL;
 }
 
-int
-proto_send (zsock_t *sock, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *body)
+// s_send_head sends [envelope] version command, each with SNDMORE.
+static int
+s_send_head (void *handle, zframe_t *envelope, proto_cmd_t cmd)
 {
-    // Sent frame by frame (no zmsg copy): this is the hot path of the broker.
-    void *handle = zsock_resolve (sock);
     const char *name = proto_cmd_name (cmd);
-    size_t size;
-    const void *data = pack_writer_data (body, &size);
     if (envelope
         && zmq_send (handle, zframe_data (envelope), zframe_size (envelope),
                      ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
@@ -126,9 +171,131 @@ proto_send (zsock_t *sock, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *b
         return -1;
     if (zmq_send (handle, name, strlen (name), ZMQ_SNDMORE) < 0)
         return -1;
+    return 0;
+}
+
+int
+proto_send (zsock_t *sock, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *body)
+{
+    // Sent frame by frame (no zmsg copy): this is the hot path of the broker.
+    void *handle = zsock_resolve (sock);
+    size_t size;
+    const void *data = pack_writer_data (body, &size);
+    if (s_send_head (handle, envelope, cmd) < 0)
+        return -1;
     if (zmq_send (handle, data, size, 0) < 0)
         return -1;
     return 0;
+}
+
+// A batch's limits: enough to carry a whole loop iteration's worth of
+// requests in one message, small enough that one message never holds a
+// receiver's loop for long.
+#define BATCH_MAX_BODIES 1024
+#define BATCH_MAX_BYTES (4 * 1024 * 1024)
+
+struct _proto_batch_t {
+    void *handle;               // the socket's libzmq handle
+    zframe_t *envelope;         // copy of the batch's envelope, or NULL
+    proto_cmd_t cmd;            // the batch's command
+    char *data;                 // the bodies, back to back
+    size_t size, capacity;      // bytes used and allocated in data
+    size_t *ends;               // the end offset of each body in data
+    size_t count;               // bodies held
+};
+
+proto_batch_t *
+proto_batch_new (zsock_t *sock)
+{
+    proto_batch_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->handle = zsock_resolve (sock);
+    self->ends = malloc (BATCH_MAX_BODIES * sizeof *self->ends);
+    if (!self->ends) {
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+proto_batch_destroy (proto_batch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    proto_batch_t *self = *self_p;
+    zframe_destroy (&self->envelope);
+    free (self->data);
+    free (self->ends);
+    free (self);
+    *self_p = NULL;
+}
+
+size_t
+proto_batch_count (const proto_batch_t *self)
+{
+    return self->count;
+}
+
+// s_same_envelope is true when the batch is for envelope.
+static bool
+s_same_envelope (const proto_batch_t *self, zframe_t *envelope)
+{
+    if (!envelope || !self->envelope)
+        return !envelope && !self->envelope;
+    return zframe_size (envelope) == zframe_size (self->envelope)
+           && memcmp (zframe_data (envelope), zframe_data (self->envelope),
+                      zframe_size (envelope)) == 0;
+}
+
+int
+proto_batch_add (proto_batch_t *self, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *body)
+{
+    size_t size;
+    const void *data = pack_writer_data (body, &size);
+    int rc = 0;
+    if (self->count > 0
+        && (self->cmd != cmd || !s_same_envelope (self, envelope)
+            || self->count == BATCH_MAX_BODIES || self->size + size > BATCH_MAX_BYTES))
+        rc = proto_batch_flush (self);
+    if (self->count == 0) {
+        self->cmd = cmd;
+        zframe_destroy (&self->envelope);
+        self->envelope = envelope ? zframe_dup (envelope) : NULL;
+        assert (!envelope || self->envelope);
+    }
+    if (self->size + size > self->capacity) {
+        size_t capacity = self->capacity ? self->capacity : 4096;
+        while (capacity < self->size + size)
+            capacity *= 2;
+        char *grown = realloc (self->data, capacity);
+        assert (grown);
+        self->data = grown;
+        self->capacity = capacity;
+    }
+    memcpy (self->data + self->size, data, size);
+    self->size += size;
+    self->ends[self->count++] = self->size;
+    return rc;
+}
+
+int
+proto_batch_flush (proto_batch_t *self)
+{
+    if (self->count == 0)
+        return 0;
+    int rc = s_send_head (self->handle, self->envelope, self->cmd);
+    size_t start = 0;
+    for (size_t i = 0; rc == 0 && i < self->count; i++) {
+        if (zmq_send (self->handle, self->data + start, self->ends[i] - start,
+                      i + 1 < self->count ? ZMQ_SNDMORE : 0) < 0)
+            rc = -1;
+        start = self->ends[i];
+    }
+    self->count = 0;
+    self->size = 0;
+    return rc;
 }
 
 void
@@ -192,6 +359,48 @@ proto_test (bool verbose)
     msg = proto_decode (&bad, false, &error);
     assert (msg && msg->cmd == PROTO_GET);
     proto_msg_destroy (&msg);
+    proto_msg_destroy (&msg);
+
+    // A batch: one message, each body handled in turn; a bad body in the
+    // middle is skipped and counted.
+    proto_batch_t *batch = proto_batch_new (dealer);
+    assert (batch && proto_batch_count (batch) == 0);
+    for (int i = 1; i <= 3; i++) {
+        body = pack_writer_new ();
+        pack_put_int (body, "corr", i);
+        assert (proto_batch_add (batch, NULL, PROTO_GET, body) == 0);
+        pack_writer_destroy (&body);
+    }
+    assert (proto_batch_count (batch) == 3);
+    // Another command sends the first three, then waits in the batch.
+    body = pack_writer_new ();
+    pack_put_int (body, "corr", 4);
+    assert (proto_batch_add (batch, NULL, PROTO_PING, body) == 0);
+    pack_writer_destroy (&body);
+    assert (proto_batch_count (batch) == 1);
+    assert (proto_batch_flush (batch) == 0 && proto_batch_count (batch) == 0);
+    assert (proto_batch_flush (batch) == 0);
+    msg = proto_recv (router, true, &error);
+    assert (msg && msg->cmd == PROTO_GET && msg->envelope);
+    int64_t expected = 1;
+    do {
+        assert (pack_get_int (msg->body, "corr", &corr) == 0 && corr == expected++);
+    } while (proto_msg_next (msg));
+    assert (expected == 4 && msg->body == NULL && msg->bad_bodies == 0);
+    proto_msg_destroy (&msg);
+    msg = proto_recv (router, true, &error);
+    assert (msg && msg->cmd == PROTO_PING && !proto_msg_next (msg));
+    proto_msg_destroy (&msg);
+    proto_batch_destroy (&batch);
+    proto_batch_destroy (&batch);
+    bad = zmsg_new ();
+    zmsg_addstr (bad, "JGP1");
+    zmsg_addstr (bad, "GET");
+    zmsg_addmem (bad, "\x80", 1);
+    zmsg_addmem (bad, "\x81", 1);
+    zmsg_addmem (bad, "\x80", 1);
+    msg = proto_decode (&bad, false, &error);
+    assert (msg && proto_msg_next (msg) && msg->bad_bodies == 1 && !proto_msg_next (msg));
     proto_msg_destroy (&msg);
 
     zsock_destroy (&dealer);

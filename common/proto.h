@@ -1,9 +1,10 @@
 // proto — JGP/1, the ZeroMQ protocol between gateway, broker and worker.
 // The specification is docs/protocol.md; section numbers below refer to it.
 //
-// Every message is: [envelope] "JGP1" COMMAND BODY, where the envelope is the
-// ROUTER routing id (broker side) or the PUB topic (events), and BODY is one
-// msgpack map (common/pack.h).
+// Every message is: [envelope] "JGP1" COMMAND BODY [BODY...], where the
+// envelope is the ROUTER routing id (broker side) or the PUB topic (events),
+// and each BODY is one msgpack map (common/pack.h). Several bodies make a
+// batch (§2.1): each is handled as if it were a message of its own.
 #ifndef JOBGATE_PROTO_H
 #define JOBGATE_PROTO_H
 
@@ -42,8 +43,14 @@ typedef enum {
 typedef struct {
     zframe_t *envelope;   // routing id or topic; NULL on DEALER/SUB without one
     proto_cmd_t cmd;      // the command
-    pack_reader_t *body;  // the decoded body map
+    pack_reader_t *body;  // the decoded body map (the current one of a batch)
+    zmsg_t *rest;         // the batch's bodies after this one, not yet decoded
+    size_t bad_bodies;    // bodies of the batch skipped as not msgpack maps
 } proto_msg_t;
+
+// A batch being built: bodies for one peer and one command, sent as one
+// ZeroMQ message (§2.1).
+typedef struct _proto_batch_t proto_batch_t;
 
 // proto_cmd_name returns the wire name of cmd. This function can't fail.
 const char *proto_cmd_name (proto_cmd_t cmd);
@@ -56,12 +63,49 @@ proto_msg_t *proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error
 // proto_recv receives one message from sock and decodes it; see proto_decode.
 proto_msg_t *proto_recv (zsock_t *sock, bool has_envelope, const char **error);
 
+// proto_msg_next moves msg->body to the next body of a batch; false when
+// there is none. Bodies that are not msgpack maps are skipped and counted in
+// msg->bad_bodies.
+bool proto_msg_next (proto_msg_t *self);
+
+// A handler of one body: msg->body is the body, msg->envelope and msg->cmd
+// those of the message it came in.
+typedef void (proto_body_fn) (proto_msg_t *msg, void *arg);
+
+// proto_recv_each receives one message from sock and calls fn for each of
+// its bodies, in order. A message that cannot be decoded, and bodies that
+// are not msgpack maps, are logged (as received on `what`) and dropped.
+void proto_recv_each (zsock_t *sock, bool has_envelope, const char *what, proto_body_fn *fn,
+                      void *arg);
+
 // proto_msg_destroy frees a message; nulls *self_p.
 void proto_msg_destroy (proto_msg_t **self_p);
 
 // proto_send sends cmd with body to sock. envelope (borrowed, may be NULL) is
 // sent first. Returns 0, or -1 when the socket refused it (HWM, no route).
 int proto_send (zsock_t *sock, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *body);
+
+// proto_batch_new makes an empty batch for sock (borrowed). Returns NULL when
+// out of memory.
+proto_batch_t *proto_batch_new (zsock_t *sock);
+
+// proto_batch_destroy frees a batch without sending it; nulls *self_p.
+void proto_batch_destroy (proto_batch_t **self_p);
+
+// proto_batch_add copies body into the batch. A batch holds one envelope
+// (borrowed; compared by bytes) and one command: a body for another, or one
+// that would make the batch too large, first sends what the batch holds.
+// Returns 0, or -1 when that earlier send was refused.
+int proto_batch_add (proto_batch_t *self, zframe_t *envelope, proto_cmd_t cmd,
+                     pack_writer_t *body);
+
+// proto_batch_flush sends what the batch holds, if anything, as one message.
+// Returns 0, or -1 when the socket refused it (HWM, no route); the bodies
+// are dropped either way.
+int proto_batch_flush (proto_batch_t *self);
+
+// proto_batch_count is the number of bodies waiting in the batch.
+size_t proto_batch_count (const proto_batch_t *self);
 
 // proto_test runs the self-test.
 void proto_test (bool verbose);

@@ -112,6 +112,10 @@ struct _gateway_t {
     evloop_timer_t *mhd_timer;      // MHD's own timeouts
     bool mhd_run_needed;            // a connection was resumed
     zsock_t *broker;                // DEALER to the broker frontend
+    proto_batch_t *outbox;          // requests of this loop iteration, sent
+                                    // as one message at its end
+    bool outbox_refused;            // the last send found no broker: resend
+                                    // at the next tick, not after RESEND_MS
     zsock_t *events;                // SUB to the broker publisher
     zhashx_t *pending;              // corr → request_t awaiting the broker
     zhashx_t *waiters;              // job id → first request_t waiting on it
@@ -318,8 +322,11 @@ s_broker_send (request_t *req, proto_cmd_t cmd, pack_writer_t *body)
     req->sent_cmd = cmd;
     req->sent_ms = 0;
     zhashx_insert (self->pending, (void *) (uintptr_t) req->corr, req);
-    if (proto_send (self->broker, NULL, cmd, body) == 0)
-        req->sent_ms = evloop_now_ms (self->loop);
+    // Batched: every request made in one loop iteration leaves in one
+    // message at its end (s_on_idle), so the broker wakes once per batch.
+    if (proto_batch_add (self->outbox, NULL, cmd, body) < 0)
+        self->outbox_refused = true;
+    req->sent_ms = evloop_now_ms (self->loop);
 }
 
 static void s_request_deadline (evloop_t *loop, void *arg);
@@ -779,38 +786,30 @@ s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
     free (status);
 }
 
+// s_broker_answer handles one answer of the broker (one body of a batch).
 static void
-s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
+s_broker_answer (proto_msg_t *msg, void *arg)
 {
     gateway_t *self = arg;
-    const char *error;
-    proto_msg_t *msg = proto_recv (sock, false, &error);
-    if (!msg) {
-        log_warn (NULL, "broker: message dropped: %s", error);
-        return;
-    }
     int64_t corr = 0;
     pack_get_int (msg->body, "corr", &corr);
     if (msg->cmd == PROTO_PONG) {
         if ((uint64_t) corr == self->ping_corr) {
-            self->last_pong_ms = evloop_now_ms (loop);
+            self->last_pong_ms = evloop_now_ms (self->loop);
             pack_get_int (msg->body, "workers", &self->broker_workers);
             pack_get_int (msg->body, "queued", &self->broker_queued);
             pack_get_int (msg->body, "running", &self->broker_running);
         }
-        proto_msg_destroy (&msg);
         return;
     }
     request_t *req = corr > 0 ? zhashx_lookup (self->pending, (void *) (uintptr_t) corr) : NULL;
     if (!req) {
         // The request gave up (deadline) before the answer came.
-        proto_msg_destroy (&msg);
         return;
     }
     s_pending_drop (req);
     if (req->parent && (msg->cmd == PROTO_SUBMIT_OK || msg->cmd == PROTO_ERROR)) {
         s_batch_item_answer (req, msg);
-        proto_msg_destroy (&msg);
         return;
     }
     if (msg->cmd == PROTO_LIST_OK)
@@ -853,7 +852,12 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
     }
     else
         log_warn (req->job_id, "broker: unexpected %s", proto_cmd_name (msg->cmd));
-    proto_msg_destroy (&msg);
+}
+
+static void
+s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    proto_recv_each (sock, false, "broker", s_broker_answer, arg);
 }
 
 // s_recheck_all makes every waiter re-read its job (events may be lost).
@@ -873,16 +877,11 @@ s_recheck_all (gateway_t *self)
     zlistx_destroy (&all);
 }
 
+// s_event handles one job event (one body of a batch).
 static void
-s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
+s_event (proto_msg_t *msg, void *arg)
 {
     gateway_t *self = arg;
-    const char *error;
-    proto_msg_t *msg = proto_recv (sock, true, &error);
-    if (!msg) {
-        log_warn (NULL, "events: message dropped: %s", error);
-        return;
-    }
     int64_t seq = 0, epoch = 0;
     pack_get_int (msg->body, "seq", &seq);
     pack_get_int (msg->body, "epoch", &epoch);
@@ -897,7 +896,6 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
     self->last_epoch = epoch;
     if (gap) {
         s_recheck_all (self);
-        proto_msg_destroy (&msg);
         return;
     }
     char *id = pack_get_strdup (msg->body, "id");
@@ -939,7 +937,12 @@ s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
     }
     free (id);
     free (status);
-    proto_msg_destroy (&msg);
+}
+
+static void
+s_events_ready (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    proto_recv_each (sock, true, "events", s_event, arg);
 }
 
 // s_resend_tick sends again every submission the broker has not
@@ -952,8 +955,10 @@ s_resend_tick (evloop_t *loop, void *arg)
     self->resend_timer = evloop_timer_start (loop, RESEND_TICK_MS, s_resend_tick, self);
     int64_t now = evloop_now_ms (loop);
     void *handle = zsock_resolve (self->broker);
+    bool all = self->outbox_refused;
+    self->outbox_refused = false;
     for (request_t *req = zhashx_first (self->pending); req; req = zhashx_next (self->pending)) {
-        if (!req->sent_data || now - req->sent_ms < RESEND_MS)
+        if (!req->sent_data || (!all && now - req->sent_ms < RESEND_MS))
             continue;
         if (zmq_send (handle, PROTO_VERSION, strlen (PROTO_VERSION), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
             break; // no connection to the broker now: try again next tick
@@ -1677,6 +1682,8 @@ s_on_idle (evloop_t *loop, void *arg)
     gateway_t *self = arg;
     if (self->mhd_run_needed)
         s_mhd_run (self);
+    if (proto_batch_flush (self->outbox) < 0)
+        self->outbox_refused = true;
 }
 
 static void
@@ -1769,6 +1776,12 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
 
     self->broker = zsock_new (ZMQ_DEALER);
     self->events = zsock_new (ZMQ_SUB);
+    self->outbox = self->broker ? proto_batch_new (self->broker) : NULL;
+    if (!self->outbox || !self->events) {
+        snprintf (error, error_size, "gateway: out of memory");
+        gateway_destroy (&self);
+        return NULL;
+    }
     zsock_set_linger (self->broker, 0);
     // Queue only to a live connection: while the broker is away a send
     // fails at once and the submission waits for a resend, instead of
@@ -1883,6 +1896,7 @@ gateway_destroy (gateway_t **self_p)
     if (self->events)
         evloop_sock_remove (self->loop, self->events);
     evloop_on_idle (self->loop, NULL, NULL);
+    proto_batch_destroy (&self->outbox);
     zsock_destroy (&self->broker);
     zsock_destroy (&self->events);
     zhashx_destroy (&self->pending);

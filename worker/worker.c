@@ -419,20 +419,12 @@ s_dispatch (worker_t *self, pack_reader_t *body)
     job_destroy (&job);
 }
 
-// s_on_broker handles one message from the broker.
+// s_broker_message handles one message from the broker (one body of a
+// batch).
 static void
-s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
+s_broker_message (proto_msg_t *msg, void *arg)
 {
     worker_t *self = arg;
-    const char *error = NULL;
-    proto_msg_t *msg = proto_recv (sock, false, &error);
-    // Anything at all from the broker proves it alive (§5).
-    self->last_heard_ms = clock_mono_ms ();
-    if (!msg) {
-        log_warn (NULL, "dropped a malformed message from the broker: %s",
-                  error ? error : "unreadable");
-        return;
-    }
     switch (msg->cmd) {
     case PROTO_DISPATCH:
         s_dispatch (self, msg->body);
@@ -451,7 +443,15 @@ s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
                   proto_cmd_name (msg->cmd));
         break;
     }
-    proto_msg_destroy (&msg);
+}
+
+static void
+s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
+{
+    worker_t *self = arg;
+    // Anything at all from the broker proves it alive (§5).
+    self->last_heard_ms = clock_mono_ms ();
+    proto_recv_each (sock, false, "broker", s_broker_message, self);
 }
 
 // --- heartbeats, liveness, drain ---
