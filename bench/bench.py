@@ -7,16 +7,32 @@ Subcommands (all traffic to 127.0.0.1 only, every wait bounded):
   wait-port FILE SECONDS         wait until FILE holds a port number; print it
   wait-http PORT PATH SECONDS    wait until GET PATH answers 2xx
   get-json PORT PATH OUT         GET PATH and save the JSON body to OUT
+  proc-mark OUT LABEL NAME=PID...
+                                 append one snapshot of each process's CPU
+                                 time (/proc/PID/stat utime+stime) and memory
+                                 (/proc/PID/status VmRSS, VmHWM, RssAnon,
+                                 RssFile) to OUT (JSON lines)
+  jg-settle PORT OUT SECONDS [QUEUED]
+                                 poll jobgate's /metrics until the broker has
+                                 nothing queued or running (or, with QUEUED,
+                                 until QUEUED jobs are queued); bounded
+  readback PORT IDS OUT SECONDS  read every job of the tenant back through the
+                                 list endpoint (pages of 1,000, cursor), re-read
+                                 unfinished or missing ids one by one until
+                                 SECONDS pass; result latencies to OUT
   poll-jobs PORT IDS OUT SECONDS read every job id in IDS (long-polling with
-                                 ?wait=) until finished or SECONDS pass;
-                                 write counts and result latencies to OUT
+                                 ?wait=) until finished or SECONDS pass
   seed-drain PORT OUT SECONDS    poll the seed app's /stats until every
                                  started upstream call ended (bounded)
   wrk-parse TXT OUT              turn wrk's text output into JSON
-  report DIR OUTBASE             build the Markdown table (stdout, OUTBASE.md)
-                                 and the raw JSON (OUTBASE.json) from DIR
+  sweep-ok LOAD GOOD_CODE P99_MS exit 0 when a sweep step held (≥ 99 % good
+                                 answers, p99 ≤ P99_MS), 1 when it collapsed
+  du DIR OUT                     bytes on disk under DIR, to OUT
+  mock-quiet PORT SECONDS        wait until the mock has no request in flight
+  report DIR OUTBASE             build the Markdown report (stdout,
+                                 OUTBASE.md) and the raw JSON (OUTBASE.json)
 """
-import datetime
+import calendar
 import http.client
 import json
 import math
@@ -86,13 +102,25 @@ def cmd_get_json(port, path, out):
     return 0
 
 
-def parse_stamp(text):
-    """'2026-11-26T20:14:15.033Z' → seconds since the epoch (float), or None."""
-    if not text:
+_SECOND_CACHE = {}
+
+
+def stamp_ms(text):
+    """'2026-11-26T20:14:15.033Z' → ms since the epoch (int), or None.
+    jobgate writes every time with millisecond precision in this one form;
+    the whole-second part is cached (300,000 jobs share a few hundred)."""
+    if not isinstance(text, str) or len(text) != 24 or text[19] != "." or text[23] != "Z":
         return None
+    head = text[:19]
+    base = _SECOND_CACHE.get(head)
+    if base is None:
+        try:
+            base = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) * 1000
+        except ValueError:
+            return None
+        _SECOND_CACHE[head] = base
     try:
-        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=datetime.timezone.utc).timestamp()
+        return base + int(text[20:23])
     except ValueError:
         return None
 
@@ -105,19 +133,135 @@ def percentile(sorted_values, pct):
     return sorted_values[rank - 1]
 
 
-TERMINAL = ("succeeded", "failed", "cancelled", "canceled", "expired", "dead")
+def distribution(values):
+    """Summary of a list of numbers: count, min, p50, p90, p99, p99.9, max, mean."""
+    values = sorted(values)
+    if not values:
+        return {"count": 0, "min": None, "p50": None, "p90": None, "p99": None,
+                "p99_9": None, "max": None, "mean": None}
+    return {"count": len(values), "min": values[0], "p50": percentile(values, 50),
+            "p90": percentile(values, 90), "p99": percentile(values, 99),
+            "p99_9": percentile(values, 99.9), "max": values[-1],
+            "mean": round(sum(values) / len(values), 3)}
 
 
-def cmd_poll_jobs(port, ids_path, out, seconds, threads=16):
-    """Reads every job until it is terminal or the deadline passes."""
+# ---------------------------------------------------------------- processes
+
+def proc_snapshot(pid):
+    """CPU seconds (user + system) and memory (KiB) of one process, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        with open("/proc/%d/status" % pid) as f:
+            status = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()   # fields[0] is field 3 (state)
+    ticks = float(os.sysconf("SC_CLK_TCK"))
+    utime, stime = int(fields[11]), int(fields[12])
+    snap = {"pid": pid, "utime_s": utime / ticks, "stime_s": stime / ticks,
+            "cpu_s": (utime + stime) / ticks}
+    for key, name in (("VmRSS", "rss_kib"), ("VmHWM", "hwm_kib"), ("RssAnon", "anon_kib"),
+                      ("RssFile", "file_kib"), ("RssShmem", "shmem_kib")):
+        match = re.search(r"^%s:\s+(\d+) kB" % key, status, re.M)
+        snap[name] = int(match.group(1)) if match else None
+    return snap
+
+
+def cmd_proc_mark(out, label, *named):
+    procs = {}
+    for item in named:
+        name, _, pid = item.partition("=")
+        if pid.isdigit():
+            procs[name] = proc_snapshot(int(pid))
+    with open(out, "a") as f:
+        f.write(json.dumps({"label": label, "wall": time.time(), "procs": procs}) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- jobgate
+
+def metrics(port):
+    """jobgate's /metrics as {name: value} (unlabelled samples only)."""
+    status, body = http_get(port, "/metrics", timeout=5)
+    if status != 200:
+        return None
+    values = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        if line.startswith("#") or "{" in line:
+            continue
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                values[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return values
+
+
+def cmd_jg_settle(port, out, seconds, queued_target=""):
+    """Waits (bounded) until the broker reports nothing queued or running —
+    the gauges come with the gateway's 1 s ping, so "settled" needs two
+    readings at least 1.1 s apart — or, with queued_target, until that many
+    jobs are queued."""
     port = int(port)
-    with open(ids_path) as f:
-        ids = [line.strip() for line in f if line.strip()]
+    target = int(queued_target) if queued_target else None
     start = time.monotonic()
     deadline = start + float(seconds)
+    samples = []
+    first_ok = None
+    settled = False
+    while True:
+        now = time.monotonic()
+        try:
+            values = metrics(port)
+        except (OSError, http.client.HTTPException):
+            values = None
+        if values is not None:
+            queued = values.get("jobgate_broker_queued_jobs", -1)
+            running = values.get("jobgate_broker_running_jobs", -1)
+            samples.append({"t": round(now - start, 2), "queued": queued, "running": running,
+                            "accepted": values.get("jobgate_jobs_accepted_total")})
+            ok = (queued >= target) if target is not None else (queued == 0 and running == 0)
+            if ok:
+                if first_ok is None:
+                    first_ok = now
+                if now - first_ok >= 1.1:
+                    settled = True
+                    break
+            else:
+                first_ok = None
+        if now > deadline:
+            break
+        time.sleep(0.25 if target is not None else 0.5)
+    summary = {"settled": settled, "seconds": round(time.monotonic() - start, 2),
+               "bound_s": float(seconds), "queued_target": target,
+               "final": samples[-1] if samples else None, "samples": samples[-400:]}
+    with open(out, "w") as f:
+        json.dump(summary, f, indent=2)
+    print("bench: %s after %.1f s (%s)" % ("settled" if settled else "NOT settled",
+                                           summary["seconds"], summary["final"]), file=sys.stderr)
+    return 0
+
+
+TERMINAL = ("succeeded", "failed", "canceled", "cancelled", "expired", "dead")
+
+
+def _job_facts(job):
+    """The few facts kept per job: (status, created ms, finished ms, attempts, upstream ms)."""
+    result = job.get("result")
+    upstream = result.get("latency_ms") if isinstance(result, dict) else None
+    return (job.get("status", "unknown"), stamp_ms(job.get("created_at")),
+            stamp_ms(job.get("finished_at")), job.get("attempts"),
+            upstream if isinstance(upstream, (int, float)) else None)
+
+
+def poll_ids(port, ids, deadline, threads=16):
+    """Reads each id (long-polling ?wait=) until terminal or the deadline;
+    returns ({id: facts}, errors)."""
     lock = threading.Lock()
     cursor = [0]
-    final = {}          # id → job JSON (terminal) or last status string
+    final = {}
     errors = [0]
 
     def worker():
@@ -153,7 +297,7 @@ def cmd_poll_jobs(port, ids_path, out, seconds, threads=16):
                 if job.get("status") in TERMINAL:
                     break
             with lock:
-                final[job_id] = job or {"status": "unknown"}
+                final[job_id] = _job_facts(job or {"status": "unknown"})
         if conn is not None:
             conn.close()
 
@@ -162,53 +306,147 @@ def cmd_poll_jobs(port, ids_path, out, seconds, threads=16):
         thread.start()
     for thread in pool:
         thread.join()
+    return final, errors[0]
 
+
+def read_ids(path):
+    """IDS file: 'ID' or 'ID SENT_MS LATENCY_MS' per line (loadgen --ids-format)."""
+    ids, sent = [], {}
+    if not os.path.exists(path):
+        return ids, sent
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            ids.append(parts[0])
+            if len(parts) >= 2:
+                try:
+                    sent[parts[0]] = float(parts[1])
+                except ValueError:
+                    pass
+    return ids, sent
+
+
+def _summarise(ids, sent, facts, extra_in_store, seconds_taken, poll_errors, pages, method):
     by_status = {}
-    result_ms = []          # finished_at - created_at of succeeded jobs
-    upstream_ms = []        # result.latency_ms of succeeded jobs
+    server_ms, client_ms, upstream_ms = [], [], []
     attempts = {}
-    last_finish = None
-    for job in final.values():
-        status = job.get("status", "unknown")
+    last_finish = first_created = None
+    for job_id in ids:
+        fact = facts.get(job_id)
+        status = fact[0] if fact else "missing"
         by_status[status] = by_status.get(status, 0) + 1
-        if status == "succeeded":
-            created, finished = parse_stamp(job.get("created_at")), parse_stamp(job.get("finished_at"))
-            if created is not None and finished is not None:
-                result_ms.append(round((finished - created) * 1000.0, 1))
-                last_finish = finished if last_finish is None else max(last_finish, finished)
-            result = job.get("result") or {}
-            if isinstance(result.get("latency_ms"), (int, float)):
-                upstream_ms.append(float(result["latency_ms"]))
-        if "attempts" in job:
-            key = str(job["attempts"])
-            attempts[key] = attempts.get(key, 0) + 1
-    result_ms.sort()
-    upstream_ms.sort()
-    summary = {
+        if not fact:
+            continue
+        _, created, finished, tries, upstream = fact
+        if tries is not None:
+            attempts[str(tries)] = attempts.get(str(tries), 0) + 1
+        if created is not None:
+            first_created = created if first_created is None else min(first_created, created)
+        if status != "succeeded" or finished is None:
+            continue
+        last_finish = finished if last_finish is None else max(last_finish, finished)
+        if created is not None:
+            server_ms.append(finished - created)
+        if job_id in sent:
+            client_ms.append(round(finished - sent[job_id], 3))
+        if upstream is not None:
+            upstream_ms.append(upstream)
+    return {
+        "method": method,
         "ids": len(ids),
-        "polled": len(final),
+        "read": sum(1 for job_id in ids if job_id in facts),
         "by_status": by_status,
         "succeeded": by_status.get("succeeded", 0),
         "attempts": attempts,
-        "poll_errors": errors[0],
-        "poll_seconds": round(time.monotonic() - start, 2),
-        "last_finished_at": last_finish,
-        "result_latency_ms": {
-            "p50": percentile(result_ms, 50), "p99": percentile(result_ms, 99),
-            "max": result_ms[-1] if result_ms else None,
-        },
-        "upstream_latency_ms": {
-            "p50": percentile(upstream_ms, 50), "p99": percentile(upstream_ms, 99),
-            "max": upstream_ms[-1] if upstream_ms else None,
-        },
+        "in_store_not_acknowledged": extra_in_store,
+        "pages": pages,
+        "poll_errors": poll_errors,
+        "seconds": round(seconds_taken, 2),
+        "first_created_ms": first_created,
+        "last_finished_ms": last_finish,
+        "result_latency_ms": distribution(server_ms),
+        "result_latency_from_send_ms": distribution(client_ms),
+        "upstream_latency_ms": distribution(upstream_ms),
     }
+
+
+def cmd_readback(port, ids_path, out, seconds):
+    """Every job of the (default) tenant through GET /v1/jobs?limit=1000 and
+    its cursor — a few hundred requests for 300,000 jobs, after the load —
+    then the ids still unfinished or missing one by one (long-poll)."""
+    port = int(port)
+    start = time.monotonic()
+    deadline = start + float(seconds)
+    ids, sent = read_ids(ids_path)
+    wanted = set(ids)
+    facts = {}
+    extra = 0
+    pages = 0
+    cursor = None
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        while time.monotonic() < deadline:
+            path = "/v1/jobs?limit=1000" + ("&cursor=" + cursor if cursor else "")
+            try:
+                status, body = http_get(port, path, conn=conn)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                time.sleep(0.2)
+                continue
+            if status != 200:
+                print("bench: list answered %d: %s" % (status, body[:200]), file=sys.stderr)
+                break
+            page = json.loads(body)
+            pages += 1
+            for job in page.get("jobs", []):
+                job_id = job.get("id")
+                if job_id in wanted:
+                    facts[job_id] = _job_facts(job)
+                else:
+                    extra += 1
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    finally:
+        conn.close()
+    listed = len(facts)
+    again = [job_id for job_id in ids if job_id not in facts or facts[job_id][0] not in TERMINAL]
+    errors = 0
+    if again and time.monotonic() < deadline:
+        polled, errors = poll_ids(port, again, deadline)
+        facts.update(polled)
+    summary = _summarise(ids, sent, facts, extra, time.monotonic() - start, errors, pages,
+                         "list endpoint (%d pages), %d ids re-read one by one" % (pages, len(again)))
+    summary["listed"] = listed
+    with open(out, "w") as f:
+        json.dump(summary, f, indent=2)
+    print("bench: %d ids, %s, result latency p50 %s ms p99 %s ms (from send: p50 %s p99 %s), %.1f s"
+          % (len(ids), summary["by_status"], summary["result_latency_ms"]["p50"],
+             summary["result_latency_ms"]["p99"], summary["result_latency_from_send_ms"]["p50"],
+             summary["result_latency_from_send_ms"]["p99"], summary["seconds"]), file=sys.stderr)
+    return 0
+
+
+def cmd_poll_jobs(port, ids_path, out, seconds):
+    """Reads every job until it is terminal or the deadline passes."""
+    port = int(port)
+    start = time.monotonic()
+    ids, sent = read_ids(ids_path)
+    facts, errors = poll_ids(port, ids, start + float(seconds))
+    summary = _summarise(ids, sent, facts, 0, time.monotonic() - start, errors, 0,
+                         "GET /v1/jobs/{id}?wait= per id")
     with open(out, "w") as f:
         json.dump(summary, f, indent=2)
     print("bench: %d ids, %s, result latency p50 %s ms p99 %s ms (%.1f s of polling)"
-          % (len(ids), by_status, summary["result_latency_ms"]["p50"],
-             summary["result_latency_ms"]["p99"], summary["poll_seconds"]))
+          % (len(ids), summary["by_status"], summary["result_latency_ms"]["p50"],
+             summary["result_latency_ms"]["p99"], summary["seconds"]), file=sys.stderr)
     return 0
 
+
+# ---------------------------------------------------------------- peers
 
 def cmd_seed_drain(port, out, seconds):
     """Polls /stats until started == ok + failed and nothing moved for 2 s."""
@@ -217,7 +455,6 @@ def cmd_seed_drain(port, out, seconds):
     deadline = start + float(seconds)
     samples = []
     stats = None
-    stable_since = None
     last_change = start
     last_change_epoch = time.time()
     while True:
@@ -250,7 +487,8 @@ def cmd_seed_drain(port, out, seconds):
     with open(out, "w") as f:
         json.dump(summary, f, indent=2)
     print("bench: seed /stats %s, %s after %.1f s" % (
-        stats, "drained" if summary["drained"] else "NOT drained", summary["drain_seconds"]))
+        stats, "drained" if summary["drained"] else "NOT drained", summary["drain_seconds"]),
+        file=sys.stderr)
     return 0
 
 
@@ -268,6 +506,7 @@ def cmd_wrk_parse(txt, out):
     match = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
     if match:
         data["requests"] = int(match.group(1))
+        data["seconds"] = _wrk_ms(match.group(2), match.group(3)) / 1000.0
     match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     data["non_2xx_3xx"] = int(match.group(1)) if match else 0
     match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
@@ -281,315 +520,61 @@ def cmd_wrk_parse(txt, out):
     if match:
         latency["max"] = _wrk_ms(match.group(1), match.group(2))
     data["latency_ms"] = latency
+    if data.get("requests") is not None and data.get("seconds"):
+        good = data["requests"] - data["non_2xx_3xx"]
+        data["good"] = good
+        data["good_per_s"] = good / data["seconds"]
     with open(out, "w") as f:
         json.dump(data, f, indent=2)
     return 0
 
 
-# ---------------------------------------------------------------- report
-
-def _load(directory, name):
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def _fmt_ms(value):
-    if value is None:
-        return "—"
-    if value >= 10000:
-        return "%.1f s" % (value / 1000.0)
-    if value >= 1000:
-        return "%.2f s" % (value / 1000.0)
-    if value >= 100:
-        return "%.0f ms" % value
-    return "%.1f ms" % value
-
-
-def _fmt_statuses(load):
-    parts = ["%s×%d" % (code, count) for code, count in sorted(load.get("status", {}).items())]
-    errors = load.get("errors", {})
-    for name in ("connect", "io", "parse"):
-        if errors.get(name):
-            parts.append("%s-err×%d" % (name, errors[name]))
-    if load.get("timeouts"):
-        parts.append("timeout×%d" % load["timeouts"])
-    if load.get("unfinished"):
-        parts.append("unfinished×%d" % load["unfinished"])
-    return " ".join(parts) or "—"
-
-
-def _row_from_load(system, scenario, load, duration, ok_codes):
-    answered = sum(count for code, count in load.get("status", {}).items())
-    good = sum(count for code, count in load.get("status", {}).items() if int(code) in ok_codes)
-    scheduled = load.get("scheduled") or 0
-    lat = load.get("latency_ms", {})
-    return {
-        "system": system, "scenario": scenario,
-        "offered_rate": load.get("rate"), "achieved_rate": load.get("achieved_rate"),
-        "scheduled": scheduled, "answered": answered,
-        "answered_pct": 100.0 * answered / scheduled if scheduled else None,
-        "good": good, "good_codes": sorted(ok_codes),
-        "statuses": _fmt_statuses(load),
-        "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "max_ms": lat.get("max"),
-        "completed": None, "accepted": good,
-        "completed_per_s": None, "result_p50_ms": None, "result_p99_ms": None,
-        "drain": None, "duration_s": duration,
-    }
-
-
-def _mock_served(directory, name):
-    data = _load(directory, name + ".mock.json")
+def cmd_sweep_ok(load_path, good_code, p99_ms):
+    """0 when the step held: ≥ 99 % of the scheduled requests answered
+    GOOD_CODE and p99 ≤ P99_MS; 1 when the system collapsed."""
     try:
-        return data["body"]["served"]
-    except (TypeError, KeyError):
-        return None
+        with open(load_path) as f:
+            load = json.load(f)
+    except (OSError, ValueError):
+        return 1
+    good = load.get("status", {}).get(str(good_code), 0)
+    scheduled = load.get("scheduled") or 0
+    p99 = load.get("latency_ms", {}).get("p99")
+    held = scheduled > 0 and good >= 0.99 * scheduled and p99 is not None and p99 <= float(p99_ms)
+    return 0 if held else 1
 
 
-def _completion_rate(row, duration):
-    """Completed jobs per second over the whole window: from the first
-    scheduled send to the last completion (or to the end of the bounded
-    wait when not everything finished, which makes it an upper bound)."""
-    if row.get("completed") is None:
-        return
-    extra = row.get("drain")
-    if extra is None:
-        extra = row.get("waited_s")
-    if extra is None:
-        return
-    row["completion_window_s"] = duration + max(0.0, extra)
-    row["completed_per_s"] = row["completed"] / row["completion_window_s"]
+def cmd_mock_quiet(port, seconds):
+    """Waits (bounded) until the mock upstream has no request in flight, so
+    calls left over from the previous scenario (whose clients were stopped)
+    do not count in the next one's figures."""
+    port = int(port)
+    deadline = time.monotonic() + float(seconds)
+    in_flight = None
+    while time.monotonic() < deadline:
+        try:
+            status, body = http_get(port, "/stats", timeout=5)
+            in_flight = json.loads(body).get("in_flight") if status == 200 else None
+        except (OSError, ValueError, http.client.HTTPException):
+            in_flight = None
+        if in_flight == 0:
+            return 0
+        time.sleep(0.2)
+    print("bench: the mock still has %s requests in flight after %s s" % (in_flight, seconds), file=sys.stderr)
+    return 0
 
 
-def cmd_report(directory, outbase):
-    meta = _load(directory, "meta.json") or {}
-    duration = float(meta.get("duration_s", 20))
-    rows = []
-    raw = {"meta": meta, "scenarios": {}}
-
-    def add_raw(name, *files):
-        raw["scenarios"][name] = {f: _load(directory, f) for f in files}
-
-    # jobgate accept mode
-    load = _load(directory, "jobgate-accept.load.json")
-    if load:
-        add_raw("jobgate-accept", "jobgate-accept.load.json", "jobgate-accept.poll.json",
-                "jobgate-accept.mock.json")
-        row = _row_from_load("jobgate", "accept: 202 then 5 s upstream", load, duration, {202})
-        poll = _load(directory, "jobgate-accept.poll.json")
-        if poll:
-            row["completed"] = poll["succeeded"]
-            row["result_p50_ms"] = poll["result_latency_ms"]["p50"]
-            row["result_p99_ms"] = poll["result_latency_ms"]["p99"]
-            start = meta.get("load_starts", {}).get("jobgate-accept")
-            if poll.get("last_finished_at") and start:
-                row["drain"] = poll["last_finished_at"] - (start + duration)
-            row["drained"] = poll["succeeded"] == poll["ids"]
-            _completion_rate(row, duration)
-        row["mock_served"] = _mock_served(directory, "jobgate-accept")
-        rows.append(row)
-
-    # jobgate wait mode
-    load = _load(directory, "jobgate-wait.load.json")
-    if load:
-        add_raw("jobgate-wait", "jobgate-wait.load.json", "jobgate-wait.poll.json",
-                "jobgate-wait.mock.json")
-        row = _row_from_load("jobgate", "wait: Prefer wait=20, 2 s upstream", load, duration, {200})
-        poll = _load(directory, "jobgate-wait.poll.json")
-        if poll:
-            row["completed"] = poll["succeeded"]
-            row["result_p50_ms"] = poll["result_latency_ms"]["p50"]
-            row["result_p99_ms"] = poll["result_latency_ms"]["p99"]
-            start = meta.get("load_starts", {}).get("jobgate-wait")
-            if poll.get("last_finished_at") and start:
-                row["drain"] = poll["last_finished_at"] - (start + duration)
-            row["drained"] = poll["succeeded"] == poll["ids"]
-            _completion_rate(row, duration)
-        row["mock_served"] = _mock_served(directory, "jobgate-wait")
-        rows.append(row)
-
-    # seed peers
-    for name, label in (("seed", "seed FastAPI (as written)"),
-                        ("seed-shared", "seed FastAPI SHARED_CLIENT=1")):
-        load = _load(directory, name + ".load.json")
-        if not load:
-            continue
-        add_raw(name, name + ".load.json", name + ".stats.json", name + ".mock.json")
-        row = _row_from_load(label, "accept: 200 then 5 s upstream", load, duration, {200})
-        drain = _load(directory, name + ".stats.json")
-        row["mock_served"] = _mock_served(directory, name)
-        if drain and drain.get("stats"):
-            row["completed"] = drain["stats"]["ok"]
-            row["upstream_failed"] = drain["stats"]["failed"]
-            row["upstream_started"] = drain["stats"]["started"]
-            start = meta.get("load_starts", {}).get(name)
-            if drain["drained"] and start and drain.get("last_change_epoch"):
-                row["drain"] = drain["last_change_epoch"] - (start + duration)
-            row["drained"] = drain["drained"]
-            row["waited_s"] = drain.get("waited_seconds")
-            _completion_rate(row, duration)
-        elif drain:
-            # /stats never answered: the app was too busy to say
-            row["stats_unanswered_s"] = drain.get("waited_seconds")
-            row["drained"] = False
-        rows.append(row)
-
-    # nginx at the same rate
-    load = _load(directory, "nginx.load.json")
-    if load:
-        add_raw("nginx", "nginx.load.json")
-        rows.append(_row_from_load("nginx fixed 202", "accept only (no work)", load, duration, {202}))
-
-    # wrk max-rate probes
-    wrk = {}
-    for name, label in (("wrk-jobgate", "jobgate"), ("wrk-nginx", "nginx fixed 202")):
-        data = _load(directory, name + ".json")
-        if not data:
-            continue
-        raw["scenarios"][name] = data
-        wrk[name] = data
-        rps = data.get("requests_per_s")
-        requests = data.get("requests")
-        bad = data.get("non_2xx_3xx", 0)
-        errs = sum(data.get("socket_errors", {}).values())
-        lat = data.get("latency_ms", {})
-        statuses = "2xx×%s" % ((requests - bad) if requests is not None else "?")
-        if bad:
-            statuses += " non-2xx×%d" % bad
-        if errs:
-            statuses += " sock-err×%d" % errs
-        rows.append({
-            "system": label, "scenario": "max rate: wrk 10 s, 64 conns, 2 thr (closed loop)",
-            "offered_rate": None, "achieved_rate": rps, "scheduled": None,
-            "answered": requests, "answered_pct": None, "statuses": statuses,
-            "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "max_ms": lat.get("max"),
-            "completed": None, "accepted": None, "completed_per_s": None,
-            "result_p50_ms": None, "result_p99_ms": None, "drain": None, "wrk": True,
-        })
-
-    # ratios vs jobgate
-    base = next((r for r in rows if r["scenario"].startswith("accept: 202")), None)
-    wrk_base = next((r for r in rows if r.get("wrk") and r["system"] == "jobgate"), None)
-    for row in rows:
-        ratio = None
-        if row.get("wrk"):
-            if wrk_base and wrk_base["achieved_rate"] and row["achieved_rate"]:
-                ratio = row["achieved_rate"] / wrk_base["achieved_rate"]
-        elif row["system"].startswith("nginx"):
-            if base and base["good"]:
-                ratio = row["good"] / base["good"]
-        elif row["system"].startswith("seed"):
-            if base and base.get("completed_per_s"):
-                if row.get("completed_per_s") is not None:
-                    ratio = row["completed_per_s"] / base["completed_per_s"]
-                elif row.get("mock_served") is not None:
-                    # no /stats: the mock's count bounds the completed calls from above
-                    ratio = row["mock_served"] / (duration + (row.get("stats_unanswered_s") or 0)) \
-                        / base["completed_per_s"]
-                    row["ratio_is_bound"] = True
-        elif row is base:
-            ratio = 1.0
-        row["ratio_vs_jobgate"] = ratio
-    raw["rows"] = rows
-
-    jobgate_over_nginx = None
-    if wrk_base and wrk.get("wrk-nginx", {}).get("requests_per_s"):
-        jobgate_over_nginx = wrk_base["achieved_rate"] / wrk["wrk-nginx"]["requests_per_s"]
-    raw["jobgate_over_nginx_max_rate"] = jobgate_over_nginx
-
-    lines = []
-    lines.append("# jobgate benchmark — %s" % meta.get("date", "?"))
-    lines.append("")
-    lines.append("* machine: %s CPU(s), %s; %s" % (meta.get("nproc", "?"), meta.get("cpu", "?"),
-                                                     meta.get("kernel", "")))
-    lines.append("* git commit: `%s`%s" % (meta.get("commit", "?"),
-                                           " (working tree modified)" if meta.get("dirty") else ""))
-    lines.append("* load: open loop (jobgate-loadgen), %s req/s for %s s per scenario; latency measured "
-                 "from each request's intended send time" % (meta.get("rate", "?"), meta.get("duration_s", "?")))
-    lines.append("* jobgate: broker durability `%s`, %s workers × concurrency %s; upstream = "
-                 "jobgate-mock-upstream on loopback" % (meta.get("durability", "?"),
-                                                        meta.get("workers", "?"),
-                                                        meta.get("concurrency", "?")))
-    lines.append("* peers: %s" % meta.get("peers", ""))
-    lines.append("* load average at start / at report: %s / %s" % (meta.get("loadavg_at_start", "?"),
-                                                              meta.get("loadavg_at_report", "?")))
-    lines.append("")
-    header = ["system", "scenario", "offered/s", "achieved/s", "answered", "status codes",
-              "p50", "p99", "max", "completed / accepted", "upstream calls (mock)",
-              "result p50 / p99", "all done after", "completed/s", "ratio vs jobgate"]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * len(header)) + "|")
-    for row in rows:
-        if row.get("wrk"):
-            completed = "—"
-        elif row.get("stats_unanswered_s") is not None:
-            completed = "unknown: /stats unanswered for %.0f s" % row["stats_unanswered_s"]
-        elif row["completed"] is None:
-            completed = "n/a"
-        else:
-            completed = "%d / %d" % (row["completed"], row["accepted"])
-            if row["accepted"]:
-                completed += " (%.1f%%)" % (100.0 * row["completed"] / row["accepted"])
-            if "upstream_failed" in row:
-                completed += "; upstream failed %d" % row["upstream_failed"]
-        result = "—"
-        if row["result_p50_ms"] is not None:
-            result = "%s / %s" % (_fmt_ms(row["result_p50_ms"]), _fmt_ms(row["result_p99_ms"]))
-        if row.get("drain") is not None:
-            drain = "+%.1f s" % row["drain"]
-        elif row.get("drained") is False:
-            drain = "not within %.0f s" % (row.get("waited_s") or row.get("stats_unanswered_s") or 0)
-        else:
-            drain = "—"
-        ratio = "—" if row["ratio_vs_jobgate"] is None else "%s%.2f×" % (
-            "≤ " if row.get("ratio_is_bound") else "", row["ratio_vs_jobgate"])
-        mock = "—" if row.get("mock_served") is None else "%d" % row["mock_served"]
-        per_s = "—" if row.get("completed_per_s") is None else "%.0f" % row["completed_per_s"]
-        answered = "—" if row["answered_pct"] is None else "%.1f%%" % row["answered_pct"]
-        cells = [row["system"], row["scenario"],
-                 "—" if row["offered_rate"] is None else "%.0f" % row["offered_rate"],
-                 "—" if row["achieved_rate"] is None else "%.0f" % row["achieved_rate"],
-                 answered, row["statuses"], _fmt_ms(row["p50_ms"]), _fmt_ms(row["p99_ms"]),
-                 _fmt_ms(row["max_ms"]), completed, mock, result, drain, per_s, ratio]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("p50/p99/max: open-loop latency from the intended send to the response (the ack "
-                 "in accept rows, the finished job in wait mode). Completed: jobgate ids read back as "
-                 "`succeeded`; seed: upstream calls that ended `ok` in its /stats. Upstream calls "
-                 "(mock): requests the mock upstream answered during the scenario. Result p50/p99: "
-                 "jobgate `finished_at − created_at`. All done after: last completion (jobgate "
-                 "`finished_at`; seed: last change of /stats, ±0.5 s) in seconds after the last "
-                 "scheduled send. Completed/s: completed ÷ (send window + all done after). Ratio: "
-                 "completed/s vs jobgate accept mode (seed rows; ≤ = upper bound from the mock's "
-                 "count), 202s vs jobgate's (nginx at the same rate), requests/s vs jobgate's (wrk rows).")
-    if jobgate_over_nginx is not None:
-        lines.append("")
-        lines.append("**Max accept rate, jobgate / nginx fixed 202: %.3f** (%.0f vs %.0f requests/s)."
-                     % (jobgate_over_nginx, wrk_base["achieved_rate"], wrk["wrk-nginx"]["requests_per_s"]))
-    checks = []
-    accept = base
-    if accept:
-        checks.append("accept ack p99 ≤ 50 ms: %s (%s)" % (
-            "yes" if accept["p99_ms"] is not None and accept["p99_ms"] <= 50 else "NO", _fmt_ms(accept["p99_ms"])))
-        checks.append("every accepted job completed: %s (%s / %s)" % (
-            "yes" if accept["completed"] == accept["accepted"] and accept["answered"] == accept["scheduled"]
-            else "NO", accept["completed"], accept["accepted"]))
-    wait = next((r for r in rows if r["scenario"].startswith("wait")), None)
-    if wait:
-        checks.append("wait mode all 200 and p99 ≤ 2.6 s: %s (%s of %s are 200, p99 %s)" % (
-            "yes" if wait["good"] == wait["scheduled"] and wait["p99_ms"] is not None and wait["p99_ms"] <= 2600
-            else "NO", wait["good"], wait["scheduled"], _fmt_ms(wait["p99_ms"])))
-    if checks:
-        lines.append("")
-        lines.append("Targets: " + "; ".join(checks) + ".")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    with open(outbase + ".md", "w") as f:
-        f.write(text)
-    with open(outbase + ".json", "w") as f:
-        json.dump(raw, f, indent=2)
+def cmd_du(directory, out):
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(root, name))
+                total += st.st_blocks * 512
+            except OSError:
+                pass
+    with open(out, "w") as f:
+        json.dump({"dir": directory, "bytes_on_disk": total}, f)
     return 0
 
 
@@ -601,10 +586,15 @@ def main(argv):
     if command == "free-port":
         print(free_port())
         return 0
+    if command == "report":
+        sys.dont_write_bytecode = True      # no __pycache__ in the source tree
+        import report      # bench/report.py, beside this file
+        return report.main(*args)
     handlers = {
         "wait-port": cmd_wait_port, "wait-http": cmd_wait_http, "get-json": cmd_get_json,
+        "proc-mark": cmd_proc_mark, "jg-settle": cmd_jg_settle, "readback": cmd_readback,
         "poll-jobs": cmd_poll_jobs, "seed-drain": cmd_seed_drain, "wrk-parse": cmd_wrk_parse,
-        "report": cmd_report,
+        "sweep-ok": cmd_sweep_ok, "du": cmd_du, "mock-quiet": cmd_mock_quiet,
     }
     if command not in handlers:
         print(__doc__, file=sys.stderr)

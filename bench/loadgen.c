@@ -129,6 +129,7 @@ typedef struct {
     size_t max_connections;        // upper bound on open connections
     const char *json_path;         // --json summary file
     const char *ids_path;          // --ids-file, appended with ids from 2xx bodies
+    bool ids_times;                // --ids-format times: each id line also gets its send time and latency
 } options_t;
 
 // Everything the run needs: settings, sockets, queue and counters.
@@ -146,6 +147,7 @@ typedef struct {
     size_t open_size;              // connections open or connecting
     queue_t pending;               // requests due but not yet on a connection
     uint64_t t0_ns;                // schedule origin
+    int64_t wall_offset_ns;        // CLOCK_REALTIME - CLOCK_MONOTONIC at t0 (for --ids-format times)
     double interval_ns;            // time between two intended sends
     uint64_t total;                // requests to schedule: rate x duration
     uint64_t scheduled;            // requests whose intended time has come
@@ -364,6 +366,9 @@ s_usage (FILE *out)
         "  --max-connections N    open more connections up to N when all are busy (default 10000)\n"
         "  --json FILE            write the summary as JSON to FILE\n"
         "  --ids-file FILE        append the \"id\" of each 2xx JSON response body, one per line\n"
+        "  --ids-format F         plain (default: the id alone) or times: \"ID SENT_MS LATENCY_MS\",\n"
+        "                         SENT_MS the intended send time in wall-clock ms since the epoch\n"
+        "                         and LATENCY_MS the response latency from it\n"
         "  --help                 this text\n"
         "Exit status: 0 when the run finished (whatever the responses), 2 on bad usage.\n");
 }
@@ -446,6 +451,12 @@ s_parse_options (options_t *options, int argc, char *argv [])
         else
         if (strcmp (arg, "--ids-file") == 0)
             options->ids_path = value;
+        else
+        if (strcmp (arg, "--ids-format") == 0) {
+            if (strcmp (value, "plain") != 0 && strcmp (value, "times") != 0)
+                s_fail ("--ids-format wants plain or times, got '%s'", value);
+            options->ids_times = strcmp (value, "times") == 0;
+        }
         else {
             fprintf (stderr, "loadgen: unknown option '%s' (try --help)\n", arg);
             exit (2);
@@ -646,17 +657,23 @@ s_fail_one_pending (loadgen_t *self)
     }
 }
 
-// s_write_ids appends the top-level "id" of a JSON body to --ids-file.
+// s_write_ids appends the top-level "id" of a JSON body to --ids-file; with
+// --ids-format times also the request's intended send time (wall clock, ms)
+// and its latency (ms), so a job's finish can be set against when it was due.
 static void
-s_write_ids (loadgen_t *self, const char *body, size_t size)
+s_write_ids (loadgen_t *self, const char *body, size_t size, uint64_t intended_ns, uint64_t latency_ns)
 {
     json_t *root = json_loadb (body, size, 0, NULL);
     json_t *id = json_object_get (root, "id");
+    char times [64] = "";
+    if (self->options.ids_times)
+        snprintf (times, sizeof times, " %.3f %.3f",
+                  (double) ((int64_t) intended_ns + self->wall_offset_ns) / 1e6, (double) latency_ns / 1e6);
     if (json_is_string (id))
-        fprintf (self->ids_file, "%s\n", json_string_value (id));
+        fprintf (self->ids_file, "%s%s\n", json_string_value (id), times);
     else
     if (json_is_integer (id))
-        fprintf (self->ids_file, "%" JSON_INTEGER_FORMAT "\n", json_integer_value (id));
+        fprintf (self->ids_file, "%" JSON_INTEGER_FORMAT "%s\n", json_integer_value (id), times);
     if (json_is_string (id) || json_is_integer (id))
         self->ids_written++;
     json_decref (root);
@@ -675,7 +692,7 @@ s_request_done (loadgen_t *self, conn_t *conn)
         self->first_done_ns = now;
     self->last_done_ns = now;
     if (self->ids_file && conn->status >= 200 && conn->status < 300 && conn->capture_size)
-        s_write_ids (self, conn->capture, conn->capture_size);
+        s_write_ids (self, conn->capture, conn->capture_size, conn->job.intended_ns, now - conn->job.intended_ns);
     conn->capture_size = 0;
     conn->served++;
     // leftover bytes would be an answer to a request we never sent
@@ -1146,7 +1163,10 @@ static void
 s_run (loadgen_t *self)
 {
     s_open_pool (self);
+    struct timespec wall;
+    clock_gettime (CLOCK_REALTIME, &wall);
     self->t0_ns = s_now_ns ();
+    self->wall_offset_ns = (int64_t) wall.tv_sec * 1000000000LL + (int64_t) wall.tv_nsec - (int64_t) self->t0_ns;
     uint64_t hard_stop_ns = self->t0_ns + (uint64_t) (self->options.duration_s * 1e9)
                           + self->options.timeout_ms * 1000000ULL + 1000000000ULL;
     while (!s_interrupted) {
@@ -1268,6 +1288,17 @@ s_report (loadgen_t *self)
         "connections_opened", (json_int_t) self->connections_opened,
         "max_open_connections", (json_int_t) self->max_open,
         "latency_ms", latency, "interrupted", s_interrupted != 0);
+    if (root) {
+        // wall-clock anchors (ms since the epoch), to set the run against server timestamps
+        json_object_set_new (root, "t0_wall_ms",
+                             json_real ((double) ((int64_t) self->t0_ns + self->wall_offset_ns) / 1e6));
+        if (self->last_send_ns)
+            json_object_set_new (root, "last_send_wall_ms",
+                                 json_real ((double) ((int64_t) self->last_send_ns + self->wall_offset_ns) / 1e6));
+        if (self->last_done_ns)
+            json_object_set_new (root, "last_done_wall_ms",
+                                 json_real ((double) ((int64_t) self->last_done_ns + self->wall_offset_ns) / 1e6));
+    }
     int rc = root? json_dump_file (root, self->options.json_path, JSON_INDENT (2)): -1;
     json_decref (root);
     if (rc)

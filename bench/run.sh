@@ -1,19 +1,41 @@
 #!/bin/sh
-# bench/run.sh BUILD_DIR — the open-loop benchmark (bench/README.md).
+# bench/run.sh BUILD_DIR — the benchmark of issue 5 (bench/README.md).
 #
 # Starts, on free 127.0.0.1 ports in a temporary directory, the mock upstream,
-# jobgate (broker + gateway + 2 workers), the seed FastAPI app (as written and
-# with SHARED_CLIENT=1) and nginx with a fixed 202; drives each with
-# jobgate-loadgen (open loop) and wrk (max-rate probe); prints a Markdown table
-# and writes it, with the raw JSON, to bench/results/<UTC date-time>.{md,json}.
+# jobgate (broker + gateway + workers), the seed FastAPI app (as written and
+# with SHARED_CLIENT=1) and nginx with a fixed 202; runs the scenarios below
+# with jobgate-loadgen (open loop) and wrk (closed loop, max rate); prints a
+# Markdown report and writes it, with the raw JSON and a plot of ack latency
+# against offered rate, to bench/results/<UTC date-time>.{md,json,png}.
 # Everything it starts is stopped by process id on exit. Every load is bounded
-# in count (rate × duration) and in time (loadgen timeout, drain deadlines).
+# in count (rate × duration) and in time (loadgen timeouts, drain deadlines).
 #
-# Knobs (environment): BENCH_RATE (500), BENCH_DURATION (20 s),
-# BENCH_SCENARIOS ("accept wait seed seed-shared nginx wrk"),
-# BENCH_RESULTS (bench/results), BENCH_PEERS (../shared/peers),
-# BENCH_CONCURRENCY (2000 per worker), BENCH_WORKERS (2), BENCH_KEEP=1 keeps
-# the temporary directory (logs) after the run.
+# Scenarios (BENCH_SCENARIOS, any subset, in this order):
+#   ceiling      wrk at 64 and 256 connections: jobgate, nginx, seed, seed-shared
+#                ("wrk" is accepted as an alias)
+#   accept wait  jobgate at BENCH_RATE for BENCH_DURATION, 5 s upstream:
+#                202 then the job runs / Prefer: wait=20 on the submission
+#   seed seed-shared nginx
+#                the peers at the same open-loop load
+#   e2e          5,000 jobs/s for 60 s, 1 s upstream, every job read back
+#   wait-scale   2,000/s with Prefer: wait, 2 s upstream, 30 s
+#   queued       100,000 jobs and no worker: broker RSS per queued job
+#   sweep        open-loop ack latency at rising rates, every system
+#
+# Knobs (environment), defaults in brackets:
+#   BENCH_SCENARIOS ["ceiling accept wait seed seed-shared nginx e2e wait-scale queued sweep"]
+#   BENCH_RATE [500] BENCH_DURATION [60] BENCH_UPSTREAM_MS [5000] BENCH_WAIT [20]
+#   BENCH_SEED_DRAIN [60]  seconds to wait for the seed's background calls
+#   BENCH_CEILING_SECONDS [10] BENCH_CEILING_CONNECTIONS ["64 256"]
+#   BENCH_CEILING_WORKERS [BENCH_WORKERS]
+#   BENCH_E2E_RATE [5000] BENCH_E2E_DURATION [60] BENCH_E2E_UPSTREAM_MS [1000]
+#   BENCH_WAITSCALE_RATE [2000] BENCH_WAITSCALE_DURATION [30] BENCH_WAITSCALE_UPSTREAM_MS [2000]
+#   BENCH_QUEUED_JOBS [100000] BENCH_QUEUED_RATE [5000]
+#   BENCH_SWEEP_RATES ["250 500 1000 2000 5000 10000 20000"] BENCH_SWEEP_DURATION [5]
+#   BENCH_SWEEP_SYSTEMS ["jobgate nginx seed seed-shared"] BENCH_SWEEP_TIMEOUT_MS [10000]
+#   BENCH_SWEEP_P99_MS [1000]  a step whose p99 exceeds this (or < 99 % good) ends that system's sweep
+#   BENCH_WORKERS [2] BENCH_CONCURRENCY [2500 per worker]
+#   BENCH_RESULTS [bench/results] BENCH_PEERS [../shared/peers] BENCH_KEEP=1 keeps the logs
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,18 +49,47 @@ fi
 build=$(cd "$build" && pwd)
 
 rate=${BENCH_RATE:-500}
-duration=${BENCH_DURATION:-20}
-scenarios=${BENCH_SCENARIOS:-"accept wait seed seed-shared nginx wrk"}
+duration=${BENCH_DURATION:-60}
+upstream_ms=${BENCH_UPSTREAM_MS:-5000}
+prefer_wait=${BENCH_WAIT:-20}
+seed_drain=${BENCH_SEED_DRAIN:-60}
+ceiling_s=${BENCH_CEILING_SECONDS:-10}
+ceiling_conns=${BENCH_CEILING_CONNECTIONS:-"64 256"}
+e2e_rate=${BENCH_E2E_RATE:-5000}
+e2e_duration=${BENCH_E2E_DURATION:-60}
+e2e_upstream_ms=${BENCH_E2E_UPSTREAM_MS:-1000}
+ws_rate=${BENCH_WAITSCALE_RATE:-2000}
+ws_duration=${BENCH_WAITSCALE_DURATION:-30}
+ws_upstream_ms=${BENCH_WAITSCALE_UPSTREAM_MS:-2000}
+queued_jobs=${BENCH_QUEUED_JOBS:-100000}
+queued_rate=${BENCH_QUEUED_RATE:-5000}
+sweep_rates=${BENCH_SWEEP_RATES:-"250 500 1000 2000 5000 10000 20000"}
+sweep_duration=${BENCH_SWEEP_DURATION:-5}
+sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate nginx seed seed-shared"}
+sweep_timeout_ms=${BENCH_SWEEP_TIMEOUT_MS:-10000}
+sweep_p99_ms=${BENCH_SWEEP_P99_MS:-1000}
+scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared nginx e2e wait-scale queued sweep"}
 results=${BENCH_RESULTS:-$here/results}
 peers=${BENCH_PEERS:-$root/../shared/peers}
-concurrency=${BENCH_CONCURRENCY:-2000}
+concurrency=${BENCH_CONCURRENCY:-2500}
 workers=${BENCH_WORKERS:-2}
+ceiling_workers=${BENCH_CEILING_WORKERS:-$workers}
+# scenarios 3 and 4 need rate × upstream ÷ workers calls per worker at once
+e2e_conc=$(( e2e_rate * e2e_upstream_ms / 1000 / workers ))
+[ "$e2e_conc" -lt "$concurrency" ] && e2e_conc=$concurrency
+ws_conc=$(( ws_rate * ws_upstream_ms / 1000 / workers ))
+[ "$ws_conc" -lt "$concurrency" ] && ws_conc=$concurrency
 py=python3                 # stdlib helpers: the python3 on PATH
-peer_py=/usr/bin/python3   # Debian's, which has fastapi/uvicorn/httpx
+peer_py=/usr/bin/python3   # Debian's, which has fastapi/uvicorn/httpx/matplotlib
 bench_py="$here/bench.py"
 loadgen="$build/bench/jobgate-loadgen"
 
 say() { echo "bench: $*" >&2; }
+want() {
+    case " $scenarios " in *" $1 "*) return 0 ;; esac
+    if [ "$1" = ceiling ]; then case " $scenarios " in *" wrk "*) return 0 ;; esac; fi
+    return 1
+}
 
 # ---------------------------------------------------------------- packages
 
@@ -50,11 +101,11 @@ install_deps() {
     if ! installed nginx-light && ! installed nginx && ! installed nginx-core; then
         missing="$missing nginx-light"
     fi
-    for package in python3-fastapi python3-uvicorn python3-httpx wrk curl; do
+    for package in python3-fastapi python3-uvicorn python3-httpx python3-matplotlib wrk curl; do
         installed "$package" || missing="$missing $package"
     done
     if [ -z "$missing" ]; then
-        say "all Debian packages present (nginx, python3-fastapi, python3-uvicorn, python3-httpx, wrk, curl)"
+        say "all Debian packages present (nginx, python3-fastapi, python3-uvicorn, python3-httpx, python3-matplotlib, wrk, curl)"
         return 0
     fi
     say "installing:$missing"
@@ -79,30 +130,35 @@ peers=$(cd "$peers" && pwd)
 
 # ---------------------------------------------------------------- processes
 
-# Raise the open-file limit for everything started below (2,500+ upstream
-# calls, 1,000+ parked client connections).
+# Raise the open-file limit for everything started below (5,000 upstream
+# calls, 4,000+ parked client connections, loadgen pools).
 # shellcheck disable=SC3045
 hard=$(ulimit -Hn 2>/dev/null || echo 65536)
 # shellcheck disable=SC3045
 if [ "$hard" = unlimited ]; then ulimit -n 65536 2>/dev/null || true; else ulimit -n "$hard" 2>/dev/null || true; fi
+# shellcheck disable=SC3045
+fd_limit=$(ulimit -n)
 
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 say "load average at start: $loadavg_start (run on an otherwise idle machine)"
+bench_started=$(date +%s)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/jobgate-bench.XXXXXX")
 pids=""        # every process this script started and has not reaped
 
-# stop_pids "PID..." — SIGTERM, wait up to 20 s, then SIGKILL; by pid only.
+# stop_pids "PID..." [GRACE_S] — SIGTERM, wait up to GRACE_S (20) seconds in
+# all, then SIGKILL; by pid only.
 stop_pids() {
+    grace=$(( ${2:-20} * 10 ))
     for pid in $1; do kill -TERM "$pid" 2>/dev/null || true; done
     tries=0
     for pid in $1; do
-        while kill -0 "$pid" 2>/dev/null && [ "$tries" -lt 200 ]; do
+        while kill -0 "$pid" 2>/dev/null && [ "$tries" -lt "$grace" ]; do
             sleep 0.1
             tries=$((tries + 1))
         done
         if kill -0 "$pid" 2>/dev/null; then
-            say "pid $pid did not stop on SIGTERM within 20 s; SIGKILL"
+            say "pid $pid did not stop on SIGTERM within $((grace / 10)) s; SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
         wait "$pid" 2>/dev/null || true
@@ -152,28 +208,36 @@ mock_pid=$last_pid
 mock_port=$("$py" "$bench_py" wait-port "$tmp/mock.port" 10)
 say "mock upstream on 127.0.0.1:$mock_port (pid $mock_pid)"
 
-mock_reset() { curl -sf "http://127.0.0.1:$mock_port/reset" >/dev/null || true; }
+# mock_reset: wait (bounded) until calls left by a stopped client are over,
+# then zero the mock's counters (served, max_in_flight, arrivals per second)
+mock_reset() {
+    "$py" "$bench_py" mock-quiet "$mock_port" 15
+    curl -sf "http://127.0.0.1:$mock_port/reset" >/dev/null || true
+}
 mock_stats() { "$py" "$bench_py" get-json "$mock_port" /stats "$tmp/$1.mock.json" || true; }
 
-accept_body='{"kind":"http","provider":"mock","request":{"path":"/json?latency_ms=5000"}}'
-wait_body='{"kind":"http","provider":"mock","request":{"path":"/json?latency_ms=2000"}}'
+job_body() { echo "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/json?latency_ms=$1\"}}"; }
+accept_body=$(job_body "$upstream_ms")
 
 # ---------------------------------------------------------------- jobgate
 
 jg_pids=""
+jg_named=""    # broker=PID gateway=PID worker0=PID ... for proc-mark
 jg_port=""
-jg_start() {   # jg_start NAME
+jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY]
     name=$1
+    n_workers=${2:-$workers}
+    n_conc=${3:-$concurrency}
     jg_port=$(free_port)
     mkdir -p "$tmp/$name"
     cat >"$tmp/$name/config.json" <<EOF
 {
-  "gateway":  { "listen": "127.0.0.1:$jg_port" },
+  "gateway":  { "listen": "127.0.0.1:$jg_port", "max_connections": 16000 },
   "broker":   { "frontend": "tcp://127.0.0.1:$(free_port)",
                 "backend":  "tcp://127.0.0.1:$(free_port)",
                 "publisher":"tcp://127.0.0.1:$(free_port)",
                 "data_dir": "$tmp/$name/data", "durability": "fsync" },
-  "worker":   { "concurrency": $concurrency },
+  "worker":   { "concurrency": $n_conc },
   "security": { "allow_private_networks": true },
   "providers": {
     "mock": { "base_url": "http://127.0.0.1:$mock_port", "rate_limit": 0, "max_concurrency": 0 }
@@ -184,85 +248,107 @@ EOF
     jg_pids=""
     spawn "$name-broker" "$build/broker/jobgate-broker" --config "$tmp/$name/config.json"
     jg_pids="$jg_pids $last_pid"
+    jg_named="broker=$last_pid"
     spawn "$name-gateway" "$build/gateway/jobgate-gateway" --config "$tmp/$name/config.json"
     jg_pids="$jg_pids $last_pid"
+    jg_named="$jg_named gateway=$last_pid"
     i=0
-    while [ "$i" -lt "$workers" ]; do
+    while [ "$i" -lt "$n_workers" ]; do
         spawn "$name-worker$i" "$build/worker/jobgate-worker" --config "$tmp/$name/config.json"
         jg_pids="$jg_pids $last_pid"
+        jg_named="$jg_named worker$i=$last_pid"
         i=$((i + 1))
     done
-    "$py" "$bench_py" wait-http "$jg_port" /readyz 20
-    say "jobgate ($name) ready on 127.0.0.1:$jg_port (pids$jg_pids)"
+    if [ "$n_workers" -gt 0 ]; then
+        "$py" "$bench_py" wait-http "$jg_port" /readyz 20
+    else
+        # no worker: never "ready"; wait for the broker to answer instead
+        "$py" "$bench_py" wait-http "$jg_port" /healthz 20
+        "$py" "$bench_py" wait-http "$jg_port" "/v1/jobs?limit=1" 20
+    fi
+    say "jobgate ($name) ready on 127.0.0.1:$jg_port ($jg_named)"
 }
 jg_stop() {
     stop_pids "$jg_pids"
     jg_pids=""
+    jg_named=""
+}
+mark() {       # mark NAME LABEL — CPU and memory of every jobgate process
+    # shellcheck disable=SC2086
+    "$py" "$bench_py" proc-mark "$tmp/$1.procs.jsonl" "$2" $jg_named
 }
 
-# run_load NAME URL LOADGEN-ARGS... — one open-loop run, summary in NAME.load.json
+# run_load NAME URL RATE DURATION LOADGEN-ARGS... — one open-loop run, summary in NAME.load.json
 run_load() {
     name=$1
     url=$2
-    shift 2
-    say "load $name: $rate/s for $duration s → $url"
+    load_rate=$3
+    load_duration=$4
+    shift 4
+    say "load $name: $load_rate/s for $load_duration s → $url"
     now >"$tmp/$name.start"
-    "$loadgen" --url "$url" --rate "$rate" --duration "$duration" --timeout-ms 30000 \
-        --max-connections 5000 --json "$tmp/$name.load.json" "$@" >"$tmp/$name.loadgen.txt" 2>&1 \
+    "$loadgen" --url "$url" --rate "$load_rate" --duration "$load_duration" \
+        --json "$tmp/$name.load.json" "$@" >"$tmp/$name.loadgen.txt" 2>&1 \
         || { say "loadgen failed for $name:"; cat "$tmp/$name.loadgen.txt" >&2; return 1; }
     sed 's/^/    /' "$tmp/$name.loadgen.txt" >&2
 }
 
-want() { case " $scenarios " in *" $1 "*) return 0 ;; esac; return 1; }
-
-# ---------------------------------------------------------------- scenarios
-
-# (a) accept mode: 202 with a job id, then every job must finish.
-if want accept; then
-    mock_reset
-    jg_start accept
-    run_load jobgate-accept "http://127.0.0.1:$jg_port/v1/jobs" --method POST \
-        --header 'Content-Type: application/json' --body "$accept_body" \
-        --connections 512 --ids-file "$tmp/jobgate-accept.ids"
-    # 5 s upstream + backlog: 120 s is generous and still bounded
-    "$py" "$bench_py" poll-jobs "$jg_port" "$tmp/jobgate-accept.ids" "$tmp/jobgate-accept.poll.json" 120
-    mock_stats jobgate-accept
-    jg_stop
-fi
-
-# (b) wait mode: Prefer: wait=20 on the submission, 2 s upstream → 200.
-if want wait; then
-    mock_reset
-    jg_start wait
-    run_load jobgate-wait "http://127.0.0.1:$jg_port/v1/jobs" --method POST \
-        --header 'Content-Type: application/json' --header 'Prefer: wait=20' \
-        --body "$wait_body" --connections 1500 --ids-file "$tmp/jobgate-wait.ids"
-    "$py" "$bench_py" poll-jobs "$jg_port" "$tmp/jobgate-wait.ids" "$tmp/jobgate-wait.poll.json" 60
-    mock_stats jobgate-wait
-    jg_stop
-fi
-
-# (c) the seed FastAPI app, as written and with one shared client.
-seed_run() {   # seed_run NAME SHARED(0|1)
-    name=$1
-    port=$(free_port)
-    mock_reset
-    spawn "$name" env UPSTREAM_URL="http://127.0.0.1:$mock_port/json?latency_ms=5000" \
-        SHARED_CLIENT="$2" "$peer_py" -m uvicorn --app-dir "$peers" seed_fastapi:app \
-        --host 127.0.0.1 --port "$port" --workers 1 --log-level warning --no-access-log
-    seed_pid=$last_pid
-    "$py" "$bench_py" wait-http "$port" /stats 30
-    say "seed ($name, SHARED_CLIENT=$2) ready on 127.0.0.1:$port (pid $seed_pid)"
-    run_load "$name" "http://127.0.0.1:$port/search/?query=x" --method POST --connections 1000
-    # every started upstream call must end: 5 s upstream, bounded at 120 s
-    "$py" "$bench_py" seed-drain "$port" "$tmp/$name.stats.json" 120
-    mock_stats "$name"
-    stop_pids "$seed_pid"
+# parked_pool RATE LATENCY_MS — initial connections for a wait-mode load: the
+# requests parked at once (Little's law), at most what the fd limit allows;
+# the loadgen opens more when they are all busy. Not more: idle connections
+# would count in the gateway's memory per parked connection.
+parked_pool() {
+    n=$(( $1 * $2 / 1000 + 64 ))
+    cap=$(( fd_limit / 2 - 64 ))
+    [ "$n" -gt "$cap" ] && n=$cap
+    echo "$n"
 }
-if want seed; then seed_run seed 0; fi
-if want seed-shared; then seed_run seed-shared 1; fi
 
-# nginx: the ceiling for answering 202 on loopback
+# jg_scenario NAME RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S —
+# a fresh stack, CPU/memory marks, one open-loop load, the drain, the readback.
+jg_scenario() {
+    name=$1 s_rate=$2 s_duration=$3 s_latency=$4 s_wait=$5 s_conc=$6 s_settle=$7
+    body=$(job_body "$s_latency")
+    mock_reset
+    jg_start "$name" "$workers" "$s_conc"
+    mark "$name" before
+    if [ "$s_wait" -gt 0 ]; then
+        pool=$(parked_pool "$s_rate" "$s_latency")
+        max_pool=$(( pool * 2 )); [ "$max_pool" -gt $(( fd_limit - 64 )) ] && max_pool=$(( fd_limit - 64 ))
+        run_load "$name" "http://127.0.0.1:$jg_port/v1/jobs" "$s_rate" "$s_duration" --method POST \
+            --header 'Content-Type: application/json' --header "Prefer: wait=$s_wait" \
+            --body "$body" --connections "$pool" --max-connections "$max_pool" --timeout-ms 30000 \
+            --ids-file "$tmp/$name.ids" --ids-format times
+    else
+        run_load "$name" "http://127.0.0.1:$jg_port/v1/jobs" "$s_rate" "$s_duration" --method POST \
+            --header 'Content-Type: application/json' --body "$body" \
+            --connections 512 --max-connections 5000 --timeout-ms 30000 \
+            --ids-file "$tmp/$name.ids" --ids-format times
+    fi
+    mark "$name" after-load
+    mock_stats "$name"          # max_in_flight: the upstream calls at once
+    "$py" "$bench_py" jg-settle "$jg_port" "$tmp/$name.settle.json" "$s_settle"
+    mark "$name" "done"
+    "$py" "$bench_py" readback "$jg_port" "$tmp/$name.ids" "$tmp/$name.readback.json" 120
+    mock_stats "$name.end"
+    jg_stop
+}
+
+# ---------------------------------------------------------------- peers
+
+seed_pid=""
+seed_port=""
+seed_start() {   # seed_start NAME SHARED(0|1) LATENCY_MS
+    seed_port=$(free_port)
+    spawn "$1" env UPSTREAM_URL="http://127.0.0.1:$mock_port/json?latency_ms=$3" \
+        SHARED_CLIENT="$2" "$peer_py" -m uvicorn --app-dir "$peers" seed_fastapi:app \
+        --host 127.0.0.1 --port "$seed_port" --workers 1 --log-level warning --no-access-log
+    seed_pid=$last_pid
+    "$py" "$bench_py" wait-http "$seed_port" /stats 30
+    say "seed ($1, SHARED_CLIENT=$2) ready on 127.0.0.1:$seed_port (pid $seed_pid)"
+}
+seed_stop() { stop_pids "$seed_pid" "${1:-20}"; seed_pid=""; }
+
 nginx_pid=""
 nginx_port=""
 nginx_start() {
@@ -277,30 +363,158 @@ nginx_start() {
     "$py" "$bench_py" wait-http "$nginx_port" / 10
     say "nginx ready on 127.0.0.1:$nginx_port (pid $nginx_pid)"
 }
-if want nginx || want wrk; then nginx_start; fi
-if want nginx; then
-    run_load nginx "http://127.0.0.1:$nginx_port/v1/jobs" --method POST \
-        --header 'Content-Type: application/json' --body "$accept_body" --connections 512
+nginx_stop() { if [ -n "$nginx_pid" ]; then stop_pids "$nginx_pid"; nginx_pid=""; fi; }
+
+# run_wrk NAME URL CONNECTIONS — closed-loop max-rate probe, BENCH_CEILING_SECONDS long
+run_wrk() {
+    say "wrk $1: $3 connections, $ceiling_s s → $2"
+    threads=2
+    BENCH_BODY=$accept_body wrk -t"$threads" -c"$3" -d"${ceiling_s}s" --timeout 10s --latency \
+        -s "$here/post.lua" "$2" >"$tmp/$1.txt" 2>&1 || true
+    sed 's/^/    /' "$tmp/$1.txt" >&2
+    "$py" "$bench_py" wrk-parse "$tmp/$1.txt" "$tmp/$1.json"
+}
+
+# ---------------------------------------------------------------- 1. accept ceiling
+
+if want ceiling; then
+    for c in $ceiling_conns; do
+        mock_reset
+        jg_start "ceiling-jobgate-c$c" "$ceiling_workers"
+        mark "ceiling-jobgate-c$c" before
+        run_wrk "ceiling-jobgate-c$c" "http://127.0.0.1:$jg_port/v1/jobs" "$c"
+        mark "ceiling-jobgate-c$c" after-load
+        curl -sf "http://127.0.0.1:$jg_port/metrics" >"$tmp/ceiling-jobgate-c$c.metrics.txt" || true
+        jg_stop
+    done
+    nginx_start
+    for c in $ceiling_conns; do
+        run_wrk "ceiling-nginx-c$c" "http://127.0.0.1:$nginx_port/v1/jobs" "$c"
+    done
+    nginx_stop
+    for variant in seed seed-shared; do
+        shared=0; [ "$variant" = seed-shared ] && shared=1
+        for c in $ceiling_conns; do
+            seed_start "ceiling-$variant-c$c" "$shared" "$upstream_ms"
+            mock_reset      # after the start: second 0 of its arrivals is wrk's first
+            run_wrk "ceiling-$variant-c$c" "http://127.0.0.1:$seed_port/search/?query=x" "$c"
+            mock_stats "ceiling-$variant-c$c"
+            seed_stop 5
+        done
+    done
 fi
 
-# max-rate probe: wrk, closed loop, 10 s, 64 connections, 2 threads
-if want wrk; then
-    say "wrk max-rate probe: nginx"
-    BENCH_BODY=$accept_body wrk -t2 -c64 -d10s --latency -s "$here/post.lua" \
-        "http://127.0.0.1:$nginx_port/v1/jobs" >"$tmp/wrk-nginx.txt" 2>&1
-    sed 's/^/    /' "$tmp/wrk-nginx.txt" >&2
-    "$py" "$bench_py" wrk-parse "$tmp/wrk-nginx.txt" "$tmp/wrk-nginx.json"
+# ---------------------------------------------------------------- 2. the seed's target
+
+# accept mode: 202 with a job id, then every job must finish
+if want accept; then
+    jg_scenario jobgate-accept "$rate" "$duration" "$upstream_ms" 0 "$concurrency" 120
 fi
-if [ -n "$nginx_pid" ]; then stop_pids "$nginx_pid"; nginx_pid=""; fi
-if want wrk; then
+# wait mode: Prefer: wait=20 on the submission → 200 with the finished job
+if want wait; then
+    jg_scenario jobgate-wait "$rate" "$duration" "$upstream_ms" "$prefer_wait" "$concurrency" 60
+fi
+
+# the seed FastAPI app, as written and with one shared client
+seed_run() {   # seed_run NAME SHARED(0|1)
+    seed_start "$1" "$2" "$upstream_ms"
     mock_reset
-    jg_start wrk
-    say "wrk max-rate probe: jobgate"
-    BENCH_BODY=$accept_body wrk -t2 -c64 -d10s --latency -s "$here/post.lua" \
-        "http://127.0.0.1:$jg_port/v1/jobs" >"$tmp/wrk-jobgate.txt" 2>&1
-    sed 's/^/    /' "$tmp/wrk-jobgate.txt" >&2
-    "$py" "$bench_py" wrk-parse "$tmp/wrk-jobgate.txt" "$tmp/wrk-jobgate.json"
+    run_load "$1" "http://127.0.0.1:$seed_port/search/?query=x" "$rate" "$duration" --method POST \
+        --connections 1000 --max-connections 5000 --timeout-ms 30000
+    # every started upstream call must end; bounded
+    "$py" "$bench_py" seed-drain "$seed_port" "$tmp/$1.stats.json" "$seed_drain"
+    mock_stats "$1"
+    seed_stop 10
+}
+if want seed; then seed_run seed 0; fi
+if want seed-shared; then seed_run seed-shared 1; fi
+
+# nginx: the floor for answering 202 on loopback at the same load
+if want nginx; then
+    nginx_start
+    run_load nginx "http://127.0.0.1:$nginx_port/v1/jobs" "$rate" "$duration" --method POST \
+        --header 'Content-Type: application/json' --body "$accept_body" \
+        --connections 512 --max-connections 5000 --timeout-ms 30000
+    nginx_stop
+fi
+
+# ---------------------------------------------------------------- 3. end to end at scale
+
+if want e2e; then
+    jg_scenario e2e "$e2e_rate" "$e2e_duration" "$e2e_upstream_ms" 0 "$e2e_conc" 180
+fi
+
+# ---------------------------------------------------------------- 4. wait mode at scale
+
+if want wait-scale; then
+    jg_scenario wait-scale "$ws_rate" "$ws_duration" "$ws_upstream_ms" "$prefer_wait" "$ws_conc" 60
+fi
+
+# ---------------------------------------------------------------- 5. cost: a queued job
+
+if want queued; then
+    # no worker: every job stays queued; the broker's RSS growth is their cost
+    q_duration=$(( (queued_jobs + queued_rate - 1) / queued_rate ))
+    q_rate=$(( queued_jobs / q_duration ))
+    jg_start queued 0
+    mark queued before
+    run_load queued "http://127.0.0.1:$jg_port/v1/jobs" "$q_rate" "$q_duration" --method POST \
+        --header 'Content-Type: application/json' --body "$accept_body" \
+        --connections 512 --max-connections 5000 --timeout-ms 30000
+    "$py" "$bench_py" jg-settle "$jg_port" "$tmp/queued.settle.json" 30 \
+        "$(( q_rate * q_duration * 99 / 100 ))"
+    mark queued "done"
+    "$py" "$bench_py" du "$tmp/queued/data" "$tmp/queued.store.json"
+    printf '%s' "$accept_body" | wc -c >"$tmp/queued.payload"
     jg_stop
+fi
+
+# ---------------------------------------------------------------- rate sweep
+
+# sweep_step SYSTEM RATE — a fresh process (stack) per step, so no step
+# inherits the previous one's backlog; returns 1 when the system collapsed
+sweep_step() {
+    sys=$1 r=$2 name="sweep-$1-$2"
+    case $sys in
+        jobgate)
+            mock_reset
+            jg_start "$name"
+            url="http://127.0.0.1:$jg_port/v1/jobs" code=202 ;;
+        nginx)
+            nginx_start
+            url="http://127.0.0.1:$nginx_port/v1/jobs" code=202 ;;
+        seed|seed-shared)
+            shared=0; [ "$sys" = seed-shared ] && shared=1
+            seed_start "$name" "$shared" "$upstream_ms"
+            mock_reset
+            url="http://127.0.0.1:$seed_port/search/?query=x" code=200 ;;
+    esac
+    pool=256
+    [ $(( r / 20 )) -gt "$pool" ] && pool=$(( r / 20 ))
+    if [ "$sys" = seed ] || [ "$sys" = seed-shared ]; then
+        run_load "$name" "$url" "$r" "$sweep_duration" --method POST \
+            --connections "$pool" --max-connections 5000 --timeout-ms "$sweep_timeout_ms" || true
+    else
+        run_load "$name" "$url" "$r" "$sweep_duration" --method POST \
+            --header 'Content-Type: application/json' --body "$accept_body" \
+            --connections "$pool" --max-connections 5000 --timeout-ms "$sweep_timeout_ms" || true
+    fi
+    case $sys in
+        jobgate) jg_stop ;;
+        nginx) nginx_stop ;;
+        *) seed_stop 5 ;;
+    esac
+    "$py" "$bench_py" sweep-ok "$tmp/$name.load.json" "$code" "$sweep_p99_ms"
+}
+if want sweep; then
+    for sys in $sweep_systems; do
+        for r in $sweep_rates; do
+            if ! sweep_step "$sys" "$r"; then
+                say "sweep: $sys collapsed at $r/s; no higher rate for it"
+                break
+            fi
+        done
+    done
 fi
 
 # ---------------------------------------------------------------- report
@@ -326,12 +540,28 @@ meta = {
     "nproc": $(nproc),
     "cpu": """$cpu""",
     "kernel": "$(uname -sr)",
+    "fd_limit": "$fd_limit",
     "loadavg_at_start": "$loadavg_start",
     "loadavg_at_report": "$(cut -d' ' -f1-3 /proc/loadavg)",
+    "run_seconds": $(( $(date +%s) - bench_started )),
     "rate": $rate,
     "duration_s": $duration,
+    "upstream_ms": $upstream_ms,
+    "prefer_wait_s": $prefer_wait,
+    "seed_drain_s": $seed_drain,
     "workers": $workers,
     "concurrency": $concurrency,
+    "ceiling_seconds": $ceiling_s,
+    "ceiling_connections": [int(c) for c in "$ceiling_conns".split()],
+    "ceiling_workers": $ceiling_workers,
+    "e2e": {"rate": $e2e_rate, "duration_s": $e2e_duration, "upstream_ms": $e2e_upstream_ms,
+            "concurrency": $e2e_conc},
+    "wait_scale": {"rate": $ws_rate, "duration_s": $ws_duration, "upstream_ms": $ws_upstream_ms,
+                   "concurrency": $ws_conc},
+    "queued": {"jobs": $queued_jobs, "rate": $queued_rate},
+    "sweep": {"rates": [int(r) for r in "$sweep_rates".split()], "duration_s": $sweep_duration,
+              "systems": "$sweep_systems".split(), "timeout_ms": $sweep_timeout_ms,
+              "collapse_p99_ms": $sweep_p99_ms},
     "durability": "fsync",
     "scenarios": "$scenarios",
     "load_starts": {${starts%, }},
@@ -342,4 +572,8 @@ EOF
 mkdir -p "$results"
 echo
 "$py" "$bench_py" report "$tmp" "$results/$stamp"
-say "results: $results/$stamp.md and $results/$stamp.json"
+if "$peer_py" "$here/plot.py" "$results/$stamp.json" "$results/$stamp.png" >&2; then
+    say "results: $results/$stamp.md, .json and .png"
+else
+    say "no plot (matplotlib missing under $peer_py?); results: $results/$stamp.md and .json"
+fi
