@@ -31,6 +31,10 @@ struct _store_t {
     zhashx_t *batch;            // id → store_version_t waiting for commit
     zhashx_t *batch_idem;       // tenant ‖ NUL-as-'\x1f' ‖ key → id, uncommitted
     bool fsync;                 // sync each commit
+    MDB_txn *reader;            // read transaction kept for point reads, or
+                                // NULL; reset (holding no snapshot) while
+                                // reader_live is false
+    bool reader_live;           // reader shows the last commit
 };
 
 static void
@@ -111,6 +115,8 @@ store_destroy (store_t **self_p)
     if (!self_p || !*self_p)
         return;
     store_t *self = *self_p;
+    if (self->reader)
+        mdb_txn_abort (self->reader);
     mdb_env_sync (self->env, 1);
     mdb_env_close (self->env);
     zhashx_destroy (&self->batch);
@@ -204,6 +210,37 @@ s_idem_key (unsigned char *out, const char *tenant, const char *key)
     return tenant_len + 1 + key_len;
 }
 
+// s_reader returns a read transaction showing the last commit. Point reads
+// come once or twice per job state change; beginning a transaction for each
+// took a reader-table slot every time, renewing a kept one does not.
+static MDB_txn *
+s_reader (store_t *self)
+{
+    if (self->reader && self->reader_live)
+        return self->reader;
+    if (self->reader && mdb_txn_renew (self->reader) != 0) {
+        mdb_txn_abort (self->reader);
+        self->reader = NULL;
+    }
+    if (!self->reader && mdb_txn_begin (self->env, NULL, MDB_RDONLY, &self->reader) != 0) {
+        self->reader = NULL;
+        return NULL;
+    }
+    self->reader_live = true;
+    return self->reader;
+}
+
+// s_reader_release lets go of the reader's snapshot before a write: a
+// snapshot held open would keep LMDB from reusing the pages the writes
+// free, and the next read must see the write anyway.
+static void
+s_reader_release (store_t *self)
+{
+    if (self->reader && self->reader_live)
+        mdb_txn_reset (self->reader);
+    self->reader_live = false;
+}
+
 int
 store_find_idempotent (store_t *self, const char *tenant, const char *key, char *id)
 {
@@ -218,8 +255,8 @@ store_find_idempotent (store_t *self, const char *tenant, const char *key, char 
     size_t len = s_idem_key (raw, tenant, key);
     if (!len)
         return -1;
-    MDB_txn *txn;
-    if (mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn) != 0)
+    MDB_txn *txn = s_reader (self);
+    if (!txn)
         return -1;
     MDB_val k = { len, raw }, value;
     int rc = -1;
@@ -228,7 +265,6 @@ store_find_idempotent (store_t *self, const char *tenant, const char *key, char 
         id[JOB_ID_LEN] = '\0';
         rc = 0;
     }
-    mdb_txn_abort (txn);
     return rc;
 }
 
@@ -250,14 +286,13 @@ store_get (store_t *self, const char *id)
     store_version_t *version = zhashx_lookup (self->batch, id);
     if (version)
         return s_decode (version->data, version->size, id);
-    MDB_txn *txn;
-    if (mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn) != 0)
+    MDB_txn *txn = s_reader (self);
+    if (!txn)
         return NULL;
     MDB_val key = { strlen (id), (void *) id }, value;
     job_t *job = NULL;
     if (mdb_get (txn, self->jobs, &key, &value) == 0)
         job = s_decode (value.mv_data, value.mv_size, id);
-    mdb_txn_abort (txn);
     return job;
 }
 
@@ -284,6 +319,7 @@ store_commit (store_t *self)
 {
     if (zhashx_size (self->batch) == 0)
         return 0;
+    s_reader_release (self);
     MDB_txn *txn;
     int rc = mdb_txn_begin (self->env, NULL, 0, &txn);
     if (rc != 0) {
@@ -378,6 +414,7 @@ store_scan_active (store_t *self, store_scan_fn *fn, void *arg)
 long
 store_expire (store_t *self, int64_t now_ms, size_t limit)
 {
+    s_reader_release (self);
     MDB_txn *txn;
     MDB_cursor *cursor;
     if (mdb_txn_begin (self->env, NULL, 0, &txn) != 0)

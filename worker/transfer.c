@@ -28,6 +28,7 @@ struct _transfer_t {
     bool blocked;               // the SSRF policy refused a connection
     int64_t started_ms;         // monotonic start of the attempt
     void *handle;               // owner's bookkeeping (list entry)
+    void *owner;                // the multi handle's owner running it
     char curl_error[CURL_ERROR_SIZE]; // libcurl's detailed error text
     stream_t *stream;           // SSE parser for a streamed llm call, or NULL
     bool sse_checked;           // the first body bytes decided whether it is SSE
@@ -102,6 +103,7 @@ s_on_open_socket (void *arg, curlsocktype purpose, struct curl_sockaddr *address
 
 // s_setup configures the easy handle. Returns 0, or -1 when libcurl refused
 // an option (an old or oddly built libcurl).
+#define TRANSFER_BUFFER_BYTES 2048L
 static int
 s_setup (transfer_t *self, const config_t *config)
 {
@@ -128,6 +130,10 @@ s_setup (transfer_t *self, const config_t *config)
     // compression bomb stops at the cap like any other large answer.
     SET (CURLOPT_ACCEPT_ENCODING, "");
     SET (CURLOPT_USERAGENT, USER_AGENT);
+    // libcurl's receive buffer, allocated per call: 16 KiB by default, a
+    // third of a call's memory when thousands are in flight. 4 KiB costs a
+    // large answer a few more reads, nothing else.
+    SET (CURLOPT_BUFFERSIZE, TRANSFER_BUFFER_BYTES);
     // The declared length is refused early when it is over the cap; a crawl
     // keeps a truncated page instead.
     // A stream's cap is on the assembled text (stream.h), not on the wire.
@@ -304,6 +310,18 @@ void *
 transfer_handle (const transfer_t *self)
 {
     return self->handle;
+}
+
+void
+transfer_set_owner (transfer_t *self, void *owner)
+{
+    self->owner = owner;
+}
+
+void *
+transfer_owner (const transfer_t *self)
+{
+    return self->owner;
 }
 
 // --- self-test ---

@@ -68,6 +68,11 @@ void transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms,
 void transfer_set_handle (transfer_t *self, void *handle);
 void *transfer_handle (const transfer_t *self);
 
+// transfer_set_owner / transfer_owner keep which of the worker's libcurl
+// multi handles runs the transfer.
+void transfer_set_owner (transfer_t *self, void *owner);
+void *transfer_owner (const transfer_t *self);
+
 // transfer_set_chunk_fn routes the deltas of a streamed answer to fn.
 void transfer_set_chunk_fn (transfer_t *self, transfer_chunk_fn *fn, void *arg);
 

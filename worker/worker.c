@@ -18,13 +18,28 @@
 #define WORKER_HWM 100000
 // How long queued RESULTs and DISCONNECT may take to leave at exit.
 #define WORKER_EXIT_LINGER_MS 1000
+// Calls per libcurl multi handle. libcurl 7.88 looks for a reusable
+// connection by walking every connection the multi holds to the host, busy
+// or not: with 2,500 calls in flight on one handle that walk cost ~100 µs
+// per new call, more than the call itself. Sharding the calls over several
+// multi handles of at most this many keeps the walk short.
+#define WORKER_SHARD_CALLS 128
+
+// One libcurl multi handle, its connections and its timer.
+typedef struct {
+    worker_t *worker;           // the owner
+    CURLM *multi;               // the multi handle
+    evloop_timer_t *timer;      // libcurl's one timeout for it, or NULL
+    int running;                // transfers added and not yet removed
+} shard_t;
 
 struct _worker_t {
     const config_t *config;     // borrowed configuration
     evloop_t *loop;             // the process's event loop (borrowed)
     zsock_t *dealer;            // DEALER to the broker's backend, or NULL
-    CURLM *multi;               // libcurl multi handle running the calls
-    evloop_timer_t *curl_timer; // libcurl's one timeout, or NULL
+    proto_batch_t *outbox;      // what this loop turn sends, one message
+    shard_t *shards;            // the multi handles running the calls
+    size_t shards_count;        // concurrency / WORKER_SHARD_CALLS, rounded up
     evloop_timer_t *tick_timer; // heartbeat and liveness check, or NULL
     evloop_timer_t *drain_timer;// drain deadline, or NULL
     zlistx_t *transfers;        // transfers in flight (transfer_t *)
@@ -49,11 +64,29 @@ s_send (worker_t *self, proto_cmd_t cmd, pack_writer_t *body)
 {
     if (!self->dealer)
         return;
-    if (proto_send (self->dealer, NULL, cmd, body) < 0)
-        log_warn (NULL, "cannot send %s to the broker: %s", proto_cmd_name (cmd),
-                  zmq_strerror (zmq_errno ()));
-    else
-        self->last_sent_ms = clock_mono_ms ();
+    // Batched (docs/protocol.md §2.1): the RESULTs of one loop turn leave
+    // together at its end (s_on_idle).
+    if (proto_batch_add (self->outbox, NULL, cmd, body) < 0)
+        log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
+    self->last_sent_ms = clock_mono_ms ();
+}
+
+// s_on_idle sends what the loop turn batched.
+static void
+s_on_idle (evloop_t *loop, void *arg)
+{
+    worker_t *self = arg;
+    if (self->outbox && proto_batch_flush (self->outbox) < 0)
+        log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
+}
+
+// s_stop ends the loop after sending what is batched (the idle hook does
+// not run once the loop is stopping).
+static void
+s_stop (worker_t *self)
+{
+    s_on_idle (self->loop, self);
+    evloop_stop (self->loop);
 }
 
 // s_send_empty sends a command whose body is an empty map.
@@ -162,12 +195,15 @@ s_socket_open (worker_t *self)
         zsock_destroy (&dealer);
         return -1;
     }
-    if (evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
+    proto_batch_t *outbox = proto_batch_new (dealer);
+    if (!outbox || evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
         log_error (NULL, "cannot watch the broker socket: %s", strerror (errno));
+        proto_batch_destroy (&outbox);
         zsock_destroy (&dealer);
         return -1;
     }
     self->dealer = dealer;
+    self->outbox = outbox;
     return 0;
 }
 
@@ -177,6 +213,8 @@ s_socket_close (worker_t *self, int linger_ms)
 {
     if (!self->dealer)
         return;
+    s_on_idle (self->loop, self);
+    proto_batch_destroy (&self->outbox);
     evloop_sock_remove (self->loop, self->dealer);
     zsock_set_linger (self->dealer, linger_ms);
     zsock_destroy (&self->dealer);
@@ -196,21 +234,36 @@ s_reconnect (worker_t *self)
 
 // --- libcurl on the event loop ---
 
-// s_finish_done reports every transfer libcurl has finished.
+// s_remove takes a transfer's easy handle out of its multi handle.
 static void
-s_finish_done (worker_t *self)
+s_remove (transfer_t *transfer)
 {
+    shard_t *shard = transfer_owner (transfer);
+    if (!shard)
+        return;
+    curl_multi_remove_handle (shard->multi, transfer_easy (transfer));
+    shard->running--;
+    transfer_set_owner (transfer, NULL);
+}
+
+// s_finish_done reports every transfer a multi handle has finished.
+static void
+s_finish_done (shard_t *shard)
+{
+    worker_t *self = shard->worker;
     CURLMsg *message;
     int left;
-    while ((message = curl_multi_info_read (self->multi, &left)) != NULL) {
+    while ((message = curl_multi_info_read (shard->multi, &left)) != NULL) {
         if (message->msg != CURLMSG_DONE)
             continue;
         CURL *easy = message->easy_handle;
         CURLcode code = message->data.result;
         transfer_t *transfer = transfer_of (easy);
-        curl_multi_remove_handle (self->multi, easy);
-        if (!transfer)
+        if (!transfer) {
+            curl_multi_remove_handle (shard->multi, easy);
             continue;
+        }
+        s_remove (transfer);
         response_outcome_t out;
         int64_t now = clock_mono_ms ();
         transfer_finish (transfer, code, now, &out);
@@ -232,7 +285,7 @@ s_finish_done (worker_t *self)
     }
     if (self->draining && zlistx_size (self->transfers) == 0) {
         log_info (NULL, "drained: every call finished and reported");
-        evloop_stop (self->loop);
+        s_stop (self);
     }
 }
 
@@ -240,12 +293,12 @@ s_finish_done (worker_t *self)
 static void
 s_on_curl_fd (evloop_t *loop, int fd, int events, void *arg)
 {
-    worker_t *self = arg;
+    shard_t *shard = arg;
     int flags = (events & EVLOOP_READ ? CURL_CSELECT_IN : 0)
                 | (events & EVLOOP_WRITE ? CURL_CSELECT_OUT : 0);
     int running;
-    curl_multi_socket_action (self->multi, fd, flags, &running);
-    s_finish_done (self);
+    curl_multi_socket_action (shard->multi, fd, flags, &running);
+    s_finish_done (shard);
 }
 
 // s_on_curl_socket is CURLMOPT_SOCKETFUNCTION: libcurl says which of its
@@ -253,11 +306,12 @@ s_on_curl_fd (evloop_t *loop, int fd, int events, void *arg)
 static int
 s_on_curl_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socket_arg)
 {
-    worker_t *self = arg;
+    shard_t *shard = arg;
+    worker_t *self = shard->worker;
     if (what == CURL_POLL_REMOVE) {
         if (socket_arg) {
             evloop_fd_remove (self->loop, fd);
-            curl_multi_assign (self->multi, fd, NULL);
+            curl_multi_assign (shard->multi, fd, NULL);
         }
         return 0;
     }
@@ -267,7 +321,7 @@ s_on_curl_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socke
             log_warn (NULL, "cannot watch curl socket %d: %s", (int) fd, strerror (errno));
         return 0;
     }
-    int rc = evloop_fd_add (self->loop, fd, events, s_on_curl_fd, self);
+    int rc = evloop_fd_add (self->loop, fd, events, s_on_curl_fd, shard);
     if (rc < 0 && errno == EEXIST)
         rc = evloop_fd_modify (self->loop, fd, events);
     if (rc < 0) {
@@ -275,7 +329,7 @@ s_on_curl_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socke
         log_warn (NULL, "cannot watch curl socket %d: %s", (int) fd, strerror (errno));
         return 0;
     }
-    curl_multi_assign (self->multi, fd, self);
+    curl_multi_assign (shard->multi, fd, shard);
     return 0;
 }
 
@@ -283,11 +337,11 @@ s_on_curl_socket (CURL *easy, curl_socket_t fd, int what, void *arg, void *socke
 static void
 s_on_curl_timeout (evloop_t *loop, void *arg)
 {
-    worker_t *self = arg;
-    self->curl_timer = NULL;  // the loop freed it
+    shard_t *shard = arg;
+    shard->timer = NULL;  // the loop freed it
     int running;
-    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    s_finish_done (self);
+    curl_multi_socket_action (shard->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    s_finish_done (shard);
 }
 
 // s_on_curl_timer is CURLMOPT_TIMERFUNCTION: libcurl's single timeout is
@@ -295,11 +349,12 @@ s_on_curl_timeout (evloop_t *loop, void *arg)
 static int
 s_on_curl_timer (CURLM *multi, long timeout_ms, void *arg)
 {
-    worker_t *self = arg;
-    evloop_timer_cancel (self->loop, &self->curl_timer);
+    shard_t *shard = arg;
+    evloop_t *loop = shard->worker->loop;
+    evloop_timer_cancel (loop, &shard->timer);
     if (timeout_ms >= 0) {
-        self->curl_timer = evloop_timer_start (self->loop, timeout_ms, s_on_curl_timeout, self);
-        if (!self->curl_timer)
+        shard->timer = evloop_timer_start (loop, timeout_ms, s_on_curl_timeout, shard);
+        if (!shard->timer)
             return -1;
     }
     return 0;
@@ -321,7 +376,7 @@ s_abort_all (worker_t *self)
                                 "the worker stopped before the call finished");
         s_send_result (self, id, attempt, &out);
         response_outcome_free (&out);
-        curl_multi_remove_handle (self->multi, transfer_easy (transfer));
+        s_remove (transfer);
         transfer_destroy (&transfer);
     }
 }
@@ -344,14 +399,16 @@ s_cancel (worker_t *self, pack_reader_t *body)
             || transfer_attempt (transfer) != attempt)
             continue;
         zlistx_detach_cur (self->transfers);
-        curl_multi_remove_handle (self->multi, transfer_easy (transfer));
+        shard_t *shard = transfer_owner (transfer);
+        s_remove (transfer);
         response_outcome_t out;
         response_outcome_error (&out, "canceled", "canceled", "canceled by the client");
         s_send_result (self, transfer_job (transfer)->id, (int) attempt, &out);
         response_outcome_free (&out);
         log_info (transfer_job (transfer)->id, "attempt %d canceled: transfer aborted", (int) attempt);
         transfer_destroy (&transfer);
-        s_finish_done (self);
+        if (shard)
+            s_finish_done (shard);
         return;
     }
 }
@@ -402,13 +459,21 @@ s_dispatch (worker_t *self, pack_reader_t *body)
             void *handle = zlistx_add_end (self->transfers, transfer);
             transfer_set_handle (transfer, handle);
             const request_t *request = transfer_request (transfer);
-            if (curl_multi_add_handle (self->multi, transfer_easy (transfer)) != CURLM_OK) {
+            // The least busy multi handle: its idle connections are the
+            // likeliest to be free for reuse.
+            shard_t *shard = &self->shards[0];
+            for (size_t i = 1; i < self->shards_count; i++)
+                if (self->shards[i].running < shard->running)
+                    shard = &self->shards[i];
+            if (curl_multi_add_handle (shard->multi, transfer_easy (transfer)) != CURLM_OK) {
                 zlistx_delete (self->transfers, handle);
                 transfer_destroy (&transfer);
                 s_refuse (self, id, (int) attempt, "retry", "transfer_failed",
                           "libcurl refused the transfer");
             }
             else {
+                transfer_set_owner (transfer, shard);
+                shard->running++;
                 // The query string may carry secrets: log up to the path.
                 const char *url = request_url (request);
                 log_debug (id, "attempt %d started: %s %.*s", (int) attempt,
@@ -508,7 +573,7 @@ s_on_drain_timeout (evloop_t *loop, void *arg)
     log_warn (NULL, "drain timeout after %lld ms: abandoning %zu calls",
               (long long) self->drain_timeout_ms, zlistx_size (self->transfers));
     s_abort_all (self);
-    evloop_stop (self->loop);
+    s_stop (self);
 }
 
 void
@@ -518,7 +583,7 @@ worker_drain (worker_t *self)
         log_warn (NULL, "second stop signal: abandoning %zu calls",
                   zlistx_size (self->transfers));
         s_abort_all (self);
-        evloop_stop (self->loop);
+        s_stop (self);
         return;
     }
     self->draining = true;
@@ -526,7 +591,7 @@ worker_drain (worker_t *self)
               zlistx_size (self->transfers));
     s_send_empty (self, PROTO_DISCONNECT);
     if (zlistx_size (self->transfers) == 0)
-        evloop_stop (self->loop);
+        s_stop (self);
     else
         self->drain_timer = evloop_timer_start (self->loop, self->drain_timeout_ms,
                                                 s_on_drain_timeout, self);
@@ -547,25 +612,38 @@ worker_new (const config_t *config, evloop_t *loop)
     self->liveness_ms = WORKER_LIVENESS_MS;
     self->drain_timeout_ms = WORKER_DRAIN_TIMEOUT_MS;
     self->transfers = zlistx_new ();
-    self->multi = curl_multi_init ();
-    if (!self->transfers || !self->multi) {
+    self->shards_count = ((size_t) self->concurrency + WORKER_SHARD_CALLS - 1) / WORKER_SHARD_CALLS;
+    self->shards = calloc (self->shards_count, sizeof *self->shards);
+    if (!self->transfers || !self->shards) {
         log_error (NULL, "cannot create the worker (out of memory)");
         worker_destroy (&self);
         return NULL;
     }
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_on_curl_socket);
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_on_curl_timer);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
-    // Keep as many idle connections as calls may run, so a steady load
-    // reuses connections instead of opening new ones.
-    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) self->concurrency);
+    for (size_t i = 0; i < self->shards_count; i++) {
+        shard_t *shard = &self->shards[i];
+        shard->worker = self;
+        shard->multi = curl_multi_init ();
+        if (!shard->multi) {
+            log_error (NULL, "cannot create the worker (out of memory)");
+            worker_destroy (&self);
+            return NULL;
+        }
+        curl_multi_setopt (shard->multi, CURLMOPT_SOCKETFUNCTION, s_on_curl_socket);
+        curl_multi_setopt (shard->multi, CURLMOPT_SOCKETDATA, shard);
+        curl_multi_setopt (shard->multi, CURLMOPT_TIMERFUNCTION, s_on_curl_timer);
+        curl_multi_setopt (shard->multi, CURLMOPT_TIMERDATA, shard);
+        // Keep as many idle connections as calls may run on this handle,
+        // so a steady load reuses connections instead of opening new ones.
+        curl_multi_setopt (shard->multi, CURLMOPT_MAXCONNECTS, (long) WORKER_SHARD_CALLS);
+    }
     if (s_socket_open (self) < 0) {
         worker_destroy (&self);
         return NULL;
     }
     self->last_heard_ms = clock_mono_ms ();
+    evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
+    s_on_idle (loop, self);
     s_tick_schedule (self);
     log_info (NULL, "worker connected to %s with concurrency %d", config->broker_backend,
               self->concurrency);
@@ -582,15 +660,21 @@ worker_destroy (worker_t **self_p)
         s_abort_all (self);
     evloop_timer_cancel (self->loop, &self->tick_timer);
     evloop_timer_cancel (self->loop, &self->drain_timer);
-    if (self->multi) {
+    for (size_t i = 0; self->shards && i < self->shards_count; i++) {
+        shard_t *shard = &self->shards[i];
+        if (!shard->multi)
+            continue;
         // Closing cached connections still reports sockets (kept on the
         // loop until then); libcurl's timer is of no use any more.
-        curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, NULL);
-        evloop_timer_cancel (self->loop, &self->curl_timer);
-        curl_multi_cleanup (self->multi);
+        curl_multi_setopt (shard->multi, CURLMOPT_TIMERFUNCTION, NULL);
+        evloop_timer_cancel (self->loop, &shard->timer);
+        curl_multi_cleanup (shard->multi);
     }
+    free (self->shards);
     // The last RESULTs and DISCONNECT get a moment to reach the broker.
     s_socket_close (self, WORKER_EXIT_LINGER_MS);
+    if (self->loop)
+        evloop_on_idle (self->loop, NULL, NULL);
     zlistx_destroy (&self->transfers);
     free (self);
     *self_p = NULL;
@@ -653,14 +737,50 @@ s_test_run (evloop_t *loop, int64_t ms)
     return !timed_out;
 }
 
+// s_test_recv receives the worker's next message, one body at a time: a
+// batch (docs/protocol.md §2.1) is split into single-body messages kept for
+// the next calls.
+static proto_msg_t *
+s_test_recv (zsock_t *router)
+{
+    static zlist_t *held = NULL;
+    if (!held)
+        held = zlist_new ();
+    if (zlist_size (held) == 0) {
+        zmsg_t *batch = zmsg_recv (router);
+        assert (batch && zmsg_size (batch) >= 4);
+        zframe_t *envelope = zmsg_pop (batch);
+        zframe_t *version = zmsg_pop (batch);
+        zframe_t *command = zmsg_pop (batch);
+        zframe_t *body;
+        while ((body = zmsg_pop (batch)) != NULL) {
+            zmsg_t *single = zmsg_new ();
+            zmsg_append (single, &(zframe_t *) { zframe_dup (envelope) });
+            zmsg_append (single, &(zframe_t *) { zframe_dup (version) });
+            zmsg_append (single, &(zframe_t *) { zframe_dup (command) });
+            zmsg_append (single, &body);
+            zlist_append (held, single);
+        }
+        zframe_destroy (&envelope);
+        zframe_destroy (&version);
+        zframe_destroy (&command);
+        zmsg_destroy (&batch);
+    }
+    zmsg_t *next = zlist_pop (held);
+    const char *error = NULL;
+    proto_msg_t *msg = proto_decode (&next, true, &error);
+    if (zlist_size (held) == 0)
+        zlist_destroy (&held);
+    return msg;
+}
+
 // s_test_expect receives the next non-HEARTBEAT message from the worker and
 // checks its command; the routing id is kept in *envelope_p.
 static proto_msg_t *
 s_test_expect (zsock_t *router, proto_cmd_t cmd, zframe_t **envelope_p)
 {
     while (true) {
-        const char *error = NULL;
-        proto_msg_t *msg = proto_recv (router, true, &error);
+        proto_msg_t *msg = s_test_recv (router);
         assert (msg);
         if (msg->cmd == PROTO_HEARTBEAT && cmd != PROTO_HEARTBEAT) {
             proto_msg_destroy (&msg);
