@@ -74,10 +74,14 @@ peers=${BENCH_PEERS:-$root/../shared/peers}
 concurrency=${BENCH_CONCURRENCY:-2500}
 workers=${BENCH_WORKERS:-2}
 ceiling_workers=${BENCH_CEILING_WORKERS:-$workers}
-# scenarios 3 and 4 need rate × upstream ÷ workers calls per worker at once
-e2e_conc=$(( e2e_rate * e2e_upstream_ms / 1000 / workers ))
+# Scenarios 3 and 4 need rate × upstream ÷ workers calls per worker at once
+# (Little's law), sized with a quarter of headroom as an operator would: a
+# call takes a little longer than the upstream's latency (connect, the
+# broker's hop, the result's way back), and with exactly rate × upstream
+# slots the queue grows by that difference for as long as the load lasts.
+e2e_conc=$(( e2e_rate * e2e_upstream_ms * 5 / 4 / 1000 / workers ))
 [ "$e2e_conc" -lt "$concurrency" ] && e2e_conc=$concurrency
-ws_conc=$(( ws_rate * ws_upstream_ms / 1000 / workers ))
+ws_conc=$(( ws_rate * ws_upstream_ms * 5 / 4 / 1000 / workers ))
 [ "$ws_conc" -lt "$concurrency" ] && ws_conc=$concurrency
 py=python3                 # stdlib helpers: the python3 on PATH
 peer_py=/usr/bin/python3   # Debian's, which has fastapi/uvicorn/httpx/matplotlib

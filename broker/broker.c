@@ -33,6 +33,10 @@
 #define EXPIRY_SWEEP_LIMIT 500
 // After a failed commit, wait this long before trying again.
 #define COMMIT_RETRY_MS 200
+// Group commits are at least this far apart (µs). Each commit costs an
+// fdatasync and wakes every gateway and worker with its replies, whatever
+// it holds; at moderate rates loop turns are short and commits were tiny.
+#define COMMIT_SPACING_US 1000
 
 typedef struct {
     zframe_t *identity;         // routing id on the backend
@@ -104,6 +108,8 @@ struct _broker_t {
     int64_t epoch;              // wall ms of this run's start
     evloop_timer_t *tick;       // housekeeping timer
     evloop_timer_t *commit_retry; // pending retry of a failed commit
+    evloop_timer_t *commit_due; // wakes the loop for a spaced commit
+    int64_t last_commit_us;     // monotonic time of the last commit (µs)
     int64_t next_expiry_sweep_ms; // monotonic time of the next TTL sweep
     int64_t last_tick_ms;       // when housekeeping last ran (stall detection)
     bool commit_failing;        // the last commit failed
@@ -1287,14 +1293,40 @@ s_commit_retry (evloop_t *loop, void *arg)
     self->commit_retry = NULL;
 }
 
+// s_commit_wake ends a commit spacing: the idle hook that follows commits.
+static void
+s_commit_wake (evloop_t *loop, void *arg)
+{
+    broker_t *self = arg;
+    self->commit_due = NULL;
+}
+
+// s_mono_us is the monotonic clock in µs (the loop's clock counts ms).
+static int64_t
+s_mono_us (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void
 s_on_idle (evloop_t *loop, void *arg)
 {
     broker_t *self = arg;
     if (!self->commit_failing)
         s_dispatch (self);
-    if (self->commit_retry)
+    if (self->commit_retry || self->commit_due)
         return;
+    if (store_pending (self->store) > 0) {
+        int64_t now_us = s_mono_us ();
+        if (now_us - self->last_commit_us < COMMIT_SPACING_US) {
+            int64_t wait_ms = (COMMIT_SPACING_US - (now_us - self->last_commit_us) + 999) / 1000;
+            self->commit_due = evloop_timer_start (loop, wait_ms, s_commit_wake, self);
+            return;
+        }
+        self->last_commit_us = now_us;
+    }
     if (store_commit (self->store) < 0) {
         // Keep the batch and the waiting replies; try again shortly. The
         // gateways answer 503 to submitters whose wait runs out.
@@ -1502,6 +1534,7 @@ broker_destroy (broker_t **self_p)
     free (self->deferred);
     evloop_timer_cancel (self->loop, &self->tick);
     evloop_timer_cancel (self->loop, &self->commit_retry);
+    evloop_timer_cancel (self->loop, &self->commit_due);
     evloop_timer_cancel (self->loop, &self->dispatch_timer);
     if (self->frontend)
         evloop_sock_remove (self->loop, self->frontend);

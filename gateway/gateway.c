@@ -17,8 +17,10 @@
 // §5: PING period and how old the last PONG may be for /readyz.
 #define PING_MS 1000
 #define READY_PONG_AGE_MS 3000
-// Parked waiters re-read their job this often, in case an event was lost
-// in a way the sequence numbers cannot show (e.g. a reconnecting SUB).
+// A waiter parked this long without reading its job reads it again, in case
+// an event was lost in a way the sequence numbers cannot show (e.g. a
+// reconnecting SUB). Only those: rereading every waiter each period cost a
+// GET per parked request (4,000 parked → 400 extra GETs/s).
 #define WAITER_RECHECK_MS 10000
 // How long a draining gateway waits for requests before it stops anyway.
 #define DRAIN_TIMEOUT_MS 10000
@@ -61,12 +63,16 @@ struct _request_t {
     char job_id[JOB_ID_LEN + 1];    // the job concerned
     char *tenant;                   // caller's tenant
     bool suspended;                 // MHD connection suspended
+    bool resume_queued;             // on the gateway's resume list
+    struct _request_t *resume_next; // next on that list
     bool waiting;                   // on the waiters list of job_id
     bool recheck;                   // an event came while a GET was in flight
     int wait_s;                     // requested wait (0 = none)
     bool prefer_wait;               // POST with Prefer: wait=N
     int64_t created_at;             // submitted job's created_at
     int64_t started_ms;             // monotonic time the request was routed
+    int64_t checked_ms;             // monotonic time a waiter was parked or
+                                    // last read its job
     evloop_timer_t *timer;          // submit timeout or wait deadline
     request_t *wait_prev;           // neighbours among the job's waiters
     request_t *wait_next;
@@ -111,6 +117,10 @@ struct _gateway_t {
     int mhd_epoll_fd;               // its epoll fd, watched by our loop
     evloop_timer_t *mhd_timer;      // MHD's own timeouts
     bool mhd_run_needed;            // a connection was resumed
+    request_t *resume_list;         // answered requests still suspended
+    size_t suspended_count;         // connections suspended in MHD
+    int64_t last_resume_ms;         // monotonic time of the last resume batch
+    evloop_timer_t *resume_timer;   // wakes the loop for the next batch
     zsock_t *broker;                // DEALER to the broker frontend
     proto_batch_t *outbox;          // requests of this loop iteration, sent
                                     // as one message at its end
@@ -220,6 +230,87 @@ s_corr_compare (const void *a, const void *b)
     return (uintptr_t) a < (uintptr_t) b ? -1 : (uintptr_t) a > (uintptr_t) b;
 }
 
+// s_resume lets MHD process a suspended request again. libmicrohttpd
+// 0.9.75 walks its whole list of suspended connections in the MHD_run that
+// follows any resume; with thousands parked (Prefer: wait) that walk, once
+// per loop turn, cost more than the requests. So resumes are batched: the
+// list is resumed at once when few connections are parked, and at most
+// every parked/1000 ms when many are (4,000 parked: a batch per 4 ms), which
+// bounds the walking to about a microsecond per parked connection per ms.
+static void
+s_resume (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    if (!req->suspended || req->resume_queued)
+        return;
+    req->resume_queued = true;
+    req->resume_next = self->resume_list;
+    self->resume_list = req;
+}
+
+// s_resume_now resumes req at once (it must be suspended).
+static void
+s_resume_now (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    req->suspended = false;
+    req->resume_queued = false;
+    self->suspended_count--;
+    MHD_resume_connection (req->connection);
+    self->mhd_run_needed = true;
+}
+
+static void s_resume_wake (evloop_t *loop, void *arg);
+
+// s_resume_batch resumes the waiting list when its time has come (or at
+// once with force), else makes sure the loop wakes for it.
+static void
+s_resume_batch (gateway_t *self, bool force)
+{
+    if (!self->resume_list)
+        return;
+    int64_t now = evloop_now_ms (self->loop);
+    int64_t spacing = (int64_t) (self->suspended_count / 1000);
+    if (!force && now - self->last_resume_ms < spacing) {
+        if (!self->resume_timer)
+            self->resume_timer = evloop_timer_start (
+                self->loop, spacing - (now - self->last_resume_ms), s_resume_wake, self);
+        return;
+    }
+    request_t *req = self->resume_list;
+    self->resume_list = NULL;
+    while (req) {
+        request_t *next = req->resume_next;
+        req->resume_next = NULL;
+        if (req->resume_queued && req->suspended)
+            s_resume_now (req);
+        req = next;
+    }
+    self->last_resume_ms = now;
+}
+
+// s_resume_wake ends a resume spacing; the idle hook then resumes.
+static void
+s_resume_wake (evloop_t *loop, void *arg)
+{
+    gateway_t *self = arg;
+    self->resume_timer = NULL;
+}
+
+// s_resume_forget takes req off the resume list (it is being freed).
+static void
+s_resume_forget (request_t *req)
+{
+    if (!req->resume_queued)
+        return;
+    for (request_t **at = &req->gateway->resume_list; *at; at = &(*at)->resume_next)
+        if (*at == req) {
+            *at = req->resume_next;
+            break;
+        }
+    req->resume_queued = false;
+}
+
 // s_answer sets the response of req and resumes it if suspended.
 static void
 s_answer_text (request_t *req, unsigned int status, char *body_owned, const char *content_type)
@@ -233,11 +324,7 @@ s_answer_text (request_t *req, unsigned int status, char *body_owned, const char
     req->answer_body = body_owned;
     req->content_type = content_type;
     evloop_timer_cancel (req->gateway->loop, &req->timer);
-    if (req->suspended) {
-        req->suspended = false;
-        MHD_resume_connection (req->connection);
-        req->gateway->mhd_run_needed = true;
-    }
+    s_resume (req);
 }
 
 static void
@@ -288,6 +375,7 @@ s_waiter_add (request_t *req)
         head->wait_prev = req;
     zhashx_update (self->waiters, req->job_id, req);
     req->waiting = true;
+    req->checked_ms = evloop_now_ms (self->loop);
 }
 
 static void
@@ -363,6 +451,7 @@ s_send_get (request_t *req)
     if (req->sse)
         pack_put_bool (body, "with_chunks", true);
     req->op = OP_GET;
+    req->checked_ms = evloop_now_ms (req->gateway->loop);
     s_broker_send (req, PROTO_GET, body);
     pack_writer_destroy (&body);
 }
@@ -449,11 +538,8 @@ s_request_deadline (evloop_t *loop, void *arg)
 static void
 s_sse_wake (request_t *req)
 {
-    if (req->sse_started && req->suspended) {
-        req->suspended = false;
-        MHD_resume_connection (req->connection);
-        req->gateway->mhd_run_needed = true;
-    }
+    if (req->sse_started)
+        s_resume (req);
 }
 
 // s_sse_append buffers one event (or a comment when event is NULL).
@@ -554,6 +640,7 @@ s_sse_read (void *cls, uint64_t pos, char *buf, size_t max)
     if (req->sse_done)
         return MHD_CONTENT_READER_END_OF_STREAM;
     req->suspended = true;
+    req->gateway->suspended_count++;
     MHD_suspend_connection (req->connection);
     return 0;
 }
@@ -570,11 +657,7 @@ s_sse_job (request_t *req, const job_t *job, proto_msg_t *msg)
         req->status = 200;
         evloop_timer_cancel (self->loop, &req->timer);
         req->keepalive = evloop_timer_start (self->loop, SSE_KEEPALIVE_MS, s_sse_keepalive, req);
-        if (req->suspended) {
-            req->suspended = false;
-            MHD_resume_connection (req->connection);
-            self->mhd_run_needed = true;
-        }
+        s_resume (req);
     }
     s_sse_status (req, job_status_name (job->status), job->attempts);
     size_t size = 0;
@@ -860,14 +943,17 @@ s_broker_ready (evloop_t *loop, zsock_t *sock, void *arg)
     proto_recv_each (sock, false, "broker", s_broker_answer, arg);
 }
 
-// s_recheck_all makes every waiter re-read its job (events may be lost).
+// s_recheck makes every waiter that has not read its job for min_age_ms
+// re-read it (events may be lost); 0 rechecks all.
 static void
-s_recheck_all (gateway_t *self)
+s_recheck (gateway_t *self, int64_t min_age_ms)
 {
+    int64_t now = evloop_now_ms (self->loop);
     zlistx_t *all = zlistx_new ();
     for (request_t *req = zhashx_first (self->waiters); req; req = zhashx_next (self->waiters))
         for (request_t *one = req; one; one = one->wait_next)
-            zlistx_add_end (all, one);
+            if (now - one->checked_ms >= min_age_ms)
+                zlistx_add_end (all, one);
     for (request_t *req = zlistx_first (all); req; req = zlistx_next (all)) {
         if (req->corr)
             req->recheck = true;
@@ -895,7 +981,7 @@ s_event (proto_msg_t *msg, void *arg)
     self->last_seq = (uint64_t) seq;
     self->last_epoch = epoch;
     if (gap) {
-        s_recheck_all (self);
+        s_recheck (self, 0);
         return;
     }
     char *id = pack_get_strdup (msg->body, "id");
@@ -987,8 +1073,8 @@ static void
 s_recheck_tick (evloop_t *loop, void *arg)
 {
     gateway_t *self = arg;
-    self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS, s_recheck_tick, self);
-    s_recheck_all (self);
+    self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS / 2, s_recheck_tick, self);
+    s_recheck (self, WAITER_RECHECK_MS);
 }
 
 // --- HTTP handling ---
@@ -998,6 +1084,7 @@ s_suspend (request_t *req)
 {
     if (!req->suspended && !req->answered) {
         req->suspended = true;
+        req->gateway->suspended_count++;
         MHD_suspend_connection (req->connection);
     }
 }
@@ -1627,6 +1714,9 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
         return;
     s_waiter_remove (req);
     s_pending_drop (req);
+    s_resume_forget (req);
+    if (req->suspended)
+        self->suspended_count--;
     evloop_timer_cancel (self->loop, &req->timer);
     free (req->body);
     free (req->tenant);
@@ -1680,6 +1770,7 @@ static void
 s_on_idle (evloop_t *loop, void *arg)
 {
     gateway_t *self = arg;
+    s_resume_batch (self, false);
     if (self->mhd_run_needed)
         s_mhd_run (self);
     if (proto_batch_flush (self->outbox) < 0)
@@ -1804,7 +1895,7 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     evloop_on_idle (loop, s_on_idle, self);
     s_ping (loop, self);
     self->resend_timer = evloop_timer_start (loop, RESEND_TICK_MS, s_resend_tick, self);
-    self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS, s_recheck_tick, self);
+    self->recheck_timer = evloop_timer_start (loop, WAITER_RECHECK_MS / 2, s_recheck_tick, self);
     s_mhd_run (self);
     if (config->api_keys_count == 0)
         log_warn (NULL, "NO API KEYS CONFIGURED: open local mode, every caller is one tenant");
@@ -1841,6 +1932,7 @@ gateway_drain (gateway_t *self)
             s_waiter_remove (req);
             s_sse_wake (req);
         }
+    s_resume_batch (self, true);
     s_mhd_run (self);
     return self->requests == 0;
 }
@@ -1867,6 +1959,7 @@ gateway_destroy (gateway_t **self_p)
     evloop_timer_cancel (self->loop, &self->recheck_timer);
     evloop_timer_cancel (self->loop, &self->resend_timer);
     evloop_timer_cancel (self->loop, &self->mhd_timer);
+    evloop_timer_cancel (self->loop, &self->resume_timer);
     if (self->daemon) {
         // Every suspended connection must be resumed before the daemon
         // stops (an MHD rule): answer what waits, end every stream.
@@ -1882,11 +1975,10 @@ gateway_destroy (gateway_t **self_p)
             }
             else if (!req->answered)
                 s_broker_unavailable (req);
-            if (req->suspended) {
-                req->suspended = false;
-                MHD_resume_connection (req->connection);
-            }
+            if (req->suspended)
+                s_resume_now (req);
         }
+        self->resume_list = NULL;
         MHD_run (self->daemon);
         evloop_fd_remove (self->loop, self->mhd_epoll_fd);
         MHD_stop_daemon (self->daemon);
