@@ -984,32 +984,48 @@ s_event (proto_msg_t *msg, void *arg)
         s_recheck (self, 0);
         return;
     }
-    char *id = pack_get_strdup (msg->body, "id");
-    char *status = pack_get_strdup (msg->body, "status");
-    int status_value = status ? job_status_parse (status) : -1;
-    char *type = pack_get_strdup (msg->body, "type");
-    if (id && type) {
-        // Streams see every event of their job as it happens.
-        int64_t attempts = 0, index = -1;
-        pack_get_int (msg->body, "attempts", &attempts);
-        pack_get_int (msg->body, "attempt", &attempts);
-        pack_get_int (msg->body, "index", &index);
-        size_t data_len = 0;
-        const char *data = pack_get_str (msg->body, "data", &data_len);
-        for (request_t *req = zhashx_lookup (self->waiters, id); req; req = req->wait_next) {
-            if (!req->sse || !req->sse_started || req->sse_done)
-                continue;
-            if (strcmp (type, "chunk") == 0 && data && index >= 0)
-                s_sse_chunk (req, (int) attempts, index, data, data_len);
-            else if (strcmp (type, "status") == 0 && status_value >= 0
-                     && !job_status_terminal ((job_status_t) status_value))
-                s_sse_status (req, status, (int) attempts);
-        }
+    // Every job sends three or more events and most have nobody waiting
+    // here: read the fields in place and look the id up once.
+    size_t id_len = 0, status_len = 0, type_len = 0;
+    const char *id_field = pack_get_str (msg->body, "id", &id_len);
+    const char *status_field = pack_get_str (msg->body, "status", &status_len);
+    const char *type = pack_get_str (msg->body, "type", &type_len);
+    if (!id_field || id_len != JOB_ID_LEN || !type)
+        return;
+    char id[JOB_ID_LEN + 1];
+    memcpy (id, id_field, JOB_ID_LEN);
+    id[JOB_ID_LEN] = '\0';
+    char status[16] = "";
+    if (status_field && status_len < sizeof status) {
+        memcpy (status, status_field, status_len);
+        status[status_len] = '\0';
     }
-    free (type);
-    if (id && status_value >= 0 && !job_status_terminal ((job_status_t) status_value))
+    int status_value = *status ? job_status_parse (status) : -1;
+    bool terminal = status_value >= 0 && job_status_terminal ((job_status_t) status_value);
+    if (status_value >= 0 && !terminal)
         s_cache_forget (self, id);
-    if (id && status_value >= 0 && job_status_terminal ((job_status_t) status_value)) {
+    request_t *first = zhashx_lookup (self->waiters, id);
+    if (!first)
+        return;
+    // Streams see every event of their job as it happens.
+    bool is_chunk = type_len == 5 && memcmp (type, "chunk", 5) == 0;
+    bool is_status = type_len == 6 && memcmp (type, "status", 6) == 0;
+    int64_t attempts = 0, index = -1;
+    pack_get_int (msg->body, "attempts", &attempts);
+    pack_get_int (msg->body, "attempt", &attempts);
+    pack_get_int (msg->body, "index", &index);
+    size_t data_len = 0;
+    const char *data = pack_get_str (msg->body, "data", &data_len);
+    for (request_t *req = first; req; req = req->wait_next) {
+        if (!req->sse || !req->sse_started || req->sse_done)
+            continue;
+        if (is_chunk && data && index >= 0)
+            s_sse_chunk (req, (int) attempts, index, data, data_len);
+        else if (is_status && status_value >= 0 && !terminal)
+            s_sse_status (req, status, (int) attempts);
+    }
+    if (terminal) {
+        // Reading the job may answer and unlink a waiter: walk a copy.
         zlistx_t *woken = zlistx_new ();
         for (request_t *req = zhashx_lookup (self->waiters, id); req; req = req->wait_next)
             zlistx_add_end (woken, req);
@@ -1021,8 +1037,6 @@ s_event (proto_msg_t *msg, void *arg)
         }
         zlistx_destroy (&woken);
     }
-    free (id);
-    free (status);
 }
 
 static void
