@@ -540,37 +540,31 @@ def main(directory, outbase):
                              "≤ 2 KiB beyond payload", "yes" if beyond <= 2048 else "NO"])
             target("5. cost", "broker RSS per queued job ≤ 2 KiB beyond the payload",
                    "%s beyond %s bytes (%s per job)" % (_kib(beyond), payload, _kib(per)), beyond <= 2048)
-    e2e_marks = _marks(directory, "e2e")
-    if e2e_marks:
-        growth = _rss_growth(e2e_marks, "worker")
-        in_flight = (((_load(directory, "e2e.end.mock.json") or _load(directory, "e2e.mock.json") or {})
-                      .get("body") or {}).get("max_in_flight"))
-        if growth and in_flight:
-            per = growth["peak_growth_bytes"] / in_flight
-            cost["memory"]["in_flight_call"] = dict(growth, calls=in_flight, per_call_bytes=per)
-            mem_rows.append(["upstream call in flight (workers, scenario 3)",
-                             "%s MiB" % _n(growth["peak_growth_bytes"] / 2**20, 1),
-                             "%s calls at once (mock's max)" % _n(in_flight), _kib(per),
-                             "anon %s, file-backed %s per call (RSS at the end)" % (
-                                 _kib(growth["anon_growth_bytes"] / in_flight),
-                                 _kib(growth["file_growth_bytes"] / in_flight)), "≤ 16 KiB",
-                             "yes" if per <= 16384 else "NO"])
-            target("5. cost", "worker RSS per call in flight ≤ 16 KiB", _kib(per), per <= 16384)
-    ws_marks = _marks(directory, "wait-scale")
-    if ws_marks:
-        growth = _rss_growth(ws_marks, "gateway")
-        parked = (_load(directory, "wait-scale.load.json") or {}).get("max_in_flight")
-        if growth and parked:
-            per = growth["peak_growth_bytes"] / parked
-            cost["memory"]["parked_connection"] = dict(growth, parked=parked, per_connection_bytes=per)
-            mem_rows.append(["parked connection (gateway, scenario 4)",
-                             "%s MiB" % _n(growth["peak_growth_bytes"] / 2**20, 1),
-                             "%s parked at once" % _n(parked), _kib(per),
-                             "anon %s, file-backed %s per connection (RSS at the end)" % (
-                                 _kib(growth["anon_growth_bytes"] / parked),
-                                 _kib(growth["file_growth_bytes"] / parked)), "≤ 8 KiB",
-                             "yes" if per <= 8192 else "NO"])
-            target("5. cost", "gateway RSS per parked connection ≤ 8 KiB", _kib(per), per <= 8192)
+    def per_unit_row(scenario, process, count, key, what, unit, limit_kib):
+        # Peak RSS growth of `process` in `scenario` per unit held at once.
+        marks = _marks(directory, scenario)
+        growth = _rss_growth(marks, process) if marks else None
+        if not growth or not count:
+            return
+        per = growth["peak_growth_bytes"] / count
+        cost["memory"][key] = dict(growth, held=count, per_unit_bytes=per)
+        met = per <= limit_kib * 1024
+        mem_rows.append([what, "%s MiB" % _n(growth["peak_growth_bytes"] / 2**20, 1),
+                         "%s %s" % (_n(count), unit), _kib(per),
+                         "anon %s, file-backed %s per unit (RSS at the end)" % (
+                             _kib(growth["anon_growth_bytes"] / count),
+                             _kib(growth["file_growth_bytes"] / count)),
+                         "≤ %d KiB" % limit_kib, "yes" if met else "NO"])
+        target("5. cost", "%s RSS per %s ≤ %d KiB" % (process, key.replace("_", " "), limit_kib),
+               _kib(per), met)
+
+    in_flight = (((_load(directory, "e2e.end.mock.json") or _load(directory, "e2e.mock.json") or {})
+                  .get("body") or {}).get("max_in_flight"))
+    per_unit_row("e2e", "worker", in_flight, "call_in_flight",
+                 "upstream call in flight (workers, scenario 3)", "calls at once (mock's max)", 16)
+    parked = (_load(directory, "wait-scale.load.json") or {}).get("max_in_flight")
+    per_unit_row("wait-scale", "gateway", parked, "parked_connection",
+                 "parked connection (gateway, scenario 4)", "parked at once", 8)
     raw["cost"] = cost
     if cpu_rows or mem_rows:
         body.append("## 5. Cost")

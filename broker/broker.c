@@ -152,14 +152,21 @@ s_event (broker_t *self, const job_t *job)
     event->attempts = job->attempts;
 }
 
+// s_error_body writes an ERROR's fields into body.
+static void
+s_error_body (pack_writer_t *body, int64_t corr, int code, const char *message)
+{
+    pack_put_int (body, "corr", corr);
+    pack_put_int (body, "code", code);
+    pack_put_str (body, "message", message);
+}
+
 // s_reply_error answers a gateway request at once (errors change nothing).
 static void
 s_reply_error (broker_t *self, zframe_t *identity, int64_t corr, int code, const char *message)
 {
     pack_writer_t *body = pack_writer_new ();
-    pack_put_int (body, "corr", corr);
-    pack_put_int (body, "code", code);
-    pack_put_str (body, "message", message);
+    s_error_body (body, corr, code, message);
     if (proto_send (self->frontend, identity, PROTO_ERROR, body) < 0)
         log_warn (NULL, "cannot answer gateway: %s", zmq_strerror (errno));
     pack_writer_destroy (&body);
@@ -234,9 +241,7 @@ s_flush (broker_t *self)
                 job_destroy (&job);
             }
             else {
-                pack_put_int (body, "corr", deferred->corr);
-                pack_put_int (body, "code", 404);
-                pack_put_str (body, "message", "no such job");
+                s_error_body (body, deferred->corr, 404, "no such job");
                 s_reply (self, deferred->identity, PROTO_ERROR, body);
             }
         }
@@ -1163,9 +1168,7 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
     const char *why;
     if (s_over_quota (self, job->tenant, &retry_after_ms, &why)) {
         pack_writer_t *body = pack_writer_new ();
-        pack_put_int (body, "corr", corr);
-        pack_put_int (body, "code", 429);
-        pack_put_str (body, "message", why);
+        s_error_body (body, corr, 429, why);
         pack_put_int (body, "retry_after_ms", retry_after_ms);
         proto_send (self->frontend, msg->envelope, PROTO_ERROR, body);
         pack_writer_destroy (&body);
@@ -1301,15 +1304,6 @@ s_commit_wake (evloop_t *loop, void *arg)
     self->commit_due = NULL;
 }
 
-// s_mono_us is the monotonic clock in µs (the loop's clock counts ms).
-static int64_t
-s_mono_us (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 s_on_idle (evloop_t *loop, void *arg)
 {
@@ -1319,7 +1313,7 @@ s_on_idle (evloop_t *loop, void *arg)
     if (self->commit_retry || self->commit_due)
         return;
     if (store_pending (self->store) > 0) {
-        int64_t now_us = s_mono_us ();
+        int64_t now_us = clock_mono_us ();
         if (now_us - self->last_commit_us < COMMIT_SPACING_US) {
             int64_t wait_ms = (COMMIT_SPACING_US - (now_us - self->last_commit_us) + 999) / 1000;
             self->commit_due = evloop_timer_start (loop, wait_ms, s_commit_wake, self);

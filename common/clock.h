@@ -11,6 +11,9 @@ int64_t clock_wall_ms (void);
 // clock_mono_ms returns a monotonic millisecond counter (for timeouts).
 int64_t clock_mono_ms (void);
 
+// clock_mono_us returns the same counter in microseconds.
+int64_t clock_mono_us (void);
+
 // clock_rfc3339 writes wall time ms as "2026-11-26T20:02:45.123Z" into buf
 // (at least 32 bytes). This function can't fail.
 void clock_rfc3339 (int64_t wall_ms, char *buf, size_t size);

@@ -248,6 +248,16 @@ s_resume (request_t *req)
     self->resume_list = req;
 }
 
+// s_suspend_now parks req in MHD; s_resume_now undoes it. The two keep
+// suspended_count, which spaces the resume batches.
+static void
+s_suspend_now (request_t *req)
+{
+    req->suspended = true;
+    req->gateway->suspended_count++;
+    MHD_suspend_connection (req->connection);
+}
+
 // s_resume_now resumes req at once (it must be suspended).
 static void
 s_resume_now (request_t *req)
@@ -639,9 +649,7 @@ s_sse_read (void *cls, uint64_t pos, char *buf, size_t max)
     }
     if (req->sse_done)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    req->suspended = true;
-    req->gateway->suspended_count++;
-    MHD_suspend_connection (req->connection);
+    s_suspend_now (req);
     return 0;
 }
 
@@ -1027,7 +1035,7 @@ s_event (proto_msg_t *msg, void *arg)
     if (terminal) {
         // Reading the job may answer and unlink a waiter: walk a copy.
         zlistx_t *woken = zlistx_new ();
-        for (request_t *req = zhashx_lookup (self->waiters, id); req; req = req->wait_next)
+        for (request_t *req = first; req; req = req->wait_next)
             zlistx_add_end (woken, req);
         for (request_t *req = zlistx_first (woken); req; req = zlistx_next (woken)) {
             if (req->corr)
@@ -1096,11 +1104,8 @@ s_recheck_tick (evloop_t *loop, void *arg)
 static void
 s_suspend (request_t *req)
 {
-    if (!req->suspended && !req->answered) {
-        req->suspended = true;
-        req->gateway->suspended_count++;
-        MHD_suspend_connection (req->connection);
-    }
+    if (!req->suspended && !req->answered)
+        s_suspend_now (req);
 }
 
 // s_parse_wait reads "wait=N" from a Prefer header; -1 if absent.
