@@ -1,4 +1,5 @@
 #include "job.h"
+#include "jsontext.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ job_destroy (job_t **self_p)
     free (self->result);
     free (self->error);
     free (self->idempotency_key);
+    free (self->metadata);
     free (self);
     *self_p = NULL;
 }
@@ -80,6 +82,7 @@ job_dup (const job_t *self)
     copy->result = self->result ? strdup (self->result) : NULL;
     copy->error = self->error ? strdup (self->error) : NULL;
     copy->idempotency_key = self->idempotency_key ? strdup (self->idempotency_key) : NULL;
+    copy->metadata = self->metadata ? strdup (self->metadata) : NULL;
     return copy;
 }
 
@@ -103,6 +106,7 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_str (writer, "result", self->result);
     pack_put_str (writer, "error", self->error);
     pack_put_str (writer, "idempotency_key", self->idempotency_key);
+    pack_put_str (writer, "metadata", self->metadata);
 }
 
 job_t *
@@ -144,6 +148,7 @@ job_unpack (pack_reader_t *reader)
     self->result = pack_get_strdup (reader, "result");
     self->error = pack_get_strdup (reader, "error");
     self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
+    self->metadata = pack_get_strdup (reader, "metadata");
     if (!self->tenant)
         self->tenant = strdup ("");
     if (!self->kind || !self->spec) {
@@ -164,10 +169,47 @@ s_time_json (int64_t wall_ms)
     return json_string (stamp);
 }
 
-json_t *
-job_to_json (const job_t *self)
+// s_metadata_of returns the metadata text of a record made before metadata
+// was kept apart from the spec (caller frees), or NULL.
+static char *
+s_metadata_of (const char *spec)
+{
+    json_t *parsed = jsontext_loads (spec, NULL);
+    json_t *metadata = json_object_get (parsed, "metadata");
+    char *text = metadata ? jsontext_dump (metadata) : NULL;
+    json_decref (parsed);
+    return text;
+}
+
+// s_splice appends ,"key":text to a growing JSON text (text NULL: null).
+static void
+s_splice (char **out, size_t *len, size_t *alloc, const char *key, const char *text)
+{
+    if (!*out)
+        return;
+    if (!text)
+        text = "null";
+    size_t key_len = strlen (key), text_len = strlen (text);
+    size_t need = *len + key_len + text_len + 8;
+    if (need > *alloc) {
+        char *grown = realloc (*out, need);
+        if (!grown) {
+            free (*out);
+            *out = NULL;
+            return;
+        }
+        *out = grown;
+        *alloc = need;
+    }
+    *len += (size_t) sprintf (*out + *len, ",\"%s\":%s", key, text);
+}
+
+char *
+job_render (const job_t *self)
 {
     json_t *object = json_object ();
+    if (!object)
+        return NULL;
     json_object_set_new (object, "id", json_string (self->id));
     json_object_set_new (object, "kind", json_string (self->kind));
     json_object_set_new (object, "provider",
@@ -179,20 +221,40 @@ job_to_json (const job_t *self)
     json_object_set_new (object, "created_at", s_time_json (self->created_at));
     json_object_set_new (object, "started_at", s_time_json (self->started_at));
     json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
-    json_t *spec = json_loads (self->spec, 0, NULL);
-    json_t *metadata = spec ? json_object_get (spec, "metadata") : NULL;
-    json_object_set (object, "metadata", metadata ? metadata : json_null ());
-    json_decref (spec);
-    if (self->result) {
-        json_t *result = json_loads (self->result, 0, NULL);
-        if (result)
-            json_object_set_new (object, "result", result);
+    char *head = json_dumps (object, JSON_COMPACT);
+    json_decref (object);
+    if (!head)
+        return NULL;
+    // The head ends with '}': the spliced fields go before it.
+    size_t len = strlen (head) - 1, alloc = len + 1;
+    char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
+    s_splice (&head, &len, &alloc, "metadata", self->metadata ? self->metadata : metadata);
+    free (metadata);
+    if (self->result)
+        s_splice (&head, &len, &alloc, "result", self->result);
+    if (self->error)
+        s_splice (&head, &len, &alloc, "error", self->error);
+    if (!head)
+        return NULL;
+    if (len + 2 > alloc) {
+        char *grown = realloc (head, len + 2);
+        if (!grown) {
+            free (head);
+            return NULL;
+        }
+        head = grown;
     }
-    if (self->error) {
-        json_t *error = json_loads (self->error, 0, NULL);
-        if (error)
-            json_object_set_new (object, "error", error);
-    }
+    head[len] = '}';
+    head[len + 1] = '\0';
+    return head;
+}
+
+json_t *
+job_to_json (const job_t *self)
+{
+    char *text = job_render (self);
+    json_t *object = jsontext_loads (text, NULL);
+    free (text);
     return object;
 }
 
@@ -233,6 +295,22 @@ job_test (bool verbose)
     assert (json_integer_value (json_object_get (json_object_get (object, "metadata"), "k")) == 1);
     assert (json_integer_value (json_object_get (json_object_get (object, "result"), "status")) == 200);
     json_decref (object);
+
+    // Stored texts are spliced, not parsed: a NUL in a result survives, and
+    // metadata kept apart wins over the spec's.
+    job_set_str (&copy->result, "{\"body\":\"a\\u0000b\"}");
+    job_set_str (&copy->error, "{\"type\":\"x\"}");
+    job_set_str (&copy->metadata, "{\"k\":2}");
+    char *text = job_render (copy);
+    assert (text && strstr (text, ",\"metadata\":{\"k\":2},\"result\":{\"body\":\"a\\u0000b\"}"
+                                  ",\"error\":{\"type\":\"x\"}}"));
+    object = job_to_json (copy);
+    assert (json_string_length (json_object_get (json_object_get (object, "result"), "body")) == 3);
+    json_decref (object);
+    free (text);
+    job_set_str (&copy->metadata, NULL);
+    job_set_str (&copy->result, "{\"status\":200}");
+    job_set_str (&copy->error, NULL);
 
     job_t *dup = job_dup (copy);
     assert (dup && strcmp (dup->spec, copy->spec) == 0);

@@ -39,6 +39,7 @@ typedef struct {
     char *result;               // result object, JSON text, or NULL
     char *error;                // error object, JSON text, or NULL
     char *idempotency_key;      // Idempotency-Key header, or NULL
+    char *metadata;             // the spec's metadata object, JSON text, or NULL
 } job_t;
 
 // job_new returns a zeroed record (status queued, priority 5).
@@ -57,7 +58,15 @@ void job_pack (const job_t *self, pack_writer_t *writer);
 // is missing or invalid (the map came from outside the process).
 job_t *job_unpack (pack_reader_t *reader);
 
-// job_to_json renders the API job object (SPEC §3). Returns a new reference.
+// job_render renders the API job object (SPEC §3) as compact JSON text. The
+// stored metadata, result and error texts are spliced in as they are, never
+// parsed again: they passed common/jsontext's policy when they were made, so
+// a read costs a copy, whatever the result holds. Returns a new string
+// (caller frees), or NULL when memory ran out.
+char *job_render (const job_t *self);
+
+// job_to_json is job_render parsed back (under the jsontext policy), for
+// callers that edit the object. Returns a new reference, or NULL.
 json_t *job_to_json (const job_t *self);
 
 // job_set_str replaces *field with a copy of value (NULL clears it).

@@ -772,10 +772,8 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
         job_destroy (&job);
         return;
     }
-    json_t *object = job_to_json (job);
     free (req->last_job);
-    req->last_job = json_dumps (object, JSON_COMPACT);
-    json_decref (object);
+    req->last_job = job_render (job);
     bool terminal = job_status_terminal (job->status);
     if (terminal)
         s_cache_put (self, job->id, job->tenant, req->last_job);

@@ -761,7 +761,10 @@ jobspec_from_json (json_t *spec, const config_t *config, json_t **errors)
             job->timeout_ms = fields.timeout_ms;
             job->max_attempts = (int) fields.max_attempts;
             job->expire_after_ms = fields.expire_after_ms;
-            if (!job->spec || !job->kind || (fields.provider && !job->provider))
+            // Kept apart so that reads echo it without parsing the spec.
+            if (fields.values[S_METADATA])
+                job->metadata = json_dumps (fields.values[S_METADATA], JSON_COMPACT);
+            if (!job->spec || (fields.values[S_METADATA] && !job->metadata) || !job->kind || (fields.provider && !job->provider))
                 job_destroy (&job);
         }
         if (!job)

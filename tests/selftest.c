@@ -2,6 +2,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "job.h"
+#include "jsontext.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -26,7 +27,7 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
-    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test },
+    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
