@@ -53,6 +53,7 @@ cli_start (int argc, char **argv, const char *process, const char *usage, int *e
         return NULL;
     }
     log_init (process, (log_level_t) log_level_parse (config->log_level));
+    log_set_json (config->log_json);
 
     // Connections, upstream calls and parked requests are file descriptors.
     struct rlimit limit;

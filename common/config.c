@@ -566,6 +566,20 @@ config_load (const char *path, char *error, size_t error_size)
         }
     }
     if (rc == 0) {
+        json_t *format = root ? json_object_get (root, "log_format") : NULL;
+        const char *chosen = getenv ("JOBGATE_LOG_FORMAT");
+        if (!chosen || !*chosen)
+            chosen = json_is_string (format) ? json_string_value (format) : "text";
+        if (strcmp (chosen, "text") == 0)
+            self->log_json = false;
+        else if (strcmp (chosen, "json") == 0)
+            self->log_json = true;
+        else {
+            snprintf (error, error_size, "config: log_format must be \"text\" or \"json\"");
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
         if (strcmp (durability, "fsync") == 0)
             self->durability_fsync = true;
         else if (strcmp (durability, "os") == 0)

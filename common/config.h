@@ -87,6 +87,7 @@ typedef struct {
     config_provider_t *providers;   // configured upstreams
     size_t providers_count;         // entries in providers
     char *log_level;                // "debug" | "info" | "warn" | "error"
+    bool log_json;                  // log_format "json": one JSON object per line
 } config_t;
 
 // config_load reads FILE (or only defaults when path is NULL), applies the

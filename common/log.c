@@ -1,6 +1,9 @@
 #include "log.h"
 
+#include <assert.h>
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -10,6 +13,10 @@
 static const char *s_process = "jobgate";
 static log_level_t s_min_level = LOG_INFO_;
 static int s_pid;                   // getpid () is a system call each time
+static bool s_json;                 // one JSON object per line
+
+// The longest message kept; longer ones are cut (a log is not a dump).
+#define LOG_MESSAGE_MAX 1536
 
 void
 log_init (const char *process, log_level_t min_level)
@@ -17,6 +24,12 @@ log_init (const char *process, log_level_t min_level)
     s_process = process;
     s_min_level = min_level;
     s_pid = (int) getpid ();
+}
+
+void
+log_set_json (bool json)
+{
+    s_json = json;
 }
 
 int
@@ -29,6 +42,108 @@ log_level_parse (const char *name)
     return -1;
 }
 
+// s_utf8_length returns the length of the well-formed UTF-8 sequence at
+// bytes (at most left bytes), or 0 when there is none (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF).
+static size_t
+s_utf8_length (const unsigned char *bytes, size_t left)
+{
+    unsigned char c = bytes[0];
+    size_t need;
+    uint32_t point;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+        point = c & 0x1F;
+    }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        point = c & 0x0F;
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        point = c & 0x07;
+    }
+    else
+        return 0;
+    if (left < need)
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((bytes[i] & 0xC0) != 0x80)
+            return 0;
+        point = point << 6 | (bytes[i] & 0x3F);
+    }
+    if ((need == 3 && (point < 0x800 || (point >= 0xD800 && point <= 0xDFFF)))
+        || (need == 4 && (point < 0x10000 || point > 0x10FFFF)))
+        return 0;
+    // C1 controls (U+0080..U+009F) act as escapes on some terminals.
+    if (need == 2 && point < 0xA0)
+        return 0;
+    return need;
+}
+
+size_t
+log_escape (const char *text, size_t len, char *out, size_t out_size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *bytes = (const unsigned char *) text;
+    size_t used = 0;
+    if (out_size == 0)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        size_t step = s_utf8_length (bytes + i, len - i);
+        bool plain = step > 1 || (step == 1 && bytes[i] >= 0x20 && bytes[i] != 0x7F
+                                  && bytes[i] != '\\');
+        if (plain) {
+            if (used + step >= out_size)
+                break;
+            memcpy (out + used, bytes + i, step);
+            used += step;
+            i += step;
+            continue;
+        }
+        // One byte escaped; a broken sequence is escaped byte by byte.
+        const char *escaped = NULL;
+        char code[5];
+        if (bytes[i] == '\\')
+            escaped = "\\\\";
+        else {
+            code[0] = '\\';
+            code[1] = 'x';
+            code[2] = hex[bytes[i] >> 4];
+            code[3] = hex[bytes[i] & 0x0F];
+            code[4] = '\0';
+            escaped = code;
+        }
+        size_t escaped_len = strlen (escaped);
+        if (used + escaped_len >= out_size)
+            break;
+        memcpy (out + used, escaped, escaped_len);
+        used += escaped_len;
+        i++;
+    }
+    out[used] = '\0';
+    return used;
+}
+
+// s_stamp writes the time of tv as 2026-11-30T02:21:15.123Z.
+static void
+s_stamp (const struct timeval *tv, char *buf, size_t size)
+{
+    // The date and time to the second change once a second, lines far
+    // more often: format them once per second (processes are single-threaded).
+    static time_t stamp_sec = -1;
+    static char stamp[32];
+    if (tv->tv_sec != stamp_sec) {
+        struct tm tm;
+        gmtime_r (&tv->tv_sec, &tm);
+        strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        stamp_sec = tv->tv_sec;
+    }
+    snprintf (buf, size, "%s.%03dZ", stamp, (int) (tv->tv_usec / 1000));
+}
+
 void
 log_line (log_level_t level, const char *file, int line, const char *job_id,
           const char *fmt, ...)
@@ -38,38 +153,129 @@ log_line (log_level_t level, const char *file, int line, const char *job_id,
     static const char *labels[] = { "debug", "info", "warn", "error" };
     struct timeval tv;
     gettimeofday (&tv, NULL);
-    // The date and time to the second change once a second, lines far
-    // more often: format them once per second (processes are single-threaded).
-    static time_t stamp_sec = -1;
-    static char stamp[32];
-    if (tv.tv_sec != stamp_sec) {
-        struct tm tm;
-        gmtime_r (&tv.tv_sec, &tm);
-        strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-        stamp_sec = tv.tv_sec;
-    }
+    char stamp[40];
+    s_stamp (&tv, stamp, sizeof stamp);
+
+    char raw[LOG_MESSAGE_MAX];
+    va_list ap;
+    va_start (ap, fmt);
+    int raw_len = vsnprintf (raw, sizeof raw, fmt, ap);
+    va_end (ap);
+    if (raw_len < 0)
+        return;
+    if ((size_t) raw_len >= sizeof raw)
+        raw_len = (int) sizeof raw - 1;
+    // Escaping at most quadruples a byte.
+    char message[4 * LOG_MESSAGE_MAX + 1];
+    log_escape (raw, (size_t) raw_len, message, sizeof message);
+    char job[48];
+    log_escape (job_id ? job_id : "-", job_id ? strlen (job_id) : 1, job, sizeof job);
+    const char *base = strrchr (file, '/');
+    base = base ? base + 1 : file;
+    int pid = s_pid ? s_pid : (int) getpid ();
 
     // Build the whole line first so concurrent processes sharing a terminal
     // never interleave halves of lines (one write(2) per event).
-    char buf[2048];
-    int n = snprintf (buf, sizeof buf, "%s.%03dZ %s %s[%d] job=%s ", stamp,
-                      (int) (tv.tv_usec / 1000), labels[level], s_process,
-                      s_pid ? s_pid : (int) getpid (), job_id ? job_id : "-");
-    va_list ap;
-    va_start (ap, fmt);
-    if (n > 0 && (size_t) n < sizeof buf)
-        n += vsnprintf (buf + n, sizeof buf - (size_t) n, fmt, ap);
-    va_end (ap);
-    if (n < 0)
-        return;
-    if ((size_t) n >= sizeof buf - 64)
-        n = (int) sizeof buf - 64;
-    if (level >= LOG_WARN_) {
-        const char *base = strrchr (file, '/');
-        n += snprintf (buf + n, sizeof buf - (size_t) n, " (%s:%d)",
-                       base ? base + 1 : file, line);
+    char buf[sizeof message + 256];
+    int n;
+    if (s_json) {
+        char src[96];
+        snprintf (src, sizeof src, "%s:%d", base, line);
+        json_t *object = json_pack ("{s:s, s:s, s:s, s:i, s:s?, s:s, s:s?}", "ts", stamp,
+                                    "level", labels[level], "process", s_process, "pid", pid,
+                                    "job", job_id ? job : NULL, "msg", message, "src",
+                                    level >= LOG_WARN_ ? src : NULL);
+        n = object ? (int) json_dumpb (object, buf, sizeof buf - 1, JSON_COMPACT) : 0;
+        json_decref (object);
+        if (n <= 0 || (size_t) n > sizeof buf - 1)
+            return;
+    }
+    else {
+        n = snprintf (buf, sizeof buf, "%s %s %s[%d] job=%s %s", stamp, labels[level],
+                      s_process, pid, job, message);
+        if (n < 0)
+            return;
+        if ((size_t) n >= sizeof buf - 64)
+            n = (int) sizeof buf - 64;
+        if (level >= LOG_WARN_)
+            n += snprintf (buf + n, sizeof buf - (size_t) n, " (%s:%d)", base, line);
     }
     buf[n++] = '\n';
     ssize_t rc = write (STDERR_FILENO, buf, (size_t) n);
     (void) rc;
+}
+
+void
+log_test (bool verbose)
+{
+    if (verbose)
+        printf (" * log: ");
+    static const struct {
+        const char *in;         // raw text
+        const char *out;        // as logged
+    } cases[] = {
+        { "plain text", "plain text" },
+        { "forged\n2026-01-01 info x", "forged\\x0a2026-01-01 info x" },
+        { "cr\rtab\tnul", "cr\\x0dtab\\x09nul" },
+        { "\x1b[31mred", "\\x1b[31mred" },
+        { "del\x7f", "del\\x7f" },
+        { "back\\slash", "back\\\\slash" },
+        { "caf\xc3\xa9 \xe2\x98\xba \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x98\xba \xf0\x9f\x98\x80" },
+        { "c1 \xc2\x9b" "2J", "c1 \\xc2\\x9b2J" },
+        { "bad \xff\xc3", "bad \\xff\\xc3" },
+        { "overlong \xc0\xaf", "overlong \\xc0\\xaf" },
+        { "surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80" },
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = log_escape (cases[i].in, strlen (cases[i].in), out, sizeof out);
+        if (strcmp (out, cases[i].out) != 0)
+            fprintf (stderr, "log: escaped [%s], want [%s]\n", out, cases[i].out);
+        assert (strcmp (out, cases[i].out) == 0 && len == strlen (out));
+    }
+    // An embedded NUL is a byte like any other.
+    log_escape ("a\0b", 3, out, sizeof out);
+    assert (strcmp (out, "a\\x00b") == 0);
+    // Truncation never splits an escape or a character.
+    log_escape ("\n\n\n", 3, out, 9);
+    assert (strcmp (out, "\\x0a\\x0a") == 0);
+    log_escape ("\xc3\xa9\xc3\xa9", 4, out, 4);
+    assert (strcmp (out, "\xc3\xa9") == 0);
+    assert (log_escape ("x", 1, out, 0) == 0);
+
+    // Whole lines, in both formats: hostile values stay inside one line.
+    int pipe_fds[2];
+    assert (pipe (pipe_fds) == 0);
+    int saved = dup (STDERR_FILENO);
+    assert (saved >= 0 && dup2 (pipe_fds[1], STDERR_FILENO) >= 0);
+    const char *hostile = "k\n2026-01-01T00:00:00.000Z error broker[1] job=- forged\x1b[2J\xc2\x9b";
+    log_line (LOG_WARN_, __FILE__, __LINE__, "job\n1", "param %s refused", hostile);
+    log_set_json (true);
+    log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "param %s refused \xff", hostile);
+    log_set_json (false);
+    assert (dup2 (saved, STDERR_FILENO) >= 0);
+    close (saved);
+    close (pipe_fds[1]);
+    char lines[4096];
+    ssize_t got = read (pipe_fds[0], lines, sizeof lines - 1);
+    close (pipe_fds[0]);
+    assert (got > 0);
+    lines[got] = '\0';
+    char *second = strchr (lines, '\n');
+    assert (second && second[1] && strchr (second + 1, '\n') == lines + got - 1);
+    *second = '\0';
+    for (ssize_t i = 0; i < got; i++)
+        assert (lines[i] != 0x1b && (unsigned char) lines[i] != 0x9b);
+    assert (strstr (lines, " warn ") && strstr (lines, "job=job\\x0a1 param k\\x0a2026"));
+    json_error_t error;
+    json_t *object = json_loads (second + 1, 0, &error);
+    assert (object);
+    assert (strcmp (json_string_value (json_object_get (object, "level")), "error") == 0);
+    assert (json_is_null (json_object_get (object, "job")) || !json_object_get (object, "job"));
+    assert (strstr (json_string_value (json_object_get (object, "msg")), "k\\x0a2026"));
+    assert (strstr (json_string_value (json_object_get (object, "msg")), "refused \\xff"));
+    assert (strstr (json_string_value (json_object_get (object, "src")), "log.c:"));
+    json_decref (object);
+    if (verbose)
+        printf ("OK\n");
 }

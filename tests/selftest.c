@@ -3,6 +3,7 @@
 #include "evloop.h"
 #include "job.h"
 #include "jsontext.h"
+#include "log.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -27,7 +28,7 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
-    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test },
+    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
