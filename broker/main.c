@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *s_usage =
-    "usage: jobgate-broker [--config FILE] [--help]\n"
+    "usage: jobgate-broker [--config FILE] [--config-reference] [--help]\n"
     "\n"
     "Owns the durable job store (LMDB), queues jobs by priority, dispatches\n"
     "them to workers with credit-based flow control, retries failures with\n"

@@ -23,12 +23,19 @@ cli_start (int argc, char **argv, const char *process, const char *usage, int *e
     const char *config_path = NULL;
     static struct option options[] = { { "config", required_argument, NULL, 'c' },
                                        { "help", no_argument, NULL, 'h' },
+                                       { "config-reference", no_argument, NULL, 'r' },
                                        { NULL, 0, NULL, 0 } };
     int option;
     optind = 1;
     while ((option = getopt_long (argc, argv, "c:h", options, NULL)) != -1) {
         if (option == 'c')
             config_path = optarg;
+        else if (option == 'r') {
+            // The reference of every key, as docs/config.md holds it.
+            config_reference (stdout);
+            *exit_code = 0;
+            return NULL;
+        }
         else if (option == 'h') {
             fputs (usage, stdout);
             *exit_code = 0;
@@ -52,7 +59,7 @@ cli_start (int argc, char **argv, const char *process, const char *usage, int *e
         *exit_code = 1;
         return NULL;
     }
-    log_init (process, (log_level_t) log_level_parse (config->log_level));
+    log_init (process, (log_level_t) config->log_level);
     log_set_json (config->log_json);
 
     // Connections, upstream calls and parked requests are file descriptors.

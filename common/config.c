@@ -1,4 +1,5 @@
 #include "config.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -11,119 +12,518 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+extern char **environ;
+
 // The longest provider secret read from a file or the environment.
 #define CONFIG_SECRET_MAX 65536
 
-// s_env returns the override for section.key, or NULL.
-static const char *
-s_env (const char *section, const char *key)
+// --- the key table ---
+
+// How a key's value is read and where it goes.
+typedef enum {
+    KEY_STRING,     // char *, a JSON string
+    KEY_BOOL,       // bool, true or false
+    KEY_SWITCH,     // bool, one of two names: choices[0] is false, choices[1] true
+    KEY_CHOICE,     // int, the index of one of the choices
+    KEY_INT,        // int, an integer within [min, max]
+    KEY_SIZE,       // size_t, an integer within [min, max]
+    KEY_MS,         // int64_t, an integer within [min, max] (times scale)
+    KEY_NUMBER,     // double, a number within [min, max]
+    KEY_CUSTOM,     // read by the row's load function (arrays, objects)
+} key_type_t;
+
+typedef struct _config_key_t config_key_t;
+
+// Reads a structured value into target (the row's struct); where is the
+// key's full name for messages. Returns 0, or -1 with a message in error.
+typedef int (key_load_fn) (void *target, json_t *value, const char *where, char *error,
+                           size_t error_size);
+
+struct _config_key_t {
+    const char *section;        // its section ("gateway", "providers.*"), NULL at the top
+    const char *name;           // the key in its section
+    key_type_t type;            // how it is read and stored
+    size_t offset;              // where it is stored in its struct
+    double min, max;            // bounds of numbers (file units)
+    const char *fallback;       // the default as the file would write it; NULL: none
+    const char *const *choices; // KEY_SWITCH, KEY_CHOICE: the names, NULL-terminated
+    double scale;               // numbers: stored value = file value × scale (0 means 1)
+    key_load_fn *load;          // KEY_CUSTOM: how to read it
+    bool env;                   // KEY_CUSTOM: also taken from the environment, as a string
+    const char *doc;            // what it means, one line (docs/config.md)
+};
+
+static key_load_fn s_load_api_keys, s_load_networks, s_load_webhook_secret, s_load_quotas,
+    s_load_providers, s_load_headers, s_load_auth, s_load_search;
+
+static const char *const s_log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const s_log_formats[] = { "text", "json", NULL };
+static const char *const s_durabilities[] = { "os", "fsync", NULL };
+
+#define C(field) offsetof (config_t, field)
+#define P(field) offsetof (config_provider_t, field)
+#define Q(field) offsetof (config_quota_t, field)
+
+// Every key of config_t: fixed sections, then the top level.
+static const config_key_t s_keys[] = {
+    { "gateway", "listen", KEY_STRING, C (gateway_listen), 0, 0, "127.0.0.1:8080", NULL, 0, NULL,
+      false, "HOST:PORT (or [V6]:PORT) the HTTP API listens on" },
+    { "gateway", "api_keys", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_api_keys, false,
+      "[{\"key\" or \"key_sha256\", \"tenant\"}]: API keys and their tenants; none = open local mode" },
+    { "gateway", "max_body_bytes", KEY_SIZE, C (max_body_bytes), 1024, 64.0 * 1024 * 1024,
+      "1048576", NULL, 0, NULL, false, "request body limit (413 above)" },
+    { "gateway", "submit_timeout_ms", KEY_MS, C (submit_timeout_ms), 100, 600000, "5000", NULL, 0,
+      NULL, false, "how long a request waits for the broker before 503" },
+    { "gateway", "max_connections", KEY_INT, C (max_connections), 16, 1000000, "10000", NULL, 0,
+      NULL, false, "HTTP connections held at once" },
+
+    { "broker", "frontend", KEY_STRING, C (broker_frontend), 0, 0, "tcp://127.0.0.1:5555", NULL, 0,
+      NULL, false, "ZeroMQ endpoint gateways talk to" },
+    { "broker", "backend", KEY_STRING, C (broker_backend), 0, 0, "tcp://127.0.0.1:5556", NULL, 0,
+      NULL, false, "ZeroMQ endpoint workers talk to" },
+    { "broker", "publisher", KEY_STRING, C (broker_publisher), 0, 0, "tcp://127.0.0.1:5557", NULL, 0,
+      NULL, false, "ZeroMQ PUB endpoint of job events" },
+    { "broker", "data_dir", KEY_STRING, C (data_dir), 0, 0, "./data", NULL, 0, NULL, false,
+      "directory of the job store" },
+    { "broker", "durability", KEY_SWITCH, C (durability_fsync), 0, 0, "fsync", s_durabilities, 0,
+      NULL, false, "\"fsync\": every commit reaches the disk; \"os\": left to the OS" },
+    { "broker", "result_ttl_s", KEY_MS, C (result_ttl_ms), 1, 365.0 * 86400, "86400", NULL, 1000,
+      NULL, false, "how long finished jobs are kept (seconds)" },
+    { "broker", "max_queued", KEY_SIZE, C (max_queued), 1, 1e9, "1000000", NULL, 0, NULL, false,
+      "active jobs at most (503 above)" },
+    { "broker", "store_map_mb", KEY_SIZE, C (store_map_mb), 16, 1024.0 * 1024, "4096", NULL, 0, NULL,
+      false, "the store's maximum size (MiB)" },
+
+    { "worker", "concurrency", KEY_INT, C (worker_concurrency), 1, 100000, "512", NULL, 0, NULL,
+      false, "upstream calls in flight per worker" },
+    { "worker", "max_response_bytes", KEY_SIZE, C (max_response_bytes), 1024,
+      1024.0 * 1024 * 1024, "10485760", NULL, 0, NULL, false, "upstream answer cap per call" },
+    { "worker", "drain_timeout_ms", KEY_MS, C (drain_timeout_ms), 1, 3600000, "30000", NULL, 0,
+      NULL, false, "on SIGTERM, how long running calls may finish" },
+
+    { "webhooks", "secret", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_webhook_secret, true,
+      "signing key: \"whsec_\" + base64, or the key's bytes; none = unsigned" },
+    { "webhooks", "max_attempts", KEY_INT, C (webhook_max_attempts), 1, 100, "8", NULL, 0, NULL,
+      false, "deliveries of one callback tried at most" },
+    { "webhooks", "timeout_ms", KEY_MS, C (webhook_timeout_ms), 100, 600000, "10000", NULL, 0, NULL,
+      false, "per delivery attempt" },
+
+    { "security", "allow_private_networks", KEY_BOOL, C (allow_private_networks), 0, 0, "false",
+      NULL, 0, NULL, false, "let user URLs reach loopback and private addresses (tests, local dev)" },
+    { "security", "allow_networks", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_networks, false,
+      "[CIDR, …]: networks user URLs may reach even while private ones are denied" },
+
+    { NULL, "log_level", KEY_CHOICE, C (log_level), 0, 0, "info", s_log_levels, 0, NULL, false,
+      "lowest level logged" },
+    { NULL, "log_format", KEY_SWITCH, C (log_json), 0, 0, "text", s_log_formats, 0, NULL, false,
+      "\"text\" lines, or \"json\": one object per line" },
+    { NULL, "quotas", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_quotas, false,
+      "{TENANT or \"*\": {…}}: per-tenant quotas (keys below)" },
+    { NULL, "providers", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_providers, false,
+      "{NAME: {…}}: the upstreams (keys below)" },
+};
+
+// The keys of each provider (providers.NAME.KEY).
+static const config_key_t s_provider_keys[] = {
+    { "providers.*", "base_url", KEY_STRING, P (base_url), 0, 0, NULL, NULL, 0, NULL, false,
+      "the upstream's base URL (http or https; operator-trusted); required" },
+    { "providers.*", "rate_limit", KEY_NUMBER, P (rate_limit), 0, 1e9, "0", NULL, 0, NULL, false,
+      "requests per second across all workers; 0 = unlimited" },
+    { "providers.*", "burst", KEY_NUMBER, P (burst), 1, 1e9, NULL, NULL, 0, NULL, false,
+      "token bucket size; default a tenth of a second's worth, at least 1" },
+    { "providers.*", "max_concurrency", KEY_INT, P (max_concurrency), 0, 1e6, "0", NULL, 0, NULL,
+      false, "calls in flight across all workers; 0 = unlimited" },
+    { "providers.*", "timeout_ms", KEY_MS, P (timeout_ms), 0, 600000, "0", NULL, 0, NULL, false,
+      "default per-attempt timeout; 0 = the job's" },
+    { "providers.*", "max_queued", KEY_SIZE, P (max_queued), 0, 1e9, "0", NULL, 0, NULL, false,
+      "active jobs at most (503 above); 0 = unlimited" },
+    { "providers.*", "circuit_failures", KEY_INT, P (circuit_failures), 0, 1e6, "5", NULL, 0, NULL,
+      false, "consecutive failures that open the breaker; 0 = never" },
+    { "providers.*", "circuit_open_ms", KEY_MS, P (circuit_open_ms), 100, 3600000, "10000", NULL,
+      0, NULL, false, "how long an open breaker waits before a probe" },
+    { "providers.*", "circuit_fail_fast", KEY_BOOL, P (circuit_fail_fast), 0, 0, "false", NULL, 0,
+      NULL, false, "while open: fail waiting jobs instead of holding them" },
+    { "providers.*", "retry_base_ms", KEY_MS, P (retry_base_ms), 1, 3600000, "500", NULL, 0, NULL,
+      false, "backoff ceiling before the second attempt (doubles each time)" },
+    { "providers.*", "retry_max_ms", KEY_MS, P (retry_max_ms), 1, 86400000, "60000", NULL, 0, NULL,
+      false, "the backoff ceiling's cap" },
+    { "providers.*", "headers", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_headers, false,
+      "{NAME: VALUE}: headers sent with every call" },
+    { "providers.*", "auth", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_auth, false,
+      "{\"header\", \"prefix\", \"env\" or \"file\"}: where the secret lives and how it is sent" },
+    { "providers.*", "search", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_search, false,
+      "the search kind's request template (docs/providers.md)" },
+};
+
+// The keys of each tenant's quota (quotas.TENANT.KEY).
+static const config_key_t s_quota_keys[] = {
+    { "quotas.*", "submit_rate", KEY_NUMBER, Q (submit_rate), 0, 1e9, "0", NULL, 0, NULL, false,
+      "submissions per second (burst of one second); 0 = unlimited" },
+    { "quotas.*", "max_queued", KEY_SIZE, Q (max_queued), 0, 1e9, "0", NULL, 0, NULL, false,
+      "active jobs at most (429 above); 0 = unlimited" },
+};
+
+#undef C
+#undef P
+#undef Q
+
+#define KEYS_COUNT(table) (sizeof table / sizeof table[0])
+
+// A table and the section names its rows may carry.
+typedef struct {
+    const config_key_t *keys;   // the rows
+    size_t count;               // how many
+} key_table_t;
+
+static const key_table_t s_tables[] = {
+    { s_keys, KEYS_COUNT (s_keys) },
+    { s_provider_keys, KEYS_COUNT (s_provider_keys) },
+    { s_quota_keys, KEYS_COUNT (s_quota_keys) },
+};
+
+// s_full_name writes section.name (or name at the top level) into buf.
+static void
+s_full_name (const config_key_t *key, const char *section, char *buf, size_t size)
 {
-    char name[128];
-    int n = snprintf (name, sizeof name, "JOBGATE_%s_%s", section, key);
-    if (n < 0 || (size_t) n >= sizeof name)
-        return NULL;
-    for (char *p = name; *p; p++)
+    if (section && *section)
+        snprintf (buf, size, "%s.%s", section, key->name);
+    else
+        snprintf (buf, size, "%s", key->name);
+}
+
+// s_env_name writes JOBGATE_<SECTION>_<NAME> (upper case) into buf.
+static void
+s_env_name (const char *section, const char *name, char *buf, size_t size)
+{
+    if (section)
+        snprintf (buf, size, "JOBGATE_%s_%s", section, name);
+    else
+        snprintf (buf, size, "JOBGATE_%s", name);
+    for (char *p = buf; *p; p++)
         *p = (char) toupper ((unsigned char) *p);
-    const char *value = getenv (name);
-    return value && *value ? value : NULL;
 }
 
-// s_get_string reads section.key as a string into *out (default kept).
-static int
-s_get_string (json_t *section_obj, const char *section, const char *key,
-              char **out, char *error, size_t error_size)
+// s_distance is the edit distance of a and b (both short), for suggestions.
+static size_t
+s_distance (const char *a, const char *b)
 {
-    const char *env = s_env (section, key);
-    json_t *value = section_obj ? json_object_get (section_obj, key) : NULL;
-    if (env) {
-        free (*out);
-        *out = strdup (env);
-        return 0;
-    }
-    if (!value)
-        return 0;
-    if (!json_is_string (value)) {
-        snprintf (error, error_size, "config: %s.%s must be a string", section, key);
-        return -1;
-    }
-    free (*out);
-    *out = strdup (json_string_value (value));
-    return 0;
-}
-
-// s_get_number reads section.key as a number within [min, max].
-static int
-s_get_number (json_t *section_obj, const char *section, const char *key,
-              double *out, double min, double max, char *error, size_t error_size)
-{
-    const char *env = s_env (section, key);
-    json_t *value = section_obj ? json_object_get (section_obj, key) : NULL;
-    double number;
-    if (env) {
-        char *end;
-        number = strtod (env, &end);
-        if (*end) {
-            snprintf (error, error_size, "config: environment override for %s.%s is not a number",
-                      section, key);
-            return -1;
+    size_t a_len = strlen (a), b_len = strlen (b);
+    if (a_len > 63 || b_len > 63)
+        return 64;
+    size_t row[64];
+    for (size_t j = 0; j <= b_len; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= a_len; i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b_len; j++) {
+            size_t above = row[j];
+            size_t cost = tolower ((unsigned char) a[i - 1]) == tolower ((unsigned char) b[j - 1]) ? 0 : 1;
+            size_t best = diagonal + cost;
+            if (above + 1 < best)
+                best = above + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diagonal = above;
         }
     }
-    else if (!value)
-        return 0;
-    else if (!json_is_number (value)) {
-        snprintf (error, error_size, "config: %s.%s must be a number", section, key);
-        return -1;
+    return row[b_len];
+}
+
+// s_suggest writes " (did you mean PREFIX.X?)" into buf when a candidate X
+// is close to wrong, else "". candidates is NULL-terminated; prefix may be
+// NULL or "".
+static void
+s_suggest_in (const char *prefix, const char *wrong, const char *const *candidates, char *buf,
+              size_t size)
+{
+    const char *best = NULL;
+    size_t best_distance = 0;
+    for (size_t i = 0; candidates[i]; i++) {
+        size_t distance = s_distance (wrong, candidates[i]);
+        if (!best || distance < best_distance) {
+            best = candidates[i];
+            best_distance = distance;
+        }
     }
+    size_t len = strlen (wrong);
+    size_t tolerated = len / 3 > 2 ? len / 3 : 2;
+    if (best && best_distance <= tolerated)
+        snprintf (buf, size, " (did you mean %s%s%s?)", prefix ? prefix : "",
+                  prefix && *prefix ? "." : "", best);
     else
-        number = json_number_value (value);
-    if (number < min || number > max) {
-        snprintf (error, error_size, "config: %s.%s must be between %g and %g",
-                  section, key, min, max);
+        buf[0] = '\0';
+}
+
+// s_suggest is s_suggest_in without a prefix.
+static void
+s_suggest (const char *wrong, const char *const *candidates, char *buf, size_t size)
+{
+    s_suggest_in (NULL, wrong, candidates, buf, size);
+}
+
+// s_unknown_key reports a key of section that no row names, with the
+// nearest valid one.
+static int
+s_unknown_key (const config_key_t *keys, size_t count, const char *section, const char *table_section,
+               const char *name, const char *const *extra, char *error, size_t error_size)
+{
+    const char *candidates[64];
+    size_t used = 0;
+    for (size_t i = 0; i < count && used < 60; i++)
+        if ((keys[i].section == NULL) == (table_section == NULL)
+            && (!table_section || strcmp (keys[i].section, table_section) == 0))
+            candidates[used++] = keys[i].name;
+    for (size_t i = 0; extra && extra[i] && used < 63; i++)
+        candidates[used++] = extra[i];
+    candidates[used] = NULL;
+    char hint[160];
+    s_suggest_in (section, name, candidates, hint, sizeof hint);
+    if (section && *section)
+        snprintf (error, error_size, "config: unknown key %s.%s%s", section, name, hint);
+    else
+        snprintf (error, error_size, "config: unknown key %s%s", name, hint);
+    return -1;
+}
+
+// s_integral is true when number has no fraction.
+static bool
+s_integral (double number)
+{
+    return number == (double) (long long) number;
+}
+
+// s_key_store parses one value of key — JSON when json is set, else the
+// text of a default or an environment variable — and stores it in target.
+static int
+s_key_store (const config_key_t *key, void *target, json_t *json, const char *text,
+             const char *where, char *error, size_t error_size)
+{
+    char *field = (char *) target + key->offset;
+    const char *origin = json ? "" : " (environment)";
+    switch (key->type) {
+    case KEY_STRING: {
+        const char *value = json ? json_string_value (json) : text;
+        if (!value || (json && strlen (value) != json_string_length (json))) {
+            snprintf (error, error_size, "config: %s must be a string%s", where, origin);
+            return -1;
+        }
+        char *copy = strdup (value);
+        if (!copy) {
+            snprintf (error, error_size, "config: %s: out of memory", where);
+            return -1;
+        }
+        free (*(char **) field);
+        *(char **) field = copy;
+        return 0;
+    }
+    case KEY_BOOL: {
+        bool value;
+        if (json && json_is_boolean (json))
+            value = json_is_true (json);
+        else if (!json && (strcmp (text, "true") == 0 || strcmp (text, "1") == 0))
+            value = true;
+        else if (!json && (strcmp (text, "false") == 0 || strcmp (text, "0") == 0))
+            value = false;
+        else {
+            snprintf (error, error_size, "config: %s must be true or false%s", where, origin);
+            return -1;
+        }
+        *(bool *) field = value;
+        return 0;
+    }
+    case KEY_SWITCH:
+    case KEY_CHOICE: {
+        const char *value = json ? json_string_value (json) : text;
+        for (int i = 0; value && key->choices[i]; i++)
+            if (strcmp (value, key->choices[i]) == 0) {
+                if (key->type == KEY_SWITCH)
+                    *(bool *) field = i == 1;
+                else
+                    *(int *) field = i;
+                return 0;
+            }
+        char names[128] = "";
+        size_t used = 0;
+        for (int i = 0; key->choices[i] && used < sizeof names; i++)
+            used += (size_t) snprintf (names + used, sizeof names - used, "%s\"%s\"",
+                                       i == 0 ? "" : key->choices[i + 1] ? ", " : " or ",
+                                       key->choices[i]);
+        snprintf (error, error_size, "config: %s must be %s%s", where, names, origin);
         return -1;
     }
-    *out = number;
+    case KEY_INT:
+    case KEY_SIZE:
+    case KEY_MS:
+    case KEY_NUMBER: {
+        double number;
+        bool ok;
+        if (json) {
+            ok = json_is_number (json);
+            number = ok ? json_number_value (json) : 0;
+        }
+        else {
+            char *end = NULL;
+            errno = 0;
+            number = strtod (text, &end);
+            ok = *text && !*end && !errno;
+        }
+        bool whole = key->type != KEY_NUMBER;
+        if (!ok || (whole && !s_integral (number)) || number < key->min || number > key->max) {
+            snprintf (error, error_size, "config: %s must be %s from %.15g to %.15g%s", where,
+                      whole ? "an integer" : "a number", key->min, key->max, origin);
+            return -1;
+        }
+        double stored = number * (key->scale > 0 ? key->scale : 1);
+        if (key->type == KEY_INT)
+            *(int *) field = (int) stored;
+        else if (key->type == KEY_SIZE)
+            *(size_t *) field = (size_t) stored;
+        else if (key->type == KEY_MS)
+            *(int64_t *) field = (int64_t) stored;
+        else
+            *(double *) field = stored;
+        return 0;
+    }
+    case KEY_CUSTOM:
+        return key->load (target, json, where, error, error_size);
+    }
+    return -1;
+}
+
+// s_apply_table reads the rows of one section of a table from object (may
+// be NULL: defaults only) into target: defaults first, then the file's
+// values, then, with env_section, the environment's. section is the name
+// used in messages ("providers.openai"); table_section selects the rows
+// ("providers.*", NULL for the top level). Keys of object that no row
+// names are refused unless listed in also_allowed.
+static int
+s_apply_table (const config_key_t *keys, size_t count, const char *table_section,
+               const char *section, json_t *object, void *target, const char *env_section,
+               const char *const *also_allowed, char *error, size_t error_size)
+{
+    for (size_t i = 0; i < count; i++) {
+        const config_key_t *key = &keys[i];
+        bool mine = (key->section == NULL) == (table_section == NULL)
+                    && (!table_section || strcmp (key->section, table_section) == 0);
+        if (!mine || key->type == KEY_CUSTOM || !key->fallback)
+            continue;
+        char where[256];
+        s_full_name (key, section, where, sizeof where);
+        int rc = s_key_store (key, target, NULL, key->fallback, where, error, error_size);
+        assert (rc == 0);   // defaults are written by us
+    }
+    const char *name;
+    json_t *value;
+    json_object_foreach (object, name, value) {
+        const config_key_t *found = NULL;
+        for (size_t i = 0; i < count && !found; i++)
+            if ((keys[i].section == NULL) == (table_section == NULL)
+                && (!table_section || strcmp (keys[i].section, table_section) == 0)
+                && strcmp (keys[i].name, name) == 0)
+                found = &keys[i];
+        bool allowed = false;
+        for (size_t i = 0; also_allowed && also_allowed[i]; i++)
+            allowed = allowed || strcmp (also_allowed[i], name) == 0;
+        if (allowed)
+            continue;
+        if (!found)
+            return s_unknown_key (keys, count, section, table_section, name, also_allowed, error,
+                                  error_size);
+        char where[256];
+        s_full_name (found, section, where, sizeof where);
+        if (s_key_store (found, target, value, NULL, where, error, error_size) < 0)
+            return -1;
+    }
+    if (!env_section && table_section)
+        return 0;
+    for (size_t i = 0; i < count; i++) {
+        const config_key_t *key = &keys[i];
+        bool mine = (key->section == NULL) == (table_section == NULL)
+                    && (!table_section || strcmp (key->section, table_section) == 0);
+        if (!mine || (key->type == KEY_CUSTOM && !key->env))
+            continue;
+        char env_name[128], where[256];
+        s_env_name (env_section, key->name, env_name, sizeof env_name);
+        const char *text = getenv (env_name);
+        if (!text || !*text)
+            continue;
+        s_full_name (key, section, where, sizeof where);
+        if (key->type == KEY_CUSTOM) {
+            json_t *wrapped = json_string (text);
+            int rc = wrapped ? key->load (target, wrapped, where, error, error_size) : -1;
+            json_decref (wrapped);
+            if (rc < 0)
+                return -1;
+        }
+        else if (s_key_store (key, target, NULL, text, where, error, error_size) < 0)
+            return -1;
+    }
     return 0;
 }
 
-// s_get_bool reads section.key as a boolean.
+// The fixed sections, in the order the reference lists them.
+static const char *const s_sections[] = { "gateway", "broker", "worker", "webhooks", "security",
+                                          NULL };
+
+// s_check_environment refuses a JOBGATE_<SECTION>_… or JOBGATE_LOG_…
+// variable that names no key: a misspelt override must not be ignored.
+// Variables holding provider secrets (auth.env) are never refused.
 static int
-s_get_bool (json_t *section_obj, const char *section, const char *key,
-            bool *out, char *error, size_t error_size)
+s_check_environment (const config_t *self, char *error, size_t error_size)
 {
-    const char *env = s_env (section, key);
-    json_t *value = section_obj ? json_object_get (section_obj, key) : NULL;
-    if (env) {
-        *out = strcmp (env, "true") == 0 || strcmp (env, "1") == 0;
-        return 0;
+    const char *candidates[64];
+    size_t used = 0;
+    for (size_t i = 0; i < KEYS_COUNT (s_keys) && used < 63; i++) {
+        const config_key_t *key = &s_keys[i];
+        if (key->type == KEY_CUSTOM && !key->env)
+            continue;
+        static char names[64][96];
+        s_env_name (key->section, key->name, names[used], sizeof names[used]);
+        candidates[used] = names[used];
+        used++;
     }
-    if (!value)
-        return 0;
-    if (!json_is_boolean (value)) {
-        snprintf (error, error_size, "config: %s.%s must be true or false", section, key);
+    candidates[used] = NULL;
+    for (char **entry = environ; entry && *entry; entry++) {
+        const char *variable = *entry;
+        const char *equals = strchr (variable, '=');
+        if (!equals || strncmp (variable, "JOBGATE_", 8) != 0)
+            continue;
+        char name[128];
+        size_t len = (size_t) (equals - variable);
+        if (len >= sizeof name)
+            continue;
+        memcpy (name, variable, len);
+        name[len] = '\0';
+        bool claimed = strncmp (name + 8, "LOG_", 4) == 0;
+        for (size_t i = 0; s_sections[i] && !claimed; i++) {
+            size_t section_len = strlen (s_sections[i]);
+            claimed = strncasecmp (name + 8, s_sections[i], section_len) == 0
+                      && name[8 + section_len] == '_';
+        }
+        if (!claimed)
+            continue;
+        bool known = false;
+        for (size_t i = 0; candidates[i] && !known; i++)
+            known = strcmp (candidates[i], name) == 0;
+        for (size_t i = 0; i < self->providers_count && !known; i++)
+            known = self->providers[i].auth_env && strcmp (self->providers[i].auth_env, name) == 0;
+        if (known)
+            continue;
+        char hint[128];
+        s_suggest (name, candidates, hint, sizeof hint);
+        snprintf (error, error_size, "config: environment variable %s names no key%s", name, hint);
         return -1;
     }
-    *out = json_is_true (value);
     return 0;
 }
 
-// s_section returns the object for a top-level section, or NULL; an error
-// when it exists but is not an object.
 static int
-s_section (json_t *root, const char *name, json_t **out, char *error, size_t error_size)
+s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
+                 size_t error_size)
 {
-    *out = root ? json_object_get (root, name) : NULL;
-    if (*out && !json_is_object (*out)) {
-        snprintf (error, error_size, "config: \"%s\" must be an object", name);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
-{
-    if (!keys)
-        return 0;
+    config_t *self = target;
     if (!json_is_array (keys)) {
         snprintf (error, error_size, "config: gateway.api_keys must be an array");
         return -1;
@@ -135,6 +535,23 @@ s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
         json_t *key = json_object_get (entry, "key");
         json_t *key_hash = json_object_get (entry, "key_sha256");
         json_t *tenant = json_object_get (entry, "tenant");
+        static const char *const fields[] = { "key", "key_sha256", "tenant", NULL };
+        const char *field;
+        json_t *ignored;
+        if (json_is_object (entry))
+            json_object_foreach (entry, field, ignored) {
+                bool known = false;
+                for (size_t i = 0; fields[i]; i++)
+                    known = known || strcmp (fields[i], field) == 0;
+                if (!known) {
+                    char prefix[160], hint[256];
+                    snprintf (prefix, sizeof prefix, "%s[%zu]", where, index);
+                    s_suggest_in (prefix, field, fields, hint, sizeof hint);
+                    snprintf (error, error_size, "config: unknown key %s.%s%s", prefix, field,
+                              hint);
+                    return -1;
+                }
+            }
         if (!json_is_object (entry) || !json_is_string (tenant)
             || !(json_is_string (key) || json_is_string (key_hash))) {
             snprintf (error, error_size,
@@ -169,6 +586,29 @@ s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
     return 0;
 }
 
+// s_known_fields refuses a key of object (when it is one) not in fields,
+// naming the nearest valid one.
+static int
+s_known_fields (json_t *object, const char *const *fields, const char *where, char *error,
+                size_t error_size)
+{
+    const char *field;
+    json_t *ignored;
+    if (json_is_object (object))
+        json_object_foreach (object, field, ignored) {
+            bool known = false;
+            for (size_t i = 0; fields[i]; i++)
+                known = known || strcmp (fields[i], field) == 0;
+            if (!known) {
+                char hint[256];
+                s_suggest_in (where, field, fields, hint, sizeof hint);
+                snprintf (error, error_size, "config: unknown key %s.%s%s", where, field, hint);
+                return -1;
+            }
+        }
+    return 0;
+}
+
 // s_token_ok is true for an RFC 9110 token (a header name).
 static bool
 s_token_ok (const char *text)
@@ -196,11 +636,13 @@ s_line_safe (const char *text, size_t len)
 // where the secret lives (env or file). The secret itself is read later, by
 // config_load_secrets, in the worker only.
 static int
-s_load_auth (config_provider_t *provider, json_t *auth, char *error, size_t error_size)
+s_load_auth (void *target, json_t *auth, const char *where, char *error, size_t error_size)
 {
-    if (!auth)
-        return 0;
+    config_provider_t *provider = target;
     const char *name = provider->name;
+    static const char *const fields[] = { "header", "prefix", "env", "file", NULL };
+    if (s_known_fields (auth, fields, where, error, error_size) < 0)
+        return -1;
     json_t *header = json_object_get (auth, "header");
     json_t *prefix = json_object_get (auth, "prefix");
     json_t *env = json_object_get (auth, "env");
@@ -240,9 +682,14 @@ s_load_auth (config_provider_t *provider, json_t *auth, char *error, size_t erro
 // {"method": "GET"|"POST", "path": "", "query_param": "q",
 //  "count_param": "count", "params": {}}.
 static int
-s_load_search (config_provider_t *provider, json_t *search, char *error, size_t error_size)
+s_load_search (void *target, json_t *search, const char *where, char *error, size_t error_size)
 {
+    config_provider_t *provider = target;
     const char *name = provider->name;
+    static const char *const fields[] = { "method", "path", "query_param", "count_param",
+                                          "params", NULL };
+    if (s_known_fields (search, fields, where, error, error_size) < 0)
+        return -1;
     if (search && !json_is_object (search)) {
         snprintf (error, error_size, "config: providers.%s.search must be an object", name);
         return -1;
@@ -298,10 +745,10 @@ s_load_search (config_provider_t *provider, json_t *search, char *error, size_t 
 // s_load_networks reads security.allow_networks: CIDRs the SSRF policy lets
 // user URLs reach even while private networks are denied.
 static int
-s_load_networks (config_t *self, json_t *networks, char *error, size_t error_size)
+s_load_networks (void *target, json_t *networks, const char *where, char *error,
+                 size_t error_size)
 {
-    if (!networks)
-        return 0;
+    config_t *self = target;
     if (!json_is_array (networks)) {
         snprintf (error, error_size, "config: security.allow_networks must be an array of CIDRs");
         return -1;
@@ -322,34 +769,98 @@ s_load_networks (config_t *self, json_t *networks, char *error, size_t error_siz
     return 0;
 }
 
-// s_load_quotas reads {"quotas": {"TENANT" | "*": {"submit_rate", "max_queued"}}}.
+// s_load_headers reads providers.NAME.headers, an object of strings.
 static int
-s_load_quotas (config_t *self, json_t *quotas, char *error, size_t error_size)
+s_load_headers (void *target, json_t *headers, const char *where, char *error,
+                size_t error_size)
 {
-    if (!quotas)
-        return 0;
+    config_provider_t *provider = target;
+    const char *header;
+    json_t *value;
+    bool ok = json_is_object (headers);
+    if (ok)
+        json_object_foreach (headers, header, value)
+            ok = ok && s_token_ok (header) && json_is_string (value)
+                 && s_line_safe (json_string_value (value), json_string_length (value));
+    if (!ok) {
+        snprintf (error, error_size, "config: %s must be an object of header names and "
+                  "single-line strings", where);
+        return -1;
+    }
+    json_decref (provider->headers);
+    provider->headers = json_incref (headers);
+    return 0;
+}
+
+// s_load_webhook_secret reads webhooks.secret. Standard Webhooks:
+// "whsec_" + base64 of the key; anything else is taken as the key's bytes.
+static int
+s_load_webhook_secret (void *target, json_t *value, const char *where, char *error,
+                       size_t error_size)
+{
+    config_t *self = target;
+    const char *secret = json_string_value (value);
+    if (!secret || !*secret || strlen (secret) != json_string_length (value)) {
+        snprintf (error, error_size, "config: %s must be a non-empty string", where);
+        return -1;
+    }
+    size_t len = strlen (secret);
+    unsigned char *key = malloc (len + 1);
+    size_t key_size = 0;
+    if (!key) {
+        snprintf (error, error_size, "config: %s: out of memory", where);
+        return -1;
+    }
+    if (strncmp (secret, "whsec_", 6) == 0) {
+        if (sodium_base642bin (key, len, secret + 6, len - 6, NULL, &key_size, NULL,
+                               sodium_base64_VARIANT_ORIGINAL) != 0
+            || key_size == 0) {
+            sodium_memzero (key, len + 1);
+            free (key);
+            snprintf (error, error_size, "config: %s \"whsec_…\" must be base64", where);
+            return -1;
+        }
+    }
+    else {
+        memcpy (key, secret, len);
+        key_size = len;
+    }
+    if (self->webhook_key)
+        sodium_memzero (self->webhook_key, self->webhook_key_size);
+    free (self->webhook_key);
+    self->webhook_key = key;
+    self->webhook_key_size = key_size;
+    return 0;
+}
+
+// s_load_quotas reads {"quotas": {"TENANT" | "*": {…}}}.
+static int
+s_load_quotas (void *target, json_t *quotas, const char *where, char *error, size_t error_size)
+{
+    config_t *self = target;
     if (!json_is_object (quotas)) {
         snprintf (error, error_size, "config: \"quotas\" must be an object");
         return -1;
     }
     self->quotas = calloc (json_object_size (quotas) + 1, sizeof *self->quotas);
+    if (!self->quotas) {
+        snprintf (error, error_size, "config: quotas: out of memory");
+        return -1;
+    }
     const char *tenant;
     json_t *entry;
     json_object_foreach (quotas, tenant, entry) {
         config_quota_t *quota = &self->quotas[self->quotas_count++];
         quota->tenant = strdup (tenant);
-        if (!json_is_object (entry)) {
-            snprintf (error, error_size, "config: quotas.%s must be an object", tenant);
-            return -1;
-        }
         char section[160];
         snprintf (section, sizeof section, "quotas.%s", tenant);
-        double rate = 0, queued = 0;
-        if (s_get_number (entry, section, "submit_rate", &rate, 0, 1e9, error, error_size) < 0
-            || s_get_number (entry, section, "max_queued", &queued, 0, 1e9, error, error_size) < 0)
+        if (!json_is_object (entry)) {
+            snprintf (error, error_size, "config: %s must be an object", section);
             return -1;
-        quota->submit_rate = rate;
-        quota->max_queued = (size_t) queued;
+        }
+        if (s_apply_table (s_quota_keys, KEYS_COUNT (s_quota_keys), "quotas.*", section, entry,
+                           quota, NULL, NULL, error, error_size) < 0)
+            return -1;
     }
     return 0;
 }
@@ -367,88 +878,54 @@ config_quota (const config_t *self, const char *tenant)
     return fallback;
 }
 
+
+// s_load_providers reads {"providers": {"NAME": {…}}}.
 static int
-s_load_providers (config_t *self, json_t *providers, char *error, size_t error_size)
+s_load_providers (void *target, json_t *providers, const char *where, char *error,
+                  size_t error_size)
 {
-    if (!providers)
-        return 0;
+    config_t *self = target;
     if (!json_is_object (providers)) {
         snprintf (error, error_size, "config: \"providers\" must be an object");
         return -1;
     }
     self->providers = calloc (json_object_size (providers) + 1, sizeof *self->providers);
+    if (!self->providers) {
+        snprintf (error, error_size, "config: providers: out of memory");
+        return -1;
+    }
     const char *name;
     json_t *entry;
     json_object_foreach (providers, name, entry) {
         config_provider_t *provider = &self->providers[self->providers_count++];
         provider->name = strdup (name);
-        if (!json_is_object (entry)) {
-            snprintf (error, error_size, "config: providers.%s must be an object", name);
-            return -1;
-        }
-        json_t *base_url = json_object_get (entry, "base_url");
-        if (!json_is_string (base_url)
-            || (strncmp (json_string_value (base_url), "http://", 7) != 0
-                && strncmp (json_string_value (base_url), "https://", 8) != 0)) {
-            snprintf (error, error_size,
-                      "config: providers.%s.base_url must be an http(s) URL", name);
-            return -1;
-        }
-        provider->base_url = strdup (json_string_value (base_url));
         char section[160];
         snprintf (section, sizeof section, "providers.%s", name);
-        double rate = 0, concurrency = 0, timeout = 0, queued = 0;
-        if (s_get_number (entry, section, "rate_limit", &rate, 0, 1e9, error, error_size) < 0
-            || s_get_number (entry, section, "max_concurrency", &concurrency, 0, 1e6, error,
-                             error_size) < 0
-            || s_get_number (entry, section, "timeout_ms", &timeout, 0, 600000, error,
-                             error_size) < 0
-            || s_get_number (entry, section, "max_queued", &queued, 0, 1e9, error,
-                             error_size) < 0)
+        if (!json_is_object (entry)) {
+            snprintf (error, error_size, "config: %s must be an object", section);
             return -1;
-        provider->max_queued = (size_t) queued;
+        }
+        if (!*name || strlen (name) > 64 || strchr (name, '/')) {
+            snprintf (error, error_size, "config: %s: a provider name is 1 to 64 characters "
+                      "without '/'", section);
+            return -1;
+        }
+        if (s_apply_table (s_provider_keys, KEYS_COUNT (s_provider_keys), "providers.*", section,
+                           entry, provider, NULL, NULL, error, error_size) < 0)
+            return -1;
+        if (!provider->base_url
+            || (strncmp (provider->base_url, "http://", 7) != 0
+                && strncmp (provider->base_url, "https://", 8) != 0)) {
+            snprintf (error, error_size, "config: %s.base_url must be an http(s) URL", section);
+            return -1;
+        }
         // A tenth of a second's worth by default: smooth, so that no
         // one-second window sees much more than the rate itself.
-        double burst = rate / 10 > 1 ? rate / 10 : 1, failures = 5, open_ms = 10000;
-        if (s_get_number (entry, section, "burst", &burst, 1, 1e9, error, error_size) < 0
-            || s_get_number (entry, section, "circuit_failures", &failures, 0, 1e6, error,
-                             error_size) < 0
-            || s_get_number (entry, section, "circuit_open_ms", &open_ms, 100, 3600000, error,
-                             error_size) < 0
-            || s_get_bool (entry, section, "circuit_fail_fast", &provider->circuit_fail_fast,
-                           error, error_size) < 0)
-            return -1;
-        provider->burst = burst;
-        provider->circuit_failures = (int) failures;
-        provider->circuit_open_ms = (int64_t) open_ms;
-        double retry_base = 500, retry_max = 60000;
-        if (s_get_number (entry, section, "retry_base_ms", &retry_base, 1, 3600000, error,
-                          error_size) < 0
-            || s_get_number (entry, section, "retry_max_ms", &retry_max, 1, 86400000, error,
-                             error_size) < 0)
-            return -1;
-        provider->retry_base_ms = (int64_t) retry_base;
-        provider->retry_max_ms = (int64_t) retry_max;
-        provider->rate_limit = rate;
-        provider->max_concurrency = (int) concurrency;
-        provider->timeout_ms = (int64_t) timeout;
-        json_t *headers = json_object_get (entry, "headers");
-        if (headers) {
-            const char *header;
-            json_t *value;
-            bool ok = json_is_object (headers);
-            if (ok)
-                json_object_foreach (headers, header, value)
-                    ok = ok && json_is_string (value);
-            if (!ok) {
-                snprintf (error, error_size,
-                          "config: providers.%s.headers must be an object of strings", name);
-                return -1;
-            }
-            provider->headers = json_incref (headers);
-        }
-        if (s_load_auth (provider, json_object_get (entry, "auth"), error, error_size) < 0
-            || s_load_search (provider, json_object_get (entry, "search"), error, error_size) < 0)
+        if (provider->burst == 0)
+            provider->burst = provider->rate_limit / 10 > 1 ? provider->rate_limit / 10 : 1;
+        // Every provider has a search template, defaults filled in.
+        if (!provider->search
+            && s_load_search (provider, NULL, section, error, error_size) < 0)
             return -1;
     }
     return 0;
@@ -462,22 +939,10 @@ config_load (const char *path, char *error, size_t error_size)
         return NULL;
     }
     config_t *self = calloc (1, sizeof *self);
-    self->gateway_listen = strdup ("127.0.0.1:8080");
-    self->max_body_bytes = 1024 * 1024;
-    self->submit_timeout_ms = 5000;
-    self->max_connections = 10000;
-    self->broker_frontend = strdup ("tcp://127.0.0.1:5555");
-    self->broker_backend = strdup ("tcp://127.0.0.1:5556");
-    self->broker_publisher = strdup ("tcp://127.0.0.1:5557");
-    self->data_dir = strdup ("./data");
-    self->durability_fsync = true;
-    self->result_ttl_ms = 24LL * 3600 * 1000;
-    self->max_queued = 1000000;
-    self->store_map_mb = 4096;
-    self->worker_concurrency = 512;
-    self->max_response_bytes = 10 * 1024 * 1024;
-    self->log_level = strdup ("info");
-
+    if (!self) {
+        snprintf (error, error_size, "config: out of memory");
+        return NULL;
+    }
     json_t *root = NULL;
     if (path) {
         json_error_t json_error;
@@ -495,139 +960,86 @@ config_load (const char *path, char *error, size_t error_size)
             return NULL;
         }
     }
-    json_t *gateway, *broker, *worker, *security, *webhooks;
-    char *webhook_secret = NULL;
-    double webhook_attempts = 8, webhook_timeout = 10000;
-    char *durability = strdup ("fsync");
-    double max_body = (double) self->max_body_bytes, submit_timeout = 5000,
-           max_connections = 10000, ttl_s = 86400, max_queued = 1000000,
-           map_mb = 4096, concurrency = 512, max_response = (double) self->max_response_bytes,
-           drain_timeout = 30000;
     int rc = 0;
-    if (s_section (root, "gateway", &gateway, error, error_size) < 0
-        || s_section (root, "broker", &broker, error, error_size) < 0
-        || s_section (root, "worker", &worker, error, error_size) < 0
-        || s_section (root, "security", &security, error, error_size) < 0
-        || s_section (root, "webhooks", &webhooks, error, error_size) < 0
-        || s_get_string (webhooks, "webhooks", "secret", &webhook_secret, error, error_size) < 0
-        || s_get_number (webhooks, "webhooks", "max_attempts", &webhook_attempts, 1, 100, error,
-                         error_size) < 0
-        || s_get_number (webhooks, "webhooks", "timeout_ms", &webhook_timeout, 100, 600000, error,
-                         error_size) < 0
-        || s_get_string (gateway, "gateway", "listen", &self->gateway_listen, error, error_size) < 0
-        || s_get_number (gateway, "gateway", "max_body_bytes", &max_body, 1024, 64.0 * 1024 * 1024,
-                         error, error_size) < 0
-        || s_get_number (gateway, "gateway", "submit_timeout_ms", &submit_timeout, 100, 600000,
-                         error, error_size) < 0
-        || s_get_number (gateway, "gateway", "max_connections", &max_connections, 16, 1000000,
-                         error, error_size) < 0
-        || s_load_api_keys (self, gateway ? json_object_get (gateway, "api_keys") : NULL, error,
-                            error_size) < 0
-        || s_get_string (broker, "broker", "frontend", &self->broker_frontend, error, error_size) < 0
-        || s_get_string (broker, "broker", "backend", &self->broker_backend, error, error_size) < 0
-        || s_get_string (broker, "broker", "publisher", &self->broker_publisher, error,
-                         error_size) < 0
-        || s_get_string (broker, "broker", "data_dir", &self->data_dir, error, error_size) < 0
-        || s_get_string (broker, "broker", "durability", &durability, error, error_size) < 0
-        || s_get_number (broker, "broker", "result_ttl_s", &ttl_s, 1, 365.0 * 86400, error,
-                         error_size) < 0
-        || s_get_number (broker, "broker", "max_queued", &max_queued, 1, 1e9, error,
-                         error_size) < 0
-        || s_get_number (broker, "broker", "store_map_mb", &map_mb, 16, 1024.0 * 1024, error,
-                         error_size) < 0
-        || s_get_number (worker, "worker", "concurrency", &concurrency, 1, 100000, error,
-                         error_size) < 0
-        || s_get_number (worker, "worker", "max_response_bytes", &max_response, 1024,
-                         1024.0 * 1024 * 1024, error, error_size) < 0
-        || s_get_number (worker, "worker", "drain_timeout_ms", &drain_timeout, 1, 3600000, error,
-                         error_size) < 0
-        || s_get_bool (security, "security", "allow_private_networks",
-                       &self->allow_private_networks, error, error_size) < 0
-        || s_load_networks (self, security ? json_object_get (security, "allow_networks") : NULL,
-                            error, error_size) < 0
-        || s_load_quotas (self, root ? json_object_get (root, "quotas") : NULL, error,
-                          error_size) < 0
-        || s_load_providers (self, root ? json_object_get (root, "providers") : NULL, error,
-                             error_size) < 0)
-        rc = -1;
-    if (rc == 0) {
-        json_t *level = root ? json_object_get (root, "log_level") : NULL;
-        const char *chosen = getenv ("JOBGATE_LOG_LEVEL");
-        if (!chosen || !*chosen)
-            chosen = json_is_string (level) ? json_string_value (level) : NULL;
-        if (chosen) {
-            free (self->log_level);
-            self->log_level = strdup (chosen);
-        }
-        if (strcmp (self->log_level, "debug") && strcmp (self->log_level, "info")
-            && strcmp (self->log_level, "warn") && strcmp (self->log_level, "error")) {
-            snprintf (error, error_size, "config: log_level must be debug, info, warn or error");
+    // Each fixed section, then the top level (whose keys include the
+    // sections themselves and the providers and quotas, read by their rows).
+    for (size_t i = 0; s_sections[i] && rc == 0; i++) {
+        json_t *section = root ? json_object_get (root, s_sections[i]) : NULL;
+        if (section && !json_is_object (section)) {
+            snprintf (error, error_size, "config: \"%s\" must be an object", s_sections[i]);
             rc = -1;
+            break;
         }
+        rc = s_apply_table (s_keys, KEYS_COUNT (s_keys), s_sections[i], s_sections[i], section,
+                            self, s_sections[i], NULL, error, error_size);
     }
-    if (rc == 0) {
-        json_t *format = root ? json_object_get (root, "log_format") : NULL;
-        const char *chosen = getenv ("JOBGATE_LOG_FORMAT");
-        if (!chosen || !*chosen)
-            chosen = json_is_string (format) ? json_string_value (format) : "text";
-        if (strcmp (chosen, "text") == 0)
-            self->log_json = false;
-        else if (strcmp (chosen, "json") == 0)
-            self->log_json = true;
-        else {
-            snprintf (error, error_size, "config: log_format must be \"text\" or \"json\"");
-            rc = -1;
-        }
-    }
-    if (rc == 0) {
-        if (strcmp (durability, "fsync") == 0)
-            self->durability_fsync = true;
-        else if (strcmp (durability, "os") == 0)
-            self->durability_fsync = false;
-        else {
-            snprintf (error, error_size, "config: broker.durability must be \"fsync\" or \"os\"");
-            rc = -1;
-        }
-    }
-    free (durability);
-    if (rc == 0 && webhook_secret) {
-        // Standard Webhooks: "whsec_" + base64 of the key; anything else is
-        // taken as the key's bytes.
-        size_t len = strlen (webhook_secret);
-        self->webhook_key = malloc (len + 1);
-        if (strncmp (webhook_secret, "whsec_", 6) == 0) {
-            if (sodium_base642bin (self->webhook_key, len, webhook_secret + 6, len - 6, NULL,
-                                   &self->webhook_key_size, NULL, sodium_base64_VARIANT_ORIGINAL)
-                    != 0
-                || self->webhook_key_size == 0) {
-                snprintf (error, error_size, "config: webhooks.secret \"whsec_…\" must be base64");
-                rc = -1;
-            }
-        }
-        else {
-            memcpy (self->webhook_key, webhook_secret, len);
-            self->webhook_key_size = len;
-        }
-        sodium_memzero (webhook_secret, len);
-    }
-    free (webhook_secret);
-    self->webhook_max_attempts = (int) webhook_attempts;
-    self->webhook_timeout_ms = (int64_t) webhook_timeout;
+    if (rc == 0)
+        rc = s_apply_table (s_keys, KEYS_COUNT (s_keys), NULL, NULL, root, self, NULL,
+                            s_sections, error, error_size);
+    if (rc == 0)
+        rc = s_check_environment (self, error, error_size);
     json_decref (root);
     if (rc < 0) {
         config_destroy (&self);
         return NULL;
     }
-    self->max_body_bytes = (size_t) max_body;
-    self->submit_timeout_ms = (int64_t) submit_timeout;
-    self->max_connections = (int) max_connections;
-    self->result_ttl_ms = (int64_t) (ttl_s * 1000);
-    self->max_queued = (size_t) max_queued;
-    self->store_map_mb = (size_t) map_mb;
-    self->worker_concurrency = (int) concurrency;
-    self->max_response_bytes = (size_t) max_response;
-    self->drain_timeout_ms = (int64_t) drain_timeout;
     return self;
+}
+
+// s_key_type_name says in the reference what a key takes.
+static const char *
+s_key_type_name (const config_key_t *key)
+{
+    switch (key->type) {
+    case KEY_STRING: return "string";
+    case KEY_BOOL: return "boolean";
+    case KEY_SWITCH:
+    case KEY_CHOICE: return "name";
+    case KEY_INT:
+    case KEY_SIZE:
+    case KEY_MS: return "integer";
+    case KEY_NUMBER: return "number";
+    case KEY_CUSTOM: return "JSON";
+    }
+    return "?";
+}
+
+void
+config_reference (FILE *out)
+{
+    const char *headings[] = { "gateway", "broker", "worker", "webhooks", "security", NULL,
+                               "providers.*", "quotas.*" };
+    for (size_t h = 0; h < sizeof headings / sizeof headings[0]; h++) {
+        const char *section = headings[h];
+        fprintf (out, "\n### %s\n\n", section ? section : "top level");
+        fprintf (out, "| key | type | default | allowed | environment | meaning |\n");
+        fprintf (out, "|---|---|---|---|---|---|\n");
+        for (size_t t = 0; t < sizeof s_tables / sizeof s_tables[0]; t++)
+            for (size_t i = 0; i < s_tables[t].count; i++) {
+                const config_key_t *key = &s_tables[t].keys[i];
+                if ((key->section == NULL) != (section == NULL)
+                    || (section && strcmp (key->section, section) != 0))
+                    continue;
+                char allowed[160] = "";
+                if (key->choices) {
+                    size_t used = 0;
+                    for (size_t c = 0; key->choices[c] && used < sizeof allowed; c++)
+                        used += (size_t) snprintf (allowed + used, sizeof allowed - used,
+                                                   "%s`%s`", c ? ", " : "", key->choices[c]);
+                }
+                else if (key->type != KEY_STRING && key->type != KEY_BOOL
+                         && key->type != KEY_CUSTOM)
+                    snprintf (allowed, sizeof allowed, "%.15g – %.15g", key->min, key->max);
+                char env[128] = "";
+                bool scalar = key->type != KEY_CUSTOM || key->env;
+                if (scalar && (!section || !strchr (section, '*')))
+                    s_env_name (section, key->name, env, sizeof env);
+                fprintf (out, "| `%s` | %s | %s%s%s | %s | %s%s%s | %s |\n", key->name,
+                         s_key_type_name (key), key->fallback ? "`" : "",
+                         key->fallback ? key->fallback : "", key->fallback ? "`" : "", allowed,
+                         *env ? "`" : "", env, *env ? "`" : "", key->doc);
+            }
+    }
 }
 
 void
@@ -666,7 +1078,6 @@ config_destroy (config_t **self_p)
     }
     free (self->providers);
     free (self->allow_networks);
-    free (self->log_level);
     free (self);
     *self_p = NULL;
 }
@@ -916,6 +1327,128 @@ s_test_auth_search_networks (const char *path)
     }
 }
 
+// s_test_table covers what the key table drives: unknown keys with the
+// nearest valid name, environment overrides and their namespace, types,
+// bounds, choices and defaults.
+static void
+s_test_table (const char *path)
+{
+    char error[256];
+    static const struct {
+        const char *text;       // the file
+        const char *message;    // the whole error line
+    } refused[] = {
+        { "{\"gatway\":{}}", "config: unknown key gatway (did you mean gateway?)" },
+        { "{\"security\":{\"allow_privte_networks\":true}}",
+          "config: unknown key security.allow_privte_networks (did you mean "
+          "security.allow_private_networks?)" },
+        { "{\"log_levl\":\"info\"}", "config: unknown key log_levl (did you mean log_level?)" },
+        { "{\"gateway\":{\"zzzzzzzzzz\":1}}", "config: unknown key gateway.zzzzzzzzzz" },
+        { "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"rate_limt\":3}}}",
+          "config: unknown key providers.m.rate_limt (did you mean providers.m.rate_limit?)" },
+        { "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"auth\":{\"evn\":\"X\"}}}}",
+          "config: unknown key providers.m.auth.evn (did you mean providers.m.auth.env?)" },
+        { "{\"quotas\":{\"a\":{\"max_qeued\":3}}}",
+          "config: unknown key quotas.a.max_qeued (did you mean quotas.a.max_queued?)" },
+        { "{\"gateway\":{\"api_keys\":[{\"key\":\"k\",\"tenant\":\"a\",\"tennant\":\"b\"}]}}",
+          "config: unknown key gateway.api_keys[0].tennant (did you mean "
+          "gateway.api_keys[0].tenant?)" },
+        { "{\"gateway\":{\"max_connections\":1.5}}",
+          "config: gateway.max_connections must be an integer from 16 to 1000000" },
+        { "{\"gateway\":{\"max_connections\":8}}",
+          "config: gateway.max_connections must be an integer from 16 to 1000000" },
+        { "{\"broker\":{\"durability\":\"maybe\"}}",
+          "config: broker.durability must be \"os\" or \"fsync\"" },
+        { "{\"log_level\":\"loud\"}",
+          "config: log_level must be \"debug\", \"info\", \"warn\" or \"error\"" },
+        { "{\"gateway\":[]}", "config: \"gateway\" must be an object" },
+        { "{\"providers\":{\"m\":{\"rate_limit\":3}}}",
+          "config: providers.m.base_url must be an http(s) URL" },
+        { "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"headers\":{\"a b\":\"c\"}}}}",
+          "config: providers.m.headers must be an object of header names and single-line "
+          "strings" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        config_t *config = s_test_load (path, refused[i].text, error, sizeof error);
+        if (config || strcmp (error, refused[i].message) != 0)
+            fprintf (stderr, "config: %s gave [%s]\n", refused[i].text, error);
+        assert (!config && strcmp (error, refused[i].message) == 0);
+    }
+
+    // The environment overrides scalars of fixed sections, parsed like the
+    // file; a misspelt variable in a section's namespace is refused.
+    setenv ("JOBGATE_GATEWAY_LISTEN", "127.0.0.1:7001", 1);
+    setenv ("JOBGATE_BROKER_DURABILITY", "os", 1);
+    setenv ("JOBGATE_BROKER_RESULT_TTL_S", "60", 1);
+    setenv ("JOBGATE_LOG_FORMAT", "json", 1);
+    config_t *config = s_test_load (path, "{\"gateway\":{\"listen\":\"127.0.0.1:1\"}}", error,
+                                    sizeof error);
+    assert (config);
+    assert (strcmp (config->gateway_listen, "127.0.0.1:7001") == 0);
+    assert (!config->durability_fsync && config->result_ttl_ms == 60000 && config->log_json);
+    config_destroy (&config);
+    unsetenv ("JOBGATE_BROKER_DURABILITY");
+    unsetenv ("JOBGATE_BROKER_RESULT_TTL_S");
+    unsetenv ("JOBGATE_LOG_FORMAT");
+    setenv ("JOBGATE_GATEWAY_MAX_CONNECTIONS", "lots", 1);
+    assert (!s_test_load (path, "{}", error, sizeof error));
+    assert (strcmp (error, "config: gateway.max_connections must be an integer from 16 to "
+                           "1000000 (environment)") == 0);
+    unsetenv ("JOBGATE_GATEWAY_MAX_CONNECTIONS");
+    setenv ("JOBGATE_GATEWAY_LISTN", "x", 1);
+    assert (!s_test_load (path, "{}", error, sizeof error));
+    assert (strcmp (error, "config: environment variable JOBGATE_GATEWAY_LISTN names no key "
+                           "(did you mean JOBGATE_GATEWAY_LISTEN?)") == 0);
+    unsetenv ("JOBGATE_GATEWAY_LISTN");
+    unsetenv ("JOBGATE_GATEWAY_LISTEN");
+    // Outside the sections' namespaces, and secrets named by auth.env, are
+    // not the config's business.
+    setenv ("JOBGATE_WORKERS", "3", 1);
+    setenv ("JOBGATE_SECURITY_PROVIDER_KEY", "s", 1);
+    config = s_test_load (path, "{\"providers\":{\"m\":{\"base_url\":\"http://x\","
+                                "\"auth\":{\"env\":\"JOBGATE_SECURITY_PROVIDER_KEY\"}}}}",
+                          error, sizeof error);
+    assert (config);
+    config_destroy (&config);
+    unsetenv ("JOBGATE_WORKERS");
+    unsetenv ("JOBGATE_SECURITY_PROVIDER_KEY");
+
+    // Defaults come from the table alone.
+    config = config_load (NULL, error, sizeof error);
+    assert (config);
+    assert (config->max_body_bytes == 1048576 && config->submit_timeout_ms == 5000);
+    assert (config->result_ttl_ms == 86400000 && config->store_map_mb == 4096);
+    assert (config->webhook_max_attempts == 8 && config->webhook_timeout_ms == 10000);
+    assert (config->log_level == 1 && !config->log_json && !config->allow_private_networks);
+    config_destroy (&config);
+    config = s_test_load (path, "{\"providers\":{\"m\":{\"base_url\":\"https://x\","
+                                "\"rate_limit\":50}}, \"quotas\":{\"*\":{\"submit_rate\":2}}}",
+                          error, sizeof error);
+    assert (config);
+    const config_provider_t *m = config_provider (config, "m");
+    assert (m->burst == 5 && m->circuit_failures == 5 && m->circuit_open_ms == 10000);
+    assert (m->retry_base_ms == 500 && m->retry_max_ms == 60000 && m->search);
+    const config_quota_t *quota = config_quota (config, "anyone");
+    assert (quota && quota->submit_rate == 2 && quota->max_queued == 0);
+    config_destroy (&config);
+
+    // The reference lists every row.
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    assert (out);
+    config_reference (out);
+    fclose (out);
+    for (size_t t = 0; t < sizeof s_tables / sizeof s_tables[0]; t++)
+        for (size_t i = 0; i < s_tables[t].count; i++) {
+            char row[96];
+            snprintf (row, sizeof row, "| `%s` |", s_tables[t].keys[i].name);
+            assert (strstr (text, row));
+        }
+    assert (strstr (text, "`JOBGATE_BROKER_DATA_DIR`"));
+    free (text);
+}
+
 void
 config_test (bool verbose)
 {
@@ -968,6 +1501,7 @@ config_test (bool verbose)
         assert (strncmp (error, "config: ", 8) == 0 && !strchr (error, '\n'));
     }
     s_test_auth_search_networks (path);
+    s_test_table (path);
     unlink (path);
     if (verbose)
         printf ("OK\n");

@@ -1,8 +1,15 @@
 // config — the one JSON configuration file (SPEC §6), shared by all binaries.
 //
-// Each binary reads the sections it needs; unknown keys are ignored so that
-// one file serves all three. Environment variables JOBGATE_<SECTION>_<KEY>
-// (upper case) override scalars, e.g. JOBGATE_GATEWAY_LISTEN.
+// One table row per key (section, name, type, bounds, default, meaning)
+// drives everything: defaults, parsing, bounds, environment overrides, the
+// error messages and the reference in docs/config.md (config_reference).
+// Each binary reads the sections it needs from the same file, and every key
+// is checked by every binary: an unknown key ("gatway", "allow_privte_…")
+// is an error that names the nearest valid key, never silently ignored.
+// Environment variables JOBGATE_<SECTION>_<KEY> (upper case; JOBGATE_<KEY>
+// for top-level keys) override scalars, e.g. JOBGATE_GATEWAY_LISTEN; a
+// variable in a section's namespace (JOBGATE_GATEWAY_…) that names no key is
+// an error too.
 #ifndef JOBGATE_CONFIG_H
 #define JOBGATE_CONFIG_H
 
@@ -10,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     unsigned char key_hash[32]; // SHA-256 of the key (stored hashed)
@@ -86,7 +94,7 @@ typedef struct {
     // providers
     config_provider_t *providers;   // configured upstreams
     size_t providers_count;         // entries in providers
-    char *log_level;                // "debug" | "info" | "warn" | "error"
+    int log_level;                  // log_level_t: debug, info, warn, error
     bool log_json;                  // log_format "json": one JSON object per line
 } config_t;
 
@@ -118,6 +126,10 @@ const config_quota_t *config_quota (const config_t *self, const char *tenant);
 // config_tenant_for_key maps a presented API key to its tenant, comparing
 // hashes in constant time. Returns NULL when no key matches.
 const char *config_tenant_for_key (const config_t *self, const char *key, size_t len);
+
+// config_reference writes the reference of every key (docs/config.md's
+// tables) to out, as Markdown. This function can't fail.
+void config_reference (FILE *out);
 
 // config_test runs the self-test.
 void config_test (bool verbose);

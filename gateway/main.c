@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *s_usage =
-    "usage: jobgate-gateway [--config FILE] [--help]\n"
+    "usage: jobgate-gateway [--config FILE] [--config-reference] [--help]\n"
     "\n"
     "Serves the jobgate HTTP API on gateway.listen: POST /v1/jobs (202 once\n"
     "the broker has durably recorded the job; Prefer: wait=N parks the\n"

@@ -14,7 +14,7 @@
 #include <sys/resource.h>
 
 static const char *s_usage_text =
-    "usage: jobgate-worker [--config FILE] [--help]\n"
+    "usage: jobgate-worker [--config FILE] [--config-reference] [--help]\n"
     "\n"
     "Connects to the broker (broker.backend) and runs up to\n"
     "worker.concurrency upstream calls at once with libcurl, on one event\n"
