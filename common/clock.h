@@ -21,7 +21,7 @@ void clock_rfc3339 (int64_t wall_ms, char *buf, size_t size);
 // JOB_ID_LEN is the length of a job id string, without its NUL.
 #define JOB_ID_LEN 36
 
-// job_id_generate writes a new random UUID (RFC 9562 version 4) into buf
+// job_id_generate writes a new time-ordered UUID (RFC 9562 version 7) into buf
 // (at least JOB_ID_LEN + 1 bytes).
 void job_id_generate (char *buf);
 

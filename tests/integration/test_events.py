@@ -53,17 +53,44 @@ def test_events_stream_status_then_result():
 
 
 def test_events_of_unknown_or_foreign_job():
-    with Stack(workers=0) as stack:
-        _, resp = read_events(stack.gateway_port, "00000000-0000-4000-8000-000000000000")
+    keys = {"gateway": {"api_keys": [{"key": "secret-a", "tenant": "a"},
+                                     {"key": "secret-b", "tenant": "b"}]}}
+    with Stack(config_extra=keys) as stack:
+        a = {"Authorization": "Bearer secret-a"}
+        b = {"Authorization": "Bearer secret-b"}
+        _, resp = read_events(stack.gateway_port, "00000000-0000-4000-8000-000000000000", headers=a)
         assert resp.status == 404
-        _, resp = read_events(stack.gateway_port, "nope")
+        _, resp = read_events(stack.gateway_port, "nope", headers=a)
         assert resp.status == 404
+        job_id = stack.submit({"kind": "http", "request": {"url": stack.mock_url("/json?latency_ms=500")}},
+                              headers=a).json()["id"]
+        # Another tenant's job does not exist for b, running or finished;
+        # without a key there is no stream at all.
+        _, resp = read_events(stack.gateway_port, job_id, headers=b)
+        assert resp.status == 404
+        _, resp = read_events(stack.gateway_port, job_id)
+        assert resp.status == 401
+        events, resp = read_events(stack.gateway_port, job_id, headers=a)
+        assert resp.status == 200 and events[-1][1] == "result", events
+        _, resp = read_events(stack.gateway_port, job_id, headers=b)
+        assert resp.status == 404
+
+
+def _parked(stack):
+    """The gateway's jobgate_parked_requests gauge."""
+    for line in stack.get_path("/metrics").body.decode().splitlines():
+        if line.startswith("jobgate_parked_requests "):
+            return float(line.split()[1])
+    raise AssertionError("no jobgate_parked_requests in /metrics")
 
 
 def test_client_leaving_a_stream_is_cleaned_up():
+    from harness import wait_until
     with Stack() as stack:
+        baseline = _parked(stack)
         job_id = stack.submit({"kind": "http",
-                               "request": {"url": stack.mock_url("/json?latency_ms=3000")}}).json()["id"]
+                               "request": {"url": stack.mock_url("/json?latency_ms=40000")},
+                               "timeout_ms": 60000}).json()["id"]
         for _ in range(20):
             conn = http.client.HTTPConnection("127.0.0.1", stack.gateway_port, timeout=5)
             conn.request("GET", "/v1/jobs/%s/events" % job_id)
@@ -71,8 +98,14 @@ def test_client_leaving_a_stream_is_cleaned_up():
             assert resp.status == 200
             resp.fp.readline()
             conn.close()
-        assert stack.wait_terminal(job_id)["status"] == "succeeded"
+        assert _parked(stack) >= baseline + 1
+        # The clients left while the job runs: a parked stream does not see
+        # that by itself; the keep-alive finds out, and every stream they
+        # left is gone from the gateway before the job ends.
+        wait_until(lambda: _parked(stack) == baseline, 30, "parked requests back to baseline")
+        assert stack.job(job_id)["status"] == "running"
         assert stack.get_path("/healthz").status == 200
+        assert request(stack.gateway_port, "DELETE", "/v1/jobs/" + job_id).status == 200
 
 
 def test_metrics_in_prometheus_format():

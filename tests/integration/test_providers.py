@@ -69,7 +69,7 @@ def test_429_storm_pauses_everyone_without_retry_bursts():
     with _started(workers=3) as stack:
         stack.mock_reset()
         request(stack.mock_port, "GET", "/storm?status=429&retry_after=2&for_ms=5000")
-        ids = _submit_all(stack, 200, "/json", max_attempts=10)
+        ids = _submit_all(stack, 200, "/json?latency_ms=300", max_attempts=10)
         jobs = [stack.wait_terminal(i, timeout=90) for i in ids]
         arrivals = stack.mock_stats()["arrivals_by_second"]
         print("arrivals per second at the upstream:", arrivals)
@@ -78,6 +78,11 @@ def test_429_storm_pauses_everyone_without_retry_bursts():
         # the upstream sees single probes, not the 200 retries.
         storm_seconds = [int(s) for s in arrivals if 1 <= int(s) <= 4]
         assert all(arrivals[str(s)] <= 3 for s in storm_seconds), arrivals
+        # After the storm, a slow start: one probe alone, then two at once;
+        # 200 waiting jobs released at once would be 3 in flight by the third.
+        after = stack.mock_stats()["in_flight_after_storm"]
+        print("calls in flight at the first arrivals after the storm:", after)
+        assert len(after) >= 3 and after[0] == 1 and max(after[:3]) <= 2, after
         state = stack.get_path("/v1/providers").json()["providers"]
         api = [p for p in state if p["name"] == "api"][0]
         assert any(e.get("upstream_status") == 429 for e in api["recent_errors"]), api

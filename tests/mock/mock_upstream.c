@@ -51,6 +51,7 @@
 #define MOCK_MAX_SEARCH_COUNT 100              // /search answers at most this many results
 #define MOCK_DEFAULT_TOKEN_MS 20               // a streamed chat sends one token this often
 #define MOCK_MAX_TOKENS 10000                  // a chat answer holds at most this many tokens
+#define MOCK_AFTER_STORM_KEPT 16               // arrivals after a storm whose in_flight is kept
 #define MOCK_MAX_ARRIVAL_SECONDS 86400         // arrivals_by_second tracks one day after /reset
 
 typedef struct mock_t mock_t;
@@ -117,6 +118,8 @@ struct mock_t {
     unsigned storm_status;         // status a storm answers
     uint64_t storm_retry_after;    // Retry-After seconds a storm sends (0 = none)
     uint64_t storm_refused;        // requests a storm answered since /reset
+    uint64_t after_storm[MOCK_AFTER_STORM_KEPT]; // in_flight seen by the first arrivals after a storm
+    size_t after_storm_count;      // entries used in after_storm
 };
 
 // s_now_ns returns the monotonic clock in nanoseconds.
@@ -468,14 +471,18 @@ static char *
 s_stats_body (mock_t *self)
 {
     uint64_t now = s_now_ns ();
-    return s_dump (json_pack ("{s:I, s:I, s:I, s:O, s:o*, s:I, s:b}",
+    json_t *after_storm = json_array ();
+    for (size_t i = 0; after_storm && i < self->after_storm_count; i++)
+        json_array_append_new (after_storm, json_integer ((json_int_t) self->after_storm[i]));
+    return s_dump (json_pack ("{s:I, s:I, s:I, s:O, s:o*, s:I, s:b, s:o*}",
         "served", (json_int_t) self->served,
         "in_flight", (json_int_t) self->in_flight,
         "max_in_flight", (json_int_t) self->max_in_flight,
         "by_path", self->by_path,
         "arrivals_by_second", s_arrivals_json (self),
         "storm_refused", (json_int_t) self->storm_refused,
-        "storm_active", now < self->storm_until_ns));
+        "storm_active", now < self->storm_until_ns,
+        "in_flight_after_storm", after_storm));
 }
 
 // s_reset zeroes the counters; in_flight is a fact, not a counter, so it
@@ -488,6 +495,7 @@ s_reset (mock_t *self)
     self->max_in_flight = self->in_flight;
     self->reset_ns = s_now_ns ();
     self->storm_refused = 0;
+    self->after_storm_count = 0;
     if (self->arrivals_size > 0)
         memset (self->arrivals, 0, self->arrivals_size * sizeof (uint64_t));
     json_object_clear (self->by_path);
@@ -1019,6 +1027,12 @@ s_access_handler (void *cls, struct MHD_Connection *connection, const char *url,
             self->in_flight++;
             if (self->in_flight > self->max_in_flight)
                 self->max_in_flight = self->in_flight;
+            // How the upstream recovers after a storm shows in the calls in
+            // flight at the first arrivals that the storm no longer answers
+            // (a slow start: 1, then at most 2, …).
+            if (self->storm_until_ns && !request->storm
+                && self->after_storm_count < MOCK_AFTER_STORM_KEPT)
+                self->after_storm[self->after_storm_count++] = self->in_flight;
         }
         *con_cls = request;
         return MHD_YES;
