@@ -6,7 +6,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?= -Dwerror=true
 
-.PHONY: all deps build build-asan build-fuzz run test test-quick test-faults bench clean help docker-image test-deploy
+.PHONY: all deps build build-asan build-fuzz run test test-quick test-faults bench bench-record clean help docker-image test-deploy
 
 all: build
 
@@ -15,7 +15,8 @@ help:
 	@echo "make test       every test: self-tests, integration, ASan+UBSan, fuzz"
 	@echo "make test-quick self-tests and integration tests on the normal build"
 	@echo "make test-faults the long fault suite (24 rounds) and the 60 s overload test"
-	@echo "make bench      the benchmark (bench/README.md)"
+	@echo "make bench      the benchmark (bench/README.md); report in build/bench-results/"
+	@echo "make bench-record  the same, written as the run of record (bench/results/record.*)"
 	@echo "make docker-image  the Docker image $(IMAGE) (deploy/Dockerfile)"
 	@echo "make test-deploy   the stack in Docker with compose, scaled (tests/deploy/run.sh)"
 
@@ -58,6 +59,10 @@ test-faults: build
 
 bench: build
 	bench/run.sh $(BUILD)
+
+# The run of record: bench/results/record.* replaced (history in git).
+bench-record: build
+	BENCH_RECORD=1 bench/run.sh $(BUILD)
 
 # The image: its base (debian:bookworm-slim) is made locally with debootstrap
 # when it cannot be pulled; builds use the host network (no bridge here).

@@ -6,7 +6,8 @@
 # with SHARED_CLIENT=1) and nginx with a fixed 202; runs the scenarios below
 # with jobgate-loadgen (open loop) and wrk (closed loop, max rate); prints a
 # Markdown report and writes it, with the raw JSON and a plot of ack latency
-# against offered rate, to bench/results/<UTC date-time>.{md,json,png}.
+# against offered rate, to build/bench-results/<UTC date-time>.{md,json,png}
+# (BENCH_RECORD=1: to bench/results/record.{md,json,png}, the run of record).
 # Everything it starts is stopped by process id on exit. Every load is bounded
 # in count (rate × duration) and in time (loadgen timeouts, drain deadlines).
 #
@@ -35,7 +36,9 @@
 #   BENCH_SWEEP_SYSTEMS ["jobgate nginx seed seed-shared"] BENCH_SWEEP_TIMEOUT_MS [10000]
 #   BENCH_SWEEP_P99_MS [1000]  a step whose p99 exceeds this (or < 99 % good) ends that system's sweep
 #   BENCH_WORKERS [2] BENCH_CONCURRENCY [2500 per worker]
-#   BENCH_RESULTS [bench/results] BENCH_PEERS [../shared/peers] BENCH_KEEP=1 keeps the logs
+#   BENCH_RESULTS [build/bench-results] BENCH_PEERS [bench/peers] BENCH_KEEP=1 keeps the logs
+#   BENCH_RECORD=1 (make bench-record): the run of record, written to
+#   bench/results/record.{md,json,png} in place of the last one (history in git)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -69,8 +72,11 @@ sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate nginx seed seed-shared"}
 sweep_timeout_ms=${BENCH_SWEEP_TIMEOUT_MS:-10000}
 sweep_p99_ms=${BENCH_SWEEP_P99_MS:-1000}
 scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared nginx e2e wait-scale queued sweep"}
-results=${BENCH_RESULTS:-$here/results}
-peers=${BENCH_PEERS:-$root/../shared/peers}
+# A run leaves its report out of the tree; the run of record replaces
+# bench/results/record.* (its history is the file's git history).
+results=${BENCH_RESULTS:-$root/build/bench-results}
+record=${BENCH_RECORD:-0}
+peers=${BENCH_PEERS:-$here/peers}
 concurrency=${BENCH_CONCURRENCY:-2500}
 workers=${BENCH_WORKERS:-2}
 ceiling_workers=${BENCH_CEILING_WORKERS:-$workers}
@@ -573,11 +579,16 @@ meta = {
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
 EOF
+name=$stamp
+if [ "$record" = 1 ]; then
+    results=$here/results
+    name=record
+fi
 mkdir -p "$results"
 echo
-"$py" "$bench_py" report "$tmp" "$results/$stamp"
-if "$peer_py" "$here/plot.py" "$results/$stamp.json" "$results/$stamp.png" >&2; then
-    say "results: $results/$stamp.md, .json and .png"
+"$py" "$bench_py" report "$tmp" "$results/$name"
+if "$peer_py" "$here/plot.py" "$results/$name.json" "$results/$name.png" >&2; then
+    say "results: $results/$name.md, .json and .png"
 else
-    say "no plot (matplotlib missing under $peer_py?); results: $results/$stamp.md and .json"
+    say "no plot (matplotlib missing under $peer_py?); results: $results/$name.md and .json"
 fi

@@ -4,7 +4,8 @@ Runs the real stack (broker, gateway, 2 workers, mock upstream) on loopback,
 offers a fixed rate of jobs with the open-loop load generator for the given
 duration, and samples every process's resident memory and the store's size
 on disk. With a short result TTL the store reaches a steady state, so both
-curves must be flat after warm-up. Writes bench/results/soak-<time>.md.
+curves must be flat after warm-up. Writes build/bench-results/soak-<time>.md
+(--record: bench/results/soak-record.md, the soak of record).
 
   python3 bench/soak.py [--minutes 30] [--rate 200] [--latency-ms 200]
 """
@@ -49,6 +50,9 @@ def main():
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--ttl-s", type=int, default=60)
+    parser.add_argument("--record", action="store_true",
+                        help="write bench/results/soak-record.md (the soak of record) "
+                             "instead of build/bench-results/soak-<time>.md")
     args = parser.parse_args()
     duration = int(args.minutes * 60)
     extra = {"broker": {"result_ttl_s": args.ttl_s}, "log_level": "warn"}
@@ -82,7 +86,11 @@ def main():
         with open(summary) as f:
             result = json.load(f)
     stamp = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H%M%SZ")
-    out = os.path.join(HERE, "results", "soak-%s.md" % stamp)
+    if args.record:
+        out = os.path.join(HERE, "results", "soak-record.md")
+    else:
+        os.makedirs(os.path.join(HERE, "..", "build", "bench-results"), exist_ok=True)
+        out = os.path.join(HERE, "..", "build", "bench-results", "soak-%s.md" % stamp)
     with open(out, "w") as f:
         f.write("# Soak: %d jobs/s for %.0f min, upstream %d ms, result TTL %d s\n\n"
                 % (args.rate, args.minutes, args.latency_ms, args.ttl_s))
