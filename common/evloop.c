@@ -1,4 +1,5 @@
 #include "evloop.h"
+#include "mem.h"
 #include "clock.h"
 #include "log.h"
 
@@ -30,6 +31,7 @@ typedef struct {
 
 struct _evloop_timer_t {
     int64_t due_ms;             // monotonic time it fires at
+    int64_t period_ms;          // repeating: fires again this long after each firing; 0 = once
     uint64_t order;             // tie-breaker: first started fires first
     size_t heap_index;          // position in the heap, for cancel
     evloop_fn *fn;              // what to call
@@ -63,6 +65,7 @@ struct _evloop_t {
     size_t graveyard_count;     // entries in graveyard
     size_t graveyard_size;      // allocated
     int64_t now_ms;             // cached monotonic time
+    int64_t wake_ms;            // evloop_wake_in: the wait ends by then; 0 = none
     bool stopping;              // evloop_stop called
 };
 
@@ -307,29 +310,53 @@ s_heap_remove (evloop_t *self, size_t index)
     s_heap_up (self, self->heap[index]->heap_index);
 }
 
-evloop_timer_t *
-evloop_timer_start (evloop_t *self, int64_t delay_ms, evloop_fn *fn, void *arg)
+// s_timer_insert puts timer (due_ms set) into the heap.
+static void
+s_timer_insert (evloop_t *self, evloop_timer_t *timer)
 {
     if (self->heap_count == self->heap_size) {
         size_t size = self->heap_size ? self->heap_size * 2 : 64;
-        evloop_timer_t **grown = realloc (self->heap, size * sizeof *grown);
-        if (!grown)
-            return NULL;
-        self->heap = grown;
+        self->heap = mem_realloc (self->heap, size * sizeof *self->heap);
         self->heap_size = size;
     }
-    evloop_timer_t *timer = malloc (sizeof *timer);
-    if (!timer)
-        return NULL;
-    if (delay_ms < 0)
-        delay_ms = 0;
-    *timer = (evloop_timer_t) { .due_ms = clock_mono_ms () + delay_ms,
-                                .order = self->timer_order++, .fn = fn,
-                                .arg = arg };
+    timer->order = self->timer_order++;
     self->heap_count++;
     s_heap_set (self, self->heap_count - 1, timer);
     s_heap_up (self, self->heap_count - 1);
+}
+
+// s_timer_new makes and schedules a timer.
+static evloop_timer_t *
+s_timer_new (evloop_t *self, int64_t delay_ms, int64_t period_ms, evloop_fn *fn, void *arg)
+{
+    evloop_timer_t *timer = mem_alloc (sizeof *timer);
+    if (delay_ms < 0)
+        delay_ms = 0;
+    *timer = (evloop_timer_t) { .due_ms = clock_mono_ms () + delay_ms, .period_ms = period_ms,
+                                .fn = fn, .arg = arg };
+    s_timer_insert (self, timer);
     return timer;
+}
+
+evloop_timer_t *
+evloop_timer_start (evloop_t *self, int64_t delay_ms, evloop_fn *fn, void *arg)
+{
+    return s_timer_new (self, delay_ms, 0, fn, arg);
+}
+
+evloop_timer_t *
+evloop_timer_every (evloop_t *self, int64_t period_ms, evloop_fn *fn, void *arg)
+{
+    assert (period_ms > 0);
+    return s_timer_new (self, period_ms, period_ms, fn, arg);
+}
+
+void
+evloop_wake_in (evloop_t *self, int64_t delay_ms)
+{
+    int64_t due = clock_mono_ms () + (delay_ms > 0 ? delay_ms : 0);
+    if (self->wake_ms == 0 || due < self->wake_ms)
+        self->wake_ms = due;
 }
 
 void
@@ -361,7 +388,14 @@ s_timers_fire (evloop_t *self)
         s_heap_remove (self, 0);
         evloop_fn *fn = timer->fn;
         void *arg = timer->arg;
-        free (timer);
+        if (timer->period_ms > 0) {
+            // Back in the heap before the call, so the callback may cancel
+            // it. A loop that fell behind does not fire a burst to catch up.
+            timer->due_ms = now + timer->period_ms;
+            s_timer_insert (self, timer);
+        }
+        else
+            free (timer);
         fn (self, arg);
     }
 }
@@ -477,10 +511,16 @@ evloop_run (evloop_t *self)
                 more = true;
 
         int timeout = -1;
+        int64_t now = clock_mono_ms ();
+        if (self->wake_ms && self->wake_ms <= now)
+            self->wake_ms = 0;      // this turn's idle hook has run
         if (more)
             timeout = 0;
-        else if (self->heap_count > 0) {
-            int64_t wait = self->heap[0]->due_ms - clock_mono_ms ();
+        else if (self->heap_count > 0 || self->wake_ms) {
+            int64_t due = self->heap_count > 0 ? self->heap[0]->due_ms : self->wake_ms;
+            if (self->wake_ms && self->wake_ms < due)
+                due = self->wake_ms;
+            int64_t wait = due - now;
             timeout = wait < 0 ? 0 : wait > 60000 ? 60000 : (int) wait;
         }
         int n = epoll_wait (self->epoll_fd, events, 256, timeout);
@@ -539,6 +579,41 @@ s_test_order_fn (evloop_t *loop, void *arg)
     next++;
 }
 
+// A repeating timer's state in the test: it cancels itself on the third
+// firing.
+typedef struct {
+    evloop_timer_t *timer;      // its handle
+    int fired;                  // how often it fired
+} s_test_repeat_t;
+
+static void
+s_test_repeat_fn (evloop_t *loop, void *arg)
+{
+    s_test_repeat_t *repeat = arg;
+    if (++repeat->fired == 3)
+        evloop_timer_cancel (loop, &repeat->timer);
+}
+
+// The wake-up test's idle hook: the first turn asks for a wake-up and no
+// timer exists, so only evloop_wake_in can bring the second turn.
+static void
+s_test_wake_idle (evloop_t *loop, void *arg)
+{
+    int *turns = arg;
+    if (++*turns == 1)
+        evloop_wake_in (loop, 10);
+    else
+        evloop_stop (loop);
+}
+
+static void
+s_test_guard_fn (evloop_t *loop, void *arg)
+{
+    bool *timed_out = arg;
+    *timed_out = true;
+    evloop_stop (loop);
+}
+
 static void
 s_test_sock_fn (evloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -582,6 +657,25 @@ evloop_test (bool verbose)
     evloop_timer_start (loop, 60, s_test_stop_fn, NULL);
     evloop_run (loop);
     assert (fired == 200 - 67);
+
+    // A repeating timer fires until cancelled, here from its own callback.
+    s_test_repeat_t repeat = { NULL, 0 };
+    repeat.timer = evloop_timer_every (loop, 2, s_test_repeat_fn, &repeat);
+    evloop_timer_start (loop, 40, s_test_stop_fn, NULL);
+    evloop_run (loop);
+    assert (repeat.fired == 3 && repeat.timer == NULL);
+    assert (evloop_timer_count (loop) == 0);
+
+    // A wake-up with no timer at all ends the wait and runs the idle hook;
+    // the guard stops a loop that would otherwise wait for ever.
+    int turns = 0;
+    bool timed_out = false;
+    evloop_on_idle (loop, s_test_wake_idle, &turns);
+    evloop_timer_t *wake_guard = evloop_timer_start (loop, 5000, s_test_guard_fn, &timed_out);
+    evloop_run (loop);
+    assert (turns == 2 && !timed_out);
+    evloop_timer_cancel (loop, &wake_guard);
+    evloop_on_idle (loop, NULL, NULL);
 
     // ZeroMQ sockets are drained through ZMQ_FD.
     zsock_t *pull = zsock_new_pull ("inproc://evloop-test");

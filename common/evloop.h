@@ -2,7 +2,8 @@
 //
 // It joins plain file descriptors (sockets of libcurl and libmicrohttpd),
 // ZeroMQ sockets (through ZMQ_FD, drained while ZMQ_EVENTS says readable),
-// one-shot timers (a binary min-heap) and signals (signalfd). Nothing here
+// one-shot and repeating timers (a binary min-heap), wake-up deadlines for
+// the idle hook, and signals (signalfd). Nothing here
 // blocks except epoll_wait, whose timeout is the nearest timer.
 #ifndef JOBGATE_EVLOOP_H
 #define JOBGATE_EVLOOP_H
@@ -48,8 +49,22 @@ void evloop_sock_remove (evloop_t *self, zsock_t *sock);
 
 // evloop_timer_start calls fn once after delay_ms. The returned handle stays
 // valid until the timer fires (then the loop frees it) or is cancelled.
+// This function can't fail (out of memory aborts: common/mem.h).
 evloop_timer_t *evloop_timer_start (evloop_t *self, int64_t delay_ms,
                                     evloop_fn *fn, void *arg);
+
+// evloop_timer_every calls fn every period_ms (> 0), the first time after
+// period_ms, until cancelled: the handle stays valid until then, and fn may
+// cancel it. A loop that fell behind fires once, not once per period
+// missed. This function can't fail.
+evloop_timer_t *evloop_timer_every (evloop_t *self, int64_t period_ms,
+                                    evloop_fn *fn, void *arg);
+
+// evloop_wake_in makes the loop's wait end within delay_ms, so that the idle
+// hook runs then, with no callback of its own: for owners that keep their
+// own due time and act in the idle hook (spaced commits, batched resumes, a
+// rate limit lifting). Calls keep the earliest deadline.
+void evloop_wake_in (evloop_t *self, int64_t delay_ms);
 
 // evloop_timer_cancel cancels a pending timer and nulls *timer_p;
 // a NULL *timer_p is ignored.
