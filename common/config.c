@@ -474,6 +474,7 @@ config_load (const char *path, char *error, size_t error_size)
     self->result_ttl_ms = 24LL * 3600 * 1000;
     self->max_queued = 1000000;
     self->store_map_mb = 4096;
+    self->max_result_bytes = 4 * 1024 * 1024;
     self->worker_concurrency = 512;
     self->max_response_bytes = 10 * 1024 * 1024;
     self->log_level = strdup ("info");
@@ -502,7 +503,7 @@ config_load (const char *path, char *error, size_t error_size)
     double max_body = (double) self->max_body_bytes, submit_timeout = 5000,
            max_connections = 10000, ttl_s = 86400, max_queued = 1000000,
            map_mb = 4096, concurrency = 512, max_response = (double) self->max_response_bytes,
-           drain_timeout = 30000;
+           drain_timeout = 30000, max_result = (double) self->max_result_bytes;
     int rc = 0;
     if (s_section (root, "gateway", &gateway, error, error_size) < 0
         || s_section (root, "broker", &broker, error, error_size) < 0
@@ -535,6 +536,8 @@ config_load (const char *path, char *error, size_t error_size)
                          error_size) < 0
         || s_get_number (broker, "broker", "store_map_mb", &map_mb, 16, 1024.0 * 1024, error,
                          error_size) < 0
+        || s_get_number (broker, "broker", "max_result_bytes", &max_result, 4096,
+                         1024.0 * 1024 * 1024, error, error_size) < 0
         || s_get_number (worker, "worker", "concurrency", &concurrency, 1, 100000, error,
                          error_size) < 0
         || s_get_number (worker, "worker", "max_response_bytes", &max_response, 1024,
@@ -610,6 +613,7 @@ config_load (const char *path, char *error, size_t error_size)
     self->result_ttl_ms = (int64_t) (ttl_s * 1000);
     self->max_queued = (size_t) max_queued;
     self->store_map_mb = (size_t) map_mb;
+    self->max_result_bytes = (size_t) max_result;
     self->worker_concurrency = (int) concurrency;
     self->max_response_bytes = (size_t) max_response;
     self->drain_timeout_ms = (int64_t) drain_timeout;
@@ -913,6 +917,7 @@ config_test (bool verbose)
     assert (strcmp (config->gateway_listen, "127.0.0.1:8080") == 0);
     assert (config->durability_fsync);
     assert (config->worker_concurrency == 512);
+    assert (config->max_result_bytes == 4 * 1024 * 1024);
     config_destroy (&config);
 
     char path[] = "/tmp/jobgate-config-test-XXXXXX";
@@ -920,7 +925,7 @@ config_test (bool verbose)
     assert (fd >= 0);
     const char *text =
         "{\"gateway\":{\"listen\":\"127.0.0.1:9999\",\"api_keys\":[{\"key\":\"secret-a\",\"tenant\":\"a\"}]},"
-        "\"broker\":{\"durability\":\"os\",\"data_dir\":\"/tmp/x\"},"
+        "\"broker\":{\"durability\":\"os\",\"data_dir\":\"/tmp/x\",\"max_result_bytes\":65536},"
         "\"worker\":{\"concurrency\":64},"
         "\"security\":{\"allow_private_networks\":true},"
         "\"providers\":{\"mock\":{\"base_url\":\"http://127.0.0.1:9000\",\"rate_limit\":100,"
@@ -932,6 +937,7 @@ config_test (bool verbose)
     assert (strcmp (config->gateway_listen, "127.0.0.1:9999") == 0);
     assert (!config->durability_fsync);
     assert (config->worker_concurrency == 64);
+    assert (config->max_result_bytes == 65536);
     assert (config->allow_private_networks);
     const config_provider_t *mock = config_provider (config, "mock");
     assert (mock && mock->rate_limit == 100 && mock->max_concurrency == 1000);
@@ -944,6 +950,7 @@ config_test (bool verbose)
     // Bad files give one clear line.
     const char *bad[] = { "{", "[]", "{\"broker\":{\"durability\":\"maybe\"}}",
                           "{\"worker\":{\"concurrency\":\"many\"}}",
+                          "{\"broker\":{\"max_result_bytes\":100}}",
                           "{\"providers\":{\"x\":{\"base_url\":\"ftp://x\"}}}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         FILE *file = fopen (path, "w");

@@ -13,6 +13,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+// One event is at most this big: no token delta comes close, and it is
+// parsed (under common/jsontext's policy) on the event loop.
+#define STREAM_EVENT_MAX_BYTES (1024 * 1024)
+
 typedef struct _stream_t stream_t;
 
 // Called once per non-empty delta, in order; text (len bytes, UTF-8, not
@@ -28,8 +32,9 @@ void stream_destroy (stream_t **self_p);
 
 // stream_feed parses len more bytes, calling fn (may be NULL) for each
 // delta completed by them. Returns 0, or -1 when the assembled text or one
-// event went over max_bytes (or memory ran out): the caller stops the
-// transfer, and the stream takes no more input.
+// event went over max_bytes, an event over STREAM_EVENT_MAX_BYTES, or
+// memory ran out: the caller stops the transfer, and the stream takes no
+// more input.
 int stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, void *arg);
 
 // stream_deltas returns how many deltas were reported so far.
@@ -42,9 +47,9 @@ bool stream_done (const stream_t *self);
 // {"id", "object": "chat.completion", "model", "choices": [{"index": 0,
 // "message": {"role": "assistant", "content": <deltas joined>},
 // "finish_reason"}], "usage" (from the last chunk carrying it, if any),
-// "streamed": true}. Returns JSON text (caller frees), or NULL when out of
-// memory.
-char *stream_completion (const stream_t *self);
+// "streamed": true}. Returns JSON text of at most cap bytes (caller frees),
+// or NULL when it would be longer or memory ran out.
+char *stream_completion (const stream_t *self, size_t cap);
 
 // stream_test runs the self-test.
 void stream_test (bool verbose);
