@@ -317,13 +317,14 @@ s_utf8_sequence (const unsigned char *data, size_t left)
 
 // s_json_string_size returns the bytes data takes as a JSON string written
 // by s_json_string_put (quotes included), or SIZE_MAX when data is not
-// UTF-8 (it is then shown as base64).
+// UTF-8 (it is then shown as base64); it stops counting past cap (any
+// size over cap will do for the caller).
 static size_t
-s_json_string_size (const char *data, size_t len)
+s_json_string_size (const char *data, size_t len, size_t cap)
 {
     const unsigned char *bytes = (const unsigned char *) data;
     size_t size = 2;
-    for (size_t i = 0; i < len;) {
+    for (size_t i = 0; i < len && size <= cap;) {
         unsigned char c = bytes[i];
         if (c >= 0x80) {
             size_t sequence = s_utf8_sequence (bytes + i, len - i);
@@ -381,7 +382,7 @@ response_json_string (const char *data, size_t len, size_t cap, char **out, size
 {
     *out = NULL;
     *out_len = 0;
-    size_t size = s_json_string_size (data, len);
+    size_t size = s_json_string_size (data, len, cap);
     if (size == SIZE_MAX)
         return 1;
     if (size > cap)
@@ -418,8 +419,10 @@ typedef struct {
 
 // s_body_render renders body (size bytes, already scrubbed) as the JSON
 // text of the result's body: the JSON the upstream sent, as sent, when it
-// is JSON within the policy; else a string when it is UTF-8; else base64.
-// Returns 0, or -1 when the text would exceed cap bytes or memory ran out.
+// is JSON within the policy; else a string when it is UTF-8 and not much
+// longer so than base64 (escaping control characters can make a string six
+// times the bytes: a zero-filled body goes as base64); else base64. Returns 0,
+// or -1 when the text would exceed cap bytes or memory ran out.
 static int
 s_body_render (const response_t *self, const char *body, size_t size, const char *content_type,
                size_t cap, s_body_t *out)
@@ -432,25 +435,27 @@ s_body_render (const response_t *self, const char *body, size_t size, const char
         return size > cap ? -1 : 0;
     }
     size_t text_size = self->truncated ? s_utf8_whole_prefix (body, size) : size;
-    int rc = response_json_string (body, text_size, cap, &out->owned, &out->len);
-    if (rc < 0)
-        return -1;
-    if (rc == 0) {
+    size_t base64_size = sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL) - 1 + 2;
+    // Text stays text unless base64 saves more than a line's worth.
+    size_t string_limit = base64_size + 64;
+    if (s_json_string_size (body, text_size, string_limit) <= string_limit) {
+        if (response_json_string (body, text_size, cap, &out->owned, &out->len) != 0)
+            return -1;
         out->text = out->owned;
         out->encoding = json ? "json_text" : NULL;
         return 0;
     }
-    size_t encoded_size = sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL);
-    if (encoded_size + 2 > cap)
+    if (base64_size > cap)
         return -1;
-    out->owned = malloc (encoded_size + 2);
+    out->owned = malloc (base64_size + 1);
     if (!out->owned)
         return -1;
     out->owned[0] = '"';
-    sodium_bin2base64 (out->owned + 1, encoded_size, (const unsigned char *) body, size,
+    sodium_bin2base64 (out->owned + 1, base64_size - 1, (const unsigned char *) body, size,
                        sodium_base64_VARIANT_ORIGINAL);
-    out->len = strlen (out->owned);
-    out->owned[out->len++] = '"';
+    out->owned[base64_size - 1] = '"';
+    out->owned[base64_size] = '\0';
+    out->len = base64_size;
     out->text = out->owned;
     out->encoding = "base64";
     return 0;
@@ -521,8 +526,12 @@ s_result_json (response_t *self, const response_info_t *info)
     size_t head_len = head ? strlen (head) - 1 : 0;
     size_t total = head_len + strlen (",\"body\":") + rendered.len + 1;
     char *text = head && total <= cap ? realloc (head, total + 1) : NULL;
-    if (text)
-        sprintf (text + head_len, ",\"body\":%.*s}", (int) rendered.len, rendered.text);
+    if (text) {
+        char *at = text + head_len;
+        memcpy (at, ",\"body\":", 8);
+        memcpy (at + 8, rendered.text, rendered.len);
+        memcpy (at + 8 + rendered.len, "}", 2);
+    }
     else
         free (head);
     free (rendered.owned);
@@ -958,13 +967,16 @@ s_test_bounded_json (void)
         json_decref (result);
         free (nested);
     }
-    char *wide = s_repeat ("[", "{},", RESPONSE_BODY_MAX_VALUES, "{}]", &len);
+    // The array and its members count: one member too many, then exactly
+    // enough (two bytes a value keeps both under the parse size).
+    char *wide = s_repeat ("[", "0,", RESPONSE_BODY_MAX_VALUES - 1, "0]", &len);
+    assert (len <= RESPONSE_JSON_PARSE_MAX_BYTES);
     result = s_render ("application/json", wide, len, NULL, "succeeded");
     assert (json_string_length (json_object_get (result, "body")) == len);
     assert (strcmp (json_string_value (json_object_get (result, "body_encoding")), "json_text") == 0);
     json_decref (result);
     free (wide);
-    wide = s_repeat ("[", "{},", RESPONSE_BODY_MAX_VALUES - 2, "{}]", &len);
+    wide = s_repeat ("[", "0,", RESPONSE_BODY_MAX_VALUES - 2, "0]", &len);
     result = s_render ("application/json", wide, len, NULL, "succeeded");
     assert (json_array_size (json_object_get (result, "body")) == RESPONSE_BODY_MAX_VALUES - 1);
     json_decref (result);
@@ -1004,17 +1016,22 @@ s_test_bounded_json (void)
     assert (strstr (out.error, "\"upstream_status\":503"));
     response_outcome_free (&out);
     response_destroy (&response);
-    // Control characters escape as \u00XX: 4 KiB of zeros is 24 KiB of text,
-    // refused early under a smaller cap.
+    // Control characters escape as \u00XX, six bytes for one: a body that
+    // would grow more as a string than as base64 goes as base64 (zeros);
+    // text with a few of them stays a string.
     char zeros[4096] = { 0 };
     result = s_render ("application/octet-stream", zeros, sizeof zeros, NULL, "succeeded");
+    assert (strcmp (json_string_value (json_object_get (result, "body_encoding")), "base64") == 0);
+    assert (json_string_length (json_object_get (result, "body")) == (sizeof zeros + 2) / 3 * 4);
+    json_decref (result);
+    result = s_render ("text/plain", "a\0b\tc\n", 6, NULL, "succeeded");
     json_t *body = json_object_get (result, "body");
-    assert (json_string_length (body) == sizeof zeros);
-    assert (memcmp (json_string_value (body), zeros, sizeof zeros) == 0);
+    assert (json_string_length (body) == 6 && memcmp (json_string_value (body), "a\0b\tc\n", 6) == 0);
+    assert (json_object_get (result, "body_encoding") == NULL);
     json_decref (result);
     response = response_new (8192, false);
     assert (response_body (response, zeros, sizeof zeros));
-    info = (response_info_t) { .code = CURLE_OK, .status = 200, .max_result_bytes = 16384 };
+    info = (response_info_t) { .code = CURLE_OK, .status = 200, .max_result_bytes = 4096 };
     response_finish (response, &info, &out);
     assert (strcmp (out.outcome, "failed") == 0 && strstr (out.error, "response_too_large"));
     response_outcome_free (&out);

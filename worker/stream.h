@@ -10,12 +10,15 @@
 #ifndef JOBGATE_STREAM_H
 #define JOBGATE_STREAM_H
 
+#include "response.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
 // One event is at most this big: no token delta comes close, and it is
-// parsed (under common/jsontext's policy) on the event loop.
-#define STREAM_EVENT_MAX_BYTES (1024 * 1024)
+// parsed (under common/jsontext's policy) on the event loop, within the
+// same budget as a JSON body.
+#define STREAM_EVENT_MAX_BYTES RESPONSE_JSON_PARSE_MAX_BYTES
 
 typedef struct _stream_t stream_t;
 

@@ -328,7 +328,7 @@ def test_nul_and_deep_answers_keep_their_result_and_webhook():
                 "url": stack.mock_url("/hardening/worker/nul-title")}},
                 "<html><head><title>A\x00B</title></head><body>x\x00y</body></html>"),
             "zeros-gzip": ({"kind": "http", "provider": "mock",
-                            "request": {"path": "/hardening/worker/zeros-gzip"}}, "\x00" * 4096),
+                            "request": {"path": "/hardening/worker/zeros-gzip"}}, b"\x00" * 4096),
             "deep-json": ({"kind": "http", "provider": "mock",
                            "request": {"path": "/hardening/worker/deep-json?depth=2048"}},
                           "[" * 2048 + "]" * 2048),
@@ -338,7 +338,8 @@ def test_nul_and_deep_answers_keep_their_result_and_webhook():
             job = stack.wait_terminal(ids[name])
             assert job["status"] == "succeeded", _brief((name, job))
             assert "result" in job and job["result"] is not None, _brief((name, job))
-            assert job["result"]["body"] == sent, _brief((name, job["result"]))
+            got = _body_bytes(job["result"]) if isinstance(sent, bytes) else job["result"]["body"]
+            assert got == sent, _brief((name, job["result"]))
         job = stack.job(ids["nul-title"])
         assert job["result"]["title"] == "A\ufffdB", _brief(job["result"])
         job = stack.job(ids["deep-json"])
