@@ -350,6 +350,10 @@ scrub_found (const scrub_t *self, const char *data, size_t len)
         return true;
     size_t pos = 0, start, end;
     while (s_next_escaped (data, len, &pos, &start, &end)) {
+        // Decoding never lengthens a string: one shorter than the secret
+        // cannot hold it.
+        if (end - start < self->spelling_lens[0])
+            continue;
         textbuf_t decoded = { 0 };
         s_json_decode (&decoded, data + start, end - start);
         bool found = decoded.failed || (decoded.data
@@ -374,6 +378,8 @@ scrub_json (const scrub_t *self, const char *data, size_t len, char **out, size_
     textbuf_t rewritten = { 0 };
     size_t pos = 0, start, end, copied = 0;
     while (s_next_escaped (data, len, &pos, &start, &end)) {
+        if (end - start < self->spelling_lens[0])
+            continue;
         textbuf_t decoded = { 0 };
         s_json_decode (&decoded, data + start, end - start);
         char *clean = NULL;

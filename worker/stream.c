@@ -2,6 +2,7 @@
 #include "stream.h"
 #include "jsontext.h"
 #include "response.h"
+#include "textbuf.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -10,21 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A growable byte buffer.
-typedef struct {
-    char *data;                 // bytes, or NULL
-    size_t size;                // bytes used
-    size_t alloc;               // bytes allocated
-} s_bytes_t;
-
 struct _stream_t {
     size_t max_bytes;           // cap on the assembled text and on one event
-    s_bytes_t line;             // the line being read (no terminator)
-    s_bytes_t event;            // data lines of the event being read, joined by LF
+    textbuf_t line;             // the line being read (no terminator)
+    textbuf_t event;            // data lines of the event being read, joined by LF
     bool event_has_data;        // the event has at least one data line
     bool after_cr;              // the last byte was CR: a following LF ends nothing
     bool failed;                // over the cap or out of memory: input is ignored
-    s_bytes_t content;          // every delta's text, joined
+    textbuf_t content;          // every delta's text, joined
     size_t deltas;              // deltas reported
     bool done;                  // [DONE] arrived
     json_t *id;                 // the stream's "id", or NULL
@@ -36,25 +30,12 @@ struct _stream_t {
 
 // s_bytes_add appends len bytes; returns 0, or -1 past max or out of memory.
 static int
-s_bytes_add (s_bytes_t *bytes, const char *data, size_t len, size_t max)
+s_bytes_add (textbuf_t *bytes, const char *data, size_t len, size_t max)
 {
-    if (len > max || bytes->size > max - len)
+    if (len > max || bytes->len > max - len)
         return -1;
-    if (bytes->size + len + 1 > bytes->alloc) {
-        size_t alloc = bytes->alloc ? bytes->alloc : 256;
-        while (alloc < bytes->size + len + 1)
-            alloc *= 2;
-        char *grown = realloc (bytes->data, alloc);
-        if (!grown)
-            return -1;
-        bytes->data = grown;
-        bytes->alloc = alloc;
-    }
-    if (len)
-        memcpy (bytes->data + bytes->size, data, len);
-    bytes->size += len;
-    bytes->data[bytes->size] = '\0';
-    return 0;
+    textbuf_add (bytes, data, len);
+    return bytes->failed ? -1 : 0;
 }
 
 stream_t *
@@ -101,7 +82,7 @@ static int
 s_dispatch (stream_t *self, stream_delta_fn *fn, void *arg)
 {
     const char *data = self->event.data ? self->event.data : "";
-    size_t size = self->event.size;
+    size_t size = self->event.len;
     if (size == 6 && memcmp (data, "[DONE]", 6) == 0) {
         self->done = true;
         return 0;
@@ -144,12 +125,12 @@ static int
 s_line (stream_t *self, stream_delta_fn *fn, void *arg)
 {
     const char *line = self->line.data ? self->line.data : "";
-    size_t len = self->line.size;
+    size_t len = self->line.len;
     int rc = 0;
     if (len == 0) {
         if (self->event_has_data)
             rc = s_dispatch (self, fn, arg);
-        self->event.size = 0;
+        self->event.len = 0;
         self->event_has_data = false;
     }
     else if (len >= 5 && memcmp (line, "data", 4) == 0 && line[4] == ':') {
@@ -170,7 +151,7 @@ s_line (stream_t *self, stream_delta_fn *fn, void *arg)
             rc = s_bytes_add (&self->event, "\n", 1, self->max_bytes);
         self->event_has_data = true;
     }
-    self->line.size = 0;
+    self->line.len = 0;
     return rc;
 }
 
@@ -185,7 +166,7 @@ stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, 
         if (c != '\r' && c != '\n')
             continue;
         // The end of a line: CR, LF or CRLF, which may straddle two feeds.
-        bool second_half = c == '\n' && self->after_cr && i == start && self->line.size == 0;
+        bool second_half = c == '\n' && self->after_cr && i == start && self->line.len == 0;
         self->after_cr = c == '\r';
         if (second_half) {
             start = i + 1;
@@ -235,7 +216,7 @@ stream_completion (const stream_t *self, size_t cap)
     // and spliced in, the small parts go through jansson.
     char *content = NULL;
     size_t content_len = 0;
-    if (response_json_string (self->content.data ? self->content.data : "", self->content.size,
+    if (response_json_string (self->content.data ? self->content.data : "", self->content.len,
                               cap, &content, &content_len) != 0)
         return NULL;
     json_t *head = json_pack ("{s:O?, s:s, s:O?}", "id", self->id, "object", "chat.completion",
