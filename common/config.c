@@ -93,6 +93,10 @@ static const config_key_t s_keys[] = {
       "active jobs at most (503 above)" },
     { "broker", "store_map_mb", KEY_SIZE, C (store_map_mb), 16, 1024.0 * 1024, "4096", NULL, 0, NULL,
       false, "the store's maximum size (MiB)" },
+    { "broker", "max_result_bytes", KEY_SIZE, C (max_result_bytes), 4096, 1024.0 * 1024 * 1024,
+      "4194304", NULL, 0, NULL, false,
+      "a result's rendered JSON at most (response_too_large above); workers download at most "
+      "this much of a body (or worker.max_response_bytes, the smaller)" },
 
     { "worker", "concurrency", KEY_INT, C (worker_concurrency), 1, 100000, "512", NULL, 0, NULL,
       false, "upstream calls in flight per worker" },
@@ -1460,6 +1464,7 @@ config_test (bool verbose)
     assert (strcmp (config->gateway_listen, "127.0.0.1:8080") == 0);
     assert (config->durability_fsync);
     assert (config->worker_concurrency == 512);
+    assert (config->max_result_bytes == 4 * 1024 * 1024);
     config_destroy (&config);
 
     char path[] = "/tmp/jobgate-config-test-XXXXXX";
@@ -1467,7 +1472,7 @@ config_test (bool verbose)
     assert (fd >= 0);
     const char *text =
         "{\"gateway\":{\"listen\":\"127.0.0.1:9999\",\"api_keys\":[{\"key\":\"secret-a\",\"tenant\":\"a\"}]},"
-        "\"broker\":{\"durability\":\"os\",\"data_dir\":\"/tmp/x\"},"
+        "\"broker\":{\"durability\":\"os\",\"data_dir\":\"/tmp/x\",\"max_result_bytes\":65536},"
         "\"worker\":{\"concurrency\":64},"
         "\"security\":{\"allow_private_networks\":true},"
         "\"providers\":{\"mock\":{\"base_url\":\"http://127.0.0.1:9000\",\"rate_limit\":100,"
@@ -1479,6 +1484,7 @@ config_test (bool verbose)
     assert (strcmp (config->gateway_listen, "127.0.0.1:9999") == 0);
     assert (!config->durability_fsync);
     assert (config->worker_concurrency == 64);
+    assert (config->max_result_bytes == 65536);
     assert (config->allow_private_networks);
     const config_provider_t *mock = config_provider (config, "mock");
     assert (mock && mock->rate_limit == 100 && mock->max_concurrency == 1000);
@@ -1491,6 +1497,7 @@ config_test (bool verbose)
     // Bad files give one clear line.
     const char *bad[] = { "{", "[]", "{\"broker\":{\"durability\":\"maybe\"}}",
                           "{\"worker\":{\"concurrency\":\"many\"}}",
+                          "{\"broker\":{\"max_result_bytes\":100}}",
                           "{\"providers\":{\"x\":{\"base_url\":\"ftp://x\"}}}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         FILE *file = fopen (path, "w");

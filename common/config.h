@@ -78,6 +78,7 @@ typedef struct {
     int64_t result_ttl_ms;          // how long finished jobs are kept
     size_t max_queued;              // jobs queued at most (503 above)
     size_t store_map_mb;            // LMDB map size in MiB
+    size_t max_result_bytes;        // a rendered result text at most (response_too_large above)
     // worker
     int worker_concurrency;         // transfers in flight per worker
     size_t max_response_bytes;      // upstream response cap per call

@@ -8,6 +8,8 @@
 #include "proto.h"
 #include "request.h"
 #include "response.h"
+#include "scrub.h"
+#include "textbuf.h"
 #include "ssrf.h"
 #include "stream.h"
 #include "transfer.h"
@@ -33,7 +35,7 @@ static const selftest_t s_tests[] = {
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
     { "jobspec", jobspec_test }, { "problem", problem_test },
-    { "ssrf", ssrf_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
+    { "ssrf", ssrf_test },   { "textbuf", textbuf_test }, { "scrub", scrub_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };
 

@@ -1,5 +1,7 @@
 // request — the plan of one upstream call, built from a job's spec.
 #include "request.h"
+#include "jsontext.h"
+#include "textbuf.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -32,44 +34,6 @@ struct _request_t {
     const char *secret;         // provider's secret (borrowed from config), or NULL
 };
 
-// A growable string for URLs.
-typedef struct {
-    char *data;                 // NUL-terminated text, or NULL
-    size_t len;                 // bytes used, without the NUL
-    size_t alloc;               // bytes allocated
-    bool failed;                // an allocation failed: the text is unusable
-} s_buf_t;
-
-// s_buf_add appends len bytes of text.
-static void
-s_buf_add (s_buf_t *buf, const char *text, size_t len)
-{
-    if (buf->failed)
-        return;
-    if (buf->len + len + 1 > buf->alloc) {
-        size_t alloc = buf->alloc ? buf->alloc : 256;
-        while (alloc < buf->len + len + 1)
-            alloc *= 2;
-        char *grown = realloc (buf->data, alloc);
-        if (!grown) {
-            buf->failed = true;
-            return;
-        }
-        buf->data = grown;
-        buf->alloc = alloc;
-    }
-    memcpy (buf->data + buf->len, text, len);
-    buf->len += len;
-    buf->data[buf->len] = '\0';
-}
-
-// s_buf_str appends a C string.
-static void
-s_buf_str (s_buf_t *buf, const char *text)
-{
-    s_buf_add (buf, text, strlen (text));
-}
-
 // s_fail writes the reason for an invalid spec and returns -1.
 static int
 s_fail (char *error, size_t error_size, const char *fmt, ...)
@@ -99,17 +63,17 @@ s_scalar_text (json_t *value)
 
 // s_query_add appends key=value (URL-encoded) to url after a ? or &.
 static void
-s_query_add (s_buf_t *url, const char *key, const char *value)
+s_query_add (textbuf_t *url, const char *key, const char *value)
 {
     char *key_escaped = curl_easy_escape (NULL, key, (int) strlen (key));
     char *value_escaped = curl_easy_escape (NULL, value, (int) strlen (value));
     if (!key_escaped || !value_escaped)
         url->failed = true;
     else {
-        s_buf_str (url, strchr (url->data, '?') ? "&" : "?");
-        s_buf_str (url, key_escaped);
-        s_buf_str (url, "=");
-        s_buf_str (url, value_escaped);
+        textbuf_str (url, strchr (url->data, '?') ? "&" : "?");
+        textbuf_str (url, key_escaped);
+        textbuf_str (url, "=");
+        textbuf_str (url, value_escaped);
     }
     curl_free (key_escaped);
     curl_free (value_escaped);
@@ -118,7 +82,7 @@ s_query_add (s_buf_t *url, const char *key, const char *value)
 // s_query_append appends an object of parameters to url. Arrays of scalars
 // repeat the key; null values are left out.
 static int
-s_query_append (s_buf_t *url, json_t *query, const char *field, char *error,
+s_query_append (textbuf_t *url, json_t *query, const char *field, char *error,
                 size_t error_size)
 {
     if (!query)
@@ -192,11 +156,50 @@ s_header_set (request_t *self, const char *name, json_t *value, const char *fiel
     return 0;
 }
 
+// Who wrote a set of headers, which decides the names it may set.
+typedef enum {
+    HEADERS_OPERATOR,           // a provider's configured headers: any
+    HEADERS_USER_URL,           // request.headers of a call to a user's URL
+    HEADERS_PROVIDER_CALL,      // request.headers of a call to a provider
+} s_headers_from_t;
+
+// Headers a client's request.headers never set (the gateway refuses them
+// too; this is the worker's own hold). Framing and hop-by-hop headers are
+// libcurl's on every call: a wrong one smuggles a second request into the
+// connection. On a provider call the headers that name the host or the
+// resource a request is for are the operator's as well: with them a tenant
+// could steer the provider's secret to another virtual host or path behind
+// the same address (issue 10 #5). On a user's URL they are harmless: no
+// secret goes there and the SSRF policy checks the address connected.
+static const struct {
+    const char *name;           // lower case
+    bool provider_only;         // reserved on provider calls only
+} s_reserved_headers[] = {
+    { "content-length", false }, { "transfer-encoding", false }, { "connection", false },
+    { "keep-alive", false }, { "upgrade", false }, { "te", false }, { "trailer", false },
+    { "proxy-connection", false },
+    { "host", true }, { "forwarded", true }, { "x-forwarded-host", true },
+    { "x-forwarded-server", true }, { "x-host", true }, { "x-original-host", true },
+    { "x-http-host-override", true }, { "x-original-url", true }, { "x-rewrite-url", true },
+};
+
+// s_header_reserved is true when headers from that writer may not set name.
+static bool
+s_header_reserved (const char *name, s_headers_from_t from)
+{
+    if (from == HEADERS_OPERATOR)
+        return false;
+    for (size_t i = 0; i < sizeof s_reserved_headers / sizeof s_reserved_headers[0]; i++)
+        if (strcasecmp (name, s_reserved_headers[i].name) == 0)
+            return !s_reserved_headers[i].provider_only || from == HEADERS_PROVIDER_CALL;
+    return false;
+}
+
 // s_headers_apply sets every header of an object (provider defaults first,
-// then the request's, which override them).
+// then the request's, which override them, except the reserved ones).
 static int
-s_headers_apply (request_t *self, json_t *headers, const char *field, char *error,
-                 size_t error_size)
+s_headers_apply (request_t *self, json_t *headers, s_headers_from_t from, const char *field,
+                 char *error, size_t error_size)
 {
     if (!headers)
         return 0;
@@ -204,9 +207,13 @@ s_headers_apply (request_t *self, json_t *headers, const char *field, char *erro
         return s_fail (error, error_size, "%s must be an object of strings", field);
     const char *name;
     json_t *value;
-    json_object_foreach (headers, name, value)
+    json_object_foreach (headers, name, value) {
+        if (s_header_reserved (name, from))
+            return s_fail (error, error_size, "%s.%.64s is reserved: jobgate sets it", field,
+                           name);
         if (s_header_set (self, name, value, field, error, error_size) < 0)
             return -1;
+    }
     return 0;
 }
 
@@ -283,15 +290,15 @@ s_url_check (const char *url, const char *same_origin_as, const char *field,
 
 // s_join appends path to base with exactly one slash between them.
 static void
-s_join (s_buf_t *url, const char *base, const char *path)
+s_join (textbuf_t *url, const char *base, const char *path)
 {
-    s_buf_str (url, base);
+    textbuf_str (url, base);
     bool base_slash = url->len > 0 && url->data && url->data[url->len - 1] == '/';
     if (*path == '/' && base_slash)
         path++;
     else if (*path && *path != '/' && *path != '?' && !base_slash)
-        s_buf_str (url, "/");
-    s_buf_str (url, path);
+        textbuf_str (url, "/");
+    textbuf_str (url, path);
 }
 
 // s_body_set takes request.body: a string is sent as it is, any other value
@@ -352,7 +359,7 @@ s_optional_string (json_t *object, const char *key, const char **out, const char
 // s_plan_http plans the http kind (SPEC §3).
 static int
 s_plan_http (request_t *self, json_t *request, const config_provider_t *provider,
-             s_buf_t *url, char *error, size_t error_size)
+             textbuf_t *url, char *error, size_t error_size)
 {
     const char *path, *target;
     if (s_method_set (self, json_object_get (request, "method"), error, error_size) < 0
@@ -364,7 +371,7 @@ s_plan_http (request_t *self, json_t *request, const config_provider_t *provider
     else if (!target)
         return s_fail (error, error_size, "request.url is required without a provider");
     else {
-        s_buf_str (url, target);
+        textbuf_str (url, target);
         self->user_url = true;
     }
     // Fragments are never sent, and a query appended after one would be.
@@ -375,8 +382,9 @@ s_plan_http (request_t *self, json_t *request, const config_provider_t *provider
     }
     if (s_query_append (url, json_object_get (request, "query"), "request.query", error,
                         error_size) < 0
-        || s_headers_apply (self, json_object_get (request, "headers"), "request.headers",
-                            error, error_size) < 0
+        || s_headers_apply (self, json_object_get (request, "headers"),
+                            provider ? HEADERS_PROVIDER_CALL : HEADERS_USER_URL,
+                            "request.headers", error, error_size) < 0
         || s_body_set (self, json_object_get (request, "body"), error, error_size) < 0)
         return -1;
     return 0;
@@ -385,7 +393,7 @@ s_plan_http (request_t *self, json_t *request, const config_provider_t *provider
 // s_plan_crawl plans the crawl kind (SPEC §3): GET a user URL, follow a few
 // redirects, keep at most max_bytes.
 static int
-s_plan_crawl (request_t *self, json_t *request, s_buf_t *url, char *error,
+s_plan_crawl (request_t *self, json_t *request, textbuf_t *url, char *error,
               size_t error_size)
 {
     const char *target;
@@ -394,7 +402,7 @@ s_plan_crawl (request_t *self, json_t *request, s_buf_t *url, char *error,
     if (!target)
         return s_fail (error, error_size, "request.url is required");
     strcpy (self->method, "GET");
-    s_buf_str (url, target);
+    textbuf_str (url, target);
     self->user_url = true;
     self->crawl = true;
     json_t *max_bytes = json_object_get (request, "max_bytes");
@@ -406,8 +414,8 @@ s_plan_crawl (request_t *self, json_t *request, s_buf_t *url, char *error,
     }
     else if (self->max_bytes > REQUEST_CRAWL_MAX_BYTES)
         self->max_bytes = REQUEST_CRAWL_MAX_BYTES;
-    return s_headers_apply (self, json_object_get (request, "headers"), "request.headers",
-                            error, error_size);
+    return s_headers_apply (self, json_object_get (request, "headers"), HEADERS_USER_URL,
+                            "request.headers", error, error_size);
 }
 
 // s_template_string reads one string of a provider's search template, or
@@ -426,7 +434,7 @@ s_template_string (const config_provider_t *provider, const char *key, const cha
 // them as query parameters of base_url + path, POST as a JSON body.
 static int
 s_plan_search (request_t *self, json_t *request, const config_provider_t *provider,
-               s_buf_t *url, char *error, size_t error_size)
+               textbuf_t *url, char *error, size_t error_size)
 {
     const char *query;
     if (s_optional_string (request, "query", &query, "request.query", error, error_size) < 0)
@@ -467,7 +475,7 @@ s_plan_search (request_t *self, json_t *request, const config_provider_t *provid
 // Chat Completions body; with "stream": true the answer is read as SSE.
 static int
 s_plan_llm (request_t *self, json_t *request, const config_provider_t *provider,
-            s_buf_t *url, char *error, size_t error_size)
+            textbuf_t *url, char *error, size_t error_size)
 {
     strcpy (self->method, "POST");
     s_join (url, provider->base_url, "/chat/completions");
@@ -514,7 +522,7 @@ s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
 // made now, for this attempt.
 static int
 s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config_t *config,
-                s_buf_t *url, char *error, size_t error_size)
+                textbuf_t *url, char *error, size_t error_size)
 {
     const char *target;
     if (s_optional_string (request, "url", &target, "request.url", error, error_size) < 0)
@@ -525,7 +533,7 @@ s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config
     if (!payload)
         return s_fail (error, error_size, "request.payload is required");
     strcpy (self->method, "POST");
-    s_buf_str (url, target);
+    textbuf_str (url, target);
     self->user_url = true;
     self->webhook = true;
     self->body = json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -558,10 +566,13 @@ s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config
 
 // s_plan fills self from the job; -1 with a reason when the spec is invalid.
 static int
-s_plan (request_t *self, const job_t *job, const config_t *config, s_buf_t *url,
+s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *url,
         char *error, size_t error_size)
 {
-    json_t *spec = json_loads (job->spec ? job->spec : "", JSON_REJECT_DUPLICATES, NULL);
+    // Under the one JSON policy: a spec the gateway normalized (or a webhook
+    // delivery the broker made of a stored result, NUL bytes and all) reads
+    // here exactly as it was written.
+    json_t *spec = jsontext_loads (job->spec ? job->spec : "", NULL);
     if (!json_is_object (spec)) {
         json_decref (spec);
         return s_fail (error, error_size, "the job spec is not a JSON object");
@@ -589,8 +600,8 @@ s_plan (request_t *self, const job_t *job, const config_t *config, s_buf_t *url,
     else if (provider_name && !provider)
         rc = s_fail (error, error_size, "unknown provider \"%.64s\"", provider_name);
     else if (provider && strcmp (kind, "crawl") != 0
-             && s_headers_apply (self, provider->headers, "provider headers", error,
-                                 error_size) < 0)
+             && s_headers_apply (self, provider->headers, HEADERS_OPERATOR, "provider headers",
+                                 error, error_size) < 0)
         rc = -1;
     else if (strcmp (kind, "http") == 0)
         rc = s_plan_http (self, request, provider, url, error, error_size);
@@ -631,8 +642,11 @@ request_new (const job_t *job, const config_t *config, char *error, size_t error
         return NULL;
     }
     self->headers = json_object ();
-    self->max_bytes = config->max_response_bytes;
-    s_buf_t url = { 0 };
+    // What no result can hold is not worth downloading: the body cap is the
+    // smaller of the response cap and the result cap.
+    self->max_bytes = config->max_response_bytes < config->max_result_bytes
+                      ? config->max_response_bytes : config->max_result_bytes;
+    textbuf_t url = { 0 };
     if (!self->headers || s_plan (self, job, config, &url, error, error_size) < 0) {
         free (url.data);
         request_destroy (&self);
@@ -857,7 +871,9 @@ request_test (bool verbose)
     assert (strcmp (request_header (request, "content-type"), "application/json") == 0);
     assert (strcmp (request_header (request, "x-id"), "7") == 0);
     assert (request_timeout_ms (request) == 1500);
-    assert (request_max_bytes (request) == config->max_response_bytes);
+    // The body cap is the smaller of the response and the result caps.
+    assert (config->max_result_bytes < config->max_response_bytes);
+    assert (request_max_bytes (request) == config->max_result_bytes);
     CURL *easy = curl_easy_init ();
     assert (easy);
     assert (request_apply (request, easy) == 0);
@@ -984,6 +1000,62 @@ request_test (bool verbose)
     request = s_plan_for (config, "crawl", "mock", "{\"request\":{\"url\":\"http://example.com/\"}}",
                           error, sizeof error);
     assert (request && !request_header (request, "x-api-key") && !request_secret (request));
+    request_destroy (&request);
+
+    // Headers that steer a provider call elsewhere are refused, in any case;
+    // a user's URL may set them (no secret goes there). Framing headers are
+    // refused everywhere. The provider's auth header wins over a request
+    // header of the same name in any case, and is sent once.
+    static const char *const steering[] = { "Host", "host", "X-Forwarded-Host", "Forwarded",
+                                            "X-Original-URL", "x-rewrite-url", "X-HOST" };
+    for (size_t i = 0; i < sizeof steering / sizeof steering[0]; i++) {
+        char spec[256];
+        snprintf (spec, sizeof spec,
+                  "{\"request\":{\"path\":\"/\",\"headers\":{\"%s\":\"evil.example\"}}}",
+                  steering[i]);
+        error[0] = '\0';
+        request = s_plan_for (config, "http", "mock", spec, error, sizeof error);
+        assert (request == NULL && strstr (error, "reserved"));
+        snprintf (spec, sizeof spec,
+                  "{\"request\":{\"url\":\"http://example.com/\",\"headers\":{\"%s\":\"a.example\"}}}",
+                  steering[i]);
+        request = s_plan_for (config, "http", NULL, spec, error, sizeof error);
+        assert (request && strcmp (request_header (request, steering[i]), "a.example") == 0);
+        request_destroy (&request);
+    }
+    static const char *const framing[] = { "Content-Length", "Transfer-Encoding", "connection",
+                                           "TE", "Upgrade" };
+    for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++) {
+        char spec[256];
+        snprintf (spec, sizeof spec,
+                  "{\"request\":{\"url\":\"http://example.com/\",\"headers\":{\"%s\":\"5\"}}}",
+                  framing[i]);
+        request = s_plan_for (config, "crawl", NULL, spec, error, sizeof error);
+        assert (request == NULL && strstr (error, "reserved"));
+    }
+    request = s_plan_for (config, "http", "mock",
+                          "{\"request\":{\"path\":\"/\",\"headers\":{\"X-API-KEY\":\"mine\","
+                          "\"x-Api-key\":\"also mine\",\"X-Other\":\"s3cret\"}}}",
+                          error, sizeof error);
+    assert (request);
+    size_t auth_lines = 0;
+    for (struct curl_slist *line = request->header_list; line; line = line->next)
+        if (strncasecmp (line->data, "x-api-key", 9) == 0) {
+            assert (strcmp (line->data, "X-Api-Key: Key s3cret") == 0);
+            auth_lines++;
+        }
+    assert (auth_lines == 1);
+    request_destroy (&request);
+    // A webhook delivery whose payload holds a NUL (a stored result's
+    // "\u0000") reads under the same JSON policy as everything else.
+    request = s_plan_for (config, "webhook", NULL,
+                          "{\"kind\":\"webhook\",\"request\":{\"url\":\"http://example.com/h\","
+                          "\"payload\":{\"result\":{\"body\":\"a\\u0000b\"}}}}", error,
+                          sizeof error);
+    if (!request)
+        fprintf (stderr, "request: %s\n", error);
+    assert (request && request_is_webhook (request));
+    assert (strcmp (request_body (request, NULL), "{\"result\":{\"body\":\"a\\u0000b\"}}") == 0);
     request_destroy (&request);
 
     // Invalid specs are refused with a reason, whatever their shape.

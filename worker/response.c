@@ -28,7 +28,7 @@ struct _response_t {
     bool too_large;             // the cap was exceeded (error mode)
     bool body_json;             // render the body as JSON whatever the content type
     char redact_header[129];    // extra header to redact (lower case), or ""
-    const char *secret;         // text scrubbed from the result (borrowed), or NULL
+    const scrub_t *scrub;       // keeps the provider's secret out (borrowed), or NULL
 };
 
 // Header names whose values are credentials or sessions: a result never
@@ -90,8 +90,13 @@ response_header (response_t *self, const char *line, size_t len)
     char name[256];
     if (name_len >= sizeof name)
         return;
-    for (size_t i = 0; i < name_len; i++)
-        name[i] = (char) tolower ((unsigned char) line[i]);
+    // A name is an RFC 9110 token; anything else is no header to show.
+    for (size_t i = 0; i < name_len; i++) {
+        unsigned char c = (unsigned char) line[i];
+        if (c == 0 || (!isalnum (c) && !strchr ("!#$%&'*+-.^_`|~", c)))
+            return;
+        name[i] = (char) tolower (c);
+    }
     name[name_len] = '\0';
     const char *value = colon + 1;
     size_t value_len = len - name_len - 1;
@@ -102,6 +107,8 @@ response_header (response_t *self, const char *line, size_t len)
     while (value_len > 0 && (value[value_len - 1] == ' ' || value[value_len - 1] == '\t'))
         value_len--;
     json_t *existing = json_object_get (self->headers, name);
+    if (!existing && json_object_size (self->headers) >= RESPONSE_HEADERS_MAX)
+        return;
     json_t *joined = NULL;
     if (existing) {
         // Repeated headers are one list (RFC 9110 §5.3).
@@ -174,6 +181,12 @@ response_overflow (response_t *self)
     self->too_large = true;
 }
 
+bool
+response_overflowed (const response_t *self)
+{
+    return self->too_large;
+}
+
 int
 response_set_body (response_t *self, const char *data, size_t len, bool json)
 {
@@ -192,7 +205,7 @@ response_set_body (response_t *self, const char *data, size_t len, bool json)
 }
 
 void
-response_redact (response_t *self, const char *header_name, const char *secret)
+response_redact (response_t *self, const char *header_name, const scrub_t *scrub)
 {
     if (header_name) {
         size_t i = 0;
@@ -200,7 +213,7 @@ response_redact (response_t *self, const char *header_name, const char *secret)
             self->redact_header[i] = (char) tolower ((unsigned char) header_name[i]);
         self->redact_header[i] = '\0';
     }
-    self->secret = secret && *secret ? secret : NULL;
+    self->scrub = scrub;
 }
 
 // s_sensitive is true for a header name (lower case) whose value is redacted.
@@ -213,51 +226,9 @@ s_sensitive (const response_t *self, const char *name)
     return self->redact_header[0] && strcmp (name, self->redact_header) == 0;
 }
 
-// s_scrub returns a copy of data with every occurrence of secret replaced by
-// RESPONSE_REDACTED (caller frees; *out_size gets its length), or NULL when
-// the secret does not occur or memory ran out.
-static char *
-s_scrub (const char *data, size_t size, const char *secret, size_t *out_size)
-{
-    size_t secret_len = strlen (secret);
-    size_t count = 0;
-    for (const char *at = data; at && (size_t) (at - data) + secret_len <= size; at++) {
-        at = memmem (at, size - (size_t) (at - data), secret, secret_len);
-        if (!at)
-            break;
-        count++;
-        at += secret_len - 1;
-    }
-    if (count == 0)
-        return NULL;
-    size_t redacted_len = strlen (RESPONSE_REDACTED);
-    size_t new_size = size - count * secret_len + count * redacted_len;
-    char *copy = malloc (new_size + 1);
-    if (!copy)
-        return NULL;
-    char *out = copy;
-    const char *at = data;
-    const char *end = data + size;
-    while (at < end) {
-        const char *found = (size_t) (end - at) >= secret_len
-                            ? memmem (at, (size_t) (end - at), secret, secret_len) : NULL;
-        size_t keep = found ? (size_t) (found - at) : (size_t) (end - at);
-        memcpy (out, at, keep);
-        out += keep;
-        at += keep;
-        if (!found)
-            break;
-        memcpy (out, RESPONSE_REDACTED, redacted_len);
-        out += redacted_len;
-        at += secret_len;
-    }
-    *out = '\0';
-    *out_size = new_size;
-    return copy;
-}
-
 // s_headers_redacted returns the headers as the result shows them: the
-// values of sensitive headers, and any value holding the secret, redacted.
+// values of sensitive headers, and any value holding the secret, redacted;
+// a header whose name holds the secret left out.
 static json_t *
 s_headers_redacted (const response_t *self)
 {
@@ -265,8 +236,11 @@ s_headers_redacted (const response_t *self)
     const char *name;
     json_t *value;
     json_object_foreach (self->headers, name, value) {
+        if (scrub_found (self->scrub, name, strlen (name)))
+            continue;
         bool hide = s_sensitive (self, name)
-                    || (self->secret && strstr (json_string_value (value), self->secret));
+                    || scrub_found (self->scrub, json_string_value (value),
+                                    json_string_length (value));
         json_object_set_new (headers, name, hide ? json_string (RESPONSE_REDACTED)
                                                  : json_incref (value));
     }
@@ -318,38 +292,173 @@ s_utf8_whole_prefix (const char *data, size_t size)
     return size - lead < need ? lead : size;
 }
 
-// s_body_set renders the body: parsed JSON for JSON media types, else a
-// string when it is UTF-8, else base64 (marked with body_encoding).
-static void
-s_body_set (json_t *result, const char *content_type, const char *body,
-            size_t size, bool truncated, bool json)
+// s_utf8_sequence returns the length of the well-formed UTF-8 sequence at
+// data (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF),
+// or 0 when there is none.
+static size_t
+s_utf8_sequence (const unsigned char *data, size_t left)
 {
-    if (!body)
-        body = "";
-    if ((json || s_is_json_type (content_type)) && size > 0 && !truncated) {
-        json_t *parsed = json_loadb (body, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (parsed) {
-            json_object_set_new (result, "body", parsed);
-            return;
+    unsigned char c = data[0];
+    if (c < 0x80)
+        return 1;
+    size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                  : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (need == 0 || left < need)
+        return 0;
+    unsigned char low = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    unsigned char high = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (data[1] < low || data[1] > high)
+        return 0;
+    for (size_t i = 2; i < need; i++)
+        if ((data[i] & 0xC0) != 0x80)
+            return 0;
+    return need;
+}
+
+// s_json_string_size returns the bytes data takes as a JSON string written
+// by s_json_string_put (quotes included), or SIZE_MAX when data is not
+// UTF-8 (it is then shown as base64); it stops counting past cap (any
+// size over cap will do for the caller).
+static size_t
+s_json_string_size (const char *data, size_t len, size_t cap)
+{
+    const unsigned char *bytes = (const unsigned char *) data;
+    size_t size = 2;
+    for (size_t i = 0; i < len && size <= cap;) {
+        unsigned char c = bytes[i];
+        if (c >= 0x80) {
+            size_t sequence = s_utf8_sequence (bytes + i, len - i);
+            if (sequence == 0)
+                return SIZE_MAX;
+            size += sequence;
+            i += sequence;
+            continue;
+        }
+        size += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 2
+                : c < 0x20 ? 6 : 1;
+        i++;
+    }
+    return size;
+}
+
+// s_json_string_put writes data (UTF-8) as a JSON string at out, which has
+// room for s_json_string_size bytes; returns the bytes written. Escaping
+// here costs a pass over the bytes, where building a jansson string and
+// dumping it cost ten times as much (a sprintf per control character).
+static size_t
+s_json_string_put (char *out, const char *data, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *at = out;
+    *at++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) data[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *at++ = (char) c;
+            continue;
+        }
+        *at++ = '\\';
+        if (c == '"' || c == '\\')
+            *at++ = (char) c;
+        else if (c == '\n')
+            *at++ = 'n';
+        else if (c == '\r')
+            *at++ = 'r';
+        else if (c == '\t')
+            *at++ = 't';
+        else {
+            memcpy (at, "u00", 3);
+            at[3] = hex[c >> 4];
+            at[4] = hex[c & 0xF];
+            at += 5;
         }
     }
-    size_t text_size = truncated ? s_utf8_whole_prefix (body, size) : size;
-    json_t *text = json_stringn (body, text_size);
-    if (text) {
-        json_object_set_new (result, "body", text);
-        return;
+    *at++ = '"';
+    return (size_t) (at - out);
+}
+
+int
+response_json_string (const char *data, size_t len, size_t cap, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    size_t size = s_json_string_size (data, len, cap);
+    if (size == SIZE_MAX)
+        return 1;
+    if (size > cap)
+        return -1;
+    *out = malloc (size + 1);
+    if (!*out)
+        return -1;
+    *out_len = s_json_string_put (*out, data, len);
+    (*out)[*out_len] = '\0';
+    return 0;
+}
+
+// s_json_within_policy is true when a body may be shown as the JSON value
+// it holds: small enough to parse at a bounded cost, shaped within the
+// policy less what wraps it, and valid JSON (jsontext_load parses it).
+static bool
+s_json_within_policy (const char *data, size_t len)
+{
+    if (len > RESPONSE_JSON_PARSE_MAX_BYTES
+        || !jsontext_scan (data, len, RESPONSE_BODY_MAX_DEPTH, RESPONSE_BODY_MAX_VALUES).within)
+        return false;
+    json_t *value = jsontext_load (data, len, NULL);
+    json_decref (value);
+    return value != NULL;
+}
+
+// The body as the result shows it: a JSON text to splice in.
+typedef struct {
+    char *owned;                // text allocated here, or NULL
+    const char *text;           // the JSON text of the body value
+    size_t len;                 // its length
+    const char *encoding;       // body_encoding ("base64", "json_text"), or NULL
+} s_body_t;
+
+// s_body_render renders body (size bytes, already scrubbed) as the JSON
+// text of the result's body: the JSON the upstream sent, as sent, when it
+// is JSON within the policy; else a string when it is UTF-8 and not much
+// longer so than base64 (escaping control characters can make a string six
+// times the bytes: a zero-filled body goes as base64); else base64. Returns 0,
+// or -1 when the text would exceed cap bytes or memory ran out.
+static int
+s_body_render (const response_t *self, const char *body, size_t size, const char *content_type,
+               size_t cap, s_body_t *out)
+{
+    *out = (s_body_t) { .text = "\"\"", .len = 2 };
+    bool json = (self->body_json || s_is_json_type (content_type)) && size > 0;
+    if (json && !self->truncated && s_json_within_policy (body, size)) {
+        out->text = body;
+        out->len = size;
+        return size > cap ? -1 : 0;
     }
-    size_t encoded_size = sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL);
-    char *encoded = malloc (encoded_size);
-    if (!encoded) {
-        json_object_set_new (result, "body", json_null ());
-        return;
+    size_t text_size = self->truncated ? s_utf8_whole_prefix (body, size) : size;
+    size_t base64_size = sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL) - 1 + 2;
+    // Text stays text unless base64 saves more than a line's worth.
+    size_t string_limit = base64_size + 64;
+    if (s_json_string_size (body, text_size, string_limit) <= string_limit) {
+        if (response_json_string (body, text_size, cap, &out->owned, &out->len) != 0)
+            return -1;
+        out->text = out->owned;
+        out->encoding = json ? "json_text" : NULL;
+        return 0;
     }
-    sodium_bin2base64 (encoded, encoded_size, (const unsigned char *) body, size,
+    if (base64_size > cap)
+        return -1;
+    out->owned = malloc (base64_size + 1);
+    if (!out->owned)
+        return -1;
+    out->owned[0] = '"';
+    sodium_bin2base64 (out->owned + 1, base64_size - 1, (const unsigned char *) body, size,
                        sodium_base64_VARIANT_ORIGINAL);
-    json_object_set_new (result, "body", json_string (encoded));
-    json_object_set_new (result, "body_encoding", json_string ("base64"));
-    free (encoded);
+    out->owned[base64_size - 1] = '"';
+    out->owned[base64_size] = '\0';
+    out->len = base64_size;
+    out->text = out->owned;
+    out->encoding = "base64";
+    return 0;
 }
 
 // s_string_or_null returns a JSON string for text, or null when text is NULL
@@ -361,35 +470,72 @@ s_string_or_null (const char *text)
     return value ? value : json_null ();
 }
 
-// s_result_json renders the result object of SPEC §3.
+// s_result_json renders the result object of SPEC §3: its small fields
+// through jansson, the body spliced in last as s_body_render made it.
+// Returns NULL when the text would exceed info->max_result_bytes or memory
+// ran out.
 static char *
 s_result_json (response_t *self, const response_info_t *info)
 {
-    json_t *result = json_object ();
-    if (!result)
-        return NULL;
-    const char *content_type = json_string_value (json_object_get (self->headers, "content-type"));
-    json_object_set_new (result, "status", json_integer (info->status));
-    json_object_set_new (result, "headers", s_headers_redacted (self));
+    size_t cap = info->max_result_bytes ? info->max_result_bytes : SIZE_MAX;
     // An upstream that echoes the request (or leaks it in an error page)
     // must not carry the provider's secret into the result.
+    const char *body = self->body ? self->body : "";
+    size_t size = self->body_size;
+    char *scrubbed = NULL;
     size_t scrubbed_size = 0;
-    char *scrubbed = self->secret && strlen (self->secret) >= RESPONSE_SECRET_MIN && self->body
-                     ? s_scrub (self->body, self->body_size, self->secret, &scrubbed_size) : NULL;
-    s_body_set (result, content_type, scrubbed ? scrubbed : self->body,
-                scrubbed ? scrubbed_size : self->body_size, self->truncated, self->body_json);
-    free (scrubbed);
+    if (scrub_json (self->scrub, body, size, &scrubbed, &scrubbed_size) < 0)
+        return NULL;
+    if (scrubbed) {
+        body = scrubbed;
+        size = scrubbed_size;
+    }
+    json_t *result = json_object ();
+    json_t *headers = s_headers_redacted (self);
+    const char *content_type = json_string_value (json_object_get (headers, "content-type"));
+    s_body_t rendered;
+    if (!result || !headers
+        || s_body_render (self, body, size, content_type, cap, &rendered) < 0) {
+        json_decref (headers);
+        json_decref (result);
+        free (scrubbed);
+        return NULL;
+    }
+    json_object_set_new (result, "status", json_integer (info->status));
+    json_object_set_new (result, "headers", headers);
+    if (rendered.encoding)
+        json_object_set_new (result, "body_encoding", json_string (rendered.encoding));
     json_object_set_new (result, "latency_ms", json_integer (info->latency_ms));
     if (info->crawl) {
         json_object_set_new (result, "final_url", s_string_or_null (info->final_url));
         json_object_set_new (result, "content_type", s_string_or_null (content_type));
-        char *title = response_title (self->body, self->body_size);
+        char *title = response_title (body, size);
+        char *clean = NULL;
+        size_t clean_len = 0;
+        if (title && scrub_text (self->scrub, title, strlen (title), &clean, &clean_len) != 0) {
+            free (title);
+            title = clean;
+        }
         json_object_set_new (result, "title", s_string_or_null (title));
         free (title);
         json_object_set_new (result, "truncated", json_boolean (self->truncated));
     }
-    char *text = json_dumps (result, JSON_COMPACT);
+    char *head = json_dumps (result, JSON_COMPACT);
     json_decref (result);
+    // The head ends with '}': the body goes before it.
+    size_t head_len = head ? strlen (head) - 1 : 0;
+    size_t total = head_len + strlen (",\"body\":") + rendered.len + 1;
+    char *text = head && total <= cap ? realloc (head, total + 1) : NULL;
+    if (text) {
+        char *at = text + head_len;
+        memcpy (at, ",\"body\":", 8);
+        memcpy (at + 8, rendered.text, rendered.len);
+        memcpy (at + 8 + rendered.len, "}", 2);
+    }
+    else
+        free (head);
+    free (rendered.owned);
+    free (scrubbed);
     return text;
 }
 
@@ -429,6 +575,38 @@ response_outcome_free (response_outcome_t *out)
     out->error = NULL;
 }
 
+// s_fail fills out as an attempt that ended without a result; the message
+// may quote the upstream (libcurl's error text), so it is scrubbed.
+static void
+s_fail (const response_t *self, response_outcome_t *out, const char *outcome, const char *type,
+        const char *message)
+{
+    char *clean = NULL;
+    size_t clean_len = 0;
+    int rc = scrub_text (self->scrub, message, strlen (message), &clean, &clean_len);
+    response_outcome_error (out, outcome, type, rc == 0 ? message
+                                                : rc > 0 ? clean : RESPONSE_REDACTED);
+    free (clean);
+}
+
+// s_upstream_protocol_error is true for the codes libcurl gives when the
+// upstream's bytes are not HTTP it can read: a status line (including
+// CURLE_UNSUPPORTED_PROTOCOL, unless info->scheme_refused says a redirect
+// left http), a header line, a content encoding, an HTTP/2 frame, a
+// redirect's Location.
+static bool
+s_upstream_protocol_error (CURLcode code)
+{
+    return code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_WEIRD_SERVER_REPLY
+           || code == CURLE_BAD_CONTENT_ENCODING || code == CURLE_HTTP2
+           || code == CURLE_HTTP2_STREAM || code == CURLE_HTTP3 || code == CURLE_URL_MALFORMAT;
+}
+
+// response_finish maps the transfer's end onto SPEC §3's error types. The
+// rule: blocked_by_policy means the SSRF policy refused (an address, or a
+// redirect to another scheme) and nothing else; an upstream whose bytes do
+// not make HTTP sense is an upstream_protocol_error (retried, and a
+// failure of its provider for the breaker).
 void
 response_finish (response_t *self, const response_info_t *info, response_outcome_t *out)
 {
@@ -440,30 +618,31 @@ response_finish (response_t *self, const response_info_t *info, response_outcome
     CURLcode code = info->code;
     bool answered = code == CURLE_OK || (code == CURLE_WRITE_ERROR && self->truncated);
 
-    if (!answered && info->blocked) {
-        response_outcome_error (out, "failed", "blocked_by_policy",
-                                "the upstream address is private or reserved "
-                                "(security.allow_private_networks is off)");
-        out->status = info->status;
-    }
-    else if (code == CURLE_UNSUPPORTED_PROTOCOL) {
-        response_outcome_error (out, "failed", "blocked_by_policy",
-                                "only http and https URLs are allowed");
-        out->status = info->status;
-    }
+    if (!answered && info->blocked)
+        s_fail (self, out, "failed", "blocked_by_policy",
+                "the upstream address is private or reserved "
+                "(security.allow_private_networks is off)");
+    else if (!answered && info->scheme_refused)
+        s_fail (self, out, "failed", "blocked_by_policy", "only http and https URLs are allowed");
     else if (self->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         snprintf (message, sizeof message, "the upstream response exceeds %zu bytes",
                   self->max_bytes);
-        response_outcome_error (out, "failed", "response_too_large", message);
-        out->status = info->status;
+        s_fail (self, out, "failed", "response_too_large", message);
     }
     else if (answered && info->status >= 100) {
         out->result = s_result_json (self, info);
         long status = info->status;
-        if (status >= 200 && status <= 299)
+        const char *dropped = out->result ? "" : " (its answer exceeds the result cap and is "
+                                                 "not kept)";
+        if (status >= 200 && status <= 299 && out->result)
             out->outcome = "succeeded";
+        else if (status >= 200 && status <= 299) {
+            snprintf (message, sizeof message, "the result exceeds %zu bytes",
+                      info->max_result_bytes);
+            s_fail (self, out, "failed", "response_too_large", message);
+        }
         else {
-            snprintf (message, sizeof message, "upstream answered %ld", status);
+            snprintf (message, sizeof message, "upstream answered %ld%s", status, dropped);
             out->error = s_error_json ("upstream_status", message, status);
             if (status == 429 || status >= 500 || info->retry_all) {
                 out->outcome = "retry";
@@ -478,26 +657,37 @@ response_finish (response_t *self, const response_info_t *info, response_outcome
     else if (code == CURLE_OPERATION_TIMEDOUT) {
         snprintf (message, sizeof message, "no complete answer within %lld ms",
                   (long long) info->timeout_ms);
-        response_outcome_error (out, "retry", "upstream_timeout", message);
+        s_fail (self, out, "retry", "upstream_timeout", message);
     }
     else if (code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY
-             || code == CURLE_COULDNT_CONNECT)
-        response_outcome_error (out, "retry", "connect_failed", detail);
-    else if (code == CURLE_URL_MALFORMAT)
-        response_outcome_error (out, "failed", "invalid_request", detail);
+             || code == CURLE_COULDNT_CONNECT || code == CURLE_SSL_CONNECT_ERROR
+             || code == CURLE_PEER_FAILED_VERIFICATION)
+        s_fail (self, out, "retry", "connect_failed", detail);
+    else if (code == CURLE_URL_MALFORMAT && info->status == 0)
+        // The URL the request began with; a redirect's is the upstream's.
+        s_fail (self, out, "failed", "invalid_request", detail);
+    else if (s_upstream_protocol_error (code))
+        s_fail (self, out, "retry", "upstream_protocol_error", detail);
     else if (code == CURLE_TOO_MANY_REDIRECTS)
-        response_outcome_error (out, "failed", "too_many_redirects", detail);
+        s_fail (self, out, "failed", "too_many_redirects", detail);
+    else if (code == CURLE_OUT_OF_MEMORY)
+        s_fail (self, out, "retry", "worker_out_of_memory", detail);
     else
-        response_outcome_error (out, "retry", "transfer_failed", detail);
+        s_fail (self, out, "retry", "transfer_failed", detail);
+    out->status = info->status;
 }
 
-// s_find_ci finds needle (lower case) in data, ignoring ASCII case.
+// s_find_ci finds needle (lower case, starting with a character that has
+// no case, like '<') in data, ignoring ASCII case.
 static const char *
 s_find_ci (const char *data, const char *end, const char *needle)
 {
     size_t needle_len = strlen (needle);
     for (const char *p = data; p + needle_len <= end; p++) {
-        size_t i = 0;
+        p = memchr (p, needle[0], (size_t) (end - p));
+        if (!p || p + needle_len > end)
+            return NULL;
+        size_t i = 1;
         while (i < needle_len && tolower ((unsigned char) p[i]) == needle[i])
             i++;
         if (i == needle_len)
@@ -601,7 +791,8 @@ response_title (const char *html, size_t len)
     const char *stop = s_find_ci (start, end, "</title");
     if (!stop)
         return NULL;
-    char *title = malloc ((size_t) (stop - start) + 1);
+    // A NUL becomes U+FFFD, three bytes: the only thing that grows.
+    char *title = malloc (3 * (size_t) (stop - start) + 1);
     if (!title)
         return NULL;
     size_t size = 0;
@@ -621,6 +812,11 @@ response_title (const char *html, size_t len)
         if (consumed) {
             size += written;
             p += consumed;
+        }
+        else if (*p == '\0') {
+            memcpy (title + size, "\xef\xbf\xbd", 3);
+            size += 3;
+            p++;
         }
         else
             title[size++] = *p++;
@@ -691,14 +887,230 @@ s_check_title (const char *html, const char *expected)
     free (title);
 }
 
-// s_parse parses JSON text for a check.
+// s_parse parses JSON text for a check, the way every reader will: what the
+// worker emits is what common/jsontext reads back.
 static json_t *
 s_parse (const char *text)
 {
     assert (text);
-    json_t *value = json_loads (text, 0, NULL);
+    json_t *value = jsontext_loads (text, NULL);
     assert (value);
     return value;
+}
+
+// s_render feeds a 200 answer of content_type with body (len bytes) to a
+// new response and returns the parsed result; the outcome is checked.
+static json_t *
+s_render (const char *content_type, const char *body, size_t len, const scrub_t *scrubber,
+          const char *outcome)
+{
+    response_t *response = response_new (64 * 1024 * 1024, false);
+    assert (response);
+    char line[256];
+    snprintf (line, sizeof line, "Content-Type: %s\r\n", content_type);
+    response_header (response, "HTTP/1.1 200 OK\r\n", 17);
+    response_header (response, line, strlen (line));
+    assert (response_body (response, body, len));
+    response_redact (response, NULL, scrubber);
+    response_info_t info = { .code = CURLE_OK, .status = 200, .max_result_bytes = 16 << 20 };
+    response_outcome_t out;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, outcome) == 0);
+    json_t *result = out.result ? s_parse (out.result) : NULL;
+    response_outcome_free (&out);
+    response_destroy (&response);
+    return result;
+}
+
+// s_repeat returns count copies of unit between open and close (caller frees).
+static char *
+s_repeat (const char *open, const char *unit, size_t count, const char *close, size_t *len)
+{
+    size_t unit_len = strlen (unit);
+    char *text = malloc (strlen (open) + unit_len * count + strlen (close) + 1);
+    assert (text);
+    size_t at = (size_t) sprintf (text, "%s", open);
+    for (size_t i = 0; i < count; i++, at += unit_len)
+        memcpy (text + at, unit, unit_len);
+    at += (size_t) sprintf (text + at, "%s", close);
+    *len = at;
+    return text;
+}
+
+// s_test_bounded_json checks the cost bounds: JSON beyond the policy (less
+// its wrapping) or beyond the parse size is kept as a string marked
+// json_text; JSON within it is the upstream's text, as sent; NUL survives.
+static void
+s_test_bounded_json (void)
+{
+    size_t len;
+    // 2,048 levels and too many values: the text, as a string.
+    char *deep = s_repeat ("", "[", 2048, "", &len);
+    char *deep_closed = realloc (deep, 4097);
+    assert (deep_closed);
+    memset (deep_closed + 2048, ']', 2048);
+    deep_closed[4096] = '\0';
+    json_t *result = s_render ("application/json", deep_closed, 4096, NULL, "succeeded");
+    assert (strcmp (json_string_value (json_object_get (result, "body")), deep_closed) == 0);
+    assert (strcmp (json_string_value (json_object_get (result, "body_encoding")), "json_text") == 0);
+    json_decref (result);
+    free (deep_closed);
+    // RESPONSE_BODY_MAX_DEPTH levels pass, one more does not.
+    for (size_t depth = RESPONSE_BODY_MAX_DEPTH; depth <= RESPONSE_BODY_MAX_DEPTH + 1; depth++) {
+        char *nested = malloc (2 * depth + 1);
+        memset (nested, '[', depth);
+        memset (nested + depth, ']', depth);
+        nested[2 * depth] = '\0';
+        result = s_render ("application/json", nested, 2 * depth, NULL, "succeeded");
+        json_t *body = json_object_get (result, "body");
+        assert (depth == RESPONSE_BODY_MAX_DEPTH ? json_is_array (body) : json_is_string (body));
+        json_decref (result);
+        free (nested);
+    }
+    // The array and its members count: one member too many, then exactly
+    // enough (two bytes a value keeps both under the parse size).
+    char *wide = s_repeat ("[", "0,", RESPONSE_BODY_MAX_VALUES - 1, "0]", &len);
+    assert (len <= RESPONSE_JSON_PARSE_MAX_BYTES);
+    result = s_render ("application/json", wide, len, NULL, "succeeded");
+    assert (json_string_length (json_object_get (result, "body")) == len);
+    assert (strcmp (json_string_value (json_object_get (result, "body_encoding")), "json_text") == 0);
+    json_decref (result);
+    free (wide);
+    wide = s_repeat ("[", "0,", RESPONSE_BODY_MAX_VALUES - 2, "0]", &len);
+    result = s_render ("application/json", wide, len, NULL, "succeeded");
+    assert (json_array_size (json_object_get (result, "body")) == RESPONSE_BODY_MAX_VALUES - 1);
+    json_decref (result);
+    free (wide);
+    char *big = s_repeat ("[", "\"0123456789abcdef\",", RESPONSE_JSON_PARSE_MAX_BYTES / 19,
+                          "\"x\"]", &len);
+    assert (len > RESPONSE_JSON_PARSE_MAX_BYTES);
+    result = s_render ("application/json", big, len, NULL, "succeeded");
+    assert (json_is_string (json_object_get (result, "body")));
+    json_decref (result);
+    free (big);
+    // Within the bounds the text is spliced as sent: numbers keep their
+    // spelling, NUL in strings survives.
+    const char *exact = "{\"a\": 0.1, \"b\":\"x\\u0000y\", \"c\":[1e2]}";
+    response_t *response = response_new (1024, false);
+    response_header (response, "Content-Type: application/json\r\n", 32);
+    assert (response_body (response, exact, strlen (exact)));
+    response_info_t info = { .code = CURLE_OK, .status = 200, .latency_ms = 3 };
+    response_outcome_t out;
+    response_finish (response, &info, &out);
+    assert (strstr (out.result, ",\"body\":{\"a\": 0.1, \"b\":\"x\\u0000y\", \"c\":[1e2]}}"));
+    result = s_parse (out.result);
+    assert (json_string_length (json_object_get (json_object_get (result, "body"), "b")) == 3);
+    assert (json_object_get (result, "body_encoding") == NULL);
+    json_decref (result);
+    response_outcome_free (&out);
+    // The rendered text is capped: a 2xx over it fails as response_too_large,
+    // a 503 over it is still retried, without the result.
+    info.max_result_bytes = 64;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "failed") == 0 && !out.result);
+    assert (strstr (out.error, "response_too_large"));
+    response_outcome_free (&out);
+    info.status = 503;
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "retry") == 0 && !out.result);
+    assert (strstr (out.error, "\"upstream_status\":503"));
+    response_outcome_free (&out);
+    response_destroy (&response);
+    // Control characters escape as \u00XX, six bytes for one: a body that
+    // would grow more as a string than as base64 goes as base64 (zeros);
+    // text with a few of them stays a string.
+    char zeros[4096] = { 0 };
+    result = s_render ("application/octet-stream", zeros, sizeof zeros, NULL, "succeeded");
+    assert (strcmp (json_string_value (json_object_get (result, "body_encoding")), "base64") == 0);
+    assert (json_string_length (json_object_get (result, "body")) == (sizeof zeros + 2) / 3 * 4);
+    json_decref (result);
+    result = s_render ("text/plain", "a\0b\tc\n", 6, NULL, "succeeded");
+    json_t *body = json_object_get (result, "body");
+    assert (json_string_length (body) == 6 && memcmp (json_string_value (body), "a\0b\tc\n", 6) == 0);
+    assert (json_object_get (result, "body_encoding") == NULL);
+    json_decref (result);
+    response = response_new (8192, false);
+    assert (response_body (response, zeros, sizeof zeros));
+    info = (response_info_t) { .code = CURLE_OK, .status = 200, .max_result_bytes = 4096 };
+    response_finish (response, &info, &out);
+    assert (strcmp (out.outcome, "failed") == 0 && strstr (out.error, "response_too_large"));
+    response_outcome_free (&out);
+    response_destroy (&response);
+}
+
+// s_test_secret_forms checks that a secret holding a quote, a backslash and
+// a slash never reaches the client, however the upstream spells it.
+static void
+s_test_secret_forms (void)
+{
+    const char *secret = "sk-q\"b\\s/x0123";
+    scrub_t *scrubber = scrub_new (secret, NULL);
+    assert (scrubber);
+    static const struct {
+        const char *type;       // content type
+        const char *body;       // what the upstream echoed
+    } forms[] = {
+        { "application/json", "{\"auth\":\"Bearer sk-q\\\"b\\\\s/x0123\"}" },
+        { "application/json", "{\"auth\":\"Bearer sk-q\\\"b\\\\s\\/x0123\"}" },
+        { "application/json", "{\"auth\":\"\\u0073\\u006b-q\\u0022b\\u005cs\\u002fx0123\"}" },
+        { "application/json", "{\"sk-q\\\"b\\\\s/x0123\":1}" },
+        { "application/json", "[\"sk-q\\\"b\\\\s\\/x0123\"" },
+        { "text/plain", "Authorization: Bearer sk-q\"b\\s/x0123" },
+        { "text/html", "<title>sk-q&quot;b\\s/x0123</title>" },
+        { "application/octet-stream", "\xff\xfe sk-q\"b\\s/x0123 \xff" },
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        json_t *result = s_render (forms[i].type, forms[i].body, strlen (forms[i].body), scrubber,
+                                   "succeeded");
+        char *text = jsontext_dump (result);
+        assert (text && !scrub_found (scrubber, text, strlen (text)));
+        json_t *body = json_object_get (result, "body");
+        const char *encoding = json_string_value (json_object_get (result, "body_encoding"));
+        if (encoding && strcmp (encoding, "base64") == 0) {
+            unsigned char bytes[256];
+            size_t size = 0;
+            assert (sodium_base642bin (bytes, sizeof bytes, json_string_value (body),
+                                       json_string_length (body), NULL, &size, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL) == 0);
+            assert (!memmem (bytes, size, secret, strlen (secret)) && memmem (bytes, size,
+                                                                               "[redacted]", 10));
+        }
+        else if (json_is_string (body))
+            assert (!strstr (json_string_value (body), secret) && strstr (json_string_value (body),
+                                                                         "[redacted]"));
+        free (text);
+        json_decref (result);
+    }
+    // Headers: the value holding the secret in any spelling, and a name
+    // holding it, are hidden; the title decodes entities, then is scrubbed.
+    response_t *response = response_new (1024, true);
+    const char *const lines[] = {
+        "HTTP/1.1 200 OK\r\n", "Content-Type: text/html\r\n",
+        "X-Echo: Bearer sk-q\\\"b\\\\s\\/x0123\r\n", "X-Fine: ok\r\n", NULL
+    };
+    s_feed (response, lines);
+    const char *page = "<title>sk-q&#34;b&#92;s&#47;x0123 &amp; more</title>";
+    assert (response_body (response, page, strlen (page)));
+    response_redact (response, NULL, scrubber);
+    response_info_t info = { .code = CURLE_OK, .status = 200, .crawl = true };
+    response_outcome_t out;
+    response_finish (response, &info, &out);
+    json_t *result = s_parse (out.result);
+    json_t *headers = json_object_get (result, "headers");
+    assert (strcmp (json_string_value (json_object_get (headers, "x-echo")), RESPONSE_REDACTED) == 0);
+    assert (strcmp (json_string_value (json_object_get (headers, "x-fine")), "ok") == 0);
+    assert (strcmp (json_string_value (json_object_get (result, "title")),
+                    RESPONSE_REDACTED " & more") == 0);
+    json_decref (result);
+    response_outcome_free (&out);
+    // Error messages that quote the upstream are scrubbed too.
+    info = (response_info_t) { .code = CURLE_WEIRD_SERVER_REPLY,
+                               .curl_detail = "bad header: sk-q\"b\\s/x0123" };
+    response_finish (response, &info, &out);
+    assert (!strstr (out.error, "x0123") && strstr (out.error, "upstream_protocol_error"));
+    response_outcome_free (&out);
+    response_destroy (&response);
+    scrub_destroy (&scrubber);
 }
 
 void
@@ -718,6 +1130,9 @@ response_test (bool verbose)
     s_check_title ("<title>unclosed", NULL);
     s_check_title ("<title", NULL);
     assert (response_title (NULL, 0) == NULL);
+    char *title = response_title ("<title>A\0B</title>", 19);
+    assert (title && strcmp (title, "A\xef\xbf\xbd" "B") == 0);
+    free (title);
 
     // Retry-After, both forms.
     assert (response_retry_after_ms ("120", 0) == 120000);
@@ -860,31 +1275,48 @@ response_test (bool verbose)
     json_decref (result);
     response_outcome_free (&out);
 
-    // Transfer errors map onto the SPEC §3 error types.
+    // Transfer errors map onto the SPEC §3 error types; blocked_by_policy
+    // only ever means that the policy refused.
     static const struct {
         CURLcode code;          // what libcurl said
         bool blocked;           // the SSRF policy refused a connection
+        bool scheme_refused;    // a redirect left http(s)
+        long status;            // the last status seen (a redirect's)
         const char *outcome;    // expected outcome
         const char *type;       // expected error type
     } cases[] = {
-        { CURLE_OPERATION_TIMEDOUT, false, "retry", "upstream_timeout" },
-        { CURLE_COULDNT_CONNECT, false, "retry", "connect_failed" },
-        { CURLE_COULDNT_RESOLVE_HOST, false, "retry", "connect_failed" },
-        { CURLE_COULDNT_CONNECT, true, "failed", "blocked_by_policy" },
-        { CURLE_UNSUPPORTED_PROTOCOL, false, "failed", "blocked_by_policy" },
-        { CURLE_URL_MALFORMAT, false, "failed", "invalid_request" },
-        { CURLE_TOO_MANY_REDIRECTS, false, "failed", "too_many_redirects" },
-        { CURLE_FILESIZE_EXCEEDED, false, "failed", "response_too_large" },
-        { CURLE_RECV_ERROR, false, "retry", "transfer_failed" },
-        { CURLE_GOT_NOTHING, false, "retry", "transfer_failed" },
+        { CURLE_OPERATION_TIMEDOUT, false, false, 0, "retry", "upstream_timeout" },
+        { CURLE_COULDNT_CONNECT, false, false, 0, "retry", "connect_failed" },
+        { CURLE_COULDNT_RESOLVE_HOST, false, false, 0, "retry", "connect_failed" },
+        { CURLE_SSL_CONNECT_ERROR, false, false, 0, "retry", "connect_failed" },
+        { CURLE_COULDNT_CONNECT, true, false, 0, "failed", "blocked_by_policy" },
+        { CURLE_ABORTED_BY_CALLBACK, true, false, 302, "failed", "blocked_by_policy" },
+        { CURLE_UNSUPPORTED_PROTOCOL, false, true, 302, "failed", "blocked_by_policy" },
+        { CURLE_UNSUPPORTED_PROTOCOL, false, false, 0, "retry", "upstream_protocol_error" },
+        { CURLE_WEIRD_SERVER_REPLY, false, false, 0, "retry", "upstream_protocol_error" },
+        { CURLE_BAD_CONTENT_ENCODING, false, false, 200, "retry", "upstream_protocol_error" },
+        { CURLE_HTTP2, false, false, 0, "retry", "upstream_protocol_error" },
+        { CURLE_URL_MALFORMAT, false, false, 302, "retry", "upstream_protocol_error" },
+        { CURLE_URL_MALFORMAT, false, false, 0, "failed", "invalid_request" },
+        { CURLE_TOO_MANY_REDIRECTS, false, false, 302, "failed", "too_many_redirects" },
+        { CURLE_FILESIZE_EXCEEDED, false, false, 200, "failed", "response_too_large" },
+        { CURLE_RECV_ERROR, false, false, 200, "retry", "transfer_failed" },
+        { CURLE_GOT_NOTHING, false, false, 0, "retry", "transfer_failed" },
+        { CURLE_ABORTED_BY_CALLBACK, false, false, 0, "retry", "transfer_failed" },
+        { CURLE_OUT_OF_MEMORY, false, false, 0, "retry", "worker_out_of_memory" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         info = (response_info_t) { .code = cases[i].code, .blocked = cases[i].blocked,
-                                   .timeout_ms = 500 };
+                                   .scheme_refused = cases[i].scheme_refused,
+                                   .status = cases[i].status, .timeout_ms = 500 };
         response_finish (response, &info, &out);
+        error = s_parse (out.error);
+        if (strcmp (out.outcome, cases[i].outcome) != 0
+            || strcmp (json_string_value (json_object_get (error, "type")), cases[i].type) != 0)
+            fprintf (stderr, "response: code %d gave %s %s\n", (int) cases[i].code, out.outcome,
+                     out.error);
         assert (strcmp (out.outcome, cases[i].outcome) == 0);
         assert (out.result == NULL);
-        error = s_parse (out.error);
         assert (strcmp (json_string_value (json_object_get (error, "type")), cases[i].type) == 0);
         assert (json_is_string (json_object_get (error, "message")));
         json_decref (error);
@@ -904,7 +1336,8 @@ response_test (bool verbose)
     const char *echo = "{\"headers\":{\"authorization\":\"Bearer sk-abcdefgh\"},"
                        "\"twice\":\"sk-abcdefghsk-abcdefgh\"}";
     assert (response_body (response, echo, strlen (echo)));
-    response_redact (response, "X-Custom-Auth", "sk-abcdefgh");
+    scrub_t *scrubber = scrub_new ("sk-abcdefgh", NULL);
+    response_redact (response, "X-Custom-Auth", scrubber);
     info = (response_info_t) { .code = CURLE_OK, .status = 200 };
     response_finish (response, &info, &out);
     assert (!strstr (out.result, "sk-abcdefgh") && !strstr (out.result, "zzz"));
@@ -925,10 +1358,13 @@ response_test (bool verbose)
     json_decref (result);
     response_outcome_free (&out);
     // A short secret is redacted in headers but not searched for in bodies.
-    response_redact (response, NULL, "k1");
+    scrub_t *short_secret = scrub_new ("k1", NULL);
+    response_redact (response, NULL, short_secret);
     response_finish (response, &info, &out);
     assert (strstr (out.result, "sk-abcdefgh") && !strstr (out.result, "\"k1\""));
     response_outcome_free (&out);
+    scrub_destroy (&short_secret);
+    scrub_destroy (&scrubber);
     // A replaced body is rendered as JSON whatever the content type.
     response_t *sse = response_new (100, false);
     const char *const sse_lines[] = { "HTTP/1.1 200 OK\r\n",
@@ -955,6 +1391,8 @@ response_test (bool verbose)
                     "request.url is required") == 0);
     json_decref (error);
     response_outcome_free (&out);
+    s_test_bounded_json ();
+    s_test_secret_forms ();
     if (verbose)
         printf ("OK\n");
 }

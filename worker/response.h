@@ -5,8 +5,26 @@
 // attempt into the RESULT fields of docs/protocol.md §3.2: the outcome
 // class, the result object and the error object of SPEC §3. Everything here
 // is pure (no I/O), so the self-test covers it without a network.
+//
+// The cost of one answer is bounded (issue 17): a JSON body is parsed only
+// when it is at most RESPONSE_JSON_PARSE_MAX_BYTES and within
+// RESPONSE_BODY_MAX_DEPTH / RESPONSE_BODY_MAX_VALUES (well within
+// common/jsontext's policy, with room for the result, the job object and a
+// webhook delivery around it), and only to validate it: the result splices the JSON
+// text the upstream sent (scrubbed) instead of dumping a tree again. A JSON
+// body beyond those bounds is kept as a string, marked
+// "body_encoding": "json_text". The rendered result text is at most
+// response_info_t.max_result_bytes (broker.max_result_bytes): over it the
+// attempt fails as response_too_large.
+//
+// Nothing the client reads holds the provider's secret (scrub.h): body
+// (every decoded JSON string, text, binary before base64), headers, title,
+// error messages.
 #ifndef JOBGATE_RESPONSE_H
 #define JOBGATE_RESPONSE_H
+
+#include "jsontext.h"
+#include "scrub.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
@@ -16,9 +34,20 @@
 typedef struct _response_t response_t;
 
 // What a redacted header value or secret reads as in a result.
-#define RESPONSE_REDACTED "[redacted]"
-// The shortest secret searched for (and replaced) in result bodies.
-#define RESPONSE_SECRET_MIN 8
+#define RESPONSE_REDACTED SCRUB_REDACTED
+// A JSON body is parsed (to validate it, with jansson, on the event loop)
+// only when it is small enough to take a few milliseconds: at most this many
+// bytes (jansson reads 10-30 ns a byte)...
+#define RESPONSE_JSON_PARSE_MAX_BYTES (256 * 1024)
+// ...at most this many values (an empty object costs ~0.4 µs to build:
+// 20,000 of them ~8 ms; numbers and strings a third of that)...
+#define RESPONSE_BODY_MAX_VALUES 20000
+// ...and nested at most this deep: the JSON policy's depth less what wraps a
+// body on the way to a client (the result object, the job object, a webhook
+// delivery's spec around that: 4 levels, and room to spare).
+#define RESPONSE_BODY_MAX_DEPTH (JSONTEXT_MAX_DEPTH - 8)
+// Distinct headers kept from one answer (more are dropped).
+#define RESPONSE_HEADERS_MAX 256
 
 // What the attempt's transfer reported when it ended.
 typedef struct {
@@ -28,10 +57,12 @@ typedef struct {
     int64_t latency_ms;         // from start of the attempt to its end
     int64_t timeout_ms;         // the attempt's timeout, for the message
     bool blocked;               // the SSRF policy refused a connection
+    bool scheme_refused;        // a redirect led to a scheme other than http(s)
     bool crawl;                 // add the crawl fields to the result
     bool retry_all;             // any non-2xx answer is retried (webhooks)
     const char *final_url;      // URL after redirects (crawl), or NULL
     int64_t now_s;              // wall clock, seconds, for Retry-After dates
+    size_t max_result_bytes;    // the rendered result text at most, 0 = no cap
 } response_info_t;
 
 // What goes into the RESULT message.
@@ -69,6 +100,9 @@ const char *response_header_value (const response_t *self, const char *name);
 // as response_too_large (a stream whose assembled text grew too big).
 void response_overflow (response_t *self);
 
+// response_overflowed is true once the response went over its cap.
+bool response_overflowed (const response_t *self);
+
 // response_set_body replaces the body with len bytes of data (copied); with
 // json the body is rendered as the JSON value it holds whatever the content
 // type said (an SSE stream assembled into one completion). Returns 0, or
@@ -77,12 +111,12 @@ int response_set_body (response_t *self, const char *data, size_t len, bool json
 
 // response_redact adds header_name (any case, may be NULL) to the headers
 // whose values the result shows as "[redacted]" (authorization, cookie,
-// set-cookie, x-api-key and the like always are), and secret (borrowed,
-// may be NULL; must outlive the response) to the text replaced by
-// "[redacted]" wherever it appears in the result's headers or body, in case
-// an upstream echoes it. Secrets shorter than RESPONSE_SECRET_MIN bytes are
-// not searched for in bodies: that would mangle ordinary text.
-void response_redact (response_t *self, const char *header_name, const char *secret);
+// set-cookie, x-api-key and the like always are), and scrub (borrowed, may
+// be NULL; must outlive the response) as what keeps the provider's secret
+// out of the result and the error, in case an upstream echoes it: a header
+// whose name or value holds it is hidden whole, bodies, the title and
+// error messages are scrubbed (scrub.h).
+void response_redact (response_t *self, const char *header_name, const scrub_t *scrub);
 
 // response_truncated is true when the body was cut at the cap (truncate mode).
 bool response_truncated (const response_t *self);
@@ -102,9 +136,18 @@ void response_outcome_error (response_outcome_t *out, const char *outcome,
 
 // response_title extracts the text of the first HTML <title> element:
 // case-insensitive tags, whitespace collapsed and trimmed, &amp; &lt; &gt;
-// &quot; &#39; &apos; and numeric entities decoded. Returns a new string
-// (caller frees), or NULL when the page has no title.
+// &quot; &#39; &apos; and numeric entities decoded, a NUL byte read as
+// U+FFFD (as HTML parsers do). Returns a new string (caller frees), or
+// NULL when the page has no title.
 char *response_title (const char *html, size_t len);
+
+// response_json_string renders data (len bytes) as a JSON string text,
+// quotes included, of at most cap bytes, in one pass (jansson's dump costs
+// a sprintf per control character). Returns 0 with a new NUL-terminated
+// text in *out (caller frees; *out_len its length), 1 when data is not
+// UTF-8, -1 when the text would exceed cap or memory ran out.
+int response_json_string (const char *data, size_t len, size_t cap, char **out,
+                          size_t *out_len);
 
 // response_retry_after_ms parses a Retry-After value (delta seconds or an
 // HTTP-date, compared with now_s) into milliseconds, capped at one day.

@@ -1,5 +1,8 @@
 // stream — an OpenAI-compatible Chat Completions stream, parsed as it arrives.
 #include "stream.h"
+#include "jsontext.h"
+#include "response.h"
+#include "textbuf.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -8,21 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A growable byte buffer.
-typedef struct {
-    char *data;                 // bytes, or NULL
-    size_t size;                // bytes used
-    size_t alloc;               // bytes allocated
-} s_bytes_t;
-
 struct _stream_t {
     size_t max_bytes;           // cap on the assembled text and on one event
-    s_bytes_t line;             // the line being read (no terminator)
-    s_bytes_t event;            // data lines of the event being read, joined by LF
+    textbuf_t line;             // the line being read (no terminator)
+    textbuf_t event;            // data lines of the event being read, joined by LF
     bool event_has_data;        // the event has at least one data line
     bool after_cr;              // the last byte was CR: a following LF ends nothing
     bool failed;                // over the cap or out of memory: input is ignored
-    s_bytes_t content;          // every delta's text, joined
+    textbuf_t content;          // every delta's text, joined
     size_t deltas;              // deltas reported
     bool done;                  // [DONE] arrived
     json_t *id;                 // the stream's "id", or NULL
@@ -34,25 +30,12 @@ struct _stream_t {
 
 // s_bytes_add appends len bytes; returns 0, or -1 past max or out of memory.
 static int
-s_bytes_add (s_bytes_t *bytes, const char *data, size_t len, size_t max)
+s_bytes_add (textbuf_t *bytes, const char *data, size_t len, size_t max)
 {
-    if (len > max || bytes->size > max - len)
+    if (len > max || bytes->len > max - len)
         return -1;
-    if (bytes->size + len + 1 > bytes->alloc) {
-        size_t alloc = bytes->alloc ? bytes->alloc : 256;
-        while (alloc < bytes->size + len + 1)
-            alloc *= 2;
-        char *grown = realloc (bytes->data, alloc);
-        if (!grown)
-            return -1;
-        bytes->data = grown;
-        bytes->alloc = alloc;
-    }
-    if (len)
-        memcpy (bytes->data + bytes->size, data, len);
-    bytes->size += len;
-    bytes->data[bytes->size] = '\0';
-    return 0;
+    textbuf_add (bytes, data, len);
+    return bytes->failed ? -1 : 0;
 }
 
 stream_t *
@@ -99,12 +82,17 @@ static int
 s_dispatch (stream_t *self, stream_delta_fn *fn, void *arg)
 {
     const char *data = self->event.data ? self->event.data : "";
-    size_t size = self->event.size;
+    size_t size = self->event.len;
     if (size == 6 && memcmp (data, "[DONE]", 6) == 0) {
         self->done = true;
         return 0;
     }
-    json_t *chunk = json_loadb (data, size, 0, NULL);
+    // No token delta is this big, and parsing one would stall the loop.
+    if (size > STREAM_EVENT_MAX_BYTES
+        || jsontext_scan (data, size, JSONTEXT_MAX_DEPTH, STREAM_EVENT_MAX_VALUES).values
+               > STREAM_EVENT_MAX_VALUES)
+        return -1;
+    json_t *chunk = jsontext_load (data, size, NULL);
     if (!json_is_object (chunk)) {
         json_decref (chunk);
         return 0;
@@ -139,12 +127,12 @@ static int
 s_line (stream_t *self, stream_delta_fn *fn, void *arg)
 {
     const char *line = self->line.data ? self->line.data : "";
-    size_t len = self->line.size;
+    size_t len = self->line.len;
     int rc = 0;
     if (len == 0) {
         if (self->event_has_data)
             rc = s_dispatch (self, fn, arg);
-        self->event.size = 0;
+        self->event.len = 0;
         self->event_has_data = false;
     }
     else if (len >= 5 && memcmp (line, "data", 4) == 0 && line[4] == ':') {
@@ -165,7 +153,7 @@ s_line (stream_t *self, stream_delta_fn *fn, void *arg)
             rc = s_bytes_add (&self->event, "\n", 1, self->max_bytes);
         self->event_has_data = true;
     }
-    self->line.size = 0;
+    self->line.len = 0;
     return rc;
 }
 
@@ -180,7 +168,7 @@ stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, 
         if (c != '\r' && c != '\n')
             continue;
         // The end of a line: CR, LF or CRLF, which may straddle two feeds.
-        bool second_half = c == '\n' && self->after_cr && i == start && self->line.size == 0;
+        bool second_half = c == '\n' && self->after_cr && i == start && self->line.len == 0;
         self->after_cr = c == '\r';
         if (second_half) {
             start = i + 1;
@@ -215,23 +203,49 @@ stream_done (const stream_t *self)
     return self->done;
 }
 
-char *
-stream_completion (const stream_t *self)
+// s_dump_or_null renders value as compact JSON ("null" for NULL); returns
+// a new string, or NULL when memory ran out.
+static char *
+s_dump_or_null (const json_t *value)
 {
-    json_t *content = json_stringn (self->content.data ? self->content.data : "",
-                                    self->content.size);
-    json_t *completion = json_pack ("{s:O?, s:s, s:O?, s:[{s:i, s:{s:s, s:o*}, s:O?}], s:b}",
-        "id", self->id, "object", "chat.completion", "model", self->model,
-        "choices", "index", 0, "message", "role", "assistant", "content", content,
-        "finish_reason", self->finish_reason, "streamed", 1);
-    if (!completion)
+    return value ? jsontext_dump (value) : strdup ("null");
+}
+
+char *
+stream_completion (const stream_t *self, size_t cap)
+{
+    // The assembled text is the one large part: it is escaped in one pass
+    // and spliced in, the small parts go through jansson.
+    char *content = NULL;
+    size_t content_len = 0;
+    if (response_json_string (self->content.data ? self->content.data : "", self->content.len,
+                              cap, &content, &content_len) != 0)
         return NULL;
-    if (self->usage)
-        json_object_set (completion, "usage", self->usage);
-    if (self->error)
-        json_object_set (completion, "error", self->error);
-    char *text = json_dumps (completion, JSON_COMPACT);
-    json_decref (completion);
+    json_t *head = json_pack ("{s:O?, s:s, s:O?}", "id", self->id, "object", "chat.completion",
+                              "model", self->model);
+    char *head_text = head ? jsontext_dump (head) : NULL;
+    json_decref (head);
+    char *finish = s_dump_or_null (self->finish_reason);
+    char *usage = self->usage ? jsontext_dump (self->usage) : NULL;
+    char *error = self->error ? jsontext_dump (self->error) : NULL;
+    char *text = NULL;
+    if (head_text && finish && (usage || !self->usage) && (error || !self->error)) {
+        head_text[strlen (head_text) - 1] = '\0';
+        if (asprintf (&text, "%s,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                             "\"content\":%s},\"finish_reason\":%s}]%s%s%s%s,\"streamed\":true}",
+                      head_text, content, finish, usage ? ",\"usage\":" : "", usage ? usage : "",
+                      error ? ",\"error\":" : "", error ? error : "") < 0)
+            text = NULL;
+    }
+    if (text && strlen (text) > cap) {
+        free (text);
+        text = NULL;
+    }
+    free (content);
+    free (head_text);
+    free (finish);
+    free (usage);
+    free (error);
     return text;
 }
 
@@ -291,8 +305,8 @@ stream_test (bool verbose)
             fprintf (stderr, "stream: split %zu saw [%s]\n", split, seen.text);
         assert (strcmp (seen.text, "Echo:| caf\xc3\xa9| \"ok\"") == 0);
         assert (stream_deltas (stream) == 3 && stream_done (stream));
-        char *text = stream_completion (stream);
-        json_t *completion = json_loads (text, 0, NULL);
+        char *text = stream_completion (stream, 4096);
+        json_t *completion = jsontext_loads (text, NULL);
         assert (completion);
         assert (strcmp (json_string_value (json_object_get (completion, "id")), "c1") == 0);
         assert (strcmp (json_string_value (json_object_get (completion, "model")), "m") == 0);
@@ -315,9 +329,44 @@ stream_test (bool verbose)
 
     // An empty stream still renders a completion, without usage.
     stream_t *stream = stream_new (16);
-    char *text = stream_completion (stream);
+    char *text = stream_completion (stream, 1024);
     assert (text && strstr (text, "\"content\":\"\"") && !strstr (text, "usage"));
+    json_t *completion = jsontext_loads (text, NULL);
+    assert (json_is_null (json_object_get (json_array_get (json_object_get (completion, "choices"),
+                                                           0), "finish_reason")));
+    json_decref (completion);
     free (text);
+    stream_destroy (&stream);
+    // A NUL in a delta survives; the completion is refused past its cap.
+    const char *nul = "data: {\"choices\":[{\"delta\":{\"content\":\"a\\u0000b\"}}]}\n\n";
+    stream = stream_new (1024);
+    assert (stream_feed (stream, nul, strlen (nul), NULL, NULL) == 0);
+    text = stream_completion (stream, 1024);
+    completion = jsontext_loads (text, NULL);
+    json_t *message = json_object_get (json_array_get (json_object_get (completion, "choices"), 0),
+                                       "message");
+    assert (json_string_length (json_object_get (message, "content")) == 3);
+    json_decref (completion);
+    free (text);
+    assert (stream_completion (stream, 40) == NULL);
+    stream_destroy (&stream);
+    // One event too big to be a delta fails the stream.
+    stream = stream_new (4 * STREAM_EVENT_MAX_BYTES);
+    char *huge = malloc (STREAM_EVENT_MAX_BYTES + 16);
+    assert (huge);
+    memcpy (huge, "data: [", 7);
+    memset (huge + 7, '1', STREAM_EVENT_MAX_BYTES);
+    memcpy (huge + 7 + STREAM_EVENT_MAX_BYTES, "]\n\n", 3);
+    assert (stream_feed (stream, huge, STREAM_EVENT_MAX_BYTES + 10, NULL, NULL) == -1);
+    stream_destroy (&stream);
+    // So does one with more values than a body may have.
+    stream = stream_new (4 * STREAM_EVENT_MAX_BYTES);
+    memcpy (huge, "data: [", 7);
+    for (size_t i = 0; i < STREAM_EVENT_MAX_VALUES; i++)
+        memcpy (huge + 7 + 2 * i, "0,", 2);
+    memcpy (huge + 7 + 2 * STREAM_EVENT_MAX_VALUES, "0]\n\n", 4);
+    assert (stream_feed (stream, huge, 7 + 2 * STREAM_EVENT_MAX_VALUES + 4, NULL, NULL) == -1);
+    free (huge);
     stream_destroy (&stream);
     // The cap holds for the assembled text and for a line without end.
     const char *delta = "data: {\"choices\":[{\"delta\":{\"content\":\"0123456789\"}}]}\n\n";

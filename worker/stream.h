@@ -10,8 +10,16 @@
 #ifndef JOBGATE_STREAM_H
 #define JOBGATE_STREAM_H
 
+#include "response.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+
+// One event is at most this big and holds at most this many values: no
+// token delta comes close, and it is parsed (under common/jsontext's policy)
+// on the event loop, within the same budget as a JSON body.
+#define STREAM_EVENT_MAX_BYTES RESPONSE_JSON_PARSE_MAX_BYTES
+#define STREAM_EVENT_MAX_VALUES RESPONSE_BODY_MAX_VALUES
 
 typedef struct _stream_t stream_t;
 
@@ -28,8 +36,9 @@ void stream_destroy (stream_t **self_p);
 
 // stream_feed parses len more bytes, calling fn (may be NULL) for each
 // delta completed by them. Returns 0, or -1 when the assembled text or one
-// event went over max_bytes (or memory ran out): the caller stops the
-// transfer, and the stream takes no more input.
+// event went over max_bytes, an event over STREAM_EVENT_MAX_BYTES or
+// STREAM_EVENT_MAX_VALUES, or memory ran out: the caller stops the transfer, and the stream takes no
+// more input.
 int stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, void *arg);
 
 // stream_deltas returns how many deltas were reported so far.
@@ -42,9 +51,9 @@ bool stream_done (const stream_t *self);
 // {"id", "object": "chat.completion", "model", "choices": [{"index": 0,
 // "message": {"role": "assistant", "content": <deltas joined>},
 // "finish_reason"}], "usage" (from the last chunk carrying it, if any),
-// "streamed": true}. Returns JSON text (caller frees), or NULL when out of
-// memory.
-char *stream_completion (const stream_t *self);
+// "streamed": true}. Returns JSON text of at most cap bytes (caller frees),
+// or NULL when it would be longer or memory ran out.
+char *stream_completion (const stream_t *self, size_t cap);
 
 // stream_test runs the self-test.
 void stream_test (bool verbose);

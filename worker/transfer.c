@@ -1,8 +1,10 @@
 // transfer — one attempt of one job: a libcurl easy handle and its state.
 #include "transfer.h"
+#include "scrub.h"
 #include "ssrf.h"
 #include "stream.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -36,16 +38,29 @@ struct _transfer_t {
     transfer_chunk_fn *chunk_fn;// where deltas go, or NULL
     void *chunk_arg;            // chunk_fn's argument
     int chunk_index;            // the next delta's index in this attempt
+    scrub_t *scrub;             // keeps the provider's secret out of results and chunks, or NULL
 };
 
-// s_on_delta relays one delta of a streamed answer as it arrives.
+// s_relay hands one piece of scrubbed stream text to the chunk function.
 static void
-s_on_delta (void *arg, const char *text, size_t len)
+s_relay (void *arg, const char *text, size_t len)
 {
     transfer_t *self = arg;
     int index = self->chunk_index++;
     if (self->chunk_fn)
         self->chunk_fn (self, index, text, len, self->chunk_arg);
+}
+
+// s_on_delta relays one delta of a streamed answer as it arrives, scrubbed:
+// a secret split across two deltas is held back until it can be replaced.
+static void
+s_on_delta (void *arg, const char *text, size_t len)
+{
+    transfer_t *self = arg;
+    if (scrub_stream (self->scrub, text, len, s_relay, self) < 0)
+        // Nothing unscrubbed may leave: the attempt ends (out of memory is
+        // reported like an oversized answer).
+        response_overflow (self->response);
 }
 
 // s_on_header hands one header line to the response.
@@ -74,7 +89,8 @@ s_on_body (char *data, size_t size, size_t count, void *arg)
                     && strncasecmp (type, "text/event-stream", 17) == 0;
     }
     if (self->sse) {
-        if (stream_feed (self->stream, data, size * count, s_on_delta, self) < 0) {
+        if (stream_feed (self->stream, data, size * count, s_on_delta, self) < 0
+            || response_overflowed (self->response)) {
             response_overflow (self->response);
             return 0;
         }
@@ -99,6 +115,31 @@ s_on_open_socket (void *arg, curlsocktype purpose, struct curl_sockaddr *address
         return CURL_SOCKET_BAD;
     }
     return socket (address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+// s_on_prereq checks the address of the connection a request is about to
+// be sent on, new or reused: libcurl 7.88 runs the open-socket check only
+// for new sockets, and reuses a pooled connection for a redirect hop
+// whatever CURLOPT_FRESH_CONNECT says, so this is the check that always
+// runs (for the first request and every hop).
+static int
+s_on_prereq (void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    transfer_t *self = arg;
+    struct sockaddr_storage address;
+    memset (&address, 0, sizeof address);
+    struct sockaddr_in *in = (struct sockaddr_in *) &address;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &address;
+    if (primary_ip && inet_pton (AF_INET, primary_ip, &in->sin_addr) == 1)
+        in->sin_family = AF_INET;
+    else if (primary_ip && inet_pton (AF_INET6, primary_ip, &in6->sin6_addr) == 1)
+        in6->sin6_family = AF_INET6;
+    // An address that does not parse is refused like a denied one.
+    if (ssrf_policy_allows ((const struct sockaddr *) &address, self->allow_private,
+                            self->config->allow_networks, self->config->allow_networks_count))
+        return CURL_PREREQFUNC_OK;
+    self->blocked = true;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 // s_setup configures the easy handle. Returns 0, or -1 when libcurl refused
@@ -142,13 +183,14 @@ s_setup (transfer_t *self, const config_t *config)
     if (request_user_url (self->request)) {
         SET (CURLOPT_OPENSOCKETFUNCTION, s_on_open_socket);
         SET (CURLOPT_OPENSOCKETDATA, self);
+        SET (CURLOPT_PREREQFUNCTION, s_on_prereq);
+        SET (CURLOPT_PREREQDATA, self);
         // A proxy from the environment would make the policy check the
         // proxy's address instead of the target's.
         SET (CURLOPT_PROXY, "");
-        // The policy is checked when a socket opens: a pooled connection
-        // (say, to an operator-trusted provider on a private address) must
-        // never carry a user's request, and a user's connection is not kept
-        // for anyone else's.
+        // Defence in depth beside the checks above and the worker's separate
+        // pools: a user's first request opens its own connection, and its
+        // connections are not kept for anyone else's.
         SET (CURLOPT_FRESH_CONNECT, 1L);
         SET (CURLOPT_FORBID_REUSE, 1L);
     }
@@ -181,11 +223,12 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
     self->easy = curl_easy_init ();
     if (request_is_stream (self->request))
         self->stream = stream_new (request_max_bytes (self->request));
+    bool scrub_failed = false;
+    self->scrub = scrub_new (request_secret (self->request), &scrub_failed);
     if (self->response)
-        response_redact (self->response, request_auth_header (self->request),
-                         request_secret (self->request));
+        response_redact (self->response, request_auth_header (self->request), self->scrub);
     if (!self->response || !self->easy || (request_is_stream (self->request) && !self->stream)
-        || s_setup (self, config) < 0) {
+        || scrub_failed || s_setup (self, config) < 0) {
         snprintf (error, error_size, "cannot set up the transfer");
         transfer_destroy (&self);
         return NULL;
@@ -206,6 +249,7 @@ transfer_destroy (transfer_t **self_p)
     response_destroy (&self->response);
     stream_destroy (&self->stream);
     request_destroy (&self->request);
+    scrub_destroy (&self->scrub);
     job_destroy (&self->job);
     free (self);
     *self_p = NULL;
@@ -256,6 +300,27 @@ transfer_started_ms (const transfer_t *self)
     return self->started_ms;
 }
 
+// s_scheme_refused is true when libcurl refused a redirect to a scheme
+// other than http(s) (CURLOPT_REDIR_PROTOCOLS_STR): it reports that with the
+// same code as a status line it cannot read, but its effective URL is then
+// the refused one.
+static bool
+s_scheme_refused (CURLcode code, const char *effective_url)
+{
+    if (code != CURLE_UNSUPPORTED_PROTOCOL || !effective_url)
+        return false;
+    CURLU *url = curl_url ();
+    char *scheme = NULL;
+    if (url && curl_url_set (url, CURLUPART_URL, effective_url, CURLU_NON_SUPPORT_SCHEME)
+                   == CURLUE_OK)
+        curl_url_get (url, CURLUPART_SCHEME, &scheme, 0);
+    bool refused = !scheme || (strcasecmp (scheme, "http") != 0
+                               && strcasecmp (scheme, "https") != 0);
+    curl_free (scheme);
+    curl_url_cleanup (url);
+    return refused;
+}
+
 void
 transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outcome_t *out)
 {
@@ -263,6 +328,9 @@ transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outco
     char *final_url = NULL;
     curl_easy_getinfo (self->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo (self->easy, CURLINFO_EFFECTIVE_URL, &final_url);
+    // The stream's last held-back text cannot begin a secret any more.
+    if (self->sse)
+        scrub_stream_end (self->scrub, s_relay, self);
     response_info_t info = {
         .code = code,
         .curl_detail = self->curl_error,
@@ -270,15 +338,17 @@ transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outco
         .latency_ms = now_ms - self->started_ms,
         .timeout_ms = request_timeout_ms (self->request),
         .blocked = self->blocked,
+        .scheme_refused = s_scheme_refused (code, final_url),
         .crawl = request_is_crawl (self->request),
         .retry_all = request_is_webhook (self->request),
         .final_url = final_url,
         .now_s = (int64_t) time (NULL),
+        .max_result_bytes = self->config->max_result_bytes,
     };
     // A complete stream becomes one chat.completion; a broken one is
     // reported by its transfer error like any other.
     if (self->sse && code == CURLE_OK) {
-        char *completion = stream_completion (self->stream);
+        char *completion = stream_completion (self->stream, self->config->max_result_bytes);
         if (!completion || response_set_body (self->response, completion, strlen (completion),
                                               true) < 0)
             response_overflow (self->response);
@@ -379,6 +449,37 @@ transfer_test (bool verbose)
     response_outcome_free (&out);
     transfer_destroy (&transfer);
     transfer_destroy (&transfer);
+
+    // The check before each request, on the address of the connection it
+    // goes out on, new or reused (the one that always runs).
+    job = s_job ("crawl", "{\"request\":{\"url\":\"http://example.com/\"}}");
+    transfer = transfer_new (&job, 1, config, error, sizeof error);
+    assert (transfer);
+    static const struct {
+        const char *address;    // conn_primary_ip as libcurl gives it
+        bool allowed;           // the policy's verdict
+    } connected[] = {
+        { "127.0.0.1", false }, { "::1", false }, { "::ffff:127.0.0.1", false },
+        { "169.254.169.254", false }, { "10.1.2.3", false }, { "not an address", false },
+        { "", false }, { "93.184.215.14", true }, { "2606:2800:21f:cb07:6820:80da:af6b:8b2c", true },
+    };
+    for (size_t i = 0; i < sizeof connected / sizeof connected[0]; i++) {
+        transfer->blocked = false;
+        char ip[64];
+        snprintf (ip, sizeof ip, "%s", connected[i].address);
+        int verdict = s_on_prereq (transfer, ip, ip, 80, 40000);
+        assert (verdict == (connected[i].allowed ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT));
+        assert (transfer->blocked == !connected[i].allowed);
+    }
+    assert (s_on_prereq (transfer, NULL, NULL, 0, 0) == CURL_PREREQFUNC_ABORT);
+    transfer_destroy (&transfer);
+    // A redirect that leaves http(s) is the policy's refusal; the same code
+    // with an http URL is a status line libcurl could not read.
+    assert (s_scheme_refused (CURLE_UNSUPPORTED_PROTOCOL, "ftp://127.0.0.1/x"));
+    assert (s_scheme_refused (CURLE_UNSUPPORTED_PROTOCOL, "gopher://a:70/"));
+    assert (!s_scheme_refused (CURLE_UNSUPPORTED_PROTOCOL, "http://127.0.0.1:9/"));
+    assert (!s_scheme_refused (CURLE_UNSUPPORTED_PROTOCOL, "HTTPS://example.com/"));
+    assert (!s_scheme_refused (CURLE_COULDNT_CONNECT, "ftp://127.0.0.1/x"));
 
     // The same for IPv6 loopback and the cloud metadata address, through a
     // crawl (whose redirects would be checked the same way).

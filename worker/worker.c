@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 // Messages the DEALER holds each way before refusing more (§1).
 #define WORKER_HWM 100000
@@ -38,8 +39,8 @@ struct _worker_t {
     evloop_t *loop;             // the process's event loop (borrowed)
     zsock_t *dealer;            // DEALER to the broker's backend, or NULL
     proto_batch_t *outbox;      // what this loop turn sends, one message
-    shard_t *shards;            // the multi handles running the calls
-    size_t shards_count;        // concurrency / WORKER_SHARD_CALLS, rounded up
+    shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
+    size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
     evloop_timer_t *tick_timer; // heartbeat and liveness check, or NULL
     evloop_timer_t *drain_timer;// drain deadline, or NULL
     zlistx_t *transfers;        // transfers in flight (transfer_t *)
@@ -47,7 +48,7 @@ struct _worker_t {
     int64_t heartbeat_ms;       // send HEARTBEAT after this much silence
     int64_t liveness_ms;        // reconnect after this much broker silence
     int64_t drain_timeout_ms;   // abandon a drain after this long
-    int64_t last_sent_ms;       // monotonic time of the last message sent
+    int64_t last_sent_ms;       // monotonic time the last message left for the broker
     int64_t last_heard_ms;      // monotonic time of the last message heard
     bool draining;              // SIGTERM seen: DISCONNECT sent, no new work
     size_t reconnects;          // times the socket was recreated
@@ -68,16 +69,35 @@ s_send (worker_t *self, proto_cmd_t cmd, pack_writer_t *body)
     // together at its end (s_on_idle).
     if (proto_batch_add (self->outbox, NULL, cmd, body) < 0)
         log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
-    self->last_sent_ms = clock_mono_ms ();
 }
 
-// s_on_idle sends what the loop turn batched.
+// s_on_idle sends what the loop turn batched; the broker counts any
+// message as a heartbeat (§5), so this is when the worker was last heard.
 static void
 s_on_idle (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
-    if (self->outbox && proto_batch_flush (self->outbox) < 0)
+    if (!self->outbox || proto_batch_count (self->outbox) == 0)
+        return;
+    if (proto_batch_flush (self->outbox) < 0)
         log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
+    self->last_sent_ms = clock_mono_ms ();
+}
+
+static void s_send_heartbeat (worker_t *self);
+
+// s_heartbeat_if_late sends at once what is batched, or a HEARTBEAT, when
+// the work of this loop turn has kept the worker silent for a heartbeat
+// interval: the broker must never take a long turn (many large answers
+// finishing together) for a dead worker.
+static void
+s_heartbeat_if_late (worker_t *self)
+{
+    if (clock_mono_ms () - self->last_sent_ms < self->heartbeat_ms)
+        return;
+    if (self->outbox && proto_batch_count (self->outbox) == 0)
+        s_send_heartbeat (self);
+    s_on_idle (self->loop, self);
 }
 
 // s_stop ends the loop after sending what is batched (the idle hook does
@@ -108,6 +128,19 @@ s_credit (const worker_t *self)
         return 0;
     int running = (int) zlistx_size (self->transfers);
     return running < self->concurrency ? self->concurrency - running : 0;
+}
+
+// s_send_heartbeat tells the broker the worker lives, with its calls in
+// flight (§5).
+static void
+s_send_heartbeat (worker_t *self)
+{
+    pack_writer_t *body = pack_writer_new ();
+    if (!body)
+        return;
+    pack_put_int (body, "running", (int64_t) zlistx_size (self->transfers));
+    s_send (self, PROTO_HEARTBEAT, body);
+    pack_writer_destroy (&body);
 }
 
 // s_send_ready announces the worker with the credit it has left (§3.2);
@@ -282,6 +315,7 @@ s_finish_done (shard_t *shard)
         response_outcome_free (&out);
         zlistx_delete (self->transfers, transfer_handle (transfer));
         transfer_destroy (&transfer);
+        s_heartbeat_if_late (self);
     }
     if (self->draining && zlistx_size (self->transfers) == 0) {
         log_info (NULL, "drained: every call finished and reported");
@@ -415,6 +449,24 @@ s_cancel (worker_t *self, pack_reader_t *body)
 
 // --- JGP/1 commands from the broker ---
 
+// s_shard_for picks the multi handle for a call: a user's URL (http without
+// provider, crawl, webhook) only ever runs in a direct shard and a provider
+// call in a provider shard, so no connection one kind opened is ever
+// reused by the other (libcurl reuses a pooled connection for a redirect
+// hop without asking the open-socket check). Within its kind, the least
+// busy: its idle connections are the likeliest to be free for reuse.
+static shard_t *
+s_shard_for (worker_t *self, bool user_url)
+{
+    size_t per_kind = self->shards_count / 2;
+    shard_t *first = &self->shards[user_url ? per_kind : 0];
+    shard_t *shard = first;
+    for (size_t i = 1; i < per_kind; i++)
+        if (first[i].running < shard->running)
+            shard = &first[i];
+    return shard;
+}
+
 // s_dispatch starts the attempt a DISPATCH asks for (§3.2).
 static void
 s_dispatch (worker_t *self, pack_reader_t *body)
@@ -459,12 +511,7 @@ s_dispatch (worker_t *self, pack_reader_t *body)
             void *handle = zlistx_add_end (self->transfers, transfer);
             transfer_set_handle (transfer, handle);
             const request_t *request = transfer_request (transfer);
-            // The least busy multi handle: its idle connections are the
-            // likeliest to be free for reuse.
-            shard_t *shard = &self->shards[0];
-            for (size_t i = 1; i < self->shards_count; i++)
-                if (self->shards[i].running < shard->running)
-                    shard = &self->shards[i];
+            shard_t *shard = s_shard_for (self, request_user_url (request));
             if (curl_multi_add_handle (shard->multi, transfer_easy (transfer)) != CURLM_OK) {
                 zlistx_delete (self->transfers, handle);
                 transfer_destroy (&transfer);
@@ -529,19 +576,17 @@ s_on_tick (evloop_t *loop, void *arg)
     worker_t *self = arg;
     self->tick_timer = NULL;  // the loop freed it
     int64_t now = clock_mono_ms ();
+    // After a long loop turn the broker's messages may be waiting unread:
+    // they prove it alive as well as reading them would.
+    if (self->dealer && (zsock_events (self->dealer) & ZMQ_POLLIN))
+        self->last_heard_ms = now;
     if (now - self->last_heard_ms >= self->liveness_ms) {
         log_warn (NULL, "broker silent for %lld ms: reconnecting to %s",
                   (long long) (now - self->last_heard_ms), self->config->broker_backend);
         s_reconnect (self);
     }
-    if (now - self->last_sent_ms >= self->heartbeat_ms) {
-        pack_writer_t *body = pack_writer_new ();
-        if (body) {
-            pack_put_int (body, "running", (int64_t) zlistx_size (self->transfers));
-            s_send (self, PROTO_HEARTBEAT, body);
-            pack_writer_destroy (&body);
-        }
-    }
+    if (now - self->last_sent_ms >= self->heartbeat_ms)
+        s_send_heartbeat (self);
     s_tick_schedule (self);
 }
 
@@ -612,7 +657,8 @@ worker_new (const config_t *config, evloop_t *loop)
     self->liveness_ms = WORKER_LIVENESS_MS;
     self->drain_timeout_ms = WORKER_DRAIN_TIMEOUT_MS;
     self->transfers = zlistx_new ();
-    self->shards_count = ((size_t) self->concurrency + WORKER_SHARD_CALLS - 1) / WORKER_SHARD_CALLS;
+    self->shards_count = 2 * (((size_t) self->concurrency + WORKER_SHARD_CALLS - 1)
+                              / WORKER_SHARD_CALLS);
     self->shards = calloc (self->shards_count, sizeof *self->shards);
     if (!self->transfers || !self->shards) {
         log_error (NULL, "cannot create the worker (out of memory)");
@@ -934,6 +980,23 @@ worker_test (bool verbose)
     s_test_result (router, &envelope, ids[2], 1, "retry", "worker_overloaded");
     s_test_result (router, &envelope, NULL, 1, "failed", "blocked_by_policy");
     s_test_result (router, &envelope, NULL, 1, "failed", "blocked_by_policy");
+
+    // A loop turn that ran longer than the heartbeat interval sends a
+    // HEARTBEAT at once, without waiting for the turn's end or the timer.
+    // (What the timer sent so far is read first.)
+    zsock_set_rcvtimeo (router, 50);
+    zmsg_t *earlier;
+    while ((earlier = zmsg_recv (router)) != NULL)
+        zmsg_destroy (&earlier);
+    usleep (150 * 1000);
+    s_heartbeat_if_late (worker);
+    msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
+    assert (pack_get_int (msg->body, "running", &value) == 0 && value == 0);
+    proto_msg_destroy (&msg);
+    s_heartbeat_if_late (worker);
+    earlier = zmsg_recv (router);
+    assert (earlier == NULL);
+    zsock_set_rcvtimeo (router, 2000);
 
     // RECONNECT is answered with READY and the free credit.
     pack_writer_t *empty = pack_writer_new ();

@@ -791,6 +791,278 @@ s_queue (request_t *request, const char *content_type,
     return result;
 }
 
+// --- hardening: worker ---
+// Endpoints under /hardening/worker/ that answer what a hostile or sloppy
+// upstream answers (issues 10 and 17, the worker's side): the provider's
+// secret echoed in every spelling, a stream splitting it across deltas,
+// JSON too big or too deep to parse, NUL bytes, a broken status line, and
+// the raw request headers for counting. Each queues its own answer.
+
+// gzip of 4096 zero bytes (`head -c 4096 /dev/zero | gzip -9n`).
+static const unsigned char s_hardening_zeros_gzip [] = {
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xed, 0xc1,
+    0x01, 0x0d, 0x00, 0x00, 0x00, 0xc2, 0xa0, 0xf7, 0x4f, 0x6d, 0x0f, 0x07,
+    0x14, 0x00, 0x00, 0x00, 0xf0, 0x6e, 0x11, 0x00, 0x1c, 0xc7, 0x00, 0x10,
+    0x00, 0x00
+};
+
+// s_hardening_answer queues size bytes of body (taken, may hold NUL) with a
+// content type and one optional extra header.
+static enum MHD_Result
+s_hardening_answer (request_t *request, unsigned status, const char *content_type, char *body,
+                    size_t size, const char *header, const char *value)
+{
+    if (!body)
+        return MHD_NO;
+    struct MHD_Response *response = MHD_create_response_from_buffer (size, body,
+                                                                     MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free (body);
+        return MHD_NO;
+    }
+    request->status = status;
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (header && value)
+        MHD_add_response_header (response, header, value);
+    enum MHD_Result result = MHD_queue_response (request->connection, status, response);
+    MHD_destroy_response (response);
+    return result;
+}
+
+// s_hardening_echo_secret answers the request's Authorization value (the
+// provider's "Bearer SECRET") back in the spelling form= asks for.
+static enum MHD_Result
+s_hardening_echo_secret (request_t *request)
+{
+    struct MHD_Connection *connection = request->connection;
+    const char *form = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "form");
+    const char *secret = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!form)
+        form = "json";
+    if (!secret)
+        secret = "";
+    json_t *value = s_json_text (secret, strlen (secret));
+    char *body = NULL;
+    const char *type = "application/json";
+    if (strcmp (form, "json") == 0 || strcmp (form, "slash") == 0)
+        body = s_dump (json_pack ("{s:O, s:s}", "authorization", value, "path", "/a/b"));
+    if (strcmp (form, "slash") == 0) {
+        // PHP's json_encode escapes every slash.
+        json_t *parsed = json_loads (body ? body : "", 0, NULL);
+        free (body);
+        body = parsed ? json_dumps (parsed, JSON_COMPACT | JSON_ESCAPE_SLASH) : NULL;
+        json_decref (parsed);
+    }
+    else if (strcmp (form, "unicode") == 0) {
+        // Every character of the value as \u00XX.
+        size_t length = strlen (secret);
+        body = malloc (6 * length + 32);
+        if (body) {
+            size_t at = (size_t) sprintf (body, "{\"authorization\":\"");
+            for (size_t index = 0; index < length; index++)
+                at += (size_t) sprintf (body + at, "\\u%04x", (unsigned char) secret [index]);
+            sprintf (body + at, "\"}");
+        }
+    }
+    else if (strcmp (form, "key") == 0)
+        body = s_dump (json_pack ("{s:{s:i}}", "seen", secret, 1));
+    else if (strcmp (form, "text") == 0) {
+        type = "text/plain";
+        if (asprintf (&body, "Authorization: %s\n", secret) < 0)
+            body = NULL;
+    }
+    else if (strcmp (form, "html") == 0) {
+        type = "text/html";
+        char *escaped = s_html_escape (secret);
+        if (!escaped || asprintf (&body, "<html><head><title>%s</title></head><body>%s</body></html>",
+                                  escaped, escaped) < 0)
+            body = NULL;
+        free (escaped);
+    }
+    else if (strcmp (form, "binary") == 0) {
+        type = "application/octet-stream";
+        if (asprintf (&body, "\xff\xfe%s\xff", secret) < 0)
+            body = NULL;
+    }
+    else if (strcmp (form, "header") == 0) {
+        json_decref (value);
+        return s_hardening_answer (request, 200, type, strdup ("{}"), 2, "X-Echo", secret);
+    }
+    json_decref (value);
+    return s_hardening_answer (request, 200, type, body, body? strlen (body): 0, NULL, NULL);
+}
+
+// s_hardening_secret_llm answers a chat completion stream whose deltas
+// carry the provider's secret: split across two deltas, then whole.
+static enum MHD_Result
+s_hardening_secret_llm (request_t *request)
+{
+    const char *authorization = MHD_lookup_connection_value (request->connection,
+                                                             MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *secret = authorization && strncmp (authorization, "Bearer ", 7) == 0
+                       ? authorization + 7: "";
+    size_t half = strlen (secret) / 2;
+    char *first = strndup (secret, half);
+    char *second = NULL;
+    if (!first || asprintf (&second, "%s and again ", secret + half) < 0) {
+        free (first);
+        return MHD_NO;
+    }
+    const char *deltas [] = { "The key is ", first, second, secret, "." };
+    size_t count = sizeof deltas / sizeof deltas [0];
+    request->piece_offsets = calloc (count + 2, sizeof (uint64_t));
+    char *body = NULL;
+    size_t size = 0;
+    unsigned pieces = 0;
+    bool ok = request->piece_offsets != NULL;
+    for (size_t index = 0; ok && index < count; index++)
+        ok = s_sse_append (&body, &size, request->piece_offsets, &pieces,
+            json_pack ("{s:s, s:s, s:[{s:i, s:{s:o*}}]}", "id", "chatcmpl-hardening",
+                       "object", "chat.completion.chunk", "choices", "index", 0,
+                       "delta", "content", s_json_text (deltas [index], strlen (deltas [index]))))
+             == 0;
+    ok = ok && s_sse_append (&body, &size, request->piece_offsets, &pieces, NULL) == 0;
+    free (first);
+    free (second);
+    if (!ok) {
+        free (body);
+        return MHD_NO;
+    }
+    // One event per piece, 20 ms apart: each delta reaches the worker alone.
+    request->body_buf = body;
+    request->body_size = size;
+    request->pieces = pieces;
+    request->slow_ns = 20ULL * 1000000ULL * (pieces - 1);
+    request->status = 200;
+    return s_queue (request, "text/event-stream", NULL, NULL);
+}
+
+// s_hardening_collect_pair appends one header to an array as [name, value].
+static enum MHD_Result
+s_hardening_collect_pair (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void) kind;
+    json_array_append_new (cls, json_pack ("[o*, o*]", s_json_text (key, key? strlen (key): 0),
+                                           s_json_text (value, value? strlen (value): 0)));
+    return MHD_YES;
+}
+
+// s_hardening_headers answers (and records under capture=K) every request
+// header in arrival order, repeats included: {"headers": [[name, value], ...]}.
+static enum MHD_Result
+s_hardening_headers (mock_t *self, request_t *request)
+{
+    json_t *pairs = json_array ();
+    if (!pairs)
+        return MHD_NO;
+    MHD_get_connection_values (request->connection, MHD_HEADER_KIND, s_hardening_collect_pair,
+                               pairs);
+    const char *capture = MHD_lookup_connection_value (request->connection,
+                                                       MHD_GET_ARGUMENT_KIND, "capture");
+    if (capture) {
+        json_t *list = json_object_get (self->captured, capture);
+        if (!list && json_object_size (self->captured) < MOCK_MAX_FLAKY_KEYS) {
+            list = json_array ();
+            json_object_set_new (self->captured, capture, list);
+        }
+        if (list && json_array_size (list) < 10000)
+            json_array_append (list, pairs);
+    }
+    char *body = s_dump (json_pack ("{s:o}", "headers", pairs));
+    return s_hardening_answer (request, 200, "application/json", body, body? strlen (body): 0,
+                               NULL, NULL);
+}
+
+// s_hardening_bad_status writes a status line libcurl cannot read straight
+// to the socket and closes it (libmicrohttpd only writes valid ones):
+// line=0 a non-numeric code, 1 an unknown version, 2 no status line at
+// all, 3 a header line without a colon.
+static enum MHD_Result
+s_hardening_bad_status (request_t *request)
+{
+    static const char *const answers [] = {
+        "HTTP/1.1 2OO Broken\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/9.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "garbage instead of a status line\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nNot a header line\r\nContent-Length: 2\r\n\r\nok",
+    };
+    uint64_t line = s_knob (request->connection, "line", 3, 0);
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (
+        request->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info) {
+        ssize_t sent = send (info->connect_fd, answers [line], strlen (answers [line]),
+                             MSG_NOSIGNAL);
+        (void) sent;
+    }
+    return MHD_NO;                 // libmicrohttpd closes the connection, writing nothing
+}
+
+// s_hardening_worker answers the paths under /hardening/worker/.
+static enum MHD_Result
+s_hardening_worker (mock_t *self, request_t *request, const char *path)
+{
+    struct MHD_Connection *connection = request->connection;
+    if (strcmp (path, "secret-echo") == 0)
+        return s_hardening_echo_secret (request);
+    if (strcmp (path, "secret-llm/chat/completions") == 0)
+        return s_hardening_secret_llm (request);
+    if (strcmp (path, "headers") == 0)
+        return s_hardening_headers (self, request);
+    if (strcmp (path, "bad-status") == 0)
+        return s_hardening_bad_status (request);
+    if (strcmp (path, "big-json") == 0) {
+        // [{},{},...] of at most bytes= bytes (default 10 MiB, the worker's
+        // default response cap): 3 bytes a value.
+        uint64_t count = (s_knob (connection, "bytes", MOCK_MAX_SIZE, 10ULL << 20) - 1) / 3;
+        if (count == 0)
+            count = 1;
+        char *body = malloc (3 * count + 2);
+        if (!body)
+            return MHD_NO;
+        body [0] = '[';
+        for (uint64_t index = 0; index < count; index++)
+            memcpy (body + 1 + 3 * index, "{},", 3);
+        body [3 * count] = ']';
+        return s_hardening_answer (request, 200, "application/json", body, 3 * count + 1,
+                                   NULL, NULL);
+    }
+    if (strcmp (path, "deep-json") == 0) {
+        uint64_t depth = s_knob (connection, "depth", 1000000, 2048);
+        char *body = malloc (2 * depth + 1);
+        if (!body)
+            return MHD_NO;
+        memset (body, '[', depth);
+        memset (body + depth, ']', depth);
+        return s_hardening_answer (request, 200, "application/json", body, 2 * depth, NULL, NULL);
+    }
+    if (strcmp (path, "nul-json") == 0) {
+        static const char json [] = "{\"text\":\"a\\u0000b\",\"n\":1}";
+        return s_hardening_answer (request, 200, "application/json", strdup (json),
+                                   sizeof json - 1, NULL, NULL);
+    }
+    if (strcmp (path, "nul-title") == 0) {
+        static const char page [] = "<html><head><title>A\0B</title></head><body>x\0y</body></html>";
+        char *body = malloc (sizeof page - 1);
+        if (body)
+            memcpy (body, page, sizeof page - 1);
+        return s_hardening_answer (request, 200, "text/html; charset=utf-8", body,
+                                   sizeof page - 1, NULL, NULL);
+    }
+    if (strcmp (path, "zeros-gzip") == 0) {
+        char *body = malloc (sizeof s_hardening_zeros_gzip);
+        if (body)
+            memcpy (body, s_hardening_zeros_gzip, sizeof s_hardening_zeros_gzip);
+        return s_hardening_answer (request, 200, "application/octet-stream", body,
+                                   sizeof s_hardening_zeros_gzip, "Content-Encoding", "gzip");
+    }
+    static const char unknown [] = "{\"error\":\"no such hardening endpoint\"}";
+    return s_hardening_answer (request, 404, "application/json", strdup (unknown),
+                               sizeof unknown - 1, NULL, NULL);
+}
+// --- end hardening: worker ---
+
 // s_respond answers a request whose body is read and whose wait is over.
 static enum MHD_Result
 s_respond (mock_t *self, request_t *request, const char *url, const char *method)
@@ -918,6 +1190,11 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
                 "ok", !failing, "key", s_json_text (key, key? strlen (key): 0),
                 "attempt", (json_int_t) attempt, "n", (json_int_t) number));
         }
+        else
+        // --- hardening: worker ---
+        if (strncmp (url, "/hardening/worker/", 18) == 0)
+            return s_hardening_worker (self, request, url + 18);
+        // --- end hardening: worker ---
         else {
             // /echo and every unknown path
             json_t *query = json_object ();
