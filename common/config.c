@@ -322,7 +322,8 @@ s_load_networks (config_t *self, json_t *networks, char *error, size_t error_siz
     return 0;
 }
 
-// s_load_quotas reads {"quotas": {"TENANT" | "*": {"submit_rate", "max_queued"}}}.
+// s_load_quotas reads {"quotas": {"TENANT" | "*": {"submit_rate", "max_queued",
+// "max_stored_bytes", "max_running"}}}.
 static int
 s_load_quotas (config_t *self, json_t *quotas, char *error, size_t error_size)
 {
@@ -344,13 +345,46 @@ s_load_quotas (config_t *self, json_t *quotas, char *error, size_t error_size)
         }
         char section[160];
         snprintf (section, sizeof section, "quotas.%s", tenant);
-        double rate = 0, queued = 0;
+        double rate = 0, queued = 0, stored = 0, running = 0;
         if (s_get_number (entry, section, "submit_rate", &rate, 0, 1e9, error, error_size) < 0
-            || s_get_number (entry, section, "max_queued", &queued, 0, 1e9, error, error_size) < 0)
+            || s_get_number (entry, section, "max_queued", &queued, 0, 1e9, error, error_size) < 0
+            || s_get_number (entry, section, "max_stored_bytes", &stored, 0, 1e15, error,
+                             error_size) < 0
+            || s_get_number (entry, section, "max_running", &running, 0, 1e9, error,
+                             error_size) < 0)
             return -1;
         quota->submit_rate = rate;
         quota->max_queued = (size_t) queued;
+        quota->max_stored_bytes = (uint64_t) stored;
+        quota->max_running = (size_t) running;
     }
+    return 0;
+}
+
+uint64_t
+config_max_stored_bytes (const config_t *self, const config_quota_t *quota)
+{
+    if (quota && quota->max_stored_bytes > 0)
+        return quota->max_stored_bytes;
+    return (uint64_t) self->store_map_mb * 1024 * 1024 / 4;
+}
+
+// s_load_direct reads {"direct": {"max_concurrency", "rate_limit", "burst"}}:
+// the limits of calls to user-supplied URLs, which share no provider.
+static int
+s_load_direct (config_t *self, json_t *direct, char *error, size_t error_size)
+{
+    double concurrency = 0, rate = 0, burst;
+    if (s_get_number (direct, "direct", "max_concurrency", &concurrency, 0, 1e6, error,
+                      error_size) < 0
+        || s_get_number (direct, "direct", "rate_limit", &rate, 0, 1e9, error, error_size) < 0)
+        return -1;
+    burst = rate / 10 > 1 ? rate / 10 : 1;
+    if (s_get_number (direct, "direct", "burst", &burst, 1, 1e9, error, error_size) < 0)
+        return -1;
+    self->direct.max_concurrency = (int) concurrency;
+    self->direct.rate_limit = rate;
+    self->direct.burst = burst;
     return 0;
 }
 
@@ -429,6 +463,16 @@ s_load_providers (config_t *self, json_t *providers, char *error, size_t error_s
             return -1;
         provider->retry_base_ms = (int64_t) retry_base;
         provider->retry_max_ms = (int64_t) retry_max;
+        // A timeout shorter than what the provider is expected to take is
+        // the tenant's choice, not the provider's failure (issue 17 #2).
+        double max_pause = 60000, breaker_timeout = timeout > 0 ? timeout : 5000;
+        if (s_get_number (entry, section, "max_pause_ms", &max_pause, 0, 86400000, error,
+                          error_size) < 0
+            || s_get_number (entry, section, "breaker_min_timeout_ms", &breaker_timeout, 0,
+                             600000, error, error_size) < 0)
+            return -1;
+        provider->max_pause_ms = (int64_t) max_pause;
+        provider->breaker_min_timeout_ms = (int64_t) breaker_timeout;
         provider->rate_limit = rate;
         provider->max_concurrency = (int) concurrency;
         provider->timeout_ms = (int64_t) timeout;
@@ -495,20 +539,22 @@ config_load (const char *path, char *error, size_t error_size)
             return NULL;
         }
     }
-    json_t *gateway, *broker, *worker, *security, *webhooks;
+    json_t *gateway, *broker, *worker, *security, *webhooks, *direct;
     char *webhook_secret = NULL;
     double webhook_attempts = 8, webhook_timeout = 10000;
     char *durability = strdup ("fsync");
     double max_body = (double) self->max_body_bytes, submit_timeout = 5000,
            max_connections = 10000, ttl_s = 86400, max_queued = 1000000,
            map_mb = 4096, concurrency = 512, max_response = (double) self->max_response_bytes,
-           drain_timeout = 30000;
+           drain_timeout = 30000, max_result = 4.0 * 1024 * 1024, max_frame = 0;
     int rc = 0;
     if (s_section (root, "gateway", &gateway, error, error_size) < 0
         || s_section (root, "broker", &broker, error, error_size) < 0
         || s_section (root, "worker", &worker, error, error_size) < 0
         || s_section (root, "security", &security, error, error_size) < 0
         || s_section (root, "webhooks", &webhooks, error, error_size) < 0
+        || s_section (root, "direct", &direct, error, error_size) < 0
+        || s_load_direct (self, direct, error, error_size) < 0
         || s_get_string (webhooks, "webhooks", "secret", &webhook_secret, error, error_size) < 0
         || s_get_number (webhooks, "webhooks", "max_attempts", &webhook_attempts, 1, 100, error,
                          error_size) < 0
@@ -535,7 +581,12 @@ config_load (const char *path, char *error, size_t error_size)
                          error_size) < 0
         || s_get_number (broker, "broker", "store_map_mb", &map_mb, 16, 1024.0 * 1024, error,
                          error_size) < 0
-        || s_get_number (worker, "worker", "concurrency", &concurrency, 1, 100000, error,
+        || s_get_number (broker, "broker", "max_result_bytes", &max_result, 1024,
+                         1024.0 * 1024 * 1024, error, error_size) < 0
+        || s_get_number (broker, "broker", "max_frame_bytes", &max_frame, 65536,
+                         4.0 * 1024 * 1024 * 1024, error, error_size) < 0
+        || s_get_number (worker, "worker", "concurrency", &concurrency, 1,
+                         CONFIG_WORKER_CONCURRENCY_MAX, error,
                          error_size) < 0
         || s_get_number (worker, "worker", "max_response_bytes", &max_response, 1024,
                          1024.0 * 1024 * 1024, error, error_size) < 0
@@ -576,6 +627,17 @@ config_load (const char *path, char *error, size_t error_size)
         }
     }
     free (durability);
+    // One frame carries at most a job record: a result, a spec made from a
+    // request body, and small fields. Below that, honest frames would be
+    // refused; the default leaves a MiB of headroom.
+    double frame_floor = max_result + max_body + 65536;
+    if (rc == 0 && max_frame == 0)
+        max_frame = max_result + max_body + 1024.0 * 1024;
+    else if (rc == 0 && max_frame < frame_floor) {
+        snprintf (error, error_size, "config: broker.max_frame_bytes must be at least "
+                  "broker.max_result_bytes + gateway.max_body_bytes + 65536 (%.0f)", frame_floor);
+        rc = -1;
+    }
     if (rc == 0 && webhook_secret) {
         // Standard Webhooks: "whsec_" + base64 of the key; anything else is
         // taken as the key's bytes.
@@ -610,6 +672,8 @@ config_load (const char *path, char *error, size_t error_size)
     self->result_ttl_ms = (int64_t) (ttl_s * 1000);
     self->max_queued = (size_t) max_queued;
     self->store_map_mb = (size_t) map_mb;
+    self->max_result_bytes = (size_t) max_result;
+    self->max_frame_bytes = (size_t) max_frame;
     self->worker_concurrency = (int) concurrency;
     self->max_response_bytes = (size_t) max_response;
     self->drain_timeout_ms = (int64_t) drain_timeout;
@@ -892,6 +956,12 @@ s_test_auth_search_networks (const char *path)
         "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":{\"query_param\":\"\"}}}}",
         "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":{\"params\":{\"a\":[]}}}}}",
         "{\"providers\":{\"x\":{\"base_url\":\"http://x\",\"search\":[]}}}",
+        "{\"broker\":{\"max_frame_bytes\":1000000}}",
+        "{\"broker\":{\"max_result_bytes\":10}}",
+        "{\"direct\":{\"max_concurrency\":-1}}",
+        "{\"direct\":[]}",
+        "{\"quotas\":{\"a\":{\"max_running\":\"x\"}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"max_pause_ms\":-5}}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         config = s_test_load (path, bad[i], error, sizeof error);
@@ -954,6 +1024,30 @@ config_test (bool verbose)
         assert (strncmp (error, "config: ", 8) == 0 && !strchr (error, '\n'));
     }
     s_test_auth_search_networks (path);
+
+    // Hardening keys (issues 10 and 17): derived defaults, then set values.
+    config = s_test_load (path, "{\"providers\":{\"p\":{\"base_url\":\"http://x\"},"
+                          "\"q\":{\"base_url\":\"http://x\",\"timeout_ms\":2000}}}", error, sizeof error);
+    assert (config && config->max_result_bytes == 4 * 1024 * 1024);
+    assert (config->max_frame_bytes == config->max_result_bytes + config->max_body_bytes + 1024 * 1024);
+    assert (config_provider (config, "p")->max_pause_ms == 60000);
+    assert (config_provider (config, "p")->breaker_min_timeout_ms == 5000);
+    assert (config_provider (config, "q")->breaker_min_timeout_ms == 2000);
+    assert (config->direct.max_concurrency == 0 && config->direct.rate_limit == 0);
+    assert (config_max_stored_bytes (config, NULL) == 1024ULL * 1024 * 1024);
+    config_destroy (&config);
+    config = s_test_load (path, "{\"broker\":{\"max_result_bytes\":65536,\"max_frame_bytes\":2000000,"
+                          "\"store_map_mb\":16},\"direct\":{\"max_concurrency\":7,\"rate_limit\":50},"
+                          "\"quotas\":{\"a\":{\"max_stored_bytes\":1000,\"max_running\":3}}}",
+                          error, sizeof error);
+    assert (config && config->max_result_bytes == 65536 && config->max_frame_bytes == 2000000);
+    assert (config->direct.max_concurrency == 7 && config->direct.rate_limit == 50);
+    assert (config->direct.burst == 5);
+    const config_quota_t *quota = config_quota (config, "a");
+    assert (quota && quota->max_stored_bytes == 1000 && quota->max_running == 3);
+    assert (config_max_stored_bytes (config, quota) == 1000);
+    assert (config_max_stored_bytes (config, NULL) == 4 * 1024 * 1024);
+    config_destroy (&config);
     unlink (path);
     if (verbose)
         printf ("OK\n");
