@@ -24,6 +24,13 @@ void broker_destroy (broker_t **self_p);
 // drives the broker without running its loop.
 void broker_run_once (broker_t *self, bool tick);
 
+// broker_consistent checks the broker's counts against its lists and
+// tables: jobs queued, running and waiting per tenant and in all, the
+// dispatch ring, workers' credit within their caps. For the self-test and the
+// fuzz target. Returns true when everything agrees (a line on stderr says
+// what does not).
+bool broker_consistent (broker_t *self);
+
 // broker_test runs the self-test.
 void broker_test (bool verbose);
 
