@@ -133,6 +133,7 @@ struct _broker_t {
     zhashx_t *entries;          // id → entry_t, every active job
     zhashx_t *workers;          // hex routing id → worker_t
     zhashx_t *worker_keys;      // worker key → worker_t (not owned)
+    zhashx_t *worker_aliases;   // earlier routing ids (hex) of reconnected workers → key
     provider_t **providers;     // live state per provider + direct (last)
     size_t slots;               // providers_count + 1
     size_t queued_count;        // entries in all queues
@@ -893,19 +894,30 @@ s_worker_destroy (void **item)
     }
 }
 
+// s_worker_lookup finds the worker a message came from: by its routing id,
+// or by an earlier one (what a worker sent before it reconnected may still
+// arrive on its old connection after its READY on the new one).
 static worker_t *
 s_worker_lookup (broker_t *self, zframe_t *identity)
 {
     char *name = zframe_strhex (identity);
     worker_t *worker = zhashx_lookup (self->workers, name);
+    const char *key = worker ? NULL : zhashx_lookup (self->worker_aliases, name);
+    if (key)
+        worker = zhashx_lookup (self->worker_keys, key);
     free (name);
     return worker;
 }
 
-// s_worker_forget removes a worker from both tables (and frees it).
+// s_worker_forget removes a worker from the tables (and frees it).
 static void
 s_worker_forget (broker_t *self, worker_t *worker)
 {
+    zlistx_t *aliases = zhashx_keys (self->worker_aliases);
+    for (const char *alias = zlistx_first (aliases); alias; alias = zlistx_next (aliases))
+        if (strcmp (zhashx_lookup (self->worker_aliases, alias), worker->key) == 0)
+            zhashx_delete (self->worker_aliases, alias);
+    zlistx_destroy (&aliases);
     if (zhashx_lookup (self->worker_keys, worker->key) == worker)
         zhashx_delete (self->worker_keys, worker->key);
     zhashx_delete (self->workers, worker->name);
@@ -983,6 +995,7 @@ s_worker_ready (broker_t *self, worker_t *worker, proto_msg_t *msg)
         log_info (NULL, "worker %s reconnected as %s with %zu calls running", known->name, name,
                   known->running.count);
         zhashx_rename (self->workers, known->name, name);
+        zhashx_update (self->worker_aliases, known->name, known->key);
         free (known->name);
         known->name = strdup (name);
         zframe_destroy (&known->identity);
@@ -2191,6 +2204,9 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->workers = zhashx_new ();
     zhashx_set_destructor (self->workers, s_worker_destroy);
     self->worker_keys = zhashx_new ();
+    self->worker_aliases = zhashx_new ();
+    zhashx_set_destructor (self->worker_aliases, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_duplicator (self->worker_aliases, (zhashx_duplicator_fn *) strdup);
     self->store = store_new (config->data_dir, config->store_map_mb, config->durability_fsync,
                              error, error_size);
     if (!self->store) {
@@ -2277,6 +2293,7 @@ broker_destroy (broker_t **self_p)
         provider_destroy (&self->providers[i]);
     free (self->providers);
     zhashx_destroy (&self->worker_keys);
+    zhashx_destroy (&self->worker_aliases);
     zhashx_destroy (&self->workers);
     proto_batch_destroy (&self->replies);
     proto_batch_destroy (&self->events);
@@ -2747,6 +2764,24 @@ s_test_peers (void)
     free (chunks);
     job_destroy (&job);
 
+    // A worker that reconnects (a new socket, the same "worker" key) keeps
+    // its leases; what it sent on the old socket still counts.
+    char moved[JOB_ID_LEN + 1];
+    int64_t moved_attempt;
+    char moved_lease[LEASE_TOKEN_LEN + 1];
+    s_test_accepted (&rig, "a", "p", 5, NULL, moved);
+    job_destroy (&(job_t *) { s_test_dispatched (&rig, worker, &moved_attempt, moved_lease) });
+    test_peer_t *reconnected = s_test_peer (rig.config->broker_backend);
+    s_test_ready (reconnected, 1, 2, "w1");
+    s_test_run (&rig, 20);
+    s_test_report (worker, moved, moved_attempt, moved_lease, "succeeded", "{\"status\":200}", NULL);
+    job = s_test_job (&rig, moved, "a", NULL, NULL);
+    assert (job && job->status == JOB_SUCCEEDED);
+    job_destroy (&job);
+    assert (s_test_worker (&rig, "w1")->running.count == 1);
+    test_peer_t *old_socket = worker;
+    worker = reconnected;
+
     // GET of another tenant's job is 404; without a tenant, 400.
     int64_t code;
     assert (s_test_job (&rig, id, "b", NULL, &code) == NULL && code == 404);
@@ -2802,6 +2837,7 @@ s_test_peers (void)
     assert (zsock_maxmsgsize (rig.broker->publisher) == 200000);
 
     s_test_peer_destroy (&greedy);
+    s_test_peer_destroy (&old_socket);
     s_test_peer_destroy (&worker);
     s_test_peer_destroy (&forger);
     s_test_peer_destroy (&stranger);
