@@ -2756,7 +2756,9 @@ s_test_peers (void)
     s_test_chunk (forger, id, attempt, lease, "forged chunk");
     s_test_chunk (worker, id, attempt, "00000000000000000000000000000000", "forged chunk");
     s_test_chunk (worker, id, attempt, lease, "token-1");
-    assert (s_test_next (&rig, stranger, PROTO_RECONNECT));
+    proto_msg_t *reconnect = s_test_next (&rig, stranger, PROTO_RECONNECT);
+    assert (reconnect);
+    proto_msg_destroy (&reconnect);
     char *chunks = NULL;
     job_t *job = s_test_job (&rig, id, "a", &chunks, NULL);
     assert (job && job->status == JOB_RUNNING && !job->result && !job->lease);
