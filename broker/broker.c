@@ -2928,7 +2928,7 @@ s_test_attempts (void)
         proto_msg_destroy (&msg);
     }
     if (chunk_count != 12)
-        fprintf (stderr, "chunks %zu\n", chunk_count);
+        fprintf (stderr, "broker: %zu chunk events, 12 expected\n", chunk_count);
     assert (chunk_count == 12);
     for (size_t i = 1; i < chunk_count; i++)
         assert (chunk_attempts[i] > chunk_attempts[i - 1]);
