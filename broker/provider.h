@@ -6,6 +6,21 @@
 // them (workers do not guess). After a pause or an open breaker the provider
 // recovers in slow start: one probe call, then twice as many in flight after
 // each success, so a recovering upstream never sees a burst of retries.
+//
+// One tenant's choices never switch a shared provider off for the others
+// (issue 17 #2):
+// * only failures the provider caused count toward its breaker: a timeout
+//   counts only when the attempt was given at least breaker_min_timeout_ms
+//   (a shorter timeout is the tenant's choice, not the provider's failure);
+// * a pause is capped by max_pause_ms, whatever Retry-After says;
+// * a tenant whose calls trigger a pause again after another tenant's calls
+//   were answered since its last one is the one paused: its calls to this
+//   provider wait, the others' do not. A pause while no other tenant is
+//   answered (a real overload) still holds everyone.
+//
+// Direct calls (user URLs, webhooks) have one provider of their own, with
+// the direct section's rate limit and concurrency cap and no breaker or
+// pauses (they go to many hosts).
 #ifndef JOBGATE_PROVIDER_H
 #define JOBGATE_PROVIDER_H
 
@@ -23,26 +38,35 @@ typedef enum {
     PROVIDER_NEUTRAL     // no verdict on the upstream (canceled, handed back, lost)
 } provider_outcome_t;
 
+// What one finished call tells about the upstream.
+typedef struct {
+    provider_outcome_t outcome; // the verdict (s_classify in broker.c)
+    int64_t latency_ms;         // how long the call took
+    int64_t retry_after_ms;     // the pause the upstream asked for, 0 = none
+    int64_t timeout_ms;         // the attempt's own timeout, 0 = unknown
+    const char *error_type;     // error type, or NULL
+    int upstream_status;        // HTTP status, 0 = none
+} provider_call_t;
+
 // provider_new creates the state of a configured provider (borrowed config),
-// or of direct calls (config NULL: no limits, no breaker).
-provider_t *provider_new (const config_provider_t *config);
+// or with direct, of direct calls (config may then be NULL: no limits).
+provider_t *provider_new (const config_provider_t *config, bool direct);
 
 // provider_destroy frees it; nulls *self_p.
 void provider_destroy (provider_t **self_p);
 
-// provider_can_start is true when one more call may start at now_ms. When
-// false, *wake_ms is the monotonic time worth looking again (0: only a
-// finishing call can change the answer).
-bool provider_can_start (provider_t *self, int64_t now_ms, int64_t *wake_ms);
+// provider_can_start is true when one more call of tenant may start at
+// now_ms. When false, *wake_ms is the monotonic time worth looking again (0:
+// only a finishing call can change the answer).
+bool provider_can_start (provider_t *self, const char *tenant, int64_t now_ms, int64_t *wake_ms);
 
-// provider_started records a call started at now_ms (takes a token).
-void provider_started (provider_t *self, int64_t now_ms);
+// provider_started records a call of tenant started at now_ms (takes a token).
+void provider_started (provider_t *self, const char *tenant, int64_t now_ms);
 
-// provider_finished records a call's end: its outcome, how long it took and
-// what the upstream said (retry_after_ms, error type, status; may be 0/NULL).
-void provider_finished (provider_t *self, int64_t now_ms, int64_t latency_ms,
-                        provider_outcome_t outcome, int64_t retry_after_ms,
-                        const char *error_type, int upstream_status);
+// provider_finished records the end of a call of tenant and what it said
+// about the upstream.
+void provider_finished (provider_t *self, const char *tenant, int64_t now_ms,
+                        const provider_call_t *call);
 
 // provider_fail_fast is true when the breaker is open and the provider is
 // configured to fail waiting jobs rather than hold them.

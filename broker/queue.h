@@ -30,12 +30,13 @@ struct _entry_t {
     int64_t dispatched_ms;      // monotonic time of the latest dispatch
     char *chunks;               // this attempt's CHUNKs: [u32 index][u32 len][data]…
     size_t chunks_size;         // bytes in chunks
-    int attempt;                // number of the attempt running or last run
+    int attempt;                // identity of the attempt running or last run (attempt_seq)
+    int64_t attempt_timeout_ms; // that attempt's own timeout (the provider's breaker rule)
     int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
     int64_t lease_until_ms;     // monotonic deadline of the running attempt
     void *worker;               // the worker running it, when running
     void *owner;                // the broker holding it (for timer callbacks)
-    void *tenant;               // its tenant's quota state, or NULL
+    void *tenant;               // its tenant's quota and queue state (never NULL)
     evloop_timer_t *timer;      // retry timer, when delayed
     entry_list_t *list;         // the list it is on, or NULL
     entry_t *prev;              // neighbours on that list

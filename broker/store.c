@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <sodium.h>
 #include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@ typedef struct {
     bool active;                // the record is not terminal
     int64_t expire_at_ms;       // for terminal records: when to delete
     bool is_new;                // first version: index it
-    char *tenant;               // for the indexes (is_new only)
+    char *tenant;               // its tenant (indexes, usage)
     char *idempotency_key;      // for the idem index (is_new only), or NULL
     int64_t created_at;         // for the listing index
 } store_version_t;
@@ -26,11 +27,17 @@ struct _store_t {
     MDB_dbi jobs;               // id → record
     MDB_dbi active;             // id → "" for non-terminal jobs
     MDB_dbi expiry;             // be64(expire_at) ‖ id → ""
+    MDB_dbi expiry_of;          // id → be64(expire_at) of its one expiry entry
     MDB_dbi tenants;            // tenant ‖ NUL ‖ be64(created_at) ‖ id → ""
     MDB_dbi idem;               // tenant ‖ NUL ‖ idempotency key → id
+    MDB_dbi usage;              // "t" ‖ tenant → be64(bytes of its records)
+    MDB_dbi meta;               // lease key, usage flag
     zhashx_t *batch;            // id → store_version_t waiting for commit
     zhashx_t *batch_idem;       // tenant ‖ NUL-as-'\x1f' ‖ key → id, uncommitted
+    zhashx_t *usage_bytes;      // tenant → uint64_t *, committed bytes per tenant
+    unsigned char lease_key[STORE_LEASE_KEY_BYTES]; // secret of lease tokens
     bool fsync;                 // sync each commit
+    size_t fault_max_record;    // records larger than this fail as MAP_FULL (tests)
     MDB_txn *reader;            // read transaction kept for point reads, or
                                 // NULL; reset (holding no snapshot) while
                                 // reader_live is false
@@ -50,6 +57,147 @@ s_version_destroy (void **item)
     }
 }
 
+// s_usage_key writes the usage database's key of a tenant into key (512
+// bytes): LMDB keys may not be empty, and the open mode's tenant is "".
+// Returns its length, or 0 when the tenant is too long.
+static size_t
+s_usage_key (unsigned char *key, const char *tenant)
+{
+    size_t len = strlen (tenant);
+    if (len + 1 > 511)
+        return 0;
+    key[0] = 't';
+    memcpy (key + 1, tenant, len);
+    return len + 1;
+}
+
+static void
+s_put_be64 (unsigned char *out, uint64_t value)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (unsigned char) value;
+        value >>= 8;
+    }
+}
+
+static uint64_t
+s_get_be64 (const unsigned char *in)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++)
+        value = value << 8 | in[i];
+    return value;
+}
+
+// s_usage_set records a tenant's committed bytes in memory.
+static void
+s_usage_set (store_t *self, const char *tenant, uint64_t bytes)
+{
+    uint64_t *slot = zhashx_lookup (self->usage_bytes, tenant);
+    if (!slot) {
+        slot = malloc (sizeof *slot);
+        assert (slot);
+        zhashx_insert (self->usage_bytes, tenant, slot);
+    }
+    *slot = bytes;
+}
+
+// s_record_tenant reads the tenant of an encoded record into a new string
+// ("" when it has none), or NULL when the record is not a map.
+static char *
+s_record_tenant (const void *data, size_t size)
+{
+    pack_reader_t *reader = pack_reader_new (data, size);
+    if (!reader)
+        return NULL;
+    char *tenant = pack_get_strdup (reader, "tenant");
+    pack_reader_destroy (&reader);
+    return tenant ? tenant : strdup ("");
+}
+
+// s_usage_rebuild counts every record's bytes per tenant, for a store
+// written before usage was kept. Returns an LMDB code.
+static int
+s_usage_rebuild (store_t *self, MDB_txn *txn)
+{
+    zhashx_t *sums = zhashx_new ();
+    zhashx_set_destructor (sums, (zhashx_destructor_fn *) zstr_free);
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (txn, self->jobs, &cursor);
+    MDB_val key, value;
+    if (rc == 0) {
+        int step = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
+        while (step == 0) {
+            char *tenant = s_record_tenant (value.mv_data, value.mv_size);
+            if (tenant) {
+                uint64_t *sum = zhashx_lookup (sums, tenant);
+                if (!sum) {
+                    sum = calloc (1, sizeof *sum);
+                    zhashx_insert (sums, tenant, sum);
+                }
+                *sum += value.mv_size;
+                free (tenant);
+            }
+            step = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+        }
+        mdb_cursor_close (cursor);
+    }
+    for (uint64_t *sum = zhashx_first (sums); sum && rc == 0; sum = zhashx_next (sums)) {
+        unsigned char bytes[8], raw[512];
+        s_put_be64 (bytes, *sum);
+        MDB_val tkey = { s_usage_key (raw, zhashx_cursor (sums)), raw }, tvalue = { 8, bytes };
+        if (tkey.mv_size)
+            rc = mdb_put (txn, self->usage, &tkey, &tvalue, 0);
+    }
+    MDB_val flag_key = { 5, (void *) "usage" }, flag = { 1, (void *) "1" };
+    if (rc == 0)
+        rc = mdb_put (txn, self->meta, &flag_key, &flag, 0);
+    if (rc == 0)
+        log_info (NULL, "store: counted the bytes of %zu tenants' records", zhashx_size (sums));
+    zhashx_destroy (&sums);
+    return rc;
+}
+
+// s_open_meta reads (or makes) the lease key and loads the tenants' usage.
+// Returns an LMDB code.
+static int
+s_open_meta (store_t *self, MDB_txn *txn)
+{
+    MDB_val key = { 9, (void *) "lease_key" }, value;
+    int rc = mdb_get (txn, self->meta, &key, &value);
+    if (rc == 0 && value.mv_size == STORE_LEASE_KEY_BYTES)
+        memcpy (self->lease_key, value.mv_data, STORE_LEASE_KEY_BYTES);
+    else {
+        randombytes_buf (self->lease_key, STORE_LEASE_KEY_BYTES);
+        value = (MDB_val) { STORE_LEASE_KEY_BYTES, self->lease_key };
+        rc = mdb_put (txn, self->meta, &key, &value, 0);
+        if (rc != 0)
+            return rc;
+    }
+    MDB_val flag_key = { 5, (void *) "usage" };
+    rc = mdb_get (txn, self->meta, &flag_key, &value);
+    if (rc == MDB_NOTFOUND)
+        rc = s_usage_rebuild (self, txn);
+    if (rc != 0)
+        return rc;
+    MDB_cursor *cursor;
+    rc = mdb_cursor_open (txn, self->usage, &cursor);
+    if (rc != 0)
+        return rc;
+    int step = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
+    while (step == 0) {
+        char tenant[512];
+        if (key.mv_size >= 1 && key.mv_size < sizeof tenant && value.mv_size == 8) {
+            memcpy (tenant, (const char *) key.mv_data + 1, key.mv_size - 1);
+            tenant[key.mv_size - 1] = '\0';
+            s_usage_set (self, tenant, s_get_be64 (value.mv_data));
+        }
+        step = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+    }
+    mdb_cursor_close (cursor);
+    return 0;
+}
+
 store_t *
 store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error_size)
 {
@@ -57,10 +205,17 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
         snprintf (error, error_size, "store: cannot create %s: %s", dir, strerror (errno));
         return NULL;
     }
+    if (sodium_init () < 0) {
+        snprintf (error, error_size, "store: libsodium failed to initialise");
+        return NULL;
+    }
     store_t *self = calloc (1, sizeof *self);
+    self->fault_max_record = SIZE_MAX;
+    self->usage_bytes = zhashx_new ();
+    zhashx_set_destructor (self->usage_bytes, (zhashx_destructor_fn *) zstr_free);
     int rc = mdb_env_create (&self->env);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs (self->env, 8);
+        rc = mdb_env_set_maxdbs (self->env, 12);
     if (rc == 0)
         rc = mdb_env_set_mapsize (self->env, map_mb * 1024 * 1024);
     // MDB_NOSYNC: commits reach the OS at once (a process crash loses
@@ -74,6 +229,7 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
                       ? " (the store is damaged or not an LMDB store)"
                       : "");
         mdb_env_close (self->env);
+        zhashx_destroy (&self->usage_bytes);
         free (self);
         return NULL;
     }
@@ -86,9 +242,17 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     if (rc == 0)
         rc = mdb_dbi_open (txn, "expiry", MDB_CREATE, &self->expiry);
     if (rc == 0)
+        rc = mdb_dbi_open (txn, "expiry_of", MDB_CREATE, &self->expiry_of);
+    if (rc == 0)
         rc = mdb_dbi_open (txn, "tenants", MDB_CREATE, &self->tenants);
     if (rc == 0)
         rc = mdb_dbi_open (txn, "idem", MDB_CREATE, &self->idem);
+    if (rc == 0)
+        rc = mdb_dbi_open (txn, "usage", MDB_CREATE, &self->usage);
+    if (rc == 0)
+        rc = mdb_dbi_open (txn, "meta", MDB_CREATE, &self->meta);
+    if (rc == 0)
+        rc = s_open_meta (self, txn);
     if (rc == 0)
         rc = mdb_txn_commit (txn);
     else
@@ -97,6 +261,7 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
         snprintf (error, error_size, "store: cannot open databases in %s: %s", dir,
                   mdb_strerror (rc));
         mdb_env_close (self->env);
+        zhashx_destroy (&self->usage_bytes);
         free (self);
         return NULL;
     }
@@ -121,6 +286,8 @@ store_destroy (store_t **self_p)
     mdb_env_close (self->env);
     zhashx_destroy (&self->batch);
     zhashx_destroy (&self->batch_idem);
+    zhashx_destroy (&self->usage_bytes);
+    sodium_memzero (self->lease_key, sizeof self->lease_key);
     free (self);
     *self_p = NULL;
 }
@@ -149,9 +316,11 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
     const void *data = pack_writer_data (writer, &size);
     store_version_t *version = calloc (1, sizeof *version);
     void *copy = malloc (size);
-    if (!version || !copy) {
+    char *tenant = strdup (job->tenant ? job->tenant : "");
+    if (!version || !copy || !tenant) {
         free (version);
         free (copy);
+        free (tenant);
         pack_writer_destroy (&writer);
         return -1;
     }
@@ -160,12 +329,12 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
     *version = (store_version_t) { .data = copy, .size = size,
                                    .active = !job_status_terminal (job->status),
                                    .expire_at_ms = expire_at_ms,
+                                   .tenant = tenant,
                                    .created_at = job->created_at };
     // A later version in the same batch keeps the first one's indexing.
     store_version_t *older = zhashx_lookup (self->batch, job->id);
     if (is_new || (older && older->is_new)) {
         version->is_new = true;
-        version->tenant = strdup (job->tenant ? job->tenant : "");
         if (job->idempotency_key) {
             version->idempotency_key = strdup (job->idempotency_key);
             char *name = s_idem_name (version->tenant, job->idempotency_key);
@@ -188,11 +357,7 @@ s_tenant_key (unsigned char *key, const char *tenant, int64_t created_at, const 
         return 0;
     memcpy (key, tenant, tenant_len);
     key[tenant_len] = '\0';
-    uint64_t at = (uint64_t) created_at;
-    for (int i = 7; i >= 0; i--) {
-        key[tenant_len + 1 + i] = (unsigned char) at;
-        at >>= 8;
-    }
+    s_put_be64 (key + tenant_len + 1, (uint64_t) created_at);
     memcpy (key + tenant_len + 9, id, JOB_ID_LEN);
     return tenant_len + 9 + JOB_ID_LEN;
 }
@@ -208,6 +373,14 @@ s_idem_key (unsigned char *out, const char *tenant, const char *key)
     out[tenant_len] = '\0';
     memcpy (out + tenant_len + 1, key, key_len);
     return tenant_len + 1 + key_len;
+}
+
+bool
+store_indexable (const char *tenant, const char *idempotency_key)
+{
+    unsigned char key[512];
+    return s_tenant_key (key, tenant, 0, "00000000-0000-0000-0000-000000000000") > 0
+           && (!idempotency_key || s_idem_key (key, tenant, idempotency_key) > 0);
 }
 
 // s_reader returns a read transaction showing the last commit. Point reads
@@ -302,16 +475,231 @@ store_pending (store_t *self)
     return zhashx_size (self->batch);
 }
 
+bool
+store_pending_has (store_t *self, const char *id)
+{
+    return zhashx_lookup (self->batch, id) != NULL;
+}
+
+void
+store_pending_each (store_t *self, store_pending_fn *fn, void *arg)
+{
+    // fn may replace the version it is given: walk a copy of the ids.
+    zlistx_t *ids = zhashx_keys (self->batch);
+    for (const char *id = zlistx_first (ids); id; id = zlistx_next (ids)) {
+        store_version_t *version = zhashx_lookup (self->batch, id);
+        if (version)
+            fn (id, version->size, !version->active, arg);
+    }
+    zlistx_destroy (&ids);
+}
+
+// s_forget_idem drops the batch's idempotency entry of a version.
+static void
+s_forget_idem (store_t *self, const store_version_t *version)
+{
+    if (!version->is_new || !version->idempotency_key)
+        return;
+    char *name = s_idem_name (version->tenant, version->idempotency_key);
+    zhashx_delete (self->batch_idem, name);
+    free (name);
+}
+
+int
+store_discard (store_t *self, const char *id)
+{
+    store_version_t *version = zhashx_lookup (self->batch, id);
+    if (!version || !version->is_new)
+        return -1;
+    s_forget_idem (self, version);
+    zhashx_delete (self->batch, id);
+    return 0;
+}
+
 // s_expiry_key writes be64(expire_at) ‖ id into key (8 + 36 bytes).
 static void
 s_expiry_key (unsigned char *key, int64_t expire_at_ms, const char *id)
 {
-    uint64_t at = (uint64_t) expire_at_ms;
-    for (int i = 7; i >= 0; i--) {
-        key[i] = (unsigned char) at;
-        at >>= 8;
-    }
+    s_put_be64 (key, (uint64_t) expire_at_ms);
     memcpy (key + 8, id, JOB_ID_LEN);
+}
+
+// s_expiry_drop removes a job's expiry entry, if it has one.
+static int
+s_expiry_drop (store_t *self, MDB_txn *txn, MDB_val *job_key)
+{
+    MDB_val at;
+    int rc = mdb_get (txn, self->expiry_of, job_key, &at);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0 || at.mv_size != 8 || job_key->mv_size != JOB_ID_LEN)
+        return rc;
+    unsigned char expiry_key[8 + JOB_ID_LEN];
+    memcpy (expiry_key, at.mv_data, 8);
+    memcpy (expiry_key + 8, job_key->mv_data, JOB_ID_LEN);
+    MDB_val ekey = { sizeof expiry_key, expiry_key };
+    rc = mdb_del (txn, self->expiry, &ekey, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        rc = mdb_del (txn, self->expiry_of, job_key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+// s_usage_add adds delta to a tenant's bytes in a transaction's tally
+// (tenant → int64_t *).
+static void
+s_usage_add (zhashx_t *tally, const char *tenant, int64_t delta)
+{
+    int64_t *sum = zhashx_lookup (tally, tenant);
+    if (!sum) {
+        sum = calloc (1, sizeof *sum);
+        assert (sum);
+        zhashx_insert (tally, tenant, sum);
+    }
+    *sum += delta;
+}
+
+// s_usage_write writes a transaction's tally into the usage database; the
+// tally then holds each tenant's new total, for s_usage_apply.
+static int
+s_usage_write (store_t *self, MDB_txn *txn, zhashx_t *tally)
+{
+    int rc = 0;
+    for (int64_t *delta = zhashx_first (tally); delta && rc == 0; delta = zhashx_next (tally)) {
+        const char *tenant = zhashx_cursor (tally);
+        uint64_t *known = zhashx_lookup (self->usage_bytes, tenant);
+        int64_t total = (int64_t) (known ? *known : 0) + *delta;
+        *delta = total > 0 ? total : 0;
+        unsigned char bytes[8], raw[512];
+        s_put_be64 (bytes, (uint64_t) *delta);
+        MDB_val key = { s_usage_key (raw, tenant), raw }, value = { 8, bytes };
+        if (key.mv_size)
+            rc = mdb_put (txn, self->usage, &key, &value, 0);
+    }
+    return rc;
+}
+
+// s_usage_apply takes a committed tally's totals into memory.
+static void
+s_usage_apply (store_t *self, zhashx_t *tally)
+{
+    for (int64_t *total = zhashx_first (tally); total; total = zhashx_next (tally))
+        s_usage_set (self, zhashx_cursor (tally), (uint64_t) *total);
+}
+
+static zhashx_t *
+s_tally_new (void)
+{
+    zhashx_t *tally = zhashx_new ();
+    zhashx_set_destructor (tally, (zhashx_destructor_fn *) zstr_free);
+    return tally;
+}
+
+// s_write_version writes one version and its index entries in txn, and
+// tallies its tenant's change in bytes. Returns an LMDB code.
+static int
+s_write_version (store_t *self, MDB_txn *txn, const char *id, const store_version_t *version,
+                 zhashx_t *tally)
+{
+    if (version->size > self->fault_max_record)
+        return MDB_MAP_FULL;    // the test seam: as if no page were left
+    MDB_val empty = { 0, (void *) "" };
+    MDB_val key = { strlen (id), (void *) id };
+    MDB_val value = { version->size, version->data }, old;
+    int rc = mdb_get (txn, self->jobs, &key, &old);
+    size_t old_size = rc == 0 ? old.mv_size : 0;
+    rc = rc == 0 || rc == MDB_NOTFOUND ? mdb_put (txn, self->jobs, &key, &value, 0) : rc;
+    if (rc == 0 && version->is_new) {
+        unsigned char index_key[512];
+        size_t len = s_tenant_key (index_key, version->tenant, version->created_at, id);
+        MDB_val ikey = { len, index_key };
+        if (len)
+            rc = mdb_put (txn, self->tenants, &ikey, &empty, 0);
+        len = version->idempotency_key
+                  ? s_idem_key (index_key, version->tenant, version->idempotency_key)
+                  : 0;
+        MDB_val idem_key = { len, index_key }, idem_value = { JOB_ID_LEN, (void *) id };
+        if (rc == 0 && len)
+            rc = mdb_put (txn, self->idem, &idem_key, &idem_value, 0);
+    }
+    // A job has one expiry entry at most: an active version has none (a
+    // retried job must not be deleted by its earlier finish), a finished one
+    // has exactly the one of its latest finish.
+    if (rc == 0)
+        rc = s_expiry_drop (self, txn, &key);
+    if (rc == 0 && version->active)
+        rc = mdb_put (txn, self->active, &key, &empty, 0);
+    else if (rc == 0) {
+        rc = mdb_del (txn, self->active, &key, NULL);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+        if (rc == 0 && version->expire_at_ms > 0 && key.mv_size == JOB_ID_LEN) {
+            unsigned char expiry_key[8 + JOB_ID_LEN];
+            s_expiry_key (expiry_key, version->expire_at_ms, id);
+            MDB_val ekey = { sizeof expiry_key, expiry_key };
+            MDB_val at = { 8, expiry_key };
+            rc = mdb_put (txn, self->expiry, &ekey, &empty, 0);
+            if (rc == 0)
+                rc = mdb_put (txn, self->expiry_of, &key, &at, 0);
+        }
+    }
+    if (rc == 0)
+        s_usage_add (tally, version->tenant, (int64_t) version->size - (int64_t) old_size);
+    return rc;
+}
+
+// s_commit_versions writes the batch's version of only_id, or the whole
+// batch when only_id is NULL, in one transaction. Returns an LMDB code.
+static int
+s_commit_versions (store_t *self, const char *only_id)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin (self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    zhashx_t *tally = s_tally_new ();
+    if (only_id)
+        rc = s_write_version (self, txn, only_id, zhashx_lookup (self->batch, only_id), tally);
+    else
+        for (store_version_t *version = zhashx_first (self->batch); version && rc == 0;
+             version = zhashx_next (self->batch))
+            rc = s_write_version (self, txn, zhashx_cursor (self->batch), version, tally);
+    if (rc == 0)
+        rc = s_usage_write (self, txn, tally);
+    if (rc == 0)
+        rc = mdb_txn_commit (txn);
+    else
+        mdb_txn_abort (txn);
+    if (rc == 0)
+        s_usage_apply (self, tally);
+    zhashx_destroy (&tally);
+    return rc;
+}
+
+// s_commit_each writes the batch one version per transaction after the map
+// filled up, so what fits is written and only what does not stays. Returns
+// how many were written, or -1 on an error other than a full map.
+static long
+s_commit_each (store_t *self)
+{
+    zlistx_t *ids = zhashx_keys (self->batch);
+    long written = 0;
+    int failure = 0;
+    for (const char *id = zlistx_first (ids); id; id = zlistx_next (ids)) {
+        int rc = s_commit_versions (self, id);
+        if (rc == 0) {
+            s_forget_idem (self, zhashx_lookup (self->batch, id));
+            zhashx_delete (self->batch, id);
+            written++;
+        }
+        else if (rc != MDB_MAP_FULL) {
+            failure = rc;
+            break;
+        }
+    }
+    zlistx_destroy (&ids);
+    if (failure)
+        log_error (NULL, "store: commit failed: %s", mdb_strerror (failure));
+    return failure ? -1 : written;
 }
 
 int
@@ -320,62 +708,33 @@ store_commit (store_t *self)
     if (zhashx_size (self->batch) == 0)
         return 0;
     s_reader_release (self);
-    MDB_txn *txn;
-    int rc = mdb_txn_begin (self->env, NULL, 0, &txn);
-    if (rc != 0) {
-        log_error (NULL, "store: begin: %s", mdb_strerror (rc));
-        errno = rc == MDB_MAP_FULL ? ENOSPC : EIO;
-        return -1;
-    }
-    MDB_val empty = { 0, (void *) "" };
-    for (store_version_t *version = zhashx_first (self->batch); version && rc == 0;
-         version = zhashx_next (self->batch)) {
-        const char *id = zhashx_cursor (self->batch);
-        MDB_val key = { strlen (id), (void *) id };
-        MDB_val value = { version->size, version->data };
-        rc = mdb_put (txn, self->jobs, &key, &value, 0);
-        if (rc == 0 && version->is_new) {
-            unsigned char index_key[512];
-            size_t len = s_tenant_key (index_key, version->tenant, version->created_at, id);
-            MDB_val ikey = { len, index_key };
-            if (len)
-                rc = mdb_put (txn, self->tenants, &ikey, &empty, 0);
-            len = version->idempotency_key
-                      ? s_idem_key (index_key, version->tenant, version->idempotency_key)
-                      : 0;
-            MDB_val idem_key = { len, index_key }, idem_value = { JOB_ID_LEN, (void *) id };
-            if (rc == 0 && len)
-                rc = mdb_put (txn, self->idem, &idem_key, &idem_value, 0);
-        }
-        if (rc == 0 && version->active)
-            rc = mdb_put (txn, self->active, &key, &empty, 0);
-        else if (rc == 0) {
-            rc = mdb_del (txn, self->active, &key, NULL);
-            if (rc == MDB_NOTFOUND)
-                rc = 0;
-            if (rc == 0 && version->expire_at_ms > 0) {
-                unsigned char expiry_key[8 + JOB_ID_LEN];
-                s_expiry_key (expiry_key, version->expire_at_ms, id);
-                MDB_val ekey = { sizeof expiry_key, expiry_key };
-                rc = mdb_put (txn, self->expiry, &ekey, &empty, 0);
-            }
-        }
-    }
-    if (rc == 0)
-        rc = mdb_txn_commit (txn);
-    else
-        mdb_txn_abort (txn);
+    size_t pending = zhashx_size (self->batch);
+    int rc = s_commit_versions (self, NULL);
     if (rc == 0 && self->fsync)
         rc = mdb_env_sync (self->env, 1);
-    if (rc != 0) {
-        log_error (NULL, "store: commit of %zu records failed: %s", zhashx_size (self->batch),
-                   mdb_strerror (rc));
-        errno = rc == MDB_MAP_FULL || rc == ENOSPC ? ENOSPC : EIO;
+    if (rc == 0) {
+        zhashx_purge (self->batch);
+        zhashx_purge (self->batch_idem);
+        return 0;
+    }
+    if (rc != MDB_MAP_FULL && rc != ENOSPC) {
+        log_error (NULL, "store: commit of %zu records failed: %s", pending, mdb_strerror (rc));
+        errno = EIO;
         return -1;
     }
-    zhashx_purge (self->batch);
-    zhashx_purge (self->batch_idem);
-    return 0;
+    long written = s_commit_each (self);
+    if (written > 0 && self->fsync && mdb_env_sync (self->env, 1) != 0)
+        written = -1;
+    if (written < 0) {
+        errno = EIO;
+        return -1;
+    }
+    if (zhashx_size (self->batch) == 0)
+        return 0;
+    log_error (NULL, "store: map full: %ld of %zu records written, %zu wait for space",
+               written, pending, zhashx_size (self->batch));
+    errno = ENOSPC;
+    return -1;
 }
 
 long
@@ -411,6 +770,33 @@ store_scan_active (store_t *self, store_scan_fn *fn, void *arg)
     return visited;
 }
 
+// s_delete_job deletes a finished job's record and index entries, and
+// tallies its bytes off its tenant.
+static void
+s_delete_job (store_t *self, MDB_txn *txn, const char *id, zhashx_t *tally)
+{
+    MDB_val job_key = { JOB_ID_LEN, (void *) id }, record;
+    if (mdb_get (txn, self->jobs, &job_key, &record) != 0)
+        return;
+    size_t size = record.mv_size;
+    job_t *job = s_decode (record.mv_data, record.mv_size, id);
+    if (job) {
+        unsigned char index_key[512];
+        size_t len = s_tenant_key (index_key, job->tenant, job->created_at, id);
+        MDB_val ikey = { len, index_key };
+        if (len)
+            mdb_del (txn, self->tenants, &ikey, NULL);
+        len = job->idempotency_key ? s_idem_key (index_key, job->tenant, job->idempotency_key) : 0;
+        MDB_val idem_key = { len, index_key };
+        if (len)
+            mdb_del (txn, self->idem, &idem_key, NULL);
+        s_usage_add (tally, job->tenant, -(int64_t) size);
+        job_destroy (&job);
+    }
+    mdb_del (txn, self->jobs, &job_key, NULL);
+    mdb_del (txn, self->expiry_of, &job_key, NULL);
+}
+
 long
 store_expire (store_t *self, int64_t now_ms, size_t limit)
 {
@@ -423,41 +809,27 @@ store_expire (store_t *self, int64_t now_ms, size_t limit)
         mdb_txn_abort (txn);
         return -1;
     }
+    zhashx_t *tally = s_tally_new ();
     long deleted = 0;
     MDB_val key, value;
     int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
     while (rc == 0 && (size_t) deleted < limit && key.mv_size == 8 + JOB_ID_LEN) {
         const unsigned char *bytes = key.mv_data;
-        uint64_t at = 0;
-        for (int i = 0; i < 8; i++)
-            at = at << 8 | bytes[i];
-        if ((int64_t) at > now_ms)
+        int64_t at = (int64_t) s_get_be64 (bytes);
+        if (at > now_ms)
             break;
         char id[JOB_ID_LEN + 1];
         memcpy (id, bytes + 8, JOB_ID_LEN);
         id[JOB_ID_LEN] = '\0';
-        // A job requeued by a retry after it finished is active again: the
-        // stale expiry entry must not delete it.
-        MDB_val job_key = { JOB_ID_LEN, id }, active_value;
-        MDB_val record;
-        if (mdb_get (txn, self->active, &job_key, &active_value) == MDB_NOTFOUND
-            && !zhashx_lookup (self->batch, id)
-            && mdb_get (txn, self->jobs, &job_key, &record) == 0) {
-            job_t *job = s_decode (record.mv_data, record.mv_size, id);
-            if (job) {
-                unsigned char index_key[512];
-                size_t len = s_tenant_key (index_key, job->tenant, job->created_at, id);
-                MDB_val ikey = { len, index_key };
-                if (len)
-                    mdb_del (txn, self->tenants, &ikey, NULL);
-                len = job->idempotency_key ? s_idem_key (index_key, job->tenant, job->idempotency_key) : 0;
-                MDB_val idem_key = { len, index_key };
-                if (len)
-                    mdb_del (txn, self->idem, &idem_key, NULL);
-                job_destroy (&job);
-            }
-            mdb_del (txn, self->jobs, &job_key, NULL);
-        }
+        // Only the job's current expiry entry deletes it. A stale one (left
+        // by a store written before expiry_of existed, the job requeued or
+        // finished again since) is dropped alone.
+        MDB_val job_key = { JOB_ID_LEN, id }, found;
+        int current = mdb_get (txn, self->expiry_of, &job_key, &found);
+        bool stale = current == 0 ? found.mv_size != 8 || s_get_be64 (found.mv_data) != (uint64_t) at
+                                  : mdb_get (txn, self->active, &job_key, &found) == 0;
+        if (!stale && !zhashx_lookup (self->batch, id))
+            s_delete_job (self, txn, id, tally);
         rc = mdb_cursor_del (cursor, 0);
         if (rc == 0) {
             deleted++;
@@ -466,12 +838,19 @@ store_expire (store_t *self, int64_t now_ms, size_t limit)
         }
     }
     mdb_cursor_close (cursor);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        rc = s_usage_write (self, txn, tally);
+    if (rc != 0) {
         mdb_txn_abort (txn);
+        zhashx_destroy (&tally);
         return -1;
     }
-    if (mdb_txn_commit (txn) != 0)
+    if (mdb_txn_commit (txn) != 0) {
+        zhashx_destroy (&tally);
         return -1;
+    }
+    s_usage_apply (self, tally);
+    zhashx_destroy (&tally);
     if (deleted > 0 && self->fsync)
         mdb_env_sync (self->env, 1);
     return deleted;
@@ -562,6 +941,63 @@ store_count (store_t *self)
     return count;
 }
 
+uint64_t
+store_tenant_bytes (store_t *self, const char *tenant)
+{
+    uint64_t *bytes = zhashx_lookup (self->usage_bytes, tenant);
+    return bytes ? *bytes : 0;
+}
+
+uint64_t
+store_used_bytes (store_t *self, uint64_t *map_bytes)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    *map_bytes = 0;
+    if (mdb_env_info (self->env, &info) != 0 || mdb_env_stat (self->env, &stat) != 0)
+        return 0;
+    *map_bytes = info.me_mapsize;
+    // Far from the map's end, the pages ever written bound what is in use:
+    // no need to count the free ones.
+    uint64_t pages = (uint64_t) info.me_last_pgno + 1;
+    if (pages * stat.ms_psize < info.me_mapsize / 10 * 7)
+        return pages * stat.ms_psize;
+    // Pages free for reuse are listed in LMDB's free-page database (dbi 0):
+    // each record is an array whose first word is its page count.
+    MDB_txn *txn;
+    uint64_t free_pages = 0;
+    if (mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn) == 0) {
+        MDB_cursor *cursor;
+        if (mdb_cursor_open (txn, 0, &cursor) == 0) {
+            MDB_val key, value;
+            int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
+            while (rc == 0) {
+                size_t count;
+                if (value.mv_size >= sizeof count) {
+                    memcpy (&count, value.mv_data, sizeof count);
+                    free_pages += count;
+                }
+                rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+            }
+            mdb_cursor_close (cursor);
+        }
+        mdb_txn_abort (txn);
+    }
+    return (pages > free_pages ? pages - free_pages : 0) * stat.ms_psize;
+}
+
+const unsigned char *
+store_lease_key (store_t *self)
+{
+    return self->lease_key;
+}
+
+void
+store_inject_map_full (store_t *self, size_t max_record_bytes)
+{
+    self->fault_max_record = max_record_bytes;
+}
+
 static void
 s_test_scan_fn (job_t *job, void *arg)
 {
@@ -569,6 +1005,139 @@ s_test_scan_fn (job_t *job, void *arg)
     assert (job->status == JOB_RUNNING);
     (*seen)++;
     job_destroy (&job);
+}
+
+// s_test_job makes a job of tenant with a result of result_bytes.
+static job_t *
+s_test_job (const char *tenant, job_status_t status, size_t result_bytes)
+{
+    job_t *job = job_new ();
+    job_id_generate (job->id);
+    job_set_str (&job->tenant, tenant);
+    job_set_str (&job->kind, "http");
+    job_set_str (&job->spec, "{}");
+    job->status = status;
+    job->created_at = 1;
+    if (result_bytes) {
+        job->result = malloc (result_bytes + 1);
+        memset (job->result, 'r', result_bytes);
+        job->result[result_bytes] = '\0';
+    }
+    return job;
+}
+
+// s_test_size is the encoded size of a job's record.
+static size_t
+s_test_size (const job_t *job)
+{
+    pack_writer_t *writer = pack_writer_new ();
+    job_pack (job, writer);
+    size_t size;
+    pack_writer_data (writer, &size);
+    pack_writer_destroy (&writer);
+    return size;
+}
+
+// s_test_hardening covers issues 10 #4 and 17 #9: one expiry per job, the
+// bytes per tenant (kept across restarts, rebuilt for an older store), and
+// a full map that holds back only what does not fit.
+static void
+s_test_hardening (const char *dir)
+{
+    char error[256];
+    store_t *store = store_new (dir, 64, false, error, sizeof error);
+    assert (store);
+    uint64_t tenant_before = store_tenant_bytes (store, "t");
+    unsigned char key[STORE_LEASE_KEY_BYTES];
+    memcpy (key, store_lease_key (store), sizeof key);
+    assert (!sodium_is_zero (key, sizeof key));
+
+    // A job finished (expiry 1000), retried, finished again (expiry 5000):
+    // the first finish's expiry no longer deletes it.
+    job_t *job = s_test_job ("t", JOB_FAILED, 0);
+    assert (store_put (store, job, 1000, true) == 0 && store_commit (store) == 0);
+    size_t size = s_test_size (job);
+    assert (store_tenant_bytes (store, "t") == tenant_before + size);
+    job->status = JOB_QUEUED;
+    assert (store_put (store, job, 0, false) == 0 && store_commit (store) == 0);
+    job->status = JOB_FAILED;
+    assert (store_put (store, job, 5000, false) == 0 && store_commit (store) == 0);
+    assert (store_expire (store, 2000, 10) == 0);
+    job_t *read = store_get (store, job->id);
+    assert (read);
+    job_destroy (&read);
+    assert (store_expire (store, 5000, 10) == 1);
+    assert (store_get (store, job->id) == NULL);
+    assert (store_tenant_bytes (store, "t") == tenant_before);
+    // Finished, then retried and still running: no expiry deletes it.
+    job->status = JOB_SUCCEEDED;
+    job_id_generate (job->id);
+    assert (store_put (store, job, 3000, true) == 0 && store_commit (store) == 0);
+    job->status = JOB_RUNNING;
+    assert (store_put (store, job, 0, false) == 0 && store_commit (store) == 0);
+    assert (store_expire (store, 10000, 10) == 0);
+    read = store_get (store, job->id);
+    assert (read && read->status == JOB_RUNNING);
+    job_destroy (&read);
+
+    // Bytes per tenant: a record's versions replace each other.
+    job_t *big = s_test_job ("u", JOB_QUEUED, 0);
+    assert (store_put (store, big, 0, true) == 0 && store_commit (store) == 0);
+    big->status = JOB_SUCCEEDED;
+    job_set_str (&big->result, "{\"status\":200,\"body\":\"0123456789\"}");
+    assert (store_put (store, big, 9000, false) == 0 && store_commit (store) == 0);
+    size_t big_size = s_test_size (big);
+    assert (store_tenant_bytes (store, "u") == big_size);
+    uint64_t map = 0, used = store_used_bytes (store, &map);
+    assert (map == 64ULL * 1024 * 1024 && used > 0 && used < map);
+    store_destroy (&store);
+
+    // Across a restart; and rebuilt for a store that never counted them.
+    store = store_new (dir, 64, false, error, sizeof error);
+    assert (store && store_tenant_bytes (store, "u") == big_size);
+    assert (memcmp (store_lease_key (store), key, sizeof key) == 0);
+    uint64_t t_bytes = store_tenant_bytes (store, "t");
+    MDB_txn *txn;
+    assert (mdb_txn_begin (store->env, NULL, 0, &txn) == 0);
+    assert (mdb_drop (txn, store->usage, 0) == 0);
+    MDB_val flag = { 5, (void *) "usage" };
+    assert (mdb_del (txn, store->meta, &flag, NULL) == 0);
+    assert (mdb_txn_commit (txn) == 0);
+    store_destroy (&store);
+    store = store_new (dir, 64, false, error, sizeof error);
+    assert (store && store_tenant_bytes (store, "u") == big_size);
+    assert (store_tenant_bytes (store, "t") == t_bytes);
+
+    // A full map: the version that does not fit waits, the others are
+    // written; the sweep still deletes.
+    store_inject_map_full (store, 2048);
+    job_t *small = s_test_job ("u", JOB_QUEUED, 0);
+    job_t *huge = s_test_job ("u", JOB_SUCCEEDED, 4096);
+    assert (store_put (store, small, 0, true) == 0 && store_put (store, huge, 20000, true) == 0);
+    errno = 0;
+    assert (store_commit (store) == -1 && errno == ENOSPC);
+    assert (store_pending (store) == 1 && store_pending_has (store, huge->id));
+    assert (!store_pending_has (store, small->id));
+    store_inject_map_full (store, 0);
+    assert (store_commit (store) == -1 && errno == ENOSPC);
+    assert (store_expire (store, 9000, 10) == 1);
+    assert (store_tenant_bytes (store, "u") == s_test_size (small));
+    // A new job never committed can be dropped; a committed one cannot.
+    assert (store_discard (store, small->id) == -1);
+    assert (store_discard (store, huge->id) == 0 && store_pending (store) == 0);
+    store_inject_map_full (store, SIZE_MAX);
+    assert (store_commit (store) == 0);
+    assert (store_indexable ("t", "key") && store_indexable ("t", NULL));
+    char long_tenant[600];
+    memset (long_tenant, 'x', sizeof long_tenant - 1);
+    long_tenant[sizeof long_tenant - 1] = '\0';
+    assert (!store_indexable (long_tenant, NULL));
+    assert (!store_indexable ("t", long_tenant));
+    store_destroy (&store);
+    job_destroy (&job);
+    job_destroy (&big);
+    job_destroy (&small);
+    job_destroy (&huge);
 }
 
 void
@@ -623,6 +1192,7 @@ store_test (bool verbose)
     assert (read == NULL);
     store_destroy (&store);
     store_destroy (&store);
+    s_test_hardening (dir);
 
     // A damaged store is refused with a clear line.
     char path[300];

@@ -7,17 +7,35 @@
 // iteration costs one write. Reads see the batch first, then the disk.
 //
 // Databases inside the LMDB environment:
-//   jobs    id → job record (msgpack map, common/job.h)
-//   active  id → ""      every job not in a terminal state, for recovery
-//   expiry  be64(expire_at_ms) ‖ id → ""   finished jobs, oldest first
-//   tenants tenant ‖ NUL ‖ be64(created_at) ‖ id → ""   listing, newest last
-//   idem    tenant ‖ NUL ‖ idempotency key → id           Idempotency-Key
+//   jobs      id → job record (msgpack map, common/job.h)
+//   active    id → ""      every job not in a terminal state, for recovery
+//   expiry    be64(expire_at_ms) ‖ id → ""   finished jobs, oldest first
+//   expiry_of id → be64(expire_at_ms)   the one expiry entry a finished job has
+//   tenants   tenant ‖ NUL ‖ be64(created_at) ‖ id → ""   listing, newest last
+//   idem      tenant ‖ NUL ‖ idempotency key → id           Idempotency-Key
+//   usage     "t" ‖ tenant → be64(bytes)   the bytes of each tenant's records
+//   meta      "lease_key" → 32 random bytes; "usage" → "1" once usage is whole
+//
+// A job has one expiry entry at most: each finish moves it, a retry removes
+// it, so an earlier finish never deletes a job that finished again later.
+// The bytes each tenant's records take are kept with every write, in the
+// same transaction, so they hold across restarts (a store written before
+// they were kept is counted once when opened).
+//
+// When the map is full (MDB_MAP_FULL), a commit writes the versions that fit,
+// one per transaction, and keeps only those that do not: one large record
+// never holds back the others. store_inject_map_full is the seam that makes
+// this testable without filling a disk (beanstalkd's falloc).
 #ifndef JOBGATE_STORE_H
 #define JOBGATE_STORE_H
 
 #include "job.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+// Bytes of a lease key (store_lease_key).
+#define STORE_LEASE_KEY_BYTES 32
 
 typedef struct _store_t store_t;
 
@@ -61,10 +79,51 @@ job_t *store_get (store_t *self, const char *id);
 size_t store_pending (store_t *self);
 
 // store_commit writes the batch in one transaction and, in fsync mode,
-// syncs it. On success the batch is empty and 0 is returned. On error
-// (disk full, I/O error) the batch is kept for the next try, -1 is returned
-// and errno is set.
+// syncs it. On success the batch is empty and 0 is returned. When the map is
+// full it writes, one transaction each, the versions that still fit, keeps
+// the others in the batch, returns -1 and sets errno to ENOSPC; on another
+// error (I/O) the whole batch is kept, -1 is returned and errno is EIO.
 int store_commit (store_t *self);
+
+// store_pending_has is true while a version of the job waits in the batch.
+bool store_pending_has (store_t *self, const char *id);
+
+// Called for each version waiting in the batch: its job id, its size in
+// bytes and whether the job is finished in it.
+typedef void (store_pending_fn) (const char *id, size_t size, bool terminal, void *arg);
+
+// store_pending_each calls fn for every version of the batch. fn may call
+// store_put for the job it was given (replacing that version), nothing else.
+void store_pending_each (store_t *self, store_pending_fn *fn, void *arg);
+
+// store_discard drops the batch's version of a job that was never committed
+// (a submission that will be refused). Returns 0, or -1 when the job has no
+// such version (nothing is dropped then).
+int store_discard (store_t *self, const char *id);
+
+// store_indexable is true when a job of this tenant, with this idempotency
+// key (may be NULL), fits the listing and idempotency indexes. This
+// function can't fail.
+bool store_indexable (const char *tenant, const char *idempotency_key);
+
+// store_tenant_bytes returns the bytes the tenant's committed records take.
+uint64_t store_tenant_bytes (store_t *self, const char *tenant);
+
+// store_used_bytes returns the bytes of the map in use (pages written less
+// pages free for reuse; while the file is under 70 % of the map, simply the
+// pages written) and writes the map's size into *map_bytes. Returns 0 when
+// the store cannot be read.
+uint64_t store_used_bytes (store_t *self, uint64_t *map_bytes);
+
+// store_lease_key returns the store's secret for lease tokens
+// (STORE_LEASE_KEY_BYTES), made when the store was created and kept in it, so
+// tokens outlive a restart. This function can't fail.
+const unsigned char *store_lease_key (store_t *self);
+
+// store_inject_map_full makes writing any record larger than max_record_bytes
+// fail from now on as if the map were full (MDB_MAP_FULL); 0 fails every
+// record, SIZE_MAX ends the fault. Deletes are not affected. For tests.
+void store_inject_map_full (store_t *self, size_t max_record_bytes);
 
 // Called for each active job during store_scan_active.
 typedef void (store_scan_fn) (job_t *job, void *arg);
@@ -74,8 +133,8 @@ typedef void (store_scan_fn) (job_t *job, void *arg);
 long store_scan_active (store_t *self, store_scan_fn *fn, void *arg);
 
 // store_expire deletes up to limit finished jobs whose expiry time is at or
-// before now_ms, in its own transaction. Returns how many were deleted, or
-// -1 on error.
+// before now_ms, in its own transaction (also while commits fail: deletes
+// free space). Returns how many expiry entries were taken, or -1 on error.
 long store_expire (store_t *self, int64_t now_ms, size_t limit);
 
 // store_count returns how many job records the disk holds.

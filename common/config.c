@@ -97,8 +97,13 @@ static const config_key_t s_keys[] = {
       "4194304", NULL, 0, NULL, false,
       "a result's rendered JSON at most (response_too_large above); workers download at most "
       "this much of a body (or worker.max_response_bytes, the smaller)" },
+    { "broker", "max_frame_bytes", KEY_SIZE, C (max_frame_bytes), 65536, 4.0 * 1024 * 1024 * 1024,
+      NULL, NULL, 0, NULL, false,
+      "ZMQ_MAXMSGSIZE of every ZeroMQ socket of every process; default max_result_bytes + "
+      "gateway.max_body_bytes + 1 MiB, at least max_result_bytes + max_body_bytes + 64 KiB" },
 
-    { "worker", "concurrency", KEY_INT, C (worker_concurrency), 1, 100000, "512", NULL, 0, NULL,
+    { "worker", "concurrency", KEY_INT, C (worker_concurrency), 1, CONFIG_WORKER_CONCURRENCY_MAX,
+      "512", NULL, 0, NULL,
       false, "upstream calls in flight per worker" },
     { "worker", "max_response_bytes", KEY_SIZE, C (max_response_bytes), 1024,
       1024.0 * 1024 * 1024, "10485760", NULL, 0, NULL, false, "upstream answer cap per call" },
@@ -111,6 +116,14 @@ static const config_key_t s_keys[] = {
       false, "deliveries of one callback tried at most" },
     { "webhooks", "timeout_ms", KEY_MS, C (webhook_timeout_ms), 100, 600000, "10000", NULL, 0, NULL,
       false, "per delivery attempt" },
+
+    { "direct", "max_concurrency", KEY_INT, C (direct.max_concurrency), 0, 1e6, "0", NULL, 0, NULL,
+      false, "calls to user-supplied URLs (http without provider, crawl, webhooks) at once, "
+      "across all workers; 0 = unlimited" },
+    { "direct", "rate_limit", KEY_NUMBER, C (direct.rate_limit), 0, 1e9, "0", NULL, 0, NULL, false,
+      "their requests per second across all workers; 0 = unlimited" },
+    { "direct", "burst", KEY_NUMBER, C (direct.burst), 1, 1e9, NULL, NULL, 0, NULL, false,
+      "their token bucket size; default a tenth of a second's worth, at least 1" },
 
     { "security", "allow_private_networks", KEY_BOOL, C (allow_private_networks), 0, 0, "false",
       NULL, 0, NULL, false, "let user URLs reach loopback and private addresses (tests, local dev)" },
@@ -147,6 +160,12 @@ static const config_key_t s_provider_keys[] = {
       0, NULL, false, "how long an open breaker waits before a probe" },
     { "providers.*", "circuit_fail_fast", KEY_BOOL, P (circuit_fail_fast), 0, 0, "false", NULL, 0,
       NULL, false, "while open: fail waiting jobs instead of holding them" },
+    { "providers.*", "max_pause_ms", KEY_MS, P (max_pause_ms), 0, 86400000, "60000", NULL, 0, NULL,
+      false, "longest pause a Retry-After imposes on every tenant (0 = never pause)" },
+    { "providers.*", "breaker_min_timeout_ms", KEY_MS, P (breaker_min_timeout_ms), 0, 600000, NULL,
+      NULL, 0, NULL, false,
+      "a timeout counts toward the breaker only if the attempt had this long; default the "
+      "provider's timeout_ms, else 5000" },
     { "providers.*", "retry_base_ms", KEY_MS, P (retry_base_ms), 1, 3600000, "500", NULL, 0, NULL,
       false, "backoff ceiling before the second attempt (doubles each time)" },
     { "providers.*", "retry_max_ms", KEY_MS, P (retry_max_ms), 1, 86400000, "60000", NULL, 0, NULL,
@@ -165,11 +184,19 @@ static const config_key_t s_quota_keys[] = {
       "submissions per second (burst of one second); 0 = unlimited" },
     { "quotas.*", "max_queued", KEY_SIZE, Q (max_queued), 0, 1e9, "0", NULL, 0, NULL, false,
       "active jobs at most (429 above); 0 = unlimited" },
+    { "quotas.*", "max_running", KEY_SIZE, Q (max_running), 0, 1e9, "0", NULL, 0, NULL, false,
+      "calls running at once, webhook deliveries included; 0 = unlimited" },
+    { "quotas.*", "max_stored_bytes", KEY_SIZE, Q (max_stored_bytes), 0, 1e15, "0", NULL, 0, NULL,
+      false, "bytes of its jobs in the store at most (429 above); 0 = a quarter of "
+      "broker.store_map_mb" },
 };
 
 #undef C
 #undef P
 #undef Q
+
+// KEY_SIZE stores a size_t; max_stored_bytes is a uint64_t of the same size.
+_Static_assert (sizeof (size_t) == sizeof (uint64_t), "KEY_SIZE rows store 64-bit sizes");
 
 #define KEYS_COUNT(table) (sizeof table / sizeof table[0])
 
@@ -468,8 +495,8 @@ s_apply_table (const config_key_t *keys, size_t count, const char *table_section
 }
 
 // The fixed sections, in the order the reference lists them.
-static const char *const s_sections[] = { "gateway", "broker", "worker", "webhooks", "security",
-                                          NULL };
+static const char *const s_sections[] = { "gateway", "broker", "worker", "direct", "webhooks",
+                                          "security", NULL };
 
 // s_check_environment refuses a JOBGATE_<SECTION>_… or JOBGATE_LOG_…
 // variable that names no key: a misspelt override must not be ignored.
@@ -903,6 +930,7 @@ s_load_providers (void *target, json_t *providers, const char *where, char *erro
     json_object_foreach (providers, name, entry) {
         config_provider_t *provider = &self->providers[self->providers_count++];
         provider->name = strdup (name);
+        provider->breaker_min_timeout_ms = -1;  // unset: derived below
         char section[160];
         snprintf (section, sizeof section, "providers.%s", name);
         if (!json_is_object (entry)) {
@@ -927,12 +955,45 @@ s_load_providers (void *target, json_t *providers, const char *where, char *erro
         // one-second window sees much more than the rate itself.
         if (provider->burst == 0)
             provider->burst = provider->rate_limit / 10 > 1 ? provider->rate_limit / 10 : 1;
+        // A timeout shorter than what the provider is expected to take is
+        // the tenant's choice, not the provider's failure (issue 17 #2).
+        if (provider->breaker_min_timeout_ms < 0)
+            provider->breaker_min_timeout_ms = provider->timeout_ms > 0 ? provider->timeout_ms : 5000;
         // Every provider has a search template, defaults filled in.
         if (!provider->search
             && s_load_search (provider, NULL, section, error, error_size) < 0)
             return -1;
     }
     return 0;
+}
+
+// s_derive fills the defaults that depend on other keys and checks the
+// rules between keys.
+static int
+s_derive (config_t *self, char *error, size_t error_size)
+{
+    if (self->direct.burst == 0)
+        self->direct.burst = self->direct.rate_limit / 10 > 1 ? self->direct.rate_limit / 10 : 1;
+    // One frame carries at most a job record: a result, a spec made from a
+    // request body, and small fields. Below that, honest frames would be
+    // refused; the default leaves a MiB of headroom.
+    size_t floor = self->max_result_bytes + self->max_body_bytes + 65536;
+    if (self->max_frame_bytes == 0)
+        self->max_frame_bytes = self->max_result_bytes + self->max_body_bytes + 1024 * 1024;
+    else if (self->max_frame_bytes < floor) {
+        snprintf (error, error_size, "config: broker.max_frame_bytes must be at least "
+                  "broker.max_result_bytes + gateway.max_body_bytes + 65536 (%zu)", floor);
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t
+config_max_stored_bytes (const config_t *self, const config_quota_t *quota)
+{
+    if (quota && quota->max_stored_bytes > 0)
+        return quota->max_stored_bytes;
+    return (uint64_t) self->store_map_mb * 1024 * 1024 / 4;
 }
 
 config_t *
@@ -982,6 +1043,8 @@ config_load (const char *path, char *error, size_t error_size)
                             s_sections, error, error_size);
     if (rc == 0)
         rc = s_check_environment (self, error, error_size);
+    if (rc == 0)
+        rc = s_derive (self, error, error_size);
     json_decref (root);
     if (rc < 0) {
         config_destroy (&self);
@@ -1011,8 +1074,8 @@ s_key_type_name (const config_key_t *key)
 void
 config_reference (FILE *out)
 {
-    const char *headings[] = { "gateway", "broker", "worker", "webhooks", "security", NULL,
-                               "providers.*", "quotas.*" };
+    const char *headings[] = { "gateway", "broker", "worker", "direct", "webhooks", "security",
+                               NULL, "providers.*", "quotas.*" };
     for (size_t h = 0; h < sizeof headings / sizeof headings[0]; h++) {
         const char *section = headings[h];
         fprintf (out, "\n### %s\n\n", section ? section : "top level");
@@ -1453,6 +1516,54 @@ s_test_table (const char *path)
     free (text);
 }
 
+// s_test_hardening covers the keys of issues 10 and 17: derived defaults,
+// then set values, then refusals.
+static void
+s_test_hardening (const char *path)
+{
+    char error[256];
+    config_t *config = s_test_load (path, "{\"providers\":{\"p\":{\"base_url\":\"http://x\"},"
+                                    "\"q\":{\"base_url\":\"http://x\",\"timeout_ms\":2000}}}",
+                                    error, sizeof error);
+    assert (config && config->max_result_bytes == 4 * 1024 * 1024);
+    assert (config->max_frame_bytes == config->max_result_bytes + config->max_body_bytes + 1024 * 1024);
+    assert (config_provider (config, "p")->max_pause_ms == 60000);
+    assert (config_provider (config, "p")->breaker_min_timeout_ms == 5000);
+    assert (config_provider (config, "q")->breaker_min_timeout_ms == 2000);
+    assert (config->direct.max_concurrency == 0 && config->direct.rate_limit == 0);
+    assert (config->direct.burst == 1);
+    assert (config_max_stored_bytes (config, NULL) == 1024ULL * 1024 * 1024);
+    config_destroy (&config);
+    config = s_test_load (path, "{\"broker\":{\"max_result_bytes\":65536,\"max_frame_bytes\":2000000,"
+                          "\"store_map_mb\":16},\"direct\":{\"max_concurrency\":7,\"rate_limit\":50},"
+                          "\"quotas\":{\"a\":{\"max_stored_bytes\":1000,\"max_running\":3}},"
+                          "\"providers\":{\"p\":{\"base_url\":\"http://x\",\"breaker_min_timeout_ms\":0}}}",
+                          error, sizeof error);
+    assert (config && config->max_result_bytes == 65536 && config->max_frame_bytes == 2000000);
+    assert (config->direct.max_concurrency == 7 && config->direct.rate_limit == 50);
+    assert (config->direct.burst == 5);
+    assert (config_provider (config, "p")->breaker_min_timeout_ms == 0);
+    const config_quota_t *quota = config_quota (config, "a");
+    assert (quota && quota->max_stored_bytes == 1000 && quota->max_running == 3);
+    assert (config_max_stored_bytes (config, quota) == 1000);
+    assert (config_max_stored_bytes (config, NULL) == 4 * 1024 * 1024);
+    config_destroy (&config);
+    const char *bad[] = {
+        "{\"broker\":{\"max_frame_bytes\":1000000}}",
+        "{\"broker\":{\"max_result_bytes\":10}}",
+        "{\"direct\":{\"max_concurrency\":-1}}",
+        "{\"direct\":[]}",
+        "{\"quotas\":{\"a\":{\"max_running\":\"x\"}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"max_pause_ms\":-5}}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        config = s_test_load (path, bad[i], error, sizeof error);
+        if (config)
+            fprintf (stderr, "config: accepted %s\n", bad[i]);
+        assert (!config && strncmp (error, "config: ", 8) == 0);
+    }
+}
+
 void
 config_test (bool verbose)
 {
@@ -1509,6 +1620,7 @@ config_test (bool verbose)
     }
     s_test_auth_search_networks (path);
     s_test_table (path);
+    s_test_hardening (path);
     unlink (path);
     if (verbose)
         printf ("OK\n");

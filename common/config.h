@@ -28,6 +28,8 @@ typedef struct {
     char *tenant;               // tenant name, or "*" for every other tenant
     double submit_rate;         // submissions per second (burst of one second), 0 = unlimited
     size_t max_queued;          // active jobs at most, 0 = unlimited
+    uint64_t max_stored_bytes;  // bytes of its records in the store at most, 0 = the default
+    size_t max_running;         // its calls running at once, 0 = unlimited
 } config_quota_t;
 
 typedef struct {
@@ -43,6 +45,8 @@ typedef struct {
     bool circuit_fail_fast;     // while open: fail queued jobs instead of holding them
     int64_t retry_base_ms;      // backoff before the 2nd attempt (ceiling doubles each time)
     int64_t retry_max_ms;       // the ceiling's cap
+    int64_t max_pause_ms;       // longest pause a Retry-After may impose on everyone
+    int64_t breaker_min_timeout_ms; // a timeout counts for the breaker only if the attempt had this long
     json_t *headers;            // object of default headers, or NULL
     char *auth_header;          // header that carries the secret (e.g. Authorization), or NULL
     char *auth_prefix;          // text sent before the secret (e.g. "Bearer "), never NULL with auth
@@ -78,7 +82,10 @@ typedef struct {
     int64_t result_ttl_ms;          // how long finished jobs are kept
     size_t max_queued;              // jobs queued at most (503 above)
     size_t store_map_mb;            // LMDB map size in MiB
-    size_t max_result_bytes;        // a rendered result text at most (response_too_large above)
+    size_t max_result_bytes;        // a RESULT's result text at most (response_too_large above)
+    size_t max_frame_bytes;         // ZMQ_MAXMSGSIZE of every socket: one frame at most
+    config_provider_t direct;       // limits of direct calls (user URLs, webhooks): only
+                                    // rate_limit, burst and max_concurrency are used
     // worker
     int worker_concurrency;         // transfers in flight per worker
     size_t max_response_bytes;      // upstream response cap per call
@@ -131,6 +138,15 @@ const char *config_tenant_for_key (const config_t *self, const char *key, size_t
 // config_reference writes the reference of every key (docs/config.md's
 // tables) to out, as Markdown. This function can't fail.
 void config_reference (FILE *out);
+
+// The most calls one worker may announce (worker.concurrency's bound): the
+// broker never counts more credit than this for a worker.
+#define CONFIG_WORKER_CONCURRENCY_MAX 100000
+
+// config_max_stored_bytes returns the bytes a tenant may keep in the store:
+// its quota's max_stored_bytes, or by default a quarter of the store's map.
+// This function can't fail.
+uint64_t config_max_stored_bytes (const config_t *self, const config_quota_t *quota);
 
 // config_test runs the self-test.
 void config_test (bool verbose);

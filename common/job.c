@@ -57,6 +57,7 @@ job_destroy (job_t **self_p)
     free (self->error);
     free (self->idempotency_key);
     free (self->metadata);
+    free (self->lease);
     free (self);
     *self_p = NULL;
 }
@@ -83,6 +84,7 @@ job_dup (const job_t *self)
     copy->error = self->error ? strdup (self->error) : NULL;
     copy->idempotency_key = self->idempotency_key ? strdup (self->idempotency_key) : NULL;
     copy->metadata = self->metadata ? strdup (self->metadata) : NULL;
+    copy->lease = self->lease ? strdup (self->lease) : NULL;
     return copy;
 }
 
@@ -107,6 +109,9 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_str (writer, "error", self->error);
     pack_put_str (writer, "idempotency_key", self->idempotency_key);
     pack_put_str (writer, "metadata", self->metadata);
+    pack_put_int (writer, "attempt_seq", self->attempt_seq);
+    if (self->lease)
+        pack_put_str (writer, "lease", self->lease);
 }
 
 job_t *
@@ -149,6 +154,12 @@ job_unpack (pack_reader_t *reader)
     self->error = pack_get_strdup (reader, "error");
     self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
     self->metadata = pack_get_strdup (reader, "metadata");
+    self->lease = pack_get_strdup (reader, "lease");
+    // Records written before attempt identities existed: the attempts
+    // counter was the identity then.
+    if (pack_get_int (reader, "attempt_seq", &self->attempt_seq) < 0 || self->attempt_seq < 0
+        || self->attempt_seq > INT32_MAX)
+        self->attempt_seq = self->attempts;
     if (!self->tenant)
         self->tenant = strdup ("");
     if (!self->kind || !self->spec) {
@@ -275,6 +286,8 @@ job_test (bool verbose)
     job->created_at = 1700000000123;
     job->status = JOB_SUCCEEDED;
     job->attempts = 2;
+    job->attempt_seq = 7;
+    job_set_str (&job->lease, "lease-token");
 
     pack_writer_t *writer = pack_writer_new ();
     job_pack (job, writer);
@@ -287,6 +300,7 @@ job_test (bool verbose)
     assert (strcmp (copy->tenant, "a") == 0);
     assert (copy->status == JOB_SUCCEEDED && copy->attempts == 2);
     assert (copy->provider == NULL && copy->error == NULL);
+    assert (copy->attempt_seq == 7 && strcmp (copy->lease, "lease-token") == 0);
 
     json_t *object = job_to_json (copy);
     assert (strcmp (json_string_value (json_object_get (object, "status")), "succeeded") == 0);
@@ -315,6 +329,26 @@ job_test (bool verbose)
     job_t *dup = job_dup (copy);
     assert (dup && strcmp (dup->spec, copy->spec) == 0);
     job_destroy (&dup);
+    job_destroy (&copy);
+    pack_reader_destroy (&reader);
+    pack_writer_destroy (&writer);
+
+    // A record written before attempt identities existed takes its
+    // attempts counter as the identity of its latest attempt.
+    writer = pack_writer_new ();
+    pack_put_str (writer, "id", job->id);
+    pack_put_str (writer, "status", "running");
+    pack_put_int (writer, "priority", 5);
+    pack_put_int (writer, "max_attempts", 3);
+    pack_put_int (writer, "attempts", 2);
+    pack_put_int (writer, "timeout_ms", 1000);
+    pack_put_int (writer, "created_at", 1);
+    pack_put_str (writer, "kind", "http");
+    pack_put_str (writer, "spec", "{}");
+    data = pack_writer_data (writer, &size);
+    reader = pack_reader_new (data, size);
+    copy = job_unpack (reader);
+    assert (copy && copy->attempts == 2 && copy->attempt_seq == 2 && copy->lease == NULL);
     job_destroy (&copy);
     pack_reader_destroy (&reader);
     pack_writer_destroy (&writer);

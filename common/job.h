@@ -29,7 +29,9 @@ typedef struct {
     job_status_t status;        // lifecycle state
     int priority;               // 0..9, higher first
     int max_attempts;           // 1..10
-    int attempts;               // attempts started so far
+    int attempts;               // attempts started in this run (the budget; a retry resets it)
+    int64_t attempt_seq;        // identity of the latest attempt: 1, 2, … for the job's
+                                // whole life, never reset (docs/protocol.md §3.2)
     int64_t timeout_ms;         // per attempt
     int64_t expire_after_ms;    // fail as expired if not started by then; 0 = never
     int64_t created_at;         // wall ms
@@ -40,6 +42,8 @@ typedef struct {
     char *error;                // error object, JSON text, or NULL
     char *idempotency_key;      // Idempotency-Key header, or NULL
     char *metadata;             // the spec's metadata object, JSON text, or NULL
+    char *lease;                // DISPATCH only: the attempt's lease token, which the
+                                // worker echoes; never stored, never sent to a gateway
 } job_t;
 
 // job_new returns a zeroed record (status queued, priority 5).

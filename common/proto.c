@@ -188,6 +188,13 @@ proto_send (zsock_t *sock, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *b
     return 0;
 }
 
+int
+proto_set_limits (zsock_t *sock, size_t max_frame_bytes)
+{
+    int64_t limit = max_frame_bytes > 0 && max_frame_bytes < INT64_MAX ? (int64_t) max_frame_bytes : -1;
+    return zmq_setsockopt (zsock_resolve (sock), ZMQ_MAXMSGSIZE, &limit, sizeof limit);
+}
+
 // A batch's limits: enough to carry a whole loop iteration's worth of
 // requests in one message, small enough that one message never holds a
 // receiver's loop for long.
@@ -403,6 +410,37 @@ proto_test (bool verbose)
     assert (msg && proto_msg_next (msg) && msg->bad_bodies == 1 && !proto_msg_next (msg));
     proto_msg_destroy (&msg);
 
+    zsock_destroy (&dealer);
+    zsock_destroy (&router);
+
+    // A frame over the limit never reaches the application: the peer that
+    // sent it is disconnected, and the next peer is served as before.
+    router = zsock_new (ZMQ_ROUTER);
+    assert (router && proto_set_limits (router, 4096) == 0);
+    zsock_set_rcvtimeo (router, 500);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert (port > 0);
+    dealer = zsock_new_dealer (NULL);
+    assert (dealer && zsock_connect (dealer, "tcp://127.0.0.1:%d", port) == 0);
+    char *huge = calloc (1, 64 * 1024);
+    assert (huge);
+    body = pack_writer_new ();
+    pack_put_int (body, "corr", 8);
+    pack_put_strn (body, "pad", huge, 64 * 1024);
+    assert (proto_send (dealer, NULL, PROTO_GET, body) == 0);
+    pack_writer_destroy (&body);
+    free (huge);
+    assert (proto_recv (router, true, &error) == NULL);
+    zsock_destroy (&dealer);
+    dealer = zsock_new_dealer (NULL);
+    assert (dealer && zsock_connect (dealer, "tcp://127.0.0.1:%d", port) == 0);
+    body = pack_writer_new ();
+    pack_put_int (body, "corr", 9);
+    assert (proto_send (dealer, NULL, PROTO_PING, body) == 0);
+    pack_writer_destroy (&body);
+    msg = proto_recv (router, true, &error);
+    assert (msg && msg->cmd == PROTO_PING);
+    proto_msg_destroy (&msg);
     zsock_destroy (&dealer);
     zsock_destroy (&router);
     if (verbose)

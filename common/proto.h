@@ -107,6 +107,13 @@ int proto_batch_flush (proto_batch_t *self);
 // proto_batch_count is the number of bodies waiting in the batch.
 size_t proto_batch_count (const proto_batch_t *self);
 
+// proto_set_limits sets the socket's ZMQ_MAXMSGSIZE to max_frame_bytes
+// (broker.max_frame_bytes, §1): libzmq checks it per frame as it decodes and
+// disconnects a peer that sends a larger one, so no frame of any size is
+// ever buffered. Every JGP/1 socket of every process calls it. Returns 0, or
+// -1 when libzmq refused the option.
+int proto_set_limits (zsock_t *sock, size_t max_frame_bytes);
+
 // proto_test runs the self-test.
 void proto_test (bool verbose);
 

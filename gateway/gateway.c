@@ -458,6 +458,8 @@ s_send_get (request_t *req)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_str (body, "id", req->job_id);
+    // The broker answers only the caller's tenant's jobs (§3.1).
+    pack_put_str (body, "tenant", req->tenant ? req->tenant : "");
     if (req->sse)
         pack_put_bool (body, "with_chunks", true);
     req->op = OP_GET;
@@ -675,7 +677,8 @@ s_sse_job (request_t *req, const job_t *job, proto_msg_t *msg)
         memcpy (header, chunks, 8);
         if (header[1] > size - 8)
             break;
-        s_sse_chunk (req, job->attempts, header[0], chunks + 8, header[1]);
+        // Chunk ids carry the attempt's identity, unique across retries.
+        s_sse_chunk (req, (int) job->attempt_seq, header[0], chunks + 8, header[1]);
         chunks += 8 + header[1];
         size -= 8 + header[1];
     }
@@ -1898,6 +1901,8 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     zsock_set_sndhwm (self->broker, 100000);
     zsock_set_rcvhwm (self->broker, 100000);
     zsock_set_rcvhwm (self->events, 100000);
+    proto_set_limits (self->broker, config->max_frame_bytes);
+    proto_set_limits (self->events, config->max_frame_bytes);
     zsock_set_linger (self->events, 0);
     zsock_set_subscribe (self->events, "");
     if (zsock_connect (self->broker, "%s", config->broker_frontend) < 0

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
+#include <sodium.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,6 +53,7 @@ struct _worker_t {
     int64_t last_heard_ms;      // monotonic time of the last message heard
     bool draining;              // SIGTERM seen: DISCONNECT sent, no new work
     size_t reconnects;          // times the socket was recreated
+    char key[33];               // identity across reconnects (READY's "worker"), random
 };
 
 static void s_tick_schedule (worker_t *self);
@@ -153,21 +155,25 @@ s_send_ready (worker_t *self)
         return;
     pack_put_int (body, "credit", s_credit (self));
     pack_put_int (body, "concurrency", self->concurrency);
+    pack_put_str (body, "worker", self->key);
     s_send (self, PROTO_READY, body);
     pack_writer_destroy (&body);
     if (self->draining)
         s_send_empty (self, PROTO_DISCONNECT);
 }
 
-// s_send_result reports one attempt (§3.2). It returns a credit implicitly.
+// s_send_result reports one attempt (§3.2) with the lease token DISPATCH
+// gave it. It returns a credit implicitly.
 static void
-s_send_result (worker_t *self, const char *id, int attempt, const response_outcome_t *out)
+s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
+               const response_outcome_t *out)
 {
     pack_writer_t *body = pack_writer_new ();
     if (!body)
         return;
     pack_put_str (body, "id", id);
     pack_put_int (body, "attempt", attempt);
+    pack_put_str (body, "lease", lease);
     pack_put_str (body, "outcome", out->outcome);
     pack_put_str (body, "result", out->result);
     pack_put_str (body, "error", out->error);
@@ -188,6 +194,7 @@ s_on_chunk (transfer_t *transfer, int index, const char *text, size_t len, void 
     const job_t *job = transfer_job (transfer);
     pack_put_str (body, "id", job->id);
     pack_put_int (body, "attempt", transfer_attempt (transfer));
+    pack_put_str (body, "lease", job->lease);
     pack_put_int (body, "index", index);
     pack_put_strn (body, "data", text, len);
     s_send (self, PROTO_CHUNK, body);
@@ -197,12 +204,12 @@ s_on_chunk (transfer_t *transfer, int index, const char *text, size_t len, void 
 
 // s_refuse answers a DISPATCH that never becomes a transfer.
 static void
-s_refuse (worker_t *self, const char *id, int attempt, const char *outcome,
+s_refuse (worker_t *self, const char *id, int attempt, const char *lease, const char *outcome,
           const char *type, const char *message)
 {
     response_outcome_t out;
     response_outcome_error (&out, outcome, type, message);
-    s_send_result (self, id, attempt, &out);
+    s_send_result (self, id, attempt, lease, &out);
     log_warn (id, "attempt %d %s: %s: %s", attempt, outcome, type, message);
     response_outcome_free (&out);
 }
@@ -222,6 +229,7 @@ s_socket_open (worker_t *self)
     zsock_set_linger (dealer, 0);
     zsock_set_sndhwm (dealer, WORKER_HWM);
     zsock_set_rcvhwm (dealer, WORKER_HWM);
+    proto_set_limits (dealer, self->config->max_frame_bytes);
     if (zsock_connect (dealer, "%s", self->config->broker_backend) < 0) {
         log_error (NULL, "cannot connect to broker.backend %s: %s",
                    self->config->broker_backend, zmq_strerror (zmq_errno ()));
@@ -302,7 +310,7 @@ s_finish_done (shard_t *shard)
         transfer_finish (transfer, code, now, &out);
         const job_t *job = transfer_job (transfer);
         int attempt = transfer_attempt (transfer);
-        s_send_result (self, job->id, attempt, &out);
+        s_send_result (self, job->id, attempt, job->lease, &out);
         // An attempt that got an HTTP answer is an ordinary event; one that
         // got none (timeout, connect, policy) is worth a warning.
         char chunks[32] = "";
@@ -408,7 +416,7 @@ s_abort_all (worker_t *self)
         response_outcome_t out;
         response_outcome_error (&out, "handback", "worker_stopped",
                                 "the worker stopped before the call finished");
-        s_send_result (self, id, attempt, &out);
+        s_send_result (self, id, attempt, transfer_job (transfer)->lease, &out);
         response_outcome_free (&out);
         s_remove (transfer);
         transfer_destroy (&transfer);
@@ -437,7 +445,8 @@ s_cancel (worker_t *self, pack_reader_t *body)
         s_remove (transfer);
         response_outcome_t out;
         response_outcome_error (&out, "canceled", "canceled", "canceled by the client");
-        s_send_result (self, transfer_job (transfer)->id, (int) attempt, &out);
+        s_send_result (self, transfer_job (transfer)->id, (int) attempt,
+                       transfer_job (transfer)->lease, &out);
         response_outcome_free (&out);
         log_info (transfer_job (transfer)->id, "attempt %d canceled: transfer aborted", (int) attempt);
         transfer_destroy (&transfer);
@@ -485,26 +494,29 @@ s_dispatch (worker_t *self, pack_reader_t *body)
         log_warn (*id ? id : NULL, "dropped DISPATCH without a valid id and attempt");
         return;
     }
+    // Every RESULT of this attempt echoes its lease token (§3.2).
+    char *lease = pack_get_strdup (body, "lease");
     job_t *job = job_unpack (body);
     if (!job) {
-        s_refuse (self, id, (int) attempt, "failed", "invalid_request",
+        s_refuse (self, id, (int) attempt, lease, "failed", "invalid_request",
                   "the DISPATCH carries an invalid job record");
+        free (lease);
         return;
     }
     if (self->draining)
-        s_refuse (self, id, (int) attempt, "handback", "worker_draining",
+        s_refuse (self, id, (int) attempt, lease, "handback", "worker_draining",
                   "the worker is shutting down");
     else if ((int) zlistx_size (self->transfers) >= self->concurrency)
         // The broker sent more than our credit: refuse rather than exceed
         // the concurrency we promised to hold.
-        s_refuse (self, id, (int) attempt, "retry", "worker_overloaded",
+        s_refuse (self, id, (int) attempt, lease, "retry", "worker_overloaded",
                   "DISPATCH beyond the worker's credit");
     else {
         char reason[256];
         transfer_t *transfer = transfer_new (&job, (int) attempt, self->config, reason,
                                              sizeof reason);
         if (!transfer)
-            s_refuse (self, id, (int) attempt, "failed", "invalid_request", reason);
+            s_refuse (self, id, (int) attempt, lease, "failed", "invalid_request", reason);
         else {
             transfer_start (transfer, clock_mono_ms ());
             transfer_set_chunk_fn (transfer, s_on_chunk, self);
@@ -515,7 +527,7 @@ s_dispatch (worker_t *self, pack_reader_t *body)
             if (curl_multi_add_handle (shard->multi, transfer_easy (transfer)) != CURLM_OK) {
                 zlistx_delete (self->transfers, handle);
                 transfer_destroy (&transfer);
-                s_refuse (self, id, (int) attempt, "retry", "transfer_failed",
+                s_refuse (self, id, (int) attempt, lease, "retry", "transfer_failed",
                           "libcurl refused the transfer");
             }
             else {
@@ -528,6 +540,7 @@ s_dispatch (worker_t *self, pack_reader_t *body)
             }
         }
     }
+    free (lease);
     job_destroy (&job);
 }
 
@@ -656,6 +669,9 @@ worker_new (const config_t *config, evloop_t *loop)
     self->heartbeat_ms = WORKER_HEARTBEAT_MS;
     self->liveness_ms = WORKER_LIVENESS_MS;
     self->drain_timeout_ms = WORKER_DRAIN_TIMEOUT_MS;
+    unsigned char key[16];
+    randombytes_buf (key, sizeof key);
+    sodium_bin2hex (self->key, sizeof self->key, key, sizeof key);
     self->transfers = zlistx_new ();
     self->shards_count = 2 * (((size_t) self->concurrency + WORKER_SHARD_CALLS - 1)
                               / WORKER_SHARD_CALLS);

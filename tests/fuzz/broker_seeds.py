@@ -1,0 +1,91 @@
+"""broker_seeds — writes the seed corpus of fuzz_broker (corpus/broker/):
+short conversations of gateways and workers with a broker, in the target's
+input format (see fuzz_broker.c). Run it again after changing either:
+python3 tests/fuzz/broker_seeds.py"""
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from test_hardening_broker import _pack, _record  # noqa: E402
+
+COMMANDS = ["SUBMIT", "SUBMIT_OK", "GET", "JOB", "PING", "PONG", "ERROR", "READY", "CREDIT",
+            "DISPATCH", "RESULT", "HEARTBEAT", "RECONNECT", "DISCONNECT", "CANCEL", "RETRY",
+            "LIST", "LIST_OK", "CHUNK", "PROVIDERS", "PROVIDERS_OK", "EVENT"]
+GATEWAY, WORKER, SECOND, TICK = 0, 1, 2, 4
+JOB = "0190a000-0000-7000-8000-00000000000a"
+
+
+def message(sender, command, *bodies):
+    payload = bytes([sender, COMMANDS.index(command)])
+    for body in bodies:
+        data = body if isinstance(body, bytes) else _pack(body)
+        payload += struct.pack(">H", len(data)) + data
+    return struct.pack(">H", len(payload)) + payload
+
+
+def submit(spec=None, tenant="q", kind="http", provider="p", corr=1, **fields):
+    record = _record(tenant, kind, spec or {"request": {"path": "/json"}}, JOB)
+    record.update(provider=provider, corr=corr, **fields)
+    return message(GATEWAY, "SUBMIT", record)
+
+
+def ready(credit=2, concurrency=2, sender=WORKER):
+    return message(sender, "READY", {"credit": credit, "concurrency": concurrency, "worker": "w0"})
+
+
+def result(outcome="succeeded", attempt=1, result_text='{"status":200,"body":"ok"}', error=None,
+           sender=WORKER, retry_after_ms=0):
+    return message(sender, "RESULT", {"id": JOB, "attempt": attempt, "lease": "fuzz",
+                                      "outcome": outcome, "result": result_text, "error": error,
+                                      "retry_after_ms": retry_after_ms})
+
+
+def ask(command, corr=2, tenant="q", **fields):
+    body = {"corr": corr, "id": JOB, "tenant": tenant}
+    body.update(fields)
+    return message(GATEWAY, command, body)
+
+
+SEEDS = {
+    "succeed": submit() + ready() + result() + ask("GET", with_chunks=True),
+    "retry_then_fail": submit() + ready() + result(
+        "retry", error='{"type":"upstream_status","upstream_status":503}', result_text=None,
+        retry_after_ms=5) + message(GATEWAY | TICK, "PING", {"corr": 3})
+        + result("failed", attempt=2, error='{"type":"upstream_status","upstream_status":404}'),
+    "cancel_retry": submit() + ready() + ask("CANCEL") + ask("RETRY", corr=3)
+        + result(attempt=1) + result(attempt=2),
+    "webhook": submit({"request": {"url": "http://127.0.0.1:9/"},
+                       "callback": {"url": "http://127.0.0.1:9/hook"}}, provider=None)
+        + ready() + result() + message(GATEWAY | TICK, "PING", {"corr": 4}),
+    "chunks": submit() + ready() + message(WORKER, "CHUNK", {"id": JOB, "attempt": 1, "lease": "fuzz",
+                                                             "index": 0, "data": "tok"})
+        + ask("GET", with_chunks=True),
+    "handback_drain": submit() + ready() + message(WORKER, "DISCONNECT", {})
+        + result("handback", error='{"type":"worker_stopped"}', result_text=None)
+        + ready(sender=WORKER | SECOND),
+    "too_large": submit() + ready() + result(result_text=json.dumps({"body": "x" * 5000})),
+    "invalid_result": submit() + ready() + result(result_text="{\"body\":")
+        + result("exploded", attempt=2),
+    "refused_submits": submit(kind="webhook") + submit(tenant="#webhooks/q")
+        + submit(metadata="1},{") + submit(timeout_ms=-1),
+    "requests": message(GATEWAY, "LIST", {"corr": 5, "tenant": "q", "limit": 10})
+        + message(GATEWAY | SECOND, "PROVIDERS", {"corr": 6})
+        + message(GATEWAY, "PING", {"corr": 7}) + ask("GET", tenant="other"),
+    "credit": ready(2 ** 62, 2 ** 62) + message(WORKER, "CREDIT", {"credit": 2 ** 62})
+        + message(WORKER | SECOND, "HEARTBEAT", {"running": 0}) + submit(),
+    "quota": submit() + submit(corr=2) + submit(corr=3) + submit(corr=4) + ready(4, 4),
+    "overload": submit() + ready() + result(
+        "retry", error='{"type":"upstream_status","upstream_status":429}', result_text=None,
+        retry_after_ms=99999999),
+}
+
+if __name__ == "__main__":
+    out = os.path.join(HERE, "corpus", "broker")
+    os.makedirs(out, exist_ok=True)
+    for name, data in SEEDS.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print("wrote %d seeds to %s" % (len(SEEDS), out))
