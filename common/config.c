@@ -135,11 +135,24 @@ s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
         json_t *key = json_object_get (entry, "key");
         json_t *key_hash = json_object_get (entry, "key_sha256");
         json_t *tenant = json_object_get (entry, "tenant");
+        json_t *is_operator = json_object_get (entry, "operator");
         if (!json_is_object (entry) || !json_is_string (tenant)
             || !(json_is_string (key) || json_is_string (key_hash))) {
             snprintf (error, error_size,
                       "config: gateway.api_keys[%zu] needs \"tenant\" and \"key\" or \"key_sha256\"",
                       index);
+            return -1;
+        }
+        if (is_operator && !json_is_boolean (is_operator)) {
+            snprintf (error, error_size,
+                      "config: gateway.api_keys[%zu].operator must be true or false", index);
+            return -1;
+        }
+        // The broker indexes a tenant's jobs (and Idempotency-Keys of at
+        // most 255 bytes) under LMDB keys of at most 511 bytes.
+        if (strlen (json_string_value (tenant)) > 128) {
+            snprintf (error, error_size,
+                      "config: gateway.api_keys[%zu].tenant must be at most 128 bytes", index);
             return -1;
         }
         config_api_key_t *api_key = &self->api_keys[self->api_keys_count];
@@ -164,7 +177,46 @@ s_load_api_keys (config_t *self, json_t *keys, char *error, size_t error_size)
             return -1;
         }
         api_key->tenant = strdup (json_string_value (tenant));
+        api_key->is_operator = json_is_true (is_operator);
         self->api_keys_count++;
+    }
+    return 0;
+}
+
+// s_load_allowed_hosts reads gateway.allowed_hosts: Host names (or IP
+// literals, "*" for any) the gateway answers besides its own; stored lower
+// case, IPv6 literals in brackets as they appear in a Host header.
+static int
+s_load_allowed_hosts (config_t *self, json_t *hosts, char *error, size_t error_size)
+{
+    if (!hosts)
+        return 0;
+    if (!json_is_array (hosts)) {
+        snprintf (error, error_size, "config: gateway.allowed_hosts must be an array of host names");
+        return -1;
+    }
+    self->allowed_hosts = calloc (json_array_size (hosts) + 1, sizeof *self->allowed_hosts);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (hosts, index, entry) {
+        const char *text = json_string_value (entry);
+        size_t len = text ? strlen (text) : 0;
+        bool ok = len > 0 && len <= 253;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = isalnum ((unsigned char) text[i]) || strchr ("-._:[]*", text[i]);
+        if (!ok) {
+            snprintf (error, error_size,
+                      "config: gateway.allowed_hosts[%zu] must be a host name or IP address", index);
+            return -1;
+        }
+        char *host = malloc (len + 3);
+        if (strchr (text, ':') && text[0] != '[')
+            snprintf (host, len + 3, "[%s]", text);
+        else
+            memcpy (host, text, len + 1);
+        for (char *c = host; *c; c++)
+            *c = (char) tolower ((unsigned char) *c);
+        self->allowed_hosts[self->allowed_hosts_count++] = host;
     }
     return 0;
 }
@@ -466,6 +518,11 @@ config_load (const char *path, char *error, size_t error_size)
     self->max_body_bytes = 1024 * 1024;
     self->submit_timeout_ms = 5000;
     self->max_connections = 10000;
+    self->header_timeout_ms = 10000;
+    self->min_body_rate = 1024;
+    self->cache_max_bytes = 64 * 1024 * 1024;
+    self->list_max_bytes = 8 * 1024 * 1024;
+    self->sse_buffer_bytes = 1024 * 1024;
     self->broker_frontend = strdup ("tcp://127.0.0.1:5555");
     self->broker_backend = strdup ("tcp://127.0.0.1:5556");
     self->broker_publisher = strdup ("tcp://127.0.0.1:5557");
@@ -502,7 +559,9 @@ config_load (const char *path, char *error, size_t error_size)
     double max_body = (double) self->max_body_bytes, submit_timeout = 5000,
            max_connections = 10000, ttl_s = 86400, max_queued = 1000000,
            map_mb = 4096, concurrency = 512, max_response = (double) self->max_response_bytes,
-           drain_timeout = 30000;
+           drain_timeout = 30000, header_timeout = 10000, min_body_rate = 1024,
+           cache_max = 64.0 * 1024 * 1024, list_max = 8.0 * 1024 * 1024,
+           sse_buffer = 1024.0 * 1024;
     int rc = 0;
     if (s_section (root, "gateway", &gateway, error, error_size) < 0
         || s_section (root, "broker", &broker, error, error_size) < 0
@@ -523,6 +582,20 @@ config_load (const char *path, char *error, size_t error_size)
                          error, error_size) < 0
         || s_load_api_keys (self, gateway ? json_object_get (gateway, "api_keys") : NULL, error,
                             error_size) < 0
+        || s_get_bool (gateway, "gateway", "allow_open_mode", &self->allow_open_mode, error,
+                       error_size) < 0
+        || s_load_allowed_hosts (self, gateway ? json_object_get (gateway, "allowed_hosts") : NULL,
+                                 error, error_size) < 0
+        || s_get_number (gateway, "gateway", "header_timeout_ms", &header_timeout, 100, 600000,
+                         error, error_size) < 0
+        || s_get_number (gateway, "gateway", "min_body_rate", &min_body_rate, 0, 1e9, error,
+                         error_size) < 0
+        || s_get_number (gateway, "gateway", "cache_max_bytes", &cache_max, 0,
+                         64.0 * 1024 * 1024 * 1024, error, error_size) < 0
+        || s_get_number (gateway, "gateway", "list_max_bytes", &list_max, 65536,
+                         1024.0 * 1024 * 1024, error, error_size) < 0
+        || s_get_number (gateway, "gateway", "sse_buffer_bytes", &sse_buffer, 65536,
+                         1024.0 * 1024 * 1024, error, error_size) < 0
         || s_get_string (broker, "broker", "frontend", &self->broker_frontend, error, error_size) < 0
         || s_get_string (broker, "broker", "backend", &self->broker_backend, error, error_size) < 0
         || s_get_string (broker, "broker", "publisher", &self->broker_publisher, error,
@@ -607,6 +680,11 @@ config_load (const char *path, char *error, size_t error_size)
     self->max_body_bytes = (size_t) max_body;
     self->submit_timeout_ms = (int64_t) submit_timeout;
     self->max_connections = (int) max_connections;
+    self->header_timeout_ms = (int64_t) header_timeout;
+    self->min_body_rate = (size_t) min_body_rate;
+    self->cache_max_bytes = (size_t) cache_max;
+    self->list_max_bytes = (size_t) list_max;
+    self->sse_buffer_bytes = (size_t) sse_buffer;
     self->result_ttl_ms = (int64_t) (ttl_s * 1000);
     self->max_queued = (size_t) max_queued;
     self->store_map_mb = (size_t) map_mb;
@@ -632,6 +710,9 @@ config_destroy (config_t **self_p)
     for (size_t i = 0; i < self->api_keys_count; i++)
         free (self->api_keys[i].tenant);
     free (self->api_keys);
+    for (size_t i = 0; i < self->allowed_hosts_count; i++)
+        free (self->allowed_hosts[i]);
+    free (self->allowed_hosts);
     free (self->broker_frontend);
     free (self->broker_backend);
     free (self->broker_publisher);
@@ -772,17 +853,24 @@ config_provider (const config_t *self, const char *name)
     return NULL;
 }
 
-const char *
-config_tenant_for_key (const config_t *self, const char *key, size_t len)
+const config_api_key_t *
+config_api_key_for (const config_t *self, const char *key, size_t len)
 {
     unsigned char hash[32];
     crypto_hash_sha256 (hash, (const unsigned char *) key, len);
-    const char *tenant = NULL;
+    const config_api_key_t *found = NULL;
     // Visit every key so the time taken does not tell which one matched.
     for (size_t i = 0; i < self->api_keys_count; i++)
         if (sodium_memcmp (hash, self->api_keys[i].key_hash, 32) == 0)
-            tenant = self->api_keys[i].tenant;
-    return tenant;
+            found = &self->api_keys[i];
+    return found;
+}
+
+const char *
+config_tenant_for_key (const config_t *self, const char *key, size_t len)
+{
+    const config_api_key_t *found = config_api_key_for (self, key, len);
+    return found ? found->tenant : NULL;
 }
 
 // s_test_load writes text to path and loads it; error gets the reason.
@@ -939,10 +1027,33 @@ config_test (bool verbose)
     const char *tenant = config_tenant_for_key (config, "secret-a", 8);
     assert (tenant && strcmp (tenant, "a") == 0);
     assert (config_tenant_for_key (config, "secret-b", 8) == NULL);
+    assert (!config_api_key_for (config, "secret-a", 8)->is_operator);
+    assert (config->header_timeout_ms == 10000 && config->cache_max_bytes == 64 * 1024 * 1024);
+    assert (!config->allow_open_mode && config->allowed_hosts_count == 0);
+    config_destroy (&config);
+
+    // Gateway hardening keys: operator keys, hosts, byte budgets.
+    text = "{\"gateway\":{\"api_keys\":[{\"key\":\"k1\",\"tenant\":\"ops\",\"operator\":true},"
+           "{\"key\":\"k2\",\"tenant\":\"b\"}],\"allowed_hosts\":[\"API.example\",\"::1\",\"*\"],"
+           "\"allow_open_mode\":true,\"header_timeout_ms\":1500,\"min_body_rate\":0,"
+           "\"cache_max_bytes\":1000,\"list_max_bytes\":70000,\"sse_buffer_bytes\":80000}}";
+    config = s_test_load (path, text, error, sizeof error);
+    assert (config);
+    assert (config_api_key_for (config, "k1", 2)->is_operator);
+    assert (!config_api_key_for (config, "k2", 2)->is_operator);
+    assert (config->allowed_hosts_count == 3 && strcmp (config->allowed_hosts[0], "api.example") == 0
+            && strcmp (config->allowed_hosts[1], "[::1]") == 0);
+    assert (config->allow_open_mode && config->header_timeout_ms == 1500 && config->min_body_rate == 0);
+    assert (config->cache_max_bytes == 1000 && config->list_max_bytes == 70000
+            && config->sse_buffer_bytes == 80000);
     config_destroy (&config);
 
     // Bad files give one clear line.
     const char *bad[] = { "{", "[]", "{\"broker\":{\"durability\":\"maybe\"}}",
+                          "{\"gateway\":{\"api_keys\":[{\"key\":\"k\",\"tenant\":\"a\",\"operator\":1}]}}",
+                          "{\"gateway\":{\"allowed_hosts\":[\"a b\"]}}",
+                          "{\"gateway\":{\"allowed_hosts\":\"localhost\"}}",
+                          "{\"gateway\":{\"header_timeout_ms\":5}}",
                           "{\"worker\":{\"concurrency\":\"many\"}}",
                           "{\"providers\":{\"x\":{\"base_url\":\"ftp://x\"}}}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

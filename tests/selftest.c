@@ -3,6 +3,7 @@
 #include "evloop.h"
 #include "job.h"
 #include "jsontext.h"
+#include "urlpath.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -13,6 +14,10 @@
 #include "worker.h"
 #include "broker.h"
 #include "jobspec.h"
+#include "headers.h"
+#include "http1.h"
+#include "frontdoor.h"
+#include "jobcache.h"
 #include "problem.h"
 #include "queue.h"
 #include "provider.h"
@@ -28,10 +33,13 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test },
+    { "urlpath", urlpath_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
-    { "jobspec", jobspec_test }, { "problem", problem_test },
+    { "jobspec", jobspec_test }, { "problem", problem_test }, { "headers", headers_test },
+    { "http1", http1_test }, { "frontdoor", frontdoor_test },
+    { "jobcache", jobcache_test },
     { "ssrf", ssrf_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };
