@@ -35,6 +35,8 @@ struct _door_conn_t {
     door_conn_t *timed_prev;        // neighbours among those with a deadline
     door_conn_t *timed_next;
     bool timed;                     // on the deadline list
+    door_conn_t *kicked_next;       // next on the list of connections that fed the server
+    bool kicked;                    // on that list
     int client_fd;                  // the client's TCP socket
     int server_fd;                  // our end of the socketpair, -1 once closed
     int client_events;              // events watched on client_fd (0 = not watched)
@@ -68,7 +70,9 @@ struct _frontdoor_t {
     evloop_t *loop;                 // borrowed loop
     frontdoor_limits_t limits;      // what is enforced
     frontdoor_handoff_fn *handoff;  // gives a connection to the HTTP server
-    void *handoff_arg;              // its argument
+    frontdoor_kick_fn *kick;        // asks the HTTP server to run now
+    void *handoff_arg;              // argument of both
+    door_conn_t *kicked;            // connections that fed the server this turn
     int listen_fd;                  // the listening socket, -1 once closed
     bool accepting;                 // listen_fd is watched
     evloop_timer_t *accept_timer;   // retries accepting after EMFILE
@@ -207,6 +211,12 @@ s_close (door_conn_t *conn)
     conn->refuse_status = 0;
     conn->head_started_ms = conn->body_started_ms = conn->linger_until_ms = 0;
     s_timing (conn);
+    if (conn->kicked)
+        for (door_conn_t **at = &self->kicked; *at; at = &(*at)->kicked_next)
+            if (*at == conn) {
+                *at = conn->kicked_next;
+                break;
+            }
     s_watch (conn, conn->client_fd, &conn->client_events, 0, NULL);
     s_watch (conn, conn->server_fd, &conn->server_events, 0, NULL);
     close (conn->client_fd);
@@ -283,6 +293,14 @@ s_to_server (door_conn_t *conn, const char *data, size_t len)
     if (sent < len && !s_append (&conn->to_server, &conn->to_server_len, data + sent, len - sent)) {
         s_close (conn);
         return false;
+    }
+    frontdoor_t *self = conn->door;
+    if (!conn->kicked) {
+        conn->kicked = true;
+        conn->kicked_next = self->kicked;
+        self->kicked = conn;
+        if (self->kick)
+            self->kick (self->handoff_arg);
     }
     return true;
 }
@@ -688,8 +706,8 @@ s_tick (evloop_t *loop, void *arg)
 
 frontdoor_t *
 frontdoor_new (evloop_t *loop, const struct sockaddr *addr, socklen_t addr_len,
-               const frontdoor_limits_t *limits, frontdoor_handoff_fn *handoff, void *arg,
-               char *error, size_t error_size)
+               const frontdoor_limits_t *limits, frontdoor_handoff_fn *handoff,
+               frontdoor_kick_fn *kick, void *arg, char *error, size_t error_size)
 {
     frontdoor_t *self = calloc (1, sizeof *self);
     if (!self) {
@@ -699,6 +717,7 @@ frontdoor_new (evloop_t *loop, const struct sockaddr *addr, socklen_t addr_len,
     self->loop = loop;
     self->limits = *limits;
     self->handoff = handoff;
+    self->kick = kick;
     self->handoff_arg = arg;
     self->listen_fd = socket (addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -720,6 +739,19 @@ frontdoor_new (evloop_t *loop, const struct sockaddr *addr, socklen_t addr_len,
     evloop_fd_add (loop, self->listen_fd, EVLOOP_READ, s_listen_ready, self);
     self->accepting = true;
     return self;
+}
+
+void
+frontdoor_relay_answers (frontdoor_t *self)
+{
+    while (self->kicked) {
+        door_conn_t *conn = self->kicked;
+        self->kicked = conn->kicked_next;
+        conn->kicked = false;
+        conn->kicked_next = NULL;
+        if (conn->server_events & EVLOOP_READ)
+            s_server_ready (self->loop, conn->server_fd, EVLOOP_READ, conn);
+    }
 }
 
 int
@@ -859,7 +891,7 @@ frontdoor_test (bool verbose)
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
     char error[128];
     frontdoor_t *door = frontdoor_new (loop, (struct sockaddr *) &addr, sizeof addr, &limits,
-                                       s_test_handoff, &server, error, sizeof error);
+                                       s_test_handoff, NULL, &server, error, sizeof error);
     assert (door && frontdoor_port (door) > 0);
     char buf[4096];
     bool closed;

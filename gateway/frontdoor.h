@@ -49,6 +49,11 @@ typedef struct {
 // when it cannot serve it (the client then gets 503).
 typedef int (frontdoor_handoff_fn) (int fd, void *arg);
 
+// Called when client bytes were passed to the HTTP server, so that it runs
+// in this loop turn (then frontdoor_relay_answers takes its answers at once,
+// instead of one more turn each way).
+typedef void (frontdoor_kick_fn) (void *arg);
+
 // Counters, for /metrics.
 typedef struct {
     uint64_t accepted;          // connections accepted
@@ -58,11 +63,16 @@ typedef struct {
 } frontdoor_stats_t;
 
 // frontdoor_new listens on addr (a socket address of addr_len bytes) and
-// serves connections on loop, handing each to handoff. On error returns NULL
-// and writes one line into error.
+// serves connections on loop, handing each to handoff (kick, may be NULL,
+// and handoff get arg). On error returns NULL and writes one line into error.
 frontdoor_t *frontdoor_new (evloop_t *loop, const struct sockaddr *addr, socklen_t addr_len,
                             const frontdoor_limits_t *limits, frontdoor_handoff_fn *handoff,
-                            void *arg, char *error, size_t error_size);
+                            frontdoor_kick_fn *kick, void *arg, char *error, size_t error_size);
+
+// frontdoor_relay_answers relays what the HTTP server wrote for the
+// connections that passed it bytes since the last call (call it right after
+// the server ran).
+void frontdoor_relay_answers (frontdoor_t *self);
 
 // frontdoor_port returns the TCP port bound (useful with port 0).
 int frontdoor_port (frontdoor_t *self);

@@ -2072,6 +2072,9 @@ s_on_idle (evloop_t *loop, void *arg)
     s_resume_batch (self, false);
     if (self->mhd_run_needed)
         s_mhd_run (self);
+    // Answers written for requests passed on in this turn go out now, not
+    // one loop turn later.
+    frontdoor_relay_answers (self->door);
     if (proto_batch_flush (self->outbox) < 0)
         self->outbox_refused = true;
 }
@@ -2168,6 +2171,15 @@ s_hosts_set (gateway_t *self)
         self->hosts[self->hosts_count++] = strdup (config->allowed_hosts[i]);
 }
 
+// s_kick makes libmicrohttpd run in this loop turn: the front door passed
+// it bytes.
+static void
+s_kick (void *arg)
+{
+    gateway_t *self = arg;
+    self->mhd_run_needed = true;
+}
+
 // s_handoff gives a new connection (a socketpair end) to libmicrohttpd.
 static int
 s_handoff (int fd, void *arg)
@@ -2243,7 +2255,7 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     self->door = frontdoor_new (loop, (struct sockaddr *) &addr,
                                 addr.ss_family == AF_INET6 ? sizeof (struct sockaddr_in6)
                                                            : sizeof (struct sockaddr_in),
-                                &limits, s_handoff, self, door_error, sizeof door_error);
+                                &limits, s_handoff, s_kick, self, door_error, sizeof door_error);
     if (!self->door) {
         snprintf (error, error_size, "gateway: cannot listen on %s: %s", config->gateway_listen,
                   door_error);
