@@ -95,6 +95,8 @@ static void s_update (door_conn_t *conn);
 static bool
 s_append (char **buffer, size_t *len, const char *data, size_t size)
 {
+    if (size == 0)
+        return true;
     char *grown = realloc (*buffer, *len + size);
     if (!grown)
         return false;
@@ -280,8 +282,8 @@ s_to_client (door_conn_t *conn, const char *data, size_t len)
 static bool
 s_to_server (door_conn_t *conn, const char *data, size_t len)
 {
-    if (len == 0)
-        return true;
+    if (len == 0 || conn->server_fd < 0)
+        return true;    // nothing, or nobody to take it (its close is handled)
     conn->forwarded = true;
     size_t sent = 0;
     if (conn->to_server_len == 0 && conn->server_fd >= 0) {
@@ -436,6 +438,8 @@ s_forward_head (door_conn_t *conn, const char *rest, size_t rest_len)
     const char *parts[2] = { conn->head, rest };
     size_t lens[2] = { conn->head_len, rest_len };
     for (int i = 0; i < 2; i++) {
+        if (lens[i] == 0)
+            continue;
         size_t skip = 0;
         while (!conn->head_forwarding && skip < lens[i]
                && (parts[i][skip] == '\r' || parts[i][skip] == '\n'))

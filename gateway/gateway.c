@@ -47,8 +47,8 @@ typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROV
 #define CONNECTION_MEMORY 16384
 // Prefer header lines read at most (RFC 7240 allows several).
 #define PREFER_LINES_MAX 8
-// Answers bigger than this are handed to the HTTP server in pieces from a
-// callback (a list page), so none is built whole or copied at once.
+// The most the HTTP server asks at once of an answer rendered as it is sent
+// (a list page): no page is built whole.
 #define STREAM_BLOCK (64 * 1024)
 // How often an unacknowledged submission is sent again (same job id: the
 // broker deduplicates, so a resend never creates a second job).
@@ -517,9 +517,6 @@ s_request_deadline (evloop_t *loop, void *arg)
 // How often an idle event stream gets a comment, so proxies keep it open
 // and a client that left is noticed (a suspended connection is not).
 #define SSE_KEEPALIVE_MS 15000
-// What an event stream may hold beyond gateway.sse_buffer_bytes: status
-// events and the result event's head, few and small, are never held back.
-#define SSE_SMALL_EVENT_MAX 256
 
 // s_sse_wake lets MHD read what was buffered.
 static void
@@ -531,10 +528,11 @@ s_sse_wake (request_t *req)
 
 // s_sse_append buffers one event (or a comment when event is NULL) and
 // returns true; false (nothing buffered) when it would take the buffer over
-// gateway.sse_buffer_bytes, unless small is set (status events and the
-// result's head: few and bounded, they always go in).
+// gateway.sse_buffer_bytes, unless forced: status events and the result's
+// head (few and small), and a chunk into an empty buffer (however large,
+// it is one event, and the stream must move on).
 static bool
-s_sse_append (request_t *req, const char *id, const char *event, const char *data, bool small)
+s_sse_append (request_t *req, const char *id, const char *event, const char *data, bool force)
 {
     char head[160];
     int head_len = event ? snprintf (head, sizeof head, "id: %s\nevent: %s\ndata: ", id, event)
@@ -542,7 +540,7 @@ s_sse_append (request_t *req, const char *id, const char *event, const char *dat
     size_t data_len = event && data ? strlen (data) + 2 : 0;
     size_t need = req->sse_length + (size_t) head_len + data_len;
     size_t cap = req->gateway->config->sse_buffer_bytes;
-    if (need > cap && !(small && need <= cap + SSE_SMALL_EVENT_MAX * 8))
+    if (need > cap && !force)
         return false;
     if (need > req->sse_capacity) {
         size_t capacity = req->sse_capacity ? req->sse_capacity : 1024;
@@ -599,7 +597,7 @@ s_sse_chunk (request_t *req, int attempt, int64_t index, const char *text, size_
     json_decref (data);
     char id[48];
     snprintf (id, sizeof id, "c%d.%lld", attempt, (long long) index);
-    if (!json || !s_sse_append (req, id, "chunk", json, false)) {
+    if (json && !s_sse_append (req, id, "chunk", json, req->sse_length == 0)) {
         if (!req->sse_behind) {
             log_debug (req->job_id, "event stream client reads slowly; chunks held back");
             req->gateway->sse_held_back++;
@@ -608,6 +606,7 @@ s_sse_chunk (request_t *req, int attempt, int64_t index, const char *text, size_
         free (json);
         return;
     }
+    // Sent, or not UTF-8 text (then never sendable as JSON: skipped).
     free (json);
     if (attempt > req->sse_attempt)
         req->sse_index = -1;
