@@ -656,7 +656,7 @@ s_sse_read (void *cls, uint64_t pos, char *buf, size_t max)
         }
         else {
             n = size + 2 - at < max ? size + 2 - at : max;
-            memcpy (buf, "\n\n" + (at - size), n);
+            memcpy (buf, &"\n\n"[at - size], n);
         }
         req->sse_result_offset += n;
         return (ssize_t) n;
