@@ -1645,23 +1645,33 @@ typedef struct {
     size_t *sizes;              // their sizes
     size_t count;               // records collected
     size_t limit;               // page size
+    size_t bytes;               // bytes of the records collected
+    size_t max_bytes;           // the page's byte budget, 0 = none
 } list_page_t;
 
-static bool
+// s_list_add takes one job into a page, unless it would take the page over
+// its byte budget (a page always holds at least one job, so a listing
+// always moves on).
+static store_list_step_t
 s_list_add (job_t *job, void *arg)
 {
     list_page_t *page = arg;
     pack_writer_t *writer = pack_writer_new ();
     job_pack (job, writer);
+    job_destroy (&job);
     size_t size;
     const void *data = pack_writer_data (writer, &size);
+    if (page->max_bytes && page->count > 0 && page->bytes + size > page->max_bytes) {
+        pack_writer_destroy (&writer);
+        return STORE_LIST_FULL;
+    }
     page->datas[page->count] = malloc (size);
     memcpy (page->datas[page->count], data, size);
     page->sizes[page->count] = size;
     page->count++;
+    page->bytes += size;
     pack_writer_destroy (&writer);
-    job_destroy (&job);
-    return page->count < page->limit;
+    return page->count < page->limit ? STORE_LIST_MORE : STORE_LIST_LAST;
 }
 
 // s_handle_list answers one page of a tenant's jobs, newest first.
@@ -1671,17 +1681,18 @@ s_handle_list (broker_t *self, proto_msg_t *msg, int64_t corr)
     char *tenant = pack_get_strdup (msg->body, "tenant");
     char *status = pack_get_strdup (msg->body, "status");
     char *cursor = pack_get_strdup (msg->body, "cursor");
-    int64_t limit = 50;
+    int64_t limit = 50, max_bytes = 0;
     pack_get_int (msg->body, "limit", &limit);
+    pack_get_int (msg->body, "max_bytes", &max_bytes);
     int status_filter = status ? job_status_parse (status) : -1;
-    if (!tenant || limit < 1 || limit > 1000 || (status && status_filter < 0)) {
+    if (!tenant || limit < 1 || limit > 1000 || max_bytes < 0 || (status && status_filter < 0)) {
         s_reply_error (self, msg->envelope, corr, 400, "bad list request");
         free (tenant);
         free (status);
         free (cursor);
         return;
     }
-    list_page_t page = { .limit = (size_t) limit };
+    list_page_t page = { .limit = (size_t) limit, .max_bytes = (size_t) max_bytes };
     page.datas = calloc ((size_t) limit, sizeof *page.datas);
     page.sizes = calloc ((size_t) limit, sizeof *page.sizes);
     char next_cursor[64];

@@ -896,6 +896,8 @@ store_list (store_t *self, const char *tenant, int status_filter, const char *cu
     size_t scanned = 0;
     bool more = true;
     char last[64] = "";
+    if (cursor)
+        snprintf (last, sizeof last, "%s", cursor);
     while (rc == 0 && more) {
         if (key.mv_size != tenant_len + 9 + JOB_ID_LEN
             || memcmp (key.mv_data, tenant, tenant_len) != 0
@@ -908,15 +910,22 @@ store_list (store_t *self, const char *tenant, int status_filter, const char *cu
         char id[JOB_ID_LEN + 1];
         memcpy (id, bytes + 8, JOB_ID_LEN);
         id[JOB_ID_LEN] = '\0';
-        snprintf (last, sizeof last, "%lld.%s", (long long) created, id);
         MDB_val job_key = { JOB_ID_LEN, id }, record;
         if (mdb_get (txn, self->jobs, &job_key, &record) == 0) {
             job_t *job = s_decode (record.mv_data, record.mv_size, id);
-            if (job && (status_filter < 0 || (int) job->status == status_filter))
-                more = fn (job, arg);
+            if (job && (status_filter < 0 || (int) job->status == status_filter)) {
+                store_list_step_t step = fn (job, arg);
+                if (step == STORE_LIST_FULL) {
+                    // The cursor stays before this job: the next page starts with it.
+                    more = false;
+                    break;
+                }
+                more = step == STORE_LIST_MORE;
+            }
             else
                 job_destroy (&job);
         }
+        snprintf (last, sizeof last, "%lld.%s", (long long) created, id);
         if (++scanned >= max_scanned)
             break;
         rc = mdb_cursor_get (mc, &key, &value, MDB_PREV);

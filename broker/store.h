@@ -59,13 +59,21 @@ int store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_ne
 // found, -1 when not.
 int store_find_idempotent (store_t *self, const char *tenant, const char *key, char *id);
 
-// Called for each job of a listing, newest first; the callback owns it.
-// Return false to stop.
-typedef bool (store_list_fn) (job_t *job, void *arg);
+// What a listing callback did with a job.
+typedef enum {
+    STORE_LIST_MORE,    // took it; go on
+    STORE_LIST_LAST,    // took it; the page is complete
+    STORE_LIST_FULL     // did not take it (the page has no room): the next
+                        // page starts with this job
+} store_list_step_t;
+
+// Called for each job of a listing, newest first; the callback owns it
+// (and destroys it when it does not take it).
+typedef store_list_step_t (store_list_fn) (job_t *job, void *arg);
 
 // store_list visits a tenant's committed jobs newest first, starting after
 // cursor (NULL: from the newest), keeping those whose status matches
-// status_filter (-1: all), until fn returns false or max_scanned index
+// status_filter (-1: all), until fn ends the page or max_scanned index
 // entries were read. Writes into next_cursor (at least 64 bytes) where the
 // next page starts, or "" at the end. Returns 0, or -1 on error.
 int store_list (store_t *self, const char *tenant, int status_filter, const char *cursor,

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -53,7 +54,7 @@ struct _config_key_t {
     const char *doc;            // what it means, one line (docs/config.md)
 };
 
-static key_load_fn s_load_api_keys, s_load_networks, s_load_webhook_secret, s_load_quotas,
+static key_load_fn s_load_api_keys, s_load_allowed_hosts, s_load_networks, s_load_webhook_secret, s_load_quotas,
     s_load_providers, s_load_headers, s_load_auth, s_load_search;
 
 static const char *const s_log_levels[] = { "debug", "info", "warn", "error", NULL };
@@ -69,13 +70,29 @@ static const config_key_t s_keys[] = {
     { "gateway", "listen", KEY_STRING, C (gateway_listen), 0, 0, "127.0.0.1:8080", NULL, 0, NULL,
       false, "HOST:PORT (or [V6]:PORT) the HTTP API listens on" },
     { "gateway", "api_keys", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_api_keys, false,
-      "[{\"key\" or \"key_sha256\", \"tenant\"}]: API keys and their tenants; none = open local mode" },
+      "[{\"key\" or \"key_sha256\", \"tenant\", \"operator\"}]: API keys, their tenants, and "
+      "who sees internal topology; none = open local mode (loopback only)" },
     { "gateway", "max_body_bytes", KEY_SIZE, C (max_body_bytes), 1024, 64.0 * 1024 * 1024,
       "1048576", NULL, 0, NULL, false, "request body limit (413 above)" },
     { "gateway", "submit_timeout_ms", KEY_MS, C (submit_timeout_ms), 100, 600000, "5000", NULL, 0,
       NULL, false, "how long a request waits for the broker before 503" },
     { "gateway", "max_connections", KEY_INT, C (max_connections), 16, 1000000, "10000", NULL, 0,
       NULL, false, "HTTP connections held at once" },
+    { "gateway", "allow_open_mode", KEY_BOOL, C (allow_open_mode), 0, 0, "false", NULL, 0, NULL,
+      false, "without api_keys, serve on a non-loopback address anyway (otherwise refused)" },
+    { "gateway", "allowed_hosts", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_allowed_hosts, false,
+      "[NAME, …]: Host names (or IP literals, \"*\" for any) answered besides localhost, "
+      "loopback and the listen host; checked in open mode always, with keys when set" },
+    { "gateway", "header_timeout_ms", KEY_MS, C (header_timeout_ms), 100, 600000, "10000", NULL, 0,
+      NULL, false, "a whole request head must arrive within this (408 after); also the body's grace" },
+    { "gateway", "min_body_rate", KEY_SIZE, C (min_body_rate), 0, 1e9, "1024", NULL, 0, NULL, false,
+      "bytes/s a body must average after the grace (408 below); 0 = any" },
+    { "gateway", "cache_max_bytes", KEY_SIZE, C (cache_max_bytes), 0, 64.0 * 1024 * 1024 * 1024,
+      "67108864", NULL, 0, NULL, false, "bytes of finished jobs the gateway keeps to answer reads" },
+    { "gateway", "list_max_bytes", KEY_SIZE, C (list_max_bytes), 65536, 1024.0 * 1024 * 1024,
+      "8388608", NULL, 0, NULL, false, "bytes of one GET /v1/jobs page at most (the cursor goes on)" },
+    { "gateway", "sse_buffer_bytes", KEY_SIZE, C (sse_buffer_bytes), 65536, 1024.0 * 1024 * 1024,
+      "1048576", NULL, 0, NULL, false, "events one stream may hold unsent before chunks are held back" },
 
     { "broker", "frontend", KEY_STRING, C (broker_frontend), 0, 0, "tcp://127.0.0.1:5555", NULL, 0,
       NULL, false, "ZeroMQ endpoint gateways talk to" },
@@ -566,7 +583,7 @@ s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
         json_t *key = json_object_get (entry, "key");
         json_t *key_hash = json_object_get (entry, "key_sha256");
         json_t *tenant = json_object_get (entry, "tenant");
-        static const char *const fields[] = { "key", "key_sha256", "tenant", NULL };
+        static const char *const fields[] = { "key", "key_sha256", "tenant", "operator", NULL };
         const char *field;
         json_t *ignored;
         if (json_is_object (entry))
@@ -611,8 +628,60 @@ s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
                       "config: gateway.api_keys[%zu].tenant may not start with '#' (reserved)", index);
             return -1;
         }
+        json_t *is_operator = json_object_get (entry, "operator");
+        if (is_operator && !json_is_boolean (is_operator)) {
+            snprintf (error, error_size,
+                      "config: gateway.api_keys[%zu].operator must be true or false", index);
+            return -1;
+        }
+        // The broker indexes a tenant's jobs (and Idempotency-Keys of at
+        // most 255 bytes) under LMDB keys of at most 511 bytes.
+        if (strlen (json_string_value (tenant)) > 128) {
+            snprintf (error, error_size,
+                      "config: gateway.api_keys[%zu].tenant must be at most 128 bytes", index);
+            return -1;
+        }
+        api_key->is_operator = json_is_true (is_operator);
         api_key->tenant = strdup (json_string_value (tenant));
         self->api_keys_count++;
+    }
+    return 0;
+}
+
+// s_load_allowed_hosts reads gateway.allowed_hosts: Host names (or IP
+// literals, "*" for any) the gateway answers besides its own; stored lower
+// case, IPv6 literals in brackets as they appear in a Host header.
+static int
+s_load_allowed_hosts (void *target, json_t *hosts, const char *where, char *error,
+                      size_t error_size)
+{
+    config_t *self = target;
+    if (!json_is_array (hosts)) {
+        snprintf (error, error_size, "config: %s must be an array of host names", where);
+        return -1;
+    }
+    self->allowed_hosts = mem_calloc (json_array_size (hosts) + 1, sizeof *self->allowed_hosts);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (hosts, index, entry) {
+        const char *text = json_string_value (entry);
+        size_t len = text ? strlen (text) : 0;
+        bool ok = len > 0 && len <= 253;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = isalnum ((unsigned char) text[i]) || strchr ("-._:[]*", text[i]);
+        if (!ok) {
+            snprintf (error, error_size, "config: %s[%zu] must be a host name or IP address",
+                      where, index);
+            return -1;
+        }
+        char *host = mem_alloc (len + 3);
+        if (strchr (text, ':') && text[0] != '[')
+            snprintf (host, len + 3, "[%s]", text);
+        else
+            memcpy (host, text, len + 1);
+        for (char *c = host; *c; c++)
+            *c = (char) tolower ((unsigned char) *c);
+        self->allowed_hosts[self->allowed_hosts_count++] = host;
     }
     return 0;
 }
@@ -1122,6 +1191,9 @@ config_destroy (config_t **self_p)
         free (self->quotas[i].tenant);
     free (self->quotas);
     free (self->gateway_listen);
+    for (size_t i = 0; i < self->allowed_hosts_count; i++)
+        free (self->allowed_hosts[i]);
+    free (self->allowed_hosts);
     for (size_t i = 0; i < self->api_keys_count; i++)
         free (self->api_keys[i].tenant);
     free (self->api_keys);
@@ -1264,17 +1336,24 @@ config_provider (const config_t *self, const char *name)
     return NULL;
 }
 
-const char *
-config_tenant_for_key (const config_t *self, const char *key, size_t len)
+const config_api_key_t *
+config_api_key_for (const config_t *self, const char *key, size_t len)
 {
     unsigned char hash[32];
     crypto_hash_sha256 (hash, (const unsigned char *) key, len);
-    const char *tenant = NULL;
+    const config_api_key_t *found = NULL;
     // Visit every key so the time taken does not tell which one matched.
     for (size_t i = 0; i < self->api_keys_count; i++)
         if (sodium_memcmp (hash, self->api_keys[i].key_hash, 32) == 0)
-            tenant = self->api_keys[i].tenant;
-    return tenant;
+            found = &self->api_keys[i];
+    return found;
+}
+
+const char *
+config_tenant_for_key (const config_t *self, const char *key, size_t len)
+{
+    const config_api_key_t *found = config_api_key_for (self, key, len);
+    return found ? found->tenant : NULL;
 }
 
 // s_test_load writes text to path and loads it; error gets the reason.
@@ -1564,6 +1643,50 @@ s_test_hardening (const char *path)
     }
 }
 
+// s_test_gateway_keys covers the gateway's hardening keys: operator keys,
+// hosts, deadlines and byte budgets.
+static void
+s_test_gateway_keys (const char *path)
+{
+    char error[256];
+    config_t *config = s_test_load (path, "{\"gateway\":{\"api_keys\":[{\"key\":\"k0\",\"tenant\":\"a\"}]}}",
+                                    error, sizeof error);
+    assert (config && !config_api_key_for (config, "k0", 2)->is_operator);
+    assert (config->header_timeout_ms == 10000 && config->cache_max_bytes == 64 * 1024 * 1024);
+    assert (config->min_body_rate == 1024 && config->list_max_bytes == 8 * 1024 * 1024);
+    assert (config->sse_buffer_bytes == 1024 * 1024);
+    assert (!config->allow_open_mode && config->allowed_hosts_count == 0);
+    config_destroy (&config);
+    const char *text
+        = "{\"gateway\":{\"api_keys\":[{\"key\":\"k1\",\"tenant\":\"ops\",\"operator\":true},"
+          "{\"key\":\"k2\",\"tenant\":\"b\"}],\"allowed_hosts\":[\"API.example\",\"::1\",\"*\"],"
+          "\"allow_open_mode\":true,\"header_timeout_ms\":1500,\"min_body_rate\":0,"
+          "\"cache_max_bytes\":1000,\"list_max_bytes\":70000,\"sse_buffer_bytes\":80000}}";
+    config = s_test_load (path, text, error, sizeof error);
+    assert (config);
+    assert (config_api_key_for (config, "k1", 2)->is_operator);
+    assert (!config_api_key_for (config, "k2", 2)->is_operator);
+    assert (config_api_key_for (config, "k3", 2) == NULL);
+    assert (config->allowed_hosts_count == 3 && strcmp (config->allowed_hosts[0], "api.example") == 0
+            && strcmp (config->allowed_hosts[1], "[::1]") == 0);
+    assert (config->allow_open_mode && config->header_timeout_ms == 1500 && config->min_body_rate == 0);
+    assert (config->cache_max_bytes == 1000 && config->list_max_bytes == 70000
+            && config->sse_buffer_bytes == 80000);
+    config_destroy (&config);
+    const char *bad[] = {
+        "{\"gateway\":{\"api_keys\":[{\"key\":\"k\",\"tenant\":\"a\",\"operator\":1}]}}",
+        "{\"gateway\":{\"allowed_hosts\":[\"a b\"]}}",
+        "{\"gateway\":{\"allowed_hosts\":\"localhost\"}}",
+        "{\"gateway\":{\"header_timeout_ms\":5}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        config = s_test_load (path, bad[i], error, sizeof error);
+        if (config)
+            fprintf (stderr, "config: accepted %s\n", bad[i]);
+        assert (!config && strncmp (error, "config: ", 8) == 0);
+    }
+}
+
 void
 config_test (bool verbose)
 {
@@ -1621,6 +1744,7 @@ config_test (bool verbose)
     s_test_auth_search_networks (path);
     s_test_table (path);
     s_test_hardening (path);
+    s_test_gateway_keys (path);
     unlink (path);
     if (verbose)
         printf ("OK\n");

@@ -22,6 +22,8 @@
 typedef struct {
     unsigned char key_hash[32]; // SHA-256 of the key (stored hashed)
     char *tenant;               // tenant the key maps to
+    bool is_operator;           // "operator": true — sees internal topology
+                                // (GET /v1/providers base_url, ...)
 } config_api_key_t;
 
 typedef struct {
@@ -73,6 +75,14 @@ typedef struct {
     size_t max_body_bytes;          // request body limit (413 above)
     int64_t submit_timeout_ms;      // how long a POST waits for the broker
     int max_connections;            // HTTP connections held at once
+    bool allow_open_mode;           // open mode (no keys) on a non-loopback address
+    char **allowed_hosts;           // Host names accepted besides loopback and listen
+    size_t allowed_hosts_count;     // entries in allowed_hosts
+    int64_t header_timeout_ms;      // deadline for a whole request head
+    size_t min_body_rate;           // bytes/s a request body must keep up, 0 = any
+    size_t cache_max_bytes;         // finished-job cache budget
+    size_t list_max_bytes;          // a GET /v1/jobs page's budget
+    size_t sse_buffer_bytes;        // events one stream may hold unsent
     // broker
     char *broker_frontend;          // endpoint gateways talk to
     char *broker_backend;           // endpoint workers talk to
@@ -130,6 +140,10 @@ const config_provider_t *config_provider (const config_t *self, const char *name
 
 // config_quota finds the quota of a tenant ("*" as the fallback), or NULL.
 const config_quota_t *config_quota (const config_t *self, const char *tenant);
+
+// config_api_key_for finds the entry of a presented API key, comparing
+// hashes in constant time. Returns NULL when no key matches.
+const config_api_key_t *config_api_key_for (const config_t *self, const char *key, size_t len);
 
 // config_tenant_for_key maps a presented API key to its tenant, comparing
 // hashes in constant time. Returns NULL when no key matches.

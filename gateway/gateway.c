@@ -1,5 +1,9 @@
 #include "gateway.h"
+#include "frontdoor.h"
+#include "headers.h"
+#include "jobcache.h"
 #include "jobspec.h"
+#include "jsontext.h"
 #include "log.h"
 #include "problem.h"
 #include "proto.h"
@@ -11,6 +15,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 // Longest wait a client may ask for (SPEC §3: ?wait=N ≤ 60 s).
 #define MAX_WAIT_S 60
@@ -32,20 +38,24 @@ typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROV
 #define BATCH_MAX 1000
 
 // Finished jobs the gateway has seen, so reads keep working while the
-// broker restarts (issue 3) and cost nothing while it runs.
+// broker restarts (issue 3) and cost nothing while it runs; bounded by
+// gateway.cache_max_bytes as well (jobcache.h).
 #define CACHE_ENTRIES 20000
+// The longest request head the front door passes on (431 above); the HTTP
+// server's per-connection pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT) holds it.
+#define MAX_HEAD_BYTES 8192
+#define CONNECTION_MEMORY 16384
+// Prefer header lines read at most (RFC 7240 allows several).
+#define PREFER_LINES_MAX 8
+// The most the HTTP server asks at once of an answer rendered as it is sent
+// (a list page): no page is built whole.
+#define STREAM_BLOCK (64 * 1024)
 // How often an unacknowledged submission is sent again (same job id: the
 // broker deduplicates, so a resend never creates a second job).
 #define RESEND_MS 1000
 #define RESEND_TICK_MS 250
 
-typedef struct _cached_t cached_t;
-struct _cached_t {
-    char id[JOB_ID_LEN + 1];        // job id
-    char *tenant;                   // its owner
-    char *json;                     // the finished job object
-    cached_t *newer;                // FIFO order for eviction
-};
+typedef struct _list_stream_t list_stream_t;
 
 typedef struct _request_t request_t;
 
@@ -62,7 +72,9 @@ struct _request_t {
     uint64_t corr;                  // broker request in flight, 0 = none
     char job_id[JOB_ID_LEN + 1];    // the job concerned
     char *tenant;                   // caller's tenant
+    bool is_operator;               // the caller may see internal topology
     bool suspended;                 // MHD connection suspended
+    int fd;                         // the connection's socket in MHD, -1 if unknown
     bool resume_queued;             // on the gateway's resume list
     struct _request_t *resume_next; // next on that list
     bool waiting;                   // on the waiters list of job_id
@@ -76,11 +88,13 @@ struct _request_t {
     evloop_timer_t *timer;          // submit timeout or wait deadline
     request_t *wait_prev;           // neighbours among the job's waiters
     request_t *wait_next;
-    char *last_job;                 // last job object seen (JSON), for deadlines
+    jobtext_t *last_job;            // last job object seen (rendered), for deadlines
     // The answer, once decided (sent when MHD calls us again after resume).
-    bool answered;                  // status/answer_body hold the response
+    bool answered;                  // status and one answer_* hold the response
     unsigned int status;            // HTTP status
     char *answer_body;              // response body
+    jobtext_t *answer_job;          // or: a rendered job, sent without a copy
+    list_stream_t *answer_list;     // or: a list page, rendered as it is sent
     const char *content_type;       // its type
     bool with_location;             // add Location + Retry-After
     bool preference_applied;        // add Preference-Applied: wait=N
@@ -95,6 +109,10 @@ struct _request_t {
     bool sse;                       // GET /v1/jobs/{id}/events
     bool sse_started;               // the event stream's 200 is queued
     bool sse_done;                  // the result event is buffered: end after it
+    bool sse_behind;                // chunks were held back (buffer full): read
+                                    // them again once the client caught up
+    jobtext_t *sse_result;          // the result event's data, sent after the buffer
+    size_t sse_result_offset;       // bytes of it handed over (+2 for its end)
     char *sse_buffer;               // events not yet handed to MHD
     size_t sse_length;              // bytes in sse_buffer
     size_t sse_offset;              // bytes of it already handed over
@@ -113,6 +131,9 @@ struct _request_t {
 struct _gateway_t {
     const config_t *config;         // borrowed configuration
     evloop_t *loop;                 // borrowed event loop
+    frontdoor_t *door;              // listening socket and client connections
+    char **hosts;                   // Host names answered (open mode or allowed_hosts)
+    size_t hosts_count;             // entries in hosts; 0 = any Host
     struct MHD_Daemon *daemon;      // the HTTP server
     int mhd_epoll_fd;               // its epoll fd, watched by our loop
     evloop_timer_t *mhd_timer;      // MHD's own timeouts
@@ -129,6 +150,8 @@ struct _gateway_t {
     zsock_t *events;                // SUB to the broker publisher
     zhashx_t *pending;              // corr → request_t awaiting the broker
     zhashx_t *waiters;              // job id → first request_t waiting on it
+    zhashx_t *by_fd;                // MHD socket → its request_t, for clients that leave
+    uint64_t clients_gone;          // parked requests ended because their client left
     uint64_t next_corr;             // correlation ids
     uint64_t ping_corr;             // corr of the last PING
     int64_t last_pong_ms;           // monotonic time of the last PONG
@@ -139,6 +162,7 @@ struct _gateway_t {
     uint64_t accepted;              // jobs acknowledged by the broker (metrics)
     uint64_t events_seen;           // PUB events received (metrics)
     uint64_t event_gaps;            // gaps detected in the event sequence
+    uint64_t sse_held_back;         // times a stream held chunks back (slow reader)
     uint64_t last_seq;              // last event sequence number
     int64_t last_epoch;             // broker run the events come from
     size_t requests;                // live request contexts
@@ -148,66 +172,9 @@ struct _gateway_t {
     evloop_timer_t *recheck_timer;  // waiter recheck period
     bool draining;                  // SIGTERM seen
     int port;                       // bound port
-    zhashx_t *cache;                // id → cached_t, finished jobs
-    cached_t *cache_oldest;         // eviction end of the FIFO
-    cached_t *cache_newest;         // insertion end
+    jobcache_t *cache;              // finished jobs seen
     evloop_timer_t *resend_timer;   // resends unacknowledged submissions
 };
-
-// --- the finished-job cache ---
-
-static void
-s_cached_destroy (void **item)
-{
-    cached_t *cached = *item;
-    if (cached) {
-        free (cached->tenant);
-        free (cached->json);
-        free (cached);
-        *item = NULL;
-    }
-}
-
-// s_cache_put remembers a finished job; the oldest is forgotten when full.
-static void
-s_cache_put (gateway_t *self, const char *id, const char *tenant, const char *json)
-{
-    cached_t *cached = zhashx_lookup (self->cache, id);
-    if (cached) {
-        free (cached->json);
-        cached->json = strdup (json);
-        return;
-    }
-    while (zhashx_size (self->cache) >= CACHE_ENTRIES && self->cache_oldest) {
-        cached_t *oldest = self->cache_oldest;
-        self->cache_oldest = oldest->newer;
-        if (!self->cache_oldest)
-            self->cache_newest = NULL;
-        zhashx_delete (self->cache, oldest->id);
-    }
-    cached = calloc (1, sizeof *cached);
-    memcpy (cached->id, id, JOB_ID_LEN + 1);
-    cached->tenant = strdup (tenant);
-    cached->json = strdup (json);
-    if (self->cache_newest)
-        self->cache_newest->newer = cached;
-    else
-        self->cache_oldest = cached;
-    self->cache_newest = cached;
-    zhashx_insert (self->cache, cached->id, cached);
-}
-
-// s_cache_forget drops a job that is active again (retried). Its FIFO slot
-// stays until evicted; the entry itself is only marked stale.
-static void
-s_cache_forget (gateway_t *self, const char *id)
-{
-    cached_t *cached = zhashx_lookup (self->cache, id);
-    if (cached) {
-        free (cached->json);
-        cached->json = NULL;
-    }
-}
 
 // The OpenAPI document and the dashboard, embedded at build time
 // (scripts/embed.py) so the gateway needs no files at run time.
@@ -335,6 +302,17 @@ s_answer_text (request_t *req, unsigned int status, char *body_owned, const char
     req->content_type = content_type;
     evloop_timer_cancel (req->gateway->loop, &req->timer);
     s_resume (req);
+}
+
+// s_answer_job answers with a rendered job object (a reference is taken:
+// the response sends the shared text, no copy is made).
+static void
+s_answer_job (request_t *req, unsigned int status, jobtext_t *text)
+{
+    if (req->answered)
+        return;
+    req->answer_job = jobtext_ref (text);
+    s_answer_text (req, status, NULL, "application/json");
 }
 
 static void
@@ -526,11 +504,12 @@ s_request_deadline (evloop_t *loop, void *arg)
         s_answer_json (req, 202, s_accepted_body (req, "queued"));
     }
     else if (req->last_job)
-        s_answer_text (req, 200, strdup (req->last_job), "application/json");
+        s_answer_job (req, 200, req->last_job);
     else if (req->op == OP_GET) {
-        cached_t *cached = zhashx_lookup (req->gateway->cache, req->job_id);
-        if (cached && cached->json && strcmp (cached->tenant, req->tenant) == 0)
-            s_answer_text (req, 200, strdup (cached->json), "application/json");
+        const char *owner = NULL;
+        jobtext_t *cached = jobcache_get (req->gateway->cache, req->job_id, &owner);
+        if (cached && strcmp (owner, req->tenant) == 0)
+            s_answer_job (req, 200, cached);
         else
             s_broker_unavailable (req);
     }
@@ -543,8 +522,6 @@ s_request_deadline (evloop_t *loop, void *arg)
 // How often an idle event stream gets a comment, so proxies keep it open
 // and a client that left is noticed (a suspended connection is not).
 #define SSE_KEEPALIVE_MS 15000
-// A client reading too slowly: past this much buffered, the stream ends.
-#define SSE_BUFFER_MAX (4 * 1024 * 1024)
 
 // s_sse_wake lets MHD read what was buffered.
 static void
@@ -554,39 +531,41 @@ s_sse_wake (request_t *req)
         s_resume (req);
 }
 
-// s_sse_append buffers one event (or a comment when event is NULL).
-static void
-s_sse_append (request_t *req, const char *id, const char *event, const char *data)
+// s_sse_append buffers one event (or a comment when event is NULL) and
+// returns true; false (nothing buffered) when it would take the buffer over
+// gateway.sse_buffer_bytes, unless forced: status events and the result's
+// head (few and small), and a chunk into an empty buffer (however large,
+// it is one event, and the stream must move on).
+static bool
+s_sse_append (request_t *req, const char *id, const char *event, const char *data, bool force)
 {
     char head[160];
     int head_len = event ? snprintf (head, sizeof head, "id: %s\nevent: %s\ndata: ", id, event)
                          : snprintf (head, sizeof head, ": %s\n\n", data);
-    size_t data_len = event ? strlen (data) + 2 : 0;
+    size_t data_len = event && data ? strlen (data) + 2 : 0;
     size_t need = req->sse_length + (size_t) head_len + data_len;
-    if (need > SSE_BUFFER_MAX) {
-        log_warn (req->job_id, "event stream client too slow; closing the stream");
-        req->sse_done = true;
-        s_sse_wake (req);
-        return;
-    }
+    size_t cap = req->gateway->config->sse_buffer_bytes;
+    if (need > cap && !force)
+        return false;
     if (need > req->sse_capacity) {
         size_t capacity = req->sse_capacity ? req->sse_capacity : 1024;
         while (capacity < need)
             capacity *= 2;
         char *grown = realloc (req->sse_buffer, capacity);
         if (!grown)
-            return;
+            return false;
         req->sse_buffer = grown;
         req->sse_capacity = capacity;
     }
     memcpy (req->sse_buffer + req->sse_length, head, (size_t) head_len);
     req->sse_length += (size_t) head_len;
-    if (event) {
+    if (data_len) {
         memcpy (req->sse_buffer + req->sse_length, data, data_len - 2);
         memcpy (req->sse_buffer + req->sse_length + data_len - 2, "\n\n", 2);
         req->sse_length += data_len;
     }
     s_sse_wake (req);
+    return true;
 }
 
 // s_sse_status sends a status event unless the client has it already.
@@ -600,29 +579,44 @@ s_sse_status (request_t *req, const char *status, int attempts)
     char id[48], data[96];
     snprintf (id, sizeof id, "s%d.%s", attempts, status);
     snprintf (data, sizeof data, "{\"status\":\"%s\",\"attempts\":%d}", status, attempts);
-    s_sse_append (req, id, "status", data);
+    s_sse_append (req, id, "status", data, true);
 }
 
-// s_sse_chunk sends a chunk event unless the client has it already.
+// s_sse_chunk sends a chunk event unless the client has it already. A
+// chunk that does not fit the stream's buffer is held back with every one
+// after it: the stream is then behind, and reads the job's chunks again
+// once the client has taken what was buffered (s_sse_read), so a slow
+// client gets every chunk, in order, without the gateway holding more than
+// its buffer. Live chunks are skipped while behind (live is false when the
+// chunks come from a read of the job).
 static void
-s_sse_chunk (request_t *req, int attempt, int64_t index, const char *text, size_t len)
+s_sse_chunk (request_t *req, int attempt, int64_t index, const char *text, size_t len, bool live)
 {
+    if (live && req->sse_behind)
+        return;
     if (attempt < req->sse_attempt || (attempt == req->sse_attempt && index <= req->sse_index))
         return;
+    json_t *data = json_pack ("{s:i, s:I, s:s%}", "attempt", attempt, "index", (json_int_t) index,
+                              "data", text, len);
+    char *json = data ? json_dumps (data, JSON_COMPACT) : NULL;
+    json_decref (data);
+    char id[48];
+    snprintf (id, sizeof id, "c%d.%lld", attempt, (long long) index);
+    if (json && !s_sse_append (req, id, "chunk", json, req->sse_length == 0)) {
+        if (!req->sse_behind) {
+            log_debug (req->job_id, "event stream client reads slowly; chunks held back");
+            req->gateway->sse_held_back++;
+        }
+        req->sse_behind = true;
+        free (json);
+        return;
+    }
+    // Sent, or not UTF-8 text (then never sendable as JSON: skipped).
+    free (json);
     if (attempt > req->sse_attempt)
         req->sse_index = -1;
     req->sse_attempt = attempt;
     req->sse_index = index;
-    json_t *data = json_pack ("{s:i, s:I, s:s%}", "attempt", attempt, "index", (json_int_t) index,
-                              "data", text, len);
-    if (!data)
-        return;
-    char *json = json_dumps (data, JSON_COMPACT);
-    json_decref (data);
-    char id[48];
-    snprintf (id, sizeof id, "c%d.%lld", attempt, (long long) index);
-    s_sse_append (req, id, "chunk", json);
-    free (json);
 }
 
 static void
@@ -630,11 +624,13 @@ s_sse_keepalive (evloop_t *loop, void *arg)
 {
     request_t *req = arg;
     req->keepalive = evloop_timer_start (loop, SSE_KEEPALIVE_MS, s_sse_keepalive, req);
-    s_sse_append (req, NULL, NULL, "keep-alive");
+    s_sse_append (req, NULL, NULL, "keep-alive", false);
 }
 
-// s_sse_read hands MHD the buffered events; with none, parks the
-// connection until the next event (MHD allows suspending from here).
+// s_sse_read hands MHD the buffered events, then the result event's data
+// straight from the shared rendered job (never copied whole, whatever its
+// size: issue 17 #7); with nothing to hand over, parks the connection until
+// the next event (MHD allows suspending from here).
 static ssize_t
 s_sse_read (void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -649,8 +645,31 @@ s_sse_read (void *cls, uint64_t pos, char *buf, size_t max)
             req->sse_offset = req->sse_length = 0;
         return (ssize_t) n;
     }
+    if (req->sse_result) {
+        size_t size = jobtext_size (req->sse_result);
+        size_t at = req->sse_result_offset;
+        if (at >= size + 2)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        size_t n = 0;
+        if (at < size) {
+            // A rendered job is compact JSON: a CR or LF in it can only be
+            // whitespace between tokens, and must not end the data line.
+            const char *text = jobtext_data (req->sse_result) + at;
+            n = size - at < max ? size - at : max;
+            for (size_t i = 0; i < n; i++)
+                buf[i] = text[i] == '\n' || text[i] == '\r' ? ' ' : text[i];
+        }
+        else {
+            n = size + 2 - at < max ? size + 2 - at : max;
+            memcpy (buf, &"\n\n"[at - size], n);
+        }
+        req->sse_result_offset += n;
+        return (ssize_t) n;
+    }
     if (req->sse_done)
         return MHD_CONTENT_READER_END_OF_STREAM;
+    if (req->sse_behind && !req->corr)
+        s_send_get (req);   // the client caught up: fetch the chunks held back
     s_suspend_now (req);
     return 0;
 }
@@ -661,6 +680,8 @@ static void
 s_sse_job (request_t *req, const job_t *job, proto_msg_t *msg)
 {
     gateway_t *self = req->gateway;
+    if (req->sse_done)
+        return;
     if (!req->sse_started) {
         req->sse_started = true;
         req->answered = true;
@@ -672,18 +693,21 @@ s_sse_job (request_t *req, const job_t *job, proto_msg_t *msg)
     s_sse_status (req, job_status_name (job->status), job->attempts);
     size_t size = 0;
     const char *chunks = msg ? pack_get_str (msg->body, "chunks", &size) : NULL;
-    while (chunks && size >= 8) {
+    req->sse_behind = false;
+    while (chunks && size >= 8 && !req->sse_behind) {
         uint32_t header[2];
         memcpy (header, chunks, 8);
         if (header[1] > size - 8)
             break;
         // Chunk ids carry the attempt's identity, unique across retries.
-        s_sse_chunk (req, (int) job->attempt_seq, header[0], chunks + 8, header[1]);
+        s_sse_chunk (req, (int) job->attempt_seq, header[0], chunks + 8, header[1], false);
         chunks += 8 + header[1];
         size -= 8 + header[1];
     }
-    if (job_status_terminal (job->status) && !req->sse_done) {
-        s_sse_append (req, "r", "result", req->last_job);
+    if (job_status_terminal (job->status) && req->last_job) {
+        // The result supersedes any chunk held back.
+        s_sse_append (req, "r", "result", NULL, true);
+        req->sse_result = jobtext_ref (req->last_job);
         req->sse_done = true;
         s_waiter_remove (req);
         evloop_timer_cancel (self->loop, &req->keepalive);
@@ -775,13 +799,20 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
         job_destroy (&job);
         return;
     }
-    free (req->last_job);
-    req->last_job = job_render (job);
+    jobtext_unref (&req->last_job);
+    char *rendered = job_render (job);
+    req->last_job = jobtext_new (rendered, rendered ? strlen (rendered) : 0);
+    if (!req->last_job) {
+        log_warn (req->job_id, "out of memory rendering a job");
+        s_broker_unavailable (req);
+        job_destroy (&job);
+        return;
+    }
     bool terminal = job_status_terminal (job->status);
     if (terminal)
-        s_cache_put (self, job->id, job->tenant, req->last_job);
+        jobcache_put (self->cache, job->id, job->tenant, req->last_job);
     else
-        s_cache_forget (self, job->id);
+        jobcache_forget (self->cache, job->id);
     if (req->sse) {
         s_sse_job (req, job, msg);
         job_destroy (&job);
@@ -796,7 +827,7 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
         // Accepted again: answered like a submission.
         req->created_at = clock_wall_ms ();
         req->with_location = true;
-        s_answer_text (req, 202, strdup (req->last_job), "application/json");
+        s_answer_job (req, 202, req->last_job);
         return;
     }
     if (req->waiting && !terminal) {
@@ -808,30 +839,135 @@ s_on_job (gateway_t *self, request_t *req, proto_msg_t *msg)
     }
     s_waiter_remove (req);
     req->preference_applied = req->prefer_wait;
-    s_answer_text (req, 200, strdup (req->last_job), "application/json");
+    s_answer_job (req, 200, req->last_job);
+}
+
+// --- GET /v1/jobs: a page rendered as it is sent ---
+
+// A page of jobs from the broker, sent to the client one rendered job at a
+// time: the page is bounded by gateway.list_max_bytes at the broker, and
+// the gateway never holds more than its records and one rendered job, nor
+// renders more at once than the client is ready to read.
+struct _list_stream_t {
+    char *tenant;               // the caller: records of others are skipped
+    void **records;             // packed job records, newest first
+    size_t *sizes;              // their sizes
+    size_t count;               // records
+    size_t next;                // the record to render next
+    char *cursor;               // next_cursor, or NULL at the end
+    char *piece;                // what is being handed over
+    size_t piece_len;           // its length
+    size_t piece_offset;        // bytes of it handed over
+    bool any;                   // a job was written (commas)
+    bool ended;                 // the closing piece was made
+};
+
+static void
+s_list_stream_destroy (void *cls)
+{
+    list_stream_t *stream = cls;
+    if (!stream)
+        return;
+    for (size_t i = 0; i < stream->count; i++)
+        free (stream->records[i]);
+    free (stream->records);
+    free (stream->sizes);
+    free (stream->tenant);
+    free (stream->cursor);
+    free (stream->piece);
+    free (stream);
+}
+
+// s_list_stream_piece makes the next piece: the opening, one job (comma
+// first but for the first), or the closing with next_cursor. False at the end.
+static bool
+s_list_stream_piece (list_stream_t *stream)
+{
+    free (stream->piece);
+    stream->piece = NULL;
+    stream->piece_len = stream->piece_offset = 0;
+    while (stream->next < stream->count) {
+        size_t index = stream->next++;
+        pack_reader_t *reader = pack_reader_new (stream->records[index], stream->sizes[index]);
+        job_t *job = reader ? job_unpack (reader) : NULL;
+        char *text = job && strcmp (job->tenant, stream->tenant) == 0 ? job_render (job) : NULL;
+        job_destroy (&job);
+        pack_reader_destroy (&reader);
+        free (stream->records[index]);
+        stream->records[index] = NULL;
+        if (!text)
+            continue;
+        size_t len = strlen (text);
+        stream->piece = malloc (len + 16);
+        if (!stream->piece) {
+            free (text);
+            continue;
+        }
+        stream->piece_len = (size_t) sprintf (stream->piece, "%s%s",
+                                              stream->any ? "," : "{\"jobs\":[", text);
+        stream->any = true;
+        free (text);
+        return true;
+    }
+    if (stream->ended)
+        return false;
+    stream->ended = true;
+    json_t *cursor = stream->cursor ? json_string (stream->cursor) : json_null ();
+    char *cursor_text = jsontext_dump (cursor);
+    json_decref (cursor);
+    if (asprintf (&stream->piece, "%s],\"next_cursor\":%s}", stream->any ? "" : "{\"jobs\":[",
+                  cursor_text ? cursor_text : "null") < 0)
+        stream->piece = NULL;
+    free (cursor_text);
+    stream->piece_len = stream->piece ? strlen (stream->piece) : 0;
+    return stream->piece != NULL;
+}
+
+// s_list_stream_read is the page's content reader.
+static ssize_t
+s_list_stream_read (void *cls, uint64_t pos, char *buf, size_t max)
+{
+    list_stream_t *stream = cls;
+    if (stream->piece_offset == stream->piece_len && !s_list_stream_piece (stream))
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = stream->piece_len - stream->piece_offset;
+    if (n > max)
+        n = max;
+    memcpy (buf, stream->piece + stream->piece_offset, n);
+    stream->piece_offset += n;
+    return (ssize_t) n;
 }
 
 static void
 s_on_list (gateway_t *self, request_t *req, proto_msg_t *msg)
 {
-    json_t *jobs = json_array ();
+    list_stream_t *stream = calloc (1, sizeof *stream);
     const msgpack_object_array *records = pack_get_array (msg->body, "jobs");
-    for (uint32_t i = 0; records && i < records->size; i++) {
+    size_t count = records ? records->size : 0;
+    if (stream) {
+        stream->tenant = strdup (req->tenant);
+        stream->records = calloc (count + 1, sizeof *stream->records);
+        stream->sizes = calloc (count + 1, sizeof *stream->sizes);
+        stream->cursor = pack_get_strdup (msg->body, "next_cursor");
+    }
+    if (!stream || !stream->tenant || !stream->records || !stream->sizes) {
+        s_list_stream_destroy (stream);
+        s_broker_unavailable (req);
+        return;
+    }
+    for (uint32_t i = 0; i < count; i++) {
         const msgpack_object *item = &records->ptr[i];
         if (item->type != MSGPACK_OBJECT_BIN)
             continue;
-        pack_reader_t *reader = pack_reader_new (item->via.bin.ptr, item->via.bin.size);
-        job_t *job = reader ? job_unpack (reader) : NULL;
-        if (job && strcmp (job->tenant, req->tenant) == 0)
-            json_array_append_new (jobs, job_to_json (job));
-        job_destroy (&job);
-        pack_reader_destroy (&reader);
+        void *copy = malloc (item->via.bin.size ? item->via.bin.size : 1);
+        if (!copy)
+            continue;
+        memcpy (copy, item->via.bin.ptr, item->via.bin.size);
+        stream->records[stream->count] = copy;
+        stream->sizes[stream->count++] = item->via.bin.size;
     }
-    char *cursor = pack_get_strdup (msg->body, "next_cursor");
-    json_t *body = json_pack ("{s:o, s:o}", "jobs", jobs, "next_cursor",
-                              cursor ? json_string (cursor) : json_null ());
-    free (cursor);
-    s_answer_json (req, 200, body);
+    req->answer_list = stream;
+    s_answer_text (req, 200, NULL, "application/json");
 }
 
 static void
@@ -878,6 +1014,49 @@ s_on_submit_ok (gateway_t *self, request_t *req, proto_msg_t *msg)
     free (status);
 }
 
+// What a caller who is not an operator sees of a provider: its name, its
+// limits and its live state — nothing of where it is or how it is reached
+// (base_url, and whatever a later version adds: an allow-list, not a
+// deny-list).
+static const char *const s_provider_public_fields[] = {
+    "name", "rate_limit", "max_concurrency", "rate", "in_flight", "queued", "circuit",
+    "consecutive_failures", "blocked_for_ms", "tenants_paused", "latency_ms", "recent_errors",
+    "totals", NULL
+};
+
+// s_on_providers answers GET /v1/providers: the broker's view, in full for
+// an operator, the public fields for everyone else (issue 10 #1).
+static void
+s_on_providers (request_t *req, proto_msg_t *msg)
+{
+    size_t len = 0;
+    const char *text = pack_get_str (msg->body, "json", &len);
+    json_t *root = text ? jsontext_load (text, len, NULL) : NULL;
+    json_t *providers = json_object_get (root, "providers");
+    if (!json_is_array (providers)) {
+        json_decref (root);
+        s_broker_unavailable (req);
+        return;
+    }
+    if (!req->is_operator) {
+        size_t index;
+        json_t *provider;
+        json_array_foreach (providers, index, provider) {
+            const char *key;
+            json_t *value;
+            void *tmp;
+            json_object_foreach_safe (provider, tmp, key, value) {
+                bool public = false;
+                for (int i = 0; s_provider_public_fields[i]; i++)
+                    public = public || strcmp (key, s_provider_public_fields[i]) == 0;
+                if (!public)
+                    json_object_del (provider, key);
+            }
+        }
+    }
+    s_answer_json (req, 200, root);
+}
+
 // s_broker_answer handles one answer of the broker (one body of a batch).
 static void
 s_broker_answer (proto_msg_t *msg, void *arg)
@@ -906,13 +1085,8 @@ s_broker_answer (proto_msg_t *msg, void *arg)
     }
     if (msg->cmd == PROTO_LIST_OK)
         s_on_list (self, req, msg);
-    else if (msg->cmd == PROTO_PROVIDERS_OK) {
-        char *text = pack_get_strdup (msg->body, "json");
-        if (text)
-            s_answer_text (req, 200, text, "application/json");
-        else
-            s_broker_unavailable (req);
-    }
+    else if (msg->cmd == PROTO_PROVIDERS_OK)
+        s_on_providers (req, msg);
     else if (msg->cmd == PROTO_SUBMIT_OK)
         s_on_submit_ok (self, req, msg);
     else if (msg->cmd == PROTO_JOB)
@@ -1012,7 +1186,7 @@ s_event (proto_msg_t *msg, void *arg)
     int status_value = *status ? job_status_parse (status) : -1;
     bool terminal = status_value >= 0 && job_status_terminal ((job_status_t) status_value);
     if (status_value >= 0 && !terminal)
-        s_cache_forget (self, id);
+        jobcache_forget (self->cache, id);
     request_t *first = zhashx_lookup (self->waiters, id);
     if (!first)
         return;
@@ -1029,7 +1203,7 @@ s_event (proto_msg_t *msg, void *arg)
         if (!req->sse || !req->sse_started || req->sse_done)
             continue;
         if (is_chunk && data && index >= 0)
-            s_sse_chunk (req, (int) attempts, index, data, data_len);
+            s_sse_chunk (req, (int) attempts, index, data, data_len, true);
         else if (is_status && status_value >= 0 && !terminal)
             s_sse_status (req, status, (int) attempts);
     }
@@ -1109,20 +1283,42 @@ s_suspend (request_t *req)
         s_suspend_now (req);
 }
 
-// s_parse_wait reads "wait=N" from a Prefer header; -1 if absent.
-static int
-s_prefer_wait (const char *prefer)
+// The lines of one request header, collected in the order received.
+typedef struct {
+    const char *name;                       // header name
+    const char *values[PREFER_LINES_MAX];   // its lines
+    size_t count;                           // lines kept
+    size_t seen;                            // lines seen (may exceed count)
+} header_lines_t;
+
+static enum MHD_Result
+s_header_line (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
-    if (!prefer)
-        return -1;
-    const char *p = strstr (prefer, "wait=");
-    if (!p)
-        return -1;
-    char *end;
-    long value = strtol (p + 5, &end, 10);
-    if (end == p + 5 || value < 0)
-        return -1;
-    return value > MAX_WAIT_S ? MAX_WAIT_S : (int) value;
+    header_lines_t *lines = cls;
+    if (key && strcasecmp (key, lines->name) == 0) {
+        if (lines->count < PREFER_LINES_MAX)
+            lines->values[lines->count++] = value;
+        lines->seen++;
+    }
+    return MHD_YES;
+}
+
+// s_header_lines collects every line of header name of req.
+static header_lines_t
+s_header_lines (request_t *req, const char *name)
+{
+    header_lines_t lines = { .name = name };
+    MHD_get_connection_values (req->connection, MHD_HEADER_KIND, s_header_line, &lines);
+    return lines;
+}
+
+// s_prefer_wait reads the "wait" preference of every Prefer line (RFC 7240,
+// parsed exactly by headers.c); -1 when there is none or it is not valid.
+static int
+s_prefer_wait (request_t *req)
+{
+    header_lines_t lines = s_header_lines (req, "Prefer");
+    return headers_prefer_wait (lines.values, lines.count, MAX_WAIT_S);
 }
 
 // s_authenticate sets req->tenant; false (and a 401 answer) when refused.
@@ -1131,14 +1327,17 @@ s_authenticate (request_t *req)
 {
     gateway_t *self = req->gateway;
     if (self->config->api_keys_count == 0) {
+        // Open mode: one local tenant, who is also the operator.
         req->tenant = strdup ("");
+        req->is_operator = true;
         return true;
     }
     const char *header = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
                                                       MHD_HTTP_HEADER_AUTHORIZATION);
-    const char *tenant = NULL;
+    const config_api_key_t *key = NULL;
     if (header && strncasecmp (header, "Bearer ", 7) == 0)
-        tenant = config_tenant_for_key (self->config, header + 7, strlen (header + 7));
+        key = config_api_key_for (self->config, header + 7, strlen (header + 7));
+    const char *tenant = key ? key->tenant : NULL;
     if (!tenant) {
         s_answer_problem (req, 401, "unauthorized",
                           header ? "the API key is not valid" : "an API key is required: Authorization: Bearer KEY",
@@ -1146,7 +1345,27 @@ s_authenticate (request_t *req)
         return false;
     }
     req->tenant = strdup (tenant);
+    req->is_operator = key->is_operator;
     return true;
+}
+
+// s_idempotency_key reads the Idempotency-Key of req into *key (NULL when
+// absent). Returns false, with a 400 answered, when it is not acceptable:
+// the broker indexes keys in LMDB, whose keys hold 511 bytes, and a key it
+// could not index was once silently ignored (issue 10).
+static bool
+s_idempotency_key (request_t *req, const char **key)
+{
+    header_lines_t lines = s_header_lines (req, "Idempotency-Key");
+    *key = lines.count ? lines.values[0] : NULL;
+    const char *problem = lines.seen > 1 ? "must be given once"
+                        : *key ? headers_idempotency_key_problem (*key, strlen (*key)) : NULL;
+    if (!problem)
+        return true;
+    json_t *errors = json_pack ("[{s:s, s:s}]", "field", "Idempotency-Key", "message", problem);
+    s_answer_problem (req, 400, "invalid-header", "the Idempotency-Key header is not valid",
+                      errors);
+    return false;
 }
 
 static void
@@ -1154,6 +1373,9 @@ s_handle_submit (request_t *req)
 {
     gateway_t *self = req->gateway;
     if (!s_check_json_post (req))
+        return;
+    const char *key;
+    if (!s_idempotency_key (req, &key))
         return;
     json_t *errors = NULL;
     job_t *job = jobspec_parse (req->body ? req->body : "", req->body_size, self->config, &errors);
@@ -1165,12 +1387,9 @@ s_handle_submit (request_t *req)
     memcpy (req->job_id, job->id, sizeof req->job_id);
     job_set_str (&job->tenant, req->tenant);
     job->created_at = clock_wall_ms ();
-    const char *key = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
-                                                   "Idempotency-Key");
-    if (key && *key)
+    if (key)
         job_set_str (&job->idempotency_key, key);
-    int wait = s_prefer_wait (MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
-                                                           "Prefer"));
+    int wait = s_prefer_wait (req);
     if (wait > 0) {
         req->prefer_wait = true;
         req->wait_s = wait;
@@ -1197,8 +1416,7 @@ s_handle_get (request_t *req, const char *id)
     }
     const char *wait_arg = MHD_lookup_connection_value (req->connection, MHD_GET_ARGUMENT_KIND,
                                                         "wait");
-    int wait = s_prefer_wait (MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
-                                                           "Prefer"));
+    int wait = s_prefer_wait (req);
     if (wait_arg) {
         char *end;
         long value = strtol (wait_arg, &end, 10);
@@ -1212,11 +1430,12 @@ s_handle_get (request_t *req, const char *id)
     }
     // The broker is the truth (a job may be retried or expire); the cache
     // answers only while the broker is unreachable.
-    cached_t *cached = zhashx_lookup (self->cache, req->job_id);
+    const char *owner = NULL;
+    jobtext_t *cached = jobcache_get (self->cache, req->job_id, &owner);
     bool broker_away = evloop_now_ms (self->loop) - self->last_pong_ms > READY_PONG_AGE_MS;
-    if (cached && cached->json && broker_away) {
-        if (strcmp (cached->tenant, req->tenant) == 0)
-            s_answer_text (req, 200, strdup (cached->json), "application/json");
+    if (cached && broker_away) {
+        if (strcmp (owner, req->tenant) == 0)
+            s_answer_job (req, 200, cached);
         else
             s_answer_problem (req, 404, "not-found", "no such job", NULL);
         return;
@@ -1242,7 +1461,7 @@ s_job_command (request_t *req, const char *id, size_t id_len, proto_cmd_t cmd, o
         s_answer_problem (req, 404, "not-found", "no such job", NULL);
         return;
     }
-    s_cache_forget (self, req->job_id);
+    jobcache_forget (self->cache, req->job_id);
     pack_writer_t *body = pack_writer_new ();
     pack_put_str (body, "id", req->job_id);
     pack_put_str (body, "tenant", req->tenant);
@@ -1264,22 +1483,17 @@ s_handle_events (request_t *req, const char *id, size_t id_len)
     req->sse_index = -1;
     // Last-Event-ID resumes after what the client has: "c<attempt>.<index>"
     // for a chunk, "s<attempts>.<status>" for a status.
-    const char *last = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
-                                                    "Last-Event-ID");
-    if (last && last[0] == 'c') {
-        int attempt;
-        long long index;
-        if (sscanf (last + 1, "%d.%lld", &attempt, &index) == 2 && attempt >= 0 && index >= 0) {
-            req->sse_attempt = attempt;
-            req->sse_index = index;
+    // Anything else is ignored: the stream then starts from the beginning.
+    headers_event_id_t last;
+    if (headers_last_event_id (MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                            "Last-Event-ID"), &last) == 0) {
+        if (last.kind == 'c') {
+            req->sse_attempt = last.attempt;
+            req->sse_index = last.index;
         }
-    }
-    else if (last && last[0] == 's') {
-        int attempts;
-        char status[16];
-        if (sscanf (last + 1, "%d.%15[a-z]", &attempts, status) == 2) {
-            snprintf (req->sse_status, sizeof req->sse_status, "%s", status);
-            req->sse_status_attempts = attempts;
+        else {
+            snprintf (req->sse_status, sizeof req->sse_status, "%s", last.status);
+            req->sse_status_attempts = last.attempt;
         }
     }
     s_waiter_add (req);
@@ -1424,6 +1638,9 @@ s_handle_list (request_t *req)
     if (cursor)
         pack_put_str (body, "cursor", cursor);
     pack_put_int (body, "limit", limit);
+    // A page also ends at a byte budget (docs/protocol.md §3.1): 20 results
+    // of 8 MB once made one answer of 160 MB.
+    pack_put_int (body, "max_bytes", (int64_t) req->gateway->config->list_max_bytes);
     s_broker_request (req, OP_LIST, PROTO_LIST, body);
     pack_writer_destroy (&body);
 }
@@ -1488,6 +1705,26 @@ s_handle_metrics (request_t *req)
               (double) self->broker_queued);
     s_metric (out, "jobgate_broker_running_jobs", "gauge", "Jobs running on workers.",
               (double) self->broker_running);
+    s_metric (out, "jobgate_sse_held_back_total", "counter",
+              "Times an event stream held chunks back for a slow reader (sent later, in order).",
+              (double) self->sse_held_back);
+    frontdoor_stats_t door = frontdoor_stats (self->door);
+    s_metric (out, "jobgate_http_connections", "gauge", "Client connections open.",
+              (double) door.open);
+    s_metric (out, "jobgate_http_connections_total", "counter", "Client connections accepted.",
+              (double) door.accepted);
+    s_metric (out, "jobgate_http_refused_total", "counter",
+              "Requests refused before parsing: ambiguous or malformed framing (400), "
+              "unknown codings (501), heads too large (431).", (double) door.refused);
+    s_metric (out, "jobgate_http_timed_out_total", "counter",
+              "Requests whose head came too late or whose body came too slowly (408).",
+              (double) door.timed_out);
+    s_metric (out, "jobgate_http_clients_gone_total", "counter",
+              "Parked requests ended because their client left.", (double) self->clients_gone);
+    s_metric (out, "jobgate_cache_jobs", "gauge", "Finished jobs in the gateway's cache.",
+              (double) jobcache_size (self->cache));
+    s_metric (out, "jobgate_cache_bytes", "gauge", "Bytes held by the gateway's cache.",
+              (double) jobcache_bytes (self->cache));
     char *text = malloc (zchunk_size (out) + 1);
     memcpy (text, zchunk_data (out), zchunk_size (out));
     text[zchunk_size (out)] = '\0';
@@ -1614,6 +1851,40 @@ s_route (request_t *req, const char *url, const char *method)
     s_answer_problem (req, 404, "not-found", "no such resource", NULL);
 }
 
+// s_job_text_release is the free callback of a response that sends a
+// shared rendered job.
+static void
+s_job_text_release (void *cls)
+{
+    jobtext_t *text = cls;
+    jobtext_unref (&text);
+}
+
+// s_response makes the response of an answered request: a rendered job
+// sent from its shared text, a list page rendered as it is sent, or a body.
+static struct MHD_Response *
+s_response (request_t *req)
+{
+    if (req->answer_job) {
+        jobtext_t *text = req->answer_job;
+        req->answer_job = NULL;
+        return MHD_create_response_from_buffer_with_free_callback_cls (
+            jobtext_size (text), (void *) jobtext_data (text), s_job_text_release, text);
+    }
+    if (req->answer_list) {
+        list_stream_t *stream = req->answer_list;
+        req->answer_list = NULL;
+        return MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                  s_list_stream_read, stream,
+                                                  s_list_stream_destroy);
+    }
+    struct MHD_Response *response = MHD_create_response_from_buffer (
+        req->answer_body ? strlen (req->answer_body) : 0, req->answer_body ? req->answer_body : "",
+        MHD_RESPMEM_MUST_FREE);
+    req->answer_body = NULL;
+    return response;
+}
+
 static enum MHD_Result
 s_queue_answer (request_t *req)
 {
@@ -1629,10 +1900,9 @@ s_queue_answer (request_t *req)
         MHD_destroy_response (stream);
         return rc;
     }
-    struct MHD_Response *response = MHD_create_response_from_buffer (
-        req->answer_body ? strlen (req->answer_body) : 0, req->answer_body ? req->answer_body : "",
-        MHD_RESPMEM_MUST_FREE);
-    req->answer_body = NULL;
+    struct MHD_Response *response = s_response (req);
+    if (!response)
+        return MHD_NO;
     MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
     if (req->with_location) {
         char location[64];
@@ -1673,10 +1943,31 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
         req->connection = connection;
         *con_cls = req;
         self->requests++;
+        // One request at a time per connection: its socket names it when
+        // the front door sees the client leave.
+        const union MHD_ConnectionInfo *info
+            = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        req->fd = info ? info->connect_fd : -1;
+        if (req->fd >= 0)
+            zhashx_update (self->by_fd, (void *) (uintptr_t) req->fd, req);
         req->live_next = self->live;
         if (self->live)
             self->live->live_prev = req;
         self->live = req;
+        // DNS rebinding (issue 17 #8): a web page the developer visits can
+        // send requests to a local gateway under its own host name. Browsers
+        // always send Host: only the names this gateway is known by pass.
+        const char *host = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_HOST);
+        if (self->hosts_count > 0 && host
+            && !headers_host_allowed (host, (const char *const *) self->hosts, self->hosts_count)) {
+            s_answer_problem (req, 403, "host-not-allowed",
+                              "this gateway answers only requests addressed to its own names "
+                              "(localhost, 127.0.0.1, [::1], its listen address and "
+                              "gateway.allowed_hosts); the Host header names another",
+                              NULL);
+            return s_queue_answer (req);
+        }
         // A body somewhat over the limit is read and dropped so that the
         // client, still sending, sees the 413; a hugely oversized one is
         // refused before reading (the connection then closes).
@@ -1735,12 +2026,17 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     s_waiter_remove (req);
     s_pending_drop (req);
     s_resume_forget (req);
+    if (req->fd >= 0 && zhashx_lookup (self->by_fd, (void *) (uintptr_t) req->fd) == req)
+        zhashx_delete (self->by_fd, (void *) (uintptr_t) req->fd);
     if (req->suspended)
         self->suspended_count--;
     evloop_timer_cancel (self->loop, &req->timer);
     free (req->body);
     free (req->tenant);
-    free (req->last_job);
+    jobtext_unref (&req->last_job);
+    jobtext_unref (&req->answer_job);
+    jobtext_unref (&req->sse_result);
+    s_list_stream_destroy (req->answer_list);
     free (req->answer_body);
     if (req->live_prev)
         req->live_prev->live_next = req->live_next;
@@ -1793,6 +2089,9 @@ s_on_idle (evloop_t *loop, void *arg)
     s_resume_batch (self, false);
     if (self->mhd_run_needed)
         s_mhd_run (self);
+    // Answers written for requests passed on in this turn go out now, not
+    // one loop turn later.
+    frontdoor_relay_answers (self->door);
     if (proto_batch_flush (self->outbox) < 0)
         self->outbox_refused = true;
 }
@@ -1800,6 +2099,10 @@ s_on_idle (evloop_t *loop, void *arg)
 static void
 s_mhd_log (void *cls, const char *fmt, va_list ap)
 {
+    // Connections reach libmicrohttpd through socketpairs (frontdoor.c),
+    // where TCP options do not apply: expected, and said for every answer.
+    if (strncmp (fmt, "Setting TCP_", 12) == 0 || strncmp (fmt, "Failed to push", 14) == 0)
+        return;
     char line[512];
     vsnprintf (line, sizeof line, fmt, ap);
     size_t len = strlen (line);
@@ -1843,12 +2146,120 @@ s_parse_listen (const char *listen, struct sockaddr_storage *addr)
     return inet_pton (AF_INET, host, &in4->sin_addr) == 1 ? 0 : -1;
 }
 
+// s_loopback is true for an address only this machine can reach.
+static bool
+s_loopback (const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET)
+        return (ntohl (((const struct sockaddr_in *) addr)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *v6 = &((const struct sockaddr_in6 *) addr)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK (v6)
+           || (IN6_IS_ADDR_V4MAPPED (v6) && v6->s6_addr[12] == 127);
+}
+
+// s_hosts_set fills the Host names this gateway answers (issue 17 #8): in
+// open mode (no keys) always, with keys only when gateway.allowed_hosts is
+// set (else any Host). The loopback names and the listen host are always
+// among them: no page elsewhere can make a browser send those.
+static void
+s_hosts_set (gateway_t *self)
+{
+    const config_t *config = self->config;
+    if (config->api_keys_count > 0 && config->allowed_hosts_count == 0)
+        return;
+    self->hosts = calloc (config->allowed_hosts_count + 4, sizeof *self->hosts);
+    if (!self->hosts)
+        return;
+    self->hosts[self->hosts_count++] = strdup ("localhost");
+    self->hosts[self->hosts_count++] = strdup ("127.0.0.1");
+    self->hosts[self->hosts_count++] = strdup ("[::1]");
+    // The listen host, unless a wildcard: a name or address clients use.
+    const char *colon = strrchr (config->gateway_listen, ':');
+    size_t len = colon ? (size_t) (colon - config->gateway_listen) : 0;
+    char *host = len ? strndup (config->gateway_listen, len) : NULL;
+    if (host && strcmp (host, "0.0.0.0") && strcmp (host, "[::]") && strcmp (host, "*")) {
+        for (char *c = host; *c; c++)
+            *c = (char) tolower ((unsigned char) *c);
+        self->hosts[self->hosts_count++] = host;
+    }
+    else
+        free (host);
+    for (size_t i = 0; i < config->allowed_hosts_count; i++)
+        self->hosts[self->hosts_count++] = strdup (config->allowed_hosts[i]);
+}
+
+// s_client_gone ends the request parked on the connection whose client
+// left (the front door saw its end of file): a long poll or a Prefer: wait
+// is answered to nobody (499, nginx's "client closed request"), an event
+// stream ends, and either stops being a waiter now instead of at its
+// deadline or next keep-alive.
+static void
+s_client_gone (int fd, void *arg)
+{
+    gateway_t *self = arg;
+    request_t *req = zhashx_lookup (self->by_fd, (void *) (uintptr_t) fd);
+    if (!req || !req->suspended)
+        return;     // being answered, or not parked: it ends by itself
+    self->clients_gone++;
+    if (req->sse_started) {
+        if (req->sse_done)
+            return;
+        req->sse_done = true;
+        s_waiter_remove (req);
+        evloop_timer_cancel (self->loop, &req->keepalive);
+        s_sse_wake (req);
+        return;
+    }
+    if (req->answered)
+        return;
+    s_waiter_remove (req);
+    s_pending_drop (req);
+    s_answer_problem (req, 499, "client-closed-request",
+                      "the client left before the answer was ready", NULL);
+}
+
+// s_kick makes libmicrohttpd run in this loop turn: the front door passed
+// it bytes.
+static void
+s_kick (void *arg)
+{
+    gateway_t *self = arg;
+    self->mhd_run_needed = true;
+}
+
+// s_handoff gives a new connection (a socketpair end) to libmicrohttpd.
+static int
+s_handoff (int fd, void *arg)
+{
+    gateway_t *self = arg;
+    // Not an IP socket: an AF_UNIX address says so (the client's address
+    // stays with the front door).
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    if (MHD_add_connection (self->daemon, fd, (const struct sockaddr *) &address,
+                            sizeof address) != MHD_YES) {
+        log_warn (NULL, "http: the server refused a connection: %s", strerror (errno));
+        return -1;
+    }
+    self->mhd_run_needed = true;
+    return 0;
+}
+
 gateway_t *
 gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
 {
     struct sockaddr_storage addr;
     if (s_parse_listen (config->gateway_listen, &addr) < 0) {
         snprintf (error, error_size, "gateway: listen address \"%s\" is not HOST:PORT",
+                  config->gateway_listen);
+        return NULL;
+    }
+    // Open mode trusts every caller: only this machine may be one, unless
+    // the operator says otherwise in so many words (issue 17 #8).
+    if (config->api_keys_count == 0 && !config->allow_open_mode && !s_loopback (&addr)) {
+        snprintf (error, error_size,
+                  "gateway: no gateway.api_keys, so open mode, which listens on loopback only; "
+                  "\"%s\" is not loopback: configure api_keys, listen on 127.0.0.1, or set "
+                  "gateway.allow_open_mode: true",
                   config->gateway_listen);
         return NULL;
     }
@@ -1861,29 +2272,50 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     zhashx_set_key_duplicator (self->pending, NULL);
     zhashx_set_key_destructor (self->pending, NULL);
     self->waiters = zhashx_new ();
-    self->cache = zhashx_new ();
-    zhashx_set_destructor (self->cache, s_cached_destroy);
+    self->by_fd = zhashx_new ();
+    zhashx_set_key_hasher (self->by_fd, (zhashx_hash_fn *) s_corr_hash);
+    zhashx_set_key_comparator (self->by_fd, s_corr_compare);
+    zhashx_set_key_duplicator (self->by_fd, NULL);
+    zhashx_set_key_destructor (self->by_fd, NULL);
+    self->cache = jobcache_new (CACHE_ENTRIES, config->cache_max_bytes);
+    s_hosts_set (self);
 
-    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (addr.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+    // libmicrohttpd never listens: the front door accepts and hands each
+    // connection over (frontdoor.h). Its limit leaves room for connections
+    // the front door closed and it has not yet noticed.
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
+                         | MHD_USE_NO_LISTEN_SOCKET;
+    unsigned int limit = (unsigned int) config->max_connections * 2 + 64;
     self->daemon = MHD_start_daemon (
-        flags, 0, NULL, NULL, s_access, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-        MHD_OPTION_NOTIFY_COMPLETED, s_completed, self, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int) config->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 16384, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned int) 4096, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_END);
+        flags, 0, NULL, NULL, s_access, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self,
+        MHD_OPTION_NOTIFY_COMPLETED, s_completed, self, MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t) CONNECTION_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_END);
     if (!self->daemon) {
-        snprintf (error, error_size, "gateway: cannot listen on %s: %s", config->gateway_listen,
-                  strerror (errno));
+        snprintf (error, error_size, "gateway: cannot start the HTTP server: %s", strerror (errno));
         gateway_destroy (&self);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     self->mhd_epoll_fd = info->epoll_fd;
-    info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    self->port = info ? info->port : 0;
     evloop_fd_add (loop, self->mhd_epoll_fd, EVLOOP_READ, s_mhd_ready, self);
+    frontdoor_limits_t limits = { .max_connections = (size_t) config->max_connections,
+                                  .header_timeout_ms = config->header_timeout_ms,
+                                  .min_body_rate = config->min_body_rate,
+                                  .max_head_bytes = MAX_HEAD_BYTES };
+    char door_error[256];
+    self->door = frontdoor_new (loop, (struct sockaddr *) &addr,
+                                addr.ss_family == AF_INET6 ? sizeof (struct sockaddr_in6)
+                                                           : sizeof (struct sockaddr_in),
+                                &limits, s_handoff, s_kick, self, door_error, sizeof door_error);
+    if (!self->door) {
+        snprintf (error, error_size, "gateway: cannot listen on %s: %s", config->gateway_listen,
+                  door_error);
+        gateway_destroy (&self);
+        return NULL;
+    }
+    frontdoor_on_gone (self->door, s_client_gone);
+    self->port = frontdoor_port (self->door);
 
     self->broker = zsock_new (ZMQ_DEALER);
     self->events = zsock_new (ZMQ_SUB);
@@ -1931,7 +2363,7 @@ gateway_drain (gateway_t *self)
 {
     if (!self->draining) {
         self->draining = true;
-        MHD_quiesce_daemon (self->daemon);
+        frontdoor_stop_accepting (self->door);
         log_info (NULL, "draining: %zu requests in progress", self->requests);
     }
     // Answer every parked request with what is known now.
@@ -2005,6 +2437,7 @@ gateway_destroy (gateway_t **self_p)
         evloop_fd_remove (self->loop, self->mhd_epoll_fd);
         MHD_stop_daemon (self->daemon);
     }
+    frontdoor_destroy (&self->door);
     if (self->broker)
         evloop_sock_remove (self->loop, self->broker);
     if (self->events)
@@ -2015,7 +2448,11 @@ gateway_destroy (gateway_t **self_p)
     zsock_destroy (&self->events);
     zhashx_destroy (&self->pending);
     zhashx_destroy (&self->waiters);
-    zhashx_destroy (&self->cache);
+    zhashx_destroy (&self->by_fd);
+    jobcache_destroy (&self->cache);
+    for (size_t i = 0; i < self->hosts_count; i++)
+        free (self->hosts[i]);
+    free (self->hosts);
     free (self);
     *self_p = NULL;
 }

@@ -5,6 +5,7 @@
 // Nothing here recurses deeper than JOBSPEC_MAX_DEPTH levels, and all JSON
 // text that reaches the output is valid UTF-8, whatever came in.
 #include "jobspec.h"
+#include "urlpath.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -46,9 +47,24 @@ static const char *const s_methods[] = {
 
 // Headers that frame the message or the connection: libcurl computes them,
 // and letting a client set them invites request smuggling.
-static const char *const s_reserved_headers[] = {
+static const char *const s_framing_headers[] = {
     "content-length", "transfer-encoding", "connection", "keep-alive",
     "upgrade", "te", "trailer", "proxy-connection", NULL
+};
+
+// Headers that decide where, or to whom, a request goes: a virtual host
+// behind a shared address (Host), what a proxy or framework in front of the
+// upstream takes as the original target (Forwarded, X-Forwarded-*,
+// X-Original-URL...), or credentials for a proxy. With a provider they
+// would send its secret to another origin (issue 10 #5); with a user URL
+// they would reach a host the SSRF policy never saw. Refused for every kind;
+// the worker reserves at least Host on its side as well.
+static const char *const s_routing_headers[] = {
+    "host", "forwarded", "x-forwarded-host", "x-forwarded-for", "x-forwarded-proto",
+    "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-scheme",
+    "x-real-ip", "x-original-url", "x-original-host", "x-rewrite-url", "x-host",
+    "x-http-host-override", "x-proxy-url", "proxy-authorization", "proxy-authenticate",
+    "via", NULL
 };
 
 // One validation pass: what is checked against and what was found.
@@ -312,52 +328,6 @@ s_url_problem (const char *text, size_t len)
     return NULL;
 }
 
-// s_dot_segment is true when segment[0..len) is "." or "..", also spelt
-// with %2e: a path must not climb out of the provider's base_url.
-static bool
-s_dot_segment (const char *segment, size_t len)
-{
-    size_t dots = 0;
-    for (size_t i = 0; i < len; dots++) {
-        if (segment[i] == '.')
-            i += 1;
-        else if (i + 3 <= len && segment[i] == '%' && segment[i + 1] == '2'
-                 && (segment[i + 2] == 'e' || segment[i + 2] == 'E'))
-            i += 3;
-        else
-            return false;
-    }
-    return dots == 1 || dots == 2;
-}
-
-// s_path_problem says why text is not a path to append to a base_url, or
-// returns NULL when it is one.
-static const char *
-s_path_problem (const char *text, size_t len)
-{
-    if (len == 0 || text[0] != '/')
-        return "must start with '/'";
-    if (len > S_MAX_URL_BYTES)
-        return "must be at most 8192 bytes";
-    const char *problem = s_url_chars_problem (text, len);
-    if (problem)
-        return problem;
-    if (memchr (text, '#', len))
-        return "must not contain a fragment ('#')";
-    if (memchr (text, '\\', len))
-        return "must not contain a backslash (percent-encode it)";
-    const char *query = memchr (text, '?', len);
-    size_t path_len = query ? (size_t) (query - text) : len;
-    size_t start = 1;
-    for (size_t i = 1; i <= path_len; i++)
-        if (i == path_len || text[i] == '/') {
-            if (s_dot_segment (text + start, i - start))
-                return "must not contain '.' or '..' segments";
-            start = i + 1;
-        }
-    return NULL;
-}
-
 // s_check_url checks a required URL field of object.
 static void
 s_check_url (check_t *check, json_t *object, const char *parent, const char *key)
@@ -407,12 +377,20 @@ s_check_headers (check_t *check, json_t *headers, const char *parent)
             s_error (check, parent, name, "is not a valid header name (RFC 7230 token)");
             continue;
         }
-        bool reserved = false;
-        for (int i = 0; s_reserved_headers[i]; i++)
-            if (strcasecmp (name, s_reserved_headers[i]) == 0)
-                reserved = true;
-        if (reserved) {
+        bool framing = false, routing = false;
+        for (int i = 0; s_framing_headers[i]; i++)
+            if (strcasecmp (name, s_framing_headers[i]) == 0)
+                framing = true;
+        for (int i = 0; s_routing_headers[i]; i++)
+            if (strcasecmp (name, s_routing_headers[i]) == 0)
+                routing = true;
+        if (framing) {
             s_error (check, parent, name, "is set by jobgate and cannot be given");
+            continue;
+        }
+        if (routing) {
+            s_error (check, parent, name, "is reserved: it decides where or to whom the "
+                     "request goes, which only the URL or the provider may decide");
             continue;
         }
         if (!json_is_string (value)) {
@@ -466,8 +444,8 @@ s_check_http (check_t *check, json_t *request, bool has_provider)
         if (path && !json_is_string (path))
             s_error (check, "request", "path", "must be a string");
         else if (path) {
-            const char *problem = s_path_problem (json_string_value (path),
-                                                  json_string_length (path));
+            const char *problem = urlpath_problem (json_string_value (path),
+                                                   json_string_length (path));
             if (problem)
                 s_error (check, "request", "path", "%s", problem);
         }
@@ -497,10 +475,23 @@ s_check_crawl (check_t *check, json_t *request)
     s_unknown_fields (check, request, "request", s_crawl_fields);
 }
 
+// s_scalar is true for a JSON value with one obvious rendering in a query
+// string: a string, number or boolean (null means "leave it out").
+static bool
+s_scalar (json_t *value)
+{
+    return json_is_string (value) || json_is_number (value) || json_is_boolean (value)
+           || json_is_null (value);
+}
+
 // s_check_search checks a search request; fields other than query and
-// count go to the provider's request template as they are.
+// count go to the provider's request template as they are. A template that
+// sends them as query parameters (GET, the default) can only carry scalars
+// and arrays of scalars (a repeated key): anything else is refused here
+// rather than failing later at the worker. A POST template sends a JSON
+// body, where any value is fine.
 static void
-s_check_search (check_t *check, json_t *request)
+s_check_search (check_t *check, json_t *request, const config_provider_t *provider)
 {
     json_t *query = json_object_get (request, "query");
     if (!query)
@@ -509,6 +500,26 @@ s_check_search (check_t *check, json_t *request)
         s_error (check, "request", "query", "must be a non-empty string");
     json_int_t count;
     s_int (check, request, "request", "count", 1, 100, &count);
+    const char *method = provider ? json_string_value (json_object_get (provider->search, "method"))
+                                  : NULL;
+    if (method && strcmp (method, "POST") == 0)
+        return;
+    const char *key;
+    json_t *value;
+    json_object_foreach (request, key, value) {
+        if (strcmp (key, "query") == 0 || strcmp (key, "count") == 0)
+            continue;
+        bool flat = s_scalar (value);
+        if (json_is_array (value)) {
+            flat = true;
+            for (size_t i = 0; i < json_array_size (value); i++)
+                if (!s_scalar (json_array_get (value, i)) || json_is_null (json_array_get (value, i)))
+                    flat = false;
+        }
+        if (!flat)
+            s_error (check, "request", key, "must be a string, number, boolean or an array of "
+                     "them: this provider sends search parameters in the query string");
+    }
 }
 
 // s_check_llm checks the parts of a Chat Completions body jobgate relies
@@ -621,7 +632,7 @@ s_check_spec (check_t *check, json_t *spec, fields_t *fields)
         else if (fields->kind == S_CRAWL)
             s_check_crawl (check, request);
         else if (fields->kind == S_SEARCH)
-            s_check_search (check, request);
+            s_check_search (check, request, fields->provider);
         else if (fields->kind == S_LLM)
             s_check_llm (check, request);
     }
@@ -961,8 +972,10 @@ jobspec_test (bool verbose)
         { .name = (char *) "mock", .base_url = (char *) "http://127.0.0.1:9" },
         { .name = (char *) "slow", .base_url = (char *) "http://127.0.0.1:9",
           .timeout_ms = 120000 },
+        { .name = (char *) "post", .base_url = (char *) "http://127.0.0.1:9",
+          .search = json_pack ("{s:s}", "method", "POST") },
     };
-    config_t config = { .providers = providers, .providers_count = 2 };
+    config_t config = { .providers = providers, .providers_count = 3 };
 
     // Each case: a body and the fields it must report, in order ("a;b;"),
     // or NULL when it must be accepted; message, when set, must appear in
@@ -1034,6 +1047,22 @@ jobspec_test (bool verbose)
         { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/v1/../admin\"}}", "request.path;", ".." },
         { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/v1/%2E%2e/admin\"}}", "request.path;", NULL },
         { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/v1/..x/a.b?next=../\"}}", NULL, NULL },
+        // The path may not leave base_url however the upstream decodes it.
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/a/..;/b\"}}", "request.path;", ".." },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/a%2f..%2f..%2fb\"}}", "request.path;", ".." },
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/a/%252e%252e/b\"}}", "request.path;", ".." },
+        // Headers that decide where or to whom the request goes, every spelling.
+        { "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/x\",\"headers\":{\"Host\":\"evil.example\","
+          "\"X-Forwarded-Host\":\"e\",\"forwarded\":\"host=e\",\"X-Trace\":\"1\"}}}",
+          "request.headers.Host;request.headers.X-Forwarded-Host;request.headers.forwarded;", "reserved" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"headers\":{\"HOST\":\"b.example\"}}}",
+          "request.headers.HOST;", "reserved" },
+        // Search parameters a query string cannot carry.
+        { "{\"kind\":\"search\",\"provider\":\"mock\",\"request\":{\"query\":\"q\",\"filter\":{\"a\":1},"
+          "\"tags\":[{\"t\":1}],\"ids\":[1,\"2\",true],\"lang\":null,\"deep\":[[1]]}}",
+          "request.filter;request.tags;request.deep;", "query string" },
+        { "{\"kind\":\"search\",\"provider\":\"post\",\"request\":{\"query\":\"q\",\"filter\":{\"a\":[{\"b\":1}]}}}",
+          NULL, NULL },
         // Kind-specific request fields.
         { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"method\":\"get\"}}", "request.method;", NULL },
         { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"headers\":{\"Bad Name\":\"v\","
@@ -1222,6 +1251,7 @@ jobspec_test (bool verbose)
     }
     s_alloc_budget = -1;
     json_set_alloc_funcs (malloc, free);
+    json_decref (providers[2].search);
 
     if (verbose)
         printf ("OK\n");

@@ -4,6 +4,7 @@
 #include "job.h"
 #include "jsontext.h"
 #include "log.h"
+#include "urlpath.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -16,6 +17,10 @@
 #include "worker.h"
 #include "broker.h"
 #include "jobspec.h"
+#include "headers.h"
+#include "http1.h"
+#include "frontdoor.h"
+#include "jobcache.h"
 #include "problem.h"
 #include "queue.h"
 #include "provider.h"
@@ -30,12 +35,16 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
-    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
-    { "config", config_test }, { "evloop", evloop_test },
-    { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
+    { "pack", pack_test },         { "proto", proto_test },       { "job", job_test },
+    { "jsontext", jsontext_test }, { "log", log_test },           { "urlpath", urlpath_test },
+    { "config", config_test },     { "evloop", evloop_test },
+    { "queue", queue_test },       { "store", store_test },       { "broker", broker_test },
     { "provider", provider_test },
-    { "jobspec", jobspec_test }, { "problem", problem_test },
-    { "ssrf", ssrf_test },   { "textbuf", textbuf_test }, { "scrub", scrub_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
+    { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
+    { "http1", http1_test },       { "frontdoor", frontdoor_test },
+    { "jobcache", jobcache_test },
+    { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "scrub", scrub_test },
+    { "stream", stream_test },     { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };
 

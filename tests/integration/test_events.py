@@ -91,18 +91,30 @@ def test_client_leaving_a_stream_is_cleaned_up():
         job_id = stack.submit({"kind": "http",
                                "request": {"url": stack.mock_url("/json?latency_ms=40000")},
                                "timeout_ms": 60000}).json()["id"]
+        streams = []
         for _ in range(20):
             conn = http.client.HTTPConnection("127.0.0.1", stack.gateway_port, timeout=5)
             conn.request("GET", "/v1/jobs/%s/events" % job_id)
             resp = conn.getresponse()
             assert resp.status == 200
             resp.fp.readline()
+            streams.append(conn)
+        wait_until(lambda: _parked(stack) == baseline + 20, 10, "20 streams parked")
+        for conn in streams:
             conn.close()
-        assert _parked(stack) >= baseline + 1
         # The clients left while the job runs: a parked stream does not see
-        # that by itself; the keep-alive finds out, and every stream they
-        # left is gone from the gateway before the job ends.
+        # that by itself; the front door does, and every stream they left is
+        # gone from the gateway long before the job ends.
         wait_until(lambda: _parked(stack) == baseline, 30, "parked requests back to baseline")
+        # The same for a long poll whose client hangs up.
+        conn = http.client.HTTPConnection("127.0.0.1", stack.gateway_port, timeout=5)
+        conn.request("GET", "/v1/jobs/%s?wait=50" % job_id)
+        wait_until(lambda: _parked(stack) == baseline + 1, 10, "the long poll parked")
+        conn.close()
+        wait_until(lambda: _parked(stack) == baseline, 30, "the long poll gone")
+        gone = [l for l in stack.get_path("/metrics").body.decode().splitlines()
+                if l.startswith("jobgate_http_clients_gone_total ")]
+        assert gone and float(gone[0].split()[1]) >= 21, gone
         assert stack.job(job_id)["status"] == "running"
         assert stack.get_path("/healthz").status == 200
         assert request(stack.gateway_port, "DELETE", "/v1/jobs/" + job_id).status == 200

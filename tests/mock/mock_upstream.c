@@ -1146,6 +1146,64 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
             }
         }
         else
+        // --- hardening: gateway ---
+        // /fast/chat/completions streams a chat answer of model
+        // "fast-<tokens>-<bytes>[-<pause ms>-<more tokens>]": that many
+        // tokens of that many bytes, one per millisecond (an llm provider
+        // with base_url ".../fast"), then optionally a pause (SSE comments)
+        // and more tokens, so a test streams megabytes of chunks in seconds
+        // and knows when the upstream is quiet (a slow SSE reader).
+        if (strcmp (url, "/fast/chat/completions") == 0) {
+            json_t *body = json_loadb (request->upload? request->upload: "", request->upload_size, 0, NULL);
+            unsigned tokens = 1000, size = 8, pause = 0, more = 0;
+            const char *model = json_string_value (json_object_get (body, "model"));
+            if (model && sscanf (model, "fast-%u-%u-%u-%u", &tokens, &size, &pause, &more) < 2)
+                tokens = 1000, size = 8;
+            tokens = tokens < MOCK_MAX_TOKENS? tokens: MOCK_MAX_TOKENS;
+            more = more < MOCK_MAX_TOKENS? more: MOCK_MAX_TOKENS;
+            pause = pause < 60000? pause: 60000;
+            size = size < 4096? size: 4096;
+            json_decref (body);
+            char *token = malloc (size + 1);
+            request->piece_offsets = calloc (tokens + pause + more + 1, sizeof (uint64_t));
+            unsigned pieces = 0;
+            size_t length = 0;
+            bool ok = token && request->piece_offsets;
+            if (token) {
+                memset (token, 'x', size);
+                token [size] = '\0';
+            }
+            for (unsigned i = 0; ok && i < tokens + pause + more; i++) {
+                if (i >= tokens && i < tokens + pause) {
+                    char *grown = realloc (request->body_buf, length + 6);
+                    ok = grown != NULL;
+                    if (ok) {
+                        request->body_buf = grown;
+                        request->piece_offsets [pieces++] = length;
+                        memcpy (grown + length, ": p\n\n", 6);
+                        length += 5;
+                    }
+                    continue;
+                }
+                ok = s_sse_append (&request->body_buf, &length, request->piece_offsets, &pieces,
+                    json_pack ("{s:s, s:[{s:i, s:{s:s}}]}", "object", "chat.completion.chunk",
+                               "choices", "index", 0, "delta", "content", token)) == 0;
+            }
+            ok = ok && s_sse_append (&request->body_buf, &length, request->piece_offsets, &pieces,
+                                     NULL) == 0;
+            free (token);
+            if (ok) {
+                request->pieces = pieces;
+                request->slow_ns = 1000000ULL * (pieces - 1);
+                content_type = "text/event-stream";
+            }
+            else {
+                free (request->body_buf);
+                request->body_buf = NULL;
+            }
+        }
+        // --- end hardening: gateway ---
+        else
         if (strcmp (url, "/json") == 0)
             request->body_buf = s_dump (json_pack ("{s:b, s:I}", "ok", 1, "n", (json_int_t) number));
         else
