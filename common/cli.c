@@ -1,5 +1,7 @@
+// cli — the start-up every jobgate binary shares.
 #include "cli.h"
 #include "log.h"
+#include "mem.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -10,6 +12,8 @@
 config_t *
 cli_start (int argc, char **argv, const char *process, const char *usage, int *exit_code)
 {
+    // The memory policy holds in the libraries before they allocate.
+    mem_init ();
     // Block the stop signals first: one arriving during start-up then waits
     // for the loop's signalfd instead of killing the process, and every
     // thread created later (ZeroMQ's) inherits the mask.

@@ -4,6 +4,7 @@
 #include "job.h"
 #include "jsontext.h"
 #include "log.h"
+#include "mem.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -30,7 +31,7 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
-    { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
+    { "mem", mem_test },     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
@@ -54,6 +55,7 @@ main (int argc, char **argv)
             return strcmp (argv[i], "--help") == 0 ? 0 : 2;
         }
     }
+    mem_init ();
     zsys_init ();
     int ran = 0;
     for (size_t i = 0; i < sizeof s_tests / sizeof s_tests[0]; i++)
