@@ -2,6 +2,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "job.h"
+#include "httpfield.h"
 #include "jsontext.h"
 #include "log.h"
 #include "mem.h"
@@ -32,6 +33,7 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     { "mem", mem_test },     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
+    { "httpfield", httpfield_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },

@@ -1,5 +1,6 @@
 // request — the plan of one upstream call, built from a job's spec.
 #include "request.h"
+#include "httpfield.h"
 #include "jsontext.h"
 #include "textbuf.h"
 
@@ -114,36 +115,20 @@ s_query_append (textbuf_t *url, json_t *query, const char *field, char *error,
     return 0;
 }
 
-// s_token_valid is true for an RFC 9110 token (method and header names).
-static bool
-s_token_valid (const char *text, size_t len)
-{
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) text[i];
-        if (!isalnum (c) && !strchr ("!#$%&'*+-.^_`|~", c))
-            return false;
-    }
-    return true;
-}
-
 // s_header_set sets header name to value, replacing one of any case.
 static int
 s_header_set (request_t *self, const char *name, json_t *value, const char *field,
               char *error, size_t error_size)
 {
     size_t name_len = strlen (name);
-    if (!s_token_valid (name, name_len) || name_len > 256)
+    if (!httpfield_token (name, name_len) || name_len > 256)
         return s_fail (error, error_size, "%s: \"%.64s\" is not a valid header name", field, name);
     if (!json_is_string (value))
         return s_fail (error, error_size, "%s.%s must be a string", field, name);
     const char *text = json_string_value (value);
     size_t text_len = json_string_length (value);
-    // CR, LF or NUL would let a value smuggle in headers of its own.
-    for (size_t i = 0; i < text_len; i++)
-        if (text[i] == '\r' || text[i] == '\n' || text[i] == '\0')
-            return s_fail (error, error_size, "%s.%s must not contain CR, LF or NUL", field, name);
+    if (!httpfield_value_safe (text, text_len))
+        return s_fail (error, error_size, "%s.%s must not contain CR, LF or NUL", field, name);
     char lower[257];
     for (size_t i = 0; i <= name_len; i++)
         lower[i] = (char) tolower ((unsigned char) name[i]);
@@ -163,36 +148,14 @@ typedef enum {
     HEADERS_PROVIDER_CALL,      // request.headers of a call to a provider
 } s_headers_from_t;
 
-// Headers a client's request.headers never set (the gateway refuses them
-// too; this is the worker's own hold). Framing and hop-by-hop headers are
-// libcurl's on every call: a wrong one smuggles a second request into the
-// connection. On a provider call the headers that name the host or the
-// resource a request is for are the operator's as well: with them a tenant
-// could steer the provider's secret to another virtual host or path behind
-// the same address (issue 10 #5). On a user's URL they are harmless: no
-// secret goes there and the SSRF policy checks the address connected.
-static const struct {
-    const char *name;           // lower case
-    bool provider_only;         // reserved on provider calls only
-} s_reserved_headers[] = {
-    { "content-length", false }, { "transfer-encoding", false }, { "connection", false },
-    { "keep-alive", false }, { "upgrade", false }, { "te", false }, { "trailer", false },
-    { "proxy-connection", false },
-    { "host", true }, { "forwarded", true }, { "x-forwarded-host", true },
-    { "x-forwarded-server", true }, { "x-host", true }, { "x-original-host", true },
-    { "x-http-host-override", true }, { "x-original-url", true }, { "x-rewrite-url", true },
-};
-
-// s_header_reserved is true when headers from that writer may not set name.
+// s_header_reserved is true when headers from that writer may not set name
+// (common/httpfield.h says which and why; the gateway refuses them too,
+// this is the worker's own hold). The operator's may set any.
 static bool
 s_header_reserved (const char *name, s_headers_from_t from)
 {
-    if (from == HEADERS_OPERATOR)
-        return false;
-    for (size_t i = 0; i < sizeof s_reserved_headers / sizeof s_reserved_headers[0]; i++)
-        if (strcasecmp (name, s_reserved_headers[i].name) == 0)
-            return !s_reserved_headers[i].provider_only || from == HEADERS_PROVIDER_CALL;
-    return false;
+    return from != HEADERS_OPERATOR
+           && httpfield_is_reserved (name, from == HEADERS_PROVIDER_CALL);
 }
 
 // s_headers_apply sets every header of an object (provider defaults first,
@@ -334,7 +297,7 @@ s_method_set (request_t *self, json_t *method, char *error, size_t error_size)
     }
     const char *text = json_string_value (method);
     size_t len = text ? json_string_length (method) : 0;
-    if (!text || len > METHOD_MAX || !s_token_valid (text, len))
+    if (!text || len > METHOD_MAX || !httpfield_token (text, len))
         return s_fail (error, error_size, "request.method must be an HTTP method name");
     for (size_t i = 0; i <= len; i++)
         self->method[i] = (char) toupper ((unsigned char) text[i]);
@@ -1076,6 +1039,8 @@ request_test (bool verbose)
         { "http", NULL, "{\"request\":{\"url\":\"http://\"}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":\"GE T\"}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":7}}" },
+        // NUL is no token character (it once passed, cutting the method).
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":\"GE\\u0000T\"}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"query\":[1]}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"query\":{\"a\":{}}}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":{\"a\":1}}}" },

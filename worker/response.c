@@ -1,5 +1,6 @@
 // response — what one upstream attempt answered, and what it means.
 #include "response.h"
+#include "httpfield.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -91,12 +92,10 @@ response_header (response_t *self, const char *line, size_t len)
     if (name_len >= sizeof name)
         return;
     // A name is an RFC 9110 token; anything else is no header to show.
-    for (size_t i = 0; i < name_len; i++) {
-        unsigned char c = (unsigned char) line[i];
-        if (c == 0 || (!isalnum (c) && !strchr ("!#$%&'*+-.^_`|~", c)))
-            return;
-        name[i] = (char) tolower (c);
-    }
+    if (!httpfield_token (line, name_len))
+        return;
+    for (size_t i = 0; i < name_len; i++)
+        name[i] = (char) tolower ((unsigned char) line[i]);
     name[name_len] = '\0';
     const char *value = colon + 1;
     size_t value_len = len - name_len - 1;
