@@ -15,6 +15,7 @@
 #include "ssrf.h"
 #include "stream.h"
 #include "transfer.h"
+#include "webhook.h"
 #include "worker.h"
 #include "broker.h"
 #include "jobspec.h"
@@ -33,7 +34,7 @@ typedef struct {
 
 static const selftest_t s_tests[] = {
     { "mem", mem_test },     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
-    { "httpfield", httpfield_test },
+    { "httpfield", httpfield_test }, { "webhook", webhook_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },

@@ -3,11 +3,11 @@
 #include "httpfield.h"
 #include "jsontext.h"
 #include "textbuf.h"
+#include "webhook.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,7 +480,8 @@ s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
 }
 
 // s_plan_webhook plans a callback delivery (SPEC §3, §5): POST the finished
-// job to the user's URL, signed per the Standard Webhooks scheme. The id is
+// job to the user's URL, signed per the Standard Webhooks scheme
+// (common/webhook.h). The id is
 // the delivery's (the same for every attempt); timestamp and signature are
 // made now, for this attempt.
 static int
@@ -509,19 +510,9 @@ s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config
     s_header_default (self, "webhook-id", job->id);
     s_header_default (self, "webhook-timestamp", stamp);
     if (config->webhook_key) {
-        unsigned char mac[crypto_auth_hmacsha256_BYTES];
-        crypto_auth_hmacsha256_state state;
-        crypto_auth_hmacsha256_init (&state, config->webhook_key, config->webhook_key_size);
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) job->id, strlen (job->id));
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) ".", 1);
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) stamp, strlen (stamp));
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) ".", 1);
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) self->body, self->body_size);
-        crypto_auth_hmacsha256_final (&state, mac);
-        char signature[3 + sodium_base64_ENCODED_LEN (sizeof mac, sodium_base64_VARIANT_ORIGINAL)];
-        memcpy (signature, "v1,", 3);
-        sodium_bin2base64 (signature + 3, sizeof signature - 3, mac, sizeof mac,
-                           sodium_base64_VARIANT_ORIGINAL);
+        char signature[WEBHOOK_SIGNATURE_SIZE];
+        webhook_sign (config->webhook_key, config->webhook_key_size, job->id, stamp, self->body,
+                      self->body_size, signature);
         s_header_default (self, "webhook-signature", signature);
     }
     return 0;
@@ -787,7 +778,7 @@ s_plan_for (const config_t *config, const char *kind, const char *provider, cons
             char *error, size_t error_size)
 {
     job_t *job = job_new ();
-    assert (job);
+    job_id_generate (job->id);
     job_set_str (&job->kind, kind);
     job_set_str (&job->provider, provider);
     job_set_str (&job->spec, spec);
@@ -1019,6 +1010,24 @@ request_test (bool verbose)
         fprintf (stderr, "request: %s\n", error);
     assert (request && request_is_webhook (request));
     assert (strcmp (request_body (request, NULL), "{\"result\":{\"body\":\"a\\u0000b\"}}") == 0);
+    request_destroy (&request);
+    // With webhooks.secret the delivery carries the Standard Webhooks
+    // signature of exactly the body sent, under its id and timestamp.
+    const char *secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    assert (webhook_key_decode (secret, strlen (secret), &config->webhook_key,
+                                &config->webhook_key_size) == 0);
+    request = s_plan_for (config, "webhook", NULL,
+                          "{\"request\":{\"url\":\"http://example.com/h\",\"payload\":{\"a\":1}}}",
+                          error, sizeof error);
+    assert (request);
+    char signature[WEBHOOK_SIGNATURE_SIZE];
+    const char *delivered = request_body (request, &size);
+    webhook_sign (config->webhook_key, config->webhook_key_size,
+                  request_header (request, "webhook-id"),
+                  request_header (request, "webhook-timestamp"), delivered, size, signature);
+    assert (strcmp (request_header (request, "webhook-signature"), signature) == 0);
+    assert (strcmp (delivered, "{\"a\":1}") == 0);
+    assert (strlen (request_header (request, "webhook-id")) == JOB_ID_LEN);
     request_destroy (&request);
 
     // Invalid specs are refused with a reason, whatever their shape.
