@@ -2,6 +2,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "job.h"
+#include "html.h"
 #include "httpfield.h"
 #include "jsontext.h"
 #include "log.h"
@@ -15,6 +16,7 @@
 #include "ssrf.h"
 #include "stream.h"
 #include "transfer.h"
+#include "utf8.h"
 #include "webhook.h"
 #include "worker.h"
 #include "broker.h"
@@ -35,11 +37,12 @@ typedef struct {
 static const selftest_t s_tests[] = {
     { "mem", mem_test },     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
     { "httpfield", httpfield_test }, { "webhook", webhook_test },
+    { "utf8", utf8_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
     { "provider", provider_test },
     { "jobspec", jobspec_test }, { "problem", problem_test },
-    { "ssrf", ssrf_test },   { "textbuf", textbuf_test }, { "scrub", scrub_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
+    { "ssrf", ssrf_test },   { "textbuf", textbuf_test }, { "html", html_test }, { "scrub", scrub_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };
 

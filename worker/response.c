@@ -1,6 +1,8 @@
 // response — what one upstream attempt answered, and what it means.
 #include "response.h"
+#include "html.h"
 #include "httpfield.h"
+#include "utf8.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -291,29 +293,6 @@ s_utf8_whole_prefix (const char *data, size_t size)
     return size - lead < need ? lead : size;
 }
 
-// s_utf8_sequence returns the length of the well-formed UTF-8 sequence at
-// data (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF),
-// or 0 when there is none.
-static size_t
-s_utf8_sequence (const unsigned char *data, size_t left)
-{
-    unsigned char c = data[0];
-    if (c < 0x80)
-        return 1;
-    size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                  : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (need == 0 || left < need)
-        return 0;
-    unsigned char low = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-    unsigned char high = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-    if (data[1] < low || data[1] > high)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((data[i] & 0xC0) != 0x80)
-            return 0;
-    return need;
-}
-
 // s_json_string_size returns the bytes data takes as a JSON string written
 // by s_json_string_put (quotes included), or SIZE_MAX when data is not
 // UTF-8 (it is then shown as base64); it stops counting past cap (any
@@ -326,7 +305,7 @@ s_json_string_size (const char *data, size_t len, size_t cap)
     for (size_t i = 0; i < len && size <= cap;) {
         unsigned char c = bytes[i];
         if (c >= 0x80) {
-            size_t sequence = s_utf8_sequence (bytes + i, len - i);
+            size_t sequence = utf8_sequence (bytes + i, len - i);
             if (sequence == 0)
                 return SIZE_MAX;
             size += sequence;
@@ -469,10 +448,40 @@ s_string_or_null (const char *text)
     return value ? value : json_null ();
 }
 
+// s_title_render renders the title of a crawled page (body, size bytes,
+// already scrubbed) as JSON text: a string, or null when the page has none
+// or it is not UTF-8. The title is as long as the page, an upstream's
+// size: it is rendered by hand, not through jansson (common/mem.h).
+// Returns 0 with *out a new text (caller frees) or NULL for null, or -1
+// when it would exceed cap or memory ran out.
+static int
+s_title_render (const response_t *self, const char *body, size_t size, size_t cap, char **out,
+                size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    char *title = NULL;
+    int rc = html_title (body, size, &title);
+    size_t title_len = title ? strlen (title) : 0;
+    char *clean = NULL;
+    size_t clean_len = 0;
+    // Entities decoded can spell the secret the body did not show raw.
+    if (rc == 1 && (rc = scrub_text (self->scrub, title, title_len, &clean, &clean_len)) == 1) {
+        free (title);
+        title = clean;
+        title_len = clean_len;
+    }
+    if (rc >= 0 && title)
+        rc = response_json_string (title, title_len, cap, out, out_len) < 0 ? -1 : 0;
+    free (title);
+    return rc < 0 ? -1 : 0;
+}
+
 // s_result_json renders the result object of SPEC §3: its small fields
-// through jansson, the body spliced in last as s_body_render made it.
-// Returns NULL when the text would exceed info->max_result_bytes or memory
-// ran out.
+// through jansson; what an upstream sized (the body, a crawl's title)
+// rendered by hand and spliced in after them. Returns NULL when the text
+// would exceed info->max_result_bytes or memory for those parts ran out
+// (they are the worker's graceful exception, common/mem.h).
 static char *
 s_result_json (response_t *self, const response_info_t *info)
 {
@@ -489,17 +498,19 @@ s_result_json (response_t *self, const response_info_t *info)
         body = scrubbed;
         size = scrubbed_size;
     }
-    json_t *result = json_object ();
     json_t *headers = s_headers_redacted (self);
     const char *content_type = json_string_value (json_object_get (headers, "content-type"));
-    s_body_t rendered;
-    if (!result || !headers
-        || s_body_render (self, body, size, content_type, cap, &rendered) < 0) {
+    s_body_t rendered = { .owned = NULL };
+    char *title = NULL;
+    size_t title_len = 0;
+    if (s_body_render (self, body, size, content_type, cap, &rendered) < 0
+        || (info->crawl && s_title_render (self, body, size, cap, &title, &title_len) < 0)) {
         json_decref (headers);
-        json_decref (result);
+        free (rendered.owned);
         free (scrubbed);
         return NULL;
     }
+    json_t *result = json_object ();
     json_object_set_new (result, "status", json_integer (info->status));
     json_object_set_new (result, "headers", headers);
     if (rendered.encoding)
@@ -508,31 +519,31 @@ s_result_json (response_t *self, const response_info_t *info)
     if (info->crawl) {
         json_object_set_new (result, "final_url", s_string_or_null (info->final_url));
         json_object_set_new (result, "content_type", s_string_or_null (content_type));
-        char *title = response_title (body, size);
-        char *clean = NULL;
-        size_t clean_len = 0;
-        if (title && scrub_text (self->scrub, title, strlen (title), &clean, &clean_len) != 0) {
-            free (title);
-            title = clean;
-        }
-        json_object_set_new (result, "title", s_string_or_null (title));
-        free (title);
-        json_object_set_new (result, "truncated", json_boolean (self->truncated));
     }
     char *head = json_dumps (result, JSON_COMPACT);
     json_decref (result);
-    // The head ends with '}': the body goes before it.
-    size_t head_len = head ? strlen (head) - 1 : 0;
-    size_t total = head_len + strlen (",\"body\":") + rendered.len + 1;
-    char *text = head && total <= cap ? realloc (head, total + 1) : NULL;
+    // The head ends with '}': the rest goes before it, in the order the
+    // result always had (title and truncated last of the crawl fields).
+    const char *title_text = title ? title : "null";
+    if (!title)
+        title_len = 4;
+    const char *truncated = self->truncated ? "true" : "false";
+    size_t head_len = strlen (head) - 1;
+    size_t crawl_len = info->crawl ? strlen (",\"title\":") + title_len
+                                     + strlen (",\"truncated\":") + strlen (truncated) : 0;
+    size_t total = head_len + crawl_len + strlen (",\"body\":") + rendered.len + 1;
+    char *text = total <= cap ? realloc (head, total + 1) : NULL;
     if (text) {
         char *at = text + head_len;
+        if (info->crawl)
+            at += sprintf (at, ",\"title\":%s,\"truncated\":%s", title_text, truncated);
         memcpy (at, ",\"body\":", 8);
         memcpy (at + 8, rendered.text, rendered.len);
         memcpy (at + 8 + rendered.len, "}", 2);
     }
     else
         free (head);
+    free (title);
     free (rendered.owned);
     free (scrubbed);
     return text;
@@ -676,154 +687,6 @@ response_finish (response_t *self, const response_info_t *info, response_outcome
     out->status = info->status;
 }
 
-// s_find_ci finds needle (lower case, starting with a character that has
-// no case, like '<') in data, ignoring ASCII case.
-static const char *
-s_find_ci (const char *data, const char *end, const char *needle)
-{
-    size_t needle_len = strlen (needle);
-    for (const char *p = data; p + needle_len <= end; p++) {
-        p = memchr (p, needle[0], (size_t) (end - p));
-        if (!p || p + needle_len > end)
-            return NULL;
-        size_t i = 1;
-        while (i < needle_len && tolower ((unsigned char) p[i]) == needle[i])
-            i++;
-        if (i == needle_len)
-            return p;
-    }
-    return NULL;
-}
-
-// s_utf8_put writes code point cp as UTF-8 at out; returns bytes written.
-static size_t
-s_utf8_put (char *out, unsigned long cp)
-{
-    if (cp < 0x80) {
-        out[0] = (char) cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char) (0xC0 | (cp >> 6));
-        out[1] = (char) (0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char) (0xE0 | (cp >> 12));
-        out[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char) (0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char) (0xF0 | (cp >> 18));
-    out[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char) (0x80 | (cp & 0x3F));
-    return 4;
-}
-
-// s_entity decodes the entity at p (which starts with '&') into out. Returns
-// the bytes of source consumed, or 0 when it is not an entity we decode. The
-// output is never longer than the source.
-static size_t
-s_entity (const char *p, const char *end, char *out, size_t *written)
-{
-    static const struct {
-        const char *name;       // entity including & and ;
-        char value;             // the character
-    } named[] = { { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' },
-                  { "&quot;", '"' }, { "&#39;", '\'' }, { "&apos;", '\'' } };
-    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
-        size_t len = strlen (named[i].name);
-        if ((size_t) (end - p) >= len && strncasecmp (p, named[i].name, len) == 0) {
-            out[0] = named[i].value;
-            *written = 1;
-            return len;
-        }
-    }
-    if (end - p < 4 || p[1] != '#')
-        return 0;
-    const char *q = p + 2;
-    bool hex = q < end && (*q == 'x' || *q == 'X');
-    if (hex)
-        q++;
-    unsigned long cp = 0;
-    const char *digits = q;
-    while (q < end && q - digits < 8
-           && (hex ? isxdigit ((unsigned char) *q) : isdigit ((unsigned char) *q))) {
-        int digit = isdigit ((unsigned char) *q) ? *q - '0'
-                                                 : tolower ((unsigned char) *q) - 'a' + 10;
-        cp = cp * (hex ? 16 : 10) + (unsigned long) digit;
-        q++;
-    }
-    if (q == digits || q >= end || *q != ';' || cp == 0 || cp > 0x10FFFF
-        || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    size_t consumed = (size_t) (q + 1 - p);
-    size_t bytes = s_utf8_put (out, cp);
-    if (bytes > consumed)
-        return 0;
-    *written = bytes;
-    return consumed;
-}
-
-char *
-response_title (const char *html, size_t len)
-{
-    if (!html)
-        return NULL;
-    const char *end = html + len;
-    const char *open = html;
-    const char *start = NULL;
-    while ((open = s_find_ci (open, end, "<title")) != NULL) {
-        const char *after = open + 6;
-        if (after < end && (*after == '>' || *after == '/' || isspace ((unsigned char) *after))) {
-            const char *close = memchr (after, '>', (size_t) (end - after));
-            if (!close)
-                return NULL;
-            start = close + 1;
-            break;
-        }
-        open = after;
-    }
-    if (!start)
-        return NULL;
-    const char *stop = s_find_ci (start, end, "</title");
-    if (!stop)
-        return NULL;
-    // A NUL becomes U+FFFD, three bytes: the only thing that grows.
-    char *title = malloc (3 * (size_t) (stop - start) + 1);
-    if (!title)
-        return NULL;
-    size_t size = 0;
-    bool space = false;
-    for (const char *p = start; p < stop;) {
-        if (isspace ((unsigned char) *p)) {
-            space = size > 0;
-            p++;
-            continue;
-        }
-        if (space) {
-            title[size++] = ' ';
-            space = false;
-        }
-        size_t written = 0;
-        size_t consumed = *p == '&' ? s_entity (p, stop, title + size, &written) : 0;
-        if (consumed) {
-            size += written;
-            p += consumed;
-        }
-        else if (*p == '\0') {
-            memcpy (title + size, "\xef\xbf\xbd", 3);
-            size += 3;
-            p++;
-        }
-        else
-            title[size++] = *p++;
-    }
-    title[size] = '\0';
-    return title;
-}
-
 int64_t
 response_retry_after_ms (const char *value, int64_t now_s)
 {
@@ -868,22 +731,6 @@ s_feed (response_t *self, const char *const *lines)
 {
     for (size_t i = 0; lines[i]; i++)
         response_header (self, lines[i], strlen (lines[i]));
-}
-
-// s_check_title asserts the title of html.
-static void
-s_check_title (const char *html, const char *expected)
-{
-    char *title = response_title (html, strlen (html));
-    if (!expected)
-        assert (title == NULL);
-    else {
-        if (!title || strcmp (title, expected) != 0)
-            fprintf (stderr, "response: title of %s: got [%s], want [%s]\n", html,
-                     title ? title : "(null)", expected);
-        assert (title && strcmp (title, expected) == 0);
-    }
-    free (title);
 }
 
 // s_parse parses JSON text for a check, the way every reader will: what the
@@ -1117,22 +964,6 @@ response_test (bool verbose)
 {
     if (verbose)
         printf (" * response: ");
-    // Titles.
-    s_check_title ("<html><head><title>Hello</title></head></html>", "Hello");
-    s_check_title ("<TITLE lang=\"en\">\n  Big \t\n News  </Title>", "Big News");
-    s_check_title ("<title>Tom &amp; Jerry &lt;3 &gt; &quot;x&quot; it&#39;s</title>",
-                   "Tom & Jerry <3 > \"x\" it's");
-    s_check_title ("<title>caf&#233; &#x263A; &bogus; &#0; &</title>", "café ☺ &bogus; &#0; &");
-    s_check_title ("<titles>no</titles><title>yes</title>", "yes");
-    s_check_title ("<title></title>", "");
-    s_check_title ("<p>no title</p>", NULL);
-    s_check_title ("<title>unclosed", NULL);
-    s_check_title ("<title", NULL);
-    assert (response_title (NULL, 0) == NULL);
-    char *title = response_title ("<title>A\0B</title>", 19);
-    assert (title && strcmp (title, "A\xef\xbf\xbd" "B") == 0);
-    free (title);
-
     // Retry-After, both forms.
     assert (response_retry_after_ms ("120", 0) == 120000);
     assert (response_retry_after_ms (" 3 ", 0) == 3000);

@@ -134,13 +134,6 @@ void response_outcome_free (response_outcome_t *out);
 void response_outcome_error (response_outcome_t *out, const char *outcome,
                              const char *type, const char *message);
 
-// response_title extracts the text of the first HTML <title> element:
-// case-insensitive tags, whitespace collapsed and trimmed, &amp; &lt; &gt;
-// &quot; &#39; &apos; and numeric entities decoded, a NUL byte read as
-// U+FFFD (as HTML parsers do). Returns a new string (caller frees), or
-// NULL when the page has no title.
-char *response_title (const char *html, size_t len);
-
 // response_json_string renders data (len bytes) as a JSON string text,
 // quotes included, of at most cap bytes, in one pass (jansson's dump costs
 // a sprintf per control character). Returns 0 with a new NUL-terminated

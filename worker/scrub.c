@@ -1,6 +1,7 @@
 // scrub — keeps a provider's secret out of everything a client reads.
 #include "scrub.h"
 #include "textbuf.h"
+#include "utf8.h"
 
 #include <assert.h>
 #include <curl/curl.h>
@@ -166,37 +167,6 @@ s_hex4 (const char *p)
     return value;
 }
 
-// s_utf8_add appends code point cp as UTF-8.
-static void
-s_utf8_add (textbuf_t *buf, long cp)
-{
-    char bytes[4];
-    size_t len;
-    if (cp < 0x80) {
-        bytes[0] = (char) cp;
-        len = 1;
-    }
-    else if (cp < 0x800) {
-        bytes[0] = (char) (0xC0 | (cp >> 6));
-        bytes[1] = (char) (0x80 | (cp & 0x3F));
-        len = 2;
-    }
-    else if (cp < 0x10000) {
-        bytes[0] = (char) (0xE0 | (cp >> 12));
-        bytes[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
-        bytes[2] = (char) (0x80 | (cp & 0x3F));
-        len = 3;
-    }
-    else {
-        bytes[0] = (char) (0xF0 | (cp >> 18));
-        bytes[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
-        bytes[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
-        bytes[3] = (char) (0x80 | (cp & 0x3F));
-        len = 4;
-    }
-    textbuf_add (buf, bytes, len);
-}
-
 // s_json_decode appends the inside of a JSON string (len bytes, no quotes)
 // decoded. It is lenient, for it reads whatever an upstream sent: an
 // unknown escape stands for its character, a lone surrogate for U+FFFD.
@@ -235,8 +205,9 @@ s_json_decode (textbuf_t *buf, const char *data, size_t len)
             }
         }
         if (cp >= 0xD800 && cp <= 0xDFFF)
-            cp = 0xFFFD;
-        s_utf8_add (buf, cp);
+            cp = UTF8_REPLACEMENT;
+        char bytes[4];
+        textbuf_add (buf, bytes, utf8_put (bytes, (uint32_t) cp));
     }
 }
 
