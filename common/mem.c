@@ -96,7 +96,7 @@ s_fail_lib (void)
 static void
 s_fail_lib_code (void)
 {
-    mem_lib_failed (true);
+    mem_abort_if (true);
 }
 
 void
@@ -109,7 +109,7 @@ mem_test (bool verbose)
     // A pointer goes through untouched; a failed call reports nothing.
     char *text = mem_strdup ("abc");
     assert (mem_lib (text) == text && strcmp (text, "abc") == 0);
-    mem_lib_failed (false);
+    mem_abort_if (false);
     free (text);
     char *copy = mem_strndup ("abcdef", 3);
     assert (strcmp (copy, "abc") == 0);

@@ -29,7 +29,7 @@
 // * msgpack's buffers (pack.c) and libcurl's small objects the worker makes
 //   itself (curl_easy_init, curl_url, curl_slist_append, curl_easy_escape)
 //   return NULL or an error only when out of memory: wrapped in mem_lib or
-//   checked with mem_lib_failed. What libcurl allocates while it runs a
+//   checked with mem_abort_if. What libcurl allocates while it runs a
 //   transfer (buffers of the upstream's answer) stays graceful: the one
 //   transfer fails with CURLE_OUT_OF_MEMORY (worker_out_of_memory).
 #ifndef JOBGATE_MEM_H
@@ -56,9 +56,10 @@ void *mem_check (void *pointer, size_t size, const char *file, int line);
 // that call can only mean out of memory), or aborts naming file:line.
 #define mem_lib(pointer)        mem_check ((pointer), 0, __FILE__, __LINE__)
 
-// mem_lib_failed aborts naming file:line when failed, a library's report
-// that it ran out of memory (an error code that means nothing else).
-#define mem_lib_failed(failed)  ((failed) ? (void) mem_check (NULL, 0, __FILE__, __LINE__) \
+// mem_abort_if aborts naming file:line when failed is a report that memory
+// ran out (a library's error code that means nothing else, a textbuf's
+// failed flag where the policy, not the exception, applies).
+#define mem_abort_if(failed)    ((failed) ? (void) mem_check (NULL, 0, __FILE__, __LINE__) \
                                           : (void) 0)
 
 // mem_init installs the policy in the libraries that take an allocator

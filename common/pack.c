@@ -19,7 +19,7 @@ struct _pack_writer_t {
 static int
 s_buffer_write (void *buffer, const char *data, size_t len)
 {
-    mem_lib_failed (msgpack_sbuffer_write (buffer, data, len) != 0);
+    mem_abort_if (msgpack_sbuffer_write (buffer, data, len) != 0);
     return 0;
 }
 

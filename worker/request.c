@@ -2,6 +2,7 @@
 #include "request.h"
 #include "httpfield.h"
 #include "jsontext.h"
+#include "mem.h"
 #include "textbuf.h"
 #include "webhook.h"
 
@@ -56,7 +57,7 @@ static char *
 s_scalar_text (json_t *value)
 {
     if (json_is_string (value))
-        return strndup (json_string_value (value), json_string_length (value));
+        return mem_strndup (json_string_value (value), json_string_length (value));
     if (json_is_integer (value) || json_is_real (value) || json_is_boolean (value))
         return json_dumps (value, JSON_ENCODE_ANY | JSON_COMPACT);
     return NULL;
@@ -66,16 +67,12 @@ s_scalar_text (json_t *value)
 static void
 s_query_add (textbuf_t *url, const char *key, const char *value)
 {
-    char *key_escaped = curl_easy_escape (NULL, key, (int) strlen (key));
-    char *value_escaped = curl_easy_escape (NULL, value, (int) strlen (value));
-    if (!key_escaped || !value_escaped)
-        url->failed = true;
-    else {
-        textbuf_str (url, strchr (url->data, '?') ? "&" : "?");
-        textbuf_str (url, key_escaped);
-        textbuf_str (url, "=");
-        textbuf_str (url, value_escaped);
-    }
+    char *key_escaped = mem_lib (curl_easy_escape (NULL, key, (int) strlen (key)));
+    char *value_escaped = mem_lib (curl_easy_escape (NULL, value, (int) strlen (value)));
+    textbuf_str (url, url->data && strchr (url->data, '?') ? "&" : "?");
+    textbuf_str (url, key_escaped);
+    textbuf_str (url, "=");
+    textbuf_str (url, value_escaped);
     curl_free (key_escaped);
     curl_free (value_escaped);
 }
@@ -132,9 +129,7 @@ s_header_set (request_t *self, const char *name, json_t *value, const char *fiel
     char lower[257];
     for (size_t i = 0; i <= name_len; i++)
         lower[i] = (char) tolower ((unsigned char) name[i]);
-    char *line = malloc (name_len + text_len + 3);
-    if (!line)
-        return s_fail (error, error_size, "out of memory");
+    char *line = mem_alloc (name_len + text_len + 3);
     sprintf (line, "%s: %s", name, text);
     json_object_set_new (self->headers, lower, json_string (line));
     free (line);
@@ -197,15 +192,24 @@ s_header_default (request_t *self, const char *name, const char *value)
     json_decref (text);
 }
 
-// s_url_part reads one part of a parsed URL, or NULL (caller frees with
-// curl_free).
+// s_url_part reads one part of a parsed URL, or NULL when it has none
+// (caller frees with curl_free).
 static char *
 s_url_part (CURLU *handle, CURLUPart part)
 {
     char *text = NULL;
-    if (curl_url_get (handle, part, &text, CURLU_DEFAULT_PORT) != CURLUE_OK)
-        return NULL;
-    return text;
+    CURLUcode rc = curl_url_get (handle, part, &text, CURLU_DEFAULT_PORT);
+    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
+    return rc == CURLUE_OK ? text : NULL;
+}
+
+// s_url_parse reads url into handle; false when it is no URL.
+static bool
+s_url_parse (CURLU *handle, const char *url)
+{
+    CURLUcode rc = curl_url_set (handle, CURLUPART_URL, url, 0);
+    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
+    return rc == CURLUE_OK;
 }
 
 // s_url_check accepts only absolute http(s) URLs with a host. With
@@ -215,13 +219,11 @@ static int
 s_url_check (const char *url, const char *same_origin_as, const char *field,
              char *error, size_t error_size)
 {
-    CURLU *handle = curl_url ();
-    CURLU *base = same_origin_as ? curl_url () : NULL;
+    CURLU *handle = mem_lib (curl_url ());
+    CURLU *base = same_origin_as ? mem_lib (curl_url ()) : NULL;
     int rc = 0;
     char *scheme = NULL, *host = NULL, *port = NULL, *base_host = NULL, *base_port = NULL;
-    if (!handle || (same_origin_as && !base))
-        rc = s_fail (error, error_size, "out of memory");
-    else if (curl_url_set (handle, CURLUPART_URL, url, 0) != CURLUE_OK)
+    if (!s_url_parse (handle, url))
         rc = s_fail (error, error_size, "%s is not a valid absolute URL", field);
     else {
         scheme = s_url_part (handle, CURLUPART_SCHEME);
@@ -232,7 +234,7 @@ s_url_check (const char *url, const char *same_origin_as, const char *field,
         else if (!host || !*host)
             rc = s_fail (error, error_size, "%s has no host", field);
         else if (base) {
-            if (curl_url_set (base, CURLUPART_URL, same_origin_as, 0) == CURLUE_OK) {
+            if (s_url_parse (base, same_origin_as)) {
                 base_host = s_url_part (base, CURLUPART_HOST);
                 base_port = s_url_part (base, CURLUPART_PORT);
             }
@@ -273,15 +275,11 @@ s_body_set (request_t *self, json_t *body, char *error, size_t error_size)
         return 0;
     if (json_is_string (body)) {
         self->body_size = json_string_length (body);
-        self->body = malloc (self->body_size + 1);
-        if (!self->body)
-            return s_fail (error, error_size, "out of memory");
+        self->body = mem_alloc (self->body_size + 1);
         memcpy (self->body, json_string_value (body), self->body_size + 1);
         return 0;
     }
-    self->body = json_dumps (body, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!self->body)
-        return s_fail (error, error_size, "request.body cannot be encoded");
+    self->body = jsontext_dump (body);
     self->body_size = strlen (self->body);
     s_header_default (self, "Content-Type", "application/json");
     return 0;
@@ -412,8 +410,6 @@ s_plan_search (request_t *self, json_t *request, const config_provider_t *provid
     const char *query_param = s_template_string (provider, "query_param", "q");
     const char *count_param = s_template_string (provider, "count_param", "count");
     json_t *fields = json_object ();
-    if (!fields)
-        return s_fail (error, error_size, "out of memory");
     json_t *params = json_object_get (provider->search, "params");
     if (params)
         json_object_update (fields, params);
@@ -461,9 +457,9 @@ s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
         return s_fail (error, error_size, "the secret of provider \"%.64s\" is not loaded",
                        provider->name);
     char *value = NULL;
-    if (asprintf (&value, "%s%s", provider->auth_prefix ? provider->auth_prefix : "",
-                  provider->auth_secret) < 0)
-        return s_fail (error, error_size, "out of memory");
+    mem_abort_if (asprintf (&value, "%s%s", provider->auth_prefix ? provider->auth_prefix : "",
+                            provider->auth_secret) < 0);
+    // A secret that is not UTF-8 cannot be a header value jansson holds.
     json_t *text = json_string (value);
     // The secret is never quoted in an error message.
     char discard[128];
@@ -500,9 +496,7 @@ s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config
     textbuf_str (url, target);
     self->user_url = true;
     self->webhook = true;
-    self->body = json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!self->body)
-        return s_fail (error, error_size, "out of memory");
+    self->body = jsontext_dump (payload);
     self->body_size = strlen (self->body);
     char stamp[24];
     snprintf (stamp, sizeof stamp, "%lld", (long long) time (NULL));
@@ -574,8 +568,9 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
 
     if (rc == 0 && provider && strcmp (kind, "crawl") != 0)
         rc = s_auth_apply (self, provider, error, error_size);
-    if (rc == 0 && url->failed)
-        rc = s_fail (error, error_size, "out of memory");
+    // The URL is the client's (the gateway bounds a spec): the policy, not
+    // the upstream exception, applies to it.
+    mem_abort_if (url->failed);
     if (rc == 0) {
         self->timeout_ms = job->timeout_ms > 0 ? job->timeout_ms
                            : provider && provider->timeout_ms > 0 ? provider->timeout_ms
@@ -590,18 +585,14 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
 request_t *
 request_new (const job_t *job, const config_t *config, char *error, size_t error_size)
 {
-    request_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        s_fail (error, error_size, "out of memory");
-        return NULL;
-    }
+    request_t *self = mem_calloc (1, sizeof *self);
     self->headers = json_object ();
     // What no result can hold is not worth downloading: the body cap is the
     // smaller of the response cap and the result cap.
     self->max_bytes = config->max_response_bytes < config->max_result_bytes
                       ? config->max_response_bytes : config->max_result_bytes;
     textbuf_t url = { 0 };
-    if (!self->headers || s_plan (self, job, config, &url, error, error_size) < 0) {
+    if (s_plan (self, job, config, &url, error, error_size) < 0) {
         free (url.data);
         request_destroy (&self);
         return NULL;
@@ -611,32 +602,20 @@ request_new (const job_t *job, const config_t *config, char *error, size_t error
         self->timeout_ms = 600000;
     // "Expect: 100-continue" costs a round trip (or a 1 s stall) per body;
     // libcurl reads "Expect:" as "do not send it".
-    if (!json_object_get (self->headers, "expect")) {
-        self->header_list = curl_slist_append (NULL, "Expect:");
-        if (!self->header_list) {
-            s_fail (error, error_size, "out of memory");
-            request_destroy (&self);
-            return NULL;
-        }
-    }
+    if (!json_object_get (self->headers, "expect"))
+        self->header_list = mem_lib (curl_slist_append (NULL, "Expect:"));
     const char *key;
     json_t *line;
     json_object_foreach (self->headers, key, line) {
         // libcurl sends "Name;" as an empty header and drops "Name:".
-        char *text = strdup (json_string_value (line));
-        size_t len = text ? strlen (text) : 0;
-        if (text && len >= 2 && text[len - 1] == ' ' && text[len - 2] == ':') {
+        char *text = mem_strdup (json_string_value (line));
+        size_t len = strlen (text);
+        if (len >= 2 && text[len - 1] == ' ' && text[len - 2] == ':') {
             text[len - 2] = ';';
             text[len - 1] = '\0';
         }
-        struct curl_slist *grown = text ? curl_slist_append (self->header_list, text) : NULL;
+        self->header_list = mem_lib (curl_slist_append (self->header_list, text));
         free (text);
-        if (!grown) {
-            s_fail (error, error_size, "out of memory");
-            request_destroy (&self);
-            return NULL;
-        }
-        self->header_list = grown;
     }
     return self;
 }
@@ -797,10 +776,9 @@ request_test (bool verbose)
     config_t *config = config_load (NULL, error, sizeof error);
     assert (config);
     // One provider with default headers, added by hand for the test.
-    config_provider_t *providers = calloc (1, sizeof *providers);
-    assert (providers);
-    providers[0].name = strdup ("mock");
-    providers[0].base_url = strdup ("http://127.0.0.1:9000/v1/");
+    config_provider_t *providers = mem_calloc (1, sizeof *providers);
+    providers[0].name = mem_strdup ("mock");
+    providers[0].base_url = mem_strdup ("http://127.0.0.1:9000/v1/");
     providers[0].headers = json_pack ("{s:s, s:s}", "Authorization", "Bearer k",
                                       "X-Default", "d");
     config->providers = providers;
@@ -929,12 +907,12 @@ request_test (bool verbose)
     // Provider auth: added to provider calls last (a request header cannot
     // replace it), never to user URLs or crawls; a secret not loaded is an
     // error that does not quote anything secret.
-    providers[0].auth_header = strdup ("X-Api-Key");
-    providers[0].auth_prefix = strdup ("Key ");
+    providers[0].auth_header = mem_strdup ("X-Api-Key");
+    providers[0].auth_prefix = mem_strdup ("Key ");
     request = s_plan_for (config, "http", "mock", "{\"request\":{\"path\":\"/\"}}",
                           error, sizeof error);
     assert (request == NULL && strstr (error, "not loaded"));
-    providers[0].auth_secret = strdup ("s3cret");
+    providers[0].auth_secret = mem_strdup ("s3cret");
     request = s_plan_for (config, "http", "mock",
                           "{\"request\":{\"path\":\"/\",\"headers\":{\"x-api-key\":\"mine\"}}}",
                           error, sizeof error);

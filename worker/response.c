@@ -2,6 +2,7 @@
 #include "response.h"
 #include "html.h"
 #include "httpfield.h"
+#include "mem.h"
 #include "utf8.h"
 
 #include <assert.h>
@@ -44,14 +45,8 @@ static const char *const s_sensitive_headers[] = {
 response_t *
 response_new (size_t max_bytes, bool truncate)
 {
-    response_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    response_t *self = mem_calloc (1, sizeof *self);
     self->headers = json_object ();
-    if (!self->headers) {
-        free (self);
-        return NULL;
-    }
     self->max_bytes = max_bytes;
     self->truncate = truncate;
     return self;
@@ -112,12 +107,11 @@ response_header (response_t *self, const char *line, size_t len)
         return;
     json_t *joined = NULL;
     if (existing) {
-        // Repeated headers are one list (RFC 9110 §5.3).
+        // Repeated headers are one list (RFC 9110 §5.3). HEADER_BYTES_MAX
+        // bounds it: an ordinary allocation under the policy.
         const char *old = json_string_value (existing);
         size_t old_len = json_string_length (existing);
-        char *buffer = malloc (old_len + 2 + value_len);
-        if (!buffer)
-            return;
+        char *buffer = mem_alloc (old_len + 2 + value_len);
         memcpy (buffer, old, old_len);
         memcpy (buffer + old_len, ", ", 2);
         memcpy (buffer + old_len + 2, value, value_len);
@@ -154,6 +148,8 @@ response_body (response_t *self, const char *data, size_t len)
             alloc *= 2;
         if (alloc > self->max_bytes)
             alloc = self->max_bytes;
+        // The upstream sizes the body (up to the cap): plain realloc, the
+        // memory policy's exception (common/mem.h).
         char *grown = realloc (self->body, alloc);
         if (!grown) {
             // Out of memory is reported like an oversized answer: the
@@ -191,6 +187,8 @@ response_overflowed (const response_t *self)
 int
 response_set_body (response_t *self, const char *data, size_t len, bool json)
 {
+    // An assembled stream, as large as the upstream made it (behind the
+    // result cap): the memory policy's exception (common/mem.h).
     char *copy = malloc (len ? len : 1);
     if (!copy)
         return -1;
@@ -365,6 +363,8 @@ response_json_string (const char *data, size_t len, size_t cap, char **out, size
         return 1;
     if (size > cap)
         return -1;
+    // data is an upstream's text (behind cap): plain malloc, the memory
+    // policy's exception (common/mem.h).
     *out = malloc (size + 1);
     if (!*out)
         return -1;
@@ -425,6 +425,7 @@ s_body_render (const response_t *self, const char *body, size_t size, const char
     }
     if (base64_size > cap)
         return -1;
+    // The upstream's size, behind cap: the memory policy's exception.
     out->owned = malloc (base64_size + 1);
     if (!out->owned)
         return -1;
@@ -532,6 +533,7 @@ s_result_json (response_t *self, const response_info_t *info)
     size_t crawl_len = info->crawl ? strlen (",\"title\":") + title_len
                                      + strlen (",\"truncated\":") + strlen (truncated) : 0;
     size_t total = head_len + crawl_len + strlen (",\"body\":") + rendered.len + 1;
+    // The whole result, an upstream's size behind cap: plain realloc (mem.h).
     char *text = total <= cap ? realloc (head, total + 1) : NULL;
     if (text) {
         char *at = text + head_len;
@@ -554,8 +556,6 @@ static char *
 s_error_json (const char *type, const char *message, long upstream_status)
 {
     json_t *error = json_object ();
-    if (!error)
-        return NULL;
     json_object_set_new (error, "type", json_string (type));
     // The message may quote upstream text that is not UTF-8.
     json_t *text = json_string (message ? message : "");
@@ -773,8 +773,7 @@ static char *
 s_repeat (const char *open, const char *unit, size_t count, const char *close, size_t *len)
 {
     size_t unit_len = strlen (unit);
-    char *text = malloc (strlen (open) + unit_len * count + strlen (close) + 1);
-    assert (text);
+    char *text = mem_alloc (strlen (open) + unit_len * count + strlen (close) + 1);
     size_t at = (size_t) sprintf (text, "%s", open);
     for (size_t i = 0; i < count; i++, at += unit_len)
         memcpy (text + at, unit, unit_len);
@@ -792,8 +791,7 @@ s_test_bounded_json (void)
     size_t len;
     // 2,048 levels and too many values: the text, as a string.
     char *deep = s_repeat ("", "[", 2048, "", &len);
-    char *deep_closed = realloc (deep, 4097);
-    assert (deep_closed);
+    char *deep_closed = mem_realloc (deep, 4097);
     memset (deep_closed + 2048, ']', 2048);
     deep_closed[4096] = '\0';
     json_t *result = s_render ("application/json", deep_closed, 4096, NULL, "succeeded");
@@ -803,7 +801,7 @@ s_test_bounded_json (void)
     free (deep_closed);
     // RESPONSE_BODY_MAX_DEPTH levels pass, one more does not.
     for (size_t depth = RESPONSE_BODY_MAX_DEPTH; depth <= RESPONSE_BODY_MAX_DEPTH + 1; depth++) {
-        char *nested = malloc (2 * depth + 1);
+        char *nested = mem_alloc (2 * depth + 1);
         memset (nested, '[', depth);
         memset (nested + depth, ']', depth);
         nested[2 * depth] = '\0';
@@ -890,7 +888,7 @@ static void
 s_test_secret_forms (void)
 {
     const char *secret = "sk-q\"b\\s/x0123";
-    scrub_t *scrubber = scrub_new (secret, NULL);
+    scrub_t *scrubber = scrub_new (secret);
     assert (scrubber);
     static const struct {
         const char *type;       // content type
@@ -1166,7 +1164,7 @@ response_test (bool verbose)
     const char *echo = "{\"headers\":{\"authorization\":\"Bearer sk-abcdefgh\"},"
                        "\"twice\":\"sk-abcdefghsk-abcdefgh\"}";
     assert (response_body (response, echo, strlen (echo)));
-    scrub_t *scrubber = scrub_new ("sk-abcdefgh", NULL);
+    scrub_t *scrubber = scrub_new ("sk-abcdefgh");
     response_redact (response, "X-Custom-Auth", scrubber);
     info = (response_info_t) { .code = CURLE_OK, .status = 200 };
     response_finish (response, &info, &out);
@@ -1188,7 +1186,7 @@ response_test (bool verbose)
     json_decref (result);
     response_outcome_free (&out);
     // A short secret is redacted in headers but not searched for in bodies.
-    scrub_t *short_secret = scrub_new ("k1", NULL);
+    scrub_t *short_secret = scrub_new ("k1");
     response_redact (response, NULL, short_secret);
     response_finish (response, &info, &out);
     assert (strstr (out.result, "sk-abcdefgh") && !strstr (out.result, "\"k1\""));

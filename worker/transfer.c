@@ -1,5 +1,6 @@
 // transfer — one attempt of one job: a libcurl easy handle and its state.
 #include "transfer.h"
+#include "mem.h"
 #include "scrub.h"
 #include "ssrf.h"
 #include "stream.h"
@@ -205,11 +206,7 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
               size_t error_size)
 {
     assert (job_p && *job_p);
-    transfer_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        snprintf (error, error_size, "out of memory");
-        return NULL;
-    }
+    transfer_t *self = mem_calloc (1, sizeof *self);
     self->attempt = attempt;
     self->allow_private = config->allow_private_networks;
     self->config = config;
@@ -220,16 +217,14 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
     }
     self->response = response_new (request_max_bytes (self->request),
                                    request_is_crawl (self->request));
-    self->easy = curl_easy_init ();
+    // curl_easy_init fails only when it cannot allocate the handle.
+    self->easy = mem_lib (curl_easy_init ());
     if (request_is_stream (self->request))
         self->stream = stream_new (request_max_bytes (self->request));
-    bool scrub_failed = false;
-    self->scrub = scrub_new (request_secret (self->request), &scrub_failed);
-    if (self->response)
-        response_redact (self->response, request_auth_header (self->request), self->scrub);
-    if (!self->response || !self->easy || (request_is_stream (self->request) && !self->stream)
-        || scrub_failed || s_setup (self, config) < 0) {
-        snprintf (error, error_size, "cannot set up the transfer");
+    self->scrub = scrub_new (request_secret (self->request));
+    response_redact (self->response, request_auth_header (self->request), self->scrub);
+    if (s_setup (self, config) < 0) {
+        snprintf (error, error_size, "cannot set up the transfer: libcurl refused an option");
         transfer_destroy (&self);
         return NULL;
     }
@@ -309,11 +304,12 @@ s_scheme_refused (CURLcode code, const char *effective_url)
 {
     if (code != CURLE_UNSUPPORTED_PROTOCOL || !effective_url)
         return false;
-    CURLU *url = curl_url ();
+    CURLU *url = mem_lib (curl_url ());
     char *scheme = NULL;
-    if (url && curl_url_set (url, CURLUPART_URL, effective_url, CURLU_NON_SUPPORT_SCHEME)
-                   == CURLUE_OK)
-        curl_url_get (url, CURLUPART_SCHEME, &scheme, 0);
+    CURLUcode rc = curl_url_set (url, CURLUPART_URL, effective_url, CURLU_NON_SUPPORT_SCHEME);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get (url, CURLUPART_SCHEME, &scheme, 0);
+    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
     bool refused = !scheme || (strcasecmp (scheme, "http") != 0
                                && strcasecmp (scheme, "https") != 0);
     curl_free (scheme);

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "job.h"
 #include "log.h"
+#include "mem.h"
 #include "pack.h"
 #include "proto.h"
 #include "transfer.h"
@@ -116,8 +117,6 @@ static void
 s_send_empty (worker_t *self, proto_cmd_t cmd)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     s_send (self, cmd, body);
     pack_writer_destroy (&body);
 }
@@ -138,8 +137,6 @@ static void
 s_send_heartbeat (worker_t *self)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     pack_put_int (body, "running", (int64_t) zlistx_size (self->transfers));
     s_send (self, PROTO_HEARTBEAT, body);
     pack_writer_destroy (&body);
@@ -151,8 +148,6 @@ static void
 s_send_ready (worker_t *self)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     pack_put_int (body, "credit", s_credit (self));
     pack_put_int (body, "concurrency", self->concurrency);
     pack_put_str (body, "worker", self->key);
@@ -169,8 +164,6 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
                const response_outcome_t *out)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     pack_put_str (body, "id", id);
     pack_put_int (body, "attempt", attempt);
     pack_put_str (body, "lease", lease);
@@ -189,8 +182,6 @@ s_on_chunk (transfer_t *transfer, int index, const char *text, size_t len, void 
 {
     worker_t *self = arg;
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     const job_t *job = transfer_job (transfer);
     pack_put_str (body, "id", job->id);
     pack_put_int (body, "attempt", transfer_attempt (transfer));
@@ -236,15 +227,13 @@ s_socket_open (worker_t *self)
         zsock_destroy (&dealer);
         return -1;
     }
-    proto_batch_t *outbox = proto_batch_new (dealer);
-    if (!outbox || evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
+    if (evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
         log_error (NULL, "cannot watch the broker socket: %s", strerror (errno));
-        proto_batch_destroy (&outbox);
         zsock_destroy (&dealer);
         return -1;
     }
     self->dealer = dealer;
-    self->outbox = outbox;
+    self->outbox = proto_batch_new (dealer);
     return 0;
 }
 
@@ -394,11 +383,8 @@ s_on_curl_timer (CURLM *multi, long timeout_ms, void *arg)
     shard_t *shard = arg;
     evloop_t *loop = shard->worker->loop;
     evloop_timer_cancel (loop, &shard->timer);
-    if (timeout_ms >= 0) {
+    if (timeout_ms >= 0)
         shard->timer = evloop_timer_start (loop, timeout_ms, s_on_curl_timeout, shard);
-        if (!shard->timer)
-            return -1;
-    }
     return 0;
 }
 
@@ -660,9 +646,7 @@ worker_drain (worker_t *self)
 worker_t *
 worker_new (const config_t *config, evloop_t *loop)
 {
-    worker_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    worker_t *self = mem_calloc (1, sizeof *self);
     self->config = config;
     self->loop = loop;
     self->concurrency = config->worker_concurrency > 0 ? config->worker_concurrency : 1;
@@ -675,21 +659,12 @@ worker_new (const config_t *config, evloop_t *loop)
     self->transfers = zlistx_new ();
     self->shards_count = 2 * (((size_t) self->concurrency + WORKER_SHARD_CALLS - 1)
                               / WORKER_SHARD_CALLS);
-    self->shards = calloc (self->shards_count, sizeof *self->shards);
-    if (!self->transfers || !self->shards) {
-        log_error (NULL, "cannot create the worker (out of memory)");
-        worker_destroy (&self);
-        return NULL;
-    }
+    self->shards = mem_calloc (self->shards_count, sizeof *self->shards);
     for (size_t i = 0; i < self->shards_count; i++) {
         shard_t *shard = &self->shards[i];
         shard->worker = self;
-        shard->multi = curl_multi_init ();
-        if (!shard->multi) {
-            log_error (NULL, "cannot create the worker (out of memory)");
-            worker_destroy (&self);
-            return NULL;
-        }
+        // curl_multi_init fails only when it cannot allocate the handle.
+        shard->multi = mem_lib (curl_multi_init ());
         curl_multi_setopt (shard->multi, CURLMOPT_SOCKETFUNCTION, s_on_curl_socket);
         curl_multi_setopt (shard->multi, CURLMOPT_SOCKETDATA, shard);
         curl_multi_setopt (shard->multi, CURLMOPT_TIMERFUNCTION, s_on_curl_timer);
@@ -931,7 +906,7 @@ worker_test (bool verbose)
     config_t *config = config_load (NULL, error, sizeof error);
     assert (config);
     free (config->broker_backend);
-    config->broker_backend = strdup ("inproc://worker-selftest");
+    config->broker_backend = mem_strdup ("inproc://worker-selftest");
     config->worker_concurrency = 2;
     config->allow_private_networks = false;
 
