@@ -21,6 +21,10 @@
 #define WORKER_HWM 100000
 // How long queued RESULTs and DISCONNECT may take to leave at exit.
 #define WORKER_EXIT_LINGER_MS 1000
+// The tick checks heartbeat and liveness this many times per heartbeat
+// interval: a HEARTBEAT leaves within a quarter interval of the silence §5
+// allows, and a silent broker is noticed at most a quarter interval late.
+#define WORKER_TICKS_PER_HEARTBEAT 4
 // Calls per libcurl multi handle. libcurl 7.88 looks for a reusable
 // connection by walking every connection the multi holds to the host, busy
 // or not: with 2,500 calls in flight on one handle that walk cost ~100 µs
@@ -43,7 +47,7 @@ struct _worker_t {
     proto_batch_t *outbox;      // what this loop turn sends, one message
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
-    evloop_timer_t *tick_timer; // heartbeat and liveness check, or NULL
+    evloop_timer_t *tick_timer; // repeating heartbeat and liveness check, or NULL
     evloop_timer_t *drain_timer;// drain deadline, or NULL
     zlistx_t *transfers;        // transfers in flight (transfer_t *)
     int concurrency;            // calls in flight at most (credit ceiling)
@@ -56,8 +60,6 @@ struct _worker_t {
     size_t reconnects;          // times the socket was recreated
     char key[33];               // identity across reconnects (READY's "worker"), random
 };
-
-static void s_tick_schedule (worker_t *self);
 
 // --- the broker socket ---
 
@@ -573,7 +575,6 @@ static void
 s_on_tick (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
-    self->tick_timer = NULL;  // the loop freed it
     int64_t now = clock_mono_ms ();
     // After a long loop turn the broker's messages may be waiting unread:
     // they prove it alive as well as reading them would.
@@ -586,26 +587,15 @@ s_on_tick (evloop_t *loop, void *arg)
     }
     if (now - self->last_sent_ms >= self->heartbeat_ms)
         s_send_heartbeat (self);
-    s_tick_schedule (self);
 }
 
-// s_tick_schedule arms the tick for the next heartbeat or liveness deadline.
+// s_tick_start (re)starts the repeating tick for the heartbeat interval.
 static void
-s_tick_schedule (worker_t *self)
+s_tick_start (worker_t *self)
 {
     evloop_timer_cancel (self->loop, &self->tick_timer);
-    int64_t now = clock_mono_ms ();
-    int64_t next = self->last_sent_ms + self->heartbeat_ms;
-    int64_t deadline = self->last_heard_ms + self->liveness_ms;
-    if (deadline < next)
-        next = deadline;
-    int64_t delay = next - now;
-    // Never spin, never sleep through a whole interval.
-    if (delay < 10)
-        delay = 10;
-    if (delay > self->heartbeat_ms)
-        delay = self->heartbeat_ms;
-    self->tick_timer = evloop_timer_start (self->loop, delay, s_on_tick, self);
+    int64_t period = self->heartbeat_ms / WORKER_TICKS_PER_HEARTBEAT;
+    self->tick_timer = evloop_timer_every (self->loop, period > 10 ? period : 10, s_on_tick, self);
 }
 
 // s_on_drain_timeout gives up on calls that outlive the drain.
@@ -681,7 +671,7 @@ worker_new (const config_t *config, evloop_t *loop)
     evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
     s_on_idle (loop, self);
-    s_tick_schedule (self);
+    s_tick_start (self);
     log_info (NULL, "worker connected to %s with concurrency %d", config->broker_backend,
               self->concurrency);
     return self;
@@ -727,7 +717,7 @@ worker_set_timing (worker_t *self, int64_t heartbeat_ms, int64_t liveness_ms,
         self->liveness_ms = liveness_ms;
     if (drain_timeout_ms > 0)
         self->drain_timeout_ms = drain_timeout_ms;
-    s_tick_schedule (self);
+    s_tick_start (self);
 }
 
 size_t
