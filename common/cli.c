@@ -4,9 +4,11 @@
 #include "mem.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 
 config_t *
@@ -70,7 +72,8 @@ cli_start (int argc, char **argv, const char *process, const char *usage, int *e
     struct rlimit limit;
     if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
-        setrlimit (RLIMIT_NOFILE, &limit);
+        if (setrlimit (RLIMIT_NOFILE, &limit) < 0)
+            log_warn (NULL, "cannot raise RLIMIT_NOFILE: %s", strerror (errno));
     }
     // STYLE: own the signals; czmq must not install its handler.
     zsys_handler_set (NULL);

@@ -34,16 +34,6 @@ log_set_json (bool json)
     s_json = json;
 }
 
-int
-log_level_parse (const char *name)
-{
-    static const char *names[] = { "debug", "info", "warn", "error" };
-    for (int i = 0; i < 4; i++)
-        if (strcmp (name, names[i]) == 0)
-            return i;
-    return -1;
-}
-
 // s_printable_length returns the length of the well-formed UTF-8 sequence
 // at bytes (at most left bytes) when it may be written as it is, or 0: not
 // UTF-8 (common/utf8.h), or a C1 control (U+0080..U+009F, escapes on some

@@ -112,13 +112,28 @@ s_query_append (textbuf_t *url, json_t *query, const char *field, char *error,
     return 0;
 }
 
+// A header name is at most this long (the longest real ones are ~40).
+#define HEADER_NAME_MAX 256
+
+// s_header_key writes name lower-cased into key (HEADER_NAME_MAX + 1
+// bytes, cut there): the key of self->headers, so one name of any case is
+// one header.
+static void
+s_header_key (const char *name, char *key)
+{
+    size_t i = 0;
+    for (; name[i] && i < HEADER_NAME_MAX; i++)
+        key[i] = (char) tolower ((unsigned char) name[i]);
+    key[i] = '\0';
+}
+
 // s_header_set sets header name to value, replacing one of any case.
 static int
 s_header_set (request_t *self, const char *name, json_t *value, const char *field,
               char *error, size_t error_size)
 {
     size_t name_len = strlen (name);
-    if (!httpfield_token (name, name_len) || name_len > 256)
+    if (!httpfield_token (name, name_len) || name_len > HEADER_NAME_MAX)
         return s_fail (error, error_size, "%s: \"%.64s\" is not a valid header name", field, name);
     if (!json_is_string (value))
         return s_fail (error, error_size, "%s.%s must be a string", field, name);
@@ -126,12 +141,11 @@ s_header_set (request_t *self, const char *name, json_t *value, const char *fiel
     size_t text_len = json_string_length (value);
     if (!httpfield_value_safe (text, text_len))
         return s_fail (error, error_size, "%s.%s must not contain CR, LF or NUL", field, name);
-    char lower[257];
-    for (size_t i = 0; i <= name_len; i++)
-        lower[i] = (char) tolower ((unsigned char) name[i]);
+    char key[HEADER_NAME_MAX + 1];
+    s_header_key (name, key);
     char *line = mem_alloc (name_len + text_len + 3);
     sprintf (line, "%s: %s", name, text);
-    json_object_set_new (self->headers, lower, json_string (line));
+    json_object_set_new (self->headers, key, json_string (line));
     free (line);
     return 0;
 }
@@ -179,12 +193,9 @@ s_headers_apply (request_t *self, json_t *headers, s_headers_from_t from, const 
 static void
 s_header_default (request_t *self, const char *name, const char *value)
 {
-    char lower[64];
-    size_t i = 0;
-    for (; name[i] && i < sizeof lower - 1; i++)
-        lower[i] = (char) tolower ((unsigned char) name[i]);
-    lower[i] = '\0';
-    if (json_object_get (self->headers, lower))
+    char key[HEADER_NAME_MAX + 1];
+    s_header_key (name, key);
+    if (json_object_get (self->headers, key))
         return;
     json_t *text = json_string (value);
     char discard[8];
@@ -689,12 +700,9 @@ request_body (const request_t *self, size_t *size)
 const char *
 request_header (const request_t *self, const char *name)
 {
-    char lower[257];
-    size_t i = 0;
-    for (; name[i] && i < sizeof lower - 1; i++)
-        lower[i] = (char) tolower ((unsigned char) name[i]);
-    lower[i] = '\0';
-    const char *line = json_string_value (json_object_get (self->headers, lower));
+    char key[HEADER_NAME_MAX + 1];
+    s_header_key (name, key);
+    const char *line = json_string_value (json_object_get (self->headers, key));
     if (!line)
         return NULL;
     const char *colon = strchr (line, ':');

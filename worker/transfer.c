@@ -5,7 +5,6 @@
 #include "ssrf.h"
 #include "stream.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -19,6 +18,10 @@
 // the upstream to think.
 #define CONNECT_TIMEOUT_MAX_MS 10000
 #define USER_AGENT "jobgate-worker/0.1"
+// libcurl's receive buffer, allocated per call: 16 KiB by default, a third
+// of a call's memory when thousands are in flight (docs/performance.md).
+// 2 KiB costs a large answer a few more reads, nothing else.
+#define TRANSFER_BUFFER_BYTES 2048L
 
 struct _transfer_t {
     job_t *job;                 // the job record from DISPATCH
@@ -100,10 +103,10 @@ s_on_body (char *data, size_t size, size_t count, void *arg)
     return response_body (self->response, data, size * count) ? size * count : 0;
 }
 
-// s_on_open_socket opens each connection libcurl makes, after the SSRF
-// policy accepted the address it is about to connect to. This runs for the
-// first request and for every redirect hop, with the address DNS actually
-// returned, so neither a redirect nor DNS rebinding gets around it.
+// s_on_open_socket opens each new connection libcurl makes, after the SSRF
+// policy accepted the address it is about to connect to: the address DNS
+// actually returned, so DNS rebinding does not get around it. A request
+// sent on a connection already open is checked by s_on_prereq.
 static curl_socket_t
 s_on_open_socket (void *arg, curlsocktype purpose, struct curl_sockaddr *address)
 {
@@ -128,14 +131,8 @@ s_on_prereq (void *arg, char *primary_ip, char *local_ip, int primary_port, int 
 {
     transfer_t *self = arg;
     struct sockaddr_storage address;
-    memset (&address, 0, sizeof address);
-    struct sockaddr_in *in = (struct sockaddr_in *) &address;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &address;
-    if (primary_ip && inet_pton (AF_INET, primary_ip, &in->sin_addr) == 1)
-        in->sin_family = AF_INET;
-    else if (primary_ip && inet_pton (AF_INET6, primary_ip, &in6->sin6_addr) == 1)
-        in6->sin6_family = AF_INET6;
     // An address that does not parse is refused like a denied one.
+    ssrf_address_parse (primary_ip, &address);
     if (ssrf_policy_allows ((const struct sockaddr *) &address, self->allow_private,
                             self->config->allow_networks, self->config->allow_networks_count))
         return CURL_PREREQFUNC_OK;
@@ -145,7 +142,6 @@ s_on_prereq (void *arg, char *primary_ip, char *local_ip, int primary_port, int 
 
 // s_setup configures the easy handle. Returns 0, or -1 when libcurl refused
 // an option (an old or oddly built libcurl).
-#define TRANSFER_BUFFER_BYTES 2048L
 static int
 s_setup (transfer_t *self, const config_t *config)
 {
@@ -172,9 +168,6 @@ s_setup (transfer_t *self, const config_t *config)
     // compression bomb stops at the cap like any other large answer.
     SET (CURLOPT_ACCEPT_ENCODING, "");
     SET (CURLOPT_USERAGENT, USER_AGENT);
-    // libcurl's receive buffer, allocated per call: 16 KiB by default, a
-    // third of a call's memory when thousands are in flight. 4 KiB costs a
-    // large answer a few more reads, nothing else.
     SET (CURLOPT_BUFFERSIZE, TRANSFER_BUFFER_BYTES);
     // The declared length is refused early when it is over the cap; a crawl
     // keeps a truncated page instead.
