@@ -33,6 +33,44 @@ mem_check (void *pointer, size_t size, const char *file, int line)
     abort ();
 }
 
+// The test seam of mem_try_*: calls that succeed before one fails
+// (negative: none fails), and how many failed.
+static long s_try_left = -1;
+static size_t s_try_failed;
+
+// s_try_fails is true when the seam makes this mem_try_* call fail.
+static bool
+s_try_fails (void)
+{
+    if (s_try_left < 0)
+        return false;
+    if (s_try_left-- > 0)
+        return false;
+    s_try_failed++;
+    return true;
+}
+
+void *
+mem_try_alloc (size_t size)
+{
+    return s_try_fails () ? NULL : malloc (size);
+}
+
+void *
+mem_try_realloc (void *pointer, size_t size)
+{
+    return s_try_fails () ? NULL : realloc (pointer, size);
+}
+
+size_t
+mem_try_fail_after (long count)
+{
+    size_t failed = s_try_failed;
+    s_try_failed = 0;
+    s_try_left = count;
+    return failed;
+}
+
 // s_json_alloc is jansson's allocator: the caller's file and line are not
 // known here, the library is.
 static void *
@@ -124,6 +162,19 @@ mem_test (bool verbose)
     assert (dumped && strcmp (dumped, "{\"k\":[1,\"x\"]}") == 0);
     free (dumped);
     json_decref (value);
+    // The exception's seam: the third call fails, only that one.
+    mem_try_fail_after (2);
+    char *first = mem_try_alloc (8);
+    char *second = mem_try_realloc (first, 16);
+    assert (first && second);
+    assert (mem_try_realloc (second, 32) == NULL);
+    char *fine = mem_try_alloc (1);
+    assert (fine && mem_try_fail_after (-1) == 1);
+    free (second);
+    free (fine);
+    fine = mem_try_alloc (1);
+    assert (fine && mem_try_fail_after (-1) == 0);
+    free (fine);
     // A failure aborts with where it happened.
     fflush (stdout);
     s_dies_with (s_fail_alloc, "out of memory allocating 4096 bytes at here.c:42; aborting");

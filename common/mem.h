@@ -7,10 +7,12 @@
 // caller checks for NULL, and no function returns NULL for lack of memory.
 //
 // The one exception is where a process holds bytes that an outsider sized —
-// the worker's buffers for upstream answers: those paths use plain malloc
-// and realloc behind their caps and fail the one call (response_too_large,
+// the worker's buffers for upstream answers: those paths allocate with
+// mem_try_alloc and mem_try_realloc (malloc and realloc, with a test seam)
+// behind their caps and fail the one call (response_too_large,
 // worker_out_of_memory) rather than the process. Each such site says so in
-// a comment naming this file.
+// a comment naming this file, and the worker's self-tests make each of
+// them fail in turn (mem_try_fail_after).
 //
 // The libraries allocate too, and the same rule holds for them:
 //
@@ -61,6 +63,21 @@ void *mem_check (void *pointer, size_t size, const char *file, int line);
 // failed flag where the policy, not the exception, applies).
 #define mem_abort_if(failed)    ((failed) ? (void) mem_check (NULL, 0, __FILE__, __LINE__) \
                                           : (void) 0)
+
+// mem_try_alloc is malloc for the exception above: NULL when out of
+// memory, and the caller fails the one call.
+void *mem_try_alloc (size_t size);
+
+// mem_try_realloc is realloc for the exception above: NULL when out of
+// memory (pointer is then left as it was).
+void *mem_try_realloc (void *pointer, size_t size);
+
+// mem_try_fail_after is the exception's test seam: after count more
+// mem_try_* calls succeed, the next one fails (that one only, so each site
+// must handle its own failure); count < 0 (the default) makes none fail.
+// Returns how many failed since the previous call. A process is
+// single-threaded where it allocates these: no lock.
+size_t mem_try_fail_after (long count);
 
 // mem_init installs the policy in the libraries that take an allocator
 // (jansson). Call it first in main, before any other library call; calling

@@ -1,5 +1,6 @@
 // html — what the worker reads out of an HTML page: its title.
 #include "html.h"
+#include "mem.h"
 #include "utf8.h"
 
 #include <assert.h>
@@ -101,8 +102,9 @@ html_title (const char *html, size_t len, char **title_p)
         return 0;
     // A NUL becomes U+FFFD, three bytes: the only thing that grows. The
     // title is as long as the page (an upstream's size, behind the crawl's
-    // cap): plain malloc, and running out fails the one call (mem.h).
-    char *title = malloc (3 * (size_t) (stop - start) + 1);
+    // cap): the memory policy's exception, running out fails the one call
+    // (common/mem.h).
+    char *title = mem_try_alloc (3 * (size_t) (stop - start) + 1);
     if (!title)
         return -1;
     size_t size = 0;

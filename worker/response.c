@@ -148,9 +148,9 @@ response_body (response_t *self, const char *data, size_t len)
             alloc *= 2;
         if (alloc > self->max_bytes)
             alloc = self->max_bytes;
-        // The upstream sizes the body (up to the cap): plain realloc, the
-        // memory policy's exception (common/mem.h).
-        char *grown = realloc (self->body, alloc);
+        // The upstream sizes the body (up to the cap): the memory policy's
+        // exception (common/mem.h).
+        char *grown = mem_try_realloc (self->body, alloc);
         if (!grown) {
             // Out of memory is reported like an oversized answer: the
             // attempt cannot be held, and retrying would not help.
@@ -189,7 +189,7 @@ response_set_body (response_t *self, const char *data, size_t len, bool json)
 {
     // An assembled stream, as large as the upstream made it (behind the
     // result cap): the memory policy's exception (common/mem.h).
-    char *copy = malloc (len ? len : 1);
+    char *copy = mem_try_alloc (len ? len : 1);
     if (!copy)
         return -1;
     if (len)
@@ -363,9 +363,9 @@ response_json_string (const char *data, size_t len, size_t cap, char **out, size
         return 1;
     if (size > cap)
         return -1;
-    // data is an upstream's text (behind cap): plain malloc, the memory
-    // policy's exception (common/mem.h).
-    *out = malloc (size + 1);
+    // data is an upstream's text (behind cap): the memory policy's
+    // exception (common/mem.h).
+    *out = mem_try_alloc (size + 1);
     if (!*out)
         return -1;
     *out_len = s_json_string_put (*out, data, len);
@@ -426,7 +426,7 @@ s_body_render (const response_t *self, const char *body, size_t size, const char
     if (base64_size > cap)
         return -1;
     // The upstream's size, behind cap: the memory policy's exception.
-    out->owned = malloc (base64_size + 1);
+    out->owned = mem_try_alloc (base64_size + 1);
     if (!out->owned)
         return -1;
     out->owned[0] = '"';
@@ -533,8 +533,9 @@ s_result_json (response_t *self, const response_info_t *info)
     size_t crawl_len = info->crawl ? strlen (",\"title\":") + title_len
                                      + strlen (",\"truncated\":") + strlen (truncated) : 0;
     size_t total = head_len + crawl_len + strlen (",\"body\":") + rendered.len + 1;
-    // The whole result, an upstream's size behind cap: plain realloc (mem.h).
-    char *text = total <= cap ? realloc (head, total + 1) : NULL;
+    // The whole result, an upstream's size behind cap: the memory policy's
+    // exception (common/mem.h).
+    char *text = total <= cap ? mem_try_realloc (head, total + 1) : NULL;
     if (text) {
         char *at = text + head_len;
         if (info->crawl)
@@ -957,6 +958,73 @@ s_test_secret_forms (void)
     scrub_destroy (&scrubber);
 }
 
+// s_test_out_of_memory makes each allocation an upstream sizes fail in turn
+// (the memory policy's exception, common/mem.h): the attempt fails as
+// response_too_large, nothing shows the secret, nothing leaks (the ASan
+// build runs this too); once none fails, the result is whole.
+static void
+s_test_out_of_memory (void)
+{
+    const char *secret = "sk-0123456789";
+    scrub_t *scrubber = scrub_new (secret);
+    static const struct {
+        const char *type;       // content type
+        const char *page;       // body
+        size_t len;             // its length
+    } answers[] = {
+#define ANSWER(type, page) { type, page, sizeof page - 1 }
+        // Title, scrubbed text, escaped controls.
+        ANSWER ("text/html", "<title>t &amp; sk-0123456789</title>\"sk-0123\\u00345678\\u0039\" \x01"),
+        // JSON spliced as sent, after its strings are decoded and scrubbed.
+        ANSWER ("application/json", "{\"k\":\"sk-0123456789\",\"e\":\"\\u0073k-0123456789\"}"),
+        // Bytes that are no text: base64.
+        ANSWER ("application/octet-stream", "\xff\xfe\0\0sk-0123456789\0\0\0\0\0\0\0\0\0\0\0\0\0"),
+#undef ANSWER
+    };
+    const char *const lines[] = { "HTTP/1.1 200 OK\r\n", NULL };
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+        bool whole = false;
+        long n = 0;
+        for (; n < 100 && !whole; n++) {
+            response_t *response = response_new (4096, true);
+            s_feed (response, lines);
+            char type[64];
+            snprintf (type, sizeof type, "Content-Type: %s\r\n", answers[i].type);
+            response_header (response, type, strlen (type));
+            response_redact (response, NULL, scrubber);
+            mem_try_fail_after (n);
+            response_body (response, answers[i].page, answers[i].len);
+            response_info_t info = { .code = CURLE_OK, .status = 200, .crawl = true,
+                                     .max_result_bytes = 1 << 20 };
+            response_outcome_t out;
+            response_finish (response, &info, &out);
+            size_t failed = mem_try_fail_after (-1);
+            if (failed == 0) {
+                whole = true;
+                assert (strcmp (out.outcome, "succeeded") == 0 && out.result);
+                json_t *result = s_parse (out.result);
+                assert (json_is_string (json_object_get (result, "title"))
+                        || i > 0);
+                json_decref (result);
+            }
+            else {
+                if (strcmp (out.outcome, "failed") != 0 || out.result
+                    || !strstr (out.error, "response_too_large"))
+                    fprintf (stderr, "response: allocation %ld failing gave %s %s\n", n,
+                             out.outcome, out.error ? out.error : "-");
+                assert (strcmp (out.outcome, "failed") == 0 && !out.result);
+                assert (strstr (out.error, "response_too_large"));
+            }
+            assert (!out.result || !strstr (out.result, "0123456789"));
+            assert (!strstr (out.error ? out.error : "", "0123456789"));
+            response_outcome_free (&out);
+            response_destroy (&response);
+        }
+        assert (whole && n > 1);
+    }
+    scrub_destroy (&scrubber);
+}
+
 void
 response_test (bool verbose)
 {
@@ -1221,6 +1289,7 @@ response_test (bool verbose)
     response_outcome_free (&out);
     s_test_bounded_json ();
     s_test_secret_forms ();
+    s_test_out_of_memory ();
     if (verbose)
         printf ("OK\n");
 }

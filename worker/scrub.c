@@ -438,7 +438,7 @@ scrub_stream (scrub_t *self, const char *data, size_t len, scrub_emit_fn *fn, vo
         // Usually shorter than a spelling, but widened over a run of UTF-8
         // continuation bytes the upstream chose: its size, the memory
         // policy's exception (common/mem.h).
-        self->held = malloc (hold);
+        self->held = mem_try_alloc (hold);
         if (!self->held) {
             free (pending.data);
             return -1;
@@ -574,6 +574,30 @@ scrub_test (bool verbose)
         // No piece shows the secret.
         assert (!strstr (seen.text, "sk-a\"b\\c/d&e"));
     }
+    // Each allocation a scrub makes fails in turn (the memory policy's
+    // exception, common/mem.h): the call says so, and what it emitted
+    // before holds no secret; once none fails, the result is whole.
+    bool whole = false;
+    for (long n = 0; n < 200 && !whole; n++) {
+        mem_try_fail_after (n);
+        char *out_text = NULL;
+        size_t out_text_len = 0;
+        int rc = scrub_json (scrubber, texts[1].text, strlen (texts[1].text), &out_text,
+                             &out_text_len);
+        s_seen_t seen = { .pieces = 0 };
+        int stream_rc = scrub_stream (scrubber, wire, 9, s_test_emit, &seen);
+        if (stream_rc == 0)
+            stream_rc = scrub_stream (scrubber, wire + 9, wire_len - 9, s_test_emit, &seen);
+        scrub_stream_end (scrubber, s_test_emit, &seen);
+        size_t failed = mem_try_fail_after (-1);
+        assert (!strstr (seen.text, "sk-a\"b\\c/d&e"));
+        assert (rc == 1 ? strcmp (out_text, texts[1].expected) == 0 : rc == -1 && !out_text);
+        assert (failed == 0 ? rc == 1 && stream_rc == 0 : rc == -1 || stream_rc == -1);
+        whole = failed == 0;
+        free (out_text);
+    }
+    assert (whole);
+
     // A held tail never splits a UTF-8 character.
     scrub_t *accented = scrub_new ("\xc3\xa9t\xc3\xa9-secret");
     s_seen_t seen = { .pieces = 0 };

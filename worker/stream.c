@@ -223,16 +223,17 @@ stream_completion (const stream_t *self, size_t cap)
     char *usage = self->usage ? jsontext_dump (self->usage) : NULL;
     char *error = self->error ? jsontext_dump (self->error) : NULL;
     head_text[strlen (head_text) - 1] = '\0';
-    char *text = NULL;
-    if (asprintf (&text, "%s,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                         "\"content\":%s},\"finish_reason\":%s}]%s%s%s%s,\"streamed\":true}",
-                  head_text, content, finish ? finish : "null", usage ? ",\"usage\":" : "",
-                  usage ? usage : "", error ? ",\"error\":" : "", error ? error : "") < 0)
-        text = NULL;
-    if (text && strlen (text) > cap) {
-        free (text);
-        text = NULL;
-    }
+    // Measured first, so nothing over cap is allocated.
+#define COMPLETION_TEXT(buffer, size)                                                            \
+    snprintf (buffer, size, "%s,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","  \
+                            "\"content\":%s},\"finish_reason\":%s}]%s%s%s%s,\"streamed\":true}",     \
+              head_text, content, finish ? finish : "null", usage ? ",\"usage\":" : "",         \
+              usage ? usage : "", error ? ",\"error\":" : "", error ? error : "")
+    int len = COMPLETION_TEXT (NULL, 0);
+    char *text = len >= 0 && (size_t) len <= cap ? mem_try_alloc ((size_t) len + 1) : NULL;
+    if (text)
+        COMPLETION_TEXT (text, (size_t) len + 1);
+#undef COMPLETION_TEXT
     free (content);
     free (head_text);
     free (finish);
@@ -318,6 +319,25 @@ stream_test (bool verbose)
         stream_destroy (&stream);
         stream_destroy (&stream);
     }
+
+    // Each allocation the upstream sizes fails in turn (the memory
+    // policy's exception, common/mem.h): the stream stops, or the
+    // completion is refused; nothing leaks; once none fails, all is there.
+    bool whole = false;
+    for (long n = 0; n < 200 && !whole; n++) {
+        stream_t *stream = stream_new (1024);
+        mem_try_fail_after (n);
+        int rc = stream_feed (stream, wire, len, NULL, NULL);
+        char *text = rc == 0 ? stream_completion (stream, 4096) : NULL;
+        size_t failed = mem_try_fail_after (-1);
+        assert (failed == 0 ? rc == 0 && text : rc < 0 || !text);
+        // A stream that failed takes no more input.
+        assert (rc == 0 || stream_feed (stream, "\n", 1, NULL, NULL) < 0);
+        whole = failed == 0;
+        free (text);
+        stream_destroy (&stream);
+    }
+    assert (whole);
 
     // An empty stream still renders a completion, without usage.
     stream_t *stream = stream_new (16);
