@@ -1,15 +1,21 @@
+// cli — the start-up every jobgate binary shares.
 #include "cli.h"
 #include "log.h"
+#include "mem.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 
 config_t *
 cli_start (int argc, char **argv, const char *process, const char *usage, int *exit_code)
 {
+    // The memory policy holds in the libraries before they allocate.
+    mem_init ();
     // Block the stop signals first: one arriving during start-up then waits
     // for the loop's signalfd instead of killing the process, and every
     // thread created later (ZeroMQ's) inherits the mask.
@@ -66,7 +72,8 @@ cli_start (int argc, char **argv, const char *process, const char *usage, int *e
     struct rlimit limit;
     if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
-        setrlimit (RLIMIT_NOFILE, &limit);
+        if (setrlimit (RLIMIT_NOFILE, &limit) < 0)
+            log_warn (NULL, "cannot raise RLIMIT_NOFILE: %s", strerror (errno));
     }
     // STYLE: own the signals; czmq must not install its handler.
     zsys_handler_set (NULL);

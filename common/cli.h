@@ -1,6 +1,7 @@
-// cli — the start-up every jobgate binary shares: stop signals blocked
-// first, --config FILE and --help, the configuration loaded, logging set,
-// file-descriptor limit raised, czmq's own signal handling turned off.
+// cli — the start-up every jobgate binary shares: the memory policy
+// installed (common/mem.h), stop signals blocked, --config FILE and --help,
+// the configuration loaded, logging set, file-descriptor limit raised,
+// czmq's own signal handling turned off.
 #ifndef JOBGATE_CLI_H
 #define JOBGATE_CLI_H
 

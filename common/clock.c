@@ -1,3 +1,4 @@
+// clock — wall and monotonic time in milliseconds, RFC 3339 formatting, ids.
 #include "clock.h"
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+// evloop — the one event loop of a jobgate process (epoll).
 #include "evloop.h"
 #include "mem.h"
 #include "clock.h"
@@ -72,9 +73,7 @@ struct _evloop_t {
 evloop_t *
 evloop_new (void)
 {
-    evloop_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    evloop_t *self = mem_calloc (1, sizeof *self);
     self->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
     if (self->epoll_fd < 0) {
         free (self);
@@ -109,6 +108,7 @@ evloop_destroy (evloop_t **self_p)
     *self_p = NULL;
 }
 
+// s_epoll_events maps EVLOOP_READ / EVLOOP_WRITE to epoll's bits.
 static uint32_t
 s_epoll_events (int events)
 {
@@ -133,9 +133,7 @@ s_watch_put (evloop_t *self, watch_t *watch)
         size_t size = self->watches_size ? self->watches_size : 64;
         while (size <= (size_t) fd)
             size *= 2;
-        watch_t **grown = realloc (self->watches, size * sizeof *grown);
-        if (!grown)
-            return -1;
+        watch_t **grown = mem_realloc (self->watches, size * sizeof *grown);
         memset (grown + self->watches_size, 0,
                 (size - self->watches_size) * sizeof *grown);
         self->watches = grown;
@@ -156,9 +154,7 @@ s_watch_put (evloop_t *self, watch_t *watch)
 int
 evloop_fd_add (evloop_t *self, int fd, int events, evloop_fd_fn *fn, void *arg)
 {
-    watch_t *watch = calloc (1, sizeof *watch);
-    if (!watch)
-        return -1;
+    watch_t *watch = mem_alloc (sizeof *watch);
     *watch = (watch_t) { .kind = WATCH_FD, .fd = fd, .events = events,
                          .fd_fn = fn, .arg = arg };
     if (s_watch_put (self, watch) < 0) {
@@ -193,12 +189,7 @@ s_watch_drop (evloop_t *self, int fd)
     watch->removed = true;
     if (self->graveyard_count == self->graveyard_size) {
         size_t size = self->graveyard_size ? self->graveyard_size * 2 : 16;
-        watch_t **grown = realloc (self->graveyard, size * sizeof *grown);
-        if (!grown) {
-            // Leaking one small struct beats a use-after-free.
-            return;
-        }
-        self->graveyard = grown;
+        self->graveyard = mem_realloc (self->graveyard, size * sizeof *self->graveyard);
         self->graveyard_size = size;
     }
     self->graveyard[self->graveyard_count++] = watch;
@@ -213,20 +204,13 @@ evloop_fd_remove (evloop_t *self, int fd)
 int
 evloop_sock_add (evloop_t *self, zsock_t *sock, evloop_sock_fn *fn, void *arg)
 {
-    watch_t *watch = calloc (1, sizeof *watch);
-    if (!watch)
-        return -1;
+    watch_t *watch = mem_alloc (sizeof *watch);
     *watch = (watch_t) { .kind = WATCH_SOCK, .fd = zsock_fd (sock),
                          .events = EVLOOP_READ, .sock_fn = fn, .sock = sock,
                          .arg = arg };
     if (self->socks_count == self->socks_size) {
         size_t size = self->socks_size ? self->socks_size * 2 : 8;
-        watch_t **grown = realloc (self->socks, size * sizeof *grown);
-        if (!grown) {
-            free (watch);
-            return -1;
-        }
-        self->socks = grown;
+        self->socks = mem_realloc (self->socks, size * sizeof *self->socks);
         self->socks_size = size;
     }
     if (s_watch_put (self, watch) < 0) {
@@ -414,9 +398,7 @@ evloop_signal (evloop_t *self, int signo, evloop_fn *fn, void *arg)
     self->signals[self->signals_count++] = (signal_route_t) { signo, fn, arg };
     if (self->signal_fd < 0) {
         self->signal_fd = fd;
-        watch_t *watch = calloc (1, sizeof *watch);
-        if (!watch)
-            return -1;
+        watch_t *watch = mem_alloc (sizeof *watch);
         *watch = (watch_t) { .kind = WATCH_SIGNAL, .fd = fd, .events = EVLOOP_READ };
         if (s_watch_put (self, watch) < 0) {
             free (watch);

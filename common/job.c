@@ -1,5 +1,7 @@
+// job — the job record: what the broker stores, sends and the gateway shows.
 #include "job.h"
 #include "jsontext.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -33,9 +35,7 @@ job_status_terminal (job_status_t status)
 job_t *
 job_new (void)
 {
-    job_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    job_t *self = mem_calloc (1, sizeof *self);
     self->status = JOB_QUEUED;
     self->priority = 5;
     self->max_attempts = 3;
@@ -62,29 +62,34 @@ job_destroy (job_t **self_p)
     *self_p = NULL;
 }
 
+// s_copy_or_null returns a copy of text, or NULL for NULL.
+static char *
+s_copy_or_null (const char *text)
+{
+    return text ? mem_strdup (text) : NULL;
+}
+
 void
 job_set_str (char **field, const char *value)
 {
     free (*field);
-    *field = value ? strdup (value) : NULL;
+    *field = s_copy_or_null (value);
 }
 
 job_t *
 job_dup (const job_t *self)
 {
-    job_t *copy = malloc (sizeof *copy);
-    if (!copy)
-        return NULL;
+    job_t *copy = mem_alloc (sizeof *copy);
     *copy = *self;
-    copy->tenant = self->tenant ? strdup (self->tenant) : NULL;
-    copy->kind = self->kind ? strdup (self->kind) : NULL;
-    copy->provider = self->provider ? strdup (self->provider) : NULL;
-    copy->spec = self->spec ? strdup (self->spec) : NULL;
-    copy->result = self->result ? strdup (self->result) : NULL;
-    copy->error = self->error ? strdup (self->error) : NULL;
-    copy->idempotency_key = self->idempotency_key ? strdup (self->idempotency_key) : NULL;
-    copy->metadata = self->metadata ? strdup (self->metadata) : NULL;
-    copy->lease = self->lease ? strdup (self->lease) : NULL;
+    copy->tenant = s_copy_or_null (self->tenant);
+    copy->kind = s_copy_or_null (self->kind);
+    copy->provider = s_copy_or_null (self->provider);
+    copy->spec = s_copy_or_null (self->spec);
+    copy->result = s_copy_or_null (self->result);
+    copy->error = s_copy_or_null (self->error);
+    copy->idempotency_key = s_copy_or_null (self->idempotency_key);
+    copy->metadata = s_copy_or_null (self->metadata);
+    copy->lease = s_copy_or_null (self->lease);
     return copy;
 }
 
@@ -118,8 +123,6 @@ job_t *
 job_unpack (pack_reader_t *reader)
 {
     job_t *self = job_new ();
-    if (!self)
-        return NULL;
     size_t len;
     const char *id = pack_get_str (reader, "id", &len);
     char *status = pack_get_strdup (reader, "status");
@@ -161,7 +164,7 @@ job_unpack (pack_reader_t *reader)
         || self->attempt_seq > INT32_MAX)
         self->attempt_seq = self->attempts;
     if (!self->tenant)
-        self->tenant = strdup ("");
+        self->tenant = mem_strdup ("");
     if (!self->kind || !self->spec) {
         job_destroy (&self);
         return NULL;
@@ -192,35 +195,17 @@ s_metadata_of (const char *spec)
     return text;
 }
 
-// s_splice appends ,"key":text to a growing JSON text (text NULL: null).
-static void
-s_splice (char **out, size_t *len, size_t *alloc, const char *key, const char *text)
-{
-    if (!*out)
-        return;
-    if (!text)
-        text = "null";
-    size_t key_len = strlen (key), text_len = strlen (text);
-    size_t need = *len + key_len + text_len + 8;
-    if (need > *alloc) {
-        char *grown = realloc (*out, need);
-        if (!grown) {
-            free (*out);
-            *out = NULL;
-            return;
-        }
-        *out = grown;
-        *alloc = need;
-    }
-    *len += (size_t) sprintf (*out + *len, ",\"%s\":%s", key, text);
-}
+// One stored JSON text spliced into the rendered job: ,"key":text.
+typedef struct {
+    const char *key;            // the member's name
+    const char *text;           // its JSON text as stored ("null" when absent)
+    size_t text_len;            // strlen (text)
+} s_spliced_t;
 
 char *
 job_render (const job_t *self)
 {
     json_t *object = json_object ();
-    if (!object)
-        return NULL;
     json_object_set_new (object, "id", json_string (self->id));
     json_object_set_new (object, "kind", json_string (self->kind));
     json_object_set_new (object, "provider",
@@ -234,30 +219,37 @@ job_render (const job_t *self)
     json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
     char *head = json_dumps (object, JSON_COMPACT);
     json_decref (object);
-    if (!head)
-        return NULL;
-    // The head ends with '}': the spliced fields go before it.
-    size_t len = strlen (head) - 1, alloc = len + 1;
     char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
-    s_splice (&head, &len, &alloc, "metadata", self->metadata ? self->metadata : metadata);
-    free (metadata);
+    s_spliced_t spliced[3] = {
+        { .key = "metadata", .text = self->metadata ? self->metadata : metadata }
+    };
+    size_t count = 1;
     if (self->result)
-        s_splice (&head, &len, &alloc, "result", self->result);
+        spliced[count++] = (s_spliced_t) { .key = "result", .text = self->result };
     if (self->error)
-        s_splice (&head, &len, &alloc, "error", self->error);
-    if (!head)
-        return NULL;
-    if (len + 2 > alloc) {
-        char *grown = realloc (head, len + 2);
-        if (!grown) {
-            free (head);
-            return NULL;
-        }
-        head = grown;
+        spliced[count++] = (s_spliced_t) { .key = "error", .text = self->error };
+    // The head ends with '}': the spliced members go before it, in one
+    // allocation sized up front.
+    size_t len = strlen (head) - 1, total = len + 2;
+    for (size_t i = 0; i < count; i++) {
+        if (!spliced[i].text)
+            spliced[i].text = "null";
+        spliced[i].text_len = strlen (spliced[i].text);
+        total += strlen (spliced[i].key) + spliced[i].text_len + 4;
     }
-    head[len] = '}';
-    head[len + 1] = '\0';
-    return head;
+    char *text = mem_realloc (head, total);
+    for (size_t i = 0; i < count; i++) {
+        size_t key_len = strlen (spliced[i].key);
+        memcpy (text + len, ",\"", 2);
+        memcpy (text + len + 2, spliced[i].key, key_len);
+        memcpy (text + len + 2 + key_len, "\":", 2);
+        memcpy (text + len + 4 + key_len, spliced[i].text, spliced[i].text_len);
+        len += 4 + key_len + spliced[i].text_len;
+    }
+    free (metadata);
+    text[len] = '}';
+    text[len + 1] = '\0';
+    return text;
 }
 
 json_t *

@@ -46,13 +46,14 @@ typedef struct {
                                 // worker echoes; never stored, never sent to a gateway
 } job_t;
 
-// job_new returns a zeroed record (status queued, priority 5).
+// job_new returns a zeroed record (status queued, priority 5). This
+// function can't fail (out of memory aborts: common/mem.h).
 job_t *job_new (void);
 
 // job_destroy frees a record and its strings; nulls *self_p.
 void job_destroy (job_t **self_p);
 
-// job_dup returns a deep copy, or NULL when out of memory.
+// job_dup returns a deep copy. This function can't fail.
 job_t *job_dup (const job_t *self);
 
 // job_pack appends the record's fields to a map being written.
@@ -66,11 +67,12 @@ job_t *job_unpack (pack_reader_t *reader);
 // stored metadata, result and error texts are spliced in as they are, never
 // parsed again: they passed common/jsontext's policy when they were made, so
 // a read costs a copy, whatever the result holds. Returns a new string
-// (caller frees), or NULL when memory ran out.
+// (caller frees). This function can't fail.
 char *job_render (const job_t *self);
 
 // job_to_json is job_render parsed back (under the jsontext policy), for
-// callers that edit the object. Returns a new reference, or NULL.
+// callers that edit the object. Returns a new reference, or NULL when a
+// stored text is not JSON within the policy.
 json_t *job_to_json (const job_t *self);
 
 // job_set_str replaces *field with a copy of value (NULL clears it).

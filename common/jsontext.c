@@ -1,5 +1,6 @@
 // jsontext — the one JSON policy from upstream to client.
 #include "jsontext.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -127,8 +128,7 @@ jsontext_dump (const json_t *value)
 static char *
 s_nested (size_t levels)
 {
-    char *text = malloc (2 * levels + 1);
-    assert (text);
+    char *text = mem_alloc (2 * levels + 1);
     memset (text, '[', levels);
     memset (text + levels, ']', levels);
     text[2 * levels] = '\0';
@@ -193,8 +193,7 @@ jsontext_test (bool verbose)
 
     // Too many values: refused before jansson builds anything.
     size_t count = JSONTEXT_MAX_VALUES;
-    char *wide = malloc (3 * count + 2);
-    assert (wide);
+    char *wide = mem_alloc (3 * count + 2);
     wide[0] = '[';
     size_t at = 1;
     for (size_t i = 0; i < count; i++) {

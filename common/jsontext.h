@@ -55,7 +55,8 @@ json_t *jsontext_load (const char *text, size_t len, json_error_t *error);
 json_t *jsontext_loads (const char *text, json_error_t *error);
 
 // jsontext_dump renders value as compact JSON, any type (JSON_ENCODE_ANY).
-// Returns a new string (caller frees), or NULL when memory ran out.
+// Returns a new string (caller frees); NULL only for a NULL value. This
+// function can't fail (out of memory aborts: common/mem.h).
 char *jsontext_dump (const json_t *value);
 
 // jsontext_test runs the self-test.

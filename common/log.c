@@ -1,4 +1,6 @@
+// log — one line per event on stderr.
 #include "log.h"
+#include "utf8.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -32,55 +34,15 @@ log_set_json (bool json)
     s_json = json;
 }
 
-int
-log_level_parse (const char *name)
-{
-    static const char *names[] = { "debug", "info", "warn", "error" };
-    for (int i = 0; i < 4; i++)
-        if (strcmp (name, names[i]) == 0)
-            return i;
-    return -1;
-}
-
-// s_utf8_length returns the length of the well-formed UTF-8 sequence at
-// bytes (at most left bytes), or 0 when there is none (RFC 3629: no
-// overlong forms, no surrogates, nothing above U+10FFFF).
+// s_printable_length returns the length of the well-formed UTF-8 sequence
+// at bytes (at most left bytes) when it may be written as it is, or 0: not
+// UTF-8 (common/utf8.h), or a C1 control (U+0080..U+009F, escapes on some
+// terminals).
 static size_t
-s_utf8_length (const unsigned char *bytes, size_t left)
+s_printable_length (const unsigned char *bytes, size_t left)
 {
-    unsigned char c = bytes[0];
-    size_t need;
-    uint32_t point;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        point = c & 0x1F;
-    }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        point = c & 0x0F;
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        point = c & 0x07;
-    }
-    else
-        return 0;
-    if (left < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((bytes[i] & 0xC0) != 0x80)
-            return 0;
-        point = point << 6 | (bytes[i] & 0x3F);
-    }
-    if ((need == 3 && (point < 0x800 || (point >= 0xD800 && point <= 0xDFFF)))
-        || (need == 4 && (point < 0x10000 || point > 0x10FFFF)))
-        return 0;
-    // C1 controls (U+0080..U+009F) act as escapes on some terminals.
-    if (need == 2 && point < 0xA0)
-        return 0;
-    return need;
+    size_t step = utf8_sequence (bytes, left);
+    return step == 2 && bytes[0] == 0xC2 && bytes[1] < 0xA0 ? 0 : step;
 }
 
 size_t
@@ -92,7 +54,7 @@ log_escape (const char *text, size_t len, char *out, size_t out_size)
     if (out_size == 0)
         return 0;
     for (size_t i = 0; i < len;) {
-        size_t step = s_utf8_length (bytes + i, len - i);
+        size_t step = s_printable_length (bytes + i, len - i);
         bool plain = step > 1 || (step == 1 && bytes[i] >= 0x20 && bytes[i] != 0x7F
                                   && bytes[i] != '\\');
         if (plain) {

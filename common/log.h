@@ -31,9 +31,6 @@ void log_line (log_level_t level, const char *file, int line,
 #define log_warn(job, ...)  log_line (LOG_WARN_, __FILE__, __LINE__, job, __VA_ARGS__)
 #define log_error(job, ...) log_line (LOG_ERROR_, __FILE__, __LINE__, job, __VA_ARGS__)
 
-// log_level_parse maps "debug" / "info" / "warn" / "error" to a level; -1 if unknown.
-int log_level_parse (const char *name);
-
 // log_escape copies text (len bytes) into out (out_size bytes, NUL-terminated,
 // truncated to fit) with control characters (C0, DEL, C1) and bytes that are
 // not well-formed UTF-8 written as \xNN, and backslashes as \\, so the copy

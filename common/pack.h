@@ -13,7 +13,8 @@
 
 typedef struct _pack_writer_t pack_writer_t;
 
-// pack_writer_new starts an empty map.
+// pack_writer_new starts an empty map. This function can't fail (out of
+// memory aborts: common/mem.h), nor can the puts below.
 pack_writer_t *pack_writer_new (void);
 
 // pack_writer_destroy frees the writer; nulls *self_p.
@@ -42,7 +43,8 @@ size_t pack_writer_field_count (pack_writer_t *self);
 typedef struct _pack_reader_t pack_reader_t;
 
 // pack_reader_new decodes data as one msgpack map. Returns NULL when data is
-// not exactly one map (truncated, trailing bytes, another type).
+// not exactly one map (truncated, trailing bytes, another type, nested
+// deeper than msgpack reads).
 pack_reader_t *pack_reader_new (const void *data, size_t size);
 
 // pack_reader_destroy frees the reader; nulls *self_p.

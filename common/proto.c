@@ -1,6 +1,8 @@
+// proto — JGP/1, the ZeroMQ protocol between gateway, broker and worker.
 #include "proto.h"
 
 #include "log.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <string.h>
@@ -77,20 +79,14 @@ proto_decode (zmsg_t **msg_p, bool has_envelope, const char **error)
         if (!reader)
             *error = "body is not one msgpack map";
         else {
-            self = calloc (1, sizeof *self);
-            if (!self) {
-                *error = "out of memory";
-                pack_reader_destroy (&reader);
-            }
-            else {
-                self->envelope = envelope;
-                envelope = NULL;
-                self->cmd = (proto_cmd_t) cmd;
-                self->body = reader;
-                if (zmsg_size (msg) > 0) {
-                    self->rest = msg;
-                    msg = NULL;
-                }
+            self = mem_calloc (1, sizeof *self);
+            self->envelope = envelope;
+            envelope = NULL;
+            self->cmd = (proto_cmd_t) cmd;
+            self->body = reader;
+            if (zmsg_size (msg) > 0) {
+                self->rest = msg;
+                msg = NULL;
             }
         }
     }
@@ -214,15 +210,9 @@ struct _proto_batch_t {
 proto_batch_t *
 proto_batch_new (zsock_t *sock)
 {
-    proto_batch_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    proto_batch_t *self = mem_calloc (1, sizeof *self);
     self->handle = zsock_resolve (sock);
-    self->ends = malloc (BATCH_MAX_BODIES * sizeof *self->ends);
-    if (!self->ends) {
-        free (self);
-        return NULL;
-    }
+    self->ends = mem_alloc (BATCH_MAX_BODIES * sizeof *self->ends);
     return self;
 }
 
@@ -269,16 +259,13 @@ proto_batch_add (proto_batch_t *self, zframe_t *envelope, proto_cmd_t cmd, pack_
     if (self->count == 0) {
         self->cmd = cmd;
         zframe_destroy (&self->envelope);
-        self->envelope = envelope ? zframe_dup (envelope) : NULL;
-        assert (!envelope || self->envelope);
+        self->envelope = envelope ? mem_lib (zframe_dup (envelope)) : NULL;
     }
     if (self->size + size > self->capacity) {
         size_t capacity = self->capacity ? self->capacity : 4096;
         while (capacity < self->size + size)
             capacity *= 2;
-        char *grown = realloc (self->data, capacity);
-        assert (grown);
-        self->data = grown;
+        self->data = mem_realloc (self->data, capacity);
         self->capacity = capacity;
     }
     memcpy (self->data + self->size, data, size);

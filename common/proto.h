@@ -85,8 +85,8 @@ void proto_msg_destroy (proto_msg_t **self_p);
 // sent first. Returns 0, or -1 when the socket refused it (HWM, no route).
 int proto_send (zsock_t *sock, zframe_t *envelope, proto_cmd_t cmd, pack_writer_t *body);
 
-// proto_batch_new makes an empty batch for sock (borrowed). Returns NULL when
-// out of memory.
+// proto_batch_new makes an empty batch for sock (borrowed). This function
+// can't fail (out of memory aborts: common/mem.h).
 proto_batch_t *proto_batch_new (zsock_t *sock);
 
 // proto_batch_destroy frees a batch without sending it; nulls *self_p.

@@ -2,9 +2,12 @@
 #include "config.h"
 #include "evloop.h"
 #include "job.h"
+#include "html.h"
+#include "httpfield.h"
 #include "jsontext.h"
 #include "log.h"
 #include "urlpath.h"
+#include "mem.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -14,6 +17,8 @@
 #include "ssrf.h"
 #include "stream.h"
 #include "transfer.h"
+#include "utf8.h"
+#include "webhook.h"
 #include "worker.h"
 #include "broker.h"
 #include "jobspec.h"
@@ -35,16 +40,18 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
-    { "pack", pack_test },         { "proto", proto_test },       { "job", job_test },
-    { "jsontext", jsontext_test }, { "log", log_test },           { "urlpath", urlpath_test },
-    { "config", config_test },     { "evloop", evloop_test },
+    { "mem", mem_test },           { "utf8", utf8_test },         { "pack", pack_test },
+    { "proto", proto_test },       { "job", job_test },           { "jsontext", jsontext_test },
+    { "log", log_test },           { "urlpath", urlpath_test },   { "httpfield", httpfield_test },
+    { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
     { "queue", queue_test },       { "store", store_test },       { "broker", broker_test },
     { "provider", provider_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
     { "jobcache", jobcache_test },
-    { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "scrub", scrub_test },
-    { "stream", stream_test },     { "response", response_test }, { "request", request_test },
+    { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "html", html_test },
+    { "scrub", scrub_test },       { "stream", stream_test },     { "response", response_test },
+    { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };
 
@@ -63,6 +70,7 @@ main (int argc, char **argv)
             return strcmp (argv[i], "--help") == 0 ? 0 : 2;
         }
     }
+    mem_init ();
     zsys_init ();
     int ran = 0;
     for (size_t i = 0; i < sizeof s_tests / sizeof s_tests[0]; i++)

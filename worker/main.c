@@ -7,7 +7,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,26 +25,18 @@ static const char *s_usage_text =
     "process exits 0; after worker.drain_timeout_ms (default 30 s) or a\n"
     "second signal the rest is handed back to the broker.\n";
 
-// s_raise_nofile lifts the open-file limit to the hard limit: every call in
-// flight holds a socket. A limit below the concurrency is reported, since
-// calls past it would fail as connect errors.
+// s_check_nofile reports an open-file limit below the concurrency (cli_start
+// raised it to the hard limit already): every call in flight holds a
+// socket, and calls past the limit would fail as connect errors.
 static void
-s_raise_nofile (int concurrency)
+s_check_nofile (int concurrency)
 {
     struct rlimit limit;
-    if (getrlimit (RLIMIT_NOFILE, &limit) < 0)
-        return;
-    if (limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        if (setrlimit (RLIMIT_NOFILE, &limit) < 0)
-            log_warn (NULL, "cannot raise RLIMIT_NOFILE: %s", strerror (errno));
-        getrlimit (RLIMIT_NOFILE, &limit);
-    }
-    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t) concurrency + 64)
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY
+        && limit.rlim_cur < (rlim_t) concurrency + 64)
         log_warn (NULL, "RLIMIT_NOFILE is %llu, too low for worker.concurrency %d",
                   (unsigned long long) limit.rlim_cur, concurrency);
 }
-
 
 // s_on_signal drains on the first SIGTERM/SIGINT and stops on the second.
 static void
@@ -74,7 +65,7 @@ main (int argc, char **argv)
         config_destroy (&config);
         return 1;
     }
-    s_raise_nofile (config->worker_concurrency);
+    s_check_nofile (config->worker_concurrency);
     if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf (stderr, "jobgate-worker: libcurl failed to initialise\n");
         config_destroy (&config);

@@ -1,12 +1,14 @@
 // request — the plan of one upstream call, built from a job's spec.
 #include "request.h"
+#include "httpfield.h"
 #include "jsontext.h"
+#include "mem.h"
 #include "textbuf.h"
+#include "webhook.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +57,7 @@ static char *
 s_scalar_text (json_t *value)
 {
     if (json_is_string (value))
-        return strndup (json_string_value (value), json_string_length (value));
+        return mem_strndup (json_string_value (value), json_string_length (value));
     if (json_is_integer (value) || json_is_real (value) || json_is_boolean (value))
         return json_dumps (value, JSON_ENCODE_ANY | JSON_COMPACT);
     return NULL;
@@ -65,16 +67,12 @@ s_scalar_text (json_t *value)
 static void
 s_query_add (textbuf_t *url, const char *key, const char *value)
 {
-    char *key_escaped = curl_easy_escape (NULL, key, (int) strlen (key));
-    char *value_escaped = curl_easy_escape (NULL, value, (int) strlen (value));
-    if (!key_escaped || !value_escaped)
-        url->failed = true;
-    else {
-        textbuf_str (url, strchr (url->data, '?') ? "&" : "?");
-        textbuf_str (url, key_escaped);
-        textbuf_str (url, "=");
-        textbuf_str (url, value_escaped);
-    }
+    char *key_escaped = mem_lib (curl_easy_escape (NULL, key, (int) strlen (key)));
+    char *value_escaped = mem_lib (curl_easy_escape (NULL, value, (int) strlen (value)));
+    textbuf_str (url, url->data && strchr (url->data, '?') ? "&" : "?");
+    textbuf_str (url, key_escaped);
+    textbuf_str (url, "=");
+    textbuf_str (url, value_escaped);
     curl_free (key_escaped);
     curl_free (value_escaped);
 }
@@ -114,18 +112,19 @@ s_query_append (textbuf_t *url, json_t *query, const char *field, char *error,
     return 0;
 }
 
-// s_token_valid is true for an RFC 9110 token (method and header names).
-static bool
-s_token_valid (const char *text, size_t len)
+// A header name is at most this long (the longest real ones are ~40).
+#define HEADER_NAME_MAX 256
+
+// s_header_key writes name lower-cased into key (HEADER_NAME_MAX + 1
+// bytes, cut there): the key of self->headers, so one name of any case is
+// one header.
+static void
+s_header_key (const char *name, char *key)
 {
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) text[i];
-        if (!isalnum (c) && !strchr ("!#$%&'*+-.^_`|~", c))
-            return false;
-    }
-    return true;
+    size_t i = 0;
+    for (; name[i] && i < HEADER_NAME_MAX; i++)
+        key[i] = (char) tolower ((unsigned char) name[i]);
+    key[i] = '\0';
 }
 
 // s_header_set sets header name to value, replacing one of any case.
@@ -134,24 +133,19 @@ s_header_set (request_t *self, const char *name, json_t *value, const char *fiel
               char *error, size_t error_size)
 {
     size_t name_len = strlen (name);
-    if (!s_token_valid (name, name_len) || name_len > 256)
+    if (!httpfield_token (name, name_len) || name_len > HEADER_NAME_MAX)
         return s_fail (error, error_size, "%s: \"%.64s\" is not a valid header name", field, name);
     if (!json_is_string (value))
         return s_fail (error, error_size, "%s.%s must be a string", field, name);
     const char *text = json_string_value (value);
     size_t text_len = json_string_length (value);
-    // CR, LF or NUL would let a value smuggle in headers of its own.
-    for (size_t i = 0; i < text_len; i++)
-        if (text[i] == '\r' || text[i] == '\n' || text[i] == '\0')
-            return s_fail (error, error_size, "%s.%s must not contain CR, LF or NUL", field, name);
-    char lower[257];
-    for (size_t i = 0; i <= name_len; i++)
-        lower[i] = (char) tolower ((unsigned char) name[i]);
-    char *line = malloc (name_len + text_len + 3);
-    if (!line)
-        return s_fail (error, error_size, "out of memory");
+    if (!httpfield_value_safe (text, text_len))
+        return s_fail (error, error_size, "%s.%s must not contain CR, LF or NUL", field, name);
+    char key[HEADER_NAME_MAX + 1];
+    s_header_key (name, key);
+    char *line = mem_alloc (name_len + text_len + 3);
     sprintf (line, "%s: %s", name, text);
-    json_object_set_new (self->headers, lower, json_string (line));
+    json_object_set_new (self->headers, key, json_string (line));
     free (line);
     return 0;
 }
@@ -163,36 +157,14 @@ typedef enum {
     HEADERS_PROVIDER_CALL,      // request.headers of a call to a provider
 } s_headers_from_t;
 
-// Headers a client's request.headers never set (the gateway refuses them
-// too; this is the worker's own hold). Framing and hop-by-hop headers are
-// libcurl's on every call: a wrong one smuggles a second request into the
-// connection. On a provider call the headers that name the host or the
-// resource a request is for are the operator's as well: with them a tenant
-// could steer the provider's secret to another virtual host or path behind
-// the same address (issue 10 #5). On a user's URL they are harmless: no
-// secret goes there and the SSRF policy checks the address connected.
-static const struct {
-    const char *name;           // lower case
-    bool provider_only;         // reserved on provider calls only
-} s_reserved_headers[] = {
-    { "content-length", false }, { "transfer-encoding", false }, { "connection", false },
-    { "keep-alive", false }, { "upgrade", false }, { "te", false }, { "trailer", false },
-    { "proxy-connection", false },
-    { "host", true }, { "forwarded", true }, { "x-forwarded-host", true },
-    { "x-forwarded-server", true }, { "x-host", true }, { "x-original-host", true },
-    { "x-http-host-override", true }, { "x-original-url", true }, { "x-rewrite-url", true },
-};
-
-// s_header_reserved is true when headers from that writer may not set name.
+// s_header_reserved is true when headers from that writer may not set name
+// (common/httpfield.h says which and why; the gateway refuses them too,
+// this is the worker's own hold). The operator's may set any.
 static bool
 s_header_reserved (const char *name, s_headers_from_t from)
 {
-    if (from == HEADERS_OPERATOR)
-        return false;
-    for (size_t i = 0; i < sizeof s_reserved_headers / sizeof s_reserved_headers[0]; i++)
-        if (strcasecmp (name, s_reserved_headers[i].name) == 0)
-            return !s_reserved_headers[i].provider_only || from == HEADERS_PROVIDER_CALL;
-    return false;
+    return from != HEADERS_OPERATOR
+           && httpfield_is_reserved (name, from == HEADERS_PROVIDER_CALL);
 }
 
 // s_headers_apply sets every header of an object (provider defaults first,
@@ -221,12 +193,9 @@ s_headers_apply (request_t *self, json_t *headers, s_headers_from_t from, const 
 static void
 s_header_default (request_t *self, const char *name, const char *value)
 {
-    char lower[64];
-    size_t i = 0;
-    for (; name[i] && i < sizeof lower - 1; i++)
-        lower[i] = (char) tolower ((unsigned char) name[i]);
-    lower[i] = '\0';
-    if (json_object_get (self->headers, lower))
+    char key[HEADER_NAME_MAX + 1];
+    s_header_key (name, key);
+    if (json_object_get (self->headers, key))
         return;
     json_t *text = json_string (value);
     char discard[8];
@@ -234,15 +203,24 @@ s_header_default (request_t *self, const char *name, const char *value)
     json_decref (text);
 }
 
-// s_url_part reads one part of a parsed URL, or NULL (caller frees with
-// curl_free).
+// s_url_part reads one part of a parsed URL, or NULL when it has none
+// (caller frees with curl_free).
 static char *
 s_url_part (CURLU *handle, CURLUPart part)
 {
     char *text = NULL;
-    if (curl_url_get (handle, part, &text, CURLU_DEFAULT_PORT) != CURLUE_OK)
-        return NULL;
-    return text;
+    CURLUcode rc = curl_url_get (handle, part, &text, CURLU_DEFAULT_PORT);
+    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
+    return rc == CURLUE_OK ? text : NULL;
+}
+
+// s_url_parse reads url into handle; false when it is no URL.
+static bool
+s_url_parse (CURLU *handle, const char *url)
+{
+    CURLUcode rc = curl_url_set (handle, CURLUPART_URL, url, 0);
+    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
+    return rc == CURLUE_OK;
 }
 
 // s_url_check accepts only absolute http(s) URLs with a host. With
@@ -252,13 +230,11 @@ static int
 s_url_check (const char *url, const char *same_origin_as, const char *field,
              char *error, size_t error_size)
 {
-    CURLU *handle = curl_url ();
-    CURLU *base = same_origin_as ? curl_url () : NULL;
+    CURLU *handle = mem_lib (curl_url ());
+    CURLU *base = same_origin_as ? mem_lib (curl_url ()) : NULL;
     int rc = 0;
     char *scheme = NULL, *host = NULL, *port = NULL, *base_host = NULL, *base_port = NULL;
-    if (!handle || (same_origin_as && !base))
-        rc = s_fail (error, error_size, "out of memory");
-    else if (curl_url_set (handle, CURLUPART_URL, url, 0) != CURLUE_OK)
+    if (!s_url_parse (handle, url))
         rc = s_fail (error, error_size, "%s is not a valid absolute URL", field);
     else {
         scheme = s_url_part (handle, CURLUPART_SCHEME);
@@ -269,7 +245,7 @@ s_url_check (const char *url, const char *same_origin_as, const char *field,
         else if (!host || !*host)
             rc = s_fail (error, error_size, "%s has no host", field);
         else if (base) {
-            if (curl_url_set (base, CURLUPART_URL, same_origin_as, 0) == CURLUE_OK) {
+            if (s_url_parse (base, same_origin_as)) {
                 base_host = s_url_part (base, CURLUPART_HOST);
                 base_port = s_url_part (base, CURLUPART_PORT);
             }
@@ -310,15 +286,11 @@ s_body_set (request_t *self, json_t *body, char *error, size_t error_size)
         return 0;
     if (json_is_string (body)) {
         self->body_size = json_string_length (body);
-        self->body = malloc (self->body_size + 1);
-        if (!self->body)
-            return s_fail (error, error_size, "out of memory");
+        self->body = mem_alloc (self->body_size + 1);
         memcpy (self->body, json_string_value (body), self->body_size + 1);
         return 0;
     }
-    self->body = json_dumps (body, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!self->body)
-        return s_fail (error, error_size, "request.body cannot be encoded");
+    self->body = jsontext_dump (body);
     self->body_size = strlen (self->body);
     s_header_default (self, "Content-Type", "application/json");
     return 0;
@@ -334,7 +306,7 @@ s_method_set (request_t *self, json_t *method, char *error, size_t error_size)
     }
     const char *text = json_string_value (method);
     size_t len = text ? json_string_length (method) : 0;
-    if (!text || len > METHOD_MAX || !s_token_valid (text, len))
+    if (!text || len > METHOD_MAX || !httpfield_token (text, len))
         return s_fail (error, error_size, "request.method must be an HTTP method name");
     for (size_t i = 0; i <= len; i++)
         self->method[i] = (char) toupper ((unsigned char) text[i]);
@@ -449,8 +421,6 @@ s_plan_search (request_t *self, json_t *request, const config_provider_t *provid
     const char *query_param = s_template_string (provider, "query_param", "q");
     const char *count_param = s_template_string (provider, "count_param", "count");
     json_t *fields = json_object ();
-    if (!fields)
-        return s_fail (error, error_size, "out of memory");
     json_t *params = json_object_get (provider->search, "params");
     if (params)
         json_object_update (fields, params);
@@ -498,9 +468,9 @@ s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
         return s_fail (error, error_size, "the secret of provider \"%.64s\" is not loaded",
                        provider->name);
     char *value = NULL;
-    if (asprintf (&value, "%s%s", provider->auth_prefix ? provider->auth_prefix : "",
-                  provider->auth_secret) < 0)
-        return s_fail (error, error_size, "out of memory");
+    mem_abort_if (asprintf (&value, "%s%s", provider->auth_prefix ? provider->auth_prefix : "",
+                            provider->auth_secret) < 0);
+    // A secret that is not UTF-8 cannot be a header value jansson holds.
     json_t *text = json_string (value);
     // The secret is never quoted in an error message.
     char discard[128];
@@ -517,7 +487,8 @@ s_auth_apply (request_t *self, const config_provider_t *provider, char *error,
 }
 
 // s_plan_webhook plans a callback delivery (SPEC §3, §5): POST the finished
-// job to the user's URL, signed per the Standard Webhooks scheme. The id is
+// job to the user's URL, signed per the Standard Webhooks scheme
+// (common/webhook.h). The id is
 // the delivery's (the same for every attempt); timestamp and signature are
 // made now, for this attempt.
 static int
@@ -536,9 +507,7 @@ s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config
     textbuf_str (url, target);
     self->user_url = true;
     self->webhook = true;
-    self->body = json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!self->body)
-        return s_fail (error, error_size, "out of memory");
+    self->body = jsontext_dump (payload);
     self->body_size = strlen (self->body);
     char stamp[24];
     snprintf (stamp, sizeof stamp, "%lld", (long long) time (NULL));
@@ -546,19 +515,9 @@ s_plan_webhook (request_t *self, json_t *request, const job_t *job, const config
     s_header_default (self, "webhook-id", job->id);
     s_header_default (self, "webhook-timestamp", stamp);
     if (config->webhook_key) {
-        unsigned char mac[crypto_auth_hmacsha256_BYTES];
-        crypto_auth_hmacsha256_state state;
-        crypto_auth_hmacsha256_init (&state, config->webhook_key, config->webhook_key_size);
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) job->id, strlen (job->id));
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) ".", 1);
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) stamp, strlen (stamp));
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) ".", 1);
-        crypto_auth_hmacsha256_update (&state, (const unsigned char *) self->body, self->body_size);
-        crypto_auth_hmacsha256_final (&state, mac);
-        char signature[3 + sodium_base64_ENCODED_LEN (sizeof mac, sodium_base64_VARIANT_ORIGINAL)];
-        memcpy (signature, "v1,", 3);
-        sodium_bin2base64 (signature + 3, sizeof signature - 3, mac, sizeof mac,
-                           sodium_base64_VARIANT_ORIGINAL);
+        char signature[WEBHOOK_SIGNATURE_SIZE];
+        webhook_sign (config->webhook_key, config->webhook_key_size, job->id, stamp, self->body,
+                      self->body_size, signature);
         s_header_default (self, "webhook-signature", signature);
     }
     return 0;
@@ -620,8 +579,9 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
 
     if (rc == 0 && provider && strcmp (kind, "crawl") != 0)
         rc = s_auth_apply (self, provider, error, error_size);
-    if (rc == 0 && url->failed)
-        rc = s_fail (error, error_size, "out of memory");
+    // The URL is the client's (the gateway bounds a spec): the policy, not
+    // the upstream exception, applies to it.
+    mem_abort_if (url->failed);
     if (rc == 0) {
         self->timeout_ms = job->timeout_ms > 0 ? job->timeout_ms
                            : provider && provider->timeout_ms > 0 ? provider->timeout_ms
@@ -636,18 +596,14 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
 request_t *
 request_new (const job_t *job, const config_t *config, char *error, size_t error_size)
 {
-    request_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        s_fail (error, error_size, "out of memory");
-        return NULL;
-    }
+    request_t *self = mem_calloc (1, sizeof *self);
     self->headers = json_object ();
     // What no result can hold is not worth downloading: the body cap is the
     // smaller of the response cap and the result cap.
     self->max_bytes = config->max_response_bytes < config->max_result_bytes
                       ? config->max_response_bytes : config->max_result_bytes;
     textbuf_t url = { 0 };
-    if (!self->headers || s_plan (self, job, config, &url, error, error_size) < 0) {
+    if (s_plan (self, job, config, &url, error, error_size) < 0) {
         free (url.data);
         request_destroy (&self);
         return NULL;
@@ -657,32 +613,20 @@ request_new (const job_t *job, const config_t *config, char *error, size_t error
         self->timeout_ms = 600000;
     // "Expect: 100-continue" costs a round trip (or a 1 s stall) per body;
     // libcurl reads "Expect:" as "do not send it".
-    if (!json_object_get (self->headers, "expect")) {
-        self->header_list = curl_slist_append (NULL, "Expect:");
-        if (!self->header_list) {
-            s_fail (error, error_size, "out of memory");
-            request_destroy (&self);
-            return NULL;
-        }
-    }
+    if (!json_object_get (self->headers, "expect"))
+        self->header_list = mem_lib (curl_slist_append (NULL, "Expect:"));
     const char *key;
     json_t *line;
     json_object_foreach (self->headers, key, line) {
         // libcurl sends "Name;" as an empty header and drops "Name:".
-        char *text = strdup (json_string_value (line));
-        size_t len = text ? strlen (text) : 0;
-        if (text && len >= 2 && text[len - 1] == ' ' && text[len - 2] == ':') {
+        char *text = mem_strdup (json_string_value (line));
+        size_t len = strlen (text);
+        if (len >= 2 && text[len - 1] == ' ' && text[len - 2] == ':') {
             text[len - 2] = ';';
             text[len - 1] = '\0';
         }
-        struct curl_slist *grown = text ? curl_slist_append (self->header_list, text) : NULL;
+        self->header_list = mem_lib (curl_slist_append (self->header_list, text));
         free (text);
-        if (!grown) {
-            s_fail (error, error_size, "out of memory");
-            request_destroy (&self);
-            return NULL;
-        }
-        self->header_list = grown;
     }
     return self;
 }
@@ -756,12 +700,9 @@ request_body (const request_t *self, size_t *size)
 const char *
 request_header (const request_t *self, const char *name)
 {
-    char lower[257];
-    size_t i = 0;
-    for (; name[i] && i < sizeof lower - 1; i++)
-        lower[i] = (char) tolower ((unsigned char) name[i]);
-    lower[i] = '\0';
-    const char *line = json_string_value (json_object_get (self->headers, lower));
+    char key[HEADER_NAME_MAX + 1];
+    s_header_key (name, key);
+    const char *line = json_string_value (json_object_get (self->headers, key));
     if (!line)
         return NULL;
     const char *colon = strchr (line, ':');
@@ -824,7 +765,7 @@ s_plan_for (const config_t *config, const char *kind, const char *provider, cons
             char *error, size_t error_size)
 {
     job_t *job = job_new ();
-    assert (job);
+    job_id_generate (job->id);
     job_set_str (&job->kind, kind);
     job_set_str (&job->provider, provider);
     job_set_str (&job->spec, spec);
@@ -843,10 +784,9 @@ request_test (bool verbose)
     config_t *config = config_load (NULL, error, sizeof error);
     assert (config);
     // One provider with default headers, added by hand for the test.
-    config_provider_t *providers = calloc (1, sizeof *providers);
-    assert (providers);
-    providers[0].name = strdup ("mock");
-    providers[0].base_url = strdup ("http://127.0.0.1:9000/v1/");
+    config_provider_t *providers = mem_calloc (1, sizeof *providers);
+    providers[0].name = mem_strdup ("mock");
+    providers[0].base_url = mem_strdup ("http://127.0.0.1:9000/v1/");
     providers[0].headers = json_pack ("{s:s, s:s}", "Authorization", "Bearer k",
                                       "X-Default", "d");
     config->providers = providers;
@@ -975,12 +915,12 @@ request_test (bool verbose)
     // Provider auth: added to provider calls last (a request header cannot
     // replace it), never to user URLs or crawls; a secret not loaded is an
     // error that does not quote anything secret.
-    providers[0].auth_header = strdup ("X-Api-Key");
-    providers[0].auth_prefix = strdup ("Key ");
+    providers[0].auth_header = mem_strdup ("X-Api-Key");
+    providers[0].auth_prefix = mem_strdup ("Key ");
     request = s_plan_for (config, "http", "mock", "{\"request\":{\"path\":\"/\"}}",
                           error, sizeof error);
     assert (request == NULL && strstr (error, "not loaded"));
-    providers[0].auth_secret = strdup ("s3cret");
+    providers[0].auth_secret = mem_strdup ("s3cret");
     request = s_plan_for (config, "http", "mock",
                           "{\"request\":{\"path\":\"/\",\"headers\":{\"x-api-key\":\"mine\"}}}",
                           error, sizeof error);
@@ -1057,6 +997,24 @@ request_test (bool verbose)
     assert (request && request_is_webhook (request));
     assert (strcmp (request_body (request, NULL), "{\"result\":{\"body\":\"a\\u0000b\"}}") == 0);
     request_destroy (&request);
+    // With webhooks.secret the delivery carries the Standard Webhooks
+    // signature of exactly the body sent, under its id and timestamp.
+    const char *secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    assert (webhook_key_decode (secret, strlen (secret), &config->webhook_key,
+                                &config->webhook_key_size) == 0);
+    request = s_plan_for (config, "webhook", NULL,
+                          "{\"request\":{\"url\":\"http://example.com/h\",\"payload\":{\"a\":1}}}",
+                          error, sizeof error);
+    assert (request);
+    char signature[WEBHOOK_SIGNATURE_SIZE];
+    const char *delivered = request_body (request, &size);
+    webhook_sign (config->webhook_key, config->webhook_key_size,
+                  request_header (request, "webhook-id"),
+                  request_header (request, "webhook-timestamp"), delivered, size, signature);
+    assert (strcmp (request_header (request, "webhook-signature"), signature) == 0);
+    assert (strcmp (delivered, "{\"a\":1}") == 0);
+    assert (strlen (request_header (request, "webhook-id")) == JOB_ID_LEN);
+    request_destroy (&request);
 
     // Invalid specs are refused with a reason, whatever their shape.
     static const struct {
@@ -1076,6 +1034,8 @@ request_test (bool verbose)
         { "http", NULL, "{\"request\":{\"url\":\"http://\"}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":\"GE T\"}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":7}}" },
+        // NUL is no token character (it once passed, cutting the method).
+        { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"method\":\"GE\\u0000T\"}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"query\":[1]}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"query\":{\"a\":{}}}}" },
         { "http", NULL, "{\"request\":{\"url\":\"http://a/\",\"headers\":{\"a\":1}}}" },

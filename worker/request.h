@@ -27,7 +27,7 @@
 typedef struct _request_t request_t;
 
 // request_new plans one attempt of job under config. Returns NULL when the
-// spec is invalid (or memory ran out), with a one-line reason in error.
+// spec is invalid, with a one-line reason in error.
 request_t *request_new (const job_t *job, const config_t *config, char *error,
                         size_t error_size);
 

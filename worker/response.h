@@ -77,7 +77,9 @@ typedef struct {
 // response_new starts an empty response that keeps at most max_bytes of
 // body. Past the cap the transfer stops: with truncate (crawl) the body is
 // kept as a truncated page; without it the attempt fails as
-// response_too_large. Returns NULL when out of memory.
+// response_too_large. This function can't fail (out of memory aborts:
+// common/mem.h). What the upstream sends is held under the policy's
+// exception: running out of memory for it fails the one attempt.
 response_t *response_new (size_t max_bytes, bool truncate);
 
 // response_destroy frees a response; nulls *self_p.
@@ -89,7 +91,8 @@ void response_destroy (response_t **self_p);
 void response_header (response_t *self, const char *line, size_t len);
 
 // response_body appends decoded body bytes. Returns false when the cap is
-// reached and the transfer must stop.
+// reached (or memory for the body ran out, reported the same way) and the
+// transfer must stop.
 bool response_body (response_t *self, const char *data, size_t len);
 
 // response_header_value returns the value of a header of the latest block
@@ -133,13 +136,6 @@ void response_outcome_free (response_outcome_t *out);
 // upstream: outcome ("failed" or "retry"), error type and message.
 void response_outcome_error (response_outcome_t *out, const char *outcome,
                              const char *type, const char *message);
-
-// response_title extracts the text of the first HTML <title> element:
-// case-insensitive tags, whitespace collapsed and trimmed, &amp; &lt; &gt;
-// &quot; &#39; &apos; and numeric entities decoded, a NUL byte read as
-// U+FFFD (as HTML parsers do). Returns a new string (caller frees), or
-// NULL when the page has no title.
-char *response_title (const char *html, size_t len);
 
 // response_json_string renders data (len bytes) as a JSON string text,
 // quotes included, of at most cap bytes, in one pass (jansson's dump costs

@@ -28,6 +28,11 @@
 //
 // Every function takes a NULL scrubber as "no secret": nothing is found,
 // nothing replaced, a stream passes through unchanged.
+//
+// What it scrubs is an upstream's text, as long as the upstream made it
+// (behind the result cap): the copies are the memory policy's exception
+// (common/mem.h). Running out of memory for one fails the call (-1), and
+// the text is never shown unscrubbed.
 #ifndef JOBGATE_SCRUB_H
 #define JOBGATE_SCRUB_H
 
@@ -45,9 +50,9 @@ typedef struct _scrub_t scrub_t;
 typedef void (scrub_emit_fn) (void *arg, const char *text, size_t len);
 
 // scrub_new prepares a scrubber for secret (copied). Returns NULL when
-// secret is NULL or empty (nothing to scrub) or memory ran out; *failed
-// (may be NULL) tells the two apart.
-scrub_t *scrub_new (const char *secret, bool *failed);
+// secret is NULL or empty: nothing to scrub. Otherwise this function can't
+// fail (out of memory aborts: common/mem.h).
+scrub_t *scrub_new (const char *secret);
 
 // scrub_destroy frees a scrubber; nulls *self_p.
 void scrub_destroy (scrub_t **self_p);

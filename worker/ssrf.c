@@ -157,22 +157,29 @@ ssrf_policy_allows (const struct sockaddr *addr, bool allow_private,
     return false;
 }
 
+bool
+ssrf_address_parse (const char *text, struct sockaddr_storage *address)
+{
+    memset (address, 0, sizeof *address);
+    struct sockaddr_in *in = (struct sockaddr_in *) address;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) address;
+    if (text && inet_pton (AF_INET, text, &in->sin_addr) == 1)
+        in->sin_family = AF_INET;
+    else if (text && inet_pton (AF_INET6, text, &in6->sin6_addr) == 1)
+        in6->sin6_family = AF_INET6;
+    else
+        return false;
+    return true;
+}
+
 // --- self-test ---
 
-// s_address fills storage from an IPv4 or IPv6 literal.
+// s_address parses an IPv4 or IPv6 literal of the test into storage.
 static const struct sockaddr *
 s_address (const char *text, struct sockaddr_storage *storage)
 {
-    memset (storage, 0, sizeof *storage);
-    struct sockaddr_in *in = (struct sockaddr_in *) storage;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) storage;
-    if (inet_pton (AF_INET, text, &in->sin_addr) == 1)
-        in->sin_family = AF_INET;
-    else {
-        int rc = inet_pton (AF_INET6, text, &in6->sin6_addr);
-        assert (rc == 1);
-        in6->sin6_family = AF_INET6;
-    }
+    bool parsed = ssrf_address_parse (text, storage);
+    assert (parsed);
     return (const struct sockaddr *) storage;
 }
 
@@ -222,17 +229,7 @@ static void
 s_check (const char *text, bool expected)
 {
     struct sockaddr_storage storage;
-    memset (&storage, 0, sizeof storage);
-    struct sockaddr_in *in = (struct sockaddr_in *) &storage;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &storage;
-    if (inet_pton (AF_INET, text, &in->sin_addr) == 1)
-        in->sin_family = AF_INET;
-    else {
-        int rc = inet_pton (AF_INET6, text, &in6->sin6_addr);
-        assert (rc == 1);
-        in6->sin6_family = AF_INET6;
-    }
-    bool allowed = ssrf_address_allowed ((struct sockaddr *) &storage, false);
+    bool allowed = ssrf_address_allowed (s_address (text, &storage), false);
     if (allowed != expected) {
         fprintf (stderr, "ssrf: %s should be %s\n", text, expected ? "allowed" : "denied");
         assert (allowed == expected);
@@ -280,6 +277,15 @@ ssrf_test (bool verbose)
     assert (!ssrf_address_allowed (&unix_addr, false));
     assert (!ssrf_address_allowed (&unix_addr, true));
     assert (!ssrf_address_allowed (NULL, true));
+    // What is no address parses to none, which the policy refuses.
+    struct sockaddr_storage storage;
+    static const char *const not_addresses[] = { "not an address", "", "1.2.3", "::g",
+                                                  "127.0.0.1 ", "[::1]" };
+    for (size_t i = 0; i < sizeof not_addresses / sizeof not_addresses[0]; i++) {
+        assert (!ssrf_address_parse (not_addresses[i], &storage));
+        assert (!ssrf_address_allowed ((const struct sockaddr *) &storage, true));
+    }
+    assert (!ssrf_address_parse (NULL, &storage));
     s_check_allow_networks ();
     if (verbose)
         printf ("OK\n");

@@ -1,9 +1,11 @@
 // ssrf — the SSRF policy for user-supplied URLs (SPEC §5).
 //
-// The check runs on the address libcurl is about to connect to (its
-// CURLOPT_OPENSOCKETFUNCTION), not on the host name in the URL, so it holds
-// for every redirect hop and against DNS rebinding: whatever a name resolved
-// to, the socket is only opened towards a public address.
+// The check runs on addresses, not on the host name in the URL: the one
+// libcurl is about to connect to (CURLOPT_OPENSOCKETFUNCTION) and the one a
+// request is about to be sent on, new or reused (CURLOPT_PREREQFUNCTION,
+// worker/transfer.c). So it holds for every redirect hop and against DNS
+// rebinding: whatever a name resolved to, a request only goes to a public
+// address.
 #ifndef JOBGATE_SSRF_H
 #define JOBGATE_SSRF_H
 
@@ -28,6 +30,12 @@ bool ssrf_address_allowed (const struct sockaddr *addr, bool allow_private);
 // matched as the IPv4 address it carries. This function can't fail.
 bool ssrf_policy_allows (const struct sockaddr *addr, bool allow_private,
                          const config_network_t *allow, size_t allow_count);
+
+// ssrf_address_parse fills address from an IPv4 or IPv6 literal (text may
+// be NULL), as libcurl reports the address of a connection. Returns false
+// when text is neither: address is then of no family, which the policy
+// refuses. This function can't fail.
+bool ssrf_address_parse (const char *text, struct sockaddr_storage *address);
 
 // ssrf_test runs the self-test (pure: nothing is sent).
 void ssrf_test (bool verbose);

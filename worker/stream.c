@@ -1,6 +1,7 @@
 // stream — an OpenAI-compatible Chat Completions stream, parsed as it arrives.
 #include "stream.h"
 #include "jsontext.h"
+#include "mem.h"
 #include "response.h"
 #include "textbuf.h"
 
@@ -41,9 +42,8 @@ s_bytes_add (textbuf_t *bytes, const char *data, size_t len, size_t max)
 stream_t *
 stream_new (size_t max_bytes)
 {
-    stream_t *self = calloc (1, sizeof *self);
-    if (self)
-        self->max_bytes = max_bytes;
+    stream_t *self = mem_calloc (1, sizeof *self);
+    self->max_bytes = max_bytes;
     return self;
 }
 
@@ -203,19 +203,13 @@ stream_done (const stream_t *self)
     return self->done;
 }
 
-// s_dump_or_null renders value as compact JSON ("null" for NULL); returns
-// a new string, or NULL when memory ran out.
-static char *
-s_dump_or_null (const json_t *value)
-{
-    return value ? jsontext_dump (value) : strdup ("null");
-}
-
 char *
 stream_completion (const stream_t *self, size_t cap)
 {
-    // The assembled text is the one large part: it is escaped in one pass
-    // and spliced in, the small parts go through jansson.
+    // The assembled text is the one large part, the upstream's size: it is
+    // escaped in one pass and spliced in under the memory policy's
+    // exception (common/mem.h). The small parts (an event's at most) go
+    // through jansson.
     char *content = NULL;
     size_t content_len = 0;
     if (response_json_string (self->content.data ? self->content.data : "", self->content.len,
@@ -223,24 +217,23 @@ stream_completion (const stream_t *self, size_t cap)
         return NULL;
     json_t *head = json_pack ("{s:O?, s:s, s:O?}", "id", self->id, "object", "chat.completion",
                               "model", self->model);
-    char *head_text = head ? jsontext_dump (head) : NULL;
+    char *head_text = jsontext_dump (head);
     json_decref (head);
-    char *finish = s_dump_or_null (self->finish_reason);
+    char *finish = self->finish_reason ? jsontext_dump (self->finish_reason) : NULL;
     char *usage = self->usage ? jsontext_dump (self->usage) : NULL;
     char *error = self->error ? jsontext_dump (self->error) : NULL;
-    char *text = NULL;
-    if (head_text && finish && (usage || !self->usage) && (error || !self->error)) {
-        head_text[strlen (head_text) - 1] = '\0';
-        if (asprintf (&text, "%s,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                             "\"content\":%s},\"finish_reason\":%s}]%s%s%s%s,\"streamed\":true}",
-                      head_text, content, finish, usage ? ",\"usage\":" : "", usage ? usage : "",
-                      error ? ",\"error\":" : "", error ? error : "") < 0)
-            text = NULL;
-    }
-    if (text && strlen (text) > cap) {
-        free (text);
-        text = NULL;
-    }
+    head_text[strlen (head_text) - 1] = '\0';
+    // Measured first, so nothing over cap is allocated.
+#define COMPLETION_TEXT(buffer, size)                                                            \
+    snprintf (buffer, size, "%s,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","  \
+                            "\"content\":%s},\"finish_reason\":%s}]%s%s%s%s,\"streamed\":true}",     \
+              head_text, content, finish ? finish : "null", usage ? ",\"usage\":" : "",         \
+              usage ? usage : "", error ? ",\"error\":" : "", error ? error : "")
+    int len = COMPLETION_TEXT (NULL, 0);
+    char *text = len >= 0 && (size_t) len <= cap ? mem_try_alloc ((size_t) len + 1) : NULL;
+    if (text)
+        COMPLETION_TEXT (text, (size_t) len + 1);
+#undef COMPLETION_TEXT
     free (content);
     free (head_text);
     free (finish);
@@ -327,6 +320,25 @@ stream_test (bool verbose)
         stream_destroy (&stream);
     }
 
+    // Each allocation the upstream sizes fails in turn (the memory
+    // policy's exception, common/mem.h): the stream stops, or the
+    // completion is refused; nothing leaks; once none fails, all is there.
+    bool whole = false;
+    for (long n = 0; n < 200 && !whole; n++) {
+        stream_t *stream = stream_new (1024);
+        mem_try_fail_after (n);
+        int rc = stream_feed (stream, wire, len, NULL, NULL);
+        char *text = rc == 0 ? stream_completion (stream, 4096) : NULL;
+        size_t failed = mem_try_fail_after (-1);
+        assert (failed == 0 ? rc == 0 && text : rc < 0 || !text);
+        // A stream that failed takes no more input.
+        assert (rc == 0 || stream_feed (stream, "\n", 1, NULL, NULL) < 0);
+        whole = failed == 0;
+        free (text);
+        stream_destroy (&stream);
+    }
+    assert (whole);
+
     // An empty stream still renders a completion, without usage.
     stream_t *stream = stream_new (16);
     char *text = stream_completion (stream, 1024);
@@ -352,8 +364,7 @@ stream_test (bool verbose)
     stream_destroy (&stream);
     // One event too big to be a delta fails the stream.
     stream = stream_new (4 * STREAM_EVENT_MAX_BYTES);
-    char *huge = malloc (STREAM_EVENT_MAX_BYTES + 16);
-    assert (huge);
+    char *huge = mem_alloc (STREAM_EVENT_MAX_BYTES + 16);
     memcpy (huge, "data: [", 7);
     memset (huge + 7, '1', STREAM_EVENT_MAX_BYTES);
     memcpy (huge + 7 + STREAM_EVENT_MAX_BYTES, "]\n\n", 3);

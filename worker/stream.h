@@ -28,7 +28,9 @@ typedef struct _stream_t stream_t;
 typedef void (stream_delta_fn) (void *arg, const char *text, size_t len);
 
 // stream_new starts an empty stream that holds at most max_bytes of
-// assembled text (and of any one event). Returns NULL when out of memory.
+// assembled text (and of any one event). This function can't fail (out of
+// memory aborts: common/mem.h); what the upstream sends is held under the
+// policy's exception, and running out of memory for it fails the call.
 stream_t *stream_new (size_t max_bytes);
 
 // stream_destroy frees a stream; nulls *self_p.
@@ -37,8 +39,8 @@ void stream_destroy (stream_t **self_p);
 // stream_feed parses len more bytes, calling fn (may be NULL) for each
 // delta completed by them. Returns 0, or -1 when the assembled text or one
 // event went over max_bytes, an event over STREAM_EVENT_MAX_BYTES or
-// STREAM_EVENT_MAX_VALUES, or memory ran out: the caller stops the transfer, and the stream takes no
-// more input.
+// STREAM_EVENT_MAX_VALUES, or memory ran out: the caller stops the
+// transfer, and the stream takes no more input.
 int stream_feed (stream_t *self, const char *data, size_t len, stream_delta_fn *fn, void *arg);
 
 // stream_deltas returns how many deltas were reported so far.

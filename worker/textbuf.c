@@ -1,5 +1,6 @@
 // textbuf — a growable text that remembers a failed allocation.
 #include "textbuf.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@ textbuf_add (textbuf_t *self, const char *data, size_t len)
         size_t alloc = self->alloc ? self->alloc : 64;
         while (alloc < self->len + len + 1)
             alloc *= 2;
-        char *grown = realloc (self->data, alloc);
+        // The memory policy's exception (common/mem.h): textbuf.h says who
+        // may let a failure fail the call, and who aborts instead.
+        char *grown = mem_try_realloc (self->data, alloc);
         if (!grown) {
             self->failed = true;
             return;

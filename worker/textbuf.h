@@ -4,6 +4,12 @@
 // checking every append for out of memory buried the logic, so a textbuf
 // records the failure and ignores what follows: the builder checks once,
 // at the end. The text is always NUL-terminated once anything was added.
+//
+// It holds the upstream's text (stream lines and events, scrubbed copies),
+// the memory policy's exception (common/mem.h): a failure fails the one
+// call. A builder of text the policy covers (a URL from a client's spec,
+// the spellings of an operator's secret) aborts on failed instead
+// (mem_abort_if).
 #ifndef JOBGATE_TEXTBUF_H
 #define JOBGATE_TEXTBUF_H
 

@@ -1,10 +1,10 @@
 // transfer — one attempt of one job: a libcurl easy handle and its state.
 #include "transfer.h"
+#include "mem.h"
 #include "scrub.h"
 #include "ssrf.h"
 #include "stream.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -18,6 +18,10 @@
 // the upstream to think.
 #define CONNECT_TIMEOUT_MAX_MS 10000
 #define USER_AGENT "jobgate-worker/0.1"
+// libcurl's receive buffer, allocated per call: 16 KiB by default, a third
+// of a call's memory when thousands are in flight (docs/performance.md).
+// 2 KiB costs a large answer a few more reads, nothing else.
+#define TRANSFER_BUFFER_BYTES 2048L
 
 struct _transfer_t {
     job_t *job;                 // the job record from DISPATCH
@@ -99,10 +103,10 @@ s_on_body (char *data, size_t size, size_t count, void *arg)
     return response_body (self->response, data, size * count) ? size * count : 0;
 }
 
-// s_on_open_socket opens each connection libcurl makes, after the SSRF
-// policy accepted the address it is about to connect to. This runs for the
-// first request and for every redirect hop, with the address DNS actually
-// returned, so neither a redirect nor DNS rebinding gets around it.
+// s_on_open_socket opens each new connection libcurl makes, after the SSRF
+// policy accepted the address it is about to connect to: the address DNS
+// actually returned, so DNS rebinding does not get around it. A request
+// sent on a connection already open is checked by s_on_prereq.
 static curl_socket_t
 s_on_open_socket (void *arg, curlsocktype purpose, struct curl_sockaddr *address)
 {
@@ -127,14 +131,8 @@ s_on_prereq (void *arg, char *primary_ip, char *local_ip, int primary_port, int 
 {
     transfer_t *self = arg;
     struct sockaddr_storage address;
-    memset (&address, 0, sizeof address);
-    struct sockaddr_in *in = (struct sockaddr_in *) &address;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &address;
-    if (primary_ip && inet_pton (AF_INET, primary_ip, &in->sin_addr) == 1)
-        in->sin_family = AF_INET;
-    else if (primary_ip && inet_pton (AF_INET6, primary_ip, &in6->sin6_addr) == 1)
-        in6->sin6_family = AF_INET6;
     // An address that does not parse is refused like a denied one.
+    ssrf_address_parse (primary_ip, &address);
     if (ssrf_policy_allows ((const struct sockaddr *) &address, self->allow_private,
                             self->config->allow_networks, self->config->allow_networks_count))
         return CURL_PREREQFUNC_OK;
@@ -144,7 +142,6 @@ s_on_prereq (void *arg, char *primary_ip, char *local_ip, int primary_port, int 
 
 // s_setup configures the easy handle. Returns 0, or -1 when libcurl refused
 // an option (an old or oddly built libcurl).
-#define TRANSFER_BUFFER_BYTES 2048L
 static int
 s_setup (transfer_t *self, const config_t *config)
 {
@@ -171,9 +168,6 @@ s_setup (transfer_t *self, const config_t *config)
     // compression bomb stops at the cap like any other large answer.
     SET (CURLOPT_ACCEPT_ENCODING, "");
     SET (CURLOPT_USERAGENT, USER_AGENT);
-    // libcurl's receive buffer, allocated per call: 16 KiB by default, a
-    // third of a call's memory when thousands are in flight. 4 KiB costs a
-    // large answer a few more reads, nothing else.
     SET (CURLOPT_BUFFERSIZE, TRANSFER_BUFFER_BYTES);
     // The declared length is refused early when it is over the cap; a crawl
     // keeps a truncated page instead.
@@ -205,11 +199,7 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
               size_t error_size)
 {
     assert (job_p && *job_p);
-    transfer_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        snprintf (error, error_size, "out of memory");
-        return NULL;
-    }
+    transfer_t *self = mem_calloc (1, sizeof *self);
     self->attempt = attempt;
     self->allow_private = config->allow_private_networks;
     self->config = config;
@@ -220,16 +210,14 @@ transfer_new (job_t **job_p, int attempt, const config_t *config, char *error,
     }
     self->response = response_new (request_max_bytes (self->request),
                                    request_is_crawl (self->request));
-    self->easy = curl_easy_init ();
+    // curl_easy_init fails only when it cannot allocate the handle.
+    self->easy = mem_lib (curl_easy_init ());
     if (request_is_stream (self->request))
         self->stream = stream_new (request_max_bytes (self->request));
-    bool scrub_failed = false;
-    self->scrub = scrub_new (request_secret (self->request), &scrub_failed);
-    if (self->response)
-        response_redact (self->response, request_auth_header (self->request), self->scrub);
-    if (!self->response || !self->easy || (request_is_stream (self->request) && !self->stream)
-        || scrub_failed || s_setup (self, config) < 0) {
-        snprintf (error, error_size, "cannot set up the transfer");
+    self->scrub = scrub_new (request_secret (self->request));
+    response_redact (self->response, request_auth_header (self->request), self->scrub);
+    if (s_setup (self, config) < 0) {
+        snprintf (error, error_size, "cannot set up the transfer: libcurl refused an option");
         transfer_destroy (&self);
         return NULL;
     }
@@ -309,11 +297,12 @@ s_scheme_refused (CURLcode code, const char *effective_url)
 {
     if (code != CURLE_UNSUPPORTED_PROTOCOL || !effective_url)
         return false;
-    CURLU *url = curl_url ();
+    CURLU *url = mem_lib (curl_url ());
     char *scheme = NULL;
-    if (url && curl_url_set (url, CURLUPART_URL, effective_url, CURLU_NON_SUPPORT_SCHEME)
-                   == CURLUE_OK)
-        curl_url_get (url, CURLUPART_SCHEME, &scheme, 0);
+    CURLUcode rc = curl_url_set (url, CURLUPART_URL, effective_url, CURLU_NON_SUPPORT_SCHEME);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get (url, CURLUPART_SCHEME, &scheme, 0);
+    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
     bool refused = !scheme || (strcasecmp (scheme, "http") != 0
                                && strcasecmp (scheme, "https") != 0);
     curl_free (scheme);

@@ -28,8 +28,8 @@ typedef void (transfer_chunk_fn) (transfer_t *transfer, int index, const char *t
 
 // transfer_new prepares attempt number attempt of *job_p under config. On
 // success it takes the job (and nulls *job_p). Returns NULL when the spec is
-// invalid or memory ran out, with a one-line reason in error; *job_p is
-// then left to the caller.
+// invalid or libcurl refused an option, with a one-line reason in error;
+// *job_p is then left to the caller.
 transfer_t *transfer_new (job_t **job_p, int attempt, const config_t *config,
                           char *error, size_t error_size);
 

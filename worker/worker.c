@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "job.h"
 #include "log.h"
+#include "mem.h"
 #include "pack.h"
 #include "proto.h"
 #include "transfer.h"
@@ -20,6 +21,10 @@
 #define WORKER_HWM 100000
 // How long queued RESULTs and DISCONNECT may take to leave at exit.
 #define WORKER_EXIT_LINGER_MS 1000
+// The tick checks heartbeat and liveness this many times per heartbeat
+// interval: a HEARTBEAT leaves within a quarter interval of the silence §5
+// allows, and a silent broker is noticed at most a quarter interval late.
+#define WORKER_TICKS_PER_HEARTBEAT 4
 // Calls per libcurl multi handle. libcurl 7.88 looks for a reusable
 // connection by walking every connection the multi holds to the host, busy
 // or not: with 2,500 calls in flight on one handle that walk cost ~100 µs
@@ -42,7 +47,7 @@ struct _worker_t {
     proto_batch_t *outbox;      // what this loop turn sends, one message
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
-    evloop_timer_t *tick_timer; // heartbeat and liveness check, or NULL
+    evloop_timer_t *tick_timer; // repeating heartbeat and liveness check, or NULL
     evloop_timer_t *drain_timer;// drain deadline, or NULL
     zlistx_t *transfers;        // transfers in flight (transfer_t *)
     int concurrency;            // calls in flight at most (credit ceiling)
@@ -55,8 +60,6 @@ struct _worker_t {
     size_t reconnects;          // times the socket was recreated
     char key[33];               // identity across reconnects (READY's "worker"), random
 };
-
-static void s_tick_schedule (worker_t *self);
 
 // --- the broker socket ---
 
@@ -116,8 +119,6 @@ static void
 s_send_empty (worker_t *self, proto_cmd_t cmd)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     s_send (self, cmd, body);
     pack_writer_destroy (&body);
 }
@@ -138,8 +139,6 @@ static void
 s_send_heartbeat (worker_t *self)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     pack_put_int (body, "running", (int64_t) zlistx_size (self->transfers));
     s_send (self, PROTO_HEARTBEAT, body);
     pack_writer_destroy (&body);
@@ -151,8 +150,6 @@ static void
 s_send_ready (worker_t *self)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     pack_put_int (body, "credit", s_credit (self));
     pack_put_int (body, "concurrency", self->concurrency);
     pack_put_str (body, "worker", self->key);
@@ -169,8 +166,6 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
                const response_outcome_t *out)
 {
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     pack_put_str (body, "id", id);
     pack_put_int (body, "attempt", attempt);
     pack_put_str (body, "lease", lease);
@@ -189,8 +184,6 @@ s_on_chunk (transfer_t *transfer, int index, const char *text, size_t len, void 
 {
     worker_t *self = arg;
     pack_writer_t *body = pack_writer_new ();
-    if (!body)
-        return;
     const job_t *job = transfer_job (transfer);
     pack_put_str (body, "id", job->id);
     pack_put_int (body, "attempt", transfer_attempt (transfer));
@@ -236,15 +229,13 @@ s_socket_open (worker_t *self)
         zsock_destroy (&dealer);
         return -1;
     }
-    proto_batch_t *outbox = proto_batch_new (dealer);
-    if (!outbox || evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
+    if (evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
         log_error (NULL, "cannot watch the broker socket: %s", strerror (errno));
-        proto_batch_destroy (&outbox);
         zsock_destroy (&dealer);
         return -1;
     }
     self->dealer = dealer;
-    self->outbox = outbox;
+    self->outbox = proto_batch_new (dealer);
     return 0;
 }
 
@@ -394,11 +385,8 @@ s_on_curl_timer (CURLM *multi, long timeout_ms, void *arg)
     shard_t *shard = arg;
     evloop_t *loop = shard->worker->loop;
     evloop_timer_cancel (loop, &shard->timer);
-    if (timeout_ms >= 0) {
+    if (timeout_ms >= 0)
         shard->timer = evloop_timer_start (loop, timeout_ms, s_on_curl_timeout, shard);
-        if (!shard->timer)
-            return -1;
-    }
     return 0;
 }
 
@@ -587,7 +575,6 @@ static void
 s_on_tick (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
-    self->tick_timer = NULL;  // the loop freed it
     int64_t now = clock_mono_ms ();
     // After a long loop turn the broker's messages may be waiting unread:
     // they prove it alive as well as reading them would.
@@ -600,26 +587,15 @@ s_on_tick (evloop_t *loop, void *arg)
     }
     if (now - self->last_sent_ms >= self->heartbeat_ms)
         s_send_heartbeat (self);
-    s_tick_schedule (self);
 }
 
-// s_tick_schedule arms the tick for the next heartbeat or liveness deadline.
+// s_tick_start (re)starts the repeating tick for the heartbeat interval.
 static void
-s_tick_schedule (worker_t *self)
+s_tick_start (worker_t *self)
 {
     evloop_timer_cancel (self->loop, &self->tick_timer);
-    int64_t now = clock_mono_ms ();
-    int64_t next = self->last_sent_ms + self->heartbeat_ms;
-    int64_t deadline = self->last_heard_ms + self->liveness_ms;
-    if (deadline < next)
-        next = deadline;
-    int64_t delay = next - now;
-    // Never spin, never sleep through a whole interval.
-    if (delay < 10)
-        delay = 10;
-    if (delay > self->heartbeat_ms)
-        delay = self->heartbeat_ms;
-    self->tick_timer = evloop_timer_start (self->loop, delay, s_on_tick, self);
+    int64_t period = self->heartbeat_ms / WORKER_TICKS_PER_HEARTBEAT;
+    self->tick_timer = evloop_timer_every (self->loop, period > 10 ? period : 10, s_on_tick, self);
 }
 
 // s_on_drain_timeout gives up on calls that outlive the drain.
@@ -660,9 +636,7 @@ worker_drain (worker_t *self)
 worker_t *
 worker_new (const config_t *config, evloop_t *loop)
 {
-    worker_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    worker_t *self = mem_calloc (1, sizeof *self);
     self->config = config;
     self->loop = loop;
     self->concurrency = config->worker_concurrency > 0 ? config->worker_concurrency : 1;
@@ -675,21 +649,12 @@ worker_new (const config_t *config, evloop_t *loop)
     self->transfers = zlistx_new ();
     self->shards_count = 2 * (((size_t) self->concurrency + WORKER_SHARD_CALLS - 1)
                               / WORKER_SHARD_CALLS);
-    self->shards = calloc (self->shards_count, sizeof *self->shards);
-    if (!self->transfers || !self->shards) {
-        log_error (NULL, "cannot create the worker (out of memory)");
-        worker_destroy (&self);
-        return NULL;
-    }
+    self->shards = mem_calloc (self->shards_count, sizeof *self->shards);
     for (size_t i = 0; i < self->shards_count; i++) {
         shard_t *shard = &self->shards[i];
         shard->worker = self;
-        shard->multi = curl_multi_init ();
-        if (!shard->multi) {
-            log_error (NULL, "cannot create the worker (out of memory)");
-            worker_destroy (&self);
-            return NULL;
-        }
+        // curl_multi_init fails only when it cannot allocate the handle.
+        shard->multi = mem_lib (curl_multi_init ());
         curl_multi_setopt (shard->multi, CURLMOPT_SOCKETFUNCTION, s_on_curl_socket);
         curl_multi_setopt (shard->multi, CURLMOPT_SOCKETDATA, shard);
         curl_multi_setopt (shard->multi, CURLMOPT_TIMERFUNCTION, s_on_curl_timer);
@@ -706,7 +671,7 @@ worker_new (const config_t *config, evloop_t *loop)
     evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
     s_on_idle (loop, self);
-    s_tick_schedule (self);
+    s_tick_start (self);
     log_info (NULL, "worker connected to %s with concurrency %d", config->broker_backend,
               self->concurrency);
     return self;
@@ -752,7 +717,7 @@ worker_set_timing (worker_t *self, int64_t heartbeat_ms, int64_t liveness_ms,
         self->liveness_ms = liveness_ms;
     if (drain_timeout_ms > 0)
         self->drain_timeout_ms = drain_timeout_ms;
-    s_tick_schedule (self);
+    s_tick_start (self);
 }
 
 size_t
@@ -931,7 +896,7 @@ worker_test (bool verbose)
     config_t *config = config_load (NULL, error, sizeof error);
     assert (config);
     free (config->broker_backend);
-    config->broker_backend = strdup ("inproc://worker-selftest");
+    config->broker_backend = mem_strdup ("inproc://worker-selftest");
     config->worker_concurrency = 2;
     config->allow_private_networks = false;
 

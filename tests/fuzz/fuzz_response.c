@@ -1,12 +1,13 @@
 // fuzz_response — libFuzzer target: any bytes as an upstream's answer head
-// and body, read by worker/response.c (header lines, the HTML title, the
-// Retry-After value, the result a crawl renders).
+// and body, read by worker/response.c and worker/html.c (header lines, the
+// HTML title, the Retry-After value, the result a crawl renders).
 //
 // The input's lines up to the first empty one are header lines (a status
 // line among them starts a new block, as after a redirect); the rest is the
 // body. The invariants: the title is text without NUL no longer than the
 // body allows, Retry-After stays within a day, and the result is JSON that
 // common/jsontext reads back, with room left for what wraps it.
+#include "html.h"
 #include "jsontext.h"
 #include "response.h"
 
@@ -43,7 +44,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     const char *body = text + at;
     size_t body_size = size - at;
 
-    char *title = response_title (body, body_size);
+    char *title = NULL;
+    int found = html_title (body, body_size, &title);
+    assert (found >= 0 && (found == 1) == (title != NULL));
     if (title) {
         assert (strlen (title) <= 3 * body_size);
         free (title);

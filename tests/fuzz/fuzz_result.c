@@ -59,7 +59,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     size_t body_size = size - 2 - secret_len;
     size_t cap = data[1 + secret_len] & 0x80 ? 4096 : 1 << 20;
 
-    scrub_t *scrub = scrub_new (s_secret, NULL);
+    scrub_t *scrub = scrub_new (s_secret);
     response_t *response = response_new (1 << 20, false);
     assert (response);
     char line[256];

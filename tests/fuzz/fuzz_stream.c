@@ -111,7 +111,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
     // The deltas relayed through the scrubber, in the pieces they came in:
     // the secret never shows, whatever splits it.
-    scrub_t *scrub = scrub_new (secret, NULL);
+    scrub_t *scrub = scrub_new (secret);
     s_joined_t relayed = { .len = 0 };
     size_t at = 0;
     while (at < whole.deltas.len) {
