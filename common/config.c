@@ -1,5 +1,7 @@
 #include "config.h"
+#include "httpfield.h"
 #include "log.h"
+#include "webhook.h"
 #include "mem.h"
 
 #include <arpa/inet.h>
@@ -709,27 +711,11 @@ s_known_fields (json_t *object, const char *const *fields, const char *where, ch
     return 0;
 }
 
-// s_token_ok is true for an RFC 9110 token (a header name).
+// s_token_ok is true for a header name (common/httpfield: an RFC 9110 token).
 static bool
 s_token_ok (const char *text)
 {
-    if (!*text)
-        return false;
-    for (const char *c = text; *c; c++)
-        if (!isalnum ((unsigned char) *c) && !strchr ("!#$%&'*+-.^_`|~", *c))
-            return false;
-    return true;
-}
-
-// s_line_safe is true when text holds no CR, LF or NUL, which would let a
-// configured value split the request it is sent in.
-static bool
-s_line_safe (const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (text[i] == '\r' || text[i] == '\n' || text[i] == '\0')
-            return false;
-    return true;
+    return httpfield_token (text, strlen (text));
 }
 
 // s_load_auth reads providers.NAME.auth: which header carries the secret and
@@ -760,7 +746,7 @@ s_load_auth (void *target, json_t *auth, const char *where, char *error, size_t 
         snprintf (error, error_size, "config: providers.%s.auth.header must be a header name", name);
         return -1;
     }
-    if (prefix && !s_line_safe (prefix_text, json_string_length (prefix))) {
+    if (prefix && !httpfield_value_safe (prefix_text, json_string_length (prefix))) {
         snprintf (error, error_size, "config: providers.%s.auth.prefix must not contain CR, LF "
                   "or NUL", name);
         return -1;
@@ -799,7 +785,7 @@ s_load_search (void *target, json_t *search, const char *where, char *error, siz
     for (size_t i = 0; i < 4; i++) {
         json_t *value = search ? json_object_get (search, keys[i]) : NULL;
         if (value && (!json_is_string (value) || (i != 1 && !*json_string_value (value))
-                      || !s_line_safe (json_string_value (value), json_string_length (value)))) {
+                      || !httpfield_value_safe (json_string_value (value), json_string_length (value)))) {
             snprintf (error, error_size, "config: providers.%s.search.%s must be a non-empty "
                       "string", name, keys[i]);
             return -1;
@@ -881,7 +867,7 @@ s_load_headers (void *target, json_t *headers, const char *where, char *error,
     if (ok)
         json_object_foreach (headers, header, value)
             ok = ok && s_token_ok (header) && json_is_string (value)
-                 && s_line_safe (json_string_value (value), json_string_length (value));
+                 && httpfield_value_safe (json_string_value (value), json_string_length (value));
     if (!ok) {
         snprintf (error, error_size, "config: %s must be an object of header names and "
                   "single-line strings", where);
@@ -900,30 +886,13 @@ s_load_webhook_secret (void *target, json_t *value, const char *where, char *err
 {
     config_t *self = target;
     const char *secret = json_string_value (value);
-    if (!secret || !*secret || strlen (secret) != json_string_length (value)) {
-        snprintf (error, error_size, "config: %s must be a non-empty string", where);
-        return -1;
-    }
-    size_t len = strlen (secret);
-    unsigned char *key = malloc (len + 1);
+    unsigned char *key = NULL;
     size_t key_size = 0;
-    if (!key) {
-        snprintf (error, error_size, "config: %s: out of memory", where);
+    if (!secret || strlen (secret) != json_string_length (value)
+        || webhook_key_decode (secret, strlen (secret), &key, &key_size) < 0) {
+        snprintf (error, error_size, "config: %s must be a non-empty string (\"whsec_\" + "
+                  "base64, or the key's bytes)", where);
         return -1;
-    }
-    if (strncmp (secret, "whsec_", 6) == 0) {
-        if (sodium_base642bin (key, len, secret + 6, len - 6, NULL, &key_size, NULL,
-                               sodium_base64_VARIANT_ORIGINAL) != 0
-            || key_size == 0) {
-            sodium_memzero (key, len + 1);
-            free (key);
-            snprintf (error, error_size, "config: %s \"whsec_…\" must be base64", where);
-            return -1;
-        }
-    }
-    else {
-        memcpy (key, secret, len);
-        key_size = len;
     }
     if (self->webhook_key)
         sodium_memzero (self->webhook_key, self->webhook_key_size);
@@ -1275,7 +1244,7 @@ config_load_secrets (config_t *self, char *error, size_t error_size)
             secret[--len] = '\0';
         const char *problem = !secret ? "out of memory"
                               : len == 0 ? "the secret is empty"
-                              : !s_line_safe (secret, len) ? "the secret contains CR or LF"
+                              : !httpfield_value_safe (secret, len) ? "the secret contains CR or LF"
                               : NULL;
         if (problem) {
             snprintf (error, error_size, "config: providers.%s.auth: %s", provider->name, problem);
@@ -1627,6 +1596,11 @@ s_test_hardening (const char *path)
     assert (config_max_stored_bytes (config, quota) == 1000);
     assert (config_max_stored_bytes (config, NULL) == 4 * 1024 * 1024);
     config_destroy (&config);
+    // The Standard Webhooks secret: whsec_ + base64 gives its bytes.
+    config = s_test_load (path, "{\"webhooks\":{\"secret\":\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"}}",
+                          error, sizeof error);
+    assert (config && config->webhook_key_size == 24);
+    config_destroy (&config);
     const char *bad[] = {
         "{\"broker\":{\"max_frame_bytes\":1000000}}",
         "{\"broker\":{\"max_result_bytes\":10}}",
@@ -1634,6 +1608,9 @@ s_test_hardening (const char *path)
         "{\"direct\":[]}",
         "{\"quotas\":{\"a\":{\"max_running\":\"x\"}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"max_pause_ms\":-5}}}",
+        "{\"webhooks\":{\"secret\":\"whsec_!!!\"}}",
+        "{\"webhooks\":{\"secret\":\"\"}}",
+        "{\"webhooks\":{\"secret\":7}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         config = s_test_load (path, bad[i], error, sizeof error);
