@@ -1,5 +1,6 @@
 // request — the plan of one upstream call, built from a job's spec.
 #include "request.h"
+#include "urlpath.h"
 #include "httpfield.h"
 #include "jsontext.h"
 #include "mem.h"
@@ -338,6 +339,11 @@ s_plan_http (request_t *self, json_t *request, const config_provider_t *provider
         || s_optional_string (request, "path", &path, "request.path", error, error_size) < 0
         || s_optional_string (request, "url", &target, "request.url", error, error_size) < 0)
         return -1;
+    // The one path rule (common/urlpath.h), again here: a path may never
+    // leave the provider's base_url path, whoever sent the record.
+    const char *problem = provider && path && *path ? urlpath_problem (path, strlen (path)) : NULL;
+    if (problem)
+        return s_fail (error, error_size, "request.path: %s", problem);
     if (provider)
         s_join (url, provider->base_url, path ? path : "");
     else if (!target)
@@ -846,12 +852,25 @@ request_test (bool verbose)
     assert (strcmp (request_body (request, NULL), "raw text") == 0);
     request_destroy (&request);
 
-    // A path can never move a provider call to another host.
-    request = s_plan_for (config, "http", "mock", "{\"request\":{\"path\":\"@evil.example/\"}}",
+    // A path can never move a provider call to another host, nor out of the
+    // provider's base path, however it is spelt (common/urlpath's rule).
+    request = s_plan_for (config, "http", "mock", "{\"request\":{\"path\":\"/@evil.example/\"}}",
                           error, sizeof error);
     assert (request);
     assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/@evil.example/") == 0);
     request_destroy (&request);
+    static const char *const escapes[] = {
+        "@evil.example/", "/a/../../admin", "/a/..;/b", "/%2e%2e/admin", "/x%2f..%2f..%2fy",
+        "/a\\\\..\\\\b",
+    };
+    for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
+        char spec[128];
+        snprintf (spec, sizeof spec, "{\"request\":{\"path\":\"%s\"}}", escapes[i]);
+        request = s_plan_for (config, "http", "mock", spec, error, sizeof error);
+        if (request)
+            fprintf (stderr, "request: path %s accepted\n", escapes[i]);
+        assert (!request && strstr (error, "request.path"));
+    }
 
     // crawl: a user URL with a byte cap; search and llm, the basic versions.
     request = s_plan_for (config, "crawl", NULL,
