@@ -20,6 +20,7 @@
 #include "queue.h"
 #include "provider.h"
 #include "store.h"
+#include "bucket.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,7 +34,7 @@ static const selftest_t s_tests[] = {
     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
     { "config", config_test }, { "evloop", evloop_test },
     { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
-    { "provider", provider_test },
+    { "bucket", bucket_test }, { "provider", provider_test },
     { "jobspec", jobspec_test }, { "problem", problem_test },
     { "ssrf", ssrf_test },   { "textbuf", textbuf_test }, { "scrub", scrub_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
