@@ -1,3 +1,4 @@
+// provider — one upstream's live state: rate limit, concurrency cap, pauses, breaker.
 #include "provider.h"
 #include "bucket.h"
 #include "clock.h"

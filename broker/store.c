@@ -1,5 +1,6 @@
 #include "store.h"
 #include "log.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -95,8 +96,7 @@ s_usage_set (store_t *self, const char *tenant, uint64_t bytes)
 {
     uint64_t *slot = zhashx_lookup (self->usage_bytes, tenant);
     if (!slot) {
-        slot = malloc (sizeof *slot);
-        assert (slot);
+        slot = mem_alloc (sizeof *slot);
         zhashx_insert (self->usage_bytes, tenant, slot);
     }
     *slot = bytes;
@@ -112,7 +112,7 @@ s_record_tenant (const void *data, size_t size)
         return NULL;
     char *tenant = pack_get_strdup (reader, "tenant");
     pack_reader_destroy (&reader);
-    return tenant ? tenant : strdup ("");
+    return tenant ? tenant : mem_strdup ("");
 }
 
 // s_usage_rebuild counts every record's bytes per tenant, for a store
@@ -132,7 +132,7 @@ s_usage_rebuild (store_t *self, MDB_txn *txn)
             if (tenant) {
                 uint64_t *sum = zhashx_lookup (sums, tenant);
                 if (!sum) {
-                    sum = calloc (1, sizeof *sum);
+                    sum = mem_calloc (1, sizeof *sum);
                     zhashx_insert (sums, tenant, sum);
                 }
                 *sum += value.mv_size;
@@ -209,7 +209,7 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
         snprintf (error, error_size, "store: libsodium failed to initialise");
         return NULL;
     }
-    store_t *self = calloc (1, sizeof *self);
+    store_t *self = mem_calloc (1, sizeof *self);
     self->fault_max_record = SIZE_MAX;
     self->usage_bytes = zhashx_new ();
     zhashx_set_destructor (self->usage_bytes, (zhashx_destructor_fn *) zstr_free);
@@ -298,7 +298,7 @@ static char *
 s_idem_name (const char *tenant, const char *key)
 {
     size_t tenant_len = strlen (tenant), key_len = strlen (key);
-    char *name = malloc (tenant_len + key_len + 2);
+    char *name = mem_alloc (tenant_len + key_len + 2);
     memcpy (name, tenant, tenant_len);
     name[tenant_len] = '\x1f';
     memcpy (name + tenant_len + 1, key, key_len + 1);
@@ -308,22 +308,13 @@ s_idem_name (const char *tenant, const char *key)
 int
 store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
 {
-    pack_writer_t *writer = pack_writer_new ();
-    if (!writer)
-        return -1;
+    pack_writer_t *writer = mem_check (pack_writer_new (), 0, __FILE__, __LINE__);
     job_pack (job, writer);
     size_t size;
     const void *data = pack_writer_data (writer, &size);
-    store_version_t *version = calloc (1, sizeof *version);
-    void *copy = malloc (size);
-    char *tenant = strdup (job->tenant ? job->tenant : "");
-    if (!version || !copy || !tenant) {
-        free (version);
-        free (copy);
-        free (tenant);
-        pack_writer_destroy (&writer);
-        return -1;
-    }
+    store_version_t *version = mem_calloc (1, sizeof *version);
+    void *copy = mem_alloc (size);
+    char *tenant = mem_strdup (job->tenant ? job->tenant : "");
     memcpy (copy, data, size);
     pack_writer_destroy (&writer);
     *version = (store_version_t) { .data = copy, .size = size,
@@ -336,7 +327,7 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
     if (is_new || (older && older->is_new)) {
         version->is_new = true;
         if (job->idempotency_key) {
-            version->idempotency_key = strdup (job->idempotency_key);
+            version->idempotency_key = mem_strdup (job->idempotency_key);
             char *name = s_idem_name (version->tenant, job->idempotency_key);
             zhashx_update (self->batch_idem, name, (void *) job->id);
             free (name);
@@ -551,8 +542,7 @@ s_usage_add (zhashx_t *tally, const char *tenant, int64_t delta)
 {
     int64_t *sum = zhashx_lookup (tally, tenant);
     if (!sum) {
-        sum = calloc (1, sizeof *sum);
-        assert (sum);
+        sum = mem_calloc (1, sizeof *sum);
         zhashx_insert (tally, tenant, sum);
     }
     *sum += delta;

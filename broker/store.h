@@ -50,8 +50,8 @@ void store_destroy (store_t **self_p);
 
 // store_put adds this version of job to the batch. expire_at_ms (wall) is
 // when a finished job may be deleted; ignored for active jobs. is_new adds
-// the job to the listing and idempotency indexes. Returns 0, or -1 when out
-// of memory.
+// the job to the listing and idempotency indexes. Returns 0: this function
+// can't fail (out of memory aborts, common/mem.h).
 int store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new);
 
 // store_find_idempotent writes into id (JOB_ID_LEN + 1 bytes) the job a

@@ -21,6 +21,14 @@
 #include "provider.h"
 #include "store.h"
 #include "bucket.h"
+#include "delivery.h"
+#include "jobs.h"
+#include "outbox.h"
+#include "report.h"
+#include "scheduler.h"
+#include "tenant.h"
+#include "testpeer.h"
+#include "workers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,8 +41,11 @@ typedef struct {
 static const selftest_t s_tests[] = {
     { "pack", pack_test },   { "proto", proto_test }, { "job", job_test }, { "jsontext", jsontext_test }, { "log", log_test },
     { "config", config_test }, { "evloop", evloop_test },
-    { "queue", queue_test }, { "store", store_test }, { "broker", broker_test },
-    { "bucket", bucket_test }, { "provider", provider_test },
+    { "queue", queue_test }, { "store", store_test }, { "bucket", bucket_test },
+    { "provider", provider_test }, { "tenant", tenant_test }, { "scheduler", scheduler_test },
+    { "workers", workers_test }, { "report", report_test }, { "delivery", delivery_test },
+    { "testpeer", testpeer_test }, { "outbox", outbox_test }, { "jobs", jobs_test },
+    { "broker", broker_test },
     { "jobspec", jobspec_test }, { "problem", problem_test },
     { "ssrf", ssrf_test },   { "textbuf", textbuf_test }, { "scrub", scrub_test },   { "stream", stream_test }, { "response", response_test }, { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
