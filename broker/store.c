@@ -947,10 +947,13 @@ store_used_bytes (store_t *self, uint64_t *map_bytes)
     if (mdb_env_info (self->env, &info) != 0 || mdb_env_stat (self->env, &stat) != 0)
         return 0;
     *map_bytes = info.me_mapsize;
-    // Far from the map's end, the pages ever written bound what is in use:
-    // no need to count the free ones.
+    // Under half the map, the pages ever written bound what is in use: no
+    // need to count the free ones. Not above: that bound never falls when
+    // records are deleted, and a caller's line may be as low as half the map
+    // (the broker's reserve is at most half of it), which it would then
+    // never see the store go back under.
     uint64_t pages = (uint64_t) info.me_last_pgno + 1;
-    if (pages * stat.ms_psize < info.me_mapsize / 10 * 7)
+    if (pages * stat.ms_psize < info.me_mapsize / 2)
         return pages * stat.ms_psize;
     // Pages free for reuse are listed in LMDB's free-page database (dbi 0):
     // each record is an array whose first word is its page count.
@@ -1026,6 +1029,37 @@ s_test_size (const job_t *job)
     pack_writer_data (writer, &size);
     pack_writer_destroy (&writer);
     return size;
+}
+
+// s_test_used: what the store reports in use falls when records are
+// deleted, above half the map (where the broker's line may be) as well as
+// near its end; the pages ever written only bound it below half the map.
+static void
+s_test_used (void)
+{
+    char dir[] = "/tmp/jobgate-store-used-XXXXXX";
+    assert (mkdtemp (dir));
+    char error[256];
+    store_t *store = store_new (dir, 16, false, error, sizeof error);
+    assert (store);
+    char ids[10][JOB_ID_LEN + 1];
+    for (int i = 0; i < 10; i++) {
+        job_t *job = s_test_job ("t", JOB_SUCCEEDED, 1000000);
+        strcpy (ids[i], job->id);
+        assert (store_put (store, job, 1000, true) == 0 && store_commit (store) == 0);
+        job_destroy (&job);
+    }
+    uint64_t map, used = store_used_bytes (store, &map);
+    assert (map == 16 * 1024 * 1024 && used > 10000000 && used < map / 10 * 7);
+    assert (store_expire (store, 1000, 100) == 10);
+    used = store_used_bytes (store, &map);
+    if (used >= 1000000)
+        fprintf (stderr, "store: %llu bytes used after the deletes\n", (unsigned long long) used);
+    assert (used < 1000000);
+    store_destroy (&store);
+    char command[100];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert (system (command) == 0);
 }
 
 // s_test_hardening covers issues 10 #4 and 17 #9: one expiry per job, the
@@ -1183,6 +1217,7 @@ store_test (bool verbose)
     store_destroy (&store);
     store_destroy (&store);
     s_test_hardening (dir);
+    s_test_used ();
 
     // A damaged store is refused with a clear line.
     char path[300];

@@ -110,9 +110,9 @@ bool store_indexable (const char *tenant, const char *idempotency_key);
 uint64_t store_tenant_bytes (store_t *self, const char *tenant);
 
 // store_used_bytes returns the bytes of the map in use (pages written less
-// pages free for reuse; while the file is under 70 % of the map, simply the
-// pages written) and writes the map's size into *map_bytes. Returns 0 when
-// the store cannot be read.
+// pages free for reuse; while the file is under half the map, simply the
+// pages written, which bound them) and writes the map's size into
+// *map_bytes. Returns 0 when the store cannot be read.
 uint64_t store_used_bytes (store_t *self, uint64_t *map_bytes);
 
 // store_lease_key returns the store's secret for lease tokens
