@@ -1159,7 +1159,7 @@ s_test_job (test_rig_t *rig, const char *id, const char *tenant, char **chunks, 
     if (chunks) {
         size_t size = 0;
         const char *data = pack_get_str (msg->body, "chunks", &size);
-        *chunks = data ? strndup (data + 8, size - 8) : NULL;
+        *chunks = data ? mem_strndup (data + 8, size - 8) : NULL;
     }
     proto_msg_destroy (&msg);
     return job;

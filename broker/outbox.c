@@ -350,13 +350,7 @@ outbox_test (bool verbose)
     zsock_set_router_mandatory (frontend, 1);
     testpeer_t *gateway = testpeer_new (ZMQ_DEALER, "inproc://outbox-test-front");
     testpeer_t *subscriber = testpeer_new (ZMQ_PAIR, "inproc://outbox-test-pub");
-    // The ROUTER learns the gateway's routing id from its first message.
-    testpeer_send (gateway, PROTO_PING, &(pack_writer_t *) { pack_writer_new () });
-    zsock_set_rcvtimeo (frontend, 3000);
-    zmsg_t *hello = zmsg_recv (frontend);
-    assert (hello);
-    zframe_t *identity = zmsg_pop (hello);
-    zmsg_destroy (&hello);
+    zframe_t *identity = testpeer_hello (gateway, frontend);
     outbox_t *outbox = outbox_new (frontend, publisher, 42, s_test_job, NULL);
 
     // Nothing leaves before the flush; after a partial commit, what

@@ -52,6 +52,18 @@ testpeer_send (testpeer_t *self, proto_cmd_t cmd, pack_writer_t **body_p)
     pack_writer_destroy (body_p);
 }
 
+zframe_t *
+testpeer_hello (testpeer_t *self, zsock_t *router)
+{
+    testpeer_send (self, PROTO_PING, &(pack_writer_t *) { pack_writer_new () });
+    zsock_set_rcvtimeo (router, 3000);
+    zmsg_t *hello = zmsg_recv (router);
+    assert (hello && zmsg_size (hello) == 4);
+    zframe_t *identity = zmsg_pop (hello);
+    zmsg_destroy (&hello);
+    return identity;
+}
+
 // s_poll moves what the peer received into its held list, one body per
 // message.
 static void
@@ -206,15 +218,9 @@ testpeer_test (bool verbose)
     assert (!testpeer_take (dealer));
 
     // A batch is read one body at a time; heartbeats are passed over.
-    pack_writer_t *body = pack_writer_new ();
-    pack_put_int (body, "corr", 1);
-    testpeer_send (dealer, PROTO_PING, &body);
-    zsock_set_rcvtimeo (router, 3000);
-    zmsg_t *ping = zmsg_recv (router);
-    assert (ping && zmsg_size (ping) == 4);
-    zframe_t *identity = zmsg_pop (ping);
-    zmsg_destroy (&ping);
+    zframe_t *identity = testpeer_hello (dealer, router);
     proto_batch_t *batch = proto_batch_new (router);
+    pack_writer_t *body;
     for (int i = 1; i <= 3; i++) {
         body = pack_writer_new ();
         pack_put_int (body, "corr", i);

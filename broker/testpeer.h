@@ -27,6 +27,11 @@ testpeer_t *testpeer_new (int type, const char *endpoint);
 // *self_p.
 void testpeer_destroy (testpeer_t **self_p);
 
+// testpeer_hello sends a PING from a DEALER peer and returns the routing id
+// under which router (the side under test) received it; the caller destroys
+// it. A ROUTER can send to a peer only after hearing from it.
+zframe_t *testpeer_hello (testpeer_t *self, zsock_t *router);
+
 // testpeer_send sends cmd with *body_p, which it destroys.
 void testpeer_send (testpeer_t *self, proto_cmd_t cmd, pack_writer_t **body_p);
 
