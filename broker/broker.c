@@ -57,7 +57,7 @@ struct _broker_t {
     jobs_t *jobs;               // the active jobs and their transitions
     evloop_timer_t *tick;       // housekeeping, every TICK_MS
     int64_t last_commit_us;     // monotonic time of the last commit (µs)
-    int64_t commit_retry_ms;    // after a failed commit, no commit before this (0 = none)
+    int64_t commit_not_before_ms; // no commit before this monotonic time: the spacing, or a retry
     int64_t next_expiry_sweep_ms; // monotonic time of the next TTL sweep
     int64_t next_store_measure_ms; // monotonic time of the next fill measure
     int64_t next_tenant_sweep_ms; // monotonic time of the next idle-tenant sweep
@@ -700,7 +700,7 @@ s_commit (broker_t *self)
         // written (a full map writes what fits) is answered now.
         s_commit_failed (self, errno);
         s_flush (self);
-        self->commit_retry_ms = evloop_now_ms (self->loop) + COMMIT_RETRY_MS;
+        self->commit_not_before_ms = clock_mono_ms () + COMMIT_RETRY_MS;
         evloop_wake_in (self->loop, COMMIT_RETRY_MS);
         return;
     }
@@ -719,16 +719,18 @@ s_on_idle (evloop_t *loop, void *arg)
     broker_t *self = arg;
     if (!self->commit_failing)
         s_dispatch (self);
+    // Once a commit is due later, turns before then add to its batch.
     int64_t now = evloop_now_ms (loop);
-    if (self->commit_retry_ms > now) {
-        evloop_wake_in (loop, self->commit_retry_ms - now);
+    if (self->commit_not_before_ms > now) {
+        evloop_wake_in (loop, self->commit_not_before_ms - now);
         return;
     }
-    self->commit_retry_ms = 0;
     if (store_pending (self->store) > 0) {
         int64_t now_us = clock_mono_us ();
         if (now_us - self->last_commit_us < COMMIT_SPACING_US) {
-            evloop_wake_in (loop, (COMMIT_SPACING_US - (now_us - self->last_commit_us) + 999) / 1000);
+            int64_t wait_ms = (COMMIT_SPACING_US - (now_us - self->last_commit_us) + 999) / 1000;
+            self->commit_not_before_ms = clock_mono_ms () + wait_ms;
+            evloop_wake_in (loop, wait_ms);
             return;
         }
         self->last_commit_us = now_us;
@@ -986,7 +988,7 @@ broker_run_once (broker_t *self, bool tick)
     if (!self->commit_failing)
         s_dispatch (self);
     s_commit (self);
-    self->commit_retry_ms = 0;
+    self->commit_not_before_ms = 0;
 }
 
 void
