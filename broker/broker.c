@@ -299,8 +299,17 @@ s_admit (broker_t *self, const char *record_tenant, const char *provider, admit_
                           &admission, refusal);
 }
 
+// s_client_tenant is true for a tenant a gateway may act for: not an
+// internal one ('#', webhook deliveries; docs/protocol.md §7).
+static bool
+s_client_tenant (const char *tenant)
+{
+    return tenant && tenant[0] != '#';
+}
+
 // s_owned_job reads the job named by the request's "id" if it belongs to
-// the request's "tenant"; otherwise answers 404 and returns NULL.
+// the request's "tenant", a client's; otherwise answers 404 and returns
+// NULL.
 static job_t *
 s_owned_job (broker_t *self, proto_msg_t *msg, int64_t corr)
 {
@@ -308,7 +317,7 @@ s_owned_job (broker_t *self, proto_msg_t *msg, int64_t corr)
     const char *id = pack_get_str (msg->body, "id", &len);
     char *tenant = pack_get_strdup (msg->body, "tenant");
     job_t *job = NULL;
-    if (id && tenant && job_id_valid (id, len)) {
+    if (id && s_client_tenant (tenant) && job_id_valid (id, len)) {
         char key[JOB_ID_LEN + 1];
         job_id_copy (key, id, JOB_ID_LEN);
         job = store_get (self->store, key);
@@ -322,7 +331,7 @@ s_owned_job (broker_t *self, proto_msg_t *msg, int64_t corr)
 }
 
 // s_handle_get answers GET with the job's record, after the commit, when it
-// belongs to the request's tenant (404 otherwise, §3.1).
+// belongs to the request's tenant, a client's (404 otherwise, §3.1).
 static void
 s_handle_get (broker_t *self, proto_msg_t *msg, int64_t corr)
 {
@@ -331,7 +340,7 @@ s_handle_get (broker_t *self, proto_msg_t *msg, int64_t corr)
     char *tenant = pack_get_strdup (msg->body, "tenant");
     if (!tenant)
         s_reply_error (self, msg->envelope, corr, 400, "GET needs the caller's tenant");
-    else if (!id || !job_id_valid (id, len))
+    else if (!id || !job_id_valid (id, len) || !s_client_tenant (tenant))
         s_reply_error (self, msg->envelope, corr, 404, "no such job");
     else {
         // Answered after the commit so a reader never sees a state the
@@ -1555,6 +1564,14 @@ s_test_webhooks (void)
     s_test_submit (&rig, "c", "http", "p", 5, NULL, NULL, other);
     assert (s_test_answer (&rig, &code, &retry_after) == PROTO_ERROR && code == 429 && retry_after > 0);
     assert (s_test_job (&rig, delivery->id, "c", NULL, &code) == NULL && code == 404);
+    // Nor can a frontend peer naming the internal tenant read, cancel or
+    // retry it (docs/protocol.md §7: a gateway never acts for '#' tenants).
+    assert (s_test_job (&rig, delivery->id, TENANT_WEBHOOK_PREFIX "c", NULL, &code) == NULL
+            && code == 404);
+    s_test_ask (&rig, PROTO_CANCEL, delivery->id, TENANT_WEBHOOK_PREFIX "c");
+    assert (s_test_answer (&rig, &code, NULL) == PROTO_ERROR && code == 404);
+    s_test_ask (&rig, PROTO_RETRY, delivery->id, TENANT_WEBHOOK_PREFIX "c");
+    assert (s_test_answer (&rig, &code, NULL) == PROTO_ERROR && code == 404);
     s_test_report (worker, delivery->id, attempt, lease, "succeeded", "{\"status\":204}", NULL);
     job_destroy (&delivery);
     testpeer_run (rig.loop, 20);
