@@ -67,8 +67,6 @@ struct _broker_t {
     bool store_high;            // the store's free space is below its reserve
 };
 
-static void s_worker_dead (remote_worker_t *worker, const char *why, void *arg);
-
 // s_reply_error answers a gateway request at once with ERROR.
 static void
 s_reply_error (broker_t *self, zframe_t *identity, int64_t corr, int code, const char *message)
