@@ -1,11 +1,26 @@
 // broker — owns the truth: the durable store, the queues, the workers, and
 // the events. Implements the broker side of docs/protocol.md (JGP/1).
+//
+// This is the broker's loop: its three sockets (§1), the handlers of what
+// gateways and workers send (§3.1, §3.2), dispatch, the group commit (§6)
+// and each tick's housekeeping. Each kind of state has its own module,
+// which these handlers call (docs/architecture.md has the picture):
+//   broker/jobs.h       the active jobs and every transition of their lifecycle
+//   broker/scheduler.h  the tenants' queues, fair turns, the providers' limits
+//   broker/tenant.h     each tenant's quota state and the admission check
+//   broker/workers.h    the workers: registry, credit, liveness, leases
+//   broker/outbox.h     answers and events held until their commit
+//   broker/store.h      the durable records (LMDB)
+//   broker/report.h, broker/delivery.h, broker/bucket.h, broker/provider.h
+//                       a RESULT judged, a webhook delivery, a token bucket,
+//                       one upstream's live state
 #ifndef JOBGATE_BROKER_H
 #define JOBGATE_BROKER_H
 
 #include "config.h"
 #include "evloop.h"
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct _broker_t broker_t;
 
@@ -23,6 +38,10 @@ void broker_destroy (broker_t **self_p);
 // (with tick, the housekeeping of a tick too). For the fuzz target, which
 // drives the broker without running its loop.
 void broker_run_once (broker_t *self, bool tick);
+
+// broker_set_timing shortens the lease grace (10 s) and the workers'
+// liveness (3 s), for tests.
+void broker_set_timing (broker_t *self, int64_t lease_grace_ms, int64_t liveness_ms);
 
 // broker_consistent checks the broker's counts against its lists and
 // tables: jobs queued, running and waiting per tenant and in all, the

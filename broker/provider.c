@@ -1,6 +1,9 @@
+// provider — one upstream's live state: rate limit, concurrency cap, pauses, breaker.
 #include "provider.h"
+#include "bucket.h"
 #include "clock.h"
 #include "log.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -37,8 +40,7 @@ struct _provider_t {
     zhashx_t *pauses;           // tenant → tenant_pause_t, tenants that triggered pauses
     char *answered[2];          // the two tenants last answered (distinct), newest first
     int64_t answered_ms[2];     // when each was last answered
-    double tokens;              // token bucket level
-    int64_t refilled_ms;        // monotonic time of the last refill
+    bucket_t calls;             // the rate limit (rate_limit, burst)
     int in_flight;              // calls running
     circuit_t circuit;          // breaker state
     int consecutive_failures;   // failures since the last answer
@@ -60,16 +62,14 @@ struct _provider_t {
 provider_t *
 provider_new (const config_provider_t *config, bool direct)
 {
-    provider_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
+    provider_t *self = mem_calloc (1, sizeof *self);
     self->config = config;
     self->direct = direct;
     self->pauses = zhashx_new ();
     zhashx_set_destructor (self->pauses, (zhashx_destructor_fn *) zstr_free);
-    self->tokens = config && config->rate_limit > 0 ? config->burst : 0;
-    self->refilled_ms = clock_mono_ms ();
-    self->second_start_ms = self->refilled_ms;
+    self->second_start_ms = clock_mono_ms ();
+    bucket_init (&self->calls, config ? config->rate_limit : 0, config ? config->burst : 0,
+                 self->second_start_ms);
     return self;
 }
 
@@ -98,19 +98,6 @@ static bool
 s_shared (const provider_t *self)
 {
     return self->config && !self->direct;
-}
-
-// s_refill adds the tokens earned since the last refill, up to the burst.
-static void
-s_refill (provider_t *self, int64_t now_ms)
-{
-    if (!self->config || self->config->rate_limit <= 0)
-        return;
-    double earned = (double) (now_ms - self->refilled_ms) * self->config->rate_limit / 1000.0;
-    self->refilled_ms = now_ms;
-    self->tokens += earned;
-    if (self->tokens > self->config->burst)
-        self->tokens = self->config->burst;
 }
 
 static bool s_limits_allow (provider_t *self, int64_t now_ms, int64_t *wake_ms);
@@ -168,13 +155,10 @@ s_limits_allow (provider_t *self, int64_t now_ms, int64_t *wake_ms)
 {
     if (self->config->max_concurrency > 0 && self->in_flight >= self->config->max_concurrency)
         return false;
-    if (self->config->rate_limit > 0) {
-        s_refill (self, now_ms);
-        if (self->tokens < 1.0) {
-            double missing = 1.0 - self->tokens;
-            *wake_ms = now_ms + (int64_t) (missing * 1000.0 / self->config->rate_limit) + 1;
-            return false;
-        }
+    int64_t wait_ms;
+    if (!bucket_ready (&self->calls, now_ms, &wait_ms)) {
+        *wake_ms = now_ms + wait_ms;
+        return false;
     }
     return true;
 }
@@ -186,8 +170,7 @@ provider_started (provider_t *self, const char *tenant, int64_t now_ms)
     self->started_total++;
     s_roll (self, now_ms);
     self->started_this_second++;
-    if (self->config && self->config->rate_limit > 0)
-        self->tokens -= 1.0;
+    bucket_take (&self->calls);
 }
 
 // s_record_error keeps a failure for /v1/providers.
@@ -213,7 +196,7 @@ s_answered (provider_t *self, const char *tenant, int64_t now_ms)
     free (self->answered[1]);
     self->answered[1] = self->answered[0];
     self->answered_ms[1] = self->answered_ms[0];
-    self->answered[0] = strdup (tenant);
+    self->answered[0] = mem_strdup (tenant);
     self->answered_ms[0] = now_ms;
 }
 
@@ -246,8 +229,7 @@ s_tenant_pause (provider_t *self, const char *tenant, int64_t now_ms)
         }
         zlistx_destroy (&names);
     }
-    pause = calloc (1, sizeof *pause);
-    assert (pause);
+    pause = mem_calloc (1, sizeof *pause);
     pause->last_pause_ms = INT64_MIN / 2;
     zhashx_insert (self->pauses, tenant, pause);
     return pause;

@@ -40,7 +40,7 @@ typedef enum {
 
 // What one finished call tells about the upstream.
 typedef struct {
-    provider_outcome_t outcome; // the verdict (s_classify in broker.c)
+    provider_outcome_t outcome; // the verdict (broker/report.h)
     int64_t latency_ms;         // how long the call took
     int64_t retry_after_ms;     // the pause the upstream asked for, 0 = none
     int64_t timeout_ms;         // the attempt's own timeout, 0 = unknown

@@ -93,13 +93,14 @@ queue_top_priority (queue_t *self)
     return -1;
 }
 
-void
+bool
 queue_remove (queue_t *self, entry_t *entry)
 {
-    if (entry->list == &self->levels[entry->priority]) {
-        entry_list_remove (entry);
-        self->count--;
-    }
+    if (entry->list != &self->levels[entry->priority])
+        return false;
+    entry_list_remove (entry);
+    self->count--;
+    return true;
 }
 
 void
@@ -117,7 +118,8 @@ queue_test (bool verbose)
         queue_push (&queue, &entries[i]);
     }
     assert (queue.count == 6);
-    queue_remove (&queue, &entries[3]);
+    assert (queue_remove (&queue, &entries[3]));
+    assert (!queue_remove (&queue, &entries[3]));
     assert (queue.count == 5);
     // Highest priority first, FIFO within a priority.
     entry_t *expected[] = { &entries[1], &entries[4], &entries[0], &entries[5], &entries[2] };

@@ -1,6 +1,10 @@
-// queue — the broker's in-memory view of active jobs: priority queues and
-// intrusive lists. The store holds the records; an entry is what the
-// scheduler needs to decide, about 150 bytes per job.
+// queue — the broker's in-memory view of active jobs: entries, priority
+// queues and intrusive lists. The store holds the records; an entry is what
+// the scheduler needs to decide, about 150 bytes per job. Entries belong to
+// broker/jobs.h, which makes, moves and frees them; an entry is on one list
+// at most: a priority queue's level (queued), the running list of the worker
+// holding it or of the orphans (running, broker/workers.h), or none (waiting
+// for its retry timer).
 #ifndef JOBGATE_QUEUE_H
 #define JOBGATE_QUEUE_H
 
@@ -20,6 +24,9 @@ typedef enum {
 
 typedef struct _entry_t entry_t;
 typedef struct _entry_list_t entry_list_t;
+struct _jobs_t;
+struct _remote_worker_t;
+struct _tenant_t;
 
 struct _entry_t {
     char id[JOB_ID_LEN + 1];    // job id
@@ -34,9 +41,9 @@ struct _entry_t {
     int64_t attempt_timeout_ms; // that attempt's own timeout (the provider's breaker rule)
     int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
     int64_t lease_until_ms;     // monotonic deadline of the running attempt
-    void *worker;               // the worker running it, when running
-    void *owner;                // the broker holding it (for timer callbacks)
-    void *tenant;               // its tenant's quota and queue state (never NULL)
+    struct _remote_worker_t *worker; // the worker running it; NULL when not running, or an orphan
+    struct _jobs_t *jobs;       // the jobs it is one of (for its retry timer)
+    struct _tenant_t *tenant;   // the tenant whose quotas and lane it uses (never NULL)
     evloop_timer_t *timer;      // retry timer, when delayed
     entry_list_t *list;         // the list it is on, or NULL
     entry_t *prev;              // neighbours on that list
@@ -76,8 +83,9 @@ entry_t *queue_pop (queue_t *self);
 // queue_top_priority returns the highest priority waiting, or -1 if empty.
 int queue_top_priority (queue_t *self);
 
-// queue_remove takes an entry out of the queue.
-void queue_remove (queue_t *self, entry_t *entry);
+// queue_remove takes an entry out of the queue; false (and nothing done)
+// when it is not in it.
+bool queue_remove (queue_t *self, entry_t *entry);
 
 // queue_test runs the self-test.
 void queue_test (bool verbose);

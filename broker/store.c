@@ -1,5 +1,6 @@
 #include "store.h"
 #include "log.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -95,8 +96,7 @@ s_usage_set (store_t *self, const char *tenant, uint64_t bytes)
 {
     uint64_t *slot = zhashx_lookup (self->usage_bytes, tenant);
     if (!slot) {
-        slot = malloc (sizeof *slot);
-        assert (slot);
+        slot = mem_alloc (sizeof *slot);
         zhashx_insert (self->usage_bytes, tenant, slot);
     }
     *slot = bytes;
@@ -112,7 +112,7 @@ s_record_tenant (const void *data, size_t size)
         return NULL;
     char *tenant = pack_get_strdup (reader, "tenant");
     pack_reader_destroy (&reader);
-    return tenant ? tenant : strdup ("");
+    return tenant ? tenant : mem_strdup ("");
 }
 
 // s_usage_rebuild counts every record's bytes per tenant, for a store
@@ -132,7 +132,7 @@ s_usage_rebuild (store_t *self, MDB_txn *txn)
             if (tenant) {
                 uint64_t *sum = zhashx_lookup (sums, tenant);
                 if (!sum) {
-                    sum = calloc (1, sizeof *sum);
+                    sum = mem_calloc (1, sizeof *sum);
                     zhashx_insert (sums, tenant, sum);
                 }
                 *sum += value.mv_size;
@@ -209,7 +209,7 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
         snprintf (error, error_size, "store: libsodium failed to initialise");
         return NULL;
     }
-    store_t *self = calloc (1, sizeof *self);
+    store_t *self = mem_calloc (1, sizeof *self);
     self->fault_max_record = SIZE_MAX;
     self->usage_bytes = zhashx_new ();
     zhashx_set_destructor (self->usage_bytes, (zhashx_destructor_fn *) zstr_free);
@@ -298,7 +298,7 @@ static char *
 s_idem_name (const char *tenant, const char *key)
 {
     size_t tenant_len = strlen (tenant), key_len = strlen (key);
-    char *name = malloc (tenant_len + key_len + 2);
+    char *name = mem_alloc (tenant_len + key_len + 2);
     memcpy (name, tenant, tenant_len);
     name[tenant_len] = '\x1f';
     memcpy (name + tenant_len + 1, key, key_len + 1);
@@ -308,22 +308,13 @@ s_idem_name (const char *tenant, const char *key)
 int
 store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
 {
-    pack_writer_t *writer = pack_writer_new ();
-    if (!writer)
-        return -1;
+    pack_writer_t *writer = mem_check (pack_writer_new (), 0, __FILE__, __LINE__);
     job_pack (job, writer);
     size_t size;
     const void *data = pack_writer_data (writer, &size);
-    store_version_t *version = calloc (1, sizeof *version);
-    void *copy = malloc (size);
-    char *tenant = strdup (job->tenant ? job->tenant : "");
-    if (!version || !copy || !tenant) {
-        free (version);
-        free (copy);
-        free (tenant);
-        pack_writer_destroy (&writer);
-        return -1;
-    }
+    store_version_t *version = mem_calloc (1, sizeof *version);
+    void *copy = mem_alloc (size);
+    char *tenant = mem_strdup (job->tenant ? job->tenant : "");
     memcpy (copy, data, size);
     pack_writer_destroy (&writer);
     *version = (store_version_t) { .data = copy, .size = size,
@@ -336,7 +327,7 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
     if (is_new || (older && older->is_new)) {
         version->is_new = true;
         if (job->idempotency_key) {
-            version->idempotency_key = strdup (job->idempotency_key);
+            version->idempotency_key = mem_strdup (job->idempotency_key);
             char *name = s_idem_name (version->tenant, job->idempotency_key);
             zhashx_update (self->batch_idem, name, (void *) job->id);
             free (name);
@@ -551,8 +542,7 @@ s_usage_add (zhashx_t *tally, const char *tenant, int64_t delta)
 {
     int64_t *sum = zhashx_lookup (tally, tenant);
     if (!sum) {
-        sum = calloc (1, sizeof *sum);
-        assert (sum);
+        sum = mem_calloc (1, sizeof *sum);
         zhashx_insert (tally, tenant, sum);
     }
     *sum += delta;
@@ -966,10 +956,13 @@ store_used_bytes (store_t *self, uint64_t *map_bytes)
     if (mdb_env_info (self->env, &info) != 0 || mdb_env_stat (self->env, &stat) != 0)
         return 0;
     *map_bytes = info.me_mapsize;
-    // Far from the map's end, the pages ever written bound what is in use:
-    // no need to count the free ones.
+    // Under half the map, the pages ever written bound what is in use: no
+    // need to count the free ones. Not above: that bound never falls when
+    // records are deleted, and a caller's line may be as low as half the map
+    // (the broker's reserve is at most half of it), which it would then
+    // never see the store go back under.
     uint64_t pages = (uint64_t) info.me_last_pgno + 1;
-    if (pages * stat.ms_psize < info.me_mapsize / 10 * 7)
+    if (pages * stat.ms_psize < info.me_mapsize / 2)
         return pages * stat.ms_psize;
     // Pages free for reuse are listed in LMDB's free-page database (dbi 0):
     // each record is an array whose first word is its page count.
@@ -1045,6 +1038,37 @@ s_test_size (const job_t *job)
     pack_writer_data (writer, &size);
     pack_writer_destroy (&writer);
     return size;
+}
+
+// s_test_used: what the store reports in use falls when records are
+// deleted, above half the map (where the broker's line may be) as well as
+// near its end; the pages ever written only bound it below half the map.
+static void
+s_test_used (void)
+{
+    char dir[] = "/tmp/jobgate-store-used-XXXXXX";
+    assert (mkdtemp (dir));
+    char error[256];
+    store_t *store = store_new (dir, 16, false, error, sizeof error);
+    assert (store);
+    char ids[10][JOB_ID_LEN + 1];
+    for (int i = 0; i < 10; i++) {
+        job_t *job = s_test_job ("t", JOB_SUCCEEDED, 1000000);
+        strcpy (ids[i], job->id);
+        assert (store_put (store, job, 1000, true) == 0 && store_commit (store) == 0);
+        job_destroy (&job);
+    }
+    uint64_t map, used = store_used_bytes (store, &map);
+    assert (map == 16 * 1024 * 1024 && used > 10000000 && used < map / 10 * 7);
+    assert (store_expire (store, 1000, 100) == 10);
+    used = store_used_bytes (store, &map);
+    if (used >= 1000000)
+        fprintf (stderr, "store: %llu bytes used after the deletes\n", (unsigned long long) used);
+    assert (used < 1000000);
+    store_destroy (&store);
+    char command[100];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert (system (command) == 0);
 }
 
 // s_test_hardening covers issues 10 #4 and 17 #9: one expiry per job, the
@@ -1202,6 +1226,7 @@ store_test (bool verbose)
     store_destroy (&store);
     store_destroy (&store);
     s_test_hardening (dir);
+    s_test_used ();
 
     // A damaged store is refused with a clear line.
     char path[300];

@@ -50,8 +50,8 @@ void store_destroy (store_t **self_p);
 
 // store_put adds this version of job to the batch. expire_at_ms (wall) is
 // when a finished job may be deleted; ignored for active jobs. is_new adds
-// the job to the listing and idempotency indexes. Returns 0, or -1 when out
-// of memory.
+// the job to the listing and idempotency indexes. Returns 0: this function
+// can't fail (out of memory aborts, common/mem.h).
 int store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new);
 
 // store_find_idempotent writes into id (JOB_ID_LEN + 1 bytes) the job a
@@ -118,9 +118,9 @@ bool store_indexable (const char *tenant, const char *idempotency_key);
 uint64_t store_tenant_bytes (store_t *self, const char *tenant);
 
 // store_used_bytes returns the bytes of the map in use (pages written less
-// pages free for reuse; while the file is under 70 % of the map, simply the
-// pages written) and writes the map's size into *map_bytes. Returns 0 when
-// the store cannot be read.
+// pages free for reuse; while the file is under half the map, simply the
+// pages written, which bound them) and writes the map's size into
+// *map_bytes. Returns 0 when the store cannot be read.
 uint64_t store_used_bytes (store_t *self, uint64_t *map_bytes);
 
 // store_lease_key returns the store's secret for lease tokens

@@ -30,6 +30,15 @@
 #include "queue.h"
 #include "provider.h"
 #include "store.h"
+#include "bucket.h"
+#include "delivery.h"
+#include "jobs.h"
+#include "outbox.h"
+#include "report.h"
+#include "scheduler.h"
+#include "tenant.h"
+#include "testpeer.h"
+#include "workers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -44,8 +53,11 @@ static const selftest_t s_tests[] = {
     { "proto", proto_test },       { "job", job_test },           { "jsontext", jsontext_test },
     { "log", log_test },           { "urlpath", urlpath_test },   { "httpfield", httpfield_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
-    { "queue", queue_test },       { "store", store_test },       { "broker", broker_test },
-    { "provider", provider_test },
+    { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
+    { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
+    { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
+    { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
+    { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
     { "jobcache", jobcache_test },

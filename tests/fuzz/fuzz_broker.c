@@ -35,7 +35,28 @@ static evloop_t *s_loop;
 static broker_t *s_broker;
 static zsock_t *s_peers[4];     // gateway 0, gateway 1, worker 0, worker 1
 static long s_inputs;
+static long s_brokers;          // brokers started: each binds endpoints of its own
 static char s_dir[64];
+
+// s_endpoints names the next broker's endpoints. An inproc endpoint is
+// freed when libzmq's reaper thread gets to the closed socket, not when
+// zmq_close returns: a new broker binding the same name at once may find
+// it still taken.
+static void
+s_endpoints (void)
+{
+    static const char *const names[3] = { "front", "back", "pub" };
+    char **fields[3] = { &s_config->broker_frontend, &s_config->broker_backend,
+                         &s_config->broker_publisher };
+    for (int i = 0; i < 3; i++) {
+        char endpoint[64];
+        snprintf (endpoint, sizeof endpoint, "inproc://fuzz-%s-%ld", names[i], s_brokers);
+        free (*fields[i]);
+        *fields[i] = strdup (endpoint);
+        assert (*fields[i]);
+    }
+    s_brokers++;
+}
 
 // s_start makes the broker and its peers (after the first input: anew).
 static void
@@ -72,6 +93,7 @@ s_start (void)
         s_loop = evloop_new ();
     }
     char error[256];
+    s_endpoints ();
     s_broker = broker_new (s_config, s_loop, error, sizeof error);
     if (!s_broker)
         fprintf (stderr, "fuzz_broker: %s\n", error);

@@ -1,4 +1,4 @@
-"""Cancel, list, retry, idempotency, retention, restarts, drain, disk full."""
+"""Cancel, list, retry, idempotency, retention, restarts, drain, a full store."""
 import os
 import subprocess
 import time
@@ -148,39 +148,35 @@ def test_finished_jobs_expire_after_their_ttl():
         assert stack.get_path("/v1/jobs").json()["jobs"] == []
 
 
-def test_disk_full_gives_503_and_recovers():
-    with Stack(start=False, config_extra={"broker": {"store_map_mb": 64}}) as stack:
-        data = stack.config["broker"]["data_dir"]
-        os.makedirs(data, exist_ok=True)
-        if subprocess.call(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", data]) != 0:
-            print("skipped: cannot mount a tmpfs here")
-            return
-        try:
-            stack.start_broker()
-            stack.start_gateway()
-            stack.start_worker()
-            stack.wait_ready()
-            blob = "x" * 3000
-            accepted, refused = [], 0
-            for i in range(3000):
-                resp = stack.submit(_spec(stack, metadata={"pad": blob, "i": i}), expect=None)
-                if resp.status == 202:
-                    accepted.append(resp.json()["id"])
-                else:
-                    assert resp.status == 503, (resp.status, resp.body)
-                    assert resp.header("Retry-After")
-                    refused += 1
-                    if refused > 20:
-                        break
-            assert refused > 0, "the disk never filled"
-            # Space returns: every accepted job still finishes.
-            subprocess.check_call(["mount", "-o", "remount,size=64m", data])
-            for job_id in accepted:
-                assert stack.wait_terminal(job_id)["status"] == "succeeded"
-            assert stack.submit(_spec(stack)).status == 202
-        finally:
-            stack.close()
-            subprocess.call(["umount", "-l", data])
+def test_full_store_gives_503_and_recovers():
+    """A full store refuses new work with 503 and Retry-After, finishes the
+    work it accepted, and takes new work again once the TTL sweep has freed
+    space (docs/protocol.md §6). The store's map is what fills (16 MiB, with
+    a reserve of half of it: two results at the cap), so this runs anywhere:
+    no root, no tmpfs, no skip. Commits that fail for want of space are the
+    store's and the broker's self-tests (store_inject_map_full)."""
+    extra = {"broker": {"store_map_mb": 16, "result_ttl_s": 10},
+             "quotas": {"*": {"max_stored_bytes": 10 ** 12}}}
+    with Stack(config_extra=extra) as stack:
+        # In flight while the store fills: it must still finish, result kept.
+        slow = stack.submit(_spec(stack, "/json?latency_ms=2000&size=300000")).json()["id"]
+        accepted, refused = [], None
+        for i in range(40):
+            resp = stack.submit(_spec(stack, "/json?size=1000000&i=%d" % i), expect=None)
+            if resp.status != 202:
+                refused = resp
+                break
+            accepted.append(resp.json()["id"])
+            assert stack.wait_terminal(accepted[-1])["status"] == "succeeded"
+        assert refused is not None, "the store never filled (%d jobs of 1 MB)" % len(accepted)
+        assert refused.status == 503 and refused.header("Retry-After"), (refused.status,
+                                                                          refused.body)
+        assert len(accepted) >= 3, len(accepted)
+        job = stack.wait_terminal(slow)
+        assert job["status"] == "succeeded" and job["result"] and not job.get("error"), job
+        # Nobody frees space but the TTL sweep: new work is taken again.
+        wait_until(lambda: stack.submit(_spec(stack), expect=None).status == 202, 40,
+                   "the store to take new work again")
 
 
 def test_queue_limits_answer_503():

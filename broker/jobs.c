@@ -1,0 +1,911 @@
+// jobs — the active jobs and the transitions of their lifecycle.
+#include "jobs.h"
+#include "delivery.h"
+#include "log.h"
+#include "mem.h"
+#include "report.h"
+#include "testpeer.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+// Retry backoff without a provider's own: full jitter over an exponential
+// ceiling.
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_CAP_MS 60000
+// Partial data kept per running attempt for subscribers that join late or
+// reconnect (SSE Last-Event-ID); past this, chunks are only relayed live.
+#define CHUNKS_KEPT_MAX (256 * 1024)
+
+struct _jobs_t {
+    const config_t *config;     // borrowed configuration
+    evloop_t *loop;             // borrowed loop (retry timers)
+    store_t *store;             // the records (borrowed)
+    outbox_t *outbox;           // where events wait for the commit (borrowed)
+    tenants_t *tenants;         // the tenants' quota state (borrowed)
+    scheduler_t *scheduler;     // the queues and providers (borrowed)
+    workers_t *workers;         // the workers and their leases (borrowed)
+    zhashx_t *entries;          // id → entry_t, every active job
+    size_t running;             // entries running (held by a worker, or by nobody)
+    size_t delayed;             // entries waiting for their retry timer
+    size_t *provider_active;    // active jobs per configured provider
+};
+
+jobs_t *
+jobs_new (const config_t *config, evloop_t *loop, store_t *store, outbox_t *outbox,
+          tenants_t *tenants, scheduler_t *scheduler, workers_t *workers)
+{
+    jobs_t *self = mem_calloc (1, sizeof *self);
+    *self = (jobs_t) { .config = config, .loop = loop, .store = store, .outbox = outbox,
+                       .tenants = tenants, .scheduler = scheduler, .workers = workers };
+    self->entries = zhashx_new ();
+    self->provider_active = mem_calloc (config->providers_count + 1,
+                                        sizeof *self->provider_active);
+    return self;
+}
+
+void
+jobs_destroy (jobs_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    jobs_t *self = *self_p;
+    for (entry_t *entry = zhashx_first (self->entries); entry;
+         entry = zhashx_next (self->entries)) {
+        evloop_timer_cancel (self->loop, &entry->timer);
+        free (entry->chunks);
+        free (entry);
+    }
+    zhashx_destroy (&self->entries);
+    free (self->provider_active);
+    free (self);
+    *self_p = NULL;
+}
+
+entry_t *
+jobs_entry (jobs_t *self, const char *id)
+{
+    return zhashx_lookup (self->entries, id);
+}
+
+size_t
+jobs_active (jobs_t *self)
+{
+    return zhashx_size (self->entries);
+}
+
+size_t
+jobs_running (jobs_t *self)
+{
+    return self->running;
+}
+
+size_t
+jobs_delayed (jobs_t *self)
+{
+    return self->delayed;
+}
+
+const size_t *
+jobs_provider_active (jobs_t *self)
+{
+    return self->provider_active;
+}
+
+bool
+jobs_provider_full (jobs_t *self, const char *provider)
+{
+    int index = scheduler_provider (self->scheduler, provider);
+    return index >= 0 && self->config->providers[index].max_queued
+           && self->provider_active[index] >= self->config->providers[index].max_queued;
+}
+
+// --- what every transition shares ---
+
+// s_put writes a job's version into the store's batch: a finished job's
+// with its expiry; is_new indexes it (listing, Idempotency-Key).
+static void
+s_put (jobs_t *self, const job_t *job, bool is_new)
+{
+    int64_t expire_at = job_status_terminal (job->status)
+                            ? clock_wall_ms () + self->config->result_ttl_ms
+                            : 0;
+    store_put (self->store, job, expire_at, is_new);
+}
+
+// s_publish keeps the job's status event for after the commit.
+static void
+s_publish (jobs_t *self, const job_t *job)
+{
+    outbox_event (self->outbox, job->id, job->status, job->attempts);
+}
+
+// s_entry_new makes the entry of an active job (on no list yet), counted
+// against its tenant and its provider.
+static entry_t *
+s_entry_new (jobs_t *self, const job_t *job)
+{
+    entry_t *entry = mem_calloc (1, sizeof *entry);
+    memcpy (entry->id, job->id, sizeof entry->id);
+    entry->jobs = self;
+    entry->priority = job->priority;
+    entry->tenant = tenants_get (self->tenants, job->tenant, evloop_now_ms (self->loop));
+    tenant_job_added (entry->tenant);
+    entry->provider = scheduler_provider (self->scheduler, job->provider);
+    if (entry->provider >= 0)
+        self->provider_active[entry->provider]++;
+    entry->attempt = (int) job->attempt_seq;
+    entry->attempt_timeout_ms = job->timeout_ms;
+    entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
+    zhashx_insert (self->entries, entry->id, entry);
+    return entry;
+}
+
+// s_call_ended ends an entry's call for its provider: neutral unless the
+// RESULT said otherwise (a no-op once ended).
+static void
+s_call_ended (jobs_t *self, entry_t *entry, provider_call_t call)
+{
+    scheduler_call_ended (self->scheduler, entry, evloop_now_ms (self->loop), call);
+}
+
+// s_leave_running takes a running entry off its worker (or the orphans) and
+// out of the running counts; the caller says where it goes next.
+static void
+s_leave_running (jobs_t *self, entry_t *entry)
+{
+    workers_release (self->workers, entry);
+    self->running--;
+    tenant_call_ended (entry->tenant);
+}
+
+// s_entry_free forgets an entry, wherever it is.
+static void
+s_entry_free (jobs_t *self, entry_t *entry)
+{
+    s_call_ended (self, entry, (provider_call_t) { .outcome = PROVIDER_NEUTRAL });
+    evloop_timer_cancel (self->loop, &entry->timer);
+    if (entry->state == ENTRY_QUEUED)
+        scheduler_remove (self->scheduler, entry);
+    else if (entry->state == ENTRY_RUNNING)
+        s_leave_running (self, entry);
+    else
+        self->delayed--;
+    // Off any other list (jobs_fail_fast's).
+    entry_list_remove (entry);
+    if (entry->provider >= 0)
+        self->provider_active[entry->provider]--;
+    tenant_job_removed (entry->tenant);
+    zhashx_delete (self->entries, entry->id);
+    free (entry->chunks);
+    free (entry);
+}
+
+// s_requeue is the one way back into the queue: a running job goes first in
+// its tenant's queue (it keeps its place), its call ended as neutral for its
+// provider (the upstream said nothing), its version and event say queued.
+// An attempt that did not run leaves the budget; a lost one stays in it.
+static void
+s_requeue (jobs_t *self, entry_t *entry, job_t *job, bool counted)
+{
+    s_call_ended (self, entry, (provider_call_t) { .outcome = PROVIDER_NEUTRAL });
+    s_leave_running (self, entry);
+    if (!counted && job->attempts > 0)
+        job->attempts--;
+    job->status = JOB_QUEUED;
+    s_put (self, job, false);
+    s_publish (self, job);
+    scheduler_enqueue (self->scheduler, entry, true);
+}
+
+// s_backoff_ms returns the delay before the next attempt: full jitter over
+// an exponential ceiling, never shorter than the upstream asked.
+static int64_t
+s_backoff_ms (int attempt, int64_t retry_after_ms, int64_t base_ms, int64_t cap_ms)
+{
+    int64_t ceiling = base_ms;
+    for (int i = 1; i < attempt && ceiling < cap_ms; i++)
+        ceiling *= 2;
+    if (ceiling > cap_ms)
+        ceiling = cap_ms;
+    int64_t delay = (int64_t) randof ((int) ceiling + 1);
+    return delay > retry_after_ms ? delay : retry_after_ms;
+}
+
+// s_retry_due ends a retry's wait: the entry is queued again (its "queued"
+// event left with the RESULT).
+static void
+s_retry_due (evloop_t *loop, void *arg)
+{
+    entry_t *entry = arg;
+    // The timer handle is freed by the loop after this call.
+    entry->timer = NULL;
+    entry->jobs->delayed--;
+    scheduler_enqueue (entry->jobs->scheduler, entry, false);
+}
+
+// s_retry_later makes a running job wait for its next attempt: queued, with
+// the failed attempt's result and error, after a backoff.
+static void
+s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
+{
+    s_leave_running (self, entry);
+    job->status = JOB_QUEUED;
+    job_set_str (&job->result, report->result);
+    job_set_str (&job->error, report->error);
+    s_put (self, job, false);
+    s_publish (self, job);
+    const config_provider_t *provider = entry->provider >= 0
+                                            ? &self->config->providers[entry->provider]
+                                            : NULL;
+    int64_t delay = s_backoff_ms (job->attempts, report->retry_after_ms,
+                                  provider ? provider->retry_base_ms : BACKOFF_BASE_MS,
+                                  provider ? provider->retry_max_ms : BACKOFF_CAP_MS);
+    entry->state = ENTRY_DELAYED;
+    self->delayed++;
+    entry->timer = evloop_timer_start (self->loop, delay, s_retry_due, entry);
+    log_info (job->id, "attempt %d failed (%s); retry in %lld ms", entry->attempt,
+              report->error_type[0] ? report->error_type : "no detail", (long long) delay);
+}
+
+// s_webhook_for makes, in the batch of the job's terminal state, the
+// delivery of its callback (broker/delivery.h), admitted like any work of
+// the tenant's: it counts against its active and running limits (issue 17
+// #5).
+static void
+s_webhook_for (jobs_t *self, const job_t *job)
+{
+    char *url = delivery_url (job);
+    if (!url)
+        return;
+    int64_t now = evloop_now_ms (self->loop);
+    tenant_t *tenant = tenants_get (self->tenants, job->tenant, now);
+    admission_t admission = { .path = ADMIT_WEBHOOK, .now_ms = now };
+    refusal_t refusal;
+    if (!tenants_admit (self->tenants, tenant, &admission, &refusal)) {
+        log_warn (job->id, "webhook not queued: %s", refusal.why);
+        free (url);
+        return;
+    }
+    job_t *delivery = delivery_new (job, url, self->config, clock_wall_ms ());
+    free (url);
+    if (!delivery) {
+        log_error (job->id, "webhook not queued: its payload does not fit the JSON policy");
+        return;
+    }
+    s_put (self, delivery, true);
+    scheduler_enqueue (self->scheduler, s_entry_new (self, delivery), false);
+    log_info (job->id, "webhook %s queued for the callback", delivery->id);
+    job_destroy (&delivery);
+}
+
+// --- the transitions ---
+
+void
+jobs_accept (jobs_t *self, job_t *job)
+{
+    // The broker owns the state: whatever the record said of it is reset.
+    job->status = JOB_QUEUED;
+    job->attempts = 0;
+    job->attempt_seq = 0;
+    job->started_at = job->finished_at = 0;
+    job_set_str (&job->result, NULL);
+    job_set_str (&job->error, NULL);
+    job_set_str (&job->lease, NULL);
+    if (job->created_at <= 0)
+        job->created_at = clock_wall_ms ();
+    s_put (self, job, true);
+    scheduler_enqueue (self->scheduler, s_entry_new (self, job), false);
+    s_publish (self, job);
+}
+
+void
+jobs_recover (jobs_t *self, job_t *job, int64_t now_ms)
+{
+    entry_t *entry = s_entry_new (self, job);
+    if (job->status == JOB_RUNNING) {
+        // Its worker may still be running it and will send the result
+        // after it reconnects; give it a moment before running it again.
+        entry->state = ENTRY_RUNNING;
+        workers_hold_orphan (self->workers, entry, now_ms);
+        self->running++;
+        tenant_call_started (entry->tenant);
+    }
+    else
+        scheduler_enqueue (self->scheduler, entry, false);
+}
+
+void
+jobs_retry (jobs_t *self, job_t *job)
+{
+    job->status = JOB_QUEUED;
+    job->attempts = 0;
+    job->started_at = job->finished_at = 0;
+    job_set_str (&job->result, NULL);
+    job_set_str (&job->error, NULL);
+    s_put (self, job, false);
+    s_publish (self, job);
+    scheduler_enqueue (self->scheduler, s_entry_new (self, job), false);
+    log_info (job->id, "retry requested: queued again");
+}
+
+job_t *
+jobs_start (jobs_t *self, entry_t *entry, remote_worker_t *worker, int64_t now_ms)
+{
+    job_t *job = store_get (self->store, entry->id);
+    if (!job) {
+        log_error (entry->id, "queued job missing from the store; dropped");
+        s_entry_free (self, entry);
+        return NULL;
+    }
+    int64_t now = clock_wall_ms ();
+    if (entry->expire_at_ms > 0 && now > entry->expire_at_ms) {
+        char *error = report_error_json ("expired", "the job was not started before expire_after_ms");
+        jobs_finish (self, entry, job, JOB_FAILED, job->result, error);
+        free (error);
+        job_destroy (&job);
+        return NULL;
+    }
+    // A new attempt identity, never used before for this job, whatever
+    // retries reset (issue 17 #3).
+    job->status = JOB_RUNNING;
+    job->attempts++;
+    job->attempt_seq++;
+    job->started_at = now;
+    s_put (self, job, false);
+    s_publish (self, job);
+
+    entry->state = ENTRY_RUNNING;
+    entry->attempt = (int) job->attempt_seq;
+    entry->attempt_timeout_ms = job->timeout_ms;
+    free (entry->chunks);
+    entry->chunks = NULL;
+    entry->chunks_size = 0;
+    workers_hold (self->workers, worker, entry, now_ms);
+    scheduler_call_started (self->scheduler, entry, now_ms);
+    self->running++;
+    tenant_call_started (entry->tenant);
+    return job;
+}
+
+void
+jobs_give_back (jobs_t *self, entry_t *entry, job_t *job)
+{
+    s_requeue (self, entry, job, false);
+}
+
+void
+jobs_lose (jobs_t *self, entry_t *entry, const char *why)
+{
+    job_t *job = store_get (self->store, entry->id);
+    if (!job) {
+        log_error (entry->id, "active job missing from the store; dropped");
+        s_entry_free (self, entry);
+        return;
+    }
+    if (job->attempts >= job->max_attempts) {
+        char *error = report_error_json ("worker_lost", why);
+        jobs_finish (self, entry, job, JOB_FAILED, job->result, error);
+        free (error);
+    }
+    else {
+        s_requeue (self, entry, job, true);
+        log_warn (job->id, "attempt %d lost (%s); requeued", entry->attempt, why);
+    }
+    job_destroy (&job);
+}
+
+void
+jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
+{
+    job_t *job = store_get (self->store, entry->id);
+    if (!job) {
+        s_entry_free (self, entry);
+        return;
+    }
+    report_t report;
+    report_read (&report, body, self->config->max_result_bytes, job->id);
+    s_call_ended (self, entry, report_call (&report));
+    if (report.outcome == REPORT_HANDBACK) {
+        // A draining worker gave the job back unfinished: it did not fail,
+        // so the attempt is not counted, and it runs again at once.
+        jobs_give_back (self, entry, job);
+        log_info (job->id, "handed back by a draining worker; requeued");
+    }
+    else if (report.outcome == REPORT_SUCCEEDED)
+        jobs_finish (self, entry, job, JOB_SUCCEEDED, report.result, NULL);
+    else if (report.outcome == REPORT_RETRY && job->attempts < job->max_attempts)
+        s_retry_later (self, entry, job, &report);
+    else
+        jobs_finish (self, entry, job, JOB_FAILED, report.result,
+                     report.error ? report.error : "{\"type\":\"failed\"}");
+    report_free (&report);
+    job_destroy (&job);
+}
+
+void
+jobs_chunk (jobs_t *self, entry_t *entry, int64_t index, const char *data, size_t size)
+{
+    if (entry->chunks_size + 8 + size <= CHUNKS_KEPT_MAX) {
+        entry->chunks = mem_realloc (entry->chunks, entry->chunks_size + 8 + size);
+        uint32_t header[2] = { (uint32_t) index, (uint32_t) size };
+        memcpy (entry->chunks + entry->chunks_size, header, 8);
+        memcpy (entry->chunks + entry->chunks_size + 8, data, size);
+        entry->chunks_size += 8 + size;
+    }
+    outbox_chunk (self->outbox, entry->id, entry->attempt, index, data, size);
+}
+
+void
+jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, const char *result,
+             const char *error)
+{
+    job->status = status;
+    job->finished_at = clock_wall_ms ();
+    job_set_str (&job->result, result);
+    job_set_str (&job->error, error);
+    s_put (self, job, false);
+    s_publish (self, job);
+    log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
+    // The entry first: the delivery is one more active job of the tenant,
+    // which this finish just freed.
+    s_entry_free (self, entry);
+    if (strcmp (job->kind, "webhook") != 0)
+        s_webhook_for (self, job);
+}
+
+void
+jobs_fail_fast (jobs_t *self, int64_t now_ms)
+{
+    entry_list_t failing = { NULL, NULL, 0 };
+    scheduler_take_failing (self->scheduler, now_ms, &failing);
+    if (!failing.head)
+        return;
+    char *error = report_error_json ("circuit_open",
+                                     "the provider's circuit breaker is open after repeated failures");
+    while (failing.head) {
+        // Finishing takes the entry off the list.
+        entry_t *entry = failing.head;
+        job_t *job = store_get (self->store, entry->id);
+        if (job) {
+            jobs_finish (self, entry, job, JOB_FAILED, job->result, error);
+            job_destroy (&job);
+        }
+        else
+            s_entry_free (self, entry);
+    }
+    free (error);
+}
+
+void
+jobs_drop (jobs_t *self, entry_t *entry)
+{
+    s_entry_free (self, entry);
+}
+
+void
+jobs_drop_result (jobs_t *self, const char *id, size_t size, bool terminal)
+{
+    job_t *job = store_get (self->store, id);
+    if (!job || !job->result) {
+        job_destroy (&job);
+        return;
+    }
+    job_set_str (&job->result, NULL);
+    if (terminal) {
+        char *error = report_error_json ("result_not_stored",
+                                         "the job store was full: the result was dropped");
+        job_set_str (&job->error, error);
+        free (error);
+    }
+    log_error (id, "the store is full: a %zu-byte version loses its result", size);
+    s_put (self, job, false);
+    job_destroy (&job);
+}
+
+// s_mismatch reports a count that does not agree; returns false.
+static bool
+s_mismatch (const char *what, const char *tenant, size_t counted, size_t kept)
+{
+    fprintf (stderr, "jobs: %s%s%s: counted %zu, kept %zu\n", what, tenant ? " of " : "",
+             tenant ? tenant : "", counted, kept);
+    return false;
+}
+
+bool
+jobs_consistent (jobs_t *self)
+{
+    // Per tenant: active, queued, running, as counted from the entries.
+    typedef struct { size_t active, queued, running; } counts_t;
+    zhashx_t *counted = zhashx_new ();
+    zhashx_set_destructor (counted, (zhashx_destructor_fn *) zstr_free);
+    size_t queued = 0, running = 0, delayed = 0;
+    bool ok = true;
+    for (entry_t *entry = zhashx_first (self->entries); entry; entry = zhashx_next (self->entries)) {
+        const char *name = tenant_name (entry->tenant);
+        counts_t *counts = zhashx_lookup (counted, name);
+        if (!counts) {
+            counts = mem_calloc (1, sizeof *counts);
+            zhashx_insert (counted, name, counts);
+        }
+        counts->active++;
+        if (entry->state == ENTRY_QUEUED) {
+            queued++;
+            counts->queued++;
+            queue_t *queue = &tenant_lane (entry->tenant)->queues[scheduler_slot (self->scheduler,
+                                                                                  entry)];
+            ok = ok && entry->list == &queue->levels[entry->priority];
+        }
+        else if (entry->state == ENTRY_RUNNING) {
+            running++;
+            counts->running++;
+            ok = ok && workers_holds (self->workers, entry);
+        }
+        else
+            delayed++;
+    }
+    if (!ok)
+        fprintf (stderr, "jobs: an entry is not on the list its state says\n");
+    ok = ok && (queued == scheduler_queued (self->scheduler)
+                || s_mismatch ("queued", NULL, queued, scheduler_queued (self->scheduler)));
+    ok = ok && (running == self->running || s_mismatch ("running", NULL, running, self->running));
+    ok = ok && (delayed == self->delayed || s_mismatch ("delayed", NULL, delayed, self->delayed));
+    for (tenant_t *tenant = tenants_first (self->tenants); tenant && ok;
+         tenant = tenants_next (self->tenants)) {
+        const char *name = tenant_name (tenant);
+        counts_t none = { 0, 0, 0 }, *counts = zhashx_lookup (counted, name);
+        if (!counts)
+            counts = &none;
+        tenant_lane_t *lane = tenant_lane (tenant);
+        ok = (counts->active == tenant_active (tenant)
+              || s_mismatch ("active", name, counts->active, tenant_active (tenant)))
+             && (counts->queued == lane->queued
+                 || s_mismatch ("queued", name, counts->queued, lane->queued))
+             && (counts->running == tenant_running (tenant)
+                 || s_mismatch ("running", name, counts->running, tenant_running (tenant)))
+             && (lane->in_ring == (lane->queued > 0)
+                 || s_mismatch ("on the ring", name, lane->in_ring, lane->queued));
+    }
+    zhashx_destroy (&counted);
+    return ok;
+}
+
+// --- self-test ---
+//
+// The jobs over a real store, scheduler, tenants and workers; the outbox
+// publishes on a PAIR socket that a test peer reads, so each transition's
+// events are checked as a subscriber sees them.
+
+typedef struct {
+    char dir[64];               // the store's directory
+    config_t config;            // the configuration
+    config_provider_t provider; // its one provider, "p"
+    evloop_t *loop;             // for retry timers
+    store_t *store;             // the records
+    zsock_t *frontend;          // the outbox's (unused) ROUTER
+    zsock_t *publisher;         // the outbox's events
+    testpeer_t *subscriber;     // reads them
+    outbox_t *outbox;           // events until the flush
+    tenants_t *tenants;         // quota state
+    scheduler_t *scheduler;     // queues and providers
+    workers_t *workers;         // one worker, w
+    remote_worker_t *worker;    // it
+    jobs_t *jobs;               // under test
+} test_rig_t;
+
+static bool
+s_test_no_job (const char *id, const char *tenant, bool with_chunks, pack_writer_t *body,
+               void *arg)
+{
+    return false;
+}
+
+static uint64_t
+s_test_usage (const char *record_tenant, void *arg)
+{
+    return store_tenant_bytes (arg, record_tenant);
+}
+
+static void
+s_test_rig (test_rig_t *rig)
+{
+    memset (rig, 0, sizeof *rig);
+    snprintf (rig->dir, sizeof rig->dir, "/tmp/jobgate-jobs-test-XXXXXX");
+    assert (mkdtemp (rig->dir));
+    rig->provider = (config_provider_t) { .name = "p", .base_url = "http://127.0.0.1:9",
+                                          .circuit_failures = 1, .circuit_open_ms = 60000,
+                                          .circuit_fail_fast = true, .retry_base_ms = 1,
+                                          .retry_max_ms = 1, .max_pause_ms = 1000 };
+    rig->config = (config_t) { .providers = &rig->provider, .providers_count = 1,
+                               .result_ttl_ms = 60000, .max_result_bytes = 4096,
+                               .store_map_mb = 16, .webhook_max_attempts = 2,
+                               .webhook_timeout_ms = 1000 };
+    char error[256];
+    rig->store = store_new (rig->dir, 16, false, error, sizeof error);
+    assert (rig->store);
+    rig->loop = evloop_new ();
+    rig->frontend = zsock_new_router ("inproc://jobs-test-front");
+    rig->publisher = zsock_new (ZMQ_PAIR);
+    assert (rig->frontend && rig->publisher
+            && zsock_bind (rig->publisher, "inproc://jobs-test-pub") == 0);
+    rig->subscriber = testpeer_new (ZMQ_PAIR, "inproc://jobs-test-pub");
+    rig->outbox = outbox_new (rig->frontend, rig->publisher, 1, s_test_no_job, NULL);
+    rig->scheduler = scheduler_new (&rig->config);
+    rig->tenants = tenants_new (&rig->config, scheduler_slots (rig->scheduler), s_test_usage,
+                                rig->store);
+    rig->workers = workers_new (store_lease_key (rig->store));
+    zframe_t *identity = zframe_new ("w", 1);
+    rig->worker = workers_ready (rig->workers, NULL, identity, 100, 100, "w", 1,
+                                 evloop_now_ms (rig->loop));
+    zframe_destroy (&identity);
+    rig->jobs = jobs_new (&rig->config, rig->loop, rig->store, rig->outbox, rig->tenants,
+                          rig->scheduler, rig->workers);
+}
+
+static void
+s_test_rig_end (test_rig_t *rig)
+{
+    assert (jobs_consistent (rig->jobs) && scheduler_consistent (rig->scheduler));
+    // Entries first: they point into the tenants' lanes.
+    jobs_destroy (&rig->jobs);
+    jobs_destroy (&rig->jobs);
+    workers_destroy (&rig->workers);
+    tenants_destroy (&rig->tenants);
+    scheduler_destroy (&rig->scheduler);
+    outbox_destroy (&rig->outbox);
+    testpeer_destroy (&rig->subscriber);
+    zsock_destroy (&rig->frontend);
+    zsock_destroy (&rig->publisher);
+    evloop_destroy (&rig->loop);
+    store_destroy (&rig->store);
+    char command[128];
+    snprintf (command, sizeof command, "rm -rf '%s'", rig->dir);
+    assert (system (command) == 0);
+}
+
+// s_test_expect commits, flushes the outbox and checks the events of job
+// id that the subscriber received since it last looked.
+static void
+s_test_expect (test_rig_t *rig, const char *id, const char *expected)
+{
+    assert (store_commit (rig->store) == 0);
+    outbox_flush (rig->outbox, NULL, NULL);
+    assert (jobs_consistent (rig->jobs) && scheduler_consistent (rig->scheduler));
+    testpeer_expect_events (rig->subscriber, id, expected);
+}
+
+// s_test_accept submits a job of tenant t (provider "p" or NULL) and writes
+// its id.
+static void
+s_test_accept (test_rig_t *rig, const char *provider, const char *spec, int max_attempts,
+               char *id)
+{
+    job_t *job = job_new ();
+    job_id_generate (job->id);
+    strcpy (id, job->id);
+    job_set_str (&job->tenant, "t");
+    job_set_str (&job->kind, "http");
+    job_set_str (&job->provider, provider);
+    job_set_str (&job->spec, spec ? spec : "{\"request\":{\"path\":\"/json\"}}");
+    job->status = JOB_SUCCEEDED;    // the broker resets what a record says of its state
+    job->attempts = 7;
+    job->max_attempts = max_attempts;
+    job->timeout_ms = 1000;
+    jobs_accept (rig->jobs, job);
+    job_destroy (&job);
+}
+
+// s_test_start dispatches the next entry, which must be job id's, on the
+// worker; returns the record it would carry.
+static entry_t *
+s_test_start (test_rig_t *rig, const char *id, int attempts, int attempt_seq)
+{
+    int64_t wake;
+    jobs_fail_fast (rig->jobs, evloop_now_ms (rig->loop));
+    entry_t *entry = scheduler_next (rig->scheduler, evloop_now_ms (rig->loop), &wake);
+    assert (entry && strcmp (entry->id, id) == 0);
+    job_t *job = jobs_start (rig->jobs, entry, rig->worker, evloop_now_ms (rig->loop));
+    assert (job && job->status == JOB_RUNNING);
+    assert (job->attempts == attempts && job->attempt_seq == attempt_seq);
+    assert (entry->worker == rig->worker && entry->attempt == attempt_seq);
+    job_destroy (&job);
+    return entry;
+}
+
+// s_test_report applies a RESULT of entry's running attempt.
+static void
+s_test_report (test_rig_t *rig, entry_t *entry, const char *outcome, const char *result,
+               const char *error)
+{
+    pack_writer_t *writer = pack_writer_new ();
+    pack_put_str (writer, "outcome", outcome);
+    pack_put_str (writer, "result", result);
+    pack_put_str (writer, "error", error);
+    size_t size;
+    const void *data = pack_writer_data (writer, &size);
+    pack_reader_t *reader = pack_reader_new (data, size);
+    jobs_report (rig->jobs, entry, reader);
+    pack_reader_destroy (&reader);
+    pack_writer_destroy (&writer);
+}
+
+// s_test_job reads a job's newest version.
+static job_t *
+s_test_job (test_rig_t *rig, const char *id)
+{
+    job_t *job = store_get (rig->store, id);
+    assert (job);
+    return job;
+}
+
+// s_test_delivery runs the delivery of job id's callback, which must be
+// next: queued for direct calls under t's delivery owner, its creation
+// publishing nothing.
+static void
+s_test_delivery (test_rig_t *rig, const char *id)
+{
+    int64_t wake;
+    entry_t *hook = scheduler_next (rig->scheduler, evloop_now_ms (rig->loop), &wake);
+    assert (hook && hook->provider == -1 && strcmp (tenant_name (hook->tenant), "t") == 0);
+    char hook_id[JOB_ID_LEN + 1];
+    strcpy (hook_id, hook->id);
+    job_t *delivery = s_test_job (rig, hook_id);
+    assert (strcmp (delivery->kind, "webhook") == 0 && strstr (delivery->spec, id));
+    assert (strcmp (delivery->tenant, "#webhooks/t") == 0 && delivery->max_attempts == 2);
+    job_destroy (&delivery);
+    job_t *running = jobs_start (rig->jobs, hook, rig->worker, evloop_now_ms (rig->loop));
+    assert (running);
+    job_destroy (&running);
+    s_test_report (rig, hook, "succeeded", "{\"status\":204}", NULL);
+    // No "queued" first: its creation published nothing.
+    s_test_expect (rig, hook_id, "running/1 succeeded/1");
+}
+
+void
+jobs_test (bool verbose)
+{
+    if (verbose)
+        printf (" * jobs: ");
+    log_init ("jobs-test", LOG_ERROR_);
+    for (int i = 0; i < 100; i++) {
+        assert (s_backoff_ms (1, 0, 500, 60000) <= 500);
+        assert (s_backoff_ms (3, 0, 500, 60000) <= 2000);
+        assert (s_backoff_ms (40, 0, 500, 60000) <= 60000);
+        assert (s_backoff_ms (1, 2000, 500, 60000) >= 2000);
+        assert (s_backoff_ms (5, 0, 100, 300) <= 300);
+    }
+    test_rig_t rig;
+    s_test_rig (&rig);
+    char id[JOB_ID_LEN + 1];
+    const char *spec = "{\"request\":{\"path\":\"/json\"},"
+                       "\"callback\":{\"url\":\"http://127.0.0.1:9/hook\"}}";
+    s_test_accept (&rig, "p", spec, 3, id);
+    assert (jobs_active (rig.jobs) == 1 && jobs_provider_active (rig.jobs)[0] == 1);
+    job_t *job = s_test_job (&rig, id);
+    assert (job->status == JOB_QUEUED && job->attempts == 0 && job->created_at > 0);
+    job_destroy (&job);
+    s_test_expect (&rig, id, "queued/0");
+
+    // Every way back into the queue publishes "queued", and keeps the place:
+    // a DISPATCH not sent and a handback are not counted, a lost attempt is.
+    entry_t *entry = s_test_start (&rig, id, 1, 1);
+    assert (rig.worker->running.count == 1 && rig.worker->credit == 99);
+    assert (jobs_running (rig.jobs) == 1);
+    job = s_test_job (&rig, id);
+    jobs_give_back (rig.jobs, entry, job);
+    job_destroy (&job);
+    assert (rig.worker->running.count == 0 && jobs_running (rig.jobs) == 0);
+    s_test_expect (&rig, id, "running/1 queued/0");
+    entry = s_test_start (&rig, id, 1, 2);
+    jobs_lose (rig.jobs, entry, "lease expired");
+    s_test_expect (&rig, id, "running/1 queued/1");
+    entry = s_test_start (&rig, id, 2, 3);
+    s_test_report (&rig, entry, "handback", NULL, "{\"type\":\"worker_draining\"}");
+    s_test_expect (&rig, id, "running/2 queued/1");
+    // A retry waits for its backoff (1 ms here), with the failed attempt's
+    // error, then is queued again. (The worker's fault: p's breaker, which
+    // opens at the first failure of p's own, stays closed.)
+    entry = s_test_start (&rig, id, 2, 4);
+    s_test_report (&rig, entry, "retry", NULL, "{\"type\":\"worker_overloaded\"}");
+    assert (entry->state == ENTRY_DELAYED && jobs_delayed (rig.jobs) == 1);
+    assert (scheduler_queued (rig.scheduler) == 0);
+    s_test_expect (&rig, id, "running/2 queued/2");
+    job = s_test_job (&rig, id);
+    assert (job->status == JOB_QUEUED && strstr (job->error, "worker_overloaded"));
+    job_destroy (&job);
+    for (int round = 0; round < 100 && jobs_delayed (rig.jobs) > 0; round++)
+        testpeer_run (rig.loop, 2);
+    assert (jobs_delayed (rig.jobs) == 0 && scheduler_queued (rig.scheduler) == 1);
+    // The last attempt lost: failed as worker_lost, the entry forgotten.
+    entry = s_test_start (&rig, id, 3, 5);
+    jobs_lose (rig.jobs, entry, "lease expired");
+    s_test_expect (&rig, id, "running/3 failed/3");
+    job = s_test_job (&rig, id);
+    assert (job->status == JOB_FAILED && strstr (job->error, "worker_lost"));
+    assert (job->finished_at > 0);
+    assert (!jobs_entry (rig.jobs, id) && jobs_active (rig.jobs) == 1);
+    assert (jobs_provider_active (rig.jobs)[0] == 0);
+
+    // Its callback's delivery (a failure has one too) is queued, for direct
+    // calls, under t's delivery owner; its creation publishes nothing.
+    s_test_delivery (&rig, id);
+
+    // RETRY: a new budget, the identities go on; chunks are kept and
+    // relayed; the success is stored.
+    jobs_retry (rig.jobs, job);
+    job_destroy (&job);
+    s_test_expect (&rig, id, "queued/0");
+    entry = s_test_start (&rig, id, 1, 6);
+    jobs_chunk (rig.jobs, entry, 0, "tok", 3);
+    jobs_chunk (rig.jobs, entry, 1, "en", 2);
+    assert (entry->chunks_size == 8 + 3 + 8 + 2);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_expect (&rig, id, "running/1 chunk/6.0:tok chunk/6.1:en succeeded/1");
+    job = s_test_job (&rig, id);
+    assert (job->status == JOB_SUCCEEDED && job->attempt_seq == 6 && !job->error);
+    assert (strcmp (job->result, "{\"status\":200}") == 0);
+    // The full store drops the result of a version that does not fit.
+    jobs_drop_result (rig.jobs, id, 5000, true);
+    job_destroy (&job);
+    job = s_test_job (&rig, id);
+    assert (!job->result && strstr (job->error, "result_not_stored"));
+    job_destroy (&job);
+    s_test_delivery (&rig, id);
+    assert (jobs_active (rig.jobs) == 0);
+
+    // A submission the store could not commit is forgotten.
+    char dropped[JOB_ID_LEN + 1];
+    s_test_accept (&rig, "p", NULL, 1, dropped);
+    assert (store_discard (rig.store, dropped) == 0);
+    jobs_drop (rig.jobs, jobs_entry (rig.jobs, dropped));
+    assert (jobs_active (rig.jobs) == 0 && !store_get (rig.store, dropped));
+    assert (scheduler_queued (rig.scheduler) == 0 && jobs_provider_active (rig.jobs)[0] == 0);
+
+    // Not started before expire_after_ms: failed as expired, no attempt.
+    job = job_new ();
+    job_id_generate (job->id);
+    job_set_str (&job->tenant, "t");
+    job_set_str (&job->kind, "http");
+    job_set_str (&job->spec, "{}");
+    job->created_at = clock_wall_ms () - 10000;
+    job->expire_after_ms = 1000;
+    jobs_accept (rig.jobs, job);
+    int64_t wake;
+    entry = scheduler_next (rig.scheduler, evloop_now_ms (rig.loop), &wake);
+    assert (entry && !jobs_start (rig.jobs, entry, rig.worker, evloop_now_ms (rig.loop)));
+    s_test_expect (&rig, job->id, "queued/0 failed/0");
+    job_destroy (&job);
+
+    // A provider whose breaker opens and fails fast fails what waits for it.
+    char first[JOB_ID_LEN + 1], second[JOB_ID_LEN + 1];
+    s_test_accept (&rig, "p", NULL, 1, first);
+    s_test_accept (&rig, "p", NULL, 1, second);
+    entry = s_test_start (&rig, first, 1, 1);
+    s_test_report (&rig, entry, "failed", NULL, "{\"type\":\"connect_failed\"}");
+    jobs_fail_fast (rig.jobs, evloop_now_ms (rig.loop));
+    s_test_expect (&rig, second, "queued/0 failed/0");
+    job = s_test_job (&rig, second);
+    assert (strstr (job->error, "circuit_open"));
+    job_destroy (&job);
+
+    // Recovered at start: a running job is held by nobody; unclaimed, it is
+    // lost like any attempt.
+    s_test_accept (&rig, NULL, NULL, 2, id);
+    entry = s_test_start (&rig, id, 1, 1);
+    job = s_test_job (&rig, id);
+    jobs_drop (rig.jobs, entry);
+    assert (jobs_active (rig.jobs) == 0 && jobs_running (rig.jobs) == 0);
+    jobs_recover (rig.jobs, job, evloop_now_ms (rig.loop));
+    entry = jobs_entry (rig.jobs, id);
+    assert (entry && entry->state == ENTRY_RUNNING && !entry->worker);
+    assert (jobs_running (rig.jobs) == 1 && jobs_consistent (rig.jobs));
+    jobs_lose (rig.jobs, entry, "not reclaimed after broker restart");
+    s_test_expect (&rig, id, "queued/0 running/1 queued/1");
+    job_destroy (&job);
+
+    s_test_rig_end (&rig);
+    log_init ("jobgate", LOG_INFO_);
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,90 @@
+// scheduler — who runs next (issue 17 #5): the entries waiting in each
+// tenant's lane (one priority queue per provider slot), the ring on which
+// the tenants with waiting entries take turns, and each provider's live
+// limits (broker/provider.h), which it consults before a call starts and
+// tells of every call's end.
+//
+// Fair selection: tenants take turns in ring order, so one tenant's flood
+// (of any priority) never holds back another's work; a tenant at its
+// max_running is passed over; within the tenant, the highest priority among
+// the slots whose provider allows a call now (FIFO within a priority).
+//
+// Slots: one per configured provider, in the config's order, then one for
+// direct calls (user URLs, webhooks), with the direct section's limits.
+//
+// No I/O; time is passed in. Entries belong to broker/jobs.h: the scheduler
+// only moves them in and out of its queues and accounts for their calls.
+#ifndef JOBGATE_SCHEDULER_H
+#define JOBGATE_SCHEDULER_H
+
+#include "config.h"
+#include "provider.h"
+#include "queue.h"
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct _scheduler_t scheduler_t;
+
+// scheduler_new makes the scheduler of config (borrowed): empty lanes and
+// each provider's state. This function can't fail.
+scheduler_t *scheduler_new (const config_t *config);
+
+// scheduler_destroy frees it; nulls *self_p. The lanes are the tenants'.
+void scheduler_destroy (scheduler_t **self_p);
+
+// scheduler_slots returns the number of provider slots (a lane's queues).
+size_t scheduler_slots (const scheduler_t *self);
+
+// scheduler_slot returns the slot of an entry: its provider's, or direct
+// calls' (the last).
+size_t scheduler_slot (const scheduler_t *self, const entry_t *entry);
+
+// scheduler_provider returns the slot of a configured provider, or -1 when
+// name (may be NULL) names none: a direct call.
+int scheduler_provider (const scheduler_t *self, const char *name);
+
+// scheduler_enqueue puts an entry (on no list) last in its tenant's queue of
+// its slot and priority, or first (a job handed back keeps its place).
+void scheduler_enqueue (scheduler_t *self, entry_t *entry, bool front);
+
+// scheduler_remove takes a waiting entry out of its queue; an entry in none
+// (running, delayed, or taken by scheduler_take_failing) is left alone.
+void scheduler_remove (scheduler_t *self, entry_t *entry);
+
+// scheduler_next takes the entry to run next (see above), or returns NULL
+// when nothing may start now; *wake_ms is then the monotonic time when a
+// provider's limit lifts (0: only a finishing call can lift one).
+entry_t *scheduler_next (scheduler_t *self, int64_t now_ms, int64_t *wake_ms);
+
+// scheduler_take_failing moves every entry waiting for a provider whose
+// breaker is open and configured to fail fast onto failing, for the caller
+// to fail (they keep their queued state but are in no queue).
+void scheduler_take_failing (scheduler_t *self, int64_t now_ms, entry_list_t *failing);
+
+// scheduler_queued returns the entries waiting in all lanes.
+size_t scheduler_queued (const scheduler_t *self);
+
+// scheduler_call_started tells the entry's provider that its call starts.
+void scheduler_call_started (scheduler_t *self, entry_t *entry, int64_t now_ms);
+
+// scheduler_call_ended tells the entry's provider that its call ended and
+// what it said about the upstream (call's latency and timeout are filled in
+// here). Nothing happens for an entry with no call started.
+void scheduler_call_ended (scheduler_t *self, entry_t *entry, int64_t now_ms,
+                           provider_call_t call);
+
+// scheduler_providers_json describes the configured providers for GET
+// /v1/providers; active[i] is the count of active jobs of provider i (its
+// waiting jobs are those not in flight). Returns a new reference.
+json_t *scheduler_providers_json (scheduler_t *self, int64_t now_ms, const size_t *active);
+
+// scheduler_consistent checks the ring and the lanes' counts against the
+// queues; a line on stderr says what does not agree.
+bool scheduler_consistent (scheduler_t *self);
+
+// scheduler_test runs the self-test.
+void scheduler_test (bool verbose);
+
+#endif
