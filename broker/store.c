@@ -305,10 +305,10 @@ s_idem_name (const char *tenant, const char *key)
     return name;
 }
 
-int
+void
 store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
 {
-    pack_writer_t *writer = mem_check (pack_writer_new (), 0, __FILE__, __LINE__);
+    pack_writer_t *writer = pack_writer_new ();
     job_pack (job, writer);
     size_t size;
     const void *data = pack_writer_data (writer, &size);
@@ -335,7 +335,6 @@ store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new)
     }
     // zhashx_update replaces (and destroys) an older version in the batch.
     zhashx_update (self->batch, job->id, version);
-    return 0;
 }
 
 // s_tenant_key writes tenant ‖ NUL ‖ be64(created_at) ‖ id into key (which
@@ -1055,7 +1054,8 @@ s_test_used (void)
     for (int i = 0; i < 10; i++) {
         job_t *job = s_test_job ("t", JOB_SUCCEEDED, 1000000);
         strcpy (ids[i], job->id);
-        assert (store_put (store, job, 1000, true) == 0 && store_commit (store) == 0);
+        store_put (store, job, 1000, true);
+    assert (store_commit (store) == 0);
         job_destroy (&job);
     }
     uint64_t map, used = store_used_bytes (store, &map);
@@ -1088,13 +1088,16 @@ s_test_hardening (const char *dir)
     // A job finished (expiry 1000), retried, finished again (expiry 5000):
     // the first finish's expiry no longer deletes it.
     job_t *job = s_test_job ("t", JOB_FAILED, 0);
-    assert (store_put (store, job, 1000, true) == 0 && store_commit (store) == 0);
+    store_put (store, job, 1000, true);
+    assert (store_commit (store) == 0);
     size_t size = s_test_size (job);
     assert (store_tenant_bytes (store, "t") == tenant_before + size);
     job->status = JOB_QUEUED;
-    assert (store_put (store, job, 0, false) == 0 && store_commit (store) == 0);
+    store_put (store, job, 0, false);
+    assert (store_commit (store) == 0);
     job->status = JOB_FAILED;
-    assert (store_put (store, job, 5000, false) == 0 && store_commit (store) == 0);
+    store_put (store, job, 5000, false);
+    assert (store_commit (store) == 0);
     assert (store_expire (store, 2000, 10) == 0);
     job_t *read = store_get (store, job->id);
     assert (read);
@@ -1105,9 +1108,11 @@ s_test_hardening (const char *dir)
     // Finished, then retried and still running: no expiry deletes it.
     job->status = JOB_SUCCEEDED;
     job_id_generate (job->id);
-    assert (store_put (store, job, 3000, true) == 0 && store_commit (store) == 0);
+    store_put (store, job, 3000, true);
+    assert (store_commit (store) == 0);
     job->status = JOB_RUNNING;
-    assert (store_put (store, job, 0, false) == 0 && store_commit (store) == 0);
+    store_put (store, job, 0, false);
+    assert (store_commit (store) == 0);
     assert (store_expire (store, 10000, 10) == 0);
     read = store_get (store, job->id);
     assert (read && read->status == JOB_RUNNING);
@@ -1115,10 +1120,12 @@ s_test_hardening (const char *dir)
 
     // Bytes per tenant: a record's versions replace each other.
     job_t *big = s_test_job ("u", JOB_QUEUED, 0);
-    assert (store_put (store, big, 0, true) == 0 && store_commit (store) == 0);
+    store_put (store, big, 0, true);
+    assert (store_commit (store) == 0);
     big->status = JOB_SUCCEEDED;
     job_set_str (&big->result, "{\"status\":200,\"body\":\"0123456789\"}");
-    assert (store_put (store, big, 9000, false) == 0 && store_commit (store) == 0);
+    store_put (store, big, 9000, false);
+    assert (store_commit (store) == 0);
     size_t big_size = s_test_size (big);
     assert (store_tenant_bytes (store, "u") == big_size);
     uint64_t map = 0, used = store_used_bytes (store, &map);
@@ -1146,7 +1153,8 @@ s_test_hardening (const char *dir)
     store_inject_map_full (store, 2048);
     job_t *small = s_test_job ("u", JOB_QUEUED, 0);
     job_t *huge = s_test_job ("u", JOB_SUCCEEDED, 4096);
-    assert (store_put (store, small, 0, true) == 0 && store_put (store, huge, 20000, true) == 0);
+    store_put (store, small, 0, true);
+    store_put (store, huge, 20000, true);
     errno = 0;
     assert (store_commit (store) == -1 && errno == ENOSPC);
     assert (store_pending (store) == 1 && store_pending_has (store, huge->id));
@@ -1189,9 +1197,9 @@ store_test (bool verbose)
     job_set_str (&job->kind, "http");
     job_set_str (&job->spec, "{}");
     job->created_at = 1;
-    assert (store_put (store, job, 0, true) == 0);
+    store_put (store, job, 0, true);
     job->status = JOB_RUNNING;
-    assert (store_put (store, job, 0, true) == 0);
+    store_put (store, job, 0, true);
     assert (store_pending (store) == 1);
     job_t *read = store_get (store, job->id);
     assert (read && read->status == JOB_RUNNING);
@@ -1207,7 +1215,7 @@ store_test (bool verbose)
     job_set_str (&done->kind, "http");
     job_set_str (&done->spec, "{}");
     done->status = JOB_SUCCEEDED;
-    assert (store_put (store, done, 1000, true) == 0);
+    store_put (store, done, 1000, true);
     assert (store_commit (store) == 0);
     assert (store_count (store) == 2);
     store_destroy (&store);

@@ -50,9 +50,9 @@ void store_destroy (store_t **self_p);
 
 // store_put adds this version of job to the batch. expire_at_ms (wall) is
 // when a finished job may be deleted; ignored for active jobs. is_new adds
-// the job to the listing and idempotency indexes. Returns 0: this function
-// can't fail (out of memory aborts, common/mem.h).
-int store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new);
+// the job to the listing and idempotency indexes. This function can't fail
+// (out of memory aborts, common/mem.h).
+void store_put (store_t *self, const job_t *job, int64_t expire_at_ms, bool is_new);
 
 // store_find_idempotent writes into id (JOB_ID_LEN + 1 bytes) the job a
 // tenant submitted with an Idempotency-Key, batch included. Returns 0 when
