@@ -7,6 +7,7 @@
 #include "jsontext.h"
 #include "log.h"
 #include "urlpath.h"
+#include "url.h"
 #include "mem.h"
 #include "pack.h"
 #include "proto.h"
@@ -42,7 +43,8 @@ typedef struct {
 static const selftest_t s_tests[] = {
     { "mem", mem_test },           { "utf8", utf8_test },         { "pack", pack_test },
     { "proto", proto_test },       { "job", job_test },           { "jsontext", jsontext_test },
-    { "log", log_test },           { "urlpath", urlpath_test },   { "httpfield", httpfield_test },
+    { "log", log_test },           { "urlpath", urlpath_test },   { "url", url_test },
+    { "httpfield", httpfield_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
     { "queue", queue_test },       { "store", store_test },       { "broker", broker_test },
     { "provider", provider_test },
