@@ -1,3 +1,4 @@
+// frontdoor — the gateway's listening socket and every client connection.
 #include "frontdoor.h"
 #include "http1.h"
 #include "log.h"
@@ -852,20 +853,6 @@ s_test_handoff (int fd, void *arg)
     return 0;
 }
 
-static void
-s_test_stop (evloop_t *loop, void *arg)
-{
-    evloop_stop (loop);
-}
-
-// s_test_spin runs the loop for ms milliseconds.
-static void
-s_test_spin (evloop_t *loop, int64_t ms)
-{
-    evloop_timer_start (loop, ms, s_test_stop, NULL);
-    evloop_run (loop);
-}
-
 // s_test_client connects a blocking client to port.
 static int
 s_test_client (int port)
@@ -916,17 +903,17 @@ frontdoor_test (bool verbose)
     // A valid request passes (in two pieces), its answer comes back.
     int a = s_test_client (frontdoor_port (door));
     assert (send (a, "GET / HTTP/1.1\r\nHo", 18, 0) == 18);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (server.heads == 0);
     assert (send (a, "st: x\r\n\r\n", 9, 0) == 9);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (server.heads == 1);
     s_test_read (a, buf, sizeof buf, &closed);
     assert (strstr (buf, "200 OK") && !closed);
 
     // An ambiguous one after it: 400, then the connection closes.
     assert (send (a, "GET / HTTP/1.1\nHost: x\n\n", 24, 0) == 24);
-    s_test_spin (loop, 30);
+    evloop_run_for (loop, 30);
     s_test_read (a, buf, sizeof buf, &closed);
     assert (strstr (buf, "HTTP/1.1 400 Bad Request") && strstr (buf, "Connection: close"));
     assert (strstr (buf, "LF alone") && closed && server.heads == 1);
@@ -937,30 +924,30 @@ frontdoor_test (bool verbose)
     int b = s_test_client (frontdoor_port (door));
     int c = s_test_client (frontdoor_port (door));
     int d = s_test_client (frontdoor_port (door));
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 2);
     close (b);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 2);
     assert (send (d, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, 0) == 27);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     s_test_read (d, buf, sizeof buf, &closed);
     assert (strstr (buf, "200 OK"));
 
     // A head trickling in is cut at its deadline with 408, whatever arrives.
     assert (send (c, "GET / HTTP/1.1\r\n", 16, 0) == 16);
     for (int i = 0; i < 8; i++) {
-        s_test_spin (loop, 60);
+        evloop_run_for (loop, 60);
         if (send (c, "X: y\r\n", 6, MSG_NOSIGNAL) < 0)
             break;
     }
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     s_test_read (c, buf, sizeof buf, &closed);
     assert (strstr (buf, "408 Request Timeout") && closed);
     assert (frontdoor_stats (door).timed_out == 1 && frontdoor_stats (door).refused == 1);
     close (c);
     close (d);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 0);
     frontdoor_destroy (&door);
     frontdoor_destroy (&door);

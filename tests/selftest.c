@@ -27,6 +27,13 @@
 #include "http1.h"
 #include "frontdoor.h"
 #include "jobcache.h"
+#include "brokerclient.h"
+#include "sse.h"
+#include "waiters.h"
+#include "mhdloop.h"
+#include "batch.h"
+#include "listpage.h"
+#include "gateway.h"
 #include "problem.h"
 #include "queue.h"
 #include "provider.h"
@@ -50,7 +57,9 @@ static const selftest_t s_tests[] = {
     { "provider", provider_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
-    { "jobcache", jobcache_test },
+    { "jobcache", jobcache_test },  { "waiters", waiters_test },   { "sse", sse_test },
+    { "batch", batch_test },        { "listpage", listpage_test }, { "mhdloop", mhdloop_test },
+    { "brokerclient", brokerclient_test }, { "gateway", gateway_test },
     { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "html", html_test },
     { "scrub", scrub_test },       { "stream", stream_test },     { "response", response_test },
     { "request", request_test },
