@@ -2017,6 +2017,25 @@ gateway_test (bool verbose)
     evloop_run_for (loop, 30);
     assert (waiters_count (self->waiters) == 0 && self->requests == 0);
 
+    // Draining answers a long poll at once with the job as last read; its
+    // deadline's timer goes with it (it once stayed armed, and fired on the
+    // freed request: ASan's heap-use-after-free).
+    const char *other = "0190a0b2-1c3d-7e4f-8a5b-6c7d8e9f0a1c";
+    snprintf (request, sizeof request,
+              "GET /v1/jobs/%s?wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", other);
+    client = s_test_connect (self, request);
+    evloop_run_for (loop, 30);
+    s_test_answer_get (self, router, other, JOB_RUNNING, 1, 5);
+    assert (waiters_count (self->waiters) == 1);
+    assert (!gateway_drain (self));
+    evloop_run_for (loop, 30);
+    stream = s_test_read (client);
+    assert (strstr (stream, "HTTP/1.1 200") && strstr (stream, "\"status\":\"running\""));
+    free (stream);
+    assert (gateway_drain (self) && self->requests == 0);
+    evloop_run_for (loop, 1200);
+    close (client);
+
     zframe_destroy (&envelope);
     gateway_destroy (&self);
     gateway_destroy (&self);
