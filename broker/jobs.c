@@ -118,7 +118,7 @@ s_put (jobs_t *self, const job_t *job, bool is_new)
 static void
 s_publish (jobs_t *self, const job_t *job)
 {
-    outbox_event (self->outbox, job->id, job->status, job->attempts);
+    outbox_event (self->outbox, job->id, job->status, job->attempts, job->attempt_seq);
 }
 
 // s_entry_new makes the entry of an active job (on no list yet), counted

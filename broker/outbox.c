@@ -26,6 +26,7 @@ typedef struct {
     char id[JOB_ID_LEN + 1];    // the job
     job_status_t status;        // event status, SUBMIT_OK status
     int attempts;               // event attempts; chunk: the attempt's identity
+    int64_t attempt;            // event: the attempt's identity (attempt_seq)
     int64_t created_at;         // SUBMIT_OK created_at
     bool duplicate;             // SUBMIT_OK of a resubmission
     bool with_chunks;           // JOB: add the running attempt's chunks
@@ -131,11 +132,12 @@ outbox_job (outbox_t *self, zframe_t *identity, int64_t corr, const char *id, co
 }
 
 void
-outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts)
+outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts, int64_t attempt)
 {
     kept_t *kept = s_keep (self, KEPT_EVENT, id);
     kept->status = status;
     kept->attempts = attempts;
+    kept->attempt = attempt;
 }
 
 void
@@ -233,6 +235,9 @@ s_send (outbox_t *self, kept_t *kept)
         pack_put_str (body, "type", "status");
         pack_put_str (body, "status", job_status_name (kept->status));
         pack_put_int (body, "attempts", kept->attempts);
+        // The attempt's identity, so a stream names the status's event by
+        // it without reading the job (SSE ids never repeat across a retry).
+        pack_put_int (body, "attempt", kept->attempt);
         s_publish (self, body);
     }
     else if (kept->kind == KEPT_SUBMIT_OK) {
@@ -356,11 +361,11 @@ outbox_test (bool verbose)
     // Nothing leaves before the flush; after a partial commit, what
     // concerns a job still waiting (a) stays, in order.
     outbox_submit_ok (outbox, identity, 1, TEST_ID ("a"), JOB_QUEUED, 7, false);
-    outbox_event (outbox, TEST_ID ("a"), JOB_QUEUED, 0);
+    outbox_event (outbox, TEST_ID ("a"), JOB_QUEUED, 0, 0);
     outbox_job (outbox, identity, 2, TEST_ID ("b"), "t", true);
     outbox_job (outbox, identity, 3, TEST_ID ("b"), "u", false);
     outbox_chunk (outbox, TEST_ID ("a"), 1, 0, "tok\0en", 3);
-    outbox_event (outbox, TEST_ID ("b"), JOB_RUNNING, 1);
+    outbox_event (outbox, TEST_ID ("b"), JOB_RUNNING, 1, 1);
     assert (outbox_pending (outbox) == 6);
     assert (!testpeer_take (gateway) && !testpeer_take (subscriber));
     outbox_flush (outbox, s_test_held, TEST_ID ("a"));
@@ -383,7 +388,7 @@ outbox_test (bool verbose)
     // A failed commit: d's submissions (one a resubmission) are refused at
     // once, everything about d is dropped; e's stays.
     outbox_submit_ok (outbox, identity, 4, TEST_ID ("d"), JOB_QUEUED, 7, false);
-    outbox_event (outbox, TEST_ID ("d"), JOB_QUEUED, 0);
+    outbox_event (outbox, TEST_ID ("d"), JOB_QUEUED, 0, 0);
     outbox_submit_ok (outbox, identity, 5, TEST_ID ("e"), JOB_QUEUED, 7, false);
     outbox_job (outbox, identity, 6, TEST_ID ("d"), "t", false);
     outbox_submit_ok (outbox, identity, 7, TEST_ID ("d"), JOB_QUEUED, 7, true);
@@ -400,7 +405,7 @@ outbox_test (bool verbose)
     testpeer_expect_events (subscriber, TEST_ID ("d"), "");
 
     // An ERROR leaves at once; what is kept is dropped with the outbox.
-    outbox_event (outbox, TEST_ID ("f"), JOB_QUEUED, 0);
+    outbox_event (outbox, TEST_ID ("f"), JOB_QUEUED, 0, 0);
     outbox_job (outbox, identity, 8, TEST_ID ("f"), "t", false);
     outbox_refuse (outbox, identity, 9, 429, "over quota", 1000);
     assert (s_test_answer (gateway, 9, what, sizeof what) == PROTO_ERROR

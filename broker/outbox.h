@@ -59,8 +59,10 @@ void outbox_submit_ok (outbox_t *self, zframe_t *identity, int64_t corr, const c
 void outbox_job (outbox_t *self, zframe_t *identity, int64_t corr, const char *id,
                  const char *tenant, bool with_chunks);
 
-// outbox_event keeps a status event: job id is now status, after attempts.
-void outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts);
+// outbox_event keeps a status event: job id is now status, after attempts
+// (the budget count), in the attempt whose identity is attempt (§3.2.1).
+void outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts,
+                   int64_t attempt);
 
 // outbox_chunk keeps a chunk event: partial data (size bytes, copied) of
 // job id's attempt, the index-th of that attempt.

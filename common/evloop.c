@@ -439,6 +439,25 @@ evloop_stop (evloop_t *self)
     self->stopping = true;
 }
 
+// s_run_for_end ends an evloop_run_for whose time is up.
+static void
+s_run_for_end (evloop_t *loop, void *arg)
+{
+    *(bool *) arg = true;
+    evloop_stop (loop);
+}
+
+bool
+evloop_run_for (evloop_t *self, int64_t ms)
+{
+    bool timed_out = false;
+    evloop_timer_t *timer = evloop_timer_start (self, ms, s_run_for_end, &timed_out);
+    evloop_run (self);
+    if (!timed_out)
+        evloop_timer_cancel (self, &timer);
+    return !timed_out;
+}
+
 // s_socks_drain handles up to a fair share of messages per ZeroMQ socket.
 // Returns true when some socket still has messages waiting.
 static bool
@@ -647,6 +666,11 @@ evloop_test (bool verbose)
     evloop_run (loop);
     assert (repeat.fired == 3 && repeat.timer == NULL);
     assert (evloop_timer_count (loop) == 0);
+
+    // A run for a while ends by itself, or when stopped, leaving no timer.
+    assert (!evloop_run_for (loop, 5) && evloop_timer_count (loop) == 0);
+    evloop_timer_start (loop, 1, s_test_stop_fn, NULL);
+    assert (evloop_run_for (loop, 5000) && evloop_timer_count (loop) == 0);
 
     // A wake-up with no timer at all ends the wait and runs the idle hook;
     // the guard stops a loop that would otherwise wait for ever.

@@ -93,6 +93,11 @@ int evloop_run (evloop_t *self);
 // evloop_stop makes evloop_run return after the current iteration.
 void evloop_stop (evloop_t *self);
 
+// evloop_run_for runs the loop for about ms, or until evloop_stop is
+// called: one step of a self-test or a tool driven in time. Returns true
+// when evloop_stop came first.
+bool evloop_run_for (evloop_t *self, int64_t ms);
+
 // evloop_test runs the self-test.
 void evloop_test (bool verbose);
 

@@ -15,6 +15,13 @@ const httpfield_reserved_t httpfield_reserved[] = {
     { "host", true }, { "forwarded", true }, { "x-forwarded-host", true },
     { "x-forwarded-server", true }, { "x-host", true }, { "x-original-host", true },
     { "x-http-host-override", true }, { "x-original-url", true }, { "x-rewrite-url", true },
+    // What a proxy or framework in front of the provider takes as the
+    // original request (its scheme, port, prefix, client) and a proxy's own
+    // credentials and trail: the gateway refused these from the start.
+    { "x-forwarded-proto", true }, { "x-forwarded-port", true }, { "x-forwarded-prefix", true },
+    { "x-forwarded-scheme", true }, { "x-forwarded-for", true }, { "x-real-ip", true },
+    { "x-proxy-url", true }, { "proxy-authorization", true }, { "proxy-authenticate", true },
+    { "via", true },
     { NULL, false },
 };
 
@@ -117,12 +124,13 @@ httpfield_test (bool verbose)
     static const char *const routing[] = { "Host", "Forwarded", "X-Forwarded-Host",
                                            "x-forwarded-server", "X-Host", "X-Original-Host",
                                            "X-HTTP-Host-Override", "X-Original-URL",
-                                           "x-rewrite-url" };
+                                           "x-rewrite-url", "X-Forwarded-Proto", "X-Forwarded-For",
+                                           "X-Real-IP", "Proxy-Authorization", "Via" };
     for (size_t i = 0; i < sizeof routing / sizeof routing[0]; i++)
         assert (httpfield_is_reserved (routing[i], true)
                 && !httpfield_is_reserved (routing[i], false));
     static const char *const free_names[] = { "Authorization", "Content-Type", "Accept",
-                                              "X-Forwarded-For", "Hostname", "X-Api-Key" };
+                                              "X-Forwarded", "Hostname", "X-Api-Key", "Vias" };
     for (size_t i = 0; i < sizeof free_names / sizeof free_names[0]; i++)
         assert (!httpfield_is_reserved (free_names[i], true));
     // The table is lower case and its names are tokens.

@@ -16,9 +16,11 @@
 //   smuggle a second request into the connection), and on a call to a
 //   provider those that name the host or resource the call is for (with
 //   them a tenant could steer the provider's secret to another virtual host
-//   or path behind the same address, issue 10 #5). On a client's own URL
+//   or path behind the same address, issue 10 #5), or what a proxy in front
+//   of it takes as the original request and client. On a client's own URL
 //   the latter are harmless: no secret goes there, and the SSRF policy
-//   checks the address connected.
+//   checks the address connected. One list, for the gateway (which refuses
+//   them all on every kind, jobspec.c) and the worker (its own hold).
 //
 // Everything here is pure and locale-independent.
 #ifndef JOBGATE_HTTPFIELD_H

@@ -99,6 +99,12 @@ void proto_batch_destroy (proto_batch_t **self_p);
 int proto_batch_add (proto_batch_t *self, zframe_t *envelope, proto_cmd_t cmd,
                      pack_writer_t *body);
 
+// proto_batch_add_bytes is proto_batch_add for a body already encoded
+// (size bytes of one msgpack map written earlier, e.g. a request kept to be
+// sent again).
+int proto_batch_add_bytes (proto_batch_t *self, zframe_t *envelope, proto_cmd_t cmd,
+                           const void *data, size_t size);
+
 // proto_batch_flush sends what the batch holds, if anything, as one message.
 // Returns 0, or -1 when the socket refused it (HWM, no route); the bodies
 // are dropped either way.

@@ -1,6 +1,8 @@
+// frontdoor — the gateway's listening socket and every client connection.
 #include "frontdoor.h"
 #include "http1.h"
 #include "log.h"
+#include "mem.h"
 #include "problem.h"
 
 #include <assert.h>
@@ -93,19 +95,16 @@ static void s_update (door_conn_t *conn);
 
 // --- small helpers ---
 
-// s_append adds data to a growing buffer; false when memory ran out.
-static bool
+// s_append adds data to a growing buffer (bounded by its caller: a head
+// at most max_head_bytes, what one read brought).
+static void
 s_append (char **buffer, size_t *len, const char *data, size_t size)
 {
     if (size == 0)
-        return true;
-    char *grown = realloc (*buffer, *len + size);
-    if (!grown)
-        return false;
-    memcpy (grown + *len, data, size);
-    *buffer = grown;
+        return;
+    *buffer = mem_realloc (*buffer, *len + size);
+    memcpy (*buffer + *len, data, size);
     *len += size;
-    return true;
 }
 
 // s_consumed drops the first n bytes of a buffer (freed when empty).
@@ -147,16 +146,15 @@ s_refusal (int status, const char *reason, size_t *len)
                      : status == 501 ? "not-implemented" : status == 505 ? "http-version"
                      : status == 503 ? "unavailable" : "bad-request";
     json_t *problem = problem_new (status, slug, reason, NULL);
-    char *body = problem ? json_dumps (problem, JSON_COMPACT) : NULL;
+    char *body = json_dumps (problem, JSON_COMPACT);
     json_decref (problem);
     char *text = NULL;
     int n = asprintf (&text,
                       "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n"
                       "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
-                      status, problem_title (status), body ? strlen (body) : 0, body ? body : "");
+                      status, problem_title (status), strlen (body), body);
+    mem_abort_if (n < 0);
     free (body);
-    if (n < 0)
-        return NULL;
     *len = (size_t) n;
     return text;
 }
@@ -271,21 +269,18 @@ s_to_client (door_conn_t *conn, const char *data, size_t len)
         }
         sent = n > 0 ? (size_t) n : 0;
     }
-    if (sent < len && !s_append (&conn->to_client, &conn->to_client_len, data + sent, len - sent)) {
-        s_close (conn);
-        return false;
-    }
+    if (sent < len)
+        s_append (&conn->to_client, &conn->to_client_len, data + sent, len - sent);
     return true;
 }
 
 // s_to_server sends checked client bytes to the HTTP server, keeping what
-// it does not take (reading the client then pauses). Returns false when
-// memory ran out (the connection is closed).
-static bool
+// it does not take (reading the client then pauses).
+static void
 s_to_server (door_conn_t *conn, const char *data, size_t len)
 {
     if (len == 0 || conn->server_fd < 0)
-        return true;    // nothing, or nobody to take it (its close is handled)
+        return;     // nothing, or nobody to take it (its close is handled)
     conn->forwarded = true;
     size_t sent = 0;
     if (conn->to_server_len == 0 && conn->server_fd >= 0) {
@@ -294,10 +289,8 @@ s_to_server (door_conn_t *conn, const char *data, size_t len)
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             sent = len;     // the server is gone; its close is seen on read
     }
-    if (sent < len && !s_append (&conn->to_server, &conn->to_server_len, data + sent, len - sent)) {
-        s_close (conn);
-        return false;
-    }
+    if (sent < len)
+        s_append (&conn->to_server, &conn->to_server_len, data + sent, len - sent);
     frontdoor_t *self = conn->door;
     if (!conn->kicked) {
         conn->kicked = true;
@@ -306,7 +299,6 @@ s_to_server (door_conn_t *conn, const char *data, size_t len)
         if (self->kick)
             self->kick (self->handoff_arg);
     }
-    return true;
 }
 
 // s_stop_reading reads no more from the client: a head it left unfinished
@@ -369,7 +361,7 @@ s_progress (door_conn_t *conn)
         if (conn->refuse_status) {
             size_t len = 0;
             char *answer = s_refusal (conn->refuse_status, conn->refuse_reason, &len);
-            bool open = answer ? s_to_client (conn, answer, len) : true;
+            bool open = s_to_client (conn, answer, len);
             free (answer);
             if (!open)
                 return false;
@@ -434,7 +426,7 @@ s_update (door_conn_t *conn)
 
 // s_forward_head sends a complete head: the pieces held, then the rest.
 // Empty lines before the request line are not passed on.
-static bool
+static void
 s_forward_head (door_conn_t *conn, const char *rest, size_t rest_len)
 {
     const char *parts[2] = { conn->head, rest };
@@ -448,19 +440,17 @@ s_forward_head (door_conn_t *conn, const char *rest, size_t rest_len)
             skip++;
         if (skip < lens[i])
             conn->head_forwarding = true;
-        if (!s_to_server (conn, parts[i] + skip, lens[i] - skip))
-            return false;
+        s_to_server (conn, parts[i] + skip, lens[i] - skip);
     }
     free (conn->head);
     conn->head = NULL;
     conn->head_len = 0;
     conn->head_forwarding = false;
-    return true;
 }
 
 // s_consume runs bytes from the client through the strict reader and
-// forwards what it accepts. Returns false when the connection was closed.
-static bool
+// forwards what it accepts.
+static void
 s_consume (door_conn_t *conn, const char *data, size_t len)
 {
     int64_t now = evloop_now_ms (conn->door->loop);
@@ -471,8 +461,7 @@ s_consume (door_conn_t *conn, const char *data, size_t len)
         http1_event_t event = http1_feed (&conn->reader, data + at, len - at, &used);
         if (in_body) {
             conn->body_bytes += used;
-            if (!s_to_server (conn, data + at, used))
-                return false;
+            s_to_server (conn, data + at, used);
             if (event == HTTP1_REQUEST_DONE) {
                 conn->body_started_ms = 0;
                 conn->partial = false;
@@ -482,8 +471,7 @@ s_consume (door_conn_t *conn, const char *data, size_t len)
             if (used > 0 && !conn->head_started_ms)
                 conn->head_started_ms = now;    // the first byte of a later head
             if (event == HTTP1_HEAD_DONE) {
-                if (!s_forward_head (conn, data + at, used))
-                    return false;
+                s_forward_head (conn, data + at, used);
                 conn->head_started_ms = 0;
                 if (http1_in_body (&conn->reader)) {
                     conn->body_started_ms = now;
@@ -491,11 +479,8 @@ s_consume (door_conn_t *conn, const char *data, size_t len)
                     conn->partial = true;
                 }
             }
-            else if (event == HTTP1_MORE
-                     && !s_append (&conn->head, &conn->head_len, data + at, used)) {
-                s_close (conn);
-                return false;
-            }
+            else if (event == HTTP1_MORE)
+                s_append (&conn->head, &conn->head_len, data + at, used);
         }
         at += used;
         if (event == HTTP1_ERROR) {
@@ -506,7 +491,6 @@ s_consume (door_conn_t *conn, const char *data, size_t len)
             break;
     }
     s_timing (conn);
-    return true;
 }
 
 static void
@@ -542,8 +526,8 @@ s_client_ready (evloop_t *loop, int fd, int events, void *arg)
                 return;
             }
         }
-        else if (n > 0 && !s_consume (conn, self->scratch, (size_t) n))
-            return;
+        else if (n > 0)
+            s_consume (conn, self->scratch, (size_t) n);
     }
     s_progress (conn);
 }
@@ -620,21 +604,18 @@ s_admit (frontdoor_t *self, int client_fd)
         s_pause_accepting (self, ACCEPT_RETRY_MS);
         return;
     }
-    door_conn_t *conn = calloc (1, sizeof *conn);
-    if (!conn)
-        close (pair[1]);
-    if (!conn || self->handoff (pair[1], self->handoff_arg) < 0) {
+    if (self->handoff (pair[1], self->handoff_arg) < 0) {
         // Not taken: say so at once (best effort) and close.
         size_t len = 0;
         char *answer = s_refusal (503, "the gateway cannot take more connections now", &len);
-        if (answer && send (client_fd, answer, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        if (send (client_fd, answer, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             log_debug (NULL, "http: could not tell a refused client: %s", strerror (errno));
         free (answer);
-        free (conn);
         close (pair[0]);
         close (client_fd);
         return;
     }
+    door_conn_t *conn = mem_calloc (1, sizeof *conn);
     conn->door = self;
     conn->client_fd = client_fd;
     conn->server_fd = pair[0];
@@ -726,11 +707,7 @@ frontdoor_new (evloop_t *loop, const struct sockaddr *addr, socklen_t addr_len,
                const frontdoor_limits_t *limits, frontdoor_handoff_fn *handoff,
                frontdoor_kick_fn *kick, void *arg, char *error, size_t error_size)
 {
-    frontdoor_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        snprintf (error, error_size, "out of memory");
-        return NULL;
-    }
+    frontdoor_t *self = mem_calloc (1, sizeof *self);
     self->loop = loop;
     self->limits = *limits;
     self->handoff = handoff;
@@ -852,20 +829,6 @@ s_test_handoff (int fd, void *arg)
     return 0;
 }
 
-static void
-s_test_stop (evloop_t *loop, void *arg)
-{
-    evloop_stop (loop);
-}
-
-// s_test_spin runs the loop for ms milliseconds.
-static void
-s_test_spin (evloop_t *loop, int64_t ms)
-{
-    evloop_timer_start (loop, ms, s_test_stop, NULL);
-    evloop_run (loop);
-}
-
 // s_test_client connects a blocking client to port.
 static int
 s_test_client (int port)
@@ -916,17 +879,17 @@ frontdoor_test (bool verbose)
     // A valid request passes (in two pieces), its answer comes back.
     int a = s_test_client (frontdoor_port (door));
     assert (send (a, "GET / HTTP/1.1\r\nHo", 18, 0) == 18);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (server.heads == 0);
     assert (send (a, "st: x\r\n\r\n", 9, 0) == 9);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (server.heads == 1);
     s_test_read (a, buf, sizeof buf, &closed);
     assert (strstr (buf, "200 OK") && !closed);
 
     // An ambiguous one after it: 400, then the connection closes.
     assert (send (a, "GET / HTTP/1.1\nHost: x\n\n", 24, 0) == 24);
-    s_test_spin (loop, 30);
+    evloop_run_for (loop, 30);
     s_test_read (a, buf, sizeof buf, &closed);
     assert (strstr (buf, "HTTP/1.1 400 Bad Request") && strstr (buf, "Connection: close"));
     assert (strstr (buf, "LF alone") && closed && server.heads == 1);
@@ -937,30 +900,30 @@ frontdoor_test (bool verbose)
     int b = s_test_client (frontdoor_port (door));
     int c = s_test_client (frontdoor_port (door));
     int d = s_test_client (frontdoor_port (door));
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 2);
     close (b);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 2);
     assert (send (d, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, 0) == 27);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     s_test_read (d, buf, sizeof buf, &closed);
     assert (strstr (buf, "200 OK"));
 
     // A head trickling in is cut at its deadline with 408, whatever arrives.
     assert (send (c, "GET / HTTP/1.1\r\n", 16, 0) == 16);
     for (int i = 0; i < 8; i++) {
-        s_test_spin (loop, 60);
+        evloop_run_for (loop, 60);
         if (send (c, "X: y\r\n", 6, MSG_NOSIGNAL) < 0)
             break;
     }
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     s_test_read (c, buf, sizeof buf, &closed);
     assert (strstr (buf, "408 Request Timeout") && closed);
     assert (frontdoor_stats (door).timed_out == 1 && frontdoor_stats (door).refused == 1);
     close (c);
     close (d);
-    s_test_spin (loop, 20);
+    evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 0);
     frontdoor_destroy (&door);
     frontdoor_destroy (&door);

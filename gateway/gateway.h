@@ -1,11 +1,15 @@
-// gateway — the HTTP API (SPEC §3) on libmicrohttpd, driven by the process's
-// one event loop together with its ZeroMQ sockets to the broker.
+// gateway — the HTTP API (SPEC §3) in front of the broker, on the process's
+// one event loop.
 //
-// libmicrohttpd runs without threads (MHD_USE_EPOLL, no internal thread):
-// its epoll fd is one fd of our loop and MHD_run is called from it, so no
-// ZeroMQ socket is ever touched from another thread. A request that needs
-// the broker is suspended (not a thread, not a busy loop) and resumed when
-// the answer, an event or its deadline arrives.
+// A request's life: the front door (frontdoor.h) accepts the client and
+// hands libmicrohttpd a clean connection (mhdloop.h runs it on the loop);
+// the gateway routes the request, checks it (jobspec.h, headers.h), asks
+// the broker (brokerclient.h) and parks it — not a thread, not a busy loop
+// — until the answer, an event for its job (waiters.h, sse.h) or its
+// deadline comes; then answers it, a rendered job shared rather than
+// copied (jobcache.h), a list page rendered as it is sent (listpage.h), a
+// batch in order (batch.h). gateway.c owns the requests themselves and the
+// wiring; each kind of state it uses has its own module.
 #ifndef JOBGATE_GATEWAY_H
 #define JOBGATE_GATEWAY_H
 
@@ -23,13 +27,11 @@ gateway_t *gateway_new (const config_t *config, evloop_t *loop, char *error, siz
 // request now (with what is known). Returns true when no request is left.
 bool gateway_drain (gateway_t *self);
 
-// gateway_busy returns how many HTTP requests are being handled.
-size_t gateway_busy (gateway_t *self);
-
-// gateway_destroy stops the server and closes the sockets; nulls *self_p.
+// gateway_destroy answers what is left, stops the server and closes the
+// sockets; nulls *self_p.
 void gateway_destroy (gateway_t **self_p);
 
-// gateway_port returns the TCP port actually bound (useful with port 0).
-int gateway_port (gateway_t *self);
+// gateway_test runs the self-test.
+void gateway_test (bool verbose);
 
 #endif

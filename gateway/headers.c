@@ -1,3 +1,4 @@
+// headers — the request header values the gateway acts on, parsed exactly.
 #include "headers.h"
 #include "job.h"
 
@@ -176,7 +177,7 @@ headers_last_event_id (const char *text, headers_event_id_t *id)
         return -1;
     const char *p = text + 1;
     int64_t attempt;
-    if (!s_digits (&p, &attempt) || attempt > 1000000 || *p != '.')
+    if (!s_digits (&p, &attempt) || attempt > INT32_MAX || *p != '.')
         return -1;
     p++;
     id->kind = text[0];
@@ -299,11 +300,13 @@ headers_test (bool verbose)
             && id.attempt == 1 && strcmp (id.status, "running") == 0);
     const char *bad_ids[] = { "", "r", "c", "c1", "c1.", "c.1", "c-1.2", "c+1.2", "c 1.2",
                               "c1.2x", "c1.2.3", "c99999999999999999999.1", "c1.99999999999999999",
-                              "c1000001.1", "s1.nope", "s1.", "s.running", "s1.runningrunningrunning",
+                              "c2147483648.1", "s1.nope", "s1.", "s.running", "s1.runningrunningrunning",
                               "x1.2", NULL };
     for (size_t i = 0; bad_ids[i]; i++)
         assert (headers_last_event_id (bad_ids[i], &id) == -1);
     assert (headers_last_event_id (NULL, &id) == -1);
+    // Any attempt identity a record holds (attempt_seq, at most INT32_MAX).
+    assert (headers_last_event_id ("s2147483647.queued", &id) == 0 && id.attempt == INT32_MAX);
 
     const char *allowed[] = { "localhost", "127.0.0.1", "[::1]", "api.example" };
     const char *good_hosts[] = { "localhost", "LOCALHOST:8080", "localhost.", "127.0.0.1:1",

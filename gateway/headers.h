@@ -26,16 +26,17 @@
 int headers_prefer_wait (const char *const *values, size_t count, int max_s);
 
 // What a Last-Event-ID names: the last event a client of an event stream
-// received (gateway.c writes these ids).
+// received (sse.c writes these ids).
 typedef struct {
     char kind;                  // 'c' a chunk, 's' a status
-    int attempt;                // chunk: its attempt; status: the attempts
+    int attempt;                // the attempt's identity (attempt_seq) it came with
     int64_t index;              // chunk: its index
     char status[16];            // status: its name
 } headers_event_id_t;
 
-// headers_last_event_id parses "c<attempt>.<index>" or "s<attempts>.<status>"
-// (decimal digits only, a known status name) into *id. Returns 0, or -1 when
+// headers_last_event_id parses "c<attempt>.<index>" or "s<attempt>.<status>"
+// (decimal digits only, attempt at most INT32_MAX as the record's
+// attempt_seq, a known status name) into *id. Returns 0, or -1 when
 // text is anything else (the stream then starts from the beginning).
 int headers_last_event_id (const char *text, headers_event_id_t *id);
 

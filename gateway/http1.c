@@ -1,3 +1,4 @@
+// http1 — strict reading of HTTP/1.1 request framing (RFC 9112), byte by byte.
 #include "http1.h"
 
 #include <assert.h>

@@ -1,5 +1,7 @@
+// jobcache — rendered job objects, shared, and the cache of finished ones.
 #include "jobcache.h"
 #include "clock.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -16,11 +18,8 @@ struct _jobtext_t {
 jobtext_t *
 jobtext_new (char *text, size_t len)
 {
-    jobtext_t *self = text ? malloc (sizeof *self) : NULL;
-    if (!self) {
-        free (text);
-        return NULL;
-    }
+    assert (text);
+    jobtext_t *self = mem_alloc (sizeof *self);
     *self = (jobtext_t) { .refs = 1, .size = len, .text = text };
     return self;
 }
@@ -82,14 +81,8 @@ struct _jobcache_t {
 jobcache_t *
 jobcache_new (size_t max_entries, size_t max_bytes)
 {
-    jobcache_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->entries = zhashx_new ();
-    if (!self->entries) {
-        free (self);
-        return NULL;
-    }
+    jobcache_t *self = mem_calloc (1, sizeof *self);
+    self->entries = mem_lib (zhashx_new ());
     self->max_entries = max_entries;
     self->max_bytes = max_bytes;
     return self;
@@ -138,15 +131,9 @@ jobcache_put (jobcache_t *self, const char *id, const char *tenant, jobtext_t *t
            && (zhashx_size (self->entries) >= self->max_entries
                || self->bytes + bytes > self->max_bytes))
         s_remove (self, self->oldest);
-    entry_t *entry = calloc (1, sizeof *entry);
-    char *owner = strdup (tenant);
-    if (!entry || !owner) {
-        free (entry);
-        free (owner);
-        return;
-    }
+    entry_t *entry = mem_calloc (1, sizeof *entry);
     snprintf (entry->id, sizeof entry->id, "%s", id);
-    entry->tenant = owner;
+    entry->tenant = mem_strdup (tenant);
     entry->text = jobtext_ref (text);
     entry->bytes = bytes;
     entry->older = self->newest;
@@ -193,8 +180,7 @@ jobcache_bytes (jobcache_t *self)
 static jobtext_t *
 s_test_text (size_t len)
 {
-    char *text = malloc (len + 1);
-    assert (text);
+    char *text = mem_alloc (len + 1);
     memset (text, 'x', len);
     text[len] = '\0';
     return jobtext_new (text, len);

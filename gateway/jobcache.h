@@ -17,7 +17,8 @@
 typedef struct _jobtext_t jobtext_t;
 
 // jobtext_new takes text (len bytes, malloc'd, NUL-terminated) into a new
-// jobtext with one reference. Returns NULL (text freed) when out of memory.
+// jobtext with one reference. This function can't fail (out of memory
+// aborts: common/mem.h).
 jobtext_t *jobtext_new (char *text, size_t len);
 
 // jobtext_ref adds a reference; returns self.
@@ -33,7 +34,7 @@ size_t jobtext_size (const jobtext_t *self);
 typedef struct _jobcache_t jobcache_t;
 
 // jobcache_new makes an empty cache of at most max_entries jobs and
-// max_bytes bytes (texts plus bookkeeping). Returns NULL when out of memory.
+// max_bytes bytes (texts plus bookkeeping). This function can't fail.
 jobcache_t *jobcache_new (size_t max_entries, size_t max_bytes);
 
 // jobcache_destroy drops every entry; nulls *self_p.

@@ -5,6 +5,9 @@
 // Nothing here recurses deeper than JOBSPEC_MAX_DEPTH levels, and all JSON
 // text that reaches the output is valid UTF-8, whatever came in.
 #include "jobspec.h"
+#include "httpfield.h"
+#include "mem.h"
+#include "url.h"
 #include "urlpath.h"
 
 #include <assert.h>
@@ -13,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define S_MAX_URL_BYTES         8192
 #define S_MAX_METADATA_BYTES    4096
@@ -45,33 +47,10 @@ static const char *const s_methods[] = {
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL
 };
 
-// Headers that frame the message or the connection: libcurl computes them,
-// and letting a client set them invites request smuggling.
-static const char *const s_framing_headers[] = {
-    "content-length", "transfer-encoding", "connection", "keep-alive",
-    "upgrade", "te", "trailer", "proxy-connection", NULL
-};
-
-// Headers that decide where, or to whom, a request goes: a virtual host
-// behind a shared address (Host), what a proxy or framework in front of the
-// upstream takes as the original target (Forwarded, X-Forwarded-*,
-// X-Original-URL...), or credentials for a proxy. With a provider they
-// would send its secret to another origin (issue 10 #5); with a user URL
-// they would reach a host the SSRF policy never saw. Refused for every kind;
-// the worker reserves at least Host on its side as well.
-static const char *const s_routing_headers[] = {
-    "host", "forwarded", "x-forwarded-host", "x-forwarded-for", "x-forwarded-proto",
-    "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-scheme",
-    "x-real-ip", "x-original-url", "x-original-host", "x-rewrite-url", "x-host",
-    "x-http-host-override", "x-proxy-url", "proxy-authorization", "proxy-authenticate",
-    "via", NULL
-};
-
 // One validation pass: what is checked against and what was found.
 typedef struct {
     const config_t *config;     // providers to check names against
     json_t *errors;             // array of {field, message} found so far
-    bool out_of_memory;         // an allocation failed along the way
 } check_t;
 
 // What a valid spec yields, filled as fields are checked.
@@ -95,9 +74,7 @@ s_json_text (const char *s)
     json_t *text = json_string (s);
     if (text)
         return text;
-    char *copy = strdup (s);
-    if (!copy)
-        return NULL;
+    char *copy = mem_strdup (s);
     for (char *c = copy; *c; c++)
         if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
             *c = '?';
@@ -106,19 +83,14 @@ s_json_text (const char *s)
     return text;
 }
 
-// s_errors_add appends {field, message} to errors. Returns 0, or -1 when
-// memory ran out (the entry is then lost, never half-built).
-static int
+// s_errors_add appends {field, message} to errors.
+static void
 s_errors_add (json_t *errors, const char *field, const char *message)
 {
     json_t *entry = json_object ();
-    if (!entry
-        || json_object_set_new (entry, "field", s_json_text (field))
-        || json_object_set_new (entry, "message", s_json_text (message))) {
-        json_decref (entry);
-        return -1;
-    }
-    return json_array_append_new (errors, entry);
+    json_object_set_new (entry, "field", s_json_text (field));
+    json_object_set_new (entry, "message", s_json_text (message));
+    json_array_append_new (errors, entry);
 }
 
 // s_error records a problem with the field parent.key (or parent alone when
@@ -136,14 +108,12 @@ s_error (check_t *check, const char *parent, const char *key, const char *format
     char *field = NULL;
     if (key && parent && *parent) {
         size_t size = strlen (parent) + 1 + strlen (key) + 1;
-        field = malloc (size);
-        if (field)
-            snprintf (field, size, "%s.%s", parent, key);
+        field = mem_alloc (size);
+        snprintf (field, size, "%s.%s", parent, key);
     }
     else
-        field = strdup (key ? key : parent ? parent : "");
-    if (!field || s_errors_add (check->errors, field, message))
-        check->out_of_memory = true;
+        field = mem_strdup (key ? key : parent ? parent : "");
+    s_errors_add (check->errors, field, message);
     free (field);
 }
 
@@ -236,98 +206,6 @@ s_int (check_t *check, json_t *object, const char *parent, const char *key,
     return false;
 }
 
-// s_url_chars_problem says why text[0..len) holds a byte outside 0x21..0x7e
-// (what may appear unencoded in a URL on the wire), or returns NULL.
-static const char *
-s_url_chars_problem (const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) text[i];
-        if (c <= 0x20 || c == 0x7f)
-            return "must not contain spaces or control characters (percent-encode them)";
-        if (c >= 0x80)
-            return "must contain only ASCII characters (percent-encode the others)";
-    }
-    return NULL;
-}
-
-// s_url_problem says why text is not an absolute http(s) URL with a host,
-// or returns NULL when it is one. The SSRF policy (SPEC §5) is applied
-// later, on the address actually connected; this only rejects what cannot
-// be a sane target or hides one (credentials, odd hosts).
-static const char *
-s_url_problem (const char *text, size_t len)
-{
-    if (len == 0)
-        return "must not be empty";
-    if (len > S_MAX_URL_BYTES)
-        return "must be at most 8192 bytes";
-    const char *problem = s_url_chars_problem (text, len);
-    if (problem)
-        return problem;
-    size_t start;
-    if (len >= 7 && strncasecmp (text, "http://", 7) == 0)
-        start = 7;
-    else if (len >= 8 && strncasecmp (text, "https://", 8) == 0)
-        start = 8;
-    else
-        return "must be an absolute http:// or https:// URL";
-    size_t end = start;
-    while (end < len && text[end] != '/' && text[end] != '?' && text[end] != '#')
-        end++;
-    const char *host = text + start;
-    size_t host_len = end - start;
-    if (memchr (host, '@', host_len))
-        return "must not contain credentials (user:password@)";
-    if (memchr (text + start, '\\', len - start))
-        return "must not contain a backslash (percent-encode it)";
-    const char *port = NULL;
-    size_t port_len = 0;
-    if (host_len > 0 && host[0] == '[') {
-        // An IPv6 literal: hex digits, colons and dots (v4-mapped) in brackets.
-        const char *close = memchr (host, ']', host_len);
-        if (!close || close - host < 3)
-            return "has an invalid IPv6 address";
-        for (const char *c = host + 1; c < close; c++)
-            if (!strchr ("0123456789abcdefABCDEF:.", *c))
-                return "has an invalid IPv6 address";
-        size_t used = (size_t) (close - host) + 1;
-        if (used < host_len) {
-            if (host[used] != ':')
-                return "has an invalid host";
-            port = host + used + 1;
-            port_len = host_len - used - 1;
-        }
-    }
-    else {
-        const char *colon = memchr (host, ':', host_len);
-        if (colon) {
-            port = colon + 1;
-            port_len = host_len - (size_t) (port - host);
-            host_len = (size_t) (colon - host);
-        }
-        if (host_len == 0)
-            return "must name a host";
-        for (size_t i = 0; i < host_len; i++)
-            if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._",
-                         host[i]))
-                return "has an invalid host (letters, digits, '-', '.' and '_' only)";
-    }
-    if (port) {
-        long number = 0;
-        if (port_len == 0 || port_len > 5)
-            return "has an invalid port";
-        for (size_t i = 0; i < port_len; i++) {
-            if (port[i] < '0' || port[i] > '9')
-                return "has an invalid port";
-            number = number * 10 + (port[i] - '0');
-        }
-        if (number < 1 || number > 65535)
-            return "has an invalid port (1 to 65535)";
-    }
-    return NULL;
-}
-
 // s_check_url checks a required URL field of object.
 static void
 s_check_url (check_t *check, json_t *object, const char *parent, const char *key)
@@ -338,31 +216,20 @@ s_check_url (check_t *check, json_t *object, const char *parent, const char *key
     else if (!json_is_string (value))
         s_error (check, parent, key, "must be a string");
     else {
-        const char *problem = s_url_problem (json_string_value (value),
-                                             json_string_length (value));
+        size_t len = json_string_length (value);
+        const char *problem = len > S_MAX_URL_BYTES ? "must be at most 8192 bytes"
+                              : url_problem (json_string_value (value), len, NULL);
         if (problem)
             s_error (check, parent, key, "%s", problem);
     }
 }
 
-// s_header_name_ok is true for an RFC 7230 token.
-static bool
-s_header_name_ok (const char *name)
-{
-    if (!*name)
-        return false;
-    for (const char *c = name; *c; c++) {
-        unsigned char byte = (unsigned char) *c;
-        bool alnum = (byte >= 'a' && byte <= 'z') || (byte >= 'A' && byte <= 'Z')
-                  || (byte >= '0' && byte <= '9');
-        if (!alnum && !strchr ("!#$%&'*+-.^_`|~", byte))
-            return false;
-    }
-    return true;
-}
-
-// s_check_headers checks request.headers: names are tokens, values strings
-// that cannot split the request (no CR, LF or other control bytes).
+// s_check_headers checks request.headers (common/httpfield.h): names are
+// tokens, values strings to the grammar (no CR, LF or other control byte),
+// and no reserved name. The gateway refuses the names that route a provider
+// call on every kind (issue 10 #5, as first shipped): on a client's own URL
+// they are harmless, and the worker lets them pass there, but a spec that
+// names one is refused here whatever its kind.
 static void
 s_check_headers (check_t *check, json_t *headers, const char *parent)
 {
@@ -373,22 +240,15 @@ s_check_headers (check_t *check, json_t *headers, const char *parent)
     const char *name;
     json_t *value;
     json_object_foreach (headers, name, value) {
-        if (!s_header_name_ok (name)) {
-            s_error (check, parent, name, "is not a valid header name (RFC 7230 token)");
+        if (!httpfield_token (name, strlen (name))) {
+            s_error (check, parent, name, "is not a valid header name (RFC 9110 token)");
             continue;
         }
-        bool framing = false, routing = false;
-        for (int i = 0; s_framing_headers[i]; i++)
-            if (strcasecmp (name, s_framing_headers[i]) == 0)
-                framing = true;
-        for (int i = 0; s_routing_headers[i]; i++)
-            if (strcasecmp (name, s_routing_headers[i]) == 0)
-                routing = true;
-        if (framing) {
+        if (httpfield_is_reserved (name, false)) {
             s_error (check, parent, name, "is set by jobgate and cannot be given");
             continue;
         }
-        if (routing) {
+        if (httpfield_is_reserved (name, true)) {
             s_error (check, parent, name, "is reserved: it decides where or to whom the "
                      "request goes, which only the URL or the provider may decide");
             continue;
@@ -397,14 +257,8 @@ s_check_headers (check_t *check, json_t *headers, const char *parent)
             s_error (check, parent, name, "must be a string");
             continue;
         }
-        const char *text = json_string_value (value);
-        for (size_t i = 0; i < json_string_length (value); i++) {
-            unsigned char c = (unsigned char) text[i];
-            if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                s_error (check, parent, name, "must not contain CR, LF or other control characters");
-                break;
-            }
-        }
+        if (!httpfield_value_valid (json_string_value (value), json_string_length (value)))
+            s_error (check, parent, name, "must not contain CR, LF or other control characters");
     }
 }
 
@@ -595,9 +449,7 @@ s_check_metadata (check_t *check, json_t *metadata)
         return;
     }
     size_t size = json_dumpb (metadata, NULL, 0, JSON_COMPACT);
-    if (size == 0)
-        check->out_of_memory = true;
-    else if (size > S_MAX_METADATA_BYTES)
+    if (size > S_MAX_METADATA_BYTES)
         s_error (check, "metadata", NULL,
                  "must be at most 4096 bytes as compact JSON (it is %zu)", size);
 }
@@ -689,57 +541,44 @@ s_reals_short (json_t *value)
 }
 
 // s_normalize renders the spec with defaults filled in as compact JSON.
-// Returns a new string, or NULL when memory ran out.
+// Returns a new string (a valid spec always renders: common/mem.h).
 static char *
 s_normalize (json_t *spec, const fields_t *fields)
 {
     json_t *out = json_object ();
     // A shallow copy: the defaults go in without touching the caller's tree.
     json_t *request = json_copy (json_object_get (spec, "request"));
-    if (!out || !request) {
-        json_decref (out);
-        json_decref (request);
-        return NULL;
-    }
-    int rc = 0;
     if (fields->kind == S_HTTP && !json_object_get (request, "method"))
-        rc |= json_object_set_new (request, "method", json_string ("GET"));
+        json_object_set_new (request, "method", json_string ("GET"));
     if (fields->kind == S_CRAWL && !json_object_get (request, "max_bytes"))
-        rc |= json_object_set_new (request, "max_bytes", json_integer (S_DEFAULT_CRAWL_BYTES));
-    rc |= json_object_set_new (out, "kind", json_string (s_kinds[fields->kind]));
+        json_object_set_new (request, "max_bytes", json_integer (S_DEFAULT_CRAWL_BYTES));
+    json_object_set_new (out, "kind", json_string (s_kinds[fields->kind]));
     if (fields->provider)
-        rc |= json_object_set_new (out, "provider", json_string (fields->provider->name));
-    rc |= json_object_set_new (out, "request", request);
-    rc |= json_object_set_new (out, "priority", json_integer (fields->priority));
-    rc |= json_object_set_new (out, "timeout_ms", json_integer (fields->timeout_ms));
-    rc |= json_object_set_new (out, "max_attempts", json_integer (fields->max_attempts));
+        json_object_set_new (out, "provider", json_string (fields->provider->name));
+    json_object_set_new (out, "request", request);
+    json_object_set_new (out, "priority", json_integer (fields->priority));
+    json_object_set_new (out, "timeout_ms", json_integer (fields->timeout_ms));
+    json_object_set_new (out, "max_attempts", json_integer (fields->max_attempts));
     if (fields->expire_after_ms)
-        rc |= json_object_set_new (out, "expire_after_ms", json_integer (fields->expire_after_ms));
+        json_object_set_new (out, "expire_after_ms", json_integer (fields->expire_after_ms));
     if (fields->values[S_CALLBACK])
-        rc |= json_object_set (out, "callback", fields->values[S_CALLBACK]);
+        json_object_set (out, "callback", fields->values[S_CALLBACK]);
     if (fields->values[S_METADATA])
-        rc |= json_object_set (out, "metadata", fields->values[S_METADATA]);
-    char *text = NULL;
-    if (rc == 0) {
-        size_t flags = JSON_COMPACT;
-        if (s_reals_short (out))
-            flags |= JSON_REAL_PRECISION (15);
-        text = json_dumps (out, flags);
-    }
+        json_object_set (out, "metadata", fields->values[S_METADATA]);
+    size_t flags = JSON_COMPACT;
+    if (s_reals_short (out))
+        flags |= JSON_REAL_PRECISION (15);
+    char *text = json_dumps (out, flags);
     json_decref (out);
     return text;
 }
 
-// s_errors_one returns a new errors array holding one entry, or NULL when
-// memory ran out.
+// s_errors_one returns a new errors array holding one entry.
 static json_t *
 s_errors_one (const char *field, const char *message)
 {
     json_t *errors = json_array ();
-    if (errors && s_errors_add (errors, field, message)) {
-        json_decref (errors);
-        return NULL;
-    }
+    s_errors_add (errors, field, message);
     return errors;
 }
 
@@ -754,44 +593,25 @@ jobspec_from_json (json_t *spec, const config_t *config, json_t **errors)
         return NULL;
     }
     check_t check = { .config = config, .errors = json_array () };
-    if (!check.errors) {
-        *errors = NULL;
-        return NULL;
-    }
     fields_t fields = { .kind = -1 };
     s_check_spec (&check, spec, &fields);
-
-    job_t *job = NULL;
-    if (!check.out_of_memory && json_array_size (check.errors) == 0) {
-        job = job_new ();
-        if (job) {
-            job->spec = s_normalize (spec, &fields);
-            job_set_str (&job->kind, s_kinds[fields.kind]);
-            job_set_str (&job->provider, fields.provider ? fields.provider->name : NULL);
-            job->priority = (int) fields.priority;
-            job->timeout_ms = fields.timeout_ms;
-            job->max_attempts = (int) fields.max_attempts;
-            job->expire_after_ms = fields.expire_after_ms;
-            // Kept apart so that reads echo it without parsing the spec.
-            if (fields.values[S_METADATA])
-                job->metadata = json_dumps (fields.values[S_METADATA], JSON_COMPACT);
-            if (!job->spec || (fields.values[S_METADATA] && !job->metadata) || !job->kind || (fields.provider && !job->provider))
-                job_destroy (&job);
-        }
-        if (!job)
-            check.out_of_memory = true;
+    if (json_array_size (check.errors) > 0) {
+        *errors = check.errors;
+        return NULL;
     }
-    if (job) {
-        json_decref (check.errors);
-        return job;
-    }
-    if (check.out_of_memory) {
-        // The list may be incomplete: say so rather than mislead.
-        json_decref (check.errors);
-        check.errors = s_errors_one ("", "out of memory while checking the job spec");
-    }
-    *errors = check.errors;
-    return NULL;
+    json_decref (check.errors);
+    job_t *job = job_new ();
+    job->spec = s_normalize (spec, &fields);
+    job_set_str (&job->kind, s_kinds[fields.kind]);
+    job_set_str (&job->provider, fields.provider ? fields.provider->name : NULL);
+    job->priority = (int) fields.priority;
+    job->timeout_ms = fields.timeout_ms;
+    job->max_attempts = (int) fields.max_attempts;
+    job->expire_after_ms = fields.expire_after_ms;
+    // Kept apart so that reads echo it without parsing the spec.
+    if (fields.values[S_METADATA])
+        job->metadata = json_dumps (fields.values[S_METADATA], JSON_COMPACT);
+    return job;
 }
 
 // s_too_deep_text finds the first [ or { (outside strings) that opens level
@@ -909,8 +729,7 @@ s_nested (int levels, bool bare)
 {
     const char *head = "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example/\"},\"metadata\":";
     size_t size = strlen (head) + (size_t) levels * 6 + 8;
-    char *text = malloc (size);
-    assert (text);
+    char *text = mem_alloc (size);
     size_t used = 0;
     if (!bare) {
         memcpy (text, head, strlen (head));
@@ -934,9 +753,8 @@ static char *
 s_repeat (const char *format, const char *unit, size_t count)
 {
     size_t size = strlen (format) + strlen (unit) * count + 1;
-    char *fill = malloc (strlen (unit) * count + 1);
-    char *text = malloc (size);
-    assert (fill && text);
+    char *fill = mem_alloc (strlen (unit) * count + 1);
+    char *text = mem_alloc (size);
     fill[0] = '\0';
     for (size_t i = 0; i < count; i++)
         memcpy (fill + i * strlen (unit), unit, strlen (unit) + 1);
@@ -945,23 +763,8 @@ s_repeat (const char *format, const char *unit, size_t count)
     return text;
 }
 
-// s_alloc_budget counts the jansson allocations left before they fail; -1
-// means no limit. A fault-injection seam for the self-test only.
-static int s_alloc_budget = -1;
-
-// s_failing_malloc is malloc that fails once s_alloc_budget runs out.
-static void *
-s_failing_malloc (size_t size)
-{
-    if (s_alloc_budget == 0)
-        return NULL;
-    if (s_alloc_budget > 0)
-        s_alloc_budget--;
-    return malloc (size);
-}
-
 // jobspec_test checks the table of bodies below, the normalized output,
-// the depth and size limits, and out-of-memory at every allocation.
+// the depth and size limits.
 void
 jobspec_test (bool verbose)
 {
@@ -996,6 +799,9 @@ jobspec_test (bool verbose)
         { "{\"kind\":\"llm\",\"provider\":\"slow\",\"request\":{\"model\":\"m\",\"stream\":true,"
           "\"temperature\":0.7,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}}", NULL, NULL },
         { " \r\n{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"priority\":0}\n", NULL, NULL },
+        // An internationalised host is a host: the worker calls it (common/url.h).
+        { "{\"kind\":\"crawl\",\"request\":{\"url\":\"http://b\\u00fccher.example/\"},"
+          "\"callback\":{\"url\":\"https://\xe4\xbe\x8b\xe3\x81\x88.example/cb\"}}", NULL, NULL },
         // Bodies that are not a JSON object.
         { "", ";", "empty" },
         { "   ", ";", "empty" },
@@ -1057,6 +863,10 @@ jobspec_test (bool verbose)
           "request.headers.Host;request.headers.X-Forwarded-Host;request.headers.forwarded;", "reserved" },
         { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"headers\":{\"HOST\":\"b.example\"}}}",
           "request.headers.HOST;", "reserved" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\",\"headers\":{\"X-Forwarded-For\":\"1\","
+          "\"Proxy-Authorization\":\"x\",\"Via\":\"1.1 a\",\"TE\":\"trailers\"}}}",
+          "request.headers.X-Forwarded-For;request.headers.Proxy-Authorization;request.headers.Via;"
+          "request.headers.TE;", "reserved" },
         // Search parameters a query string cannot carry.
         { "{\"kind\":\"search\",\"provider\":\"mock\",\"request\":{\"query\":\"q\",\"filter\":{\"a\":1},"
           "\"tags\":[{\"t\":1}],\"ids\":[1,\"2\",true],\"lang\":null,\"deep\":[[1]]}}",
@@ -1225,32 +1035,6 @@ jobspec_test (bool verbose)
     json_decref (errors);
     json_decref (spec);
 
-    // Out of memory at every jansson allocation in turn: never a crash, a
-    // leak or a half-built answer (LSan checks the leaks).
-    body = "{\"kind\":\"http\",\"provider\":\"mock\",\"request\":{\"path\":\"/x\","
-           "\"query\":{\"a\":1},\"headers\":{\"X-A\":\"b\"}},\"callback\":{\"url\":\"http://h.example\"},"
-           "\"metadata\":{\"k\":[1,2,{\"t\":0.5}]},\"priority\":2}";
-    const char *bad = "{\"kind\":\"http\",\"request\":{\"url\":\"ftp://x\"},\"priority\":99,\"x\":1}";
-    json_set_alloc_funcs (s_failing_malloc, free);
-    bool passed = false;
-    for (int budget = 0; !passed; budget++) {
-        assert (budget < 10000);
-        s_alloc_budget = budget;
-        errors = NULL;
-        job = jobspec_parse (body, strlen (body), &config, &errors);
-        passed = job != NULL;
-        assert (!job || (!errors && job->spec));
-        assert (job || !errors || json_array_size (errors) >= 1);
-        job_destroy (&job);
-        json_decref (errors);
-        s_alloc_budget = budget;
-        errors = NULL;
-        job = jobspec_parse (bad, strlen (bad), &config, &errors);
-        assert (!job);
-        json_decref (errors);
-    }
-    s_alloc_budget = -1;
-    json_set_alloc_funcs (malloc, free);
     json_decref (providers[2].search);
 
     if (verbose)

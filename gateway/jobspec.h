@@ -33,8 +33,7 @@ json_t *jobspec_load (const char *body, size_t len, json_t **errors);
 // max_attempts, expire_after_ms, callback, metadata; defaults filled in,
 // absent optional fields left out); *errors is untouched. On invalid input
 // returns NULL and sets *errors to a new array of {"field", "message"}
-// listing every bad field found. Only when memory runs out can *errors be
-// NULL on return, or hold a single "out of memory" entry.
+// listing every bad field found.
 job_t *jobspec_from_json (json_t *spec, const config_t *config, json_t **errors);
 
 // jobspec_parse is jobspec_load followed by jobspec_from_json: the whole

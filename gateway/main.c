@@ -21,23 +21,25 @@ static const char *s_usage =
     "JOBGATE_GATEWAY_<KEY> overrides. SIGTERM or SIGINT: stop accepting,\n"
     "answer parked requests, exit; a second signal exits at once.\n";
 
+// How long a draining gateway waits for its requests before it stops anyway,
+// and how often it looks.
+#define DRAIN_TIMEOUT_MS 10000
+#define DRAIN_CHECK_MS 50
+
 typedef struct {
     gateway_t *gateway;         // the server
     evloop_t *loop;             // its loop
     int64_t drain_started_ms;   // when the first signal came, 0 = not yet
-    evloop_timer_t *drain_timer; // checks progress of the drain
+    evloop_timer_t *drain_timer; // repeating: checks progress of the drain
 } process_t;
 
 static void
 s_drain_check (evloop_t *loop, void *arg)
 {
     process_t *process = arg;
-    process->drain_timer = NULL;
     bool idle = gateway_drain (process->gateway);
-    if (idle || evloop_now_ms (loop) - process->drain_started_ms > 10000)
+    if (idle || evloop_now_ms (loop) - process->drain_started_ms > DRAIN_TIMEOUT_MS)
         evloop_stop (loop);
-    else
-        process->drain_timer = evloop_timer_start (loop, 50, s_drain_check, process);
 }
 
 static void
@@ -51,6 +53,7 @@ s_signal (evloop_t *loop, void *arg)
     }
     log_info (NULL, "signal received; draining");
     process->drain_started_ms = evloop_now_ms (loop);
+    process->drain_timer = evloop_timer_every (loop, DRAIN_CHECK_MS, s_drain_check, process);
     s_drain_check (loop, process);
 }
 

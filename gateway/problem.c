@@ -1,3 +1,4 @@
+// problem — RFC 9457 problem details, the body of every error answer.
 #include "problem.h"
 
 #include <assert.h>

@@ -7,6 +7,7 @@
 #include "jsontext.h"
 #include "log.h"
 #include "urlpath.h"
+#include "url.h"
 #include "mem.h"
 #include "pack.h"
 #include "proto.h"
@@ -26,6 +27,13 @@
 #include "http1.h"
 #include "frontdoor.h"
 #include "jobcache.h"
+#include "brokerclient.h"
+#include "sse.h"
+#include "waiters.h"
+#include "mhdloop.h"
+#include "batch.h"
+#include "listpage.h"
+#include "gateway.h"
 #include "problem.h"
 #include "queue.h"
 #include "provider.h"
@@ -51,7 +59,8 @@ typedef struct {
 static const selftest_t s_tests[] = {
     { "mem", mem_test },           { "utf8", utf8_test },         { "pack", pack_test },
     { "proto", proto_test },       { "job", job_test },           { "jsontext", jsontext_test },
-    { "log", log_test },           { "urlpath", urlpath_test },   { "httpfield", httpfield_test },
+    { "log", log_test },           { "urlpath", urlpath_test },   { "url", url_test },
+    { "httpfield", httpfield_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
     { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
@@ -60,7 +69,9 @@ static const selftest_t s_tests[] = {
     { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
-    { "jobcache", jobcache_test },
+    { "jobcache", jobcache_test },  { "waiters", waiters_test },   { "sse", sse_test },
+    { "batch", batch_test },        { "listpage", listpage_test }, { "mhdloop", mhdloop_test },
+    { "brokerclient", brokerclient_test }, { "gateway", gateway_test },
     { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "html", html_test },
     { "scrub", scrub_test },       { "stream", stream_test },     { "response", response_test },
     { "request", request_test },

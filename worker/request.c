@@ -5,6 +5,7 @@
 #include "jsontext.h"
 #include "mem.h"
 #include "textbuf.h"
+#include "url.h"
 #include "webhook.h"
 
 #include <assert.h>
@@ -202,67 +203,6 @@ s_header_default (request_t *self, const char *name, const char *value)
     char discard[8];
     s_header_set (self, name, text, "headers", discard, sizeof discard);
     json_decref (text);
-}
-
-// s_url_part reads one part of a parsed URL, or NULL when it has none
-// (caller frees with curl_free).
-static char *
-s_url_part (CURLU *handle, CURLUPart part)
-{
-    char *text = NULL;
-    CURLUcode rc = curl_url_get (handle, part, &text, CURLU_DEFAULT_PORT);
-    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
-    return rc == CURLUE_OK ? text : NULL;
-}
-
-// s_url_parse reads url into handle; false when it is no URL.
-static bool
-s_url_parse (CURLU *handle, const char *url)
-{
-    CURLUcode rc = curl_url_set (handle, CURLUPART_URL, url, 0);
-    mem_abort_if (rc == CURLUE_OUT_OF_MEMORY);
-    return rc == CURLUE_OK;
-}
-
-// s_url_check accepts only absolute http(s) URLs with a host. With
-// same_origin_as, the URL must also keep that URL's host and port, so a
-// path cannot steer a provider call elsewhere ("@evil.example").
-static int
-s_url_check (const char *url, const char *same_origin_as, const char *field,
-             char *error, size_t error_size)
-{
-    CURLU *handle = mem_lib (curl_url ());
-    CURLU *base = same_origin_as ? mem_lib (curl_url ()) : NULL;
-    int rc = 0;
-    char *scheme = NULL, *host = NULL, *port = NULL, *base_host = NULL, *base_port = NULL;
-    if (!s_url_parse (handle, url))
-        rc = s_fail (error, error_size, "%s is not a valid absolute URL", field);
-    else {
-        scheme = s_url_part (handle, CURLUPART_SCHEME);
-        host = s_url_part (handle, CURLUPART_HOST);
-        port = s_url_part (handle, CURLUPART_PORT);
-        if (!scheme || (strcmp (scheme, "http") != 0 && strcmp (scheme, "https") != 0))
-            rc = s_fail (error, error_size, "%s must be an http or https URL", field);
-        else if (!host || !*host)
-            rc = s_fail (error, error_size, "%s has no host", field);
-        else if (base) {
-            if (s_url_parse (base, same_origin_as)) {
-                base_host = s_url_part (base, CURLUPART_HOST);
-                base_port = s_url_part (base, CURLUPART_PORT);
-            }
-            if (!base_host || !base_port || !port || strcasecmp (host, base_host) != 0
-                || strcmp (port, base_port) != 0)
-                rc = s_fail (error, error_size, "%s must stay on the provider's host", field);
-        }
-    }
-    curl_free (scheme);
-    curl_free (host);
-    curl_free (port);
-    curl_free (base_host);
-    curl_free (base_port);
-    curl_url_cleanup (handle);
-    curl_url_cleanup (base);
-    return rc;
 }
 
 // s_join appends path to base with exactly one slash between them.
@@ -592,8 +532,12 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
         self->timeout_ms = job->timeout_ms > 0 ? job->timeout_ms
                            : provider && provider->timeout_ms > 0 ? provider->timeout_ms
                            : REQUEST_TIMEOUT_MS;
-        rc = s_url_check (url->data, self->user_url ? NULL : provider->base_url,
-                          self->user_url ? "request.url" : "request.path", error, error_size);
+        // The gateway asked the same of a client's URL (common/url.h).
+        const char *problem = url_problem (url->data, url->len,
+                                           self->user_url ? NULL : provider->base_url);
+        if (problem)
+            rc = s_fail (error, error_size, "%s %s", self->user_url ? "request.url" : "request.path",
+                         problem);
     }
     json_decref (spec);
     return rc;
@@ -882,6 +826,16 @@ request_test (bool verbose)
                           error, sizeof error);
     assert (request && request_max_bytes (request) == REQUEST_CRAWL_MAX_BYTES);
     request_destroy (&request);
+    // The gateway's URL rule (common/url.h): an internationalised host is
+    // called (libcurl converts it), credentials in a client's URL are not.
+    request = s_plan_for (config, "crawl", NULL,
+                          "{\"request\":{\"url\":\"http://b\u00fccher.example/\"}}", error,
+                          sizeof error);
+    assert (request && strcmp (request_url (request), "http://b\xc3\xbc" "cher.example/") == 0);
+    request_destroy (&request);
+    request = s_plan_for (config, "http", NULL, "{\"request\":{\"url\":\"http://u:p@example.com/\"}}",
+                          error, sizeof error);
+    assert (request == NULL && strstr (error, "request.url must not contain credentials"));
     request = s_plan_for (config, "search", "mock", "{\"request\":{\"query\":\"cats\",\"count\":5}}",
                           error, sizeof error);
     assert (request);

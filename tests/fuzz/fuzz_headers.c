@@ -1,12 +1,18 @@
-// fuzz_headers — libFuzzer target: the gateway's parsers of header values
-// and the provider path rule, on any bytes.
+// fuzz_headers — libFuzzer target: the gateway's parsers of header values,
+// the URL and provider path rules, and an event stream fed any chunks, on
+// any bytes.
 //
 // The first byte picks the parser; the rest is the value (cut at a NUL, as
 // libmicrohttpd hands values over). Besides never crashing, each parser
 // must keep its contract: a wait within bounds, a resume point that reads
 // back the same, a Host decision that ignores case, a path the rule lets
-// through that holds no dot segment in any spelling tested here.
+// through that holds no dot segment in any spelling tested here, a URL the
+// rule lets through that hides nothing from a reader, an event stream whose
+// every line is one of its own and whose chunk ids never repeat.
 #include "headers.h"
+#include "mem.h"
+#include "sse.h"
+#include "url.h"
 #include "urlpath.h"
 
 #include <assert.h>
@@ -47,7 +53,7 @@ s_last_event_id (const char *text)
     if (headers_last_event_id (text, &id) < 0)
         return;
     assert (id.kind == 'c' || id.kind == 's');
-    assert (id.attempt >= 0 && id.attempt <= 1000000 && id.index >= 0);
+    assert (id.attempt >= 0 && id.attempt <= INT32_MAX && id.index >= 0);
     char again[64];
     if (id.kind == 'c')
         snprintf (again, sizeof again, "c%d.%lld", id.attempt, (long long) id.index);
@@ -96,6 +102,83 @@ s_path (const char *text, size_t len)
     free (path);
 }
 
+// s_url checks the URL rule on a client's URL: what it accepts is an
+// absolute http(s) URL with a host and nothing a reader could miss.
+static void
+s_url (const char *text, size_t len)
+{
+    if (url_problem (text, len, NULL))
+        return;
+    assert (len >= 8 && memchr (text, '\0', len) == NULL);
+    assert (strncasecmp (text, "http://", 7) == 0 || strncasecmp (text, "https://", 8) == 0);
+    size_t start = strncasecmp (text, "http://", 7) == 0 ? 7 : 8;
+    assert (text[start] != '/' && text[start] != '?' && text[start] != '#');
+    size_t authority_end = start + strcspn (text + start, "/?#");
+    assert (!memchr (text + start, '@', authority_end - start));
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text[i];
+        assert (c > 0x20 && c != 0x7f && c != '\\');
+        assert (c < 0x80 || i < authority_end);
+    }
+}
+
+// s_stream feeds an event stream a resume point and chunks made of the
+// input (lines: the first is the Last-Event-ID, each other one a chunk,
+// its first two bytes the attempt and index), reading in small pieces,
+// then checks what the client got: lines the stream writes, and chunk ids
+// that only go forward.
+static void
+s_stream (char *text)
+{
+    char *line = strchr (text, '\n');
+    if (line)
+        *line++ = '\0';
+    sse_t *sse = sse_new (64 + (unsigned char) text[0] * 4);
+    sse_resume_after (sse, text);
+    char *out = mem_alloc (1);
+    size_t out_len = 0;
+    char buf[23];
+    int64_t step = 0;
+    while (line) {
+        char *next = strchr (line, '\n');
+        if (next)
+            *next++ = '\0';
+        size_t len = strlen (line);
+        int64_t attempt = len > 0 ? (unsigned char) line[0] % 4 : 0;
+        int64_t index = len > 1 ? (unsigned char) line[1] % 8 : 0;
+        if (step++ % 5 == 4) {
+            sse_set_stale (sse);
+            sse_comment (sse, "keep-alive");
+        }
+        sse_chunk (sse, attempt, index, len > 2 ? line + 2 : "", len > 2 ? len - 2 : 0);
+        size_t n;
+        while ((n = sse_read (sse, buf, (size_t) (step % 3) * 7 + 5)) > 0) {
+            out = mem_realloc (out, out_len + n + 1);
+            memcpy (out + out_len, buf, n);
+            out_len += n;
+        }
+        line = next;
+    }
+    out[out_len] = '\0';
+    int64_t last_attempt = -1, last_index = -1;
+    for (char *at = out; *at;) {
+        char *end = strchr (at, '\n');
+        assert (end);
+        *end = '\0';
+        assert (*at == '\0' || strncmp (at, "id: ", 4) == 0 || strncmp (at, "event: ", 7) == 0
+                || strncmp (at, "data: ", 6) == 0 || strncmp (at, ": ", 2) == 0);
+        long long attempt, index;
+        if (sscanf (at, "id: c%lld.%lld", &attempt, &index) == 2) {
+            assert (attempt > last_attempt || (attempt == last_attempt && index > last_index));
+            last_attempt = attempt;
+            last_index = index;
+        }
+        at = end + 1;
+    }
+    free (out);
+    sse_destroy (&sse);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -105,11 +188,13 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     assert (text);
     memcpy (text, data + 1, size - 1);
     text[size - 1] = '\0';
-    switch (data[0] % 5) {
+    switch (data[0] % 7) {
     case 0: s_prefer (text); break;
     case 1: s_last_event_id (text); break;
     case 2: s_host (text); break;
     case 3: s_path ((const char *) data + 1, size - 1); break;
+    case 5: s_url (text, strlen (text)); break;
+    case 6: s_stream (text); break;
     default: {
         const char *problem = headers_idempotency_key_problem (text, strlen (text));
         assert (problem || (strlen (text) >= 1 && strlen (text) <= HEADERS_IDEMPOTENCY_KEY_MAX));

@@ -1,8 +1,9 @@
 """GET /v1/jobs/{id}/events: Server-Sent Events of a job."""
 import http.client
+import json
 import time
 
-from harness import Stack, request
+from harness import Stack, request, wait_until
 
 
 def read_events(port, job_id, headers=None, timeout=30):
@@ -50,6 +51,31 @@ def test_events_stream_status_then_result():
         # Resuming after the last status sends only what is new.
         resumed, _ = read_events(stack.gateway_port, job_id, headers={"Last-Event-ID": again[0][0]})
         assert [e[1] for e in resumed] == ["result"], resumed
+
+
+def test_event_ids_never_repeat_across_a_retry_and_resumption_works():
+    # Status ids carry the attempt's identity (the record's attempt_seq),
+    # which a retry does not reset: the second run's events are new to a
+    # client that resumes with the first run's last id (with the count of
+    # attempts in the id, "s1.failed" named both runs' failures).
+    with Stack() as stack:
+        job_id = stack.submit({"kind": "http", "request": {
+            "url": stack.mock_url("/flaky?key=ids&fail=100&status=404")}}).json()["id"]
+        assert stack.wait_terminal(job_id)["status"] == "failed"
+        first, _ = read_events(stack.gateway_port, job_id)
+        assert [e[1] for e in first] == ["status", "result"], first
+        assert request(stack.gateway_port, "POST", "/v1/jobs/%s/retry" % job_id).status == 202
+        wait_until(lambda: stack.job(job_id)["status"] == "failed"
+                   and stack.job(job_id)["attempts"] == 1
+                   and stack.mock_stats()["by_path"]["/flaky"] == 2, 20, "the retry to fail")
+        second, _ = read_events(stack.gateway_port, job_id)
+        assert [e[1] for e in second] == ["status", "result"], second
+        assert first[0][0] != second[0][0], (first, second)
+        assert json.loads(second[0][2]) == {"status": "failed", "attempts": 1}
+        resumed, _ = read_events(stack.gateway_port, job_id, headers={"Last-Event-ID": first[0][0]})
+        assert [e[0] for e in resumed] == [second[0][0], "r"], resumed
+        resumed, _ = read_events(stack.gateway_port, job_id, headers={"Last-Event-ID": second[0][0]})
+        assert [e[0] for e in resumed] == ["r"], resumed
 
 
 def test_events_of_unknown_or_foreign_job():

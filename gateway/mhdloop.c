@@ -1,0 +1,400 @@
+// mhdloop — libmicrohttpd on the process's one event loop.
+#include "mhdloop.h"
+#include "log.h"
+#include "mem.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+// Parked connections per millisecond of spacing between resume batches.
+#define RESUME_BATCH_PARKED_PER_MS 1000
+
+struct _mhdloop_t {
+    evloop_t *loop;             // borrowed event loop
+    struct MHD_Daemon *daemon;  // the HTTP server
+    int epoll_fd;               // its epoll fd, watched by the loop
+    evloop_timer_t *timer;      // its own next timeout
+    bool run_needed;            // run it in this loop turn
+    mhdloop_conn_t *resume_list; // connections waiting for the next resume batch
+    int64_t last_resume_ms;     // monotonic time of the last batch
+    mhdloop_conn_t *suspended;  // every suspended connection
+    size_t suspended_count;     // how many
+};
+
+// s_log passes libmicrohttpd's messages on as debug lines.
+static void
+s_log (void *cls, const char *fmt, va_list ap)
+{
+    // Connections reach libmicrohttpd through socketpairs (frontdoor.c),
+    // where TCP options do not apply: expected, and said for every answer.
+    if (strncmp (fmt, "Setting TCP_", 12) == 0 || strncmp (fmt, "Failed to push", 14) == 0)
+        return;
+    char line[512];
+    vsnprintf (line, sizeof line, fmt, ap);
+    size_t len = strlen (line);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+    log_debug (NULL, "http: %s", line);
+}
+
+static void
+s_timeout (evloop_t *loop, void *arg)
+{
+    mhdloop_t *self = arg;
+    self->timer = NULL;
+    mhdloop_run (self);
+}
+
+void
+mhdloop_run (mhdloop_t *self)
+{
+    self->run_needed = false;
+    MHD_run (self->daemon);
+    evloop_timer_cancel (self->loop, &self->timer);
+    MHD_UNSIGNED_LONG_LONG timeout;
+    if (MHD_get_timeout (self->daemon, &timeout) == MHD_YES)
+        self->timer = evloop_timer_start (self->loop, (int64_t) timeout, s_timeout, self);
+}
+
+static void
+s_ready (evloop_t *loop, int fd, int events, void *arg)
+{
+    mhdloop_run (arg);
+}
+
+mhdloop_t *
+mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCallback access,
+             MHD_RequestCompletedCallback completed, void *arg, char *error, size_t error_size)
+{
+    mhdloop_t *self = mem_calloc (1, sizeof *self);
+    self->loop = loop;
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
+                         | MHD_USE_NO_LISTEN_SOCKET;
+    self->daemon = MHD_start_daemon (
+        flags, 0, NULL, NULL, access, arg, MHD_OPTION_EXTERNAL_LOGGER, s_log, self,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_CONNECTION_LIMIT,
+        limits->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, limits->timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits->connection_memory,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_END);
+    if (!self->daemon) {
+        snprintf (error, error_size, "cannot start the HTTP server: %s", strerror (errno));
+        free (self);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    self->epoll_fd = info->epoll_fd;
+    if (evloop_fd_add (loop, self->epoll_fd, EVLOOP_READ, s_ready, self) < 0) {
+        snprintf (error, error_size, "cannot watch the HTTP server: %s", strerror (errno));
+        MHD_stop_daemon (self->daemon);
+        free (self);
+        return NULL;
+    }
+    mhdloop_run (self);
+    return self;
+}
+
+// s_unsuspended takes conn (suspended) off the suspended connections.
+static void
+s_unsuspended (mhdloop_t *self, mhdloop_conn_t *conn)
+{
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        self->suspended = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    conn->prev = conn->next = NULL;
+    conn->suspended = false;
+    self->suspended_count--;
+}
+
+// s_resume_now resumes conn at once (it is suspended).
+static void
+s_resume_now (mhdloop_t *self, mhdloop_conn_t *conn)
+{
+    conn->resume_queued = false;
+    s_unsuspended (self, conn);
+    MHD_resume_connection (conn->connection);
+    self->run_needed = true;
+}
+
+void
+mhdloop_destroy (mhdloop_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mhdloop_t *self = *self_p;
+    while (self->suspended)
+        s_resume_now (self, self->suspended);
+    self->resume_list = NULL;
+    MHD_run (self->daemon);
+    evloop_fd_remove (self->loop, self->epoll_fd);
+    evloop_timer_cancel (self->loop, &self->timer);
+    MHD_stop_daemon (self->daemon);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+mhdloop_add_connection (mhdloop_t *self, int fd)
+{
+    // Not an IP socket: an AF_UNIX address says so (the client's address
+    // stays with the front door).
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    if (MHD_add_connection (self->daemon, fd, (const struct sockaddr *) &address,
+                            sizeof address) != MHD_YES) {
+        log_warn (NULL, "http: the server refused a connection: %s", strerror (errno));
+        return -1;
+    }
+    self->run_needed = true;
+    return 0;
+}
+
+void
+mhdloop_kick (mhdloop_t *self)
+{
+    self->run_needed = true;
+}
+
+void
+mhdloop_suspend (mhdloop_t *self, mhdloop_conn_t *conn)
+{
+    if (conn->suspended)
+        return;
+    conn->suspended = true;
+    conn->prev = NULL;
+    conn->next = self->suspended;
+    if (self->suspended)
+        self->suspended->prev = conn;
+    self->suspended = conn;
+    self->suspended_count++;
+    MHD_suspend_connection (conn->connection);
+}
+
+void
+mhdloop_resume (mhdloop_t *self, mhdloop_conn_t *conn)
+{
+    if (!conn->suspended || conn->resume_queued)
+        return;
+    conn->resume_queued = true;
+    conn->resume_next = self->resume_list;
+    self->resume_list = conn;
+}
+
+// s_resume_batch resumes the queued connections when their time has come
+// (or at once with force), else makes the loop wake for it.
+static void
+s_resume_batch (mhdloop_t *self, bool force)
+{
+    if (!self->resume_list)
+        return;
+    int64_t now = evloop_now_ms (self->loop);
+    int64_t spacing = (int64_t) (self->suspended_count / RESUME_BATCH_PARKED_PER_MS);
+    if (!force && now - self->last_resume_ms < spacing) {
+        evloop_wake_in (self->loop, spacing - (now - self->last_resume_ms));
+        return;
+    }
+    mhdloop_conn_t *conn = self->resume_list;
+    self->resume_list = NULL;
+    while (conn) {
+        mhdloop_conn_t *next = conn->resume_next;
+        conn->resume_next = NULL;
+        if (conn->resume_queued && conn->suspended)
+            s_resume_now (self, conn);
+        conn = next;
+    }
+    self->last_resume_ms = now;
+}
+
+void
+mhdloop_resume_all (mhdloop_t *self)
+{
+    s_resume_batch (self, true);
+}
+
+void
+mhdloop_forget (mhdloop_t *self, mhdloop_conn_t *conn)
+{
+    if (conn->resume_queued) {
+        for (mhdloop_conn_t **at = &self->resume_list; *at; at = &(*at)->resume_next)
+            if (*at == conn) {
+                *at = conn->resume_next;
+                break;
+            }
+        conn->resume_queued = false;
+    }
+    if (conn->suspended)
+        s_unsuspended (self, conn);
+}
+
+void
+mhdloop_on_idle (mhdloop_t *self)
+{
+    s_resume_batch (self, false);
+    if (self->run_needed)
+        mhdloop_run (self);
+}
+
+size_t
+mhdloop_suspended (const mhdloop_t *self)
+{
+    return self->suspended_count;
+}
+
+// --- self-test ---
+
+// One request of the test server: "/now" is answered at once, "/park"
+// waits until the test says its answer is ready.
+typedef struct {
+    mhdloop_conn_t conn;        // its parking state
+    bool ready;                 // /park may be answered
+} s_test_request_t;
+
+// What the test server saw.
+typedef struct {
+    mhdloop_t *mhd;             // the server
+    s_test_request_t *parked[4]; // /park requests, in arrival order
+    size_t parked_count;        // how many
+    int completed;              // requests completed
+} s_test_server_t;
+
+static enum MHD_Result
+s_test_answer (struct MHD_Connection *connection, const char *text)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer (
+        strlen (text), (void *) text, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result rc = MHD_queue_response (connection, 200, response);
+    MHD_destroy_response (response);
+    return rc;
+}
+
+static enum MHD_Result
+s_test_access (void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+               const char *version, const char *upload_data, size_t *upload_data_size,
+               void **con_cls)
+{
+    s_test_server_t *server = cls;
+    s_test_request_t *request = *con_cls;
+    if (!request) {
+        request = mem_calloc (1, sizeof *request);
+        request->conn.connection = connection;
+        *con_cls = request;
+        return MHD_YES;
+    }
+    if (strcmp (url, "/now") == 0)
+        return s_test_answer (connection, "now");
+    if (request->ready)
+        return s_test_answer (connection, "parked");
+    if (!request->conn.suspended && server->parked_count < 4)
+        server->parked[server->parked_count++] = request;
+    mhdloop_suspend (server->mhd, &request->conn);
+    return MHD_YES;
+}
+
+static void
+s_test_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
+                  enum MHD_RequestTerminationCode code)
+{
+    s_test_server_t *server = cls;
+    s_test_request_t *request = *con_cls;
+    if (!request)
+        return;
+    mhdloop_forget (server->mhd, &request->conn);
+    free (request);
+    *con_cls = NULL;
+    server->completed++;
+}
+
+static void
+s_test_idle (evloop_t *loop, void *arg)
+{
+    mhdloop_on_idle (arg);
+}
+
+// s_test_client gives the server a connection and returns the client's end
+// (non-blocking), after sending request on it.
+static int
+s_test_client (mhdloop_t *mhd, const char *path)
+{
+    int pair[2];
+    assert (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0);
+    assert (mhdloop_add_connection (mhd, pair[1]) == 0);
+    char request[128];
+    int len = snprintf (request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    assert (write (pair[0], request, (size_t) len) == len);
+    return pair[0];
+}
+
+// s_test_body reads what the server sent on fd and returns true when it is
+// a 200 whose body is text ("" when nothing came).
+static bool
+s_test_body (int fd, const char *text)
+{
+    char answer[1024];
+    ssize_t n = read (fd, answer, sizeof answer - 1);
+    if (n <= 0)
+        return *text == '\0';
+    answer[n] = '\0';
+    const char *body = strstr (answer, "\r\n\r\n");
+    return strncmp (answer, "HTTP/1.1 200", 12) == 0 && body && strcmp (body + 4, text) == 0;
+}
+
+void
+mhdloop_test (bool verbose)
+{
+    if (verbose)
+        printf (" * mhdloop: ");
+    evloop_t *loop = evloop_new ();
+    s_test_server_t server = { 0 };
+    mhdloop_limits_t limits = { .max_connections = 16, .timeout_s = 60,
+                                .connection_memory = 16384 };
+    char error[256];
+    server.mhd = mhdloop_new (loop, &limits, s_test_access, s_test_completed, &server, error,
+                              sizeof error);
+    assert (server.mhd);
+    evloop_on_idle (loop, s_test_idle, server.mhd);
+
+    // An answer decided when the request arrives leaves at once.
+    int now = s_test_client (server.mhd, "/now");
+    evloop_run_for (loop, 20);
+    assert (s_test_body (now, "now") && server.completed == 1);
+
+    // Parked requests hold no thread and send nothing until resumed; a
+    // resume asked twice counts once.
+    int first = s_test_client (server.mhd, "/park");
+    int second = s_test_client (server.mhd, "/park");
+    evloop_run_for (loop, 20);
+    assert (server.parked_count == 2 && mhdloop_suspended (server.mhd) == 2);
+    assert (s_test_body (first, "") && s_test_body (second, ""));
+    s_test_request_t *request = server.parked[0];
+    request->ready = true;
+    mhdloop_resume (server.mhd, &request->conn);
+    mhdloop_resume (server.mhd, &request->conn);
+    evloop_run_for (loop, 20);
+    assert (mhdloop_suspended (server.mhd) == 1 && server.completed == 2);
+    bool first_answered = s_test_body (first, "parked");
+    assert (first_answered || s_test_body (second, "parked"));
+    int last = first_answered ? second : first;
+    assert (s_test_body (last, ""));
+
+    // Stopping resumes what is still parked: its answer goes out, and its
+    // request completes.
+    server.parked[1]->ready = true;
+    mhdloop_destroy (&server.mhd);
+    mhdloop_destroy (&server.mhd);
+    assert (server.completed == 3);
+    assert (s_test_body (last, "parked"));
+    close (now);
+    close (first);
+    close (second);
+    evloop_on_idle (loop, NULL, NULL);
+    evloop_destroy (&loop);
+    if (verbose)
+        printf ("OK\n");
+}
