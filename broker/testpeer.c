@@ -105,17 +105,10 @@ testpeer_take (testpeer_t *self)
     return NULL;
 }
 
-static void
-s_stop (evloop_t *loop, void *arg)
-{
-    evloop_stop (loop);
-}
-
 void
 testpeer_run (evloop_t *loop, int64_t ms)
 {
-    evloop_timer_start (loop, ms, s_stop, NULL);
-    evloop_run (loop);
+    evloop_run_for (loop, ms);
 }
 
 proto_msg_t *

@@ -734,34 +734,11 @@ worker_reconnects (const worker_t *self)
 
 // --- self-test ---
 
-// s_test_stop ends one step of the test loop.
-static void
-s_test_stop (evloop_t *loop, void *arg)
-{
-    bool *timed_out = arg;
-    if (timed_out)
-        *timed_out = true;
-    evloop_stop (loop);
-}
-
 // s_test_drain plays the SIGTERM handler.
 static void
 s_test_drain (evloop_t *loop, void *arg)
 {
     worker_drain (arg);
-}
-
-// s_test_run runs the loop for about ms; returns true when the loop was
-// stopped by the worker before that.
-static bool
-s_test_run (evloop_t *loop, int64_t ms)
-{
-    bool timed_out = false;
-    evloop_timer_t *timer = evloop_timer_start (loop, ms, s_test_stop, &timed_out);
-    evloop_run (loop);
-    if (!timed_out)
-        evloop_timer_cancel (loop, &timer);
-    return !timed_out;
 }
 
 // s_test_recv receives the worker's next message, one body at a time: a
@@ -912,7 +889,7 @@ worker_test (bool verbose)
     worker_set_timing (worker, 100, 60000, 2000);
 
     // READY announces the full credit.
-    s_test_run (loop, 20);
+    evloop_run_for (loop, 20);
     zframe_t *envelope = NULL;
     proto_msg_t *msg = s_test_expect (router, PROTO_READY, &envelope);
     int64_t value = 0;
@@ -925,7 +902,7 @@ worker_test (bool verbose)
     s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 1, id);
     s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":[]}", 1, id);
     s_test_dispatch (router, envelope, "gopher", "{\"request\":{}}", 3, id);
-    s_test_run (loop, 20);
+    evloop_run_for (loop, 20);
     s_test_result (router, &envelope, NULL, 1, "failed", "invalid_request");
     s_test_result (router, &envelope, NULL, 1, "failed", "invalid_request");
     s_test_result (router, &envelope, id, 3, "failed", "invalid_request");
@@ -942,7 +919,7 @@ worker_test (bool verbose)
     s_test_send_raw (router, envelope, "JGP1", "DISPATCH",
                      "\x82\xa2id\xd9\x24" "00000000-0000-4000-8000-000000000000"
                      "\xa7" "attempt\x01", 1 + 3 + 2 + 36 + 8 + 1);
-    s_test_run (loop, 150);
+    evloop_run_for (loop, 150);
     s_test_result (router, &envelope, "00000000-0000-4000-8000-000000000000", 1, "failed",
                    "invalid_request");
     msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
@@ -956,7 +933,7 @@ worker_test (bool verbose)
     for (int i = 0; i < 3; i++)
         s_test_dispatch (router, envelope, "http",
                          "{\"request\":{\"url\":\"http://127.0.0.1:9/\"}}", 1, ids[i]);
-    s_test_run (loop, 200);
+    evloop_run_for (loop, 200);
     assert (worker_running (worker) == 0);
     s_test_result (router, &envelope, ids[2], 1, "retry", "worker_overloaded");
     s_test_result (router, &envelope, NULL, 1, "failed", "blocked_by_policy");
@@ -982,7 +959,7 @@ worker_test (bool verbose)
     // RECONNECT is answered with READY and the free credit.
     pack_writer_t *empty = pack_writer_new ();
     assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
-    s_test_run (loop, 20);
+    evloop_run_for (loop, 20);
     msg = s_test_expect (router, PROTO_READY, &envelope);
     assert (pack_get_int (msg->body, "credit", &value) == 0 && value == 2);
     proto_msg_destroy (&msg);
@@ -991,7 +968,7 @@ worker_test (bool verbose)
     // READY again.
     zframe_t *old_envelope = zframe_dup (envelope);
     worker_set_timing (worker, 100, 300, 2000);
-    s_test_run (loop, 450);
+    evloop_run_for (loop, 450);
     assert (worker_reconnects (worker) == 1);
     msg = s_test_expect (router, PROTO_READY, &envelope);
     assert (!zframe_eq (envelope, old_envelope));
@@ -1001,18 +978,18 @@ worker_test (bool verbose)
     // The broker's heartbeats keep it connected.
     for (int i = 0; i < 6; i++) {
         assert (proto_send (router, envelope, PROTO_HEARTBEAT, empty) == 0);
-        s_test_run (loop, 100);
+        evloop_run_for (loop, 100);
     }
     assert (worker_reconnects (worker) == 1);
 
     // Drain with nothing running: DISCONNECT, and the loop stops at once.
     evloop_timer_start (loop, 0, s_test_drain, worker);
-    assert (s_test_run (loop, 1000));
+    assert (evloop_run_for (loop, 1000));
     msg = s_test_expect (router, PROTO_DISCONNECT, &envelope);
     proto_msg_destroy (&msg);
     // A DISPATCH that crosses the DISCONNECT is handed back.
     s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":\"http://a/\"}}", 2, id);
-    s_test_run (loop, 50);
+    evloop_run_for (loop, 50);
     s_test_result (router, &envelope, id, 2, "handback", "worker_draining");
 
     pack_writer_destroy (&empty);
