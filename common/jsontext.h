@@ -10,7 +10,7 @@
 // * a text is parsed only when it nests at most JSONTEXT_MAX_DEPTH
 //   containers and holds at most JSONTEXT_MAX_VALUES values, measured by a
 //   scan that reads each byte once and allocates nothing, so no text costs
-//   more than a few milliseconds to parse;
+//   more than about ten milliseconds to parse;
 // * jansson then parses it with JSON_DECODE_ANY | JSON_ALLOW_NUL, so what
 //   one process wrote, every other can read;
 // * what the worker stores is a text that passed this policy, so readers
@@ -25,7 +25,13 @@
 // Containers nested at most (the outermost counts as one).
 #define JSONTEXT_MAX_DEPTH 64
 // Values at most: scalars, arrays and objects, each member's value counted.
-#define JSONTEXT_MAX_VALUES 100000
+// jansson builds an empty object in ~0.4 µs here, so this bounds a parse at
+// about 10 ms. It leaves room for what wraps the worst text that reaches a
+// reader: an upstream body (at most 20,000 values, worker/response.h) with
+// its headers (at most 256), a job's metadata (4 KiB) and the job object or
+// webhook delivery around them; a job spec (the gateway holds a client's to
+// the same policy).
+#define JSONTEXT_MAX_VALUES 25000
 
 // What a scan found: the deepest nesting and the values counted, both
 // stopped at the first limit exceeded; offset is where that happened.

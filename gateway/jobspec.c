@@ -5,6 +5,7 @@
 // Nothing here recurses deeper than JOBSPEC_MAX_DEPTH levels, and all JSON
 // text that reaches the output is valid UTF-8, whatever came in.
 #include "jobspec.h"
+#include "jsontext.h"
 #include "httpfield.h"
 #include "mem.h"
 #include "url.h"
@@ -614,18 +615,14 @@ jobspec_from_json (json_t *spec, const config_t *config, json_t **errors)
     return job;
 }
 
-// s_too_deep_text finds the first [ or { (outside strings) that opens level
-// JOBSPEC_MAX_DEPTH + 1 of raw JSON text, so a hostile body is refused before
-// anything is built. Returns true with its line and column (counted as
-// jansson does: characters, from 1) when there is one.
-static bool
-s_too_deep_text (const char *body, size_t len, int *line, int *column)
+// s_position counts the line and column (as jansson does: characters, from
+// 1) of byte offset in body.
+static void
+s_position (const char *body, size_t offset, int *line, int *column)
 {
-    int depth = 0;
-    bool in_string = false, escaped = false;
     *line = 1;
     *column = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i <= offset; i++) {
         unsigned char c = (unsigned char) body[i];
         if (c == '\n') {
             (*line)++;
@@ -633,24 +630,7 @@ s_too_deep_text (const char *body, size_t len, int *line, int *column)
         }
         else if ((c & 0xc0) != 0x80)
             (*column)++;
-        if (in_string) {
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                in_string = false;
-        }
-        else if (c == '"')
-            in_string = true;
-        else if (c == '[' || c == '{') {
-            if (++depth > JOBSPEC_MAX_DEPTH)
-                return true;
-        }
-        else if (c == ']' || c == '}')
-            depth--;    // may go negative on bad input: jansson reports that
     }
-    return false;
 }
 
 // jobspec_load refuses what jansson would take but the gateway must not:
@@ -668,9 +648,17 @@ jobspec_load (const char *body, size_t len, json_t **errors)
         *errors = s_errors_one ("", "the body is empty; a JSON object was expected");
         return NULL;
     }
-    if (s_too_deep_text (body, len, &line, &column)) {
-        snprintf (message, sizeof message, "invalid JSON at line %d, column %d: "
-                  "nested deeper than %d levels", line, column, JOBSPEC_MAX_DEPTH);
+    // The one JSON policy (common/jsontext.h), measured before anything is
+    // built: what the gateway accepts, the broker stores and the worker reads.
+    jsontext_shape_t shape = jsontext_scan (body, len, JOBSPEC_MAX_DEPTH, JSONTEXT_MAX_VALUES);
+    if (!shape.within) {
+        s_position (body, shape.offset, &line, &column);
+        if (shape.values > JSONTEXT_MAX_VALUES)
+            snprintf (message, sizeof message, "invalid JSON at line %d, column %d: more than "
+                      "%d values", line, column, JSONTEXT_MAX_VALUES);
+        else
+            snprintf (message, sizeof message, "invalid JSON at line %d, column %d: "
+                      "nested deeper than %d levels", line, column, JOBSPEC_MAX_DEPTH);
         *errors = s_errors_one ("", message);
         return NULL;
     }
@@ -988,6 +976,23 @@ jobspec_test (bool verbose)
     text = s_nested (100000, true);
     job = jobspec_parse (text, strlen (text), &config, &errors);
     assert (!job && json_array_size (errors) == 1);
+    json_decref (errors);
+    errors = NULL;
+    // Values: the JSON policy's count, before anything is built (a body
+    // over it would cost the gateway's loop, and no worker would read it).
+    free (text);
+    size_t values = JSONTEXT_MAX_VALUES + 1;
+    text = mem_alloc (64 + 2 * values);
+    size_t at = (size_t) sprintf (text, "{\"kind\":\"http\",\"request\":{\"url\":\"http://a/\",\"body\":[");
+    for (size_t i = 0; i < values; i++) {
+        text[at++] = '0';
+        text[at++] = ',';
+    }
+    memcpy (text + at - 1, "]}}", 4);
+    job = jobspec_parse (text, strlen (text), &config, &errors);
+    assert (!job && json_array_size (errors) == 1);
+    assert (strstr (json_string_value (json_object_get (json_array_get (errors, 0), "message")),
+                    "more than 25000 values"));
     json_decref (errors);
     errors = NULL;
     // Brackets inside strings do not count.
