@@ -100,6 +100,19 @@ jsontext_load (const char *text, size_t len, json_error_t *error)
         }
         return NULL;
     }
+    // A raw NUL byte is never JSON (only "\u0000" is), but jansson 2.14
+    // takes one right after a top-level number for the end of the text
+    // ("2\0" loads as 2): a text spliced on that word would carry the NUL
+    // into a record that cannot hold it (fuzz_result found it).
+    const char *nul = memchr (text, '\0', len);
+    if (nul) {
+        if (error) {
+            memset (error, 0, sizeof *error);
+            error->position = (int) (nul - text);
+            snprintf (error->text, sizeof error->text, "a NUL byte is not JSON");
+        }
+        return NULL;
+    }
     return json_loadb (text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, error);
 }
 
@@ -217,6 +230,9 @@ jsontext_test (bool verbose)
     assert (json_is_string (value));
     json_decref (value);
     assert (jsontext_loads ("{nope", &error) == NULL);
+    // A raw NUL is not JSON, even where jansson would stop at it.
+    assert (jsontext_load ("2\0", 2, &error) == NULL && strstr (error.text, "NUL"));
+    assert (jsontext_load ("\"a\0\"", 4, &error) == NULL);
     assert (jsontext_loads (NULL, &error) == NULL);
     if (verbose)
         printf ("OK\n");
