@@ -57,7 +57,7 @@ struct _config_key_t {
 };
 
 static key_load_fn s_load_api_keys, s_load_allowed_hosts, s_load_networks, s_load_webhook_secret, s_load_quotas,
-    s_load_providers, s_load_headers, s_load_auth, s_load_search;
+    s_load_providers, s_load_headers, s_load_auth, s_load_search, s_load_models, s_load_fallback;
 
 static const char *const s_log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const s_log_formats[] = { "text", "json", NULL };
@@ -195,6 +195,11 @@ static const config_key_t s_provider_keys[] = {
       "{\"header\", \"prefix\", \"env\" or \"file\"}: where the secret lives and how it is sent" },
     { "providers.*", "search", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_search, false,
       "the search kind's request template (docs/providers.md)" },
+    { "providers.*", "models", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_models, false,
+      "[MODEL, …]: bare model names the OpenAI door routes to this provider (one provider per name)" },
+    { "providers.*", "fallback", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_fallback, false,
+      "[PROVIDER, …]: tried in order when this one is unavailable (breaker open, paused, or an "
+      "attempt failed retryably)" },
 };
 
 // The keys of each tenant's quota (quotas.TENANT.KEY).
@@ -948,6 +953,81 @@ config_quota (const config_t *self, const char *tenant)
 }
 
 
+// s_load_names reads an array of 1 to 64 distinct names, each 1 to 256
+// printable ASCII characters without spaces, into a NULL-terminated array.
+static int
+s_load_names (json_t *names, const char *where, char ***list, size_t *count, char *error,
+              size_t error_size)
+{
+    if (!json_is_array (names) || json_array_size (names) > 64) {
+        snprintf (error, error_size, "config: %s must be an array of at most 64 names", where);
+        return -1;
+    }
+    *list = mem_calloc (json_array_size (names) + 1, sizeof **list);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (names, index, entry) {
+        const char *text = json_string_value (entry);
+        size_t len = text ? strlen (text) : 0;
+        bool ok = len > 0 && len <= 256;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = text[i] > ' ' && text[i] < 0x7f;
+        for (size_t i = 0; ok && i < *count; i++)
+            ok = strcmp ((*list)[i], text) != 0;
+        if (!ok) {
+            snprintf (error, error_size, "config: %s[%zu] must be a distinct name of 1 to 256 "
+                      "printable characters without spaces", where, index);
+            return -1;
+        }
+        (*list)[(*count)++] = mem_strdup (text);
+    }
+    return 0;
+}
+
+static int
+s_load_models (void *target, json_t *value, const char *where, char *error, size_t error_size)
+{
+    config_provider_t *provider = target;
+    return s_load_names (value, where, &provider->models, &provider->models_count, error,
+                         error_size);
+}
+
+static int
+s_load_fallback (void *target, json_t *value, const char *where, char *error, size_t error_size)
+{
+    config_provider_t *provider = target;
+    return s_load_names (value, where, &provider->fallback, &provider->fallback_count, error,
+                         error_size);
+}
+
+// s_check_routes checks the rules between providers: a fallback names
+// another configured provider; a bare model name belongs to one provider.
+static int
+s_check_routes (const config_t *self, char *error, size_t error_size)
+{
+    for (size_t i = 0; i < self->providers_count; i++) {
+        const config_provider_t *provider = &self->providers[i];
+        for (size_t f = 0; f < provider->fallback_count; f++) {
+            const char *name = provider->fallback[f];
+            if (strcmp (name, provider->name) == 0 || !config_provider (self, name)) {
+                snprintf (error, error_size, "config: providers.%s.fallback[%zu]: \"%s\" is not "
+                          "another configured provider", provider->name, f, name);
+                return -1;
+            }
+        }
+        for (size_t m = 0; m < provider->models_count; m++)
+            for (size_t j = 0; j < i; j++)
+                for (size_t n = 0; n < self->providers[j].models_count; n++)
+                    if (strcmp (self->providers[j].models[n], provider->models[m]) == 0) {
+                        snprintf (error, error_size, "config: providers.%s.models: \"%s\" is "
+                                  "already routed to providers.%s", provider->name,
+                                  provider->models[m], self->providers[j].name);
+                        return -1;
+                    }
+    }
+    return 0;
+}
+
 // s_load_providers reads {"providers": {"NAME": {…}}}.
 static int
 s_load_providers (void *target, json_t *providers, const char *where, char *error,
@@ -1002,7 +1082,7 @@ s_load_providers (void *target, json_t *providers, const char *where, char *erro
             && s_load_search (provider, NULL, section, error, error_size) < 0)
             return -1;
     }
-    return 0;
+    return s_check_routes (self, error, error_size);
 }
 
 // s_derive fills the defaults that depend on other keys and checks the
@@ -1173,6 +1253,12 @@ config_destroy (config_t **self_p)
     for (size_t i = 0; i < self->providers_count; i++) {
         free (self->providers[i].name);
         free (self->providers[i].base_url);
+        for (size_t m = 0; m < self->providers[i].models_count; m++)
+            free (self->providers[i].models[m]);
+        free (self->providers[i].models);
+        for (size_t f = 0; f < self->providers[i].fallback_count; f++)
+            free (self->providers[i].fallback[f]);
+        free (self->providers[i].fallback);
         json_decref (self->providers[i].headers);
         free (self->providers[i].auth_header);
         free (self->providers[i].auth_prefix);
@@ -1302,6 +1388,29 @@ config_provider (const config_t *self, const char *name)
     for (size_t i = 0; i < self->providers_count; i++)
         if (strcmp (self->providers[i].name, name) == 0)
             return &self->providers[i];
+    return NULL;
+}
+
+const config_provider_t *
+config_provider_for_model (const config_t *self, const char *model, const char **model_out)
+{
+    const char *slash = strchr (model, '/');
+    if (slash && slash[1]) {
+        for (size_t i = 0; i < self->providers_count; i++)
+            if (strlen (self->providers[i].name) == (size_t) (slash - model)
+                && memcmp (self->providers[i].name, model, (size_t) (slash - model)) == 0) {
+                *model_out = slash + 1;
+                return &self->providers[i];
+            }
+    }
+    // A bare name; one with a '/' that names no provider is bare too
+    // ("org/model" listed in some provider's models).
+    for (size_t i = 0; i < self->providers_count; i++)
+        for (size_t m = 0; m < self->providers[i].models_count; m++)
+            if (strcmp (self->providers[i].models[m], model) == 0) {
+                *model_out = model;
+                return &self->providers[i];
+            }
     return NULL;
 }
 
@@ -1661,6 +1770,42 @@ s_test_gateway_keys (const char *path)
     s_test_refused (path, bad, sizeof bad / sizeof bad[0]);
 }
 
+// s_test_routes covers providers.*.models and providers.*.fallback: the
+// OpenAI door's routing both ways, and the rules between providers.
+static void
+s_test_routes (const char *path)
+{
+    char error[256];
+    const char *text
+        = "{\"providers\":{\"openai\":{\"base_url\":\"http://127.0.0.1:1\","
+          "\"models\":[\"gpt-4o\",\"org/tuned\"],\"fallback\":[\"local\"]},"
+          "\"local\":{\"base_url\":\"http://127.0.0.1:2\",\"models\":[\"llama\"]}}}";
+    config_t *config = s_test_load (path, text, error, sizeof error);
+    assert (config);
+    const char *model = NULL;
+    assert (config_provider_for_model (config, "gpt-4o", &model) == config_provider (config, "openai"));
+    assert (strcmp (model, "gpt-4o") == 0);
+    assert (config_provider_for_model (config, "local/gpt-4o", &model) == config_provider (config, "local"));
+    assert (strcmp (model, "gpt-4o") == 0);
+    assert (config_provider_for_model (config, "org/tuned", &model) == config_provider (config, "openai"));
+    assert (strcmp (model, "org/tuned") == 0);
+    assert (config_provider_for_model (config, "nope", &model) == NULL);
+    assert (config_provider_for_model (config, "local/", &model) == NULL);
+    const config_provider_t *openai = config_provider (config, "openai");
+    assert (openai->fallback_count == 1 && strcmp (openai->fallback[0], "local") == 0);
+    config_destroy (&config);
+    const char *bad[] = {
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"fallback\":[\"q\"]}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"fallback\":[\"p\"]}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":\"m\"}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\",\"m\"]}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"a b\"]}}}",
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},"
+        "\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}",
+    };
+    s_test_refused (path, bad, sizeof bad / sizeof bad[0]);
+}
+
 void
 config_test (bool verbose)
 {
@@ -1712,6 +1857,7 @@ config_test (bool verbose)
     s_test_table (path);
     s_test_hardening (path);
     s_test_gateway_keys (path);
+    s_test_routes (path);
     unlink (path);
     if (verbose)
         printf ("OK\n");

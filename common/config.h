@@ -56,6 +56,10 @@ typedef struct {
     char *auth_file;            // file holding the secret, or NULL
     char *auth_secret;          // the secret; only config_load_secrets reads it (workers)
     json_t *search;             // search request template, normalized (see docs/providers.md)
+    char **models;              // bare model names routed to this provider (SPEC §3.1)
+    size_t models_count;
+    char **fallback;            // providers tried in order when this one is unavailable
+    size_t fallback_count;
 } config_provider_t;
 
 // One network of security.allow_networks, e.g. 127.0.0.2/32.
@@ -137,6 +141,14 @@ void config_destroy (config_t **self_p);
 
 // config_provider finds a provider by name, or NULL.
 const config_provider_t *config_provider (const config_t *self, const char *name);
+
+// config_provider_for_model routes an OpenAI model name (SPEC §3.1):
+// "PROVIDER/MODEL" names a configured provider and the model it is sent
+// (*model_out points into model, after the '/'); a bare name goes to the
+// provider whose models list holds it (*model_out = model). NULL: no
+// such provider or model.
+const config_provider_t *config_provider_for_model (const config_t *self, const char *model,
+                                                    const char **model_out);
 
 // config_quota finds the quota of a tenant ("*" as the fallback), or NULL.
 const config_quota_t *config_quota (const config_t *self, const char *tenant);
