@@ -43,6 +43,7 @@
 #define LOADGEN_MAX_CAPTURE (1024 * 1024)   // body bytes kept to look for "id"
 #define LOADGEN_MAX_WAIT_NS 100000000ULL    // the loop never sleeps longer than this
 #define LOADGEN_CONNECT_WAIT_NS 2000000000ULL  // time allowed to open the initial pool
+#define LOADGEN_POOLED_NS 1000000000ULL        // a connection this old before its first request is a pool's
 #define LOADGEN_EVENTS 512                  // epoll events handled per wake-up
 
 // Where a connection is in its life.
@@ -77,6 +78,8 @@ struct conn_t {
     conn_state_t state;            // connecting, idle or busy
     size_t idle_index;             // position in the idle stack while CONN_IDLE
     uint64_t served;               // responses completed on this connection
+    uint64_t opened_ns;            // when connect() was called
+    uint64_t dispatched_ns;        // when the current request was put on it
     job_t job;                     // the request in progress while CONN_BUSY
     size_t written;                // request bytes written so far
     conn_t *prev;                  // neighbour in the busy or connecting list
@@ -638,6 +641,7 @@ s_conn_open (loadgen_t *self)
         return -1;
     }
     conn->state = CONN_CONNECTING;
+    conn->opened_ns = s_now_ns ();
     s_list_append (&self->connecting, conn);
     self->open_size++;
     self->connections_opened++;
@@ -711,7 +715,11 @@ static void
 s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
 {
     job_t job = conn->job;
-    bool stale = !parse_error && conn->got == 0 && conn->served > 0 && !job.retried;
+    // A pool connection opened well before this request (the server may
+    // close one that sent nothing for a while, as nginx does) is as stale
+    // as a used one.
+    bool pooled = conn->served > 0 || conn->dispatched_ns - conn->opened_ns > LOADGEN_POOLED_NS;
+    bool stale = !parse_error && conn->got == 0 && pooled && !job.retried;
     s_conn_close (self, conn);
     if (stale) {
         job.retried = true;
@@ -1016,6 +1024,7 @@ s_dispatch (loadgen_t *self, job_t job)
     conn->state = CONN_BUSY;
     conn->job = job;
     conn->written = 0;
+    conn->dispatched_ns = s_now_ns ();
     conn->got = 0;
     conn->buf_size = 0;
     conn->capture_size = 0;

@@ -53,6 +53,7 @@ struct _door_conn_t {
     char *to_client;                // server bytes the client has not taken yet
     size_t to_client_len;           // bytes in to_client
     int64_t head_started_ms;        // when the current head's time began, 0 = none
+    bool silent;                    // nothing received yet on this connection
     int64_t body_started_ms;        // when the current body began, 0 = none
     uint64_t body_bytes;            // body bytes received so far
     int64_t paused_ms;              // when reading was paused for the server, 0 = not
@@ -470,6 +471,8 @@ s_consume (door_conn_t *conn, const char *data, size_t len)
         else {
             if (used > 0 && !conn->head_started_ms)
                 conn->head_started_ms = now;    // the first byte of a later head
+            if (used > 0)
+                conn->silent = false;
             if (event == HTTP1_HEAD_DONE) {
                 s_forward_head (conn, data + at, used);
                 conn->head_started_ms = 0;
@@ -622,6 +625,7 @@ s_admit (frontdoor_t *self, int client_fd)
     conn->handed_fd = pair[1];
     http1_init (&conn->reader, self->limits.max_head_bytes);
     conn->head_started_ms = evloop_now_ms (self->loop);
+    conn->silent = true;
     conn->next = self->conns;
     if (self->conns)
         self->conns->prev = conn;
@@ -679,7 +683,16 @@ s_tick (evloop_t *loop, void *arg)
             conn = next;
             continue;
         }
-        if (conn->head_started_ms && now - conn->head_started_ms >= timeout) {
+        if (conn->silent && now - conn->head_started_ms >= timeout) {
+            // A connection that never sent a byte (a client's pool opened
+            // ahead of need) is closed without an answer, as nginx does: a
+            // 408 there would read as the answer to the request the client
+            // sends next, where a bare close tells it to use another.
+            self->stats.timed_out++;
+            log_debug (NULL, "http: closed a connection that sent nothing in time");
+            s_close (conn);
+        }
+        else if (conn->head_started_ms && now - conn->head_started_ms >= timeout) {
             s_refuse (conn, 408, "the request head did not arrive in time "
                                  "(gateway.header_timeout_ms)");
             s_progress (conn);
@@ -925,6 +938,16 @@ frontdoor_test (bool verbose)
     close (d);
     evloop_run_for (loop, 20);
     assert (frontdoor_stats (door).open == 0);
+
+    // A connection that never sends a byte is closed at the deadline
+    // without an answer (a 408 would answer the request it sends next).
+    int e = s_test_client (frontdoor_port (door));
+    evloop_run_for (loop, 200);
+    assert (frontdoor_stats (door).open == 1);
+    evloop_run_for (loop, 250);
+    assert (s_test_read (e, buf, sizeof buf, &closed) == 0 && closed);
+    assert (frontdoor_stats (door).timed_out == 2 && frontdoor_stats (door).open == 0);
+    close (e);
     frontdoor_destroy (&door);
     frontdoor_destroy (&door);
     for (size_t i = 0; i < server.count; i++)
