@@ -261,9 +261,16 @@ s_dispatch (broker_t *self)
         job_pack (job, body);
         pack_put_int (body, "attempt", job->attempt_seq);
         pack_put_str (body, "lease", lease);
+        // A fallback's attempt: the worker calls that provider (§3.2).
+        const char *model, *via = jobs_via (self->jobs, entry, job, &model);
+        if (via)
+            pack_put_str (body, "via", via);
+        if (model)
+            pack_put_str (body, "model", model);
         if (proto_send (self->backend, worker->identity, PROTO_DISPATCH, body) == 0) {
             workers_sent (worker, now);
-            log_debug (job->id, "dispatched attempt=%d to worker %s", entry->attempt, worker->name);
+            log_debug (job->id, "dispatched attempt=%d to worker %s%s%s", entry->attempt,
+                       worker->name, via ? " via " : "", via ? via : "");
         }
         else {
             // The worker is gone (it reconnected under a new identity or
@@ -1041,10 +1048,11 @@ typedef struct {
     int64_t corr;               // the gateway's last correlation id
 } test_rig_t;
 
-// s_test_rig starts a broker with the config's JSON members extra (after a
-// comma, may be "") and a gateway peer.
+// s_test_rig_with starts a broker with the providers' JSON members
+// providers, the config's JSON members extra (after a comma, may be "")
+// and a gateway peer.
 static void
-s_test_rig (test_rig_t *rig, const char *name, const char *extra)
+s_test_rig_with (test_rig_t *rig, const char *name, const char *providers, const char *extra)
 {
     memset (rig, 0, sizeof *rig);
     snprintf (rig->dir, sizeof rig->dir, "/tmp/jobgate-broker-test-XXXXXX");
@@ -1055,9 +1063,8 @@ s_test_rig (test_rig_t *rig, const char *name, const char *extra)
     fprintf (file, "{\"broker\":{\"frontend\":\"inproc://%s-front\",\"backend\":\"inproc://%s-back\","
              "\"publisher\":\"inproc://%s-pub\",\"data_dir\":\"%s/data\",\"durability\":\"os\","
              "\"max_result_bytes\":4096,\"max_frame_bytes\":200000,\"result_ttl_s\":1},\"gateway\":{\"max_body_bytes\":65536},"
-             "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:9\",\"retry_base_ms\":1,"
-             "\"retry_max_ms\":1}}%s%s}",
-             name, name, name, rig->dir, *extra ? "," : "", extra);
+             "\"providers\":{%s}%s%s}",
+             name, name, name, rig->dir, providers, *extra ? "," : "", extra);
     fclose (file);
     char error[256];
     rig->config = config_load (rig->path, error, sizeof error);
@@ -1068,6 +1075,15 @@ s_test_rig (test_rig_t *rig, const char *name, const char *extra)
     rig->broker = broker_new (rig->config, rig->loop, error, sizeof error);
     assert (rig->broker);
     rig->gateway = testpeer_new (ZMQ_DEALER, rig->config->broker_frontend);
+}
+
+// s_test_rig starts a broker with one provider, p, and the config's JSON
+// members extra (after a comma, may be "").
+static void
+s_test_rig (test_rig_t *rig, const char *name, const char *extra)
+{
+    s_test_rig_with (rig, name, "\"p\":{\"base_url\":\"http://127.0.0.1:9\",\"retry_base_ms\":1,"
+                     "\"retry_max_ms\":1}", extra);
 }
 
 static void
@@ -1538,6 +1554,61 @@ s_test_fairness (void)
     s_test_rig_end (&rig);
 }
 
+// s_test_fallback_dispatched reads a worker's next DISPATCH, which must be
+// attempt of job id, calling via with model (each NULL: absent).
+static void
+s_test_fallback_dispatched (test_rig_t *rig, testpeer_t *worker, const char *id,
+                            int64_t attempt, const char *via, const char *model, char *lease)
+{
+    proto_msg_t *msg = testpeer_expect (worker, rig->loop, PROTO_DISPATCH);
+    assert (msg);
+    job_t *job = job_unpack (msg->body);
+    assert (job && strcmp (job->id, id) == 0 && job->attempt_seq == attempt);
+    snprintf (lease, LEASE_TOKEN_LEN + 1, "%s", job->lease);
+    char *sent_via = pack_get_strdup (msg->body, "via");
+    char *sent_model = pack_get_strdup (msg->body, "model");
+    assert (via ? sent_via && strcmp (sent_via, via) == 0 : !sent_via);
+    assert (model ? sent_model && strcmp (sent_model, model) == 0 : !sent_model);
+    free (sent_via);
+    free (sent_model);
+    job_destroy (&job);
+    proto_msg_destroy (&msg);
+}
+
+// s_test_fallbacks: a DISPATCH names the fallback an attempt calls and the
+// model it sends (docs/protocol.md §3.2.2); the job names who answered.
+static void
+s_test_fallbacks (void)
+{
+    test_rig_t rig;
+    s_test_rig_with (&rig, "broker-test-fallback",
+                     "\"p\":{\"base_url\":\"http://127.0.0.1:9\",\"circuit_failures\":1,"
+                     "\"circuit_open_ms\":60000,\"fallback\":[\"b\"]},"
+                     "\"b\":{\"base_url\":\"http://127.0.0.1:9\",\"models\":[\"b-model\"]}", "");
+    const char *spec = "{\"request\":{\"model\":\"p-model\",\"messages\":[]}}";
+    char id[JOB_ID_LEN + 1], second[JOB_ID_LEN + 1], lease[LEASE_TOKEN_LEN + 1];
+    s_test_submit (&rig, "t", "llm", "p", 5, spec, NULL, id);
+    assert (s_test_answer (&rig, NULL, NULL) == PROTO_SUBMIT_OK);
+    testpeer_t *worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 2, 2, "w");
+    // Its own provider first; it fails (the breaker opens): the next
+    // attempt calls b, with b's model, at once.
+    s_test_fallback_dispatched (&rig, worker, id, 1, NULL, NULL, lease);
+    s_test_report (worker, id, 1, lease, "retry", NULL, "{\"type\":\"connect_failed\"}");
+    s_test_fallback_dispatched (&rig, worker, id, 2, "b", "b-model", lease);
+    s_test_report (worker, id, 2, lease, "succeeded", "{\"status\":200}", NULL);
+    testpeer_quiet (worker, rig.loop, 50);
+    job_t *job = s_test_job (&rig, id, "t", NULL, NULL);
+    assert (job && job->status == JOB_SUCCEEDED && strcmp (job->answered_by, "b") == 0);
+    job_destroy (&job);
+    // While p's breaker is open, its jobs' first attempts call b.
+    s_test_submit (&rig, "t", "llm", "p", 5, spec, NULL, second);
+    assert (s_test_answer (&rig, NULL, NULL) == PROTO_SUBMIT_OK);
+    s_test_fallback_dispatched (&rig, worker, second, 1, "b", "b-model", lease);
+    testpeer_destroy (&worker);
+    s_test_rig_end (&rig);
+}
+
 // s_test_webhooks covers issue 17 #5 and #1/#4: a webhook delivery belongs
 // to its job's tenant, and its payload is the job as job_render makes it,
 // readable under the JSON policy.
@@ -1916,6 +1987,7 @@ broker_test (bool verbose)
     s_test_peers ();
     s_test_attempts ();
     s_test_fairness ();
+    s_test_fallbacks ();
     s_test_webhooks ();
     s_test_admission ();
     s_test_store_full ();

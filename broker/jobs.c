@@ -236,9 +236,20 @@ s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
     job_set_str (&job->error, report->error);
     s_put (self, job, false);
     s_publish (self, job);
-    const config_provider_t *provider = entry->provider >= 0
-                                            ? &self->config->providers[entry->provider]
-                                            : NULL;
+    int called = scheduler_call_provider (self->scheduler, entry);
+    const config_provider_t *provider = called >= 0 ? &self->config->providers[called] : NULL;
+    // The provider failed (not the worker): the next attempt goes to the
+    // next of its fallbacks, at once and first in the tenant's queue: the
+    // backoff and Retry-After protect the provider that failed, not that
+    // one.
+    if ((report->verdict == PROVIDER_FAILED || report->verdict == PROVIDER_OVERLOADED)
+        && scheduler_route_next (self->scheduler, entry)) {
+        scheduler_enqueue (self->scheduler, entry, true);
+        log_info (job->id, "attempt %d failed (%s) at %s; next attempt at %s", entry->attempt,
+                  report->error_type[0] ? report->error_type : "no detail", provider->name,
+                  self->config->providers[scheduler_call_provider (self->scheduler, entry)].name);
+        return;
+    }
     int64_t delay = s_backoff_ms (job->attempts, report->retry_after_ms,
                                   provider ? provider->retry_base_ms : BACKOFF_BASE_MS,
                                   provider ? provider->retry_max_ms : BACKOFF_CAP_MS);
@@ -293,6 +304,7 @@ jobs_accept (jobs_t *self, job_t *job)
     job_set_str (&job->result, NULL);
     job_set_str (&job->error, NULL);
     job_set_str (&job->lease, NULL);
+    job_set_str (&job->answered_by, NULL);
     if (job->created_at <= 0)
         job->created_at = clock_wall_ms ();
     s_put (self, job, true);
@@ -324,6 +336,7 @@ jobs_retry (jobs_t *self, job_t *job)
     job->started_at = job->finished_at = 0;
     job_set_str (&job->result, NULL);
     job_set_str (&job->error, NULL);
+    job_set_str (&job->answered_by, NULL);
     s_put (self, job, false);
     s_publish (self, job);
     scheduler_enqueue (self->scheduler, s_entry_new (self, job), false);
@@ -396,6 +409,31 @@ jobs_lose (jobs_t *self, entry_t *entry, const char *why)
     job_destroy (&job);
 }
 
+// s_answered_by names, on a job that a RESULT finishes, the provider whose
+// HTTP answer it was (its own or a fallback): none when the attempt got no
+// answer (a timeout, a connect error, a worker's refusal) or had no provider.
+static void
+s_answered_by (jobs_t *self, const entry_t *entry, job_t *job, const report_t *report)
+{
+    int called = scheduler_call_provider (self->scheduler, entry);
+    bool answered = report->outcome == REPORT_SUCCEEDED || report->upstream_status > 0;
+    job_set_str (&job->answered_by,
+                 called >= 0 && answered ? self->config->providers[called].name : NULL);
+}
+
+const char *
+jobs_via (jobs_t *self, const entry_t *entry, const job_t *job, const char **model)
+{
+    *model = NULL;
+    int called = scheduler_call_provider (self->scheduler, entry);
+    if (called < 0 || called == entry->provider)
+        return NULL;
+    const config_provider_t *via = &self->config->providers[called];
+    if (job->kind && strcmp (job->kind, "llm") == 0 && via->models_count > 0)
+        *model = via->models[0];
+    return via->name;
+}
+
 void
 jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
 {
@@ -413,13 +451,17 @@ jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
         jobs_give_back (self, entry, job);
         log_info (job->id, "handed back by a draining worker; requeued");
     }
-    else if (report.outcome == REPORT_SUCCEEDED)
+    else if (report.outcome == REPORT_SUCCEEDED) {
+        s_answered_by (self, entry, job, &report);
         jobs_finish (self, entry, job, JOB_SUCCEEDED, report.result, NULL);
+    }
     else if (report.outcome == REPORT_RETRY && job->attempts < job->max_attempts)
         s_retry_later (self, entry, job, &report);
-    else
+    else {
+        s_answered_by (self, entry, job, &report);
         jobs_finish (self, entry, job, JOB_FAILED, report.result,
                      report.error ? report.error : "{\"type\":\"failed\"}");
+    }
     report_free (&report);
     job_destroy (&job);
 }
@@ -580,7 +622,7 @@ jobs_consistent (jobs_t *self)
 typedef struct {
     char dir[64];               // the store's directory
     config_t config;            // the configuration
-    config_provider_t provider; // its one provider, "p"
+    config_provider_t providers[3]; // "p"; "q", whose fallback is "b"; "b"
     evloop_t *loop;             // for retry timers
     store_t *store;             // the records
     zsock_t *frontend;          // the outbox's (unused) ROUTER
@@ -613,11 +655,19 @@ s_test_rig (test_rig_t *rig)
     memset (rig, 0, sizeof *rig);
     snprintf (rig->dir, sizeof rig->dir, "/tmp/jobgate-jobs-test-XXXXXX");
     assert (mkdtemp (rig->dir));
-    rig->provider = (config_provider_t) { .name = "p", .base_url = "http://127.0.0.1:9",
-                                          .circuit_failures = 1, .circuit_open_ms = 60000,
-                                          .circuit_fail_fast = true, .retry_base_ms = 1,
-                                          .retry_max_ms = 1, .max_pause_ms = 1000 };
-    rig->config = (config_t) { .providers = &rig->provider, .providers_count = 1,
+    rig->providers[0] = (config_provider_t) { .name = "p", .base_url = "http://127.0.0.1:9",
+                                              .circuit_failures = 1, .circuit_open_ms = 60000,
+                                              .circuit_fail_fast = true, .retry_base_ms = 1,
+                                              .retry_max_ms = 1, .max_pause_ms = 1000 };
+    static char *q_fallback[1] = { "b" }, *b_models[1] = { "b-model" };
+    rig->providers[1] = (config_provider_t) { .name = "q", .base_url = "http://127.0.0.1:9",
+                                              .retry_base_ms = 60000, .retry_max_ms = 60000,
+                                              .max_pause_ms = 1000, .fallback = q_fallback,
+                                              .fallback_count = 1 };
+    rig->providers[2] = (config_provider_t) { .name = "b", .base_url = "http://127.0.0.1:9",
+                                              .max_pause_ms = 1000, .models = b_models,
+                                              .models_count = 1 };
+    rig->config = (config_t) { .providers = rig->providers, .providers_count = 3,
                                .result_ttl_ms = 60000, .max_result_bytes = 4096,
                                .store_map_mb = 16, .webhook_max_attempts = 2,
                                .webhook_timeout_ms = 1000 };
@@ -888,6 +938,61 @@ jobs_test (bool verbose)
     job = s_test_job (&rig, second);
     assert (strstr (job->error, "circuit_open"));
     job_destroy (&job);
+
+    // Fallbacks: q's attempt fails retryably (q's fault): the next one goes
+    // to q's fallback b at once (q's 60 s backoff is q's), first in the
+    // queue, with b's model; the job shows that b answered.
+    job = job_new ();
+    job_id_generate (job->id);
+    strcpy (id, job->id);
+    job_set_str (&job->tenant, "t");
+    job_set_str (&job->kind, "llm");
+    job_set_str (&job->provider, "q");
+    job_set_str (&job->spec, "{\"request\":{\"model\":\"q-model\",\"messages\":[]}}");
+    job->max_attempts = 3;
+    job->timeout_ms = 1000;
+    jobs_accept (rig.jobs, job);
+    job_destroy (&job);
+    s_test_expect (&rig, id, "queued/0");
+    entry = s_test_start (&rig, id, 1, 1);
+    const char *model = "unset";
+    job = s_test_job (&rig, id);
+    assert (!jobs_via (rig.jobs, entry, job, &model) && !model);
+    job_destroy (&job);
+    s_test_report (&rig, entry, "retry", NULL, "{\"type\":\"connect_failed\"}");
+    assert (entry->state == ENTRY_QUEUED && jobs_delayed (rig.jobs) == 0);
+    s_test_expect (&rig, id, "running/1 queued/1");
+    entry = s_test_start (&rig, id, 2, 2);
+    job = s_test_job (&rig, id);
+    assert (strcmp (jobs_via (rig.jobs, entry, job, &model), "b") == 0);
+    assert (strcmp (model, "b-model") == 0 && !job->answered_by);
+    job_destroy (&job);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_expect (&rig, id, "running/2 succeeded/2");
+    job = s_test_job (&rig, id);
+    assert (job->answered_by && strcmp (job->answered_by, "b") == 0);
+    // RETRY forgets who answered the last run.
+    jobs_retry (rig.jobs, job);
+    job_destroy (&job);
+    job = s_test_job (&rig, id);
+    assert (!job->answered_by);
+    job_destroy (&job);
+    // Its own provider answers: it is named; a worker's refusal is not the
+    // provider's failure: the retry waits for q's backoff, on q.
+    entry = s_test_start (&rig, id, 1, 3);
+    s_test_report (&rig, entry, "retry", NULL, "{\"type\":\"worker_overloaded\"}");
+    assert (entry->state == ENTRY_DELAYED && entry->route == 0);
+    s_test_expect (&rig, id, "queued/0 running/1 queued/1");
+    jobs_drop (rig.jobs, entry);
+    char answered[JOB_ID_LEN + 1];
+    s_test_accept (&rig, "q", NULL, 1, answered);
+    entry = s_test_start (&rig, answered, 1, 1);
+    s_test_report (&rig, entry, "failed", "{\"status\":404}",
+                   "{\"type\":\"upstream_status\",\"upstream_status\":404}");
+    job = s_test_job (&rig, answered);
+    assert (job->status == JOB_FAILED && strcmp (job->answered_by, "q") == 0);
+    job_destroy (&job);
+    s_test_expect (&rig, answered, "queued/0 running/1 failed/1");
 
     // Recovered at start: a running job is held by nobody; unclaimed, it is
     // lost like any attempt.

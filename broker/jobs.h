@@ -20,7 +20,9 @@
 //   jobs_lose       worker dead, lease over          running → queued, first, counted;
 //                                      failed (worker_lost) when its attempts are spent
 //   jobs_report     RESULT             running → succeeded | failed | (delayed → queued)
-//                                      | handback (jobs_give_back)
+//                                      | handback (jobs_give_back); a retryable failure of
+//                                      the provider moves the job on to its next
+//                                      fallback, queued at once (broker/scheduler.h)
 //   jobs_finish     any end            → succeeded | failed | canceled, and the
 //                                      webhook delivery of its callback, if any
 //   jobs_fail_fast  a provider's breaker fails fast  queued → failed (circuit_open)
@@ -92,6 +94,13 @@ void jobs_retry (jobs_t *self, job_t *job);
 // record for the DISPATCH (the caller destroys it), or NULL when the job
 // did not start: missing from the store (dropped) or expired (failed).
 job_t *jobs_start (jobs_t *self, entry_t *entry, remote_worker_t *worker, int64_t now_ms);
+
+// jobs_via returns the provider that the attempt of entry just started (job
+// is its record) calls when it is not the job's own — a fallback, DISPATCH's
+// `via` (docs/protocol.md §3.2) — else NULL; *model is then the model an llm
+// job sends there (the fallback's first configured model), or NULL to keep
+// the request's. Borrowed from the configuration.
+const char *jobs_via (jobs_t *self, const entry_t *entry, const job_t *job, const char **model);
 
 // jobs_give_back puts a running job whose attempt did not run (handed back
 // by a draining worker, or whose DISPATCH could not be sent) back first in

@@ -326,6 +326,30 @@ provider_finished (provider_t *self, const char *tenant, int64_t now_ms,
     }
 }
 
+provider_availability_t
+provider_availability (const provider_t *self, const char *tenant, int64_t now_ms,
+                       int64_t *until_ms)
+{
+    *until_ms = 0;
+    if (!s_shared (self))
+        return PROVIDER_AVAILABLE;
+    tenant_pause_t *pause = zhashx_lookup (self->pauses, tenant);
+    if (pause && now_ms < pause->paused_until_ms) {
+        *until_ms = pause->paused_until_ms;
+        return PROVIDER_PAUSED;
+    }
+    if (now_ms < self->blocked_until_ms) {
+        *until_ms = self->blocked_until_ms;
+        return self->circuit == CIRCUIT_OPEN ? PROVIDER_BROKEN : PROVIDER_PAUSED;
+    }
+    // A half-open breaker lets its one probe through; the others wait for
+    // its answer, which comes within the probe's timeout at most.
+    if (self->circuit == CIRCUIT_HALF_OPEN && self->ramp_limit > 0
+        && self->in_flight >= self->ramp_limit)
+        return PROVIDER_BROKEN;
+    return PROVIDER_AVAILABLE;
+}
+
 bool
 provider_fail_fast (provider_t *self, int64_t now_ms)
 {
@@ -470,6 +494,10 @@ s_test_tenants (int64_t now)
                 "upstream_status", 429);
     assert (provider_can_start (provider, "b", now + 11, &wake));
     assert (!provider_can_start (provider, "a", now + 11, &wake) && wake == now + 10 + 60000);
+    int64_t until;
+    assert (provider_availability (provider, "a", now + 11, &until) == PROVIDER_PAUSED
+            && until == now + 10 + 60000);
+    assert (provider_availability (provider, "b", now + 11, &until) == PROVIDER_AVAILABLE);
     state = provider_state_json (provider, now + 11, 0);
     assert (strcmp (json_string_value (json_object_get (state, "circuit")), "closed") == 0);
     assert (json_integer_value (json_object_get (state, "blocked_for_ms")) == 0);
@@ -521,6 +549,7 @@ s_test_tenants (int64_t now)
     provider_started (provider, "b", now);
     assert (!provider_can_start (provider, "c", now, &wake) && wake == 0);
     assert (!provider_fail_fast (provider, now));
+    assert (provider_availability (provider, "c", now, &until) == PROVIDER_AVAILABLE);
     s_test_end (provider, "b", now, PROVIDER_ANSWERED, 0, 30000, NULL, 200);
     assert (provider_can_start (provider, "c", now, &wake));
     provider_destroy (&provider);
@@ -555,6 +584,9 @@ provider_test (bool verbose)
     // Retry-After pauses everyone, then one probe, then slow start.
     s_test_end (provider, "", now + 1000, PROVIDER_OVERLOADED, 2000, 0, "upstream_status", 429);
     assert (!provider_can_start (provider, "", now + 1500, &wake) && wake == now + 3000);
+    int64_t paused_until;
+    assert (provider_availability (provider, "x", now + 1500, &paused_until) == PROVIDER_PAUSED
+            && paused_until == now + 3000);
     s_test_end (provider, "", now + 2000, PROVIDER_NEUTRAL, 0, 0, NULL, 0);
     assert (provider_in_flight (provider) == 0);
     assert (provider_can_start (provider, "", now + 3000, &wake));
@@ -569,6 +601,9 @@ provider_test (bool verbose)
     provider_started (provider, "", now + 3200);
     s_test_end (provider, "", now + 3200, PROVIDER_FAILED, 0, 0, "connect_failed", 0);
     assert (!provider_can_start (provider, "", now + 3300, &wake) && wake == now + 4200);
+    int64_t until;
+    assert (provider_availability (provider, "", now + 3300, &until) == PROVIDER_BROKEN
+            && until == now + 4200);
     json_t *state = provider_state_json (provider, now + 3300, 4);
     assert (strcmp (json_string_value (json_object_get (state, "circuit")), "open") == 0);
     assert (json_integer_value (json_object_get (state, "queued")) == 4);
@@ -576,11 +611,16 @@ provider_test (bool verbose)
     json_decref (state);
     assert (provider_can_start (provider, "", now + 4200, &wake)); // half-open probe
     provider_started (provider, "", now + 4200);
+    // While the probe runs, the breaker still keeps the others away.
+    assert (provider_availability (provider, "", now + 4250, &until) == PROVIDER_BROKEN
+            && until == 0);
     s_test_end (provider, "", now + 4300, PROVIDER_FAILED, 0, 30000, "upstream_timeout", 0);
     assert (!provider_can_start (provider, "", now + 4400, &wake) && wake == now + 5300);
     assert (provider_can_start (provider, "", now + 5300, &wake));
     provider_started (provider, "", now + 5300);
     s_test_end (provider, "", now + 5400, PROVIDER_ANSWERED, 0, 0, NULL, 200);
+    assert (provider_availability (provider, "", now + 5400, &until) == PROVIDER_AVAILABLE
+            && until == 0);
     state = provider_state_json (provider, now + 5400, 0);
     assert (strcmp (json_string_value (json_object_get (state, "circuit")), "closed") == 0);
     json_decref (state);

@@ -48,6 +48,15 @@ typedef struct {
     int upstream_status;        // HTTP status, 0 = none
 } provider_call_t;
 
+// Whether calls may go to a provider, for the choice of a fallback
+// (providers.NAME.fallback): its rate limit and concurrency cap are only
+// waited for, an unavailable provider is passed over.
+typedef enum {
+    PROVIDER_AVAILABLE,  // calls may go (once its rate and concurrency allow)
+    PROVIDER_PAUSED,     // waiting out a Retry-After, for everyone or for this tenant
+    PROVIDER_BROKEN      // its breaker is open, or half-open with the probe running
+} provider_availability_t;
+
 // provider_new creates the state of a configured provider (borrowed config),
 // or with direct, of direct calls (config may then be NULL: no limits).
 provider_t *provider_new (const config_provider_t *config, bool direct);
@@ -67,6 +76,12 @@ void provider_started (provider_t *self, const char *tenant, int64_t now_ms);
 // about the upstream.
 void provider_finished (provider_t *self, const char *tenant, int64_t now_ms,
                         const provider_call_t *call);
+
+// provider_availability says whether tenant's calls may go to the provider at
+// now_ms; *until_ms is when the pause or the open breaker ends (0 when
+// unknown: a half-open breaker waits for its probe). Nothing changes.
+provider_availability_t provider_availability (const provider_t *self, const char *tenant,
+                                               int64_t now_ms, int64_t *until_ms);
 
 // provider_fail_fast is true when the breaker is open and the provider is
 // configured to fail waiting jobs rather than hold them.

@@ -84,6 +84,13 @@ queue_pop (queue_t *self)
     return NULL;
 }
 
+entry_t *
+queue_peek (queue_t *self)
+{
+    int level = queue_top_priority (self);
+    return level >= 0 ? self->levels[level].head : NULL;
+}
+
 int
 queue_top_priority (queue_t *self)
 {
@@ -123,9 +130,11 @@ queue_test (bool verbose)
     assert (queue.count == 5);
     // Highest priority first, FIFO within a priority.
     entry_t *expected[] = { &entries[1], &entries[4], &entries[0], &entries[5], &entries[2] };
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
+        assert (queue_peek (&queue) == expected[i] && queue.count == (size_t) (5 - i));
         assert (queue_pop (&queue) == expected[i]);
-    assert (queue_pop (&queue) == NULL);
+    }
+    assert (queue_pop (&queue) == NULL && queue_peek (&queue) == NULL);
     assert (queue.count == 0);
     assert (queue_top_priority (&queue) == -1);
     queue_push (&queue, &entries[0]);

@@ -33,6 +33,8 @@ struct _entry_t {
     entry_state_t state;        // where the entry is
     int priority;               // 0..9
     int provider;               // index in the config's providers, or -1
+    int route;                  // which of its provider's routes (0: itself, 1…: its
+                                // fallbacks) the next attempt calls, or the running one does
     bool in_provider;           // counted in its provider's calls in flight
     int64_t dispatched_ms;      // monotonic time of the latest dispatch
     char *chunks;               // this attempt's CHUNKs: [u32 index][u32 len][data]…
@@ -79,6 +81,9 @@ void queue_push_front (queue_t *self, entry_t *entry);
 
 // queue_pop takes the oldest entry of the highest priority, or NULL.
 entry_t *queue_pop (queue_t *self);
+
+// queue_peek returns the entry queue_pop would take, left in place, or NULL.
+entry_t *queue_peek (queue_t *self);
 
 // queue_top_priority returns the highest priority waiting, or -1 if empty.
 int queue_top_priority (queue_t *self);

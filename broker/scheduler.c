@@ -8,9 +8,17 @@
 #include <stdio.h>
 #include <string.h>
 
+// Where the calls of one slot's entries may go: the slot itself, then its
+// provider's fallbacks in the configured order.
+typedef struct {
+    int *slots;                 // the slots of the route's providers; slots[0] is its own
+    size_t count;               // 1 + its fallbacks
+} route_t;
+
 struct _scheduler_t {
     const config_t *config;     // borrowed configuration
     provider_t **providers;     // live state per slot: the configured providers, then direct
+    route_t *routes;            // per slot: where its entries' calls may go
     size_t slots;               // providers_count + 1
     size_t queued;              // entries in all lanes
     tenant_t *ring_head;        // tenants with entries queued, next to serve first
@@ -29,6 +37,19 @@ scheduler_new (const config_t *config)
         self->providers[i] = i < config->providers_count
                                  ? provider_new (&config->providers[i], false)
                                  : provider_new (&config->direct, true);
+    self->routes = mem_calloc (self->slots, sizeof *self->routes);
+    for (size_t i = 0; i < self->slots; i++) {
+        // config_load checked that every fallback names another provider.
+        size_t fallbacks = i < config->providers_count ? config->providers[i].fallback_count : 0;
+        route_t *route = &self->routes[i];
+        route->slots = mem_calloc (1 + fallbacks, sizeof *route->slots);
+        route->slots[route->count++] = (int) i;
+        for (size_t f = 0; f < fallbacks; f++) {
+            int slot = scheduler_provider (self, config->providers[i].fallback[f]);
+            if (slot >= 0 && slot != (int) i)
+                route->slots[route->count++] = slot;
+        }
+    }
     return self;
 }
 
@@ -38,9 +59,12 @@ scheduler_destroy (scheduler_t **self_p)
     if (!self_p || !*self_p)
         return;
     scheduler_t *self = *self_p;
-    for (size_t i = 0; i < self->slots; i++)
+    for (size_t i = 0; i < self->slots; i++) {
         provider_destroy (&self->providers[i]);
+        free (self->routes[i].slots);
+    }
     free (self->providers);
+    free (self->routes);
     free (self);
     *self_p = NULL;
 }
@@ -64,6 +88,36 @@ size_t
 scheduler_slot (const scheduler_t *self, const entry_t *entry)
 {
     return entry->provider >= 0 ? (size_t) entry->provider : self->slots - 1;
+}
+
+// s_route returns the route of an entry's slot.
+static const route_t *
+s_route (const scheduler_t *self, const entry_t *entry)
+{
+    return &self->routes[scheduler_slot (self, entry)];
+}
+
+// s_call_slot returns the slot an entry's call goes to: the provider its
+// route names.
+static size_t
+s_call_slot (const scheduler_t *self, const entry_t *entry)
+{
+    const route_t *route = s_route (self, entry);
+    return (size_t) route->slots[(size_t) entry->route < route->count ? entry->route : 0];
+}
+
+int
+scheduler_call_provider (const scheduler_t *self, const entry_t *entry)
+{
+    size_t slot = s_call_slot (self, entry);
+    return slot + 1 < self->slots ? (int) slot : -1;
+}
+
+bool
+scheduler_route_next (scheduler_t *self, entry_t *entry)
+{
+    entry->route = (int) (((size_t) entry->route + 1) % s_route (self, entry)->count);
+    return entry->route != 0;
 }
 
 // The dispatch ring: tenants with entries queued, served in turn.
@@ -102,6 +156,25 @@ s_ring_remove (scheduler_t *self, tenant_t *tenant)
     self->ring_size--;
 }
 
+// s_pass_over moves a tenant that may not start a call now to the back of
+// the ring; what it took of its turn stays counted (when a limit holds
+// every tenant, a pass over all of them changes nothing).
+static void
+s_pass_over (scheduler_t *self, tenant_t *tenant)
+{
+    s_ring_remove (self, tenant);
+    s_ring_add (self, tenant);
+}
+
+// s_turn_over ends a tenant's turn: to the back of the ring, the others
+// come first; its next turn starts whole.
+static void
+s_turn_over (scheduler_t *self, tenant_t *tenant)
+{
+    s_pass_over (self, tenant);
+    tenant_lane (tenant)->turn_taken = 0;
+}
+
 void
 scheduler_enqueue (scheduler_t *self, entry_t *entry, bool front)
 {
@@ -124,8 +197,10 @@ s_unqueued (scheduler_t *self, tenant_t *tenant)
     tenant_lane_t *lane = tenant_lane (tenant);
     lane->queued--;
     self->queued--;
-    if (lane->queued == 0)
+    if (lane->queued == 0) {
         s_ring_remove (self, tenant);
+        lane->turn_taken = 0;
+    }
 }
 
 void
@@ -136,6 +211,49 @@ scheduler_remove (scheduler_t *self, entry_t *entry)
         s_unqueued (self, entry->tenant);
 }
 
+// s_patience_ms returns how long an entry can wait for a paused provider:
+// until its expire_after_ms deadline when it has one, else one attempt's
+// timeout.
+static int64_t
+s_patience_ms (const entry_t *entry)
+{
+    return entry->expire_at_ms > 0 ? entry->expire_at_ms - clock_wall_ms ()
+                                   : entry->attempt_timeout_ms;
+}
+
+// s_pick_route returns the route position an entry's call takes at now_ms,
+// or -1 when that provider's limits allow no call now (*wake_ms lowered to
+// when one lifts, if known). From the position its route is at, providers
+// that cannot take the call are passed over: an open breaker, a pause
+// longer than the entry can wait. When none can, it waits for its own.
+static int
+s_pick_route (scheduler_t *self, tenant_t *tenant, const entry_t *entry, int64_t now_ms,
+              int64_t *wake_ms)
+{
+    const route_t *route = s_route (self, entry);
+    size_t position = (size_t) entry->route < route->count ? (size_t) entry->route : 0;
+    size_t from = position;
+    for (size_t k = 0; route->count > 1 && k < route->count; k++) {
+        size_t candidate = (from + k) % route->count;
+        int64_t until;
+        provider_availability_t availability = provider_availability (
+            self->providers[route->slots[candidate]], tenant_name (tenant), now_ms, &until);
+        if (availability == PROVIDER_AVAILABLE
+            || (availability == PROVIDER_PAUSED && until - now_ms <= s_patience_ms (entry))) {
+            position = candidate;
+            break;
+        }
+    }
+    int64_t wake;
+    if (!provider_can_start (self->providers[route->slots[position]], tenant_name (tenant),
+                             now_ms, &wake)) {
+        if (wake && (!*wake_ms || wake < *wake_ms))
+            *wake_ms = wake;
+        return -1;
+    }
+    return (int) position;
+}
+
 entry_t *
 scheduler_next (scheduler_t *self, int64_t now_ms, int64_t *wake_ms)
 {
@@ -143,40 +261,57 @@ scheduler_next (scheduler_t *self, int64_t now_ms, int64_t *wake_ms)
     size_t visits = self->ring_size;
     for (size_t i = 0; i < visits && self->ring_head; i++) {
         tenant_t *tenant = self->ring_head;
-        // To the back of the ring: the others come first next time.
-        s_ring_remove (self, tenant);
-        s_ring_add (self, tenant);
-        if (tenant_at_max_running (tenant))
+        tenant_lane_t *lane = tenant_lane (tenant);
+        if (tenant_at_max_running (tenant)) {
+            s_pass_over (self, tenant);
             continue;
-        queue_t *queues = tenant_lane (tenant)->queues;
-        int best = -1, best_priority = -1;
+        }
+        queue_t *queues = lane->queues;
+        int best = -1, best_priority = -1, best_route = 0;
         for (size_t slot = 0; slot < self->slots; slot++) {
             int priority = queue_top_priority (&queues[slot]);
             if (priority <= best_priority)
                 continue;
-            int64_t wake;
-            if (!provider_can_start (self->providers[slot], tenant_name (tenant), now_ms, &wake)) {
-                if (wake && (!*wake_ms || wake < *wake_ms))
-                    *wake_ms = wake;
+            int route = s_pick_route (self, tenant, queue_peek (&queues[slot]), now_ms, wake_ms);
+            if (route < 0)
                 continue;
-            }
             best = (int) slot;
             best_priority = priority;
+            best_route = route;
         }
-        if (best >= 0) {
-            entry_t *entry = queue_pop (&queues[best]);
-            s_unqueued (self, tenant);
-            return entry;
+        if (best < 0) {
+            s_pass_over (self, tenant);
+            continue;
         }
+        entry_t *entry = queue_pop (&queues[best]);
+        entry->route = best_route;
+        // A tenant keeps its turn for as many calls as its weight.
+        if (++lane->turn_taken >= tenant_weight (tenant))
+            s_turn_over (self, tenant);
+        s_unqueued (self, tenant);
+        return entry;
     }
     return NULL;
+}
+
+// s_fallback_open is true when a slot's entries have somewhere else to go:
+// one of its fallbacks does not fail fast.
+static bool
+s_fallback_open (scheduler_t *self, size_t slot, int64_t now_ms)
+{
+    const route_t *route = &self->routes[slot];
+    for (size_t k = 1; k < route->count; k++)
+        if (!provider_fail_fast (self->providers[route->slots[k]], now_ms))
+            return true;
+    return false;
 }
 
 void
 scheduler_take_failing (scheduler_t *self, int64_t now_ms, entry_list_t *failing)
 {
     for (size_t slot = 0; slot < self->slots; slot++) {
-        if (!provider_fail_fast (self->providers[slot], now_ms))
+        if (!provider_fail_fast (self->providers[slot], now_ms)
+            || s_fallback_open (self, slot, now_ms))
             continue;
         tenant_t *next;
         for (tenant_t *tenant = self->ring_head; tenant; tenant = next) {
@@ -205,7 +340,7 @@ scheduler_call_started (scheduler_t *self, entry_t *entry, int64_t now_ms)
 {
     entry->in_provider = true;
     entry->dispatched_ms = now_ms;
-    provider_started (self->providers[scheduler_slot (self, entry)], tenant_name (entry->tenant), now_ms);
+    provider_started (self->providers[s_call_slot (self, entry)], tenant_name (entry->tenant), now_ms);
 }
 
 void
@@ -216,7 +351,7 @@ scheduler_call_ended (scheduler_t *self, entry_t *entry, int64_t now_ms, provide
     entry->in_provider = false;
     call.latency_ms = now_ms - entry->dispatched_ms;
     call.timeout_ms = entry->attempt_timeout_ms;
-    provider_finished (self->providers[scheduler_slot (self, entry)], tenant_name (entry->tenant), now_ms,
+    provider_finished (self->providers[s_call_slot (self, entry)], tenant_name (entry->tenant), now_ms,
                        &call);
 }
 
@@ -303,11 +438,183 @@ s_test_no_usage (const char *record_tenant, void *arg)
     return 0;
 }
 
+// s_test_order takes every entry that may start at now and checks their ids
+// in order ("a1 b1 …"); each call starts and ends at once, or with held,
+// after a scheduler_next that finds nothing may start (a limit that holds
+// every tenant).
+static void
+s_test_order (scheduler_t *scheduler, int64_t now, bool held, const char *expected)
+{
+    char order[256] = "";
+    for (entry_t *entry; (entry = scheduler_next (scheduler, now, &(int64_t) { 0 }));) {
+        scheduler_call_started (scheduler, entry, now);
+        tenant_call_started (entry->tenant);
+        assert (!held || !scheduler_next (scheduler, now, &(int64_t) { 0 }));
+        s_test_end (scheduler, entry, now, PROVIDER_ANSWERED);
+        snprintf (order + strlen (order), sizeof order - strlen (order), "%s%s",
+                  *order ? " " : "", entry->id);
+    }
+    if (strcmp (order, expected) != 0) {
+        fprintf (stderr, "scheduler: took \"%s\", expected \"%s\"\n", order, expected);
+        assert (false);
+    }
+}
+
+// s_test_weights: a tenant of weight w takes up to w calls per turn.
+static void
+s_test_weights (void)
+{
+    config_provider_t providers[1] = { { .name = "w", .base_url = "http://127.0.0.1:1" } };
+    config_quota_t quotas[2] = { { .tenant = "a", .weight = 3 }, { .tenant = "c", .weight = 2 } };
+    config_t config = { .providers = providers, .providers_count = 1, .quotas = quotas,
+                        .quotas_count = 2, .store_map_mb = 16 };
+    scheduler_t *scheduler = scheduler_new (&config);
+    tenants_t *tenants = tenants_new (&config, scheduler_slots (scheduler), s_test_no_usage, NULL);
+    int64_t now = clock_mono_ms ();
+    tenant_t *a = tenants_get (tenants, "a", now), *b = tenants_get (tenants, "b", now);
+    tenant_t *c = tenants_get (tenants, "c", now);
+    entry_t *entries[13] = {
+        s_test_entry (a, 0, 5, "a1"), s_test_entry (a, 0, 5, "a2"), s_test_entry (a, 0, 5, "a3"),
+        s_test_entry (a, 0, 5, "a4"), s_test_entry (a, 0, 5, "a5"), s_test_entry (a, 0, 5, "a6"),
+        s_test_entry (b, 0, 5, "b1"), s_test_entry (b, 0, 5, "b2"), s_test_entry (b, 0, 5, "b3"),
+        s_test_entry (c, 0, 5, "c1"), s_test_entry (c, 0, 5, "c2"), s_test_entry (c, 0, 5, "c3"),
+        s_test_entry (b, 0, 5, "b4"),
+    };
+    for (int i = 0; i < 12; i++)
+        scheduler_enqueue (scheduler, entries[i], false);
+    // Turns in ring order (a, b, c), each as long as the tenant's weight;
+    // a tenant with nothing left leaves the ring.
+    s_test_order (scheduler, now, false, "a1 a2 a3 b1 c1 c2 a4 a5 a6 b2 c3 b3");
+    assert (scheduler_queued (scheduler) == 0 && scheduler_consistent (scheduler));
+    // A turn cut short (nothing left of a after two calls) is not carried
+    // over: a tenant that comes back starts a whole turn.
+    scheduler_enqueue (scheduler, entries[0], false);
+    scheduler_enqueue (scheduler, entries[1], false);
+    s_test_order (scheduler, now, false, "a1 a2");
+    for (int i = 0; i < 4; i++)
+        scheduler_enqueue (scheduler, entries[i], false);
+    scheduler_enqueue (scheduler, entries[12], false);
+    s_test_order (scheduler, now, false, "a1 a2 a3 b4 a4");
+    assert (scheduler_consistent (scheduler));
+    // When a limit holds everyone between calls (here a concurrency cap of
+    // 1), the passes that find nothing to start do not cut turns short.
+    providers[0].max_concurrency = 1;
+    for (int i = 0; i < 4; i++)
+        scheduler_enqueue (scheduler, entries[i], false);
+    for (int i = 6; i < 8; i++)
+        scheduler_enqueue (scheduler, entries[i], false);
+    s_test_order (scheduler, now, true, "a1 a2 a3 b1 a4 b2");
+    for (int i = 0; i < 13; i++)
+        free (entries[i]);
+    scheduler_destroy (&scheduler);
+    tenants_destroy (&tenants);
+}
+
+// s_test_fallbacks: where an entry's calls go when its provider cannot take
+// them (providers.NAME.fallback).
+static void
+s_test_fallbacks (void)
+{
+    char *p_fallback[2] = { "f", "g" }, *q_fallback[1] = { "p" };
+    config_provider_t providers[4] = {
+        { .name = "p", .base_url = "http://127.0.0.1:1", .circuit_failures = 1,
+          .circuit_open_ms = 1000, .circuit_fail_fast = true, .max_pause_ms = 60000,
+          .fallback = p_fallback, .fallback_count = 2 },
+        { .name = "f", .base_url = "http://127.0.0.1:2", .max_concurrency = 1,
+          .circuit_failures = 1, .circuit_open_ms = 1000, .max_pause_ms = 60000 },
+        { .name = "g", .base_url = "http://127.0.0.1:3", .max_pause_ms = 60000 },
+        { .name = "q", .base_url = "http://127.0.0.1:4", .max_pause_ms = 60000,
+          .fallback = q_fallback, .fallback_count = 1 },
+    };
+    config_t config = { .providers = providers, .providers_count = 4, .store_map_mb = 16 };
+    scheduler_t *scheduler = scheduler_new (&config);
+    tenants_t *tenants = tenants_new (&config, scheduler_slots (scheduler), s_test_no_usage, NULL);
+    int64_t now = clock_mono_ms (), wake;
+    tenant_t *t = tenants_get (tenants, "t", now);
+    entry_t *entries[6];
+    for (int i = 0; i < 6; i++) {
+        char id[8];
+        snprintf (id, sizeof id, "e%d", i + 1);
+        entries[i] = s_test_entry (t, 0, 5, id);
+        entries[i]->attempt_timeout_ms = 1000;
+    }
+    entry_t *e1 = entries[0], *e2 = entries[1], *e3 = entries[2], *e4 = entries[3];
+    entry_t *e5 = entries[4], *e6 = entries[5];
+
+    // A healthy provider takes its own calls.
+    scheduler_enqueue (scheduler, e1, false);
+    assert (s_test_next (scheduler, now, NULL) == e1->id && e1->route == 0);
+    assert (scheduler_call_provider (scheduler, e1) == 0);
+    // It fails retryably (and its breaker opens): the next attempt goes to
+    // the next provider of the list, f.
+    s_test_end (scheduler, e1, now, PROVIDER_FAILED);
+    assert (scheduler_route_next (scheduler, e1) && e1->route == 1);
+    scheduler_enqueue (scheduler, e1, true);
+    assert (s_test_next (scheduler, now, NULL) == e1->id);
+    assert (scheduler_call_provider (scheduler, e1) == 1);
+    // p's breaker is open: a new entry passes over it to f, and waits for
+    // f's concurrency (1, taken by e1) rather than go on to g: limits are
+    // waited for, they are no reason to fall back. Nothing fails fast
+    // while a fallback can take p's calls.
+    scheduler_enqueue (scheduler, e2, false);
+    assert (strcmp (s_test_next (scheduler, now, &wake), "-") == 0 && wake == 0);
+    entry_list_t failing = { NULL, NULL, 0 };
+    scheduler_take_failing (scheduler, now, &failing);
+    assert (failing.count == 0 && scheduler_queued (scheduler) == 1);
+    s_test_end (scheduler, e1, now, PROVIDER_ANSWERED);
+    assert (s_test_next (scheduler, now, NULL) == e2->id && e2->route == 1);
+    // f pauses everyone for 5 s (Retry-After). e3 can wait 1 s: it passes
+    // over p (open) and f (paused too long) to g. e4 can wait 10 s: it
+    // waits for f. e5 may wait 10 s per attempt but expires in 2 s: to g.
+    scheduler_call_ended (scheduler, e2, now,
+                          (provider_call_t) { .outcome = PROVIDER_OVERLOADED, .retry_after_ms = 5000,
+                                              .error_type = "upstream_status",
+                                              .upstream_status = 429 });
+    tenant_call_ended (t);
+    e4->attempt_timeout_ms = 10000;
+    e5->attempt_timeout_ms = 10000;
+    e5->expire_at_ms = clock_wall_ms () + 2000;
+    scheduler_enqueue (scheduler, e3, false);
+    assert (s_test_next (scheduler, now, NULL) == e3->id && e3->route == 2);
+    assert (scheduler_call_provider (scheduler, e3) == 2);
+    scheduler_enqueue (scheduler, e4, false);
+    assert (strcmp (s_test_next (scheduler, now, &wake), "-") == 0 && wake == now + 5000);
+    scheduler_remove (scheduler, e4);
+    scheduler_enqueue (scheduler, e5, false);
+    assert (s_test_next (scheduler, now, NULL) == e5->id && e5->route == 2);
+    // After g, the last of the list, the route comes back to p.
+    s_test_end (scheduler, e3, now, PROVIDER_FAILED);
+    assert (!scheduler_route_next (scheduler, e3) && e3->route == 0);
+    // p's open time is over: its next call is the probe, and while it runs
+    // the others pass over p again (f is still paused: to g).
+    scheduler_enqueue (scheduler, e3, false);
+    scheduler_enqueue (scheduler, e4, false);
+    e4->attempt_timeout_ms = 1000;
+    assert (s_test_next (scheduler, now + 1000, NULL) == e3->id && e3->route == 0);
+    assert (s_test_next (scheduler, now + 1000, NULL) == e4->id && e4->route == 2);
+    // q's route is q, then p: p's own fallbacks are not followed.
+    e6->provider = 3;
+    assert (scheduler_route_next (scheduler, e6) && e6->route == 1);
+    assert (scheduler_call_provider (scheduler, e6) == 0);
+    assert (!scheduler_route_next (scheduler, e6) && e6->route == 0);
+    // Direct calls have no fallbacks.
+    e6->provider = -1;
+    assert (!scheduler_route_next (scheduler, e6) && scheduler_call_provider (scheduler, e6) == -1);
+    assert (scheduler_consistent (scheduler));
+
+    for (int i = 0; i < 6; i++)
+        free (entries[i]);
+    scheduler_destroy (&scheduler);
+    tenants_destroy (&tenants);
+}
+
 void
 scheduler_test (bool verbose)
 {
     if (verbose)
         printf (" * scheduler: ");
+    s_test_weights ();
+    s_test_fallbacks ();
     config_provider_t providers[1] = {
         { .name = "p", .base_url = "http://127.0.0.1:1", .max_concurrency = 2,
           .rate_limit = 10, .burst = 4, .circuit_failures = 1, .circuit_open_ms = 1000,

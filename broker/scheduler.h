@@ -5,9 +5,22 @@
 // tells of every call's end.
 //
 // Fair selection: tenants take turns in ring order, so one tenant's flood
-// (of any priority) never holds back another's work; a tenant at its
-// max_running is passed over; within the tenant, the highest priority among
-// the slots whose provider allows a call now (FIFO within a priority).
+// (of any priority) never holds back another's work by more than a round; a
+// turn is up to the tenant's weight in calls (quotas.TENANT.weight, weighted
+// round robin); a tenant at its max_running, or with nothing that may start,
+// is passed over (its turn ends); within the tenant, the highest priority
+// among the slots whose provider allows a call now (FIFO within a priority).
+//
+// Fallbacks (providers.NAME.fallback): an entry's route is its own provider,
+// then that provider's fallbacks in order (a fallback's own fallbacks are not
+// followed: the operator lists the chain where it starts). Each entry keeps
+// its position on the route; scheduler_route_next moves it on after an
+// attempt failed retryably. At dispatch, from that position on, a provider
+// whose breaker is open (or half-open with its probe running) or which is
+// paused longer than the entry can wait (until its expire_after_ms deadline,
+// else one attempt's timeout) is passed over; the call then counts against
+// the provider it goes to (rate, concurrency, breaker, pauses). A provider's
+// rate limit and concurrency cap are waited for, never a reason to fall back.
 //
 // Slots: one per configured provider, in the config's order, then one for
 // direct calls (user URLs, webhooks), with the direct section's limits.
@@ -59,9 +72,20 @@ void scheduler_remove (scheduler_t *self, entry_t *entry);
 entry_t *scheduler_next (scheduler_t *self, int64_t now_ms, int64_t *wake_ms);
 
 // scheduler_take_failing moves every entry waiting for a provider whose
-// breaker is open and configured to fail fast onto failing, for the caller
-// to fail (they keep their queued state but are in no queue).
+// breaker is open and configured to fail fast, and none of whose fallbacks
+// can take it instead, onto failing, for the caller to fail (they keep their
+// queued state but are in no queue).
 void scheduler_take_failing (scheduler_t *self, int64_t now_ms, entry_list_t *failing);
+
+// scheduler_call_provider returns the configured provider (its index) that
+// entry's call goes to: its own or the fallback its route is at; -1 for a
+// direct call.
+int scheduler_call_provider (const scheduler_t *self, const entry_t *entry);
+
+// scheduler_route_next moves entry's route on after an attempt that failed
+// retryably: the next provider of its list, after the last back to its own.
+// Returns true when the next attempt goes to a fallback.
+bool scheduler_route_next (scheduler_t *self, entry_t *entry);
 
 // scheduler_queued returns the entries waiting in all lanes.
 size_t scheduler_queued (const scheduler_t *self);

@@ -223,6 +223,12 @@ tenant_running (const tenant_t *self)
     return self->running;
 }
 
+int
+tenant_weight (const tenant_t *self)
+{
+    return self->quota && self->quota->weight > 1 ? self->quota->weight : 1;
+}
+
 bool
 tenant_at_max_running (const tenant_t *self)
 {
@@ -261,7 +267,7 @@ tenant_test (bool verbose)
     config_quota_t quotas[2] = {
         { .tenant = "a", .submit_rate = 2, .max_queued = 3, .max_stored_bytes = 1000,
           .max_running = 2 },
-        { .tenant = "*", .submit_rate = 0, .max_queued = 0 },
+        { .tenant = "*", .submit_rate = 0, .max_queued = 0, .weight = 3 },
     };
     config_t config = { .quotas = quotas, .quotas_count = 2, .store_map_mb = 16 };
     zhashx_t *usage = zhashx_new ();
@@ -324,6 +330,11 @@ tenant_test (bool verbose)
     tenant_t *other = tenants_get (tenants, "b", now);
     for (int i = 0; i < 10; i++)
         assert (s_test_refused (tenants, other, submit, NULL) == 0);
+
+    // Weights: a's quota leaves it unset (1), "*" gives b 3, internal work
+    // has no quota (1).
+    assert (tenant_weight (a) == 1 && tenant_weight (other) == 3);
+    assert (tenant_weight (internal) == 1);
 
     // max_running.
     assert (!tenant_at_max_running (a) && !tenant_at_max_running (other));

@@ -54,6 +54,7 @@ typedef struct {
     queue_t *queues;            // its waiting entries, one queue per provider slot
     size_t queued;              // entries in them
     bool in_ring;               // on the dispatch ring (it has entries queued)
+    int turn_taken;             // dispatches taken in its current turn (up to its weight)
     tenant_t *ring_prev;        // neighbours on the ring
     tenant_t *ring_next;
 } tenant_lane_t;
@@ -136,6 +137,10 @@ void tenant_call_ended (tenant_t *self);
 // tenant_active and tenant_running return those counts.
 size_t tenant_active (const tenant_t *self);
 size_t tenant_running (const tenant_t *self);
+
+// tenant_weight returns the tenant's share in the dispatch ring: how many
+// calls it may start per turn (quotas.TENANT.weight; 1 without a quota).
+int tenant_weight (const tenant_t *self);
 
 // tenant_at_max_running is true while the tenant runs as many calls as its
 // quota's max_running allows.

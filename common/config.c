@@ -213,6 +213,9 @@ static const config_key_t s_quota_keys[] = {
     { "quotas.*", "max_stored_bytes", KEY_SIZE, Q (max_stored_bytes), 0, 1e15, "0", NULL, 0, NULL,
       false, "bytes of its jobs in the store at most (429 above); 0 = a quarter of "
       "broker.store_map_mb" },
+    { "quotas.*", "weight", KEY_INT, Q (weight), 1, 1000, "1", NULL, 0, NULL, false,
+      "its share of each provider's dispatches: up to this many per turn of the tenants' "
+      "round robin" },
 };
 
 #undef C
@@ -1581,6 +1584,10 @@ s_test_table (const char *path)
           "config: unknown key providers.m.auth.evn (did you mean providers.m.auth.env?)" },
         { "{\"quotas\":{\"a\":{\"max_qeued\":3}}}",
           "config: unknown key quotas.a.max_qeued (did you mean quotas.a.max_queued?)" },
+        { "{\"quotas\":{\"a\":{\"weight\":0}}}",
+          "config: quotas.a.weight must be an integer from 1 to 1000" },
+        { "{\"quotas\":{\"a\":{\"weight\":1001}}}",
+          "config: quotas.a.weight must be an integer from 1 to 1000" },
         { "{\"gateway\":{\"api_keys\":[{\"key\":\"k\",\"tenant\":\"a\",\"tennant\":\"b\"}]}}",
           "config: unknown key gateway.api_keys[0].tennant (did you mean "
           "gateway.api_keys[0].tenant?)" },
@@ -1700,7 +1707,8 @@ s_test_hardening (const char *path)
     config_destroy (&config);
     config = s_test_load (path, "{\"broker\":{\"max_result_bytes\":65536,\"max_frame_bytes\":2000000,"
                           "\"store_map_mb\":16},\"direct\":{\"max_concurrency\":7,\"rate_limit\":50},"
-                          "\"quotas\":{\"a\":{\"max_stored_bytes\":1000,\"max_running\":3}},"
+                          "\"quotas\":{\"a\":{\"max_stored_bytes\":1000,\"max_running\":3},"
+                          "\"b\":{\"weight\":7}},"
                           "\"providers\":{\"p\":{\"base_url\":\"http://x\",\"breaker_min_timeout_ms\":0}}}",
                           error, sizeof error);
     assert (config && config->max_result_bytes == 65536 && config->max_frame_bytes == 2000000);
@@ -1709,6 +1717,7 @@ s_test_hardening (const char *path)
     assert (config_provider (config, "p")->breaker_min_timeout_ms == 0);
     const config_quota_t *quota = config_quota (config, "a");
     assert (quota && quota->max_stored_bytes == 1000 && quota->max_running == 3);
+    assert (quota->weight == 1 && config_quota (config, "b")->weight == 7);
     assert (config_max_stored_bytes (config, quota) == 1000);
     assert (config_max_stored_bytes (config, NULL) == 4 * 1024 * 1024);
     config_destroy (&config);
@@ -1800,8 +1809,10 @@ s_test_routes (const char *path)
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":\"m\"}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\",\"m\"]}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"a b\"]}}}",
-        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},"
-        "\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}",
+        // One element in two lines: parenthesised, as clang asks of a
+        // concatenation inside an array.
+        ("{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},"
+         "\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}"),
     };
     s_test_refused (path, bad, sizeof bad / sizeof bad[0]);
 }

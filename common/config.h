@@ -32,6 +32,7 @@ typedef struct {
     size_t max_queued;          // active jobs at most, 0 = unlimited
     uint64_t max_stored_bytes;  // bytes of its records in the store at most, 0 = the default
     size_t max_running;         // its calls running at once, 0 = unlimited
+    int weight;                 // dispatches per turn of the tenants' round robin, 1..1000
 } config_quota_t;
 
 typedef struct {

@@ -58,6 +58,9 @@ job_destroy (job_t **self_p)
     free (self->idempotency_key);
     free (self->metadata);
     free (self->lease);
+    free (self->answered_by);
+    free (self->via);
+    free (self->model);
     free (self);
     *self_p = NULL;
 }
@@ -90,6 +93,9 @@ job_dup (const job_t *self)
     copy->idempotency_key = s_copy_or_null (self->idempotency_key);
     copy->metadata = s_copy_or_null (self->metadata);
     copy->lease = s_copy_or_null (self->lease);
+    copy->answered_by = s_copy_or_null (self->answered_by);
+    copy->via = s_copy_or_null (self->via);
+    copy->model = s_copy_or_null (self->model);
     return copy;
 }
 
@@ -117,6 +123,8 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_int (writer, "attempt_seq", self->attempt_seq);
     if (self->lease)
         pack_put_str (writer, "lease", self->lease);
+    if (self->answered_by)
+        pack_put_str (writer, "answered_by", self->answered_by);
 }
 
 job_t *
@@ -158,6 +166,7 @@ job_unpack (pack_reader_t *reader)
     self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
     self->metadata = pack_get_strdup (reader, "metadata");
     self->lease = pack_get_strdup (reader, "lease");
+    self->answered_by = pack_get_strdup (reader, "answered_by");
     // Records written before attempt identities existed: the attempts
     // counter was the identity then.
     if (pack_get_int (reader, "attempt_seq", &self->attempt_seq) < 0 || self->attempt_seq < 0
@@ -217,6 +226,8 @@ job_render (const job_t *self)
     json_object_set_new (object, "created_at", s_time_json (self->created_at));
     json_object_set_new (object, "started_at", s_time_json (self->started_at));
     json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
+    if (self->answered_by && job_status_terminal (self->status))
+        json_object_set_new (object, "answered_by", json_string (self->answered_by));
     char *head = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
@@ -293,6 +304,7 @@ job_test (bool verbose)
     assert (copy->status == JOB_SUCCEEDED && copy->attempts == 2);
     assert (copy->provider == NULL && copy->error == NULL);
     assert (copy->attempt_seq == 7 && strcmp (copy->lease, "lease-token") == 0);
+    assert (copy->answered_by == NULL);
 
     json_t *object = job_to_json (copy);
     assert (strcmp (json_string_value (json_object_get (object, "status")), "succeeded") == 0);
@@ -318,8 +330,28 @@ job_test (bool verbose)
     job_set_str (&copy->result, "{\"status\":200}");
     job_set_str (&copy->error, NULL);
 
+    // The provider that answered is kept and shown once the job is finished.
+    job_set_str (&copy->answered_by, "backup");
+    pack_writer_t *again = pack_writer_new ();
+    job_pack (copy, again);
+    const void *again_data = pack_writer_data (again, &size);
+    pack_reader_t *again_reader = pack_reader_new (again_data, size);
+    job_t *answered = job_unpack (again_reader);
+    assert (answered && strcmp (answered->answered_by, "backup") == 0);
+    text = job_render (answered);
+    assert (strstr (text, "\"answered_by\":\"backup\""));
+    free (text);
+    answered->status = JOB_RUNNING;
+    text = job_render (answered);
+    assert (!strstr (text, "answered_by"));
+    free (text);
+    job_destroy (&answered);
+    pack_reader_destroy (&again_reader);
+    pack_writer_destroy (&again);
+
     job_t *dup = job_dup (copy);
     assert (dup && strcmp (dup->spec, copy->spec) == 0);
+    assert (strcmp (dup->answered_by, "backup") == 0);
     job_destroy (&dup);
     job_destroy (&copy);
     pack_reader_destroy (&reader);

@@ -44,6 +44,12 @@ typedef struct {
     char *metadata;             // the spec's metadata object, JSON text, or NULL
     char *lease;                // DISPATCH only: the attempt's lease token, which the
                                 // worker echoes; never stored, never sent to a gateway
+    char *answered_by;          // the provider whose answer finished the job (its own or
+                                // a fallback), or NULL
+    char *via;                  // DISPATCH only, read by the worker: the provider this
+                                // attempt calls when it is not `provider` (a fallback)
+    char *model;                // DISPATCH only, read by the worker: the model an llm
+                                // attempt sends to `via`, or NULL to keep the request's
 } job_t;
 
 // job_new returns a zeroed record (status queued, priority 5). This

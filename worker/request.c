@@ -484,7 +484,10 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
     }
     int rc = 0;
     const char *kind = job->kind;
-    const char *provider_name = job->provider && *job->provider ? job->provider : NULL;
+    // A fallback's attempt calls the provider the broker chose (DISPATCH `via`).
+    const char *provider_name = job->via && *job->via             ? job->via
+                                : job->provider && *job->provider ? job->provider
+                                                                  : NULL;
     const char *spec_provider = NULL;
     json_t *request = json_object_get (spec, "request");
     if (!kind || !*kind)
@@ -494,6 +497,10 @@ s_plan (request_t *self, const job_t *job, const config_t *config, textbuf_t *ur
         rc = -1;
     if (!provider_name)
         provider_name = spec_provider;
+    // A fallback's llm attempt sends the model the broker named (DISPATCH
+    // `model`, one of the operator's model names).
+    if (job->model && kind && strcmp (kind, "llm") == 0 && json_is_object (request))
+        json_object_set_new (request, "model", json_string (job->model));
     const config_provider_t *provider = provider_name ? config_provider (config, provider_name)
                                                       : NULL;
     if (rc < 0)
@@ -734,9 +741,12 @@ request_test (bool verbose)
     config_t *config = config_load (NULL, error, sizeof error);
     assert (config);
     // One provider with default headers, added by hand for the test.
-    config_provider_t *providers = mem_calloc (1, sizeof *providers);
+    config_provider_t *providers = mem_calloc (2, sizeof *providers);
     providers[0].name = mem_strdup ("mock");
     providers[0].base_url = mem_strdup ("http://127.0.0.1:9000/v1/");
+    // A second one, counted from the fallback test on.
+    providers[1].name = mem_strdup ("backup");
+    providers[1].base_url = mem_strdup ("http://127.0.0.1:9001/b/");
     providers[0].headers = json_pack ("{s:s, s:s}", "Authorization", "Bearer k",
                                       "X-Default", "d");
     config->providers = providers;
@@ -855,6 +865,36 @@ request_test (bool verbose)
     assert (request && request_is_stream (request));
     assert (strcmp (request_header (request, "accept"), "text/event-stream") == 0);
     request_destroy (&request);
+
+    // A fallback's attempt (DISPATCH `via` and `model`): the call goes to
+    // that provider, an llm request with the model named; without a model
+    // the request's is kept; other kinds only change provider.
+    config->providers_count = 2;
+    job_t *fallback = job_new ();
+    job_id_generate (fallback->id);
+    job_set_str (&fallback->kind, "llm");
+    job_set_str (&fallback->provider, "mock");
+    job_set_str (&fallback->spec, "{\"request\":{\"model\":\"m\",\"messages\":[]}}");
+    job_set_str (&fallback->via, "backup");
+    job_set_str (&fallback->model, "b-model");
+    request = request_new (fallback, config, error, sizeof error);
+    assert (request);
+    assert (strcmp (request_url (request), "http://127.0.0.1:9001/b/chat/completions") == 0);
+    assert (strstr (request_body (request, NULL), "\"model\":\"b-model\""));
+    assert (!request_header (request, "x-default"));
+    request_destroy (&request);
+    job_set_str (&fallback->model, NULL);
+    request = request_new (fallback, config, error, sizeof error);
+    assert (request && strstr (request_body (request, NULL), "\"model\":\"m\""));
+    request_destroy (&request);
+    job_set_str (&fallback->kind, "http");
+    job_set_str (&fallback->spec, "{\"request\":{\"path\":\"/x\"}}");
+    job_set_str (&fallback->model, "b-model");
+    request = request_new (fallback, config, error, sizeof error);
+    assert (request && strcmp (request_url (request), "http://127.0.0.1:9001/b/x") == 0);
+    assert (!request_body (request, NULL));
+    request_destroy (&request);
+    job_destroy (&fallback);
 
     // Search templates: GET with path, renamed params, defaults and extras
     // (the request's extras win over the template's params).

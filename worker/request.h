@@ -6,6 +6,9 @@
 // to a libcurl easy handle. Everything in the spec came from a client
 // through the broker, so every field is type-checked: a bad spec yields a
 // one-line reason (the attempt fails as invalid_request), never a crash.
+// An attempt on a fallback (the record's `via`, from DISPATCH) calls that
+// provider instead, and an llm one sends the record's `model` when set
+// (docs/protocol.md §3.2.2).
 #ifndef JOBGATE_REQUEST_H
 #define JOBGATE_REQUEST_H
 

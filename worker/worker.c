@@ -491,6 +491,9 @@ s_dispatch (worker_t *self, pack_reader_t *body)
         free (lease);
         return;
     }
+    // A fallback's attempt names the provider to call and the model to send.
+    job->via = pack_get_strdup (body, "via");
+    job->model = pack_get_strdup (body, "model");
     if (self->draining)
         s_refuse (self, id, (int) attempt, lease, "handback", "worker_draining",
                   "the worker is shutting down");

@@ -102,17 +102,28 @@ class Stack:
             else:
                 self.config[section] = values
         self.config_path = os.path.join(self.dir, "config.json")
-        with open(self.config_path, "w") as f:
-            json.dump(self.config, f, indent=2)
+        self.write_config()
         if start:
-            self.start_broker()
-            self.start_gateway()
-            for _ in range(workers):
-                self.start_worker()
-            if workers:
-                self.wait_ready()
+            self.start_all(workers)
 
     # --- processes ---
+
+    def write_config(self):
+        """Writes self.config to the file every process reads."""
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+
+    def start_all(self, workers=1):
+        """Writes the config as it is now (a test made with start=False may
+        edit it first, e.g. with the mock's port) and starts the broker, the
+        gateway and workers, ready when there are any."""
+        self.write_config()
+        self.start_broker()
+        self.start_gateway()
+        for _ in range(workers):
+            self.start_worker()
+        if workers:
+            self.wait_ready()
 
     def _spawn(self, name, argv):
         log = open(os.path.join(self.dir, name + ".log"), "ab")

@@ -210,13 +210,8 @@ def test_sse_backlog_over_the_buffer_is_sent_in_order_from_a_bounded_buffer():
               "providers": {"fast": {"base_url": "MOCK/fast"}}}
     stack = Stack(workers=0, config_extra=config, start=False)
     stack.config["providers"]["fast"]["base_url"] = stack.mock_url("/fast")
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f)
     with stack:
-        stack.start_broker()
-        stack.start_gateway()
-        stack.start_worker()
-        stack.wait_ready()
+        stack.start_all(workers=1)
         # 1,000 chunks in a second, 12 s of quiet, 50 more.
         # (The held-back count is read only after the second reader.)
         spec = {"kind": "llm", "provider": "fast", "timeout_ms": 120000,

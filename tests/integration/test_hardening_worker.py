@@ -38,13 +38,7 @@ def _stack(providers, config_extra=None, workers=1):
     once the mock runs) are added before anything else starts."""
     stack = Stack(workers=0, config_extra=config_extra, start=False)
     stack.config["providers"].update(providers("http://127.0.0.1:%d" % stack.mock_port))
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f, indent=2)
-    stack.start_broker()
-    stack.start_gateway()
-    for _ in range(workers):
-        stack.start_worker()
-    stack.wait_ready()
+    stack.start_all(workers)
     return stack
 
 

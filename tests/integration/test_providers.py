@@ -25,11 +25,7 @@ def _with_provider(stack, name, **settings):
 def _started(config_extra=None, workers=3, **provider):
     stack_obj = Stack(workers=0, config_extra=config_extra, start=False)
     _with_provider(stack_obj, "api", **provider)
-    stack_obj.start_broker()
-    stack_obj.start_gateway()
-    for _ in range(workers):
-        stack_obj.start_worker()
-    stack_obj.wait_ready()
+    stack_obj.start_all(workers)
     return stack_obj
 
 
