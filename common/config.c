@@ -1713,17 +1713,14 @@ s_test_table (const char *path)
     assert (m->price_prompt == 2.5 && m->price_completion == 10);
     assert (config_quota (config, "a")->tokens_per_day == 1000000);
     static const char *const bad_prices[] = {
-        "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"prices\":{\"prompt\":1}}}}",
-        "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"prices\":{\"prompt\":-1,"
-        "\"completion\":1}}}}",
-        "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"prices\":{\"prompt\":\"1\","
-        "\"completion\":1}}}}",
-        "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"prices\":{\"prompt\":1,"
-        "\"completion\":1,\"cached\":1}}}}",
-        "{\"providers\":{\"m\":{\"base_url\":\"http://x\",\"prices\":[1,2]}}}",
+        "{\"prompt\":1}", "{\"prompt\":-1,\"completion\":1}", "{\"prompt\":\"1\",\"completion\":1}",
+        "{\"prompt\":1,\"completion\":1,\"cached\":1}", "[1,2]",
     };
     for (size_t i = 0; i < sizeof bad_prices / sizeof bad_prices[0]; i++) {
-        config_t *refused_config = s_test_load (path, bad_prices[i], error, sizeof error);
+        char text[256];
+        snprintf (text, sizeof text, "{\"providers\":{\"m\":{\"base_url\":\"http://x\","
+                  "\"prices\":%s}}}", bad_prices[i]);
+        config_t *refused_config = s_test_load (path, text, error, sizeof error);
         assert (!refused_config && strstr (error, "providers.m.prices must be"));
     }
     config_destroy (&config);
@@ -1865,8 +1862,9 @@ s_test_routes (const char *path)
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":\"m\"}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\",\"m\"]}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"a b\"]}}}",
-        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},"
-        "\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}",
+        // (one literal: clang's -Wstring-concatenation takes a split one in
+        // an array for a missing comma)
+        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}",
     };
     s_test_refused (path, bad, sizeof bad / sizeof bad[0]);
 }
