@@ -2,6 +2,7 @@
 #include "broker.h"
 #include "jobs.h"
 #include "jsontext.h"
+#include "ledger.h"
 #include "log.h"
 #include "mem.h"
 #include "outbox.h"
@@ -15,6 +16,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +44,8 @@
 #define STORE_DEGRADE_MS 2000
 // How often idle tenants' state is dropped.
 #define TENANT_SWEEP_MS 10000
+// How often the hours of usage past broker.usage_retention_days are dropped.
+#define USAGE_PRUNE_MS 60000
 
 struct _broker_t {
     const config_t *config;     // borrowed configuration
@@ -55,6 +59,10 @@ struct _broker_t {
     tenants_t *tenants;         // each tenant's quota state, admission
     workers_t *workers;         // the workers, their credit, liveness and leases
     jobs_t *jobs;               // the active jobs and their transitions
+    ledger_t *ledger;           // the LLM tokens each tenant used (SPEC §3.3)
+    int64_t next_usage_prune_ms; // monotonic time of the next retention pass
+    int64_t metrics_base;       // this run's start (wall ms << 20): the usage metrics' numbers
+                                // begin there, so a gateway never takes a new run's for its own
     evloop_timer_t *tick;       // housekeeping, every TICK_MS
     int64_t last_commit_us;     // monotonic time of the last commit (µs)
     int64_t commit_not_before_ms; // no commit before this monotonic time: the spacing, or a retry
@@ -289,16 +297,20 @@ s_dispatch (broker_t *self)
 // s_admit passes work that a record of record_tenant creates through the
 // admission check, with what the broker knows of its store and queues.
 static bool
-s_admit (broker_t *self, const char *record_tenant, const char *provider, admit_path_t path,
-         refusal_t *refusal)
+s_admit (broker_t *self, const char *record_tenant, const char *kind, const char *provider,
+         admit_path_t path, refusal_t *refusal)
 {
-    int64_t now = evloop_now_ms (self->loop);
+    int64_t now = evloop_now_ms (self->loop), wall = clock_wall_ms ();
+    bool llm = kind && strcmp (kind, "llm") == 0;
     admission_t admission = {
         .path = path,
         .store_refuses = self->commit_failing || self->store_high,
         .broker_full = jobs_active (self->jobs) >= self->config->max_queued,
         .provider_full = jobs_provider_full (self->jobs, provider),
         .now_ms = now,
+        .llm = llm,
+        .tokens_today = llm ? ledger_tenant_today (self->ledger, record_tenant, wall) : 0,
+        .wall_ms = wall,
     };
     return tenants_admit (self->tenants, tenants_get (self->tenants, record_tenant, now),
                           &admission, refusal);
@@ -397,7 +409,7 @@ s_handle_retry (broker_t *self, proto_msg_t *msg, int64_t corr)
         return;
     }
     refusal_t refusal;
-    if (!s_admit (self, job->tenant, job->provider, ADMIT_RETRY, &refusal)) {
+    if (!s_admit (self, job->tenant, job->kind, job->provider, ADMIT_RETRY, &refusal)) {
         outbox_refuse (self->outbox, msg->envelope, corr, refusal.code, refusal.why,
                        refusal.retry_after_ms);
         job_destroy (&job);
@@ -573,7 +585,7 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         return;
     }
     refusal_t refusal;
-    if (!s_admit (self, job->tenant, job->provider, ADMIT_SUBMIT, &refusal)) {
+    if (!s_admit (self, job->tenant, job->kind, job->provider, ADMIT_SUBMIT, &refusal)) {
         outbox_refuse (self->outbox, msg->envelope, corr, refusal.code, refusal.why,
                        refusal.retry_after_ms);
         job_destroy (&job);
@@ -603,12 +615,60 @@ s_handle_providers (broker_t *self, proto_msg_t *msg, int64_t corr)
     free (text);
 }
 
+// s_handle_usage answers a tenant's LLM usage totals (SPEC §3.3), from
+// the hour of since (wall ms, optional) on, as JSON text.
+static void
+s_handle_usage (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    char *tenant = pack_get_strdup (msg->body, "tenant");
+    int64_t since = 0;
+    pack_get_int (msg->body, "since", &since);
+    if (!s_client_tenant (tenant) || since < 0) {
+        s_reply_error (self, msg->envelope, corr, 400, "bad usage request");
+        free (tenant);
+        return;
+    }
+    json_t *usage = ledger_usage_json (self->ledger, tenant, since, self->config);
+    char *text = jsontext_dump (usage);
+    json_decref (usage);
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "corr", corr);
+    pack_put_str (body, "json", text);
+    proto_send (self->frontend, msg->envelope, PROTO_USAGE_OK, body);
+    pack_writer_destroy (&body);
+    free (text);
+    free (tenant);
+}
+
+// s_put_usage_metrics adds the LLM usage metrics (Prometheus text) to a
+// PONG when they changed since the ones the gateway has (its metrics_seq):
+// the gateway serves them on its /metrics without asking.
+static void
+s_put_usage_metrics (broker_t *self, proto_msg_t *msg, pack_writer_t *body)
+{
+    int64_t seen = -1;
+    pack_get_int (msg->body, "metrics_seq", &seen);
+    int64_t seq = self->metrics_base + (int64_t) ledger_metrics_seq (self->ledger);
+    if (seen < 0 || seen == seq)
+        return;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    mem_abort_if (!out);
+    ledger_metrics (self->ledger, self->config, out);
+    mem_abort_if (fclose (out) != 0);
+    pack_put_int (body, "metrics_seq", seq);
+    pack_put_strn (body, "metrics", text, size);
+    free (text);
+}
+
 // s_handle_ping answers with the live workers and the jobs' counts (§3.1).
 static void
 s_handle_ping (broker_t *self, proto_msg_t *msg, int64_t corr)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_int (body, "corr", corr);
+    s_put_usage_metrics (self, msg, body);
     pack_put_int (body, "workers", (int64_t) workers_live (self->workers));
     pack_put_int (body, "queued",
                   (int64_t) (scheduler_queued (self->scheduler) + jobs_delayed (self->jobs)));
@@ -639,6 +699,8 @@ s_gateway_request (proto_msg_t *msg, void *arg)
         s_handle_list (self, msg, corr);
     else if (msg->cmd == PROTO_PROVIDERS)
         s_handle_providers (self, msg, corr);
+    else if (msg->cmd == PROTO_USAGE)
+        s_handle_usage (self, msg, corr);
     else if (msg->cmd == PROTO_PING)
         s_handle_ping (self, msg, corr);
     else
@@ -803,6 +865,16 @@ s_lease_over (entry_t *entry, const char *why, void *arg)
     jobs_lose (self->jobs, entry, why);
 }
 
+// s_usage_dropped deletes a usage row the retention dropped (with the
+// next commit).
+static void
+s_usage_dropped (const char *key, size_t key_len, void *arg)
+{
+    broker_t *self = arg;
+    (void) key_len;
+    store_put_tokens (self->store, key, NULL);
+}
+
 // s_housekeeping is one tick's work: liveness, leases, expiry, the store's
 // fill, idle tenants.
 static void
@@ -845,6 +917,14 @@ s_housekeeping (broker_t *self)
         self->next_tenant_sweep_ms = now + TENANT_SWEEP_MS;
         tenants_sweep (self->tenants, now);
     }
+    if (now >= self->next_usage_prune_ms) {
+        self->next_usage_prune_ms = now + USAGE_PRUNE_MS;
+        int64_t before = clock_wall_ms () - self->config->usage_retention_days * 86400000LL;
+        size_t dropped = ledger_prune (self->ledger, before, s_usage_dropped, self);
+        if (dropped > 0)
+            log_info (NULL, "dropped %zu hours of usage past broker.usage_retention_days",
+                      dropped);
+    }
 }
 
 static void
@@ -881,6 +961,15 @@ s_stored_bytes (const char *record_tenant, void *arg)
 {
     broker_t *self = arg;
     return store_tenant_bytes (self->store, record_tenant);
+}
+
+// s_load_usage takes back one usage row the store kept.
+static void
+s_load_usage (const char *key, size_t key_len, const uint64_t *counts, void *arg)
+{
+    broker_t *self = arg;
+    if (ledger_load (self->ledger, key, key_len, counts) < 0)
+        log_warn (NULL, "store: a tokens row that is not one skipped (%zu bytes)", key_len);
 }
 
 static void
@@ -949,15 +1038,20 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->workers = workers_new (store_lease_key (self->store));
     self->jobs = jobs_new (config, loop, self->store, self->outbox, self->tenants,
                            self->scheduler, self->workers);
+    self->ledger = ledger_new ();
+    self->metrics_base = clock_wall_ms () << 20;
+    jobs_set_ledger (self->jobs, self->ledger);
+    long usage_rows = store_scan_tokens (self->store, s_load_usage, self);
     long recovered = store_scan_active (self->store, s_recover, self);
-    if (recovered < 0) {
+    if (recovered < 0 || usage_rows < 0) {
         snprintf (error, error_size, "broker: cannot read the store in %s", config->data_dir);
         broker_destroy (&self);
         return NULL;
     }
-    log_info (NULL, "store %s: %zu records, recovered %ld active jobs (%zu queued, %zu running)",
-              config->data_dir, store_count (self->store), recovered,
-              scheduler_queued (self->scheduler), jobs_running (self->jobs));
+    log_info (NULL, "store %s: %zu records, recovered %ld active jobs (%zu queued, %zu running), "
+              "%zu hours of usage", config->data_dir, store_count (self->store), recovered,
+              scheduler_queued (self->scheduler), jobs_running (self->jobs),
+              ledger_rows (self->ledger));
     s_measure_store (self);
     evloop_sock_add (loop, self->frontend, s_frontend_ready, self);
     evloop_sock_add (loop, self->backend, s_backend_ready, self);
@@ -991,6 +1085,7 @@ broker_destroy (broker_t **self_p)
     evloop_on_idle (self->loop, NULL, NULL);
     // The entries first: they are on the tenants' lanes and workers' lists.
     jobs_destroy (&self->jobs);
+    ledger_destroy (&self->ledger);
     workers_destroy (&self->workers);
     tenants_destroy (&self->tenants);
     scheduler_destroy (&self->scheduler);

@@ -1,6 +1,8 @@
 // jobs — the active jobs and the transitions of their lifecycle.
 #include "jobs.h"
 #include "delivery.h"
+#include "jsontext.h"
+#include "ledger.h"
 #include "log.h"
 #include "mem.h"
 #include "report.h"
@@ -30,6 +32,7 @@ struct _jobs_t {
     size_t running;             // entries running (held by a worker, or by nobody)
     size_t delayed;             // entries waiting for their retry timer
     size_t *provider_active;    // active jobs per configured provider
+    ledger_t *ledger;           // the LLM usage totals (borrowed), or NULL
 };
 
 jobs_t *
@@ -121,6 +124,40 @@ s_publish (jobs_t *self, const job_t *job)
     outbox_event (self->outbox, job->id, job->status, job->attempts, job->attempt_seq);
 }
 
+// The tokens a call's prompt is taken to hold: one per this many bytes of
+// its spec (the messages and all around them: an estimate on the high side
+// for English text, which averages about four characters a token).
+#define TOKEN_ESTIMATE_BYTES 4
+
+// s_token_estimate returns what an llm call of job reserves of its
+// provider's token budget (broker/tokens.h): its spec's bytes / 4 plus the
+// completion tokens it may take, its request's max_completion_tokens or
+// max_tokens, else the provider's default_max_tokens; 0 for other kinds.
+// The spec is read only for a provider with tokens_per_minute (the budget
+// then is the operator's wish: its cost, a parse of the spec when the job is
+// queued, is paid for it); without, the default stands (the upstream's
+// word on what is left, x-ratelimit-remaining-tokens, holds calls too).
+static int64_t
+s_token_estimate (const job_t *job, const config_provider_t *provider)
+{
+    if (!provider || !job->kind || strcmp (job->kind, "llm") != 0)
+        return 0;
+    int64_t completion = (int64_t) provider->default_max_tokens;
+    if (provider->tokens_per_minute > 0) {
+        json_t *spec = jsontext_loads (job->spec, NULL);
+        json_t *request = json_object_get (spec, "request");
+        json_t *max = json_object_get (request, "max_completion_tokens");
+        if (!json_is_integer (max))
+            max = json_object_get (request, "max_tokens");
+        if (json_is_integer (max) && json_integer_value (max) > 0
+            && json_integer_value (max) <= 1000000000)
+            completion = json_integer_value (max);
+        json_decref (spec);
+    }
+    size_t spec_bytes = job->spec ? strlen (job->spec) : 0;
+    return (int64_t) (spec_bytes / TOKEN_ESTIMATE_BYTES) + (completion > 0 ? completion : 1);
+}
+
 // s_entry_new makes the entry of an active job (on no list yet), counted
 // against its tenant and its provider.
 static entry_t *
@@ -133,8 +170,11 @@ s_entry_new (jobs_t *self, const job_t *job)
     entry->tenant = tenants_get (self->tenants, job->tenant, evloop_now_ms (self->loop));
     tenant_job_added (entry->tenant);
     entry->provider = scheduler_provider (self->scheduler, job->provider);
-    if (entry->provider >= 0)
+    if (entry->provider >= 0) {
         self->provider_active[entry->provider]++;
+        entry->token_estimate = s_token_estimate (job,
+                                                  &self->config->providers[entry->provider]);
+    }
     entry->attempt = (int) job->attempt_seq;
     entry->attempt_timeout_ms = job->timeout_ms;
     entry->expire_at_ms = job->expire_after_ms > 0 ? job->created_at + job->expire_after_ms : 0;
@@ -303,6 +343,7 @@ jobs_accept (jobs_t *self, job_t *job)
     job->started_at = job->finished_at = 0;
     job_set_str (&job->result, NULL);
     job_set_str (&job->error, NULL);
+    job_set_str (&job->usage, NULL);
     job_set_str (&job->lease, NULL);
     job_set_str (&job->answered_by, NULL);
     if (job->created_at <= 0)
@@ -337,6 +378,7 @@ jobs_retry (jobs_t *self, job_t *job)
     job_set_str (&job->result, NULL);
     job_set_str (&job->error, NULL);
     job_set_str (&job->answered_by, NULL);
+    job_set_str (&job->usage, NULL);
     s_put (self, job, false);
     s_publish (self, job);
     scheduler_enqueue (self->scheduler, s_entry_new (self, job), false);
@@ -434,6 +476,67 @@ jobs_via (jobs_t *self, const entry_t *entry, const job_t *job, const char **mod
     return via->name;
 }
 
+// s_model_asked returns the model an llm job's request names (caller
+// frees), or NULL.
+static char *
+s_model_asked (const job_t *job)
+{
+    json_t *spec = jsontext_loads (job->spec, NULL);
+    const char *model = json_string_value (json_object_get (json_object_get (spec, "request"),
+                                                            "model"));
+    char *copy = model && strlen (model) <= REPORT_MODEL_MAX ? mem_strdup (model) : NULL;
+    json_decref (spec);
+    return copy;
+}
+
+_Static_assert (LEDGER_COUNTS == STORE_TOKENS_COUNTS, "the store keeps a ledger row's counts");
+
+// s_account keeps what an attempt's RESULT says it cost (revision 3): its
+// provider's token budget is settled with it and takes the upstream's word
+// on what is left; an llm job keeps its usage (its job object shows it,
+// SPEC §3.1) and the ledger counts it, the row going into the store with
+// this RESULT's commit (SPEC §3.3).
+static void
+s_account (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
+{
+    int64_t now = evloop_now_ms (self->loop);
+    // A call handed back unstarted used nothing; one that reported no
+    // usage keeps its estimate.
+    int64_t used = report->outcome == REPORT_HANDBACK ? 0
+                   : report->usage ? report->total_tokens : -1;
+    scheduler_tokens_used (self->scheduler, entry, used, report->remaining_tokens,
+                           report->reset_tokens_ms, now);
+    if (!report->usage || strcmp (job->kind, "llm") != 0)
+        return;
+    job_set_str (&job->usage, report->usage);
+    // The row is the provider's the call went to (a fallback's, with its
+    // model, when the job's own was unavailable).
+    int called = scheduler_call_provider (self->scheduler, entry);
+    if (!self->ledger || called < 0)
+        return;
+    char *asked = report->model[0] ? NULL : s_model_asked (job);
+    ledger_call_t call = {
+        .tenant = job->tenant, .provider = self->config->providers[called].name,
+        .model = report->model[0] ? report->model : asked ? asked : "(unnamed)",
+        .prompt_tokens = report->prompt_tokens, .completion_tokens = report->completion_tokens,
+        .total_tokens = report->total_tokens,
+    };
+    char key[LEDGER_KEY_MAX + 1];
+    size_t key_len;
+    uint64_t counts[LEDGER_COUNTS];
+    if (ledger_add (self->ledger, &call, clock_wall_ms (), key, &key_len, counts) == 0)
+        store_put_tokens (self->store, key, counts);
+    else
+        log_warn (job->id, "usage not counted: a name holds a control character or is too long");
+    free (asked);
+}
+
+void
+jobs_set_ledger (jobs_t *self, ledger_t *ledger)
+{
+    self->ledger = ledger;
+}
+
 void
 jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
 {
@@ -444,6 +547,7 @@ jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
     }
     report_t report;
     report_read (&report, body, self->config->max_result_bytes, job->id);
+    s_account (self, entry, job, &report);
     s_call_ended (self, entry, report_call (&report));
     if (report.outcome == REPORT_HANDBACK) {
         // A draining worker gave the job back unfinished: it did not fail,

@@ -38,6 +38,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "job.h"
+#include "ledger.h"
 #include "outbox.h"
 #include "pack.h"
 #include "queue.h"
@@ -55,6 +56,10 @@ typedef struct _jobs_t jobs_t;
 // retry timers run on loop. This function can't fail.
 jobs_t *jobs_new (const config_t *config, evloop_t *loop, store_t *store, outbox_t *outbox,
                   tenants_t *tenants, scheduler_t *scheduler, workers_t *workers);
+
+// jobs_set_ledger makes RESULTs count their LLM usage in ledger (borrowed;
+// NULL: not counted): broker/ledger.h.
+void jobs_set_ledger (jobs_t *self, ledger_t *ledger);
 
 // jobs_destroy frees every entry (nothing is written); nulls *self_p.
 void jobs_destroy (jobs_t **self_p);

@@ -43,6 +43,10 @@ struct _entry_t {
     int64_t attempt_timeout_ms; // that attempt's own timeout (the provider's breaker rule)
     int64_t expire_at_ms;       // wall ms by which it must have started; 0 = never
     int64_t lease_until_ms;     // monotonic deadline of the running attempt
+    int64_t token_estimate;     // llm: tokens a call reserves of its provider's budget
+                                // (broker/tokens.h); 0: not an llm call, not counted
+    int64_t token_stamp;        // the running call's reservation, when token_reserved
+    bool token_reserved;        // the running call holds a reservation not yet settled
     struct _remote_worker_t *worker; // the worker running it; NULL when not running, or an orphan
     struct _jobs_t *jobs;       // the jobs it is one of (for its retry timer)
     struct _tenant_t *tenant;   // the tenant whose quotas and lane it uses (never NULL)

@@ -81,6 +81,76 @@ s_fields (report_t *self, pack_reader_t *body, size_t max_result_bytes, const ch
     return error_object;
 }
 
+// s_count reads a count of tokens of usage into *count: 1 when it is one,
+// 0 when absent, -1 when it is something else.
+static int
+s_count (json_t *usage, const char *name, int64_t *count)
+{
+    json_t *value = json_object_get (usage, name);
+    if (!value)
+        return 0;
+    if (!json_is_integer (value) || json_integer_value (value) < 0
+        || json_integer_value (value) > (json_int_t) 1e15)
+        return -1;
+    *count = json_integer_value (value);
+    return 1;
+}
+
+// s_model_ok is true for a model name that can be a label and a JSON
+// string as it is: UTF-8, no control characters, not empty.
+static bool
+s_model_ok (const char *name, size_t len)
+{
+    if (len == 0 || len > REPORT_MODEL_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
+            return false;
+    json_t *string = json_stringn (name, len);
+    json_decref (string);
+    return string != NULL;
+}
+
+// s_usage_fields reads usage, model and ratelimit (revision 3).
+static void
+s_usage_fields (report_t *self, pack_reader_t *body, const char *id)
+{
+    self->remaining_tokens = self->reset_tokens_ms = -1;
+    size_t usage_len = 0, model_len = 0;
+    const char *usage = pack_get_str (body, "usage", &usage_len);
+    const char *model = pack_get_str (body, "model", &model_len);
+    json_t *parsed = usage && usage_len <= REPORT_USAGE_MAX ? jsontext_load (usage, usage_len, NULL)
+                                                            : NULL;
+    int counted = 0, prompt = 0, completion = 0, total = 0;
+    if (json_is_object (parsed)) {
+        prompt = s_count (parsed, "prompt_tokens", &self->prompt_tokens);
+        completion = s_count (parsed, "completion_tokens", &self->completion_tokens);
+        total = s_count (parsed, "total_tokens", &self->total_tokens);
+        counted = prompt > 0 || completion > 0 || total > 0;
+    }
+    if (usage && (!counted || prompt < 0 || completion < 0 || total < 0)) {
+        log_warn (id, "RESULT usage dropped: not a usage object with token counts");
+        self->prompt_tokens = self->completion_tokens = self->total_tokens = 0;
+    }
+    else if (usage) {
+        if (total == 0)
+            self->total_tokens = self->prompt_tokens + self->completion_tokens;
+        self->usage = jsontext_dump (parsed);
+    }
+    json_decref (parsed);
+    if (model && s_model_ok (model, model_len)) {
+        memcpy (self->model, model, model_len);
+        self->model[model_len] = '\0';
+    }
+    else if (model)
+        log_warn (id, "RESULT model dropped: not a model name");
+    int64_t value;
+    if (pack_get_map_int (body, "ratelimit", "remaining_tokens", &value) == 0 && value >= 0)
+        self->remaining_tokens = value;
+    if (pack_get_map_int (body, "ratelimit", "reset_tokens_ms", &value) == 0 && value >= 0)
+        self->reset_tokens_ms = value < RETRY_AFTER_MAX_MS ? value : RETRY_AFTER_MAX_MS;
+}
+
 // s_classify tells what the checked outcome and error say about the
 // upstream.
 static provider_outcome_t
@@ -115,6 +185,7 @@ void
 report_read (report_t *self, pack_reader_t *body, size_t max_result_bytes, const char *id)
 {
     memset (self, 0, sizeof *self);
+    s_usage_fields (self, body, id);
     json_t *error = s_fields (self, body, max_result_bytes, id);
     self->pause_ms = self->retry_after_ms;
     self->verdict = s_classify (self, error);
@@ -128,6 +199,8 @@ report_free (report_t *self)
     self->result = NULL;
     free (self->error);
     self->error = NULL;
+    free (self->usage);
+    self->usage = NULL;
 }
 
 provider_call_t
@@ -255,6 +328,59 @@ report_test (bool verbose)
         assert (strcmp (call.error_type, cases[i].type) == 0);
         report_free (&report);
     }
+    report_free (&report);
+
+    // Revision 3: usage, model and the token budget's headers. A usage
+    // without a total gets their sum; one without counts, with a negative
+    // or fractional count, or too long, is dropped; so is a model name
+    // with a control character; the attempt's outcome stands either way.
+    static const struct {
+        const char *usage;      // RESULT usage (NULL: absent)
+        const char *model;      // RESULT model (NULL: absent)
+        bool kept;              // usage kept
+        int64_t prompt, completion, total; // the counts read
+        const char *model_kept; // the model kept
+    } usages[] = {
+        { "{\"prompt_tokens\":4,\"completion_tokens\":6,\"total_tokens\":10}", "m-1", true, 4,
+          6, 10, "m-1" },
+        { "{\"prompt_tokens\":4,\"completion_tokens\":6}", "gpt-4o", true, 4, 6, 10, "gpt-4o" },
+        { "{\"prompt_tokens\":5,\"total_tokens\":5}", NULL, true, 5, 0, 5, "" },
+        { "{\"prompt_tokens\":-4}", "a\nb", false, 0, 0, 0, "" },
+        { "{\"prompt_tokens\":4,\"completion_tokens\":1.5}", "", false, 0, 0, 0, "" },
+        { "{\"other\":4}", NULL, false, 0, 0, 0, "" },
+        { "[4]", NULL, false, 0, 0, 0, "" },
+        { "{\"prompt_tokens\":4", NULL, false, 0, 0, 0, "" },
+    };
+    for (size_t i = 0; i < sizeof usages / sizeof usages[0]; i++) {
+        pack_writer_t *writer = pack_writer_new ();
+        pack_put_str (writer, "outcome", "succeeded");
+        pack_put_str (writer, "result", "{\"status\":200}");
+        pack_put_str (writer, "usage", usages[i].usage);
+        if (usages[i].model)
+            pack_put_str (writer, "model", usages[i].model);
+        const char *names[] = { "remaining_tokens", "reset_tokens_ms" };
+        const int64_t values[] = { (int64_t) i, i == 0 ? 6000 : -5 };
+        pack_put_int_map (writer, "ratelimit", names, values, 2);
+        size_t size;
+        const void *data = pack_writer_data (writer, &size);
+        pack_reader_t *reader = pack_reader_new (data, size);
+        report_read (&report, reader, 1024, "-");
+        assert (report.outcome == REPORT_SUCCEEDED && report.result);
+        assert ((report.usage != NULL) == usages[i].kept);
+        assert (report.prompt_tokens == usages[i].prompt);
+        assert (report.completion_tokens == usages[i].completion);
+        assert (report.total_tokens == usages[i].total);
+        assert (strcmp (report.model, usages[i].model_kept) == 0);
+        assert (report.remaining_tokens == (int64_t) i);
+        assert (report.reset_tokens_ms == (i == 0 ? 6000 : -1));
+        report_free (&report);
+        pack_reader_destroy (&reader);
+        pack_writer_destroy (&writer);
+    }
+    // A RESULT of revision 2 has none of them.
+    s_test_read (&report, "succeeded", "{}", NULL, 0);
+    assert (!report.usage && report.total_tokens == 0 && report.model[0] == '\0');
+    assert (report.remaining_tokens == -1 && report.reset_tokens_ms == -1);
     report_free (&report);
 
     char *error = report_error_json ("expired", "a \"quoted\" message");

@@ -15,6 +15,14 @@
 // provider's), an overload is a 429 or 503 (a pause of 1 s when it names
 // none), a final 4xx is an answer.
 //
+// What an llm answer says it cost (revision 3): usage is kept when it is a
+// JSON object within the policy, at most REPORT_USAGE_MAX bytes, with at
+// least one of prompt_tokens, completion_tokens, total_tokens as a count
+// (a total it lacks is their sum); a model name when it is UTF-8 without
+// control characters, at most REPORT_MODEL_MAX bytes; the ratelimit counts
+// when they are not negative. Anything else of them is dropped (logged):
+// it never fails the attempt, whose answer is the upstream's.
+//
 // No I/O, no state: a pure reading of one message body.
 #ifndef JOBGATE_REPORT_H
 #define JOBGATE_REPORT_H
@@ -34,6 +42,11 @@ typedef enum {
     REPORT_CANCELED             // the answer to CANCEL
 } report_outcome_t;
 
+// A usage text is at most this long (a real one is ~100 bytes).
+#define REPORT_USAGE_MAX 2048
+// A model name is at most this long.
+#define REPORT_MODEL_MAX 128
+
 typedef struct {
     report_outcome_t outcome;   // the outcome, once checked
     char *result;               // the result object's text to store, or NULL (owned)
@@ -43,6 +56,13 @@ typedef struct {
     int64_t pause_ms;           // the pause the upstream asked for (overloaded: 1 s at least)
     char error_type[32];        // the error's type, "" when the outcome says it all
     int upstream_status;        // the upstream's HTTP status, 0 = none
+    char *usage;                // the usage object's text to store, or NULL (owned)
+    int64_t prompt_tokens;      // its counts (0 when absent)
+    int64_t completion_tokens;
+    int64_t total_tokens;
+    char model[REPORT_MODEL_MAX + 1]; // the model the upstream named, "" when none
+    int64_t remaining_tokens;   // the provider's token budget left, -1 when unknown
+    int64_t reset_tokens_ms;    // until that budget is whole again, -1 when unknown
 } report_t;
 
 // report_read reads and judges a RESULT body; max_result_bytes is

@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "mem.h"
 #include "tenant.h"
+#include "tokens.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ struct _scheduler_t {
     const config_t *config;     // borrowed configuration
     provider_t **providers;     // live state per slot: the configured providers, then direct
     route_t *routes;            // per slot: where its entries' calls may go
+    tokens_t **tokens;          // token budget per configured provider (NULL for direct)
     size_t slots;               // providers_count + 1
     size_t queued;              // entries in all lanes
     tenant_t *ring_head;        // tenants with entries queued, next to serve first
@@ -33,10 +35,14 @@ scheduler_new (const config_t *config)
     self->config = config;
     self->slots = config->providers_count + 1;
     self->providers = mem_calloc (self->slots, sizeof *self->providers);
-    for (size_t i = 0; i < self->slots; i++)
+    self->tokens = mem_calloc (self->slots, sizeof *self->tokens);
+    for (size_t i = 0; i < self->slots; i++) {
         self->providers[i] = i < config->providers_count
                                  ? provider_new (&config->providers[i], false)
                                  : provider_new (&config->direct, true);
+        if (i < config->providers_count)
+            self->tokens[i] = tokens_new (config->providers[i].tokens_per_minute);
+    }
     self->routes = mem_calloc (self->slots, sizeof *self->routes);
     for (size_t i = 0; i < self->slots; i++) {
         // config_load checked that every fallback names another provider.
@@ -62,9 +68,11 @@ scheduler_destroy (scheduler_t **self_p)
     for (size_t i = 0; i < self->slots; i++) {
         provider_destroy (&self->providers[i]);
         free (self->routes[i].slots);
+        tokens_destroy (&self->tokens[i]);
     }
     free (self->providers);
     free (self->routes);
+    free (self->tokens);
     free (self);
     *self_p = NULL;
 }
@@ -211,6 +219,17 @@ scheduler_remove (scheduler_t *self, entry_t *entry)
         s_unqueued (self, entry->tenant);
 }
 
+// s_tokens_allow is true when the entry's call fits its provider's token
+// budget now (always for a call that counts none); *wake_ms when not.
+static bool
+s_tokens_allow (scheduler_t *self, size_t slot, const entry_t *entry, int64_t now_ms,
+                int64_t *wake_ms)
+{
+    *wake_ms = 0;
+    return !entry || entry->token_estimate <= 0 || !self->tokens[slot]
+           || tokens_ready (self->tokens[slot], entry->token_estimate, now_ms, wake_ms);
+}
+
 // s_patience_ms returns how long an entry can wait for a paused provider:
 // until its expire_after_ms deadline when it has one, else one attempt's
 // timeout.
@@ -244,9 +263,10 @@ s_pick_route (scheduler_t *self, tenant_t *tenant, const entry_t *entry, int64_t
             break;
         }
     }
+    int slot = route->slots[position];
     int64_t wake;
-    if (!provider_can_start (self->providers[route->slots[position]], tenant_name (tenant),
-                             now_ms, &wake)) {
+    if (!provider_can_start (self->providers[slot], tenant_name (tenant), now_ms, &wake)
+        || !s_tokens_allow (self, (size_t) slot, entry, now_ms, &wake)) {
         if (wake && (!*wake_ms || wake < *wake_ms))
             *wake_ms = wake;
         return -1;
@@ -340,7 +360,12 @@ scheduler_call_started (scheduler_t *self, entry_t *entry, int64_t now_ms)
 {
     entry->in_provider = true;
     entry->dispatched_ms = now_ms;
-    provider_started (self->providers[s_call_slot (self, entry)], tenant_name (entry->tenant), now_ms);
+    int call_slot = s_call_slot (self, entry);
+    tokens_t *tokens = self->tokens[call_slot];
+    entry->token_reserved = entry->token_estimate > 0 && tokens;
+    if (entry->token_reserved)
+        entry->token_stamp = tokens_reserve (tokens, entry->token_estimate, now_ms);
+    provider_started (self->providers[call_slot], tenant_name (entry->tenant), now_ms);
 }
 
 void
@@ -355,15 +380,39 @@ scheduler_call_ended (scheduler_t *self, entry_t *entry, int64_t now_ms, provide
                        &call);
 }
 
+void
+scheduler_tokens_used (scheduler_t *self, entry_t *entry, int64_t used, int64_t remaining,
+                       int64_t reset_ms, int64_t now_ms)
+{
+    tokens_t *tokens = self->tokens[s_call_slot (self, entry)];
+    if (!tokens || entry->token_estimate <= 0)
+        return;
+    if (entry->token_reserved && used >= 0) {
+        tokens_settle (tokens, entry->token_stamp, entry->token_estimate, used, now_ms);
+        entry->token_reserved = false;
+    }
+    tokens_report (tokens, remaining, reset_ms, now_ms);
+}
+
 json_t *
 scheduler_providers_json (scheduler_t *self, int64_t now_ms, const size_t *active)
 {
     json_t *list = json_array ();
     for (size_t i = 0; i + 1 < self->slots; i++) {
         size_t in_flight = (size_t) provider_in_flight (self->providers[i]);
-        json_array_append_new (list, provider_state_json (self->providers[i], now_ms,
-                                                          active[i] > in_flight
-                                                              ? active[i] - in_flight : 0));
+        json_t *state = provider_state_json (self->providers[i], now_ms,
+                                             active[i] > in_flight ? active[i] - in_flight : 0);
+        // The token budget, for LLM providers that have one.
+        uint64_t per_minute = self->config->providers[i].tokens_per_minute;
+        int64_t held_until = tokens_held_until (self->tokens[i], now_ms);
+        if (per_minute > 0) {
+            json_object_set_new (state, "tokens_per_minute", json_integer ((json_int_t) per_minute));
+            json_object_set_new (state, "tokens_in_last_minute",
+                                 json_integer ((json_int_t) tokens_window (self->tokens[i], now_ms)));
+        }
+        if (held_until > 0)
+            json_object_set_new (state, "tokens_held_ms", json_integer (held_until - now_ms));
+        json_array_append_new (list, state);
     }
     return list;
 }

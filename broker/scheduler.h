@@ -4,6 +4,10 @@
 // limits (broker/provider.h), which it consults before a call starts and
 // tells of every call's end.
 //
+// An llm entry (token_estimate > 0) also waits for its provider's token
+// budget (providers.NAME.tokens_per_minute, and what the upstream said is
+// left: broker/tokens.h); its call reserves its estimate when it starts.
+//
 // Fair selection: tenants take turns in ring order, so one tenant's flood
 // (of any priority) never holds back another's work by more than a round; a
 // turn is up to the tenant's weight in calls (quotas.TENANT.weight, weighted
@@ -98,6 +102,13 @@ void scheduler_call_started (scheduler_t *self, entry_t *entry, int64_t now_ms);
 // here). Nothing happens for an entry with no call started.
 void scheduler_call_ended (scheduler_t *self, entry_t *entry, int64_t now_ms,
                            provider_call_t call);
+
+// scheduler_tokens_used settles the token reservation of the entry's call
+// with the tokens it used (-1: unknown, the estimate stands) and takes the
+// upstream's word on its token budget (remaining -1 / reset_ms -1:
+// unknown), broker/tokens.h. Nothing happens for a call that reserved none.
+void scheduler_tokens_used (scheduler_t *self, entry_t *entry, int64_t used, int64_t remaining,
+                            int64_t reset_ms, int64_t now_ms);
 
 // scheduler_providers_json describes the configured providers for GET
 // /v1/providers; active[i] is the count of active jobs of provider i (its

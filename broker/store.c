@@ -33,9 +33,11 @@ struct _store_t {
     MDB_dbi idem;               // tenant ‖ NUL ‖ idempotency key → id
     MDB_dbi usage;              // "t" ‖ tenant → be64(bytes of its records)
     MDB_dbi meta;               // lease key, usage flag
+    MDB_dbi tokens;             // broker/ledger.h rows: key → their counts
     zhashx_t *batch;            // id → store_version_t waiting for commit
     zhashx_t *batch_idem;       // tenant ‖ NUL-as-'\x1f' ‖ key → id, uncommitted
     zhashx_t *usage_bytes;      // tenant → uint64_t *, committed bytes per tenant
+    zhashx_t *batch_tokens;     // tokens key → s_row_value_t, uncommitted (NULL data: delete)
     unsigned char lease_key[STORE_LEASE_KEY_BYTES]; // secret of lease tokens
     bool fsync;                 // sync each commit
     size_t fault_max_record;    // records larger than this fail as MAP_FULL (tests)
@@ -44,6 +46,23 @@ struct _store_t {
                                 // reader_live is false
     bool reader_live;           // reader shows the last commit
 };
+
+// A tokens row waiting for the commit: its new value, or a deletion.
+typedef struct {
+    size_t size;                // bytes of data
+    unsigned char *data;        // the value; NULL: delete the row
+} s_row_value_t;
+
+static void
+s_row_value_destroy (void **item)
+{
+    s_row_value_t *value = *item;
+    if (value) {
+        free (value->data);
+        free (value);
+        *item = NULL;
+    }
+}
 
 static void
 s_version_destroy (void **item)
@@ -252,6 +271,8 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     if (rc == 0)
         rc = mdb_dbi_open (txn, "meta", MDB_CREATE, &self->meta);
     if (rc == 0)
+        rc = mdb_dbi_open (txn, "tokens", MDB_CREATE, &self->tokens);
+    if (rc == 0)
         rc = s_open_meta (self, txn);
     if (rc == 0)
         rc = mdb_txn_commit (txn);
@@ -271,6 +292,8 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     self->batch_idem = zhashx_new ();
     zhashx_set_destructor (self->batch_idem, (zhashx_destructor_fn *) zstr_free);
     zhashx_set_duplicator (self->batch_idem, (zhashx_duplicator_fn *) strdup);
+    self->batch_tokens = zhashx_new ();
+    zhashx_set_destructor (self->batch_tokens, s_row_value_destroy);
     return self;
 }
 
@@ -286,6 +309,7 @@ store_destroy (store_t **self_p)
     mdb_env_close (self->env);
     zhashx_destroy (&self->batch);
     zhashx_destroy (&self->batch_idem);
+    zhashx_destroy (&self->batch_tokens);
     zhashx_destroy (&self->usage_bytes);
     sodium_memzero (self->lease_key, sizeof self->lease_key);
     free (self);
@@ -636,10 +660,30 @@ s_write_version (store_t *self, MDB_txn *txn, const char *id, const store_versio
     return rc;
 }
 
-// s_commit_versions writes the batch's version of only_id, or the whole
-// batch when only_id is NULL, in one transaction. Returns an LMDB code.
+// s_tokens_write writes the batch's tokens rows in txn (broker/ledger.h:
+// they change with the commit of the RESULT that counted them). Returns an
+// LMDB code.
 static int
-s_commit_versions (store_t *self, const char *only_id)
+s_tokens_write (store_t *self, MDB_txn *txn)
+{
+    int rc = 0;
+    for (s_row_value_t *value = zhashx_first (self->batch_tokens); value && rc == 0;
+         value = zhashx_next (self->batch_tokens)) {
+        const char *name = zhashx_cursor (self->batch_tokens);
+        MDB_val key = { strlen (name), (void *) name }, data = { value->size, value->data };
+        if (value->data)
+            rc = mdb_put (txn, self->tokens, &key, &data, 0);
+        else if ((rc = mdb_del (txn, self->tokens, &key, NULL)) == MDB_NOTFOUND)
+            rc = 0;
+    }
+    return rc;
+}
+
+// s_commit_versions writes the batch's version of only_id, or the whole
+// batch when only_id is NULL, and with with_tokens the batch's tokens rows,
+// in one transaction. Returns an LMDB code.
+static int
+s_commit_versions (store_t *self, const char *only_id, bool with_tokens)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin (self->env, NULL, 0, &txn);
@@ -654,6 +698,8 @@ s_commit_versions (store_t *self, const char *only_id)
             rc = s_write_version (self, txn, zhashx_cursor (self->batch), version, tally);
     if (rc == 0)
         rc = s_usage_write (self, txn, tally);
+    if (rc == 0 && with_tokens)
+        rc = s_tokens_write (self, txn);
     if (rc == 0)
         rc = mdb_txn_commit (txn);
     else
@@ -674,7 +720,11 @@ s_commit_each (store_t *self)
     long written = 0;
     int failure = 0;
     for (const char *id = zlistx_first (ids); id; id = zlistx_next (ids)) {
-        int rc = s_commit_versions (self, id);
+        // The tokens rows go with the first version that fits.
+        bool with_tokens = zhashx_size (self->batch_tokens) > 0;
+        int rc = s_commit_versions (self, id, with_tokens);
+        if (rc == 0 && with_tokens)
+            zhashx_purge (self->batch_tokens);
         if (rc == 0) {
             s_forget_idem (self, zhashx_lookup (self->batch, id));
             zhashx_delete (self->batch, id);
@@ -694,16 +744,17 @@ s_commit_each (store_t *self)
 int
 store_commit (store_t *self)
 {
-    if (zhashx_size (self->batch) == 0)
+    if (zhashx_size (self->batch) == 0 && zhashx_size (self->batch_tokens) == 0)
         return 0;
     s_reader_release (self);
     size_t pending = zhashx_size (self->batch);
-    int rc = s_commit_versions (self, NULL);
+    int rc = s_commit_versions (self, NULL, true);
     if (rc == 0 && self->fsync)
         rc = mdb_env_sync (self->env, 1);
     if (rc == 0) {
         zhashx_purge (self->batch);
         zhashx_purge (self->batch_idem);
+        zhashx_purge (self->batch_tokens);
         return 0;
     }
     if (rc != MDB_MAP_FULL && rc != ENOSPC) {
@@ -726,14 +777,22 @@ store_commit (store_t *self)
     return -1;
 }
 
-long
-store_scan_active (store_t *self, store_scan_fn *fn, void *arg)
+// Called by s_each for one entry of a database, in its read transaction;
+// true when the entry counts as visited.
+typedef bool (s_each_fn) (store_t *self, MDB_txn *txn, const MDB_val *key, const MDB_val *value,
+                          void *arg);
+
+// s_each calls fn for every entry of dbi, in key order, in one read
+// transaction. Returns how many fn counted, or -1 when the database cannot
+// be read.
+static long
+s_each (store_t *self, MDB_dbi dbi, s_each_fn *fn, void *arg)
 {
     MDB_txn *txn;
     MDB_cursor *cursor;
     if (mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn) != 0)
         return -1;
-    if (mdb_cursor_open (txn, self->active, &cursor) != 0) {
+    if (mdb_cursor_open (txn, dbi, &cursor) != 0) {
         mdb_txn_abort (txn);
         return -1;
     }
@@ -741,22 +800,44 @@ store_scan_active (store_t *self, store_scan_fn *fn, void *arg)
     MDB_val key, value;
     int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
     while (rc == 0) {
-        MDB_val record;
-        char id[JOB_ID_LEN + 1] = "";
-        if (key.mv_size == JOB_ID_LEN)
-            memcpy (id, key.mv_data, JOB_ID_LEN);
-        if (mdb_get (txn, self->jobs, &key, &record) == 0) {
-            job_t *job = s_decode (record.mv_data, record.mv_size, id);
-            if (job) {
-                fn (job, arg);
-                visited++;
-            }
-        }
+        if (fn (self, txn, &key, &value, arg))
+            visited++;
         rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
     }
     mdb_cursor_close (cursor);
     mdb_txn_abort (txn);
     return visited;
+}
+
+// A scan's function and its argument, through s_each.
+typedef struct {
+    store_scan_fn *scan;        // store_scan_active's, or NULL
+    store_tokens_fn *tokens;    // store_scan_tokens's, or NULL
+    void *arg;                  // theirs
+} s_scan_t;
+
+// s_active_job hands the record of one active job to the scan.
+static bool
+s_active_job (store_t *self, MDB_txn *txn, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    s_scan_t *scan = arg;
+    MDB_val record;
+    char id[JOB_ID_LEN + 1] = "";
+    if (key->mv_size == JOB_ID_LEN)
+        memcpy (id, key->mv_data, JOB_ID_LEN);
+    if (mdb_get (txn, self->jobs, (MDB_val *) key, &record) != 0)
+        return false;
+    job_t *job = s_decode (record.mv_data, record.mv_size, id);
+    if (job)
+        scan->scan (job, scan->arg);
+    return job != NULL;
+}
+
+long
+store_scan_active (store_t *self, store_scan_fn *fn, void *arg)
+{
+    s_scan_t scan = { .scan = fn, .arg = arg };
+    return s_each (self, self->active, s_active_job, &scan);
 }
 
 // s_delete_job deletes a finished job's record and index entries, and
@@ -925,6 +1006,45 @@ store_list (store_t *self, const char *tenant, int status_filter, const char *cu
     mdb_cursor_close (mc);
     mdb_txn_abort (txn);
     return 0;
+}
+
+void
+store_put_tokens (store_t *self, const char *key, const uint64_t *counts)
+{
+    s_row_value_t *row = mem_calloc (1, sizeof *row);
+    if (counts) {
+        row->size = 8 * STORE_TOKENS_COUNTS;
+        row->data = mem_alloc (row->size);
+        for (int i = 0; i < STORE_TOKENS_COUNTS; i++)
+            s_put_be64 (row->data + 8 * i, counts[i]);
+    }
+    zhashx_update (self->batch_tokens, key, row);
+}
+
+// s_token_row hands one committed tokens row to the scan; false for one
+// that is not a row.
+static bool
+s_token_row (store_t *self, MDB_txn *txn, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    s_scan_t *scan = arg;
+    char name[512];
+    uint64_t counts[STORE_TOKENS_COUNTS];
+    if (value->mv_size != sizeof counts || key->mv_size >= sizeof name
+        || memchr (key->mv_data, '\0', key->mv_size))
+        return false;
+    memcpy (name, key->mv_data, key->mv_size);
+    name[key->mv_size] = '\0';
+    for (int i = 0; i < STORE_TOKENS_COUNTS; i++)
+        counts[i] = s_get_be64 ((const unsigned char *) value->mv_data + 8 * i);
+    scan->tokens (name, key->mv_size, counts, scan->arg);
+    return true;
+}
+
+long
+store_scan_tokens (store_t *self, store_tokens_fn *fn, void *arg)
+{
+    s_scan_t scan = { .tokens = fn, .arg = arg };
+    return s_each (self, self->tokens, s_token_row, &scan);
 }
 
 size_t
@@ -1181,6 +1301,19 @@ s_test_hardening (const char *dir)
     job_destroy (&huge);
 }
 
+// s_test_row_fn checks the committed tokens rows, in key order: row-a
+// holding 1, 2, 3, 5, then row-b holding 2, 20, 30, UINT64_MAX; counts them
+// in *arg.
+static void
+s_test_row_fn (const char *key, size_t key_len, const uint64_t *counts, void *arg)
+{
+    int *rows = arg;
+    assert (key_len == 5 && strcmp (key, *rows == 0 ? "row-a" : "row-b") == 0);
+    assert (counts[0] == (*rows == 0 ? 1 : 2) && counts[1] == (*rows == 0 ? 2 : 20));
+    assert (counts[3] == (*rows == 0 ? 5 : UINT64_MAX));
+    (*rows)++;
+}
+
 void
 store_test (bool verbose)
 {
@@ -1216,13 +1349,26 @@ store_test (bool verbose)
     job_set_str (&done->spec, "{}");
     done->status = JOB_SUCCEEDED;
     store_put (store, done, 1000, true);
+    // Tokens rows go with the commit; a later value replaces an earlier
+    // one, a NULL deletes; a commit of rows alone writes them too.
+    const uint64_t one[STORE_TOKENS_COUNTS] = { 1, 2, 3, 5 };
+    const uint64_t two[STORE_TOKENS_COUNTS] = { 2, 20, 30, UINT64_MAX };
+    store_put_tokens (store, "row-b", two);
+    store_put_tokens (store, "row-a", two);
+    store_put_tokens (store, "row-c", one);
+    store_put_tokens (store, "row-a", one);
+    int rows = 0;
+    assert (store_scan_tokens (store, s_test_row_fn, &rows) == 0);
     assert (store_commit (store) == 0);
     assert (store_count (store) == 2);
+    store_put_tokens (store, "row-c", NULL);
+    assert (store_commit (store) == 0);
     store_destroy (&store);
 
     // Reopen: the active job is found by the scan, the finished one is not.
     store = store_new (dir, 64, false, error, sizeof error);
     assert (store);
+    assert (store_scan_tokens (store, s_test_row_fn, &rows) == 2 && rows == 2);
     int seen = 0;
     assert (store_scan_active (store, s_test_scan_fn, &seen) == 1);
     assert (seen == 1);

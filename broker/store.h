@@ -15,6 +15,8 @@
 //   idem      tenant ‖ NUL ‖ idempotency key → id           Idempotency-Key
 //   usage     "t" ‖ tenant → be64(bytes)   the bytes of each tenant's records
 //   meta      "lease_key" → 32 random bytes; "usage" → "1" once usage is whole
+//   tokens    broker/ledger.h's rows: HOUR ‖ 0x1f ‖ tenant ‖ 0x1f ‖ provider ‖ 0x1f ‖
+//             model → be64 × 4: requests, prompt, completion, total tokens (SPEC §3.3)
 //
 // A job has one expiry entry at most: each finish moves it, a retry removes
 // it, so an earlier finish never deletes a job that finished again later.
@@ -144,6 +146,26 @@ long store_scan_active (store_t *self, store_scan_fn *fn, void *arg);
 // before now_ms, in its own transaction (also while commits fail: deletes
 // free space). Returns how many expiry entries were taken, or -1 on error.
 long store_expire (store_t *self, int64_t now_ms, size_t limit);
+
+// The counts of one tokens row (broker/ledger.h): requests, prompt,
+// completion and total tokens.
+#define STORE_TOKENS_COUNTS 4
+
+// store_put_tokens adds a tokens row (key: a NUL-terminated text; counts:
+// STORE_TOKENS_COUNTS of them, or NULL to delete the row) to the batch: it
+// is written with the next commit, in the same transaction as the job
+// versions of the batch. This function can't fail.
+void store_put_tokens (store_t *self, const char *key, const uint64_t *counts);
+
+// Called for each committed tokens row (key and counts borrowed for the
+// call).
+typedef void (store_tokens_fn) (const char *key, size_t key_len, const uint64_t *counts,
+                                void *arg);
+
+// store_scan_tokens calls fn for every committed tokens row, in key order
+// (a row that is not one — a key with a NUL, a value of another size — is
+// skipped). Returns the number visited, or -1 on error.
+long store_scan_tokens (store_t *self, store_tokens_fn *fn, void *arg);
 
 // store_count returns how many job records the disk holds.
 size_t store_count (store_t *self);

@@ -131,6 +131,16 @@ tenants_admit (tenants_t *self, tenant_t *tenant, const admission_t *admission,
         *refusal = (refusal_t) { 503, "the provider's queue is full", 1000 };
         return false;
     }
+    // An llm job of a tenant that used its tokens of the UTC day waits for
+    // the next day (SPEC §6, quotas.TENANT.tokens_per_day).
+    if (client && admission->llm && quota && quota->tokens_per_day
+        && admission->tokens_today >= quota->tokens_per_day) {
+        int64_t day_ms = 24LL * 3600 * 1000;
+        *refusal = (refusal_t) { 429, "the tenant used its LLM tokens of the day "
+                                      "(quotas.TENANT.tokens_per_day); more after 00:00 UTC",
+                                 day_ms - admission->wall_ms % day_ms };
+        return false;
+    }
     // The rate last: a refused request takes no submission.
     int64_t wait_ms;
     if (client && !bucket_ready (&tenant->submissions, admission->now_ms, &wait_ms)) {
@@ -266,7 +276,7 @@ tenant_test (bool verbose)
         printf (" * tenant: ");
     config_quota_t quotas[2] = {
         { .tenant = "a", .submit_rate = 2, .max_queued = 3, .max_stored_bytes = 1000,
-          .max_running = 2 },
+          .max_running = 2, .tokens_per_day = 500 },
         { .tenant = "*", .submit_rate = 0, .max_queued = 0, .weight = 3 },
     };
     config_t config = { .quotas = quotas, .quotas_count = 2, .store_map_mb = 16 };
@@ -313,10 +323,27 @@ tenant_test (bool verbose)
     admission_t provider_full = submit;
     provider_full.provider_full = true;
     assert (s_test_refused (tenants, a, provider_full, &retry) == 503 && retry == 1000);
+    // An llm job of a tenant that used its tokens of the UTC day: 429 until
+    // midnight UTC (an hour away here); other kinds and deliveries pass.
+    admission_t spent = submit;
+    spent.llm = true;
+    spent.tokens_today = 500;
+    spent.wall_ms = 1796080000000LL / 86400000 * 86400000 + 23 * 3600000LL;
+    assert (s_test_refused (tenants, a, spent, &retry) == 429 && retry == 3600000);
+    spent.wall_ms += 3599999;
+    assert (s_test_refused (tenants, a, spent, &retry) == 429 && retry == 1);
+    admission_t spent_webhook = webhook;
+    spent_webhook.llm = true;
+    spent_webhook.tokens_today = 500;
+    spent_webhook.store_refuses = false;
     // The rate last: the refusals above took no token; two a second, a
     // burst of two.
-    assert (s_test_refused (tenants, a, submit, NULL) == 0);
-    assert (s_test_refused (tenants, a, submit, NULL) == 0);
+    spent.tokens_today = 499;
+    assert (s_test_refused (tenants, a, spent, NULL) == 0);
+    spent.tokens_today = 500;
+    spent.llm = false;
+    assert (s_test_refused (tenants, a, spent, NULL) == 0);
+    assert (s_test_refused (tenants, a, spent_webhook, NULL) == 0);
     assert (s_test_refused (tenants, a, submit, &retry) == 429 && retry == 501);
     submit.now_ms = now + 500;
     assert (s_test_refused (tenants, a, submit, NULL) == 0);

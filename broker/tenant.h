@@ -73,6 +73,9 @@ typedef struct {
     bool broker_full;           // broker.max_queued jobs are active
     bool provider_full;         // the job's provider has its max_queued jobs active
     int64_t now_ms;             // monotonic time (the submission rate)
+    bool llm;                   // the work is an llm job (quotas.TENANT.tokens_per_day)
+    uint64_t tokens_today;      // the LLM tokens the tenant used this UTC day (broker/ledger.h)
+    int64_t wall_ms;            // wall time: when this UTC day ends
 } admission_t;
 
 // Why work was refused: an ERROR's code, message and Retry-After.

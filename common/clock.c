@@ -1,6 +1,7 @@
 // clock — wall and monotonic time in milliseconds, RFC 3339 formatting, ids.
 #include "clock.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -37,6 +38,90 @@ clock_rfc3339 (int64_t wall_ms, char *buf, size_t size)
     char stamp[24];
     strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf (buf, size, "%s.%03dZ", stamp, (int) (wall_ms % 1000));
+}
+
+// s_digits reads count decimal digits at text[*at]; -1 when they are not.
+static int
+s_digits (const char *text, size_t len, size_t *at, int count)
+{
+    int value = 0;
+    for (int i = 0; i < count; i++, (*at)++) {
+        if (*at >= len || text[*at] < '0' || text[*at] > '9')
+            return -1;
+        value = value * 10 + (text[*at] - '0');
+    }
+    return value;
+}
+
+// s_expect is true (and moves on) when text[*at] is one of chars.
+static bool
+s_expect (const char *text, size_t len, size_t *at, const char *chars)
+{
+    if (*at >= len || !text[*at] || !strchr (chars, text[*at]))
+        return false;
+    (*at)++;
+    return true;
+}
+
+// s_days_from_civil counts the days from 1970-01-01 to a proleptic
+// Gregorian date (Howard Hinnant's algorithm: no time zone, no libc).
+static int64_t
+s_days_from_civil (int64_t year, int month, int day)
+{
+    year -= month <= 2;
+    int64_t era = year / 400;
+    int64_t year_of_era = year - era * 400;
+    int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+int
+clock_rfc3339_parse (const char *text, size_t len, int64_t *wall_ms)
+{
+    static const int days_in_month[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    size_t at = 0;
+    int year = s_digits (text, len, &at, 4);
+    bool ok = year >= 1970 && s_expect (text, len, &at, "-");
+    int month = ok ? s_digits (text, len, &at, 2) : -1;
+    ok = ok && month >= 1 && month <= 12 && s_expect (text, len, &at, "-");
+    int day = ok ? s_digits (text, len, &at, 2) : -1;
+    bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    ok = ok && day >= 1 && day <= days_in_month[month - 1] && (month != 2 || day <= 28 || leap)
+         && s_expect (text, len, &at, "Tt ");
+    int hour = ok ? s_digits (text, len, &at, 2) : -1;
+    ok = ok && hour >= 0 && hour <= 23 && s_expect (text, len, &at, ":");
+    int minute = ok ? s_digits (text, len, &at, 2) : -1;
+    ok = ok && minute >= 0 && minute <= 59 && s_expect (text, len, &at, ":");
+    // 60: a leap second, read as the next second.
+    int second = ok ? s_digits (text, len, &at, 2) : -1;
+    ok = ok && second >= 0 && second <= 60;
+    int ms = 0;
+    if (ok && s_expect (text, len, &at, ".")) {
+        size_t first = at;
+        for (int scale = 100; at < len && text[at] >= '0' && text[at] <= '9'; at++, scale /= 10)
+            ms += (text[at] - '0') * scale;
+        ok = at > first;
+    }
+    int offset_minutes = 0;
+    if (ok && !s_expect (text, len, &at, "Zz")) {
+        int sign = at < len && text[at] == '-' ? -1 : 1;
+        ok = s_expect (text, len, &at, "+-");
+        int offset_hours = ok ? s_digits (text, len, &at, 2) : -1;
+        ok = ok && offset_hours >= 0 && offset_hours <= 23 && s_expect (text, len, &at, ":");
+        int offset_mins = ok ? s_digits (text, len, &at, 2) : -1;
+        ok = ok && offset_mins >= 0 && offset_mins <= 59;
+        offset_minutes = sign * (offset_hours * 60 + offset_mins);
+    }
+    if (!ok || at != len)
+        return -1;
+    int64_t seconds = s_days_from_civil (year, month, day) * 86400 + hour * 3600 + minute * 60
+                      + second - (int64_t) offset_minutes * 60;
+    // Before 1970, or after 9999-12-31T23:59:59Z once the offset applies.
+    if (seconds < 0 || seconds > 253402300799LL)
+        return -1;
+    *wall_ms = seconds * 1000 + ms;
+    return 0;
 }
 
 // job_id_generate makes a UUIDv7 (RFC 9562 §5.7): 48 bits of Unix time in
@@ -82,4 +167,48 @@ job_id_copy (char *dst, const char *src, size_t len)
         dst[i] = (char) (src[i] >= 'A' && src[i] <= 'F' ? src[i] - 'A' + 'a' : src[i]);
     dst[JOB_ID_LEN] = '\0';
     return 1;
+}
+
+void
+clock_test (bool verbose)
+{
+    if (verbose)
+        printf (" * clock: ");
+    static const struct {
+        const char *text;       // the date-time
+        int64_t wall_ms;        // what it reads as, -1: refused
+    } cases[] = {
+        { "1970-01-01T00:00:00Z", 0 },
+        { "2026-11-26T20:02:45.123Z", 1795723365123 },
+        { "2026-11-26t20:02:45.1234567z", 1795723365123 },
+        { "2026-11-26 21:02:45.5+01:00", 1795723365500 },
+        { "2026-11-26T15:32:45-04:30", 1795723365000 },
+        { "2024-02-29T00:00:00Z", 1709164800000 },
+        { "2000-03-01T00:00:00Z", 951868800000 },
+        { "2016-12-31T23:59:60Z", 1483228800000 },
+        { "2023-02-29T00:00:00Z", -1 }, { "1900-02-29T00:00:00Z", -1 },
+        { "1969-12-31T23:59:59Z", -1 }, { "1970-01-01T00:00:00+00:01", -1 },
+        { "2026-13-01T00:00:00Z", -1 }, { "2026-04-31T00:00:00Z", -1 },
+        { "2026-11-26T24:00:00Z", -1 }, { "2026-11-26T20:60:00Z", -1 },
+        { "2026-11-26T20:02:45", -1 }, { "2026-11-26T20:02:45.Z", -1 },
+        { "2026-11-26T20:02:45+0100", -1 }, { "2026-11-26", -1 }, { "", -1 },
+        { "2026-11-26T20:02:45Zx", -1 }, { "+026-11-26T20:02:45Z", -1 },
+        { "2026-11-26T20:02:45+24:00", -1 }, { "9999-12-31T23:59:59.999Z", 253402300799999 },
+        { "9999-12-31T23:30:00-01:00", -1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t wall_ms = -1;
+        int rc = clock_rfc3339_parse (cases[i].text, strlen (cases[i].text), &wall_ms);
+        if ((rc == 0 ? wall_ms : -1) != cases[i].wall_ms)
+            fprintf (stderr, "clock: %s read as %lld\n", cases[i].text, (long long) wall_ms);
+        assert ((rc == 0 ? wall_ms : -1) == cases[i].wall_ms);
+    }
+    // What clock_rfc3339 writes reads back the same; a NUL ends nothing.
+    char stamp[32];
+    clock_rfc3339 (1795723365123, stamp, sizeof stamp);
+    int64_t back = 0;
+    assert (clock_rfc3339_parse (stamp, strlen (stamp), &back) == 0 && back == 1795723365123);
+    assert (clock_rfc3339_parse ("2026-11-26T20:02:45Z\0", 21, &back) == -1);
+    if (verbose)
+        printf ("OK\n");
 }

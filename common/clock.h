@@ -2,6 +2,7 @@
 #ifndef JOBGATE_CLOCK_H
 #define JOBGATE_CLOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,15 @@ int64_t clock_mono_us (void);
 // clock_rfc3339 writes wall time ms as "2026-11-26T20:02:45.123Z" into buf
 // (at least 32 bytes). This function can't fail.
 void clock_rfc3339 (int64_t wall_ms, char *buf, size_t size);
+
+// clock_rfc3339_parse reads an RFC 3339 date-time ("2026-11-26T20:02:45Z",
+// "2026-11-26t20:02:45.5+01:00", a space for the T) of len bytes into
+// wall ms (a fraction beyond ms is cut). Returns 0, or -1 when text is not
+// one, is before 1970 or after 9999.
+int clock_rfc3339_parse (const char *text, size_t len, int64_t *wall_ms);
+
+// clock_test runs the self-test.
+void clock_test (bool verbose);
 
 // JOB_ID_LEN is the length of a job id string, without its NUL.
 #define JOB_ID_LEN 36

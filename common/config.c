@@ -57,7 +57,8 @@ struct _config_key_t {
 };
 
 static key_load_fn s_load_api_keys, s_load_allowed_hosts, s_load_networks, s_load_webhook_secret, s_load_quotas,
-    s_load_providers, s_load_headers, s_load_auth, s_load_search, s_load_models, s_load_fallback;
+    s_load_providers, s_load_headers, s_load_auth, s_load_search, s_load_models, s_load_fallback,
+    s_load_prices;
 
 static const char *const s_log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const s_log_formats[] = { "text", "json", NULL };
@@ -120,6 +121,9 @@ static const config_key_t s_keys[] = {
       NULL, NULL, 0, NULL, false,
       "ZMQ_MAXMSGSIZE of every ZeroMQ socket of every process; default max_result_bytes + "
       "gateway.max_body_bytes + 1 MiB, at least max_result_bytes + max_body_bytes + 64 KiB" },
+    { "broker", "usage_retention_days", KEY_INT, C (usage_retention_days), 1, 36500, "400", NULL,
+      0, NULL, false, "days the LLM usage totals (GET /v1/usage, per tenant, provider, model and "
+      "hour) are kept" },
 
     { "worker", "concurrency", KEY_INT, C (worker_concurrency), 1, CONFIG_WORKER_CONCURRENCY_MAX,
       "512", NULL, 0, NULL,
@@ -200,6 +204,14 @@ static const config_key_t s_provider_keys[] = {
     { "providers.*", "fallback", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_fallback, false,
       "[PROVIDER, …]: tried in order when this one is unavailable (breaker open, paused, or an "
       "attempt failed retryably)" },
+    { "providers.*", "tokens_per_minute", KEY_SIZE, P (tokens_per_minute), 0, 1e12, "0", NULL, 0,
+      NULL, false, "LLM tokens in any sliding minute across all workers (estimate reserved at "
+      "dispatch, settled with the reported usage); 0 = unlimited" },
+    { "providers.*", "default_max_tokens", KEY_SIZE, P (default_max_tokens), 1, 1e9, "1024", NULL,
+      0, NULL, false, "completion tokens a call's estimate reserves when its request names no "
+      "max_tokens or max_completion_tokens" },
+    { "providers.*", "prices", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_prices, false,
+      "{\"prompt\": USD, \"completion\": USD} per million tokens: GET /v1/usage adds cost_usd" },
 };
 
 // The keys of each tenant's quota (quotas.TENANT.KEY).
@@ -216,6 +228,9 @@ static const config_key_t s_quota_keys[] = {
     { "quotas.*", "weight", KEY_INT, Q (weight), 1, 1000, "1", NULL, 0, NULL, false,
       "its share of each provider's dispatches: up to this many per turn of the tenants' "
       "round robin" },
+    { "quotas.*", "tokens_per_day", KEY_SIZE, Q (tokens_per_day), 0, 1e15, "0", NULL, 0, NULL,
+      false, "LLM tokens per UTC day: once reached, llm submissions get 429 until midnight UTC; "
+      "0 = unlimited" },
 };
 
 #undef C
@@ -1003,6 +1018,28 @@ s_load_fallback (void *target, json_t *value, const char *where, char *error, si
                          error_size);
 }
 
+// s_load_prices reads providers.NAME.prices: USD per million prompt and
+// completion tokens, both required, neither negative.
+static int
+s_load_prices (void *target, json_t *value, const char *where, char *error, size_t error_size)
+{
+    config_provider_t *provider = target;
+    json_t *prompt = json_object_get (value, "prompt");
+    json_t *completion = json_object_get (value, "completion");
+    if (!json_is_object (value) || json_object_size (value) != 2 || !json_is_number (prompt)
+        || !json_is_number (completion) || json_number_value (prompt) < 0
+        || json_number_value (completion) < 0 || json_number_value (prompt) > 1e9
+        || json_number_value (completion) > 1e9) {
+        snprintf (error, error_size, "config: %s must be {\"prompt\": USD, \"completion\": USD} "
+                  "per million tokens (numbers from 0 to 1e9)", where);
+        return -1;
+    }
+    provider->priced = true;
+    provider->price_prompt = json_number_value (prompt);
+    provider->price_completion = json_number_value (completion);
+    return 0;
+}
+
 // s_check_routes checks the rules between providers: a fallback names
 // another configured provider; a bare model name belongs to one provider.
 static int
@@ -1668,6 +1705,31 @@ s_test_table (const char *path)
     assert (m->retry_base_ms == 500 && m->retry_max_ms == 60000 && m->search);
     const config_quota_t *quota = config_quota (config, "anyone");
     assert (quota && quota->submit_rate == 2 && quota->max_queued == 0);
+    // Issue 12: no token budget, a default reservation, no prices.
+    assert (m->tokens_per_minute == 0 && m->default_max_tokens == 1024 && !m->priced);
+    assert (quota->tokens_per_day == 0 && config->usage_retention_days == 400);
+    config_destroy (&config);
+    config = s_test_load (path, "{\"providers\":{\"m\":{\"base_url\":\"https://x\","
+                                "\"tokens_per_minute\":90000,\"default_max_tokens\":256,"
+                                "\"prices\":{\"prompt\":2.5,\"completion\":10}}},"
+                                "\"quotas\":{\"a\":{\"tokens_per_day\":1000000}}}",
+                          error, sizeof error);
+    assert (config);
+    m = config_provider (config, "m");
+    assert (m->tokens_per_minute == 90000 && m->default_max_tokens == 256 && m->priced);
+    assert (m->price_prompt == 2.5 && m->price_completion == 10);
+    assert (config_quota (config, "a")->tokens_per_day == 1000000);
+    static const char *const bad_prices[] = {
+        "{\"prompt\":1}", "{\"prompt\":-1,\"completion\":1}", "{\"prompt\":\"1\",\"completion\":1}",
+        "{\"prompt\":1,\"completion\":1,\"cached\":1}", "[1,2]",
+    };
+    for (size_t i = 0; i < sizeof bad_prices / sizeof bad_prices[0]; i++) {
+        char text[256];
+        snprintf (text, sizeof text, "{\"providers\":{\"m\":{\"base_url\":\"http://x\","
+                  "\"prices\":%s}}}", bad_prices[i]);
+        config_t *refused_config = s_test_load (path, text, error, sizeof error);
+        assert (!refused_config && strstr (error, "providers.m.prices must be"));
+    }
     config_destroy (&config);
 
     // The reference lists every row.

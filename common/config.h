@@ -33,6 +33,7 @@ typedef struct {
     uint64_t max_stored_bytes;  // bytes of its records in the store at most, 0 = the default
     size_t max_running;         // its calls running at once, 0 = unlimited
     int weight;                 // dispatches per turn of the tenants' round robin, 1..1000
+    uint64_t tokens_per_day;    // LLM tokens per UTC day (llm submissions 429 above), 0 = unlimited
 } config_quota_t;
 
 typedef struct {
@@ -61,6 +62,11 @@ typedef struct {
     size_t models_count;
     char **fallback;            // providers tried in order when this one is unavailable
     size_t fallback_count;
+    uint64_t tokens_per_minute; // LLM tokens per sliding minute across all workers, 0 = unlimited
+    uint64_t default_max_tokens;// completion tokens reserved for a call that names no max_tokens
+    bool priced;                // prices were configured
+    double price_prompt;        // USD per million prompt tokens
+    double price_completion;    // USD per million completion tokens
 } config_provider_t;
 
 // One network of security.allow_networks, e.g. 127.0.0.2/32.
@@ -99,6 +105,7 @@ typedef struct {
     size_t store_map_mb;            // LMDB map size in MiB
     size_t max_result_bytes;        // a RESULT's result text at most (response_too_large above)
     size_t max_frame_bytes;         // ZMQ_MAXMSGSIZE of every socket: one frame at most
+    int usage_retention_days;       // LLM usage rows (GET /v1/usage) are kept this long
     config_provider_t direct;       // limits of direct calls (user URLs, webhooks): only
                                     // rate_limit, burst and max_concurrency are used
     // worker

@@ -57,6 +57,7 @@ job_destroy (job_t **self_p)
     free (self->error);
     free (self->idempotency_key);
     free (self->metadata);
+    free (self->usage);
     free (self->lease);
     free (self->answered_by);
     free (self->via);
@@ -92,6 +93,7 @@ job_dup (const job_t *self)
     copy->error = s_copy_or_null (self->error);
     copy->idempotency_key = s_copy_or_null (self->idempotency_key);
     copy->metadata = s_copy_or_null (self->metadata);
+    copy->usage = s_copy_or_null (self->usage);
     copy->lease = s_copy_or_null (self->lease);
     copy->answered_by = s_copy_or_null (self->answered_by);
     copy->via = s_copy_or_null (self->via);
@@ -121,6 +123,8 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_str (writer, "idempotency_key", self->idempotency_key);
     pack_put_str (writer, "metadata", self->metadata);
     pack_put_int (writer, "attempt_seq", self->attempt_seq);
+    if (self->usage)
+        pack_put_str (writer, "usage", self->usage);
     if (self->lease)
         pack_put_str (writer, "lease", self->lease);
     if (self->answered_by)
@@ -165,6 +169,7 @@ job_unpack (pack_reader_t *reader)
     self->error = pack_get_strdup (reader, "error");
     self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
     self->metadata = pack_get_strdup (reader, "metadata");
+    self->usage = pack_get_strdup (reader, "usage");
     self->lease = pack_get_strdup (reader, "lease");
     self->answered_by = pack_get_strdup (reader, "answered_by");
     // Records written before attempt identities existed: the attempts
@@ -231,7 +236,7 @@ job_render (const job_t *self)
     char *head = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
-    s_spliced_t spliced[3] = {
+    s_spliced_t spliced[4] = {
         { .key = "metadata", .text = self->metadata ? self->metadata : metadata }
     };
     size_t count = 1;
@@ -239,6 +244,9 @@ job_render (const job_t *self)
         spliced[count++] = (s_spliced_t) { .key = "result", .text = self->result };
     if (self->error)
         spliced[count++] = (s_spliced_t) { .key = "error", .text = self->error };
+    // SPEC §3.1: the usage the upstream reported, on llm jobs that have it.
+    if (self->usage && self->kind && strcmp (self->kind, "llm") == 0)
+        spliced[count++] = (s_spliced_t) { .key = "usage", .text = self->usage };
     // The head ends with '}': the spliced members go before it, in one
     // allocation sized up front.
     size_t len = strlen (head) - 1, total = len + 2;
@@ -291,6 +299,7 @@ job_test (bool verbose)
     job->attempts = 2;
     job->attempt_seq = 7;
     job_set_str (&job->lease, "lease-token");
+    job_set_str (&job->usage, "{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}");
 
     pack_writer_t *writer = pack_writer_new ();
     job_pack (job, writer);
@@ -329,6 +338,18 @@ job_test (bool verbose)
     job_set_str (&copy->metadata, NULL);
     job_set_str (&copy->result, "{\"status\":200}");
     job_set_str (&copy->error, NULL);
+    // An llm job shows the usage its record keeps (packed and read back
+    // above); another kind never shows one.
+    assert (copy->usage && strcmp (copy->usage, job->usage) == 0);
+    text = job_render (copy);
+    assert (!strstr (text, "usage"));
+    free (text);
+    job_set_str (&copy->kind, "llm");
+    object = job_to_json (copy);
+    assert (json_integer_value (json_object_get (json_object_get (object, "usage"),
+                                                 "total_tokens")) == 7);
+    json_decref (object);
+    job_set_str (&copy->kind, "http");
 
     // The provider that answered is kept and shown once the job is finished.
     job_set_str (&copy->answered_by, "backup");
@@ -350,7 +371,7 @@ job_test (bool verbose)
     pack_writer_destroy (&again);
 
     job_t *dup = job_dup (copy);
-    assert (dup && strcmp (dup->spec, copy->spec) == 0);
+    assert (dup && strcmp (dup->spec, copy->spec) == 0 && strcmp (dup->usage, copy->usage) == 0);
     assert (strcmp (dup->answered_by, "backup") == 0);
     job_destroy (&dup);
     job_destroy (&copy);

@@ -42,6 +42,7 @@ typedef struct {
     char *error;                // error object, JSON text, or NULL
     char *idempotency_key;      // Idempotency-Key header, or NULL
     char *metadata;             // the spec's metadata object, JSON text, or NULL
+    char *usage;                // llm: the upstream's usage object, JSON text, or NULL
     char *lease;                // DISPATCH only: the attempt's lease token, which the
                                 // worker echoes; never stored, never sent to a gateway
     char *answered_by;          // the provider whose answer finished the job (its own or
@@ -70,7 +71,7 @@ void job_pack (const job_t *self, pack_writer_t *writer);
 job_t *job_unpack (pack_reader_t *reader);
 
 // job_render renders the API job object (SPEC §3) as compact JSON text. The
-// stored metadata, result and error texts are spliced in as they are, never
+// stored metadata, result, error and usage texts are spliced in as they are, never
 // parsed again: they passed common/jsontext's policy when they were made, so
 // a read costs a copy, whatever the result holds. Returns a new string
 // (caller frees). This function can't fail.

@@ -114,6 +114,20 @@ pack_put_bin_array (pack_writer_t *self, const char *key, const void *const *dat
     }
 }
 
+void
+pack_put_int_map (pack_writer_t *self, const char *key, const char *const *names,
+                  const int64_t *values, size_t count)
+{
+    s_key (self, key);
+    msgpack_pack_map (&self->packer, count);
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strlen (names[i]);
+        msgpack_pack_str (&self->packer, len);
+        msgpack_pack_str_body (&self->packer, names[i], len);
+        msgpack_pack_int64 (&self->packer, values[i]);
+    }
+}
+
 const void *
 pack_writer_data (pack_writer_t *self, size_t *size)
 {
@@ -292,10 +306,10 @@ pack_get_strdup (pack_reader_t *self, const char *key)
     return copy;
 }
 
-int
-pack_get_int (pack_reader_t *self, const char *key, int64_t *value)
+// s_int_of reads an integer object into *value: 0, or -1 when it is none.
+static int
+s_int_of (const msgpack_object *v, int64_t *value)
 {
-    const msgpack_object *v = s_find (self, key);
     if (!v)
         return -1;
     if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
@@ -307,6 +321,28 @@ pack_get_int (pack_reader_t *self, const char *key, int64_t *value)
     if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         *value = v->via.i64;
         return 0;
+    }
+    return -1;
+}
+
+int
+pack_get_int (pack_reader_t *self, const char *key, int64_t *value)
+{
+    return s_int_of (s_find (self, key), value);
+}
+
+int
+pack_get_map_int (pack_reader_t *self, const char *key, const char *name, int64_t *value)
+{
+    const msgpack_object *v = s_find (self, key);
+    if (!v || v->type != MSGPACK_OBJECT_MAP)
+        return -1;
+    size_t len = strlen (name);
+    for (uint32_t i = 0; i < v->via.map.size; i++) {
+        const msgpack_object *k = &v->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
+            && memcmp (k->via.str.ptr, name, len) == 0)
+            return s_int_of (&v->via.map.ptr[i].val, value);
     }
     return -1;
 }
@@ -343,7 +379,10 @@ pack_test (bool verbose)
     pack_put_str (w, "none", NULL);
     const char *items[] = { "x", "yz" };
     pack_put_str_array (w, "list", items, 2);
-    assert (pack_writer_field_count (w) == 6);
+    const char *names[] = { "remaining", "reset" };
+    const int64_t values[] = { 9, -1 };
+    pack_put_int_map (w, "limits", names, values, 2);
+    assert (pack_writer_field_count (w) == 7);
     size_t size;
     const void *data = pack_writer_data (w, &size);
 
@@ -360,6 +399,11 @@ pack_test (bool verbose)
     assert (pack_get_str (r, "none", &len) == NULL);
     assert (pack_get_str (r, "missing", &len) == NULL);
     assert (pack_get_int (r, "id", &n) == -1);
+    assert (pack_get_map_int (r, "limits", "remaining", &n) == 0 && n == 9);
+    assert (pack_get_map_int (r, "limits", "reset", &n) == 0 && n == -1);
+    assert (pack_get_map_int (r, "limits", "other", &n) == -1);
+    assert (pack_get_map_int (r, "id", "remaining", &n) == -1);
+    assert (pack_get_map_int (r, "missing", "remaining", &n) == -1);
     const msgpack_object_array *list = pack_get_array (r, "list");
     assert (list && list->size == 2);
     char *copy = pack_get_strdup (r, "id");

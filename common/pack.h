@@ -33,6 +33,11 @@ void pack_put_str_array (pack_writer_t *self, const char *key,
 void pack_put_bin_array (pack_writer_t *self, const char *key, const void *const *datas,
                          const size_t *sizes, size_t count);
 
+// pack_put_int_map writes a map of count integers (names[i] → values[i]),
+// e.g. RESULT's ratelimit (docs/protocol.md §3.2).
+void pack_put_int_map (pack_writer_t *self, const char *key, const char *const *names,
+                       const int64_t *values, size_t count);
+
 // pack_writer_data returns the encoded map (valid until the next put) and
 // its size.
 const void *pack_writer_data (pack_writer_t *self, size_t *size);
@@ -61,6 +66,10 @@ char *pack_get_strdup (pack_reader_t *self, const char *key);
 // pack_get_int reads an integer field into *value. Returns 0, or -1 when the
 // field is missing or not an integer.
 int pack_get_int (pack_reader_t *self, const char *key, int64_t *value);
+
+// pack_get_map_int reads the integer name of the map field key into *value.
+// Returns 0, or -1 when the field is not a map or holds no such integer.
+int pack_get_map_int (pack_reader_t *self, const char *key, const char *name, int64_t *value);
 
 // pack_get_bool reads a boolean field. Returns 0 or -1.
 int pack_get_bool (pack_reader_t *self, const char *key, bool *value);

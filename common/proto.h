@@ -37,6 +37,8 @@ typedef enum {
     PROTO_PROVIDERS,  // gateway → broker: live state of the providers
     PROTO_PROVIDERS_OK, // broker → gateway: that state, as JSON text
     PROTO_EVENT,      // broker → PUB subscribers: a job changed state
+    PROTO_USAGE,      // gateway → broker: a tenant's LLM usage totals (revision 3)
+    PROTO_USAGE_OK,   // broker → gateway: those totals, as JSON text
     PROTO_CMD_COUNT_
 } proto_cmd_t;
 

@@ -38,6 +38,8 @@ struct _brokerclient_t {
     int64_t workers;            // the broker's counts, from the last PONG
     int64_t queued;
     int64_t running;
+    char *usage_metrics;        // the broker's LLM usage metrics (Prometheus text), or NULL
+    int64_t metrics_seq;        // their number, as the broker gave it (0: none yet)
     uint64_t last_seq;          // seq of the last event
     int64_t last_epoch;         // the broker run the events come from, 0 = none yet
     uint64_t events;            // events received
@@ -88,6 +90,14 @@ s_answer (proto_msg_t *msg, void *arg)
             pack_get_int (msg->body, "workers", &self->workers);
             pack_get_int (msg->body, "queued", &self->queued);
             pack_get_int (msg->body, "running", &self->running);
+            size_t len;
+            const char *metrics = pack_get_str (msg->body, "metrics", &len);
+            int64_t seq;
+            if (metrics && pack_get_int (msg->body, "metrics_seq", &seq) == 0) {
+                free (self->usage_metrics);
+                self->usage_metrics = mem_strndup (metrics, len);
+                self->metrics_seq = seq;
+            }
         }
         return;
     }
@@ -167,6 +177,7 @@ s_ping (evloop_t *loop, void *arg)
     pack_writer_t *body = pack_writer_new ();
     self->ping_corr = ++self->next_corr;
     pack_put_int (body, "corr", (int64_t) self->ping_corr);
+    pack_put_int (body, "metrics_seq", self->metrics_seq);
     proto_send (self->dealer, NULL, PROTO_PING, body);
     pack_writer_destroy (&body);
 }
@@ -277,6 +288,7 @@ brokerclient_destroy (brokerclient_t **self_p)
         zhashx_destroy (&self->pending);
     }
     proto_batch_destroy (&self->outbox);
+    free (self->usage_metrics);
     if (self->dealer) {
         evloop_sock_remove (self->loop, self->dealer);
         zsock_destroy (&self->dealer);
@@ -345,6 +357,12 @@ brokerclient_stats (brokerclient_t *self)
                                     .workers = self->workers, .queued = self->queued,
                                     .running = self->running, .events = self->events,
                                     .gaps = self->gaps, .pending = zhashx_size (self->pending) };
+}
+
+const char *
+brokerclient_usage_metrics (brokerclient_t *self)
+{
+    return self->usage_metrics ? self->usage_metrics : "";
 }
 
 void

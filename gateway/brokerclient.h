@@ -112,6 +112,11 @@ bool brokerclient_reachable (brokerclient_t *self);
 // brokerclient_stats returns what the client knows of the broker.
 brokerclient_stats_t brokerclient_stats (brokerclient_t *self);
 
+// brokerclient_usage_metrics returns the broker's LLM usage metrics as
+// Prometheus text (borrowed; "" until a PONG brought them): a PONG carries
+// them when they changed since the PING's metrics_seq (revision 3).
+const char *brokerclient_usage_metrics (brokerclient_t *self);
+
 // brokerclient_set_timing changes the PING period and the resend delay
 // (self-tests).
 void brokerclient_set_timing (brokerclient_t *self, int64_t ping_ms, int64_t resend_ms);

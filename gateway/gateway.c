@@ -57,7 +57,7 @@
 
 // What a routed request waits for.
 typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROVIDERS,
-               OP_BATCH } op_t;
+               OP_BATCH, OP_USAGE } op_t;
 
 typedef struct _request_t request_t;
 
@@ -530,7 +530,7 @@ s_on_list (request_t *req, proto_msg_t *msg)
 static const char *const s_provider_public_fields[] = {
     "name", "rate_limit", "max_concurrency", "rate", "in_flight", "queued", "circuit",
     "consecutive_failures", "blocked_for_ms", "tenants_paused", "latency_ms", "recent_errors",
-    "totals", NULL
+    "totals", "tokens_per_minute", "tokens_in_last_minute", "tokens_held_ms", NULL
 };
 
 // s_on_providers answers GET /v1/providers: the broker's view, in full for
@@ -564,6 +564,19 @@ s_on_providers (request_t *req, proto_msg_t *msg)
         }
     }
     s_answer_json (req, 200, root);
+}
+
+// s_on_usage answers GET /v1/usage with the broker's totals (SPEC §3.3).
+static void
+s_on_usage (request_t *req, proto_msg_t *msg)
+{
+    size_t len = 0;
+    const char *text = pack_get_str (msg->body, "json", &len);
+    if (!text || !jsontext_within (text, len)) {
+        s_broker_unavailable (req);
+        return;
+    }
+    s_answer_text (req, 200, mem_strndup (text, len), "application/json");
 }
 
 // s_retry_after_s is the Retry-After of a refusal: the broker's
@@ -610,6 +623,8 @@ s_broker_answer (proto_msg_t *msg, void *owner)
         s_on_list (req, msg);
     else if (msg->cmd == PROTO_PROVIDERS_OK)
         s_on_providers (req, msg);
+    else if (msg->cmd == PROTO_USAGE_OK)
+        s_on_usage (req, msg);
     else if (msg->cmd == PROTO_SUBMIT_OK)
         s_on_submit_ok (req, msg);
     else if (msg->cmd == PROTO_JOB)
@@ -1069,6 +1084,28 @@ s_handle_providers (request_t *req)
     pack_writer_destroy (&body);
 }
 
+// s_handle_usage: GET /v1/usage?since=RFC3339, the caller's tenant's LLM
+// usage totals per provider and model (SPEC §3.3). The broker keeps them
+// per UTC hour: since counts from the start of the hour it falls in.
+static void
+s_handle_usage (request_t *req)
+{
+    const char *since_arg = s_query (req, "since");
+    int64_t since = 0;
+    if (since_arg && clock_rfc3339_parse (since_arg, strlen (since_arg), &since) < 0) {
+        json_t *errors = json_pack ("[{s:s, s:s}]", "field", "since", "message",
+                                    "must be an RFC 3339 date-time, e.g. 2026-11-30T00:00:00Z");
+        s_answer_problem (req, 400, "invalid-parameter", "invalid query parameter", errors);
+        return;
+    }
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "tenant", req->tenant);
+    if (since > 0)
+        pack_put_int (body, "since", since);
+    s_call_and_park (req, OP_USAGE, PROTO_USAGE, body);
+    pack_writer_destroy (&body);
+}
+
 // s_metric appends one Prometheus metric (HELP, TYPE and a sample).
 static void
 s_metric (zchunk_t *out, const char *name, const char *type, const char *help, double value)
@@ -1137,6 +1174,9 @@ s_handle_metrics (request_t *req)
               (double) jobcache_size (self->cache));
     s_metric (out, "jobgate_cache_bytes", "gauge", "Bytes held by the gateway's cache.",
               (double) jobcache_bytes (self->cache));
+    // The broker's LLM usage counters, as its last PONG brought them.
+    const char *usage = brokerclient_usage_metrics (self->broker);
+    zchunk_extend (out, usage, strlen (usage));
     char *text = mem_strndup ((const char *) zchunk_data (out), zchunk_size (out));
     zchunk_destroy (&out);
     s_answer_text (req, 200, text, "text/plain; version=0.0.4");
@@ -1197,6 +1237,14 @@ s_route (request_t *req, const char *url, const char *method)
     else if (strcmp (url, "/v1/providers") == 0 && is_get) {
         if (s_authenticate (req))
             s_handle_providers (req);
+    }
+    else if (strcmp (url, "/v1/usage") == 0) {
+        if (!s_authenticate (req))
+            return;
+        if (is_get)
+            s_handle_usage (req);
+        else
+            s_method_not_allowed (req, "GET", "use GET /v1/usage");
     }
     else if (strcmp (url, "/v1/batch") == 0) {
         if (!s_authenticate (req) || s_shutting_down (req))

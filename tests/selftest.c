@@ -1,4 +1,5 @@
 // jobgate-selftest — runs the module self-tests: all, or one with -t NAME.
+#include "clock.h"
 #include "config.h"
 #include "evloop.h"
 #include "job.h"
@@ -17,6 +18,7 @@
 #include "textbuf.h"
 #include "ssrf.h"
 #include "stream.h"
+#include "llmusage.h"
 #include "transfer.h"
 #include "utf8.h"
 #include "webhook.h"
@@ -39,6 +41,8 @@
 #include "provider.h"
 #include "store.h"
 #include "bucket.h"
+#include "tokens.h"
+#include "ledger.h"
 #include "delivery.h"
 #include "jobs.h"
 #include "outbox.h"
@@ -57,12 +61,13 @@ typedef struct {
 } selftest_t;
 
 static const selftest_t s_tests[] = {
-    { "mem", mem_test },           { "utf8", utf8_test },         { "pack", pack_test },
+    { "mem", mem_test },           { "clock", clock_test },           { "utf8", utf8_test },         { "pack", pack_test },
     { "proto", proto_test },       { "job", job_test },           { "jsontext", jsontext_test },
     { "log", log_test },           { "urlpath", urlpath_test },   { "url", url_test },
     { "httpfield", httpfield_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
     { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
+    { "tokens", tokens_test },     { "ledger", ledger_test },
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
     { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
     { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
@@ -74,6 +79,7 @@ static const selftest_t s_tests[] = {
     { "brokerclient", brokerclient_test }, { "gateway", gateway_test },
     { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "html", html_test },
     { "scrub", scrub_test },       { "stream", stream_test },     { "response", response_test },
+    { "llmusage", llmusage_test },
     { "request", request_test },
     { "transfer", transfer_test }, { "worker", worker_test },
 };

@@ -34,6 +34,8 @@ struct _request_t {
     size_t max_bytes;           // body cap
     int64_t timeout_ms;         // per-attempt timeout
     bool stream;                // llm with "stream": true: the answer is SSE
+    bool llm;                   // an llm call: its answer reports usage (worker/llmusage.h)
+    bool usage_added;           // a stream asked for usage the caller did not ask for
     const char *auth_header;    // provider's auth header name (borrowed from config), or NULL
     const char *secret;         // provider's secret (borrowed from config), or NULL
 };
@@ -387,6 +389,27 @@ s_plan_search (request_t *self, json_t *request, const config_provider_t *provid
     return rc;
 }
 
+// s_stream_usage_ask makes a streamed call report its usage (in a last
+// chunk of its own: stream_options.include_usage) when the caller did not
+// ask for it, keeping the caller's other stream_options: every llm job's
+// usage is accounted (SPEC §3.1). A stream_options that is not an object is
+// the caller's mistake, left for the upstream to answer.
+static void
+s_stream_usage_ask (request_t *self, json_t *request)
+{
+    json_t *options = json_object_get (request, "stream_options");
+    if (json_is_true (json_object_get (options, "include_usage")))
+        return;
+    if (!options || json_is_null (options)) {
+        options = json_object ();
+        json_object_set_new (request, "stream_options", options);
+    }
+    if (!json_is_object (options))
+        return;
+    json_object_set_new (options, "include_usage", json_true ());
+    self->usage_added = true;
+}
+
 // s_plan_llm plans the llm kind: POST the request as an OpenAI-compatible
 // Chat Completions body; with "stream": true the answer is read as SSE.
 static int
@@ -396,8 +419,11 @@ s_plan_llm (request_t *self, json_t *request, const config_provider_t *provider,
     strcpy (self->method, "POST");
     s_join (url, provider->base_url, "/chat/completions");
     self->stream = json_is_true (json_object_get (request, "stream"));
-    if (self->stream)
+    self->llm = true;
+    if (self->stream) {
         s_header_default (self, "Accept", "text/event-stream");
+        s_stream_usage_ask (self, request);
+    }
     return s_body_set (self, request, error, error_size);
 }
 
@@ -702,6 +728,18 @@ request_is_stream (const request_t *self)
     return self->stream;
 }
 
+bool
+request_is_llm (const request_t *self)
+{
+    return self->llm;
+}
+
+bool
+request_usage_added (const request_t *self)
+{
+    return self->usage_added;
+}
+
 const char *
 request_auth_header (const request_t *self)
 {
@@ -857,13 +895,35 @@ request_test (bool verbose)
     assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/chat/completions") == 0);
     assert (strcmp (request_method (request), "POST") == 0);
     assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"messages\":[]}") == 0);
-    assert (!request_is_stream (request));
+    assert (!request_is_stream (request) && request_is_llm (request));
+    assert (!request_usage_added (request));
     request_destroy (&request);
     request = s_plan_for (config, "llm", "mock",
                           "{\"request\":{\"model\":\"m\",\"stream\":true,\"messages\":[]}}",
                           error, sizeof error);
     assert (request && request_is_stream (request));
     assert (strcmp (request_header (request, "accept"), "text/event-stream") == 0);
+    // A stream asks for usage the caller did not ask for (SPEC §3.1)...
+    assert (request_is_llm (request) && request_usage_added (request));
+    assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"stream\":true,"
+                    "\"messages\":[],\"stream_options\":{\"include_usage\":true}}") == 0);
+    request_destroy (&request);
+    // ...keeping the caller's own stream_options, and turning a refusal
+    // into a request (the usage is the worker's then, not relayed)...
+    request = s_plan_for (config, "llm", "mock",
+                          "{\"request\":{\"model\":\"m\",\"stream\":true,\"stream_options\":"
+                          "{\"x\":1,\"include_usage\":false}}}", error, sizeof error);
+    assert (request && request_usage_added (request));
+    assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"stream\":true,"
+                    "\"stream_options\":{\"x\":1,\"include_usage\":true}}") == 0);
+    request_destroy (&request);
+    // ...and a caller who asked keeps the request as sent.
+    request = s_plan_for (config, "llm", "mock",
+                          "{\"request\":{\"model\":\"m\",\"stream\":true,\"stream_options\":"
+                          "{\"include_usage\":true}}}", error, sizeof error);
+    assert (request && !request_usage_added (request));
+    assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"stream\":true,"
+                    "\"stream_options\":{\"include_usage\":true}}") == 0);
     request_destroy (&request);
 
     // A fallback's attempt (DISPATCH `via` and `model`): the call goes to

@@ -77,6 +77,16 @@ int64_t request_timeout_ms (const request_t *self);
 // is read as Server-Sent Events and relayed as chunks.
 bool request_is_stream (const request_t *self);
 
+// request_is_llm is true for an llm call: its answer's usage, model and
+// token rate-limit headers are reported (worker/llmusage.h).
+bool request_is_llm (const request_t *self);
+
+// request_usage_added is true when a streamed llm call asks the upstream
+// for usage (stream_options.include_usage) that its caller did not ask
+// for: the usage-only last chunk is then the worker's, not to be relayed
+// as the caller's (the CHUNKs carry content deltas only).
+bool request_usage_added (const request_t *self);
+
 // request_auth_header returns the name of the provider's auth header when
 // this call carries it, or NULL (borrowed).
 const char *request_auth_header (const request_t *self);

@@ -582,8 +582,19 @@ response_outcome_free (response_outcome_t *out)
 {
     free (out->result);
     free (out->error);
+    free (out->usage);
+    free (out->model);
     out->result = NULL;
     out->error = NULL;
+    out->usage = NULL;
+    out->model = NULL;
+}
+
+const char *
+response_body_bytes (const response_t *self, size_t *len)
+{
+    *len = self->body_size;
+    return self->body;
 }
 
 // s_fail fills out as an attempt that ended without a result; the message

@@ -72,6 +72,11 @@ typedef struct {
     char *error;                // error object as JSON text, or NULL
     int64_t retry_after_ms;     // upstream's Retry-After, or 0
     long status;                // HTTP status for the log line, 0 when none
+    char *usage;                // llm: the answer's usage object, JSON text, or NULL
+    char *model;                // llm: the model the answer names, or NULL
+    bool ratelimit;             // llm: remaining_tokens and reset_tokens_ms were looked for
+    int64_t remaining_tokens;   // x-ratelimit-remaining-tokens, -1 when unknown
+    int64_t reset_tokens_ms;    // x-ratelimit-reset-tokens in ms, -1 when unknown
 } response_outcome_t;
 
 // response_new starts an empty response that keeps at most max_bytes of
@@ -98,6 +103,10 @@ bool response_body (response_t *self, const char *data, size_t len);
 // response_header_value returns the value of a header of the latest block
 // (name in lower case), or NULL (borrowed).
 const char *response_header_value (const response_t *self, const char *name);
+
+// response_body_bytes returns the body collected so far (borrowed, not
+// NUL-terminated; NULL when empty) and its size in *len.
+const char *response_body_bytes (const response_t *self, size_t *len);
 
 // response_overflow marks the response as over its cap: the attempt fails
 // as response_too_large (a stream whose assembled text grew too big).

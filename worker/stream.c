@@ -203,6 +203,17 @@ stream_done (const stream_t *self)
     return self->done;
 }
 
+json_t *
+stream_summary (const stream_t *self)
+{
+    json_t *summary = json_object ();
+    if (self->model)
+        json_object_set (summary, "model", self->model);
+    if (self->usage)
+        json_object_set (summary, "usage", self->usage);
+    return summary;
+}
+
 char *
 stream_completion (const stream_t *self, size_t cap)
 {
@@ -315,6 +326,12 @@ stream_test (bool verbose)
         assert (json_integer_value (json_object_get (json_object_get (completion, "usage"),
                                                      "total_tokens")) == 5);
         json_decref (completion);
+        // What the worker reports of the call: the model and the usage.
+        json_t *summary = stream_summary (stream);
+        assert (strcmp (json_string_value (json_object_get (summary, "model")), "m") == 0);
+        assert (json_integer_value (json_object_get (json_object_get (summary, "usage"),
+                                                     "prompt_tokens")) == 2);
+        json_decref (summary);
         free (text);
         stream_destroy (&stream);
         stream_destroy (&stream);
@@ -341,6 +358,9 @@ stream_test (bool verbose)
 
     // An empty stream still renders a completion, without usage.
     stream_t *stream = stream_new (16);
+    json_t *summary = stream_summary (stream);
+    assert (json_object_size (summary) == 0);
+    json_decref (summary);
     char *text = stream_completion (stream, 1024);
     assert (text && strstr (text, "\"content\":\"\"") && !strstr (text, "usage"));
     json_t *completion = jsontext_loads (text, NULL);

@@ -12,6 +12,7 @@
 
 #include "response.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -48,6 +49,12 @@ size_t stream_deltas (const stream_t *self);
 
 // stream_done is true once "data: [DONE]" arrived.
 bool stream_done (const stream_t *self);
+
+// stream_summary returns a new object holding the stream's "model" and
+// "usage" (the last chunk carrying one), as far as they arrived: what the
+// worker reports of a streamed call (worker/llmusage.h). This function
+// can't fail.
+json_t *stream_summary (const stream_t *self);
 
 // stream_completion renders what arrived as one chat.completion object:
 // {"id", "object": "chat.completion", "model", "choices": [{"index": 0,

@@ -1,5 +1,6 @@
 // transfer — one attempt of one job: a libcurl easy handle and its state.
 #include "transfer.h"
+#include "llmusage.h"
 #include "mem.h"
 #include "scrub.h"
 #include "ssrf.h"
@@ -310,6 +311,38 @@ s_scheme_refused (CURLcode code, const char *effective_url)
     return refused;
 }
 
+// s_usage_of adds to the RESULT fields of an llm call that got an answer
+// what it says it cost (its usage and model: from the stream's last chunks
+// or the body) and what its headers say of the provider's token budget
+// (docs/protocol.md §3.2, revision 3). A model name that holds the
+// provider's secret is not kept.
+static void
+s_usage_of (transfer_t *self, response_outcome_t *out)
+{
+    out->remaining_tokens = out->reset_tokens_ms = -1;
+    if (!request_is_llm (self->request) || out->status < 200)
+        return;
+    if (self->sse) {
+        json_t *summary = stream_summary (self->stream);
+        llmusage_of_answer (summary, &out->usage, &out->model);
+        json_decref (summary);
+    }
+    else if (out->status <= 299) {
+        size_t len;
+        const char *body = response_body_bytes (self->response, &len);
+        llmusage_of_body (body, len, RESPONSE_JSON_PARSE_MAX_BYTES, &out->usage, &out->model);
+    }
+    if (out->model && scrub_found (self->scrub, out->model, strlen (out->model))) {
+        free (out->model);
+        out->model = NULL;
+    }
+    out->ratelimit = true;
+    out->remaining_tokens = llmusage_count (response_header_value (self->response,
+                                                                   "x-ratelimit-remaining-tokens"));
+    out->reset_tokens_ms = llmusage_duration_ms (response_header_value (self->response,
+                                                                        "x-ratelimit-reset-tokens"));
+}
+
 void
 transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outcome_t *out)
 {
@@ -344,6 +377,7 @@ transfer_finish (transfer_t *self, CURLcode code, int64_t now_ms, response_outco
         free (completion);
     }
     response_finish (self->response, &info, out);
+    s_usage_of (self, out);
 }
 
 void

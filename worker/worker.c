@@ -173,6 +173,26 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
     pack_put_str (body, "result", out->result);
     pack_put_str (body, "error", out->error);
     pack_put_int (body, "retry_after_ms", out->retry_after_ms);
+    // Revision 3: what an llm answer says it cost and what is left of the
+    // provider's token budget, each only when known.
+    if (out->usage)
+        pack_put_str (body, "usage", out->usage);
+    if (out->model)
+        pack_put_str (body, "model", out->model);
+    if (out->ratelimit && (out->remaining_tokens >= 0 || out->reset_tokens_ms >= 0)) {
+        const char *names[2];
+        int64_t values[2];
+        size_t count = 0;
+        if (out->remaining_tokens >= 0) {
+            names[count] = "remaining_tokens";
+            values[count++] = out->remaining_tokens;
+        }
+        if (out->reset_tokens_ms >= 0) {
+            names[count] = "reset_tokens_ms";
+            values[count++] = out->reset_tokens_ms;
+        }
+        pack_put_int_map (body, "ratelimit", names, values, count);
+    }
     s_send (self, PROTO_RESULT, body);
     pack_writer_destroy (&body);
 }

@@ -13,7 +13,7 @@ from test_hardening_broker import _pack, _record  # noqa: E402
 
 COMMANDS = ["SUBMIT", "SUBMIT_OK", "GET", "JOB", "PING", "PONG", "ERROR", "READY", "CREDIT",
             "DISPATCH", "RESULT", "HEARTBEAT", "RECONNECT", "DISCONNECT", "CANCEL", "RETRY",
-            "LIST", "LIST_OK", "CHUNK", "PROVIDERS", "PROVIDERS_OK", "EVENT"]
+            "LIST", "LIST_OK", "CHUNK", "PROVIDERS", "PROVIDERS_OK", "EVENT", "USAGE", "USAGE_OK"]
 GATEWAY, WORKER, SECOND, TICK = 0, 1, 2, 4
 JOB = "0190a000-0000-7000-8000-00000000000a"
 
@@ -37,10 +37,11 @@ def ready(credit=2, concurrency=2, sender=WORKER):
 
 
 def result(outcome="succeeded", attempt=1, result_text='{"status":200,"body":"ok"}', error=None,
-           sender=WORKER, retry_after_ms=0):
-    return message(sender, "RESULT", {"id": JOB, "attempt": attempt, "lease": "fuzz",
-                                      "outcome": outcome, "result": result_text, "error": error,
-                                      "retry_after_ms": retry_after_ms})
+           sender=WORKER, retry_after_ms=0, **extra):
+    body = {"id": JOB, "attempt": attempt, "lease": "fuzz", "outcome": outcome,
+            "result": result_text, "error": error, "retry_after_ms": retry_after_ms}
+    body.update(extra)
+    return message(sender, "RESULT", body)
 
 
 def ask(command, corr=2, tenant="q", **fields):
@@ -77,6 +78,16 @@ SEEDS = {
     "credit": ready(2 ** 62, 2 ** 62) + message(WORKER, "CREDIT", {"credit": 2 ** 62})
         + message(WORKER | SECOND, "HEARTBEAT", {"running": 0}) + submit(),
     "quota": submit() + submit(corr=2) + submit(corr=3) + submit(corr=4) + ready(4, 4),
+    # Revision 3: an llm answer's usage, model and the upstream's token
+    # budget; the tenant's totals and the usage metrics.
+    "llm_usage": submit({"request": {"model": "m", "max_tokens": 50,
+                                     "messages": [{"role": "user", "content": "hi"}]}},
+                        kind="llm")
+        + ready() + result(usage='{"prompt_tokens":3,"completion_tokens":9}', model="m-1",
+                           ratelimit={"remaining_tokens": 0, "reset_tokens_ms": 20})
+        + message(GATEWAY, "USAGE", {"corr": 8, "tenant": "q", "since": 0})
+        + message(GATEWAY | TICK, "PING", {"corr": 9, "metrics_seq": 0})
+        + submit(kind="llm", corr=10),
     "overload": submit() + ready() + result(
         "retry", error='{"type":"upstream_status","upstream_status":429}', result_text=None,
         retry_after_ms=99999999),

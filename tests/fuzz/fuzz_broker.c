@@ -79,10 +79,11 @@ s_start (void)
                   "\"direct\":{\"max_concurrency\":2},"
                   "\"webhooks\":{\"max_attempts\":2},"
                   "\"quotas\":{\"q\":{\"max_queued\":3,\"max_running\":1,\"max_stored_bytes\":5000,"
-                  "\"submit_rate\":100}},"
+                  "\"submit_rate\":100,\"tokens_per_day\":100}},"
                   "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:9\",\"circuit_failures\":2,"
                   "\"circuit_fail_fast\":true,\"max_pause_ms\":50,\"retry_base_ms\":1,"
-                  "\"retry_max_ms\":2,\"max_queued\":20}}}", s_dir);
+                  "\"retry_max_ms\":2,\"max_queued\":20,\"tokens_per_minute\":500,"
+                  "\"prices\":{\"prompt\":1,\"completion\":2}}}}", s_dir);
         FILE *file = fopen (path, "w");
         assert (file);
         fputs (text, file);

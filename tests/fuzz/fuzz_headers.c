@@ -9,6 +9,7 @@
 // through that holds no dot segment in any spelling tested here, a URL the
 // rule lets through that hides nothing from a reader, an event stream whose
 // every line is one of its own and whose chunk ids never repeat.
+#include "clock.h"
 #include "headers.h"
 #include "mem.h"
 #include "sse.h"
@@ -179,6 +180,22 @@ s_stream (char *text)
     sse_destroy (&sse);
 }
 
+// s_since reads GET /v1/usage's since (common/clock.h): a date it accepts
+// is after 1970 and reads back, written by clock_rfc3339, as itself to the
+// millisecond.
+static void
+s_since (const char *value, size_t len)
+{
+    int64_t wall_ms = -1;
+    if (clock_rfc3339_parse (value, len, &wall_ms) < 0)
+        return;
+    assert (wall_ms >= 0);
+    char stamp[40];
+    clock_rfc3339 (wall_ms, stamp, sizeof stamp);
+    int64_t again = -1;
+    assert (clock_rfc3339_parse (stamp, strlen (stamp), &again) == 0 && again == wall_ms);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -188,13 +205,14 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     assert (text);
     memcpy (text, data + 1, size - 1);
     text[size - 1] = '\0';
-    switch (data[0] % 7) {
+    switch (data[0] % 8) {
     case 0: s_prefer (text); break;
     case 1: s_last_event_id (text); break;
     case 2: s_host (text); break;
     case 3: s_path ((const char *) data + 1, size - 1); break;
     case 5: s_url (text, strlen (text)); break;
     case 6: s_stream (text); break;
+    case 7: s_since ((const char *) data + 1, size - 1); break;
     default: {
         const char *problem = headers_idempotency_key_problem (text, strlen (text));
         assert (problem || (strlen (text) >= 1 && strlen (text) <= HEADERS_IDEMPOTENCY_KEY_MAX));

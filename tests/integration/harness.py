@@ -72,11 +72,14 @@ def request(port, method, path, body=None, headers=None, timeout=70):
 class Stack:
     """A broker, a gateway, N workers and a mock upstream on loopback."""
 
-    def __init__(self, workers=1, concurrency=512, config_extra=None, start=True):
+    def __init__(self, workers=1, concurrency=512, config_extra=None, start=True,
+                 mock_log=False):
         self.dir = tempfile.mkdtemp(prefix="jobgate-test-")
         self.procs = {}
         self.worker_names = []
         self.mock_port = None
+        # With mock_log the mock writes one line per call (mock_calls()).
+        self.mock_log = os.path.join(self.dir, "mock-calls.log") if mock_log else None
         self._start_mock()
         self.gateway_port = free_port()
         self.config = {
@@ -138,8 +141,11 @@ class Stack:
 
     def _start_mock(self):
         port_file = os.path.join(self.dir, "mock.port")
-        self._spawn("mock", [os.path.join(BUILD, "tests/mock/jobgate-mock-upstream"),
-                             "--listen", "127.0.0.1:0", "--port-file", port_file])
+        argv = [os.path.join(BUILD, "tests/mock/jobgate-mock-upstream"),
+                "--listen", "127.0.0.1:0", "--port-file", port_file]
+        if self.mock_log:
+            argv += ["--log", self.mock_log]
+        self._spawn("mock", argv)
 
         def read_port():
             try:
@@ -276,3 +282,13 @@ class Stack:
 
     def mock_reset(self):
         request(self.mock_port, "GET", "/reset")
+
+    def mock_calls(self):
+        """The calls the mock logged (mock_log=True): a list of
+        (wall ms, path, prompt tokens, completion tokens)."""
+        calls = []
+        with open(self.mock_log) as f:
+            for line in f:
+                at, path, prompt, completion = line.split()
+                calls.append((int(at), path, int(prompt), int(completion)))
+        return calls

@@ -278,7 +278,10 @@ def test_tenant_stored_bytes_quota_answers_429():
 
 
 def test_tiny_store_fills_degrades_and_recovers():
-    extra = {"broker": {"store_map_mb": 16, "max_result_bytes": 1048576, "result_ttl_s": 4},
+    # The results live 12 s: long enough for a loaded machine (ASan, other
+    # suites beside) to fill the store and read every job back before the
+    # first expires (4 s once was not: a job read after its TTL is a 404).
+    extra = {"broker": {"store_map_mb": 16, "max_result_bytes": 1048576, "result_ttl_s": 12},
              "quotas": {"*": {"max_stored_bytes": 1 << 40}}}
     with Stack(workers=1, concurrency=4, config_extra=extra) as stack:
         spec = {"kind": "http", "request": {"url": stack.mock_url("/echo?size=900000")}}

@@ -76,6 +76,8 @@ struct request_t {
     bool waited;                   // latency_ms wait is over (or was never asked)
     bool suspended;                // connection is suspended and sits in the timer heap
     unsigned status;               // status answered, for --verbose
+    int64_t prompt_tokens;         // what a chat call counted, for --log
+    int64_t completion_tokens;
     body_kind_t body_kind;         // where the response body comes from
     char *body_buf;                // response body for BODY_BUFFER (owned)
     uint64_t body_size;            // response body length in bytes
@@ -100,6 +102,7 @@ struct mock_t {
     int epoll_fd;                  // our loop: MHD's epoll fd and the signal fd
     int signal_fd;                 // SIGTERM/SIGINT arrive here instead of as handlers
     bool verbose;                  // log one line per request
+    FILE *call_log;                // --log: one line per call answered, or NULL
     volatile bool stopping;        // shutting down: answer 503, skip delays
     timer_entry_t *timers;         // min-heap of deadlines, ordered by due_ns
     size_t timers_size;            // entries in use
@@ -635,6 +638,23 @@ s_sse_append (char **body, size_t *size, uint64_t *offsets, unsigned *pieces, js
     return 0;
 }
 
+// s_log_call writes one line to the --log file for a call answered: its
+// arrival (wall ms), path, and the prompt and completion tokens it counted
+// (0 0 for calls that are not chats). Tests read the tokens an upstream saw
+// per sliding minute from it.
+static void
+s_log_call (mock_t *self, const char *path, int64_t prompt_tokens, int64_t completion_tokens)
+{
+    if (!self->call_log)
+        return;
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    fprintf (self->call_log, "%" PRId64 " %s %" PRId64 " %" PRId64 "\n",
+             (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000, path, prompt_tokens,
+             completion_tokens);
+    fflush (self->call_log);
+}
+
 // s_chat answers POST /v1/chat/completions like an OpenAI-compatible API:
 // "Echo: <last user message>", split into word tokens. With "stream": true
 // the answer is an SSE stream, one event per token every token_ms (released
@@ -672,6 +692,8 @@ s_chat (request_t *request, const char **content_type)
         return NULL;
     }
     json_int_t completion_tokens = (json_int_t) json_array_size (tokens);
+    request->prompt_tokens = prompt_tokens;
+    request->completion_tokens = completion_tokens;
     json_t *usage = json_pack ("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens,
         "completion_tokens", completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
     char *answer = NULL;
@@ -1127,6 +1149,9 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
     else {
         uint64_t number = ++self->served;
         s_count_path (self, url);
+        // A chat call logs its tokens once it has counted them.
+        if (strcmp (url, "/v1/chat/completions") != 0 && strcmp (url, "/chat/completions") != 0)
+            s_log_call (self, url, 0, 0);
         request->status = s_status_knob (connection, "status", 200);
         if (!s_key_accepted (connection)) {
             request->status = 401;
@@ -1138,8 +1163,10 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
             request->body_buf = s_search_body (connection);
         else
         if (strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/chat/completions") == 0) {
-            if (strcmp (method, "POST") == 0)
+            if (strcmp (method, "POST") == 0) {
                 request->body_buf = s_chat (request, &content_type);
+                s_log_call (self, url, request->prompt_tokens, request->completion_tokens);
+            }
             else {
                 request->status = 405;
                 request->body_buf = strdup ("{\"error\":{\"message\":\"use POST\"}}");
@@ -1493,11 +1520,14 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "Usage: jobgate-mock-upstream [--listen HOST:PORT] [--port-file FILE] [--verbose] [--help]\n"
+        "Usage: jobgate-mock-upstream [--listen HOST:PORT] [--port-file FILE] [--log FILE]\n"
+        "                             [--verbose] [--help]\n"
         "\n"
         "A scriptable slow HTTP upstream for jobgate tests and benchmarks.\n"
         "  --listen HOST:PORT  address to serve (default " MOCK_DEFAULT_LISTEN "; port 0 = ephemeral)\n"
         "  --port-file FILE    write the bound port to FILE once listening\n"
+        "  --log FILE          append one line per call: wall ms, path, prompt and\n"
+        "                      completion tokens (0 0 for calls that are not chats)\n"
         "  --verbose           log one line per request to stderr\n"
         "\n"
         "Query knobs, on any path: latency_ms=N status=N retry_after=S size=N slow_ms=N binary=1\n"
@@ -1580,6 +1610,17 @@ main (int argc, char *argv [])
         else
         if (strcmp (arg, "--port-file") == 0 && index + 1 < argc)
             port_file = argv [++index];
+        else
+        if (strcmp (arg, "--log") == 0 && index + 1 < argc) {
+            const char *log_path = argv [++index];
+            if (self.call_log)
+                fclose (self.call_log);
+            self.call_log = fopen (log_path, "a");
+            if (!self.call_log) {
+                fprintf (stderr, "mock: cannot open --log %s: %s\n", log_path, strerror (errno));
+                return 2;
+            }
+        }
         else {
             fprintf (stderr, "mock: unknown or incomplete option '%s' (try --help)\n", arg);
             return 2;
@@ -1655,6 +1696,8 @@ main (int argc, char *argv [])
     json_decref (self.flaky);
     json_decref (self.captured);
     free (self.arrivals);
+    if (self.call_log)
+        fclose (self.call_log);
     close (self.epoll_fd);
     close (self.signal_fd);
     return 0;
