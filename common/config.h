@@ -60,6 +60,7 @@ typedef struct {
     size_t models_count;
     char **fallback;            // providers tried in order when this one is unavailable
     size_t fallback_count;
+    int64_t cache_ttl_ms;       // default cache.ttl_ms of its jobs (SPEC §3.2), 0 = no cache
 } config_provider_t;
 
 // One network of security.allow_networks, e.g. 127.0.0.2/32.
