@@ -57,6 +57,7 @@ job_destroy (job_t **self_p)
     free (self->error);
     free (self->idempotency_key);
     free (self->metadata);
+    free (self->cache);
     free (self->lease);
     free (self);
     *self_p = NULL;
@@ -89,6 +90,7 @@ job_dup (const job_t *self)
     copy->error = s_copy_or_null (self->error);
     copy->idempotency_key = s_copy_or_null (self->idempotency_key);
     copy->metadata = s_copy_or_null (self->metadata);
+    copy->cache = s_copy_or_null (self->cache);
     copy->lease = s_copy_or_null (self->lease);
     return copy;
 }
@@ -115,6 +117,8 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_str (writer, "idempotency_key", self->idempotency_key);
     pack_put_str (writer, "metadata", self->metadata);
     pack_put_int (writer, "attempt_seq", self->attempt_seq);
+    if (self->cache)
+        pack_put_str (writer, "cache", self->cache);
     if (self->lease)
         pack_put_str (writer, "lease", self->lease);
 }
@@ -157,6 +161,7 @@ job_unpack (pack_reader_t *reader)
     self->error = pack_get_strdup (reader, "error");
     self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
     self->metadata = pack_get_strdup (reader, "metadata");
+    self->cache = pack_get_strdup (reader, "cache");
     self->lease = pack_get_strdup (reader, "lease");
     // Records written before attempt identities existed: the attempts
     // counter was the identity then.
@@ -217,6 +222,8 @@ job_render (const job_t *self)
     json_object_set_new (object, "created_at", s_time_json (self->created_at));
     json_object_set_new (object, "started_at", s_time_json (self->started_at));
     json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
+    if (self->cache)
+        json_object_set_new (object, "cache", json_string (self->cache));
     char *head = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
@@ -280,6 +287,7 @@ job_test (bool verbose)
     job->attempts = 2;
     job->attempt_seq = 7;
     job_set_str (&job->lease, "lease-token");
+    job_set_str (&job->cache, "hit");
 
     pack_writer_t *writer = pack_writer_new ();
     job_pack (job, writer);
@@ -293,6 +301,7 @@ job_test (bool verbose)
     assert (copy->status == JOB_SUCCEEDED && copy->attempts == 2);
     assert (copy->provider == NULL && copy->error == NULL);
     assert (copy->attempt_seq == 7 && strcmp (copy->lease, "lease-token") == 0);
+    assert (strcmp (copy->cache, "hit") == 0);
 
     json_t *object = job_to_json (copy);
     assert (strcmp (json_string_value (json_object_get (object, "status")), "succeeded") == 0);
@@ -300,6 +309,7 @@ job_test (bool verbose)
                     "2023-11-14T22:13:20.123Z") == 0);
     assert (json_integer_value (json_object_get (json_object_get (object, "metadata"), "k")) == 1);
     assert (json_integer_value (json_object_get (json_object_get (object, "result"), "status")) == 200);
+    assert (strcmp (json_string_value (json_object_get (object, "cache")), "hit") == 0);
     json_decref (object);
 
     // Stored texts are spliced, not parsed: a NUL in a result survives, and
@@ -341,6 +351,11 @@ job_test (bool verbose)
     reader = pack_reader_new (data, size);
     copy = job_unpack (reader);
     assert (copy && copy->attempts == 2 && copy->attempt_seq == 2 && copy->lease == NULL);
+    // A job without a cache has no cache member.
+    assert (copy->cache == NULL);
+    text = job_render (copy);
+    assert (!strstr (text, "\"cache\""));
+    free (text);
     job_destroy (&copy);
     pack_reader_destroy (&reader);
     pack_writer_destroy (&writer);

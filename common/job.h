@@ -42,6 +42,8 @@ typedef struct {
     char *error;                // error object, JSON text, or NULL
     char *idempotency_key;      // Idempotency-Key header, or NULL
     char *metadata;             // the spec's metadata object, JSON text, or NULL
+    char *cache;                // "hit" | "shared" | "miss" (SPEC §3.2), NULL when the job
+                                // has no cache
     char *lease;                // DISPATCH only: the attempt's lease token, which the
                                 // worker echoes; never stored, never sent to a gateway
 } job_t;
