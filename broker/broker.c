@@ -1,5 +1,6 @@
 // broker — the broker's sockets and what each turn of its loop does.
 #include "broker.h"
+#include "cache.h"
 #include "jobs.h"
 #include "jsontext.h"
 #include "log.h"
@@ -573,7 +574,8 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         return;
     }
     jobs_accept (self->jobs, job);
-    outbox_submit_ok (self->outbox, msg->envelope, corr, job->id, JOB_QUEUED, job->created_at,
+    // Queued, or already succeeded when the cache answered it (SPEC §3.2).
+    outbox_submit_ok (self->outbox, msg->envelope, corr, job->id, job->status, job->created_at,
                       false);
     log_debug (job->id, "accepted kind=%s priority=%d", job->kind, job->priority);
     job_destroy (&job);
@@ -604,8 +606,12 @@ s_handle_ping (broker_t *self, proto_msg_t *msg, int64_t corr)
     pack_put_int (body, "corr", corr);
     pack_put_int (body, "workers", (int64_t) workers_live (self->workers));
     pack_put_int (body, "queued",
-                  (int64_t) (scheduler_queued (self->scheduler) + jobs_delayed (self->jobs)));
+                  (int64_t) (scheduler_queued (self->scheduler) + jobs_delayed (self->jobs)
+                             + jobs_following (self->jobs)));
     pack_put_int (body, "running", (int64_t) jobs_running (self->jobs));
+    char *cache = cache_stats_json (jobs_cache (self->jobs), self->config);
+    pack_put_str (body, "cache", cache);
+    free (cache);
     proto_send (self->frontend, msg->envelope, PROTO_PONG, body);
     pack_writer_destroy (&body);
 }
