@@ -38,6 +38,7 @@ struct _brokerclient_t {
     int64_t workers;            // the broker's counts, from the last PONG
     int64_t queued;
     int64_t running;
+    char *cache;                // the result cache's counts per provider (JSON text), or NULL
     uint64_t last_seq;          // seq of the last event
     int64_t last_epoch;         // the broker run the events come from, 0 = none yet
     uint64_t events;            // events received
@@ -88,6 +89,11 @@ s_answer (proto_msg_t *msg, void *arg)
             pack_get_int (msg->body, "workers", &self->workers);
             pack_get_int (msg->body, "queued", &self->queued);
             pack_get_int (msg->body, "running", &self->running);
+            char *cache = pack_get_strdup (msg->body, "cache");
+            if (cache) {
+                free (self->cache);
+                self->cache = cache;
+            }
         }
         return;
     }
@@ -285,6 +291,7 @@ brokerclient_destroy (brokerclient_t **self_p)
         evloop_sock_remove (self->loop, self->sub);
         zsock_destroy (&self->sub);
     }
+    free (self->cache);
     free (self);
     *self_p = NULL;
 }
@@ -344,7 +351,8 @@ brokerclient_stats (brokerclient_t *self)
     return (brokerclient_stats_t) { .reachable = brokerclient_reachable (self),
                                     .workers = self->workers, .queued = self->queued,
                                     .running = self->running, .events = self->events,
-                                    .gaps = self->gaps, .pending = zhashx_size (self->pending) };
+                                    .gaps = self->gaps, .pending = zhashx_size (self->pending),
+                                    .cache = self->cache };
 }
 
 void
