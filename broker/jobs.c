@@ -383,6 +383,16 @@ s_enqueue_cached (jobs_t *self, entry_t *entry, job_t *job, const cache_policy_t
     if (leader) {
         cache_follow (self->cache, leader, entry);
         log_info (job->id, "shares the call of job %s", leader->id);
+        // The call runs at the most urgent priority of the jobs it answers:
+        // a follower never waits behind its leader's lower one.
+        if (entry->priority > leader->priority) {
+            bool queued = leader->state == ENTRY_QUEUED;
+            if (queued)
+                scheduler_remove (self->scheduler, leader);
+            leader->priority = entry->priority;
+            if (queued)
+                scheduler_enqueue (self->scheduler, leader, false);
+        }
     }
     else {
         if (!policy->streamed)
@@ -856,13 +866,14 @@ s_test_expect (test_rig_t *rig, const char *id, const char *expected)
     testpeer_expect_events (rig->subscriber, id, expected);
 }
 
-// s_test_accept_as submits a job of tenant (provider "p" or NULL) and writes
-// its id.
+// s_test_accept_as submits a job of tenant (provider "p" or NULL) at
+// priority and writes its id.
 static void
-s_test_accept_as (test_rig_t *rig, const char *tenant, const char *provider, const char *spec,
-                  int max_attempts, char *id)
+s_test_accept_as (test_rig_t *rig, const char *tenant, int priority, const char *provider,
+                  const char *spec, int max_attempts, char *id)
 {
     job_t *job = job_new ();
+    job->priority = priority;
     job_id_generate (job->id);
     strcpy (id, job->id);
     job_set_str (&job->tenant, tenant);
@@ -883,7 +894,7 @@ static void
 s_test_accept (test_rig_t *rig, const char *provider, const char *spec, int max_attempts,
                char *id)
 {
-    s_test_accept_as (rig, "t", provider, spec, max_attempts, id);
+    s_test_accept_as (rig, "t", 5, provider, spec, max_attempts, id);
 }
 
 // s_test_start dispatches the next entry, which must be job id's, on the
@@ -987,7 +998,7 @@ s_test_cache (void)
 
     // The first makes the call; identical ones of the same tenant follow it,
     // off the queue; another tenant's makes its own.
-    s_test_accept_as (&rig, "u", "p", spec, 3, other);
+    s_test_accept_as (&rig, "u", 5, "p", spec, 3, other);
     s_test_accept (&rig, "p", spec, 3, leader);
     s_test_accept (&rig, "p", reordered, 3, first);
     s_test_accept (&rig, "p", spec, 3, second);
@@ -1035,7 +1046,7 @@ s_test_cache (void)
     job_destroy (&job);
     assert (cache_counted (cache, 0, CACHE_HIT) == 2);
     // Another tenant's is answered with its own tenant's success.
-    s_test_accept_as (&rig, "u", "p", spec, 3, hit);
+    s_test_accept_as (&rig, "u", 5, "p", spec, 3, hit);
     job = s_test_job (&rig, hit);
     assert (strcmp (job->cache, "hit") == 0 && strstr (job->result, "\"two\""));
     job_destroy (&job);
@@ -1097,6 +1108,20 @@ s_test_cache (void)
     job_destroy (&recovered[0]);
     job_destroy (&recovered[1]);
     entry = s_test_start (&rig, leader, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_cache_of (&rig, first, JOB_SUCCEEDED, "shared");
+    assert (jobs_active (rig.jobs) == 0);
+
+    // A follower more urgent than its leader raises the call's priority: it
+    // runs before a job queued earlier at the leader's.
+    const char *fifth = "{\"request\":{\"path\":\"/5\"},\"cache\":{\"ttl_ms\":60000}}";
+    s_test_accept_as (&rig, "t", 5, "p", fifth, 1, leader);
+    s_test_accept_as (&rig, "t", 5, "p", NULL, 1, plain);
+    s_test_accept_as (&rig, "t", 9, "p", fifth, 1, first);
+    assert (jobs_entry (rig.jobs, leader)->priority == 9);
+    entry = s_test_start (&rig, leader, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    entry = s_test_start (&rig, plain, 1, 1);
     s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
     s_test_cache_of (&rig, first, JOB_SUCCEEDED, "shared");
     assert (jobs_active (rig.jobs) == 0);
