@@ -32,6 +32,7 @@ struct _jobs_t {
     size_t delayed;             // entries waiting for their retry timer
     size_t *provider_active;    // active jobs per configured provider
     cache_t *cache;             // the shared calls in flight, the cache's counts
+    zhashx_t *hit_deliveries;   // id of a hit not committed yet → its callback delivery's id
 };
 
 jobs_t *
@@ -45,6 +46,9 @@ jobs_new (const config_t *config, evloop_t *loop, store_t *store, outbox_t *outb
     self->provider_active = mem_calloc (config->providers_count + 1,
                                         sizeof *self->provider_active);
     self->cache = cache_new (config->providers_count);
+    self->hit_deliveries = zhashx_new ();
+    zhashx_set_destructor (self->hit_deliveries, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_duplicator (self->hit_deliveries, (zhashx_duplicator_fn *) strdup);
     return self;
 }
 
@@ -62,6 +66,7 @@ jobs_destroy (jobs_t **self_p)
     }
     zhashx_destroy (&self->entries);
     cache_destroy (&self->cache);
+    zhashx_destroy (&self->hit_deliveries);
     free (self->provider_active);
     free (self);
     *self_p = NULL;
@@ -101,6 +106,24 @@ cache_t *
 jobs_cache (jobs_t *self)
 {
     return self->cache;
+}
+
+const char *
+jobs_hit_delivery (jobs_t *self, const char *id)
+{
+    return zhashx_lookup (self->hit_deliveries, id);
+}
+
+void
+jobs_forget_committed (jobs_t *self)
+{
+    if (zhashx_size (self->hit_deliveries) == 0)
+        return;
+    zlistx_t *ids = zhashx_keys (self->hit_deliveries);
+    for (const char *id = zlistx_first (ids); id; id = zlistx_next (ids))
+        if (!store_pending_has (self->store, id))
+            zhashx_delete (self->hit_deliveries, id);
+    zlistx_destroy (&ids);
 }
 
 const size_t *
@@ -305,13 +328,14 @@ s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
 // s_webhook_for makes, in the batch of the job's terminal state, the
 // delivery of its callback (broker/delivery.h), admitted like any work of
 // the tenant's: it counts against its active and running limits (issue 17
-// #5).
-static void
-s_webhook_for (jobs_t *self, const job_t *job)
+// #5). Writes the delivery's id into delivery_id (JOB_ID_LEN + 1 bytes, may
+// be NULL) and returns true when one was made.
+static bool
+s_webhook_for (jobs_t *self, const job_t *job, char *delivery_id)
 {
     char *url = delivery_url (job);
     if (!url)
-        return;
+        return false;
     int64_t now = evloop_now_ms (self->loop);
     tenant_t *tenant = tenants_get (self->tenants, job->tenant, now);
     admission_t admission = { .path = ADMIT_WEBHOOK, .now_ms = now };
@@ -319,18 +343,21 @@ s_webhook_for (jobs_t *self, const job_t *job)
     if (!tenants_admit (self->tenants, tenant, &admission, &refusal)) {
         log_warn (job->id, "webhook not queued: %s", refusal.why);
         free (url);
-        return;
+        return false;
     }
     job_t *delivery = delivery_new (job, url, self->config, clock_wall_ms ());
     free (url);
     if (!delivery) {
         log_error (job->id, "webhook not queued: its payload does not fit the JSON policy");
-        return;
+        return false;
     }
     s_put (self, delivery, true);
     scheduler_enqueue (self->scheduler, s_entry_new (self, delivery), false);
     log_info (job->id, "webhook %s queued for the callback", delivery->id);
+    if (delivery_id)
+        memcpy (delivery_id, delivery->id, JOB_ID_LEN + 1);
     job_destroy (&delivery);
+    return true;
 }
 
 // s_answer_from_cache finishes a new job at once with the newest success of
@@ -361,7 +388,11 @@ s_answer_from_cache (jobs_t *self, job_t *job, const cache_policy_t *policy)
         cache_count (self->cache, scheduler_provider (self->scheduler, job->provider), CACHE_HIT);
         log_info (job->id, "answered from the cache with the result of job %s (%lld ms old)", id,
                   (long long) (now - succeeded_at));
-        s_webhook_for (self, job);
+        // Until the commit, a refused submission takes its delivery with it
+        // (jobs_hit_delivery).
+        char delivery_id[JOB_ID_LEN + 1];
+        if (s_webhook_for (self, job, delivery_id))
+            zhashx_update (self->hit_deliveries, job->id, delivery_id);
     }
     job_destroy (&source);
     return usable;
@@ -632,7 +663,7 @@ jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, cons
     // succeed run on their own from here.)
     s_entry_free (self, entry);
     if (strcmp (job->kind, "webhook") != 0)
-        s_webhook_for (self, job);
+        s_webhook_for (self, job, NULL);
 }
 
 void

@@ -75,6 +75,16 @@ size_t jobs_delayed (jobs_t *self);
 size_t jobs_following (jobs_t *self);
 struct _cache_t *jobs_cache (jobs_t *self);
 
+// jobs_hit_delivery returns the id of the callback delivery made for job id,
+// answered from the cache (a hit) in the batch not committed yet, or NULL:
+// when its submission is refused, the delivery must go with it.
+const char *jobs_hit_delivery (jobs_t *self, const char *id);
+
+// jobs_forget_committed forgets the deliveries of hits whose version is no
+// longer waiting in the store's batch (written, or dropped); called after
+// each commit.
+void jobs_forget_committed (jobs_t *self);
+
 // jobs_provider_active returns the active jobs of each configured provider
 // (an array in the config's order).
 const size_t *jobs_provider_active (jobs_t *self);
