@@ -1,5 +1,6 @@
 // broker — the broker's sockets and what each turn of its loop does.
 #include "broker.h"
+#include "cache.h"
 #include "jobs.h"
 #include "jsontext.h"
 #include "ledger.h"
@@ -592,7 +593,8 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         return;
     }
     jobs_accept (self->jobs, job);
-    outbox_submit_ok (self->outbox, msg->envelope, corr, job->id, JOB_QUEUED, job->created_at,
+    // Queued, or already succeeded when the cache answered it (SPEC §3.2).
+    outbox_submit_ok (self->outbox, msg->envelope, corr, job->id, job->status, job->created_at,
                       false);
     log_debug (job->id, "accepted kind=%s priority=%d", job->kind, job->priority);
     job_destroy (&job);
@@ -671,8 +673,12 @@ s_handle_ping (broker_t *self, proto_msg_t *msg, int64_t corr)
     s_put_usage_metrics (self, msg, body);
     pack_put_int (body, "workers", (int64_t) workers_live (self->workers));
     pack_put_int (body, "queued",
-                  (int64_t) (scheduler_queued (self->scheduler) + jobs_delayed (self->jobs)));
+                  (int64_t) (scheduler_queued (self->scheduler) + jobs_delayed (self->jobs)
+                             + jobs_following (self->jobs)));
     pack_put_int (body, "running", (int64_t) jobs_running (self->jobs));
+    char *cache = cache_stats_json (jobs_cache (self->jobs), self->config);
+    pack_put_str (body, "cache", cache);
+    free (cache);
     proto_send (self->frontend, msg->envelope, PROTO_PONG, body);
     pack_writer_destroy (&body);
 }
@@ -733,6 +739,18 @@ s_flush (broker_t *self)
     outbox_flush (self->outbox, store_pending (self->store) > 0 ? s_version_waits : NULL, self);
 }
 
+// s_drop_refused forgets the entry of a job whose version was discarded
+// from the batch (an attempt already dispatched is canceled at the worker).
+static void
+s_drop_refused (broker_t *self, const char *id)
+{
+    entry_t *entry = jobs_entry (self->jobs, id);
+    if (entry && entry->state == ENTRY_RUNNING && entry->worker)
+        s_cancel_attempt (self, entry);
+    if (entry)
+        jobs_drop (self->jobs, entry);
+}
+
 // s_refused_submission refuses a submission whose commit failed: its
 // version is dropped from the batch and its entry forgotten (an attempt
 // already dispatched is canceled at the worker). A SUBMIT is acknowledged
@@ -743,13 +761,17 @@ static bool
 s_refused_submission (const char *id, void *arg)
 {
     broker_t *self = arg;
+    // A hit's callback delivery was made in the same batch: it goes too, so
+    // no webhook reports a job its client was told was not accepted.
+    char delivery[JOB_ID_LEN + 1] = "";
+    const char *made = jobs_hit_delivery (self->jobs, id);
+    if (made)
+        memcpy (delivery, made, JOB_ID_LEN + 1);
     if (store_discard (self->store, id) < 0)
         return false;
-    entry_t *entry = jobs_entry (self->jobs, id);
-    if (entry && entry->state == ENTRY_RUNNING && entry->worker)
-        s_cancel_attempt (self, entry);
-    if (entry)
-        jobs_drop (self->jobs, entry);
+    s_drop_refused (self, id);
+    if (delivery[0] && store_discard (self->store, delivery) == 0)
+        s_drop_refused (self, delivery);
     log_warn (id, "submission refused: the store cannot commit");
     return true;
 }
@@ -789,6 +811,7 @@ s_commit (broker_t *self)
         // written (a full map writes what fits) is answered now.
         s_commit_failed (self, errno);
         s_flush (self);
+        jobs_forget_committed (self->jobs);
         self->commit_not_before_ms = clock_mono_ms () + COMMIT_RETRY_MS;
         evloop_wake_in (self->loop, COMMIT_RETRY_MS);
         return;
@@ -797,6 +820,7 @@ s_commit (broker_t *self)
         log_info (NULL, "store commits again");
     self->commit_failing = false;
     s_flush (self);
+    jobs_forget_committed (self->jobs);
 }
 
 // s_on_idle ends each turn of the loop: dispatch, then the group commit of
@@ -2073,6 +2097,45 @@ s_test_unsent (void)
     s_test_rig_end (&rig);
 }
 
+// s_test_cache_refused: a hit answers at once (SUBMIT_OK says succeeded);
+// one whose batch cannot be committed is refused with the delivery of its
+// callback, so no webhook reports a job its client was told was not
+// accepted.
+static void
+s_test_cache_refused (void)
+{
+    test_rig_t rig;
+    s_test_rig (&rig, "broker-test-cache", "");
+    testpeer_t *worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 1, 1, "w3");
+    const char *spec = "{\"request\":{\"path\":\"/c\"},\"cache\":{\"ttl_ms\":60000}}";
+    const char *hooked = "{\"request\":{\"path\":\"/c\"},\"cache\":{\"ttl_ms\":60000},"
+                         "\"callback\":{\"url\":\"http://127.0.0.1:9/hook\"}}";
+    char id[JOB_ID_LEN + 1], hit[JOB_ID_LEN + 1];
+    int64_t attempt, code;
+    char lease[LEASE_TOKEN_LEN + 1];
+    s_test_accepted (&rig, "a", "p", 5, spec, id);
+    job_destroy (&(job_t *) { s_test_dispatched (&rig, worker, &attempt, lease) });
+    s_test_report (worker, id, attempt, lease, "succeeded", "{\"status\":200}", NULL);
+    testpeer_run (rig.loop, 20);
+    s_test_submit (&rig, "a", "http", "p", 5, spec, NULL, hit);
+    proto_msg_t *answer = testpeer_expect (rig.gateway, rig.loop, PROTO_SUBMIT_OK);
+    char *status = pack_get_strdup (answer->body, "status");
+    assert (status && strcmp (status, "succeeded") == 0);
+    free (status);
+    proto_msg_destroy (&answer);
+
+    store_inject_map_full (rig.broker->store, 0);
+    s_test_submit (&rig, "a", "http", "p", 5, hooked, NULL, hit);
+    assert (s_test_answer (&rig, &code, NULL) == PROTO_ERROR && code == 503);
+    store_inject_map_full (rig.broker->store, SIZE_MAX);
+    testpeer_run (rig.loop, 100);
+    assert (s_test_job (&rig, hit, "a", NULL, &code) == NULL && code == 404);
+    assert (jobs_active (rig.broker->jobs) == 0);
+    testpeer_destroy (&worker);
+    s_test_rig_end (&rig);
+}
+
 void
 broker_test (bool verbose)
 {
@@ -2086,6 +2149,7 @@ broker_test (bool verbose)
     s_test_webhooks ();
     s_test_admission ();
     s_test_store_full ();
+    s_test_cache_refused ();
     s_test_handback ();
     s_test_leases ();
     s_test_silence ();

@@ -1,5 +1,6 @@
 // jobs — the active jobs and the transitions of their lifecycle.
 #include "jobs.h"
+#include "cache.h"
 #include "delivery.h"
 #include "jsontext.h"
 #include "ledger.h"
@@ -33,6 +34,8 @@ struct _jobs_t {
     size_t delayed;             // entries waiting for their retry timer
     size_t *provider_active;    // active jobs per configured provider
     ledger_t *ledger;           // the LLM usage totals (borrowed), or NULL
+    cache_t *cache;             // the shared calls in flight, the cache's counts
+    zhashx_t *hit_deliveries;   // id of a hit not committed yet → its callback delivery's id
 };
 
 jobs_t *
@@ -45,6 +48,10 @@ jobs_new (const config_t *config, evloop_t *loop, store_t *store, outbox_t *outb
     self->entries = zhashx_new ();
     self->provider_active = mem_calloc (config->providers_count + 1,
                                         sizeof *self->provider_active);
+    self->cache = cache_new (config->providers_count);
+    self->hit_deliveries = zhashx_new ();
+    zhashx_set_destructor (self->hit_deliveries, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_duplicator (self->hit_deliveries, (zhashx_duplicator_fn *) strdup);
     return self;
 }
 
@@ -61,6 +68,8 @@ jobs_destroy (jobs_t **self_p)
         free (entry);
     }
     zhashx_destroy (&self->entries);
+    cache_destroy (&self->cache);
+    zhashx_destroy (&self->hit_deliveries);
     free (self->provider_active);
     free (self);
     *self_p = NULL;
@@ -90,6 +99,36 @@ jobs_delayed (jobs_t *self)
     return self->delayed;
 }
 
+size_t
+jobs_following (jobs_t *self)
+{
+    return cache_following (self->cache);
+}
+
+cache_t *
+jobs_cache (jobs_t *self)
+{
+    return self->cache;
+}
+
+const char *
+jobs_hit_delivery (jobs_t *self, const char *id)
+{
+    return zhashx_lookup (self->hit_deliveries, id);
+}
+
+void
+jobs_forget_committed (jobs_t *self)
+{
+    if (zhashx_size (self->hit_deliveries) == 0)
+        return;
+    zlistx_t *ids = zhashx_keys (self->hit_deliveries);
+    for (const char *id = zlistx_first (ids); id; id = zlistx_next (ids))
+        if (!store_pending_has (self->store, id))
+            zhashx_delete (self->hit_deliveries, id);
+    zlistx_destroy (&ids);
+}
+
 const size_t *
 jobs_provider_active (jobs_t *self)
 {
@@ -115,6 +154,18 @@ s_put (jobs_t *self, const job_t *job, bool is_new)
                             ? clock_wall_ms () + self->config->result_ttl_ms
                             : 0;
     store_put (self->store, job, expire_at, is_new);
+}
+
+// s_put_cached writes a success that answers later identical jobs (SPEC
+// §3.2): kept for its result TTL or its cache TTL, whichever is longer, and
+// indexed under its key.
+static void
+s_put_cached (jobs_t *self, const job_t *job, const cache_policy_t *policy)
+{
+    int64_t keep_ms = self->config->result_ttl_ms > policy->ttl_ms ? self->config->result_ttl_ms
+                                                                   : policy->ttl_ms;
+    store_put (self->store, job, job->finished_at + keep_ms, false);
+    store_cache_index (self->store, job->id, policy->key.bytes, job->finished_at);
 }
 
 // s_publish keeps the job's status event for after the commit.
@@ -200,7 +251,29 @@ s_leave_running (jobs_t *self, entry_t *entry)
     tenant_call_ended (entry->tenant);
 }
 
-// s_entry_free forgets an entry, wherever it is.
+// s_release makes each follower of a call that ended without a success run
+// on its own call (SPEC §3.2: nothing is lost), in the order they came.
+static void
+s_release (jobs_t *self, entry_list_t *released, const char *leader_id)
+{
+    while (released->head) {
+        entry_t *entry = released->head;
+        entry_list_remove (entry);
+        job_t *job = store_get (self->store, entry->id);
+        if (job) {
+            job_set_str (&job->cache, cache_outcome_name (CACHE_MISS));
+            s_put (self, job, false);
+            job_destroy (&job);
+        }
+        cache_count (self->cache, entry->provider, CACHE_MISS);
+        scheduler_enqueue (self->scheduler, entry, false);
+        log_info (entry->id, "the call it shared (job %s) ended without a success: queued for "
+                  "its own", leader_id);
+    }
+}
+
+// s_entry_free forgets an entry, wherever it is; the followers of a call it
+// led run on their own.
 static void
 s_entry_free (jobs_t *self, entry_t *entry)
 {
@@ -210,8 +283,11 @@ s_entry_free (jobs_t *self, entry_t *entry)
         scheduler_remove (self->scheduler, entry);
     else if (entry->state == ENTRY_RUNNING)
         s_leave_running (self, entry);
-    else
+    else if (entry->state == ENTRY_DELAYED)
         self->delayed--;
+    entry_list_t released = { NULL, NULL, 0 };
+    cache_leave (self->cache, entry, &released);
+    s_release (self, &released, entry->id);
     // Off any other list (jobs_fail_fast's).
     entry_list_remove (entry);
     if (entry->provider >= 0)
@@ -303,13 +379,14 @@ s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
 // s_webhook_for makes, in the batch of the job's terminal state, the
 // delivery of its callback (broker/delivery.h), admitted like any work of
 // the tenant's: it counts against its active and running limits (issue 17
-// #5).
-static void
-s_webhook_for (jobs_t *self, const job_t *job)
+// #5). Writes the delivery's id into delivery_id (JOB_ID_LEN + 1 bytes, may
+// be NULL) and returns true when one was made.
+static bool
+s_webhook_for (jobs_t *self, const job_t *job, char *delivery_id)
 {
     char *url = delivery_url (job);
     if (!url)
-        return;
+        return false;
     int64_t now = evloop_now_ms (self->loop);
     tenant_t *tenant = tenants_get (self->tenants, job->tenant, now);
     admission_t admission = { .path = ADMIT_WEBHOOK, .now_ms = now };
@@ -317,18 +394,98 @@ s_webhook_for (jobs_t *self, const job_t *job)
     if (!tenants_admit (self->tenants, tenant, &admission, &refusal)) {
         log_warn (job->id, "webhook not queued: %s", refusal.why);
         free (url);
-        return;
+        return false;
     }
     job_t *delivery = delivery_new (job, url, self->config, clock_wall_ms ());
     free (url);
     if (!delivery) {
         log_error (job->id, "webhook not queued: its payload does not fit the JSON policy");
-        return;
+        return false;
     }
     s_put (self, delivery, true);
     scheduler_enqueue (self->scheduler, s_entry_new (self, delivery), false);
     log_info (job->id, "webhook %s queued for the callback", delivery->id);
+    if (delivery_id)
+        memcpy (delivery_id, delivery->id, JOB_ID_LEN + 1);
     job_destroy (&delivery);
+    return true;
+}
+
+// s_answer_from_cache finishes a new job at once with the newest success of
+// its key, when that is fresh for the job's own ttl (SPEC §3.2 "hit"):
+// written, published, its callback delivered; no entry, no upstream call.
+// False (nothing done) when there is no such success.
+static bool
+s_answer_from_cache (jobs_t *self, job_t *job, const cache_policy_t *policy)
+{
+    char id[JOB_ID_LEN + 1];
+    int64_t succeeded_at = 0, now = clock_wall_ms ();
+    if (store_cache_find (self->store, policy->key.bytes, id, &succeeded_at) < 0
+        || !cache_fresh (succeeded_at, policy->ttl_ms, now))
+        return false;
+    // The key names the tenant; the record is checked all the same, and a
+    // success whose result the store could not keep answers nothing.
+    job_t *source = store_get (self->store, id);
+    bool usable = source && source->status == JOB_SUCCEEDED && source->result
+                  && strcmp (source->tenant, job->tenant) == 0
+                  && strcmp (source->kind, job->kind) == 0;
+    if (usable) {
+        job->status = JOB_SUCCEEDED;
+        job->started_at = job->finished_at = now;
+        job_set_str (&job->result, source->result);
+        // The answer's usage and who gave it come with it (the ledger
+        // counted the call once, when it was made).
+        job_set_str (&job->usage, source->usage);
+        job_set_str (&job->answered_by, source->answered_by);
+        job_set_str (&job->cache, cache_outcome_name (CACHE_HIT));
+        s_put (self, job, true);
+        s_publish (self, job);
+        cache_count (self->cache, scheduler_provider (self->scheduler, job->provider), CACHE_HIT);
+        log_info (job->id, "answered from the cache with the result of job %s (%lld ms old)", id,
+                  (long long) (now - succeeded_at));
+        // Until the commit, a refused submission takes its delivery with it
+        // (jobs_hit_delivery).
+        char delivery_id[JOB_ID_LEN + 1];
+        if (s_webhook_for (self, job, delivery_id))
+            zhashx_update (self->hit_deliveries, job->id, delivery_id);
+    }
+    job_destroy (&source);
+    return usable;
+}
+
+// s_enqueue_cached queues a queued job with a cache (new or recovered, its
+// version already in the batch): it follows the call of an identical job in
+// flight, or makes its own and leads it (a streamed request does neither).
+// Its record says which (rewritten when that changes). Returns the outcome.
+static cache_outcome_t
+s_enqueue_cached (jobs_t *self, entry_t *entry, job_t *job, const cache_policy_t *policy)
+{
+    entry_t *leader = policy->streamed ? NULL : cache_leader (self->cache, &policy->key);
+    cache_outcome_t outcome = leader ? CACHE_SHARED : CACHE_MISS;
+    if (!job->cache || strcmp (job->cache, cache_outcome_name (outcome)) != 0) {
+        job_set_str (&job->cache, cache_outcome_name (outcome));
+        s_put (self, job, false);
+    }
+    if (leader) {
+        cache_follow (self->cache, leader, entry);
+        log_info (job->id, "shares the call of job %s", leader->id);
+        // The call runs at the most urgent priority of the jobs it answers:
+        // a follower never waits behind its leader's lower one.
+        if (entry->priority > leader->priority) {
+            bool queued = leader->state == ENTRY_QUEUED;
+            if (queued)
+                scheduler_remove (self->scheduler, leader);
+            leader->priority = entry->priority;
+            if (queued)
+                scheduler_enqueue (self->scheduler, leader, false);
+        }
+    }
+    else {
+        if (!policy->streamed)
+            cache_lead (self->cache, &policy->key, entry);
+        scheduler_enqueue (self->scheduler, entry, false);
+    }
+    return outcome;
 }
 
 // --- the transitions ---
@@ -346,10 +503,20 @@ jobs_accept (jobs_t *self, job_t *job)
     job_set_str (&job->usage, NULL);
     job_set_str (&job->lease, NULL);
     job_set_str (&job->answered_by, NULL);
+    job_set_str (&job->cache, NULL);
     if (job->created_at <= 0)
         job->created_at = clock_wall_ms ();
+    cache_policy_t policy = cache_policy_of (job, self->config);
+    if (policy.enabled && s_answer_from_cache (self, job, &policy))
+        return;
+    if (policy.enabled)
+        job_set_str (&job->cache, cache_outcome_name (CACHE_MISS));
     s_put (self, job, true);
-    scheduler_enqueue (self->scheduler, s_entry_new (self, job), false);
+    entry_t *entry = s_entry_new (self, job);
+    if (!policy.enabled)
+        scheduler_enqueue (self->scheduler, entry, false);
+    else if (s_enqueue_cached (self, entry, job, &policy) == CACHE_MISS)
+        cache_count (self->cache, entry->provider, CACHE_MISS);
     s_publish (self, job);
 }
 
@@ -357,6 +524,17 @@ void
 jobs_recover (jobs_t *self, job_t *job, int64_t now_ms)
 {
     entry_t *entry = s_entry_new (self, job);
+    // The calls in flight are rebuilt from the records: a queued job with a
+    // cache follows the call of an identical one recovered before it (the
+    // store scans in id order, oldest first) or leads its own.
+    cache_policy_t policy = job->cache ? cache_policy_of (job, self->config)
+                                       : (cache_policy_t) { .enabled = false };
+    if (policy.enabled && job->status == JOB_QUEUED) {
+        s_enqueue_cached (self, entry, job, &policy);
+        return;
+    }
+    if (policy.enabled && !policy.streamed && !cache_leader (self->cache, &policy.key))
+        cache_lead (self->cache, &policy.key, entry);
     if (job->status == JOB_RUNNING) {
         // Its worker may still be running it and will send the result
         // after it reconnects; give it a moment before running it again.
@@ -379,6 +557,9 @@ jobs_retry (jobs_t *self, job_t *job)
     job_set_str (&job->error, NULL);
     job_set_str (&job->answered_by, NULL);
     job_set_str (&job->usage, NULL);
+    // A retry makes its own call (a canceled follower's included).
+    if (job->cache)
+        job_set_str (&job->cache, cache_outcome_name (CACHE_MISS));
     s_put (self, job, false);
     s_publish (self, job);
     scheduler_enqueue (self->scheduler, s_entry_new (self, job), false);
@@ -583,6 +764,30 @@ jobs_chunk (jobs_t *self, entry_t *entry, int64_t index, const char *data, size_
     outbox_chunk (self->outbox, entry->id, entry->attempt, index, data, size);
 }
 
+// s_finish_followers finishes the jobs waiting for the call of leader,
+// which succeeded with job's result: each with that result, as shared.
+static void
+s_finish_followers (jobs_t *self, entry_t *leader, const job_t *job)
+{
+    entry_t *follower;
+    while ((follower = cache_first_follower (leader))) {
+        job_t *copy = store_get (self->store, follower->id);
+        if (!copy) {
+            log_error (follower->id, "active job missing from the store; dropped");
+            s_entry_free (self, follower);
+            continue;
+        }
+        job_set_str (&copy->cache, cache_outcome_name (CACHE_SHARED));
+        job_set_str (&copy->usage, job->usage);
+        job_set_str (&copy->answered_by, job->answered_by);
+        copy->started_at = job->started_at;
+        cache_count (self->cache, follower->provider, CACHE_SHARED);
+        log_info (copy->id, "answered by the call of job %s", job->id);
+        jobs_finish (self, follower, copy, JOB_SUCCEEDED, job->result, NULL);
+        job_destroy (&copy);
+    }
+}
+
 void
 jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, const char *result,
              const char *error)
@@ -591,14 +796,26 @@ jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, cons
     job->finished_at = clock_wall_ms ();
     job_set_str (&job->result, result);
     job_set_str (&job->error, error);
-    s_put (self, job, false);
+    // A success of its own call answers identical jobs later (SPEC §3.2);
+    // one answered by another's call or by the cache is no new answer.
+    cache_policy_t policy = { .enabled = false };
+    if (status == JOB_SUCCEEDED && job->result && job->cache
+        && strcmp (job->cache, cache_outcome_name (CACHE_MISS)) == 0)
+        policy = cache_policy_of (job, self->config);
+    if (policy.enabled)
+        s_put_cached (self, job, &policy);
+    else
+        s_put (self, job, false);
     s_publish (self, job);
     log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
+    if (status == JOB_SUCCEEDED)
+        s_finish_followers (self, entry, job);
     // The entry first: the delivery is one more active job of the tenant,
-    // which this finish just freed.
+    // which this finish just freed. (The followers of a call that did not
+    // succeed run on their own from here.)
     s_entry_free (self, entry);
     if (strcmp (job->kind, "webhook") != 0)
-        s_webhook_for (self, job);
+        s_webhook_for (self, job, NULL);
 }
 
 void
@@ -666,7 +883,7 @@ jobs_consistent (jobs_t *self)
     typedef struct { size_t active, queued, running; } counts_t;
     zhashx_t *counted = zhashx_new ();
     zhashx_set_destructor (counted, (zhashx_destructor_fn *) zstr_free);
-    size_t queued = 0, running = 0, delayed = 0;
+    size_t queued = 0, running = 0, delayed = 0, shared = 0, leaders = 0;
     bool ok = true;
     for (entry_t *entry = zhashx_first (self->entries); entry; entry = zhashx_next (self->entries)) {
         const char *name = tenant_name (entry->tenant);
@@ -688,8 +905,15 @@ jobs_consistent (jobs_t *self)
             counts->running++;
             ok = ok && workers_holds (self->workers, entry);
         }
+        else if (entry->state == ENTRY_SHARED) {
+            shared++;
+            ok = ok && entry->group && !cache_is_leader (entry) && entry->list;
+        }
         else
             delayed++;
+        // A leader is queued, running or delayed, and leads its key's call.
+        if (cache_is_leader (entry))
+            leaders++;
     }
     if (!ok)
         fprintf (stderr, "jobs: an entry is not on the list its state says\n");
@@ -697,6 +921,10 @@ jobs_consistent (jobs_t *self)
                 || s_mismatch ("queued", NULL, queued, scheduler_queued (self->scheduler)));
     ok = ok && (running == self->running || s_mismatch ("running", NULL, running, self->running));
     ok = ok && (delayed == self->delayed || s_mismatch ("delayed", NULL, delayed, self->delayed));
+    ok = ok && (shared == cache_following (self->cache)
+                || s_mismatch ("shared", NULL, shared, cache_following (self->cache)));
+    ok = ok && (leaders == cache_calls (self->cache)
+                || s_mismatch ("calls", NULL, leaders, cache_calls (self->cache)));
     for (tenant_t *tenant = tenants_first (self->tenants); tenant && ok;
          tenant = tenants_next (self->tenants)) {
         const char *name = tenant_name (tenant);
@@ -829,16 +1057,17 @@ s_test_expect (test_rig_t *rig, const char *id, const char *expected)
     testpeer_expect_events (rig->subscriber, id, expected);
 }
 
-// s_test_accept submits a job of tenant t (provider "p" or NULL) and writes
-// its id.
+// s_test_accept_as submits a job of tenant (provider "p" or NULL) at
+// priority and writes its id.
 static void
-s_test_accept (test_rig_t *rig, const char *provider, const char *spec, int max_attempts,
-               char *id)
+s_test_accept_as (test_rig_t *rig, const char *tenant, int priority, const char *provider,
+                  const char *spec, int max_attempts, char *id)
 {
     job_t *job = job_new ();
+    job->priority = priority;
     job_id_generate (job->id);
     strcpy (id, job->id);
-    job_set_str (&job->tenant, "t");
+    job_set_str (&job->tenant, tenant);
     job_set_str (&job->kind, "http");
     job_set_str (&job->provider, provider);
     job_set_str (&job->spec, spec ? spec : "{\"request\":{\"path\":\"/json\"}}");
@@ -848,6 +1077,15 @@ s_test_accept (test_rig_t *rig, const char *provider, const char *spec, int max_
     job->timeout_ms = 1000;
     jobs_accept (rig->jobs, job);
     job_destroy (&job);
+}
+
+// s_test_accept submits a job of tenant t (provider "p" or NULL) and writes
+// its id.
+static void
+s_test_accept (test_rig_t *rig, const char *provider, const char *spec, int max_attempts,
+               char *id)
+{
+    s_test_accept_as (rig, "t", 5, provider, spec, max_attempts, id);
 }
 
 // s_test_start dispatches the next entry, which must be job id's, on the
@@ -914,6 +1152,171 @@ s_test_delivery (test_rig_t *rig, const char *id)
     s_test_report (rig, hook, "succeeded", "{\"status\":204}", NULL);
     // No "queued" first: its creation published nothing.
     s_test_expect (rig, hook_id, "running/1 succeeded/1");
+}
+
+// s_test_cache_of checks job id's status and cache field.
+static void
+s_test_cache_of (test_rig_t *rig, const char *id, job_status_t status, const char *cache)
+{
+    job_t *job = s_test_job (rig, id);
+    assert (job->status == status);
+    assert (cache ? job->cache && strcmp (job->cache, cache) == 0 : !job->cache);
+    job_destroy (&job);
+}
+
+// s_test_cache: the result cache and shared calls (SPEC §3.2, broker/cache.h),
+// as the store and a subscriber see them.
+static void
+s_test_cache (void)
+{
+    test_rig_t rig;
+    s_test_rig (&rig);
+    // Failures here are the jobs', not a reason to open p's breaker.
+    rig.providers[0].circuit_failures = 0;
+    rig.providers[0].circuit_fail_fast = false;
+    cache_t *cache = jobs_cache (rig.jobs);
+    const char *spec = "{\"request\":{\"path\":\"/json\"},\"cache\":{\"ttl_ms\":60000}}";
+    const char *reordered = "{\"cache\":{\"ttl_ms\":1000},\"request\":{\"path\":\"/json\"}}";
+    char leader[JOB_ID_LEN + 1], first[JOB_ID_LEN + 1], second[JOB_ID_LEN + 1];
+    char other[JOB_ID_LEN + 1], hit[JOB_ID_LEN + 1], plain[JOB_ID_LEN + 1];
+
+    // Without a cache nothing changes.
+    s_test_accept (&rig, "p", NULL, 1, plain);
+    s_test_cache_of (&rig, plain, JOB_QUEUED, NULL);
+    entry_t *entry = s_test_start (&rig, plain, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_expect (&rig, plain, "queued/0 running/1 succeeded/1");
+
+    // The first makes the call; identical ones of the same tenant follow it,
+    // off the queue; another tenant's makes its own.
+    s_test_accept_as (&rig, "u", 5, "p", spec, 3, other);
+    s_test_accept (&rig, "p", spec, 3, leader);
+    s_test_accept (&rig, "p", reordered, 3, first);
+    s_test_accept (&rig, "p", spec, 3, second);
+    s_test_cache_of (&rig, leader, JOB_QUEUED, "miss");
+    s_test_cache_of (&rig, first, JOB_QUEUED, "shared");
+    s_test_cache_of (&rig, other, JOB_QUEUED, "miss");
+    assert (jobs_following (rig.jobs) == 2 && scheduler_queued (rig.scheduler) == 2);
+    assert (jobs_entry (rig.jobs, first)->state == ENTRY_SHARED);
+    assert (cache_calls (cache) == 2);
+    s_test_expect (&rig, first, "queued/0");
+    // (u's turn comes first: its job came first.)
+    entry = s_test_start (&rig, other, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200,\"body\":\"two\"}", NULL);
+    s_test_cache_of (&rig, other, JOB_SUCCEEDED, "miss");
+    assert (jobs_following (rig.jobs) == 2);
+    // A retry of the leader keeps its followers waiting; its success answers
+    // them with its result.
+    entry = s_test_start (&rig, leader, 1, 1);
+    s_test_report (&rig, entry, "retry", NULL, "{\"type\":\"worker_overloaded\"}");
+    for (int round = 0; round < 100 && jobs_delayed (rig.jobs) > 0; round++)
+        testpeer_run (rig.loop, 2);
+    assert (jobs_following (rig.jobs) == 2);
+    entry = s_test_start (&rig, leader, 2, 2);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200,\"body\":\"one\"}", NULL);
+    // (The subscriber reads one job's events per flush.)
+    s_test_expect (&rig, second, "succeeded/0");
+    job_t *job = s_test_job (&rig, second);
+    assert (job->status == JOB_SUCCEEDED && strcmp (job->cache, "shared") == 0);
+    assert (strcmp (job->result, "{\"status\":200,\"body\":\"one\"}") == 0 && job->attempts == 0);
+    assert (job->started_at > 0 && job->finished_at >= job->started_at);
+    job_destroy (&job);
+    assert (jobs_following (rig.jobs) == 0 && cache_calls (cache) == 0);
+    assert (cache_counted (cache, 0, CACHE_SHARED) == 2);
+    assert (cache_counted (cache, 0, CACHE_MISS) == 2);
+
+    // Later: answered from the store at once, before and after the commit,
+    // whatever its own ttl asks of it as long as the success is that young.
+    s_test_accept (&rig, "p", spec, 3, hit);
+    s_test_cache_of (&rig, hit, JOB_SUCCEEDED, "hit");
+    assert (!jobs_entry (rig.jobs, hit));
+    s_test_expect (&rig, hit, "succeeded/0");
+    s_test_accept (&rig, "p", reordered, 3, hit);
+    job = s_test_job (&rig, hit);
+    assert (strcmp (job->cache, "hit") == 0 && strstr (job->result, "\"one\""));
+    job_destroy (&job);
+    assert (cache_counted (cache, 0, CACHE_HIT) == 2);
+    // Another tenant's is answered with its own tenant's success.
+    s_test_accept_as (&rig, "u", 5, "p", spec, 3, hit);
+    job = s_test_job (&rig, hit);
+    assert (strcmp (job->cache, "hit") == 0 && strstr (job->result, "\"two\""));
+    job_destroy (&job);
+
+    // A failure answers nothing: the followers run on their own (misses),
+    // and an identical job later is no hit.
+    const char *failing = "{\"request\":{\"path\":\"/fail\"},\"cache\":{\"ttl_ms\":60000}}";
+    s_test_accept (&rig, "p", failing, 1, leader);
+    s_test_accept (&rig, "p", failing, 1, first);
+    entry = s_test_start (&rig, leader, 1, 1);
+    s_test_report (&rig, entry, "failed", "{\"status\":400}", "{\"type\":\"upstream_status\"}");
+    s_test_cache_of (&rig, leader, JOB_FAILED, "miss");
+    s_test_cache_of (&rig, first, JOB_QUEUED, "miss");
+    assert (jobs_entry (rig.jobs, first)->state == ENTRY_QUEUED && cache_calls (cache) == 0);
+    // The released job leads nothing: the one after it makes its own call too.
+    s_test_accept (&rig, "p", failing, 1, second);
+    s_test_cache_of (&rig, second, JOB_QUEUED, "miss");
+    assert (jobs_following (rig.jobs) == 0);
+    entry = s_test_start (&rig, first, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    entry = s_test_start (&rig, second, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_expect (&rig, first, "queued/0 running/1 succeeded/1");
+
+    // A canceled leader's followers run on their own; a canceled follower
+    // leaves the call alone.
+    const char *third = "{\"request\":{\"path\":\"/3\"},\"cache\":{\"ttl_ms\":60000}}";
+    char last[JOB_ID_LEN + 1];
+    s_test_accept (&rig, "p", third, 1, leader);
+    s_test_accept (&rig, "p", third, 1, first);
+    s_test_accept (&rig, "p", third, 1, last);
+    job = s_test_job (&rig, last);
+    jobs_finish (rig.jobs, jobs_entry (rig.jobs, last), job, JOB_CANCELED, NULL,
+                 "{\"type\":\"canceled\"}");
+    job_destroy (&job);
+    assert (jobs_following (rig.jobs) == 1);
+    job = s_test_job (&rig, leader);
+    jobs_finish (rig.jobs, jobs_entry (rig.jobs, leader), job, JOB_CANCELED, NULL,
+                 "{\"type\":\"canceled\"}");
+    job_destroy (&job);
+    s_test_cache_of (&rig, first, JOB_QUEUED, "miss");
+    s_test_expect (&rig, first, "queued/0");
+    entry = s_test_start (&rig, first, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+
+    // Recovered at start: the calls are rebuilt from the records, the
+    // first one recovered leading.
+    const char *fourth = "{\"request\":{\"path\":\"/4\"},\"cache\":{\"ttl_ms\":60000}}";
+    s_test_accept (&rig, "p", fourth, 1, leader);
+    s_test_accept (&rig, "p", fourth, 1, first);
+    assert (store_commit (rig.store) == 0);
+    job_t *recovered[2] = { s_test_job (&rig, leader), s_test_job (&rig, first) };
+    jobs_drop (rig.jobs, jobs_entry (rig.jobs, first));
+    jobs_drop (rig.jobs, jobs_entry (rig.jobs, leader));
+    assert (cache_calls (cache) == 0 && jobs_active (rig.jobs) == 0);
+    jobs_recover (rig.jobs, recovered[0], evloop_now_ms (rig.loop));
+    jobs_recover (rig.jobs, recovered[1], evloop_now_ms (rig.loop));
+    assert (jobs_entry (rig.jobs, first)->state == ENTRY_SHARED && cache_calls (cache) == 1);
+    job_destroy (&recovered[0]);
+    job_destroy (&recovered[1]);
+    entry = s_test_start (&rig, leader, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_cache_of (&rig, first, JOB_SUCCEEDED, "shared");
+    assert (jobs_active (rig.jobs) == 0);
+
+    // A follower more urgent than its leader raises the call's priority: it
+    // runs before a job queued earlier at the leader's.
+    const char *fifth = "{\"request\":{\"path\":\"/5\"},\"cache\":{\"ttl_ms\":60000}}";
+    s_test_accept_as (&rig, "t", 5, "p", fifth, 1, leader);
+    s_test_accept_as (&rig, "t", 5, "p", NULL, 1, plain);
+    s_test_accept_as (&rig, "t", 9, "p", fifth, 1, first);
+    assert (jobs_entry (rig.jobs, leader)->priority == 9);
+    entry = s_test_start (&rig, leader, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    entry = s_test_start (&rig, plain, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    s_test_cache_of (&rig, first, JOB_SUCCEEDED, "shared");
+    assert (jobs_active (rig.jobs) == 0);
+    s_test_rig_end (&rig);
 }
 
 void
@@ -1114,6 +1517,7 @@ jobs_test (bool verbose)
     job_destroy (&job);
 
     s_test_rig_end (&rig);
+    s_test_cache ();
     log_init ("jobgate", LOG_INFO_);
     if (verbose)
         printf ("OK\n");

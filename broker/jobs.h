@@ -13,7 +13,9 @@
 // its status event into the outbox (broker/outbox.h), which sends nothing
 // before the commit:
 //
-//   jobs_accept     SUBMIT             → queued
+//   jobs_accept     SUBMIT             → queued; with a cache (broker/cache.h):
+//                                      → succeeded at once from the store (hit), or
+//                                      queued following an identical job's call (shared)
 //   jobs_retry      RETRY              failed | canceled → queued, a new budget
 //   jobs_start      dispatch           queued → running: a new attempt, counted, leased
 //   jobs_give_back  handback, a DISPATCH not sent    running → queued, first, not counted
@@ -25,6 +27,8 @@
 //                                      fallback, queued at once (broker/scheduler.h)
 //   jobs_finish     any end            → succeeded | failed | canceled, and the
 //                                      webhook delivery of its callback, if any
+//                                      (a leader's success finishes its followers with its
+//                                      result; any other end queues them for their own call)
 //   jobs_fail_fast  a provider's breaker fails fast  queued → failed (circuit_open)
 //   jobs_drop       a submission the store could not commit: forgotten, nothing written
 //
@@ -72,6 +76,21 @@ entry_t *jobs_entry (jobs_t *self, const char *id);
 size_t jobs_active (jobs_t *self);
 size_t jobs_running (jobs_t *self);
 size_t jobs_delayed (jobs_t *self);
+
+// jobs_following returns how many jobs wait for the call of an identical
+// job (broker/cache.h); jobs_cache, the shared calls and the cache's counts.
+size_t jobs_following (jobs_t *self);
+struct _cache_t *jobs_cache (jobs_t *self);
+
+// jobs_hit_delivery returns the id of the callback delivery made for job id,
+// answered from the cache (a hit) in the batch not committed yet, or NULL:
+// when its submission is refused, the delivery must go with it.
+const char *jobs_hit_delivery (jobs_t *self, const char *id);
+
+// jobs_forget_committed forgets the deliveries of hits whose version is no
+// longer waiting in the store's batch (written, or dropped); called after
+// each commit.
+void jobs_forget_committed (jobs_t *self);
 
 // jobs_provider_active returns the active jobs of each configured provider
 // (an array in the config's order).

@@ -3,8 +3,8 @@
 // the scheduler needs to decide, about 150 bytes per job. Entries belong to
 // broker/jobs.h, which makes, moves and frees them; an entry is on one list
 // at most: a priority queue's level (queued), the running list of the worker
-// holding it or of the orphans (running, broker/workers.h), or none (waiting
-// for its retry timer).
+// holding it or of the orphans (running, broker/workers.h), the followers of
+// a shared call (broker/cache.h), or none (waiting for its retry timer).
 #ifndef JOBGATE_QUEUE_H
 #define JOBGATE_QUEUE_H
 
@@ -19,7 +19,9 @@
 typedef enum {
     ENTRY_QUEUED,   // waiting in a priority queue
     ENTRY_RUNNING,  // dispatched to a worker, on its running list
-    ENTRY_DELAYED   // waiting for a retry timer, on no list
+    ENTRY_DELAYED,  // waiting for a retry timer, on no list
+    ENTRY_SHARED    // waiting for the call of an identical job, on that call's list of
+                    // followers (broker/cache.h)
 } entry_state_t;
 
 typedef struct _entry_t entry_t;
@@ -27,6 +29,7 @@ typedef struct _entry_list_t entry_list_t;
 struct _jobs_t;
 struct _remote_worker_t;
 struct _tenant_t;
+struct _cache_group_t;
 
 struct _entry_t {
     char id[JOB_ID_LEN + 1];    // job id
@@ -51,6 +54,7 @@ struct _entry_t {
     struct _jobs_t *jobs;       // the jobs it is one of (for its retry timer)
     struct _tenant_t *tenant;   // the tenant whose quotas and lane it uses (never NULL)
     evloop_timer_t *timer;      // retry timer, when delayed
+    struct _cache_group_t *group; // the shared call it leads or follows, or NULL
     entry_list_t *list;         // the list it is on, or NULL
     entry_t *prev;              // neighbours on that list
     entry_t *next;

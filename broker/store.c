@@ -21,6 +21,9 @@ typedef struct {
     char *tenant;               // its tenant (indexes, usage)
     char *idempotency_key;      // for the idem index (is_new only), or NULL
     int64_t created_at;         // for the listing index
+    bool cached;                // a success the result cache indexes (store_cache_index)
+    unsigned char cache_key[STORE_CACHE_KEY_BYTES]; // its cache key, when cached
+    int64_t succeeded_at_ms;    // when it succeeded (wall), when cached
 } store_version_t;
 
 struct _store_t {
@@ -34,8 +37,11 @@ struct _store_t {
     MDB_dbi usage;              // "t" ‖ tenant → be64(bytes of its records)
     MDB_dbi meta;               // lease key, usage flag
     MDB_dbi tokens;             // broker/ledger.h rows: key → their counts
+    MDB_dbi cache;              // cache key → be64(succeeded_at) ‖ id (SPEC §3.2)
+    MDB_dbi cache_of;           // id → the cache key that names it
     zhashx_t *batch;            // id → store_version_t waiting for commit
     zhashx_t *batch_idem;       // tenant ‖ NUL-as-'\x1f' ‖ key → id, uncommitted
+    zhashx_t *batch_cache;      // hex cache key → id of a cached success, uncommitted
     zhashx_t *usage_bytes;      // tenant → uint64_t *, committed bytes per tenant
     zhashx_t *batch_tokens;     // tokens key → s_row_value_t, uncommitted (NULL data: delete)
     unsigned char lease_key[STORE_LEASE_KEY_BYTES]; // secret of lease tokens
@@ -234,7 +240,7 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     zhashx_set_destructor (self->usage_bytes, (zhashx_destructor_fn *) zstr_free);
     int rc = mdb_env_create (&self->env);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs (self->env, 12);
+        rc = mdb_env_set_maxdbs (self->env, 16);
     if (rc == 0)
         rc = mdb_env_set_mapsize (self->env, map_mb * 1024 * 1024);
     // MDB_NOSYNC: commits reach the OS at once (a process crash loses
@@ -273,6 +279,10 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     if (rc == 0)
         rc = mdb_dbi_open (txn, "tokens", MDB_CREATE, &self->tokens);
     if (rc == 0)
+        rc = mdb_dbi_open (txn, "cache", MDB_CREATE, &self->cache);
+    if (rc == 0)
+        rc = mdb_dbi_open (txn, "cache_of", MDB_CREATE, &self->cache_of);
+    if (rc == 0)
         rc = s_open_meta (self, txn);
     if (rc == 0)
         rc = mdb_txn_commit (txn);
@@ -294,6 +304,9 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
     zhashx_set_duplicator (self->batch_idem, (zhashx_duplicator_fn *) strdup);
     self->batch_tokens = zhashx_new ();
     zhashx_set_destructor (self->batch_tokens, s_row_value_destroy);
+    self->batch_cache = zhashx_new ();
+    zhashx_set_destructor (self->batch_cache, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_duplicator (self->batch_cache, (zhashx_duplicator_fn *) strdup);
     return self;
 }
 
@@ -310,6 +323,7 @@ store_destroy (store_t **self_p)
     zhashx_destroy (&self->batch);
     zhashx_destroy (&self->batch_idem);
     zhashx_destroy (&self->batch_tokens);
+    zhashx_destroy (&self->batch_cache);
     zhashx_destroy (&self->usage_bytes);
     sodium_memzero (self->lease_key, sizeof self->lease_key);
     free (self);
@@ -453,6 +467,56 @@ store_find_idempotent (store_t *self, const char *tenant, const char *key, char 
         rc = 0;
     }
     return rc;
+}
+
+// s_cache_name is the batch_cache key of a cache key (hex; caller frees).
+static char *
+s_cache_name (const unsigned char *key)
+{
+    char *name = mem_alloc (2 * STORE_CACHE_KEY_BYTES + 1);
+    sodium_bin2hex (name, 2 * STORE_CACHE_KEY_BYTES + 1, key, STORE_CACHE_KEY_BYTES);
+    return name;
+}
+
+void
+store_cache_index (store_t *self, const char *id, const unsigned char *key,
+                   int64_t succeeded_at_ms)
+{
+    store_version_t *version = zhashx_lookup (self->batch, id);
+    assert (version && !version->active);
+    version->cached = true;
+    memcpy (version->cache_key, key, STORE_CACHE_KEY_BYTES);
+    version->succeeded_at_ms = succeeded_at_ms;
+    char *name = s_cache_name (key);
+    zhashx_update (self->batch_cache, name, (void *) id);
+    free (name);
+}
+
+int
+store_cache_find (store_t *self, const unsigned char *key, char *id, int64_t *succeeded_at_ms)
+{
+    // The batch first: a success not committed yet is already the answer
+    // (a later version of that job without the index is not).
+    char *name = s_cache_name (key);
+    const char *pending = zhashx_lookup (self->batch_cache, name);
+    free (name);
+    store_version_t *version = pending ? zhashx_lookup (self->batch, pending) : NULL;
+    if (version && version->cached
+        && memcmp (version->cache_key, key, STORE_CACHE_KEY_BYTES) == 0) {
+        memcpy (id, pending, JOB_ID_LEN + 1);
+        *succeeded_at_ms = version->succeeded_at_ms;
+        return 0;
+    }
+    MDB_txn *txn = s_reader (self);
+    if (!txn)
+        return -1;
+    MDB_val k = { STORE_CACHE_KEY_BYTES, (void *) key }, value;
+    if (mdb_get (txn, self->cache, &k, &value) != 0 || value.mv_size != 8 + JOB_ID_LEN)
+        return -1;
+    *succeeded_at_ms = (int64_t) s_get_be64 (value.mv_data);
+    memcpy (id, (const char *) value.mv_data + 8, JOB_ID_LEN);
+    id[JOB_ID_LEN] = '\0';
+    return 0;
 }
 
 // s_decode turns stored bytes into a job, or NULL (logged) when damaged.
@@ -655,6 +719,18 @@ s_write_version (store_t *self, MDB_txn *txn, const char *id, const store_versio
                 rc = mdb_put (txn, self->expiry_of, &key, &at, 0);
         }
     }
+    if (rc == 0 && version->cached && key.mv_size == JOB_ID_LEN) {
+        // The newest success of a key wins; the job remembers its key so that
+        // its deletion takes the entry with it (s_delete_job).
+        unsigned char entry[8 + JOB_ID_LEN];
+        s_put_be64 (entry, (uint64_t) version->succeeded_at_ms);
+        memcpy (entry + 8, id, JOB_ID_LEN);
+        MDB_val ckey = { STORE_CACHE_KEY_BYTES, (void *) version->cache_key };
+        MDB_val cvalue = { sizeof entry, entry };
+        rc = mdb_put (txn, self->cache, &ckey, &cvalue, 0);
+        if (rc == 0)
+            rc = mdb_put (txn, self->cache_of, &key, &ckey, 0);
+    }
     if (rc == 0)
         s_usage_add (tally, version->tenant, (int64_t) version->size - (int64_t) old_size);
     return rc;
@@ -755,6 +831,7 @@ store_commit (store_t *self)
         zhashx_purge (self->batch);
         zhashx_purge (self->batch_idem);
         zhashx_purge (self->batch_tokens);
+        zhashx_purge (self->batch_cache);
         return 0;
     }
     if (rc != MDB_MAP_FULL && rc != ENOSPC) {
@@ -840,6 +917,26 @@ store_scan_active (store_t *self, store_scan_fn *fn, void *arg)
     return s_each (self, self->active, s_active_job, &scan);
 }
 
+// s_cache_drop removes the cache entry that names a job being deleted, unless
+// a newer success of the same key has taken it over.
+static void
+s_cache_drop (store_t *self, MDB_txn *txn, MDB_val *job_key)
+{
+    MDB_val ckey, entry;
+    if (mdb_get (txn, self->cache_of, job_key, &ckey) != 0)
+        return;
+    unsigned char key[STORE_CACHE_KEY_BYTES];
+    if (ckey.mv_size == STORE_CACHE_KEY_BYTES) {
+        memcpy (key, ckey.mv_data, sizeof key);
+        MDB_val lookup = { sizeof key, key };
+        if (mdb_get (txn, self->cache, &lookup, &entry) == 0 && entry.mv_size == 8 + JOB_ID_LEN
+            && job_key->mv_size == JOB_ID_LEN
+            && memcmp ((const char *) entry.mv_data + 8, job_key->mv_data, JOB_ID_LEN) == 0)
+            mdb_del (txn, self->cache, &lookup, NULL);
+    }
+    mdb_del (txn, self->cache_of, job_key, NULL);
+}
+
 // s_delete_job deletes a finished job's record and index entries, and
 // tallies its bytes off its tenant.
 static void
@@ -863,6 +960,7 @@ s_delete_job (store_t *self, MDB_txn *txn, const char *id, zhashx_t *tally)
         s_usage_add (tally, job->tenant, -(int64_t) size);
         job_destroy (&job);
     }
+    s_cache_drop (self, txn, &job_key);
     mdb_del (txn, self->jobs, &job_key, NULL);
     mdb_del (txn, self->expiry_of, &job_key, NULL);
 }
@@ -1314,6 +1412,68 @@ s_test_row_fn (const char *key, size_t key_len, const uint64_t *counts, void *ar
     (*rows)++;
 }
 
+// s_test_cache: the cache index is found before and after its commit,
+// survives a reopen, gives way to a newer success of the same key, and goes
+// with the job it names, never with a newer one's.
+static void
+s_test_cache (void)
+{
+    char dir[] = "/tmp/jobgate-store-cache-XXXXXX";
+    assert (mkdtemp (dir));
+    char error[256], id[JOB_ID_LEN + 1];
+    int64_t at = 0;
+    store_t *store = store_new (dir, 16, false, error, sizeof error);
+    assert (store);
+    unsigned char key[STORE_CACHE_KEY_BYTES], other[STORE_CACHE_KEY_BYTES];
+    memset (key, 0xa5, sizeof key);
+    memset (other, 0x5a, sizeof other);
+    assert (store_cache_find (store, key, id, &at) == -1);
+
+    job_t *first = s_test_job ("a", JOB_SUCCEEDED, 10);
+    store_put (store, first, 5000, true);
+    store_cache_index (store, first->id, key, 1000);
+    assert (store_cache_find (store, key, id, &at) == 0);
+    assert (strcmp (id, first->id) == 0 && at == 1000);
+    assert (store_cache_find (store, other, id, &at) == -1);
+    assert (store_commit (store) == 0);
+    store_destroy (&store);
+    store = store_new (dir, 16, false, error, sizeof error);
+    assert (store);
+    assert (store_cache_find (store, key, id, &at) == 0);
+    assert (strcmp (id, first->id) == 0 && at == 1000);
+
+    // A later version of the job in the same batch drops its index.
+    job_t *dropped = s_test_job ("a", JOB_SUCCEEDED, 10);
+    store_put (store, dropped, 5000, true);
+    store_cache_index (store, dropped->id, other, 1500);
+    store_put (store, dropped, 5000, false);
+    assert (store_cache_find (store, other, id, &at) == -1);
+    assert (store_commit (store) == 0);
+    assert (store_cache_find (store, other, id, &at) == -1);
+
+    // A newer success takes the key over; the older job's expiry leaves it.
+    job_t *second = s_test_job ("a", JOB_SUCCEEDED, 10);
+    store_put (store, second, 9000, true);
+    store_cache_index (store, second->id, key, 2000);
+    assert (store_commit (store) == 0);
+    assert (store_cache_find (store, key, id, &at) == 0);
+    assert (strcmp (id, second->id) == 0 && at == 2000);
+    assert (store_expire (store, 5000, 10) == 2);
+    assert (store_cache_find (store, key, id, &at) == 0 && strcmp (id, second->id) == 0);
+    // The newest one's expiry takes the entry with it.
+    assert (store_expire (store, 9000, 10) == 1);
+    assert (store_cache_find (store, key, id, &at) == -1);
+    assert (store_count (store) == 0);
+
+    job_destroy (&first);
+    job_destroy (&dropped);
+    job_destroy (&second);
+    store_destroy (&store);
+    char command[128];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert (system (command) == 0);
+}
+
 void
 store_test (bool verbose)
 {
@@ -1381,6 +1541,7 @@ store_test (bool verbose)
     store_destroy (&store);
     s_test_hardening (dir);
     s_test_used ();
+    s_test_cache ();
 
     // A damaged store is refused with a clear line.
     char path[300];

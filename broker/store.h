@@ -17,6 +17,9 @@
 //   meta      "lease_key" → 32 random bytes; "usage" → "1" once usage is whole
 //   tokens    broker/ledger.h's rows: HOUR ‖ 0x1f ‖ tenant ‖ 0x1f ‖ provider ‖ 0x1f ‖
 //             model → be64 × 4: requests, prompt, completion, total tokens (SPEC §3.3)
+//   cache     cache key → be64(succeeded_at_ms) ‖ id   the newest cached success of
+//             each key (SPEC §3.2; broker/cache.h makes the keys)
+//   cache_of  id → cache key   the entry a cached success holds, deleted with it
 //
 // A job has one expiry entry at most: each finish moves it, a retry removes
 // it, so an earlier finish never deletes a job that finished again later.
@@ -38,6 +41,8 @@
 
 // Bytes of a lease key (store_lease_key).
 #define STORE_LEASE_KEY_BYTES 32
+// Bytes of a result cache key (store_cache_index).
+#define STORE_CACHE_KEY_BYTES 32
 
 typedef struct _store_t store_t;
 
@@ -97,6 +102,22 @@ int store_commit (store_t *self);
 
 // store_pending_has is true while a version of the job waits in the batch.
 bool store_pending_has (store_t *self, const char *id);
+
+// store_cache_index makes the batch's version of job id, a success, the
+// newest answer to cache key (STORE_CACHE_KEY_BYTES) as of succeeded_at_ms
+// (wall): written with it, and deleted with the job when it expires. A later
+// version of the job in the same batch drops the index (a result the store
+// could not keep is no answer). The version must be in the batch and
+// terminal.
+void store_cache_index (store_t *self, const char *id, const unsigned char *key,
+                        int64_t succeeded_at_ms);
+
+// store_cache_find writes into id (JOB_ID_LEN + 1 bytes) the newest success
+// indexed under cache key, batch included, and when it succeeded into
+// *succeeded_at_ms. Returns 0 when found, -1 when not. The job may be gone
+// or changed since: the caller reads it and checks.
+int store_cache_find (store_t *self, const unsigned char *key, char *id,
+                      int64_t *succeeded_at_ms);
 
 // Called for each version waiting in the batch: its job id, its size in
 // bytes and whether the job is finished in it.

@@ -212,6 +212,10 @@ static const config_key_t s_provider_keys[] = {
       "max_tokens or max_completion_tokens" },
     { "providers.*", "prices", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_prices, false,
       "{\"prompt\": USD, \"completion\": USD} per million tokens: GET /v1/usage adds cost_usd" },
+    { "providers.*", "cache_ttl_ms", KEY_MS, P (cache_ttl_ms), 0, 604800000, "0", NULL, 0,
+      NULL, false, "default cache.ttl_ms of its jobs: an identical job of the same tenant that "
+      "succeeded this recently answers at once, identical jobs in flight share one call "
+      "(SPEC §3.2); 0 = off" },
 };
 
 // The keys of each tenant's quota (quotas.TENANT.KEY).
@@ -1703,6 +1707,7 @@ s_test_table (const char *path)
     const config_provider_t *m = config_provider (config, "m");
     assert (m->burst == 5 && m->circuit_failures == 5 && m->circuit_open_ms == 10000);
     assert (m->retry_base_ms == 500 && m->retry_max_ms == 60000 && m->search);
+    assert (m->cache_ttl_ms == 0);
     const config_quota_t *quota = config_quota (config, "anyone");
     assert (quota && quota->submit_rate == 2 && quota->max_queued == 0);
     // Issue 12: no token budget, a default reservation, no prices.
@@ -1731,6 +1736,14 @@ s_test_table (const char *path)
         assert (!refused_config && strstr (error, "providers.m.prices must be"));
     }
     config_destroy (&config);
+    // cache_ttl_ms: 0 to 7 days.
+    config = s_test_load (path, "{\"providers\":{\"m\":{\"base_url\":\"https://x\","
+                                "\"cache_ttl_ms\":604800000}}}", error, sizeof error);
+    assert (config && config_provider (config, "m")->cache_ttl_ms == 604800000);
+    config_destroy (&config);
+    config = s_test_load (path, "{\"providers\":{\"m\":{\"base_url\":\"https://x\","
+                                "\"cache_ttl_ms\":604800001}}}", error, sizeof error);
+    assert (!config && strstr (error, "cache_ttl_ms"));
 
     // The reference lists every row.
     char *text = NULL;

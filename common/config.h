@@ -67,6 +67,7 @@ typedef struct {
     bool priced;                // prices were configured
     double price_prompt;        // USD per million prompt tokens
     double price_completion;    // USD per million completion tokens
+    int64_t cache_ttl_ms;       // default cache.ttl_ms of its jobs (SPEC §3.2), 0 = no cache
 } config_provider_t;
 
 // One network of security.allow_networks, e.g. 127.0.0.2/32.

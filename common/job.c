@@ -58,6 +58,7 @@ job_destroy (job_t **self_p)
     free (self->idempotency_key);
     free (self->metadata);
     free (self->usage);
+    free (self->cache);
     free (self->lease);
     free (self->answered_by);
     free (self->via);
@@ -94,6 +95,7 @@ job_dup (const job_t *self)
     copy->idempotency_key = s_copy_or_null (self->idempotency_key);
     copy->metadata = s_copy_or_null (self->metadata);
     copy->usage = s_copy_or_null (self->usage);
+    copy->cache = s_copy_or_null (self->cache);
     copy->lease = s_copy_or_null (self->lease);
     copy->answered_by = s_copy_or_null (self->answered_by);
     copy->via = s_copy_or_null (self->via);
@@ -125,6 +127,8 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_int (writer, "attempt_seq", self->attempt_seq);
     if (self->usage)
         pack_put_str (writer, "usage", self->usage);
+    if (self->cache)
+        pack_put_str (writer, "cache", self->cache);
     if (self->lease)
         pack_put_str (writer, "lease", self->lease);
     if (self->answered_by)
@@ -170,6 +174,7 @@ job_unpack (pack_reader_t *reader)
     self->idempotency_key = pack_get_strdup (reader, "idempotency_key");
     self->metadata = pack_get_strdup (reader, "metadata");
     self->usage = pack_get_strdup (reader, "usage");
+    self->cache = pack_get_strdup (reader, "cache");
     self->lease = pack_get_strdup (reader, "lease");
     self->answered_by = pack_get_strdup (reader, "answered_by");
     // Records written before attempt identities existed: the attempts
@@ -233,6 +238,8 @@ job_render (const job_t *self)
     json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
     if (self->answered_by && job_status_terminal (self->status))
         json_object_set_new (object, "answered_by", json_string (self->answered_by));
+    if (self->cache)
+        json_object_set_new (object, "cache", json_string (self->cache));
     char *head = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
@@ -300,6 +307,7 @@ job_test (bool verbose)
     job->attempt_seq = 7;
     job_set_str (&job->lease, "lease-token");
     job_set_str (&job->usage, "{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}");
+    job_set_str (&job->cache, "hit");
 
     pack_writer_t *writer = pack_writer_new ();
     job_pack (job, writer);
@@ -314,6 +322,7 @@ job_test (bool verbose)
     assert (copy->provider == NULL && copy->error == NULL);
     assert (copy->attempt_seq == 7 && strcmp (copy->lease, "lease-token") == 0);
     assert (copy->answered_by == NULL);
+    assert (strcmp (copy->cache, "hit") == 0);
 
     json_t *object = job_to_json (copy);
     assert (strcmp (json_string_value (json_object_get (object, "status")), "succeeded") == 0);
@@ -321,6 +330,7 @@ job_test (bool verbose)
                     "2023-11-14T22:13:20.123Z") == 0);
     assert (json_integer_value (json_object_get (json_object_get (object, "metadata"), "k")) == 1);
     assert (json_integer_value (json_object_get (json_object_get (object, "result"), "status")) == 200);
+    assert (strcmp (json_string_value (json_object_get (object, "cache")), "hit") == 0);
     json_decref (object);
 
     // Stored texts are spliced, not parsed: a NUL in a result survives, and
@@ -394,6 +404,11 @@ job_test (bool verbose)
     reader = pack_reader_new (data, size);
     copy = job_unpack (reader);
     assert (copy && copy->attempts == 2 && copy->attempt_seq == 2 && copy->lease == NULL);
+    // A job without a cache has no cache member.
+    assert (copy->cache == NULL);
+    text = job_render (copy);
+    assert (!strstr (text, "\"cache\""));
+    free (text);
     job_destroy (&copy);
     pack_reader_destroy (&reader);
     pack_writer_destroy (&writer);

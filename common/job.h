@@ -43,6 +43,8 @@ typedef struct {
     char *idempotency_key;      // Idempotency-Key header, or NULL
     char *metadata;             // the spec's metadata object, JSON text, or NULL
     char *usage;                // llm: the upstream's usage object, JSON text, or NULL
+    char *cache;                // "hit" | "shared" | "miss" (SPEC §3.2), NULL when the job
+                                // has no cache
     char *lease;                // DISPATCH only: the attempt's lease token, which the
                                 // worker echoes; never stored, never sent to a gateway
     char *answered_by;          // the provider whose answer finished the job (its own or

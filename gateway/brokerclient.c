@@ -40,6 +40,7 @@ struct _brokerclient_t {
     int64_t running;
     char *usage_metrics;        // the broker's LLM usage metrics (Prometheus text), or NULL
     int64_t metrics_seq;        // their number, as the broker gave it (0: none yet)
+    char *cache;                // the result cache's counts per provider (JSON text), or NULL
     uint64_t last_seq;          // seq of the last event
     int64_t last_epoch;         // the broker run the events come from, 0 = none yet
     uint64_t events;            // events received
@@ -97,6 +98,11 @@ s_answer (proto_msg_t *msg, void *arg)
                 free (self->usage_metrics);
                 self->usage_metrics = mem_strndup (metrics, len);
                 self->metrics_seq = seq;
+            }
+            char *cache = pack_get_strdup (msg->body, "cache");
+            if (cache) {
+                free (self->cache);
+                self->cache = cache;
             }
         }
         return;
@@ -297,6 +303,7 @@ brokerclient_destroy (brokerclient_t **self_p)
         evloop_sock_remove (self->loop, self->sub);
         zsock_destroy (&self->sub);
     }
+    free (self->cache);
     free (self);
     *self_p = NULL;
 }
@@ -356,7 +363,8 @@ brokerclient_stats (brokerclient_t *self)
     return (brokerclient_stats_t) { .reachable = brokerclient_reachable (self),
                                     .workers = self->workers, .queued = self->queued,
                                     .running = self->running, .events = self->events,
-                                    .gaps = self->gaps, .pending = zhashx_size (self->pending) };
+                                    .gaps = self->gaps, .pending = zhashx_size (self->pending),
+                                    .cache = self->cache };
 }
 
 const char *

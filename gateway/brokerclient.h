@@ -73,6 +73,9 @@ typedef struct {
     uint64_t events;            // events received
     uint64_t gaps;              // gaps seen in their sequence
     size_t pending;             // calls not answered yet
+    const char *cache;          // the result cache's counts as the last PONG said them:
+                                // {"PROVIDER": {"hits", "shared", "misses"}, …}, JSON
+                                // text (borrowed until the next PONG), or NULL
 } brokerclient_stats_t;
 
 // brokerclient_new connects to the broker's frontend and publisher (frames

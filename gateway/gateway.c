@@ -1116,6 +1116,45 @@ s_metric (zchunk_t *out, const char *name, const char *type, const char *help, d
     zchunk_extend (out, line, (size_t) n);
 }
 
+// s_cache_metrics writes the result cache's counters per provider (SPEC
+// §3.2) from the broker's figures (brokerclient_stats_t.cache), if any.
+static void
+s_cache_metrics (zchunk_t *out, const char *figures)
+{
+    static const struct {
+        const char *name, *field, *help;
+    } counters[] = {
+        { "jobgate_result_cache_hits_total", "hits",
+          "Jobs answered from the result cache (no upstream call), by provider." },
+        { "jobgate_result_cache_shared_total", "shared",
+          "Jobs answered by the upstream call of an identical job in flight, by provider." },
+        { "jobgate_result_cache_misses_total", "misses",
+          "Jobs with a cache that made their own upstream call, by provider." },
+    };
+    json_t *stats = figures ? jsontext_loads (figures, NULL) : NULL;
+    for (size_t i = 0; json_is_object (stats) && i < sizeof counters / sizeof counters[0]; i++) {
+        char line[512];
+        int n = snprintf (line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n",
+                          counters[i].name, counters[i].help, counters[i].name);
+        zchunk_extend (out, line, (size_t) n);
+        const char *provider;
+        json_t *counts;
+        json_object_foreach (stats, provider, counts) {
+            // Provider names are the configuration's; escaped all the same.
+            json_t *name = json_string (provider);
+            char *label = jsontext_dump (name);
+            json_decref (name);
+            json_int_t value = json_integer_value (json_object_get (counts, counters[i].field));
+            n = snprintf (line, sizeof line, "%s{provider=%s} %lld\n", counters[i].name,
+                          label ? label : "\"\"", (long long) value);
+            if (n > 0 && (size_t) n < sizeof line)
+                zchunk_extend (out, line, (size_t) n);
+            free (label);
+        }
+    }
+    json_decref (stats);
+}
+
 // s_handle_metrics: GET /metrics in the Prometheus text format. Every
 // figure is read from the module that owns it.
 static void
@@ -1154,6 +1193,7 @@ s_handle_metrics (request_t *req)
               (double) broker.queued);
     s_metric (out, "jobgate_broker_running_jobs", "gauge", "Jobs running on workers.",
               (double) broker.running);
+    s_cache_metrics (out, broker.cache);
     s_metric (out, "jobgate_sse_held_back_total", "counter",
               "Times an event stream held chunks back for a slow reader (sent later, in order).",
               (double) self->sse_held_back);

@@ -23,17 +23,18 @@
 #define S_MAX_TIMEOUT_MS        600000
 #define S_DEFAULT_TIMEOUT_MS    30000
 #define S_MAX_EXPIRE_MS         (7LL * 24 * 3600 * 1000)
+#define S_MAX_CACHE_TTL_MS      (7LL * 24 * 3600 * 1000)
 #define S_MAX_CRAWL_BYTES       (64LL * 1024 * 1024)
 #define S_DEFAULT_CRAWL_BYTES   (2LL * 1024 * 1024)
 
 // Top-level fields, in the order they are checked and written out.
 enum {
     S_KIND, S_PROVIDER, S_REQUEST, S_PRIORITY, S_TIMEOUT_MS, S_MAX_ATTEMPTS,
-    S_EXPIRE_AFTER_MS, S_CALLBACK, S_METADATA, S_FIELD_COUNT
+    S_EXPIRE_AFTER_MS, S_CALLBACK, S_METADATA, S_CACHE, S_FIELD_COUNT
 };
 static const char *const s_top_fields[] = {
     "kind", "provider", "request", "priority", "timeout_ms", "max_attempts",
-    "expire_after_ms", "callback", "metadata", NULL
+    "expire_after_ms", "callback", "metadata", "cache", NULL
 };
 
 static const char *const s_kinds[] = { "http", "crawl", "search", "llm", NULL };
@@ -44,6 +45,7 @@ static const char *const s_http_fields[] = {
 };
 static const char *const s_crawl_fields[] = { "url", "max_bytes", NULL };
 static const char *const s_callback_fields[] = { "url", NULL };
+static const char *const s_cache_fields[] = { "ttl_ms", NULL };
 static const char *const s_methods[] = {
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL
 };
@@ -512,6 +514,18 @@ s_check_spec (check_t *check, json_t *spec, fields_t *fields)
     }
     if (fields->values[S_METADATA])
         s_check_metadata (check, fields->values[S_METADATA]);
+    // cache (SPEC §3.2): {"ttl_ms": N}, N = 0 turns off the provider's
+    // default for this job.
+    json_t *cache = fields->values[S_CACHE];
+    json_int_t ttl_ms = 0;
+    if (cache && !json_is_object (cache))
+        s_error (check, "cache", NULL, "must be an object with ttl_ms");
+    else if (cache) {
+        if (!json_object_get (cache, "ttl_ms"))
+            s_error (check, "cache", "ttl_ms", "is required");
+        s_int (check, cache, "cache", "ttl_ms", 0, S_MAX_CACHE_TTL_MS, &ttl_ms);
+        s_unknown_fields (check, cache, "cache", s_cache_fields);
+    }
     s_unknown_fields (check, spec, "", s_top_fields);
 }
 
@@ -566,6 +580,8 @@ s_normalize (json_t *spec, const fields_t *fields)
         json_object_set (out, "callback", fields->values[S_CALLBACK]);
     if (fields->values[S_METADATA])
         json_object_set (out, "metadata", fields->values[S_METADATA]);
+    if (fields->values[S_CACHE])
+        json_object_set (out, "cache", fields->values[S_CACHE]);
     size_t flags = JSON_COMPACT;
     if (s_reals_short (out))
         flags |= JSON_REAL_PRECISION (15);
@@ -880,6 +896,16 @@ jobspec_test (bool verbose)
         { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{}}", "request.messages;", NULL },
         // Metadata.
         { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"metadata\":[1]}", "metadata;", NULL },
+        // Cache (SPEC §3.2): ttl_ms from 0 (off) to 7 days, nothing else.
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":{\"ttl_ms\":0}}", NULL, NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":{\"ttl_ms\":604800000}}", NULL, NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":{\"ttl_ms\":604800001}}",
+          "cache.ttl_ms;", "must be an integer from 0 to 604800000" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":{\"ttl_ms\":-1,\"scope\":\"all\"}}",
+          "cache.ttl_ms;cache.scope;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":{}}", "cache.ttl_ms;", "is required" },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":60000}", "cache;", NULL },
+        { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"cache\":{\"ttl_ms\":1.5}}", "cache.ttl_ms;", NULL },
         // Several errors at once: all listed, in a stable order.
         { "{\"kind\":\"http\",\"provider\":\"ghost\",\"request\":{\"url\":\"file:///x\",\"path\":\"/ok\"},"
           "\"priority\":-1,\"max_attempts\":0,\"callback\":{},\"color\":\"red\",\"size\":1}",
@@ -929,6 +955,11 @@ jobspec_test (bool verbose)
     job = jobspec_parse (body, strlen (body), &config, &errors);
     assert (job && job->priority == 1 && job->expire_after_ms == 1000);
     assert (strstr (job->spec, "\"max_bytes\":2097152"));
+    job_destroy (&job);
+    // The cache field is kept as given: the broker reads it (SPEC §3.2).
+    body = "{\"kind\":\"http\",\"request\":{\"url\":\"https://a.example\"},\"cache\":{\"ttl_ms\":60000}}";
+    job = jobspec_parse (body, strlen (body), &config, &errors);
+    assert (job && strstr (job->spec, ",\"cache\":{\"ttl_ms\":60000}}"));
     job_destroy (&job);
     // A provider's own timeout is the default for its jobs.
     body = "{\"kind\":\"llm\",\"provider\":\"slow\",\"request\":{\"messages\":[{\"role\":\"user\"}]}}";

@@ -30,7 +30,7 @@ json_t *jobspec_load (const char *body, size_t len, json_t **errors);
 // returns a new job with kind, provider, priority, max_attempts, timeout_ms
 // and expire_after_ms (0 = never) filled, and spec set to the normalized
 // spec as compact JSON (kind, provider, request, priority, timeout_ms,
-// max_attempts, expire_after_ms, callback, metadata; defaults filled in,
+// max_attempts, expire_after_ms, callback, metadata, cache; defaults filled in,
 // absent optional fields left out); *errors is untouched. On invalid input
 // returns NULL and sets *errors to a new array of {"field", "message"}
 // listing every bad field found.

@@ -43,6 +43,7 @@
 #include "bucket.h"
 #include "tokens.h"
 #include "ledger.h"
+#include "cache.h"
 #include "delivery.h"
 #include "jobs.h"
 #include "outbox.h"
@@ -71,6 +72,7 @@ static const selftest_t s_tests[] = {
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
     { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
     { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
+    { "cache", cache_test },
     { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
