@@ -46,6 +46,15 @@ def _print_job(job: Job, out: TextIO) -> None:
     out.write(json.dumps(job.raw, indent=2, ensure_ascii=False) + "\n")
 
 
+def _answer_text(job: Dict[str, Any]) -> Optional[str]:
+    """The text of an LLM job's answer (Chat Completions), else None."""
+    try:
+        text = job["result"]["body"]["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return text if job.get("kind") == "llm" and isinstance(text, str) else None
+
+
 def _events(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     streamed = False
     for event in client.events(args.id):
@@ -58,8 +67,11 @@ def _events(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) 
         elif event.event == "status" and isinstance(event.data, dict):
             err.write("[%s]\n" % event.data.get("status"))
         elif event.event == "result" and isinstance(event.data, dict):
-            if streamed:
-                out.write("\n")
+            # A job finished before the stream opened sends no chunks: its
+            # answer is then the assembled text, or the result as JSON.
+            text = None if streamed else _answer_text(event.data)
+            if streamed or text is not None:
+                out.write((text or "") + "\n")
             else:
                 out.write(json.dumps(event.data.get("result", event.data.get("error")),
                                      indent=2, ensure_ascii=False) + "\n")
