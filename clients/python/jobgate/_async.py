@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
+from typing import Any, TypeVar, cast, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 import httpx
 
 from . import _core, _flows
 from ._errors import APIError
 from ._models import Event, Job, JobList
+
+T = TypeVar("T")
 
 
 class AsyncClient:
@@ -36,7 +38,7 @@ class AsyncClient:
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
 
-    async def _drive(self, flow: _flows.Flow, returned: List[Any]) -> AsyncIterator[Event]:
+    async def _drive(self, flow: _flows.Flow[T], returned: List[T]) -> AsyncIterator[Event]:
         """Runs flow: yields the events it emits; what it returns is
         appended to ``returned`` (an async generator returns nothing)."""
         stream: Optional[httpx.Response] = None
@@ -73,14 +75,14 @@ class AsyncClient:
                 else:
                     step = flow.send(result)
         except StopIteration as stop:
-            returned.append(stop.value)
+            returned.append(cast(T, stop.value))
         finally:
             flow.close()
             if stream is not None:
                 await stream.aclose()
 
-    async def _run(self, flow: _flows.Flow) -> Any:
-        returned: List[Any] = []
+    async def _run(self, flow: _flows.Flow[T]) -> T:
+        returned: List[T] = []
         async for _ in self._drive(flow, returned):
             pass
         return returned[0]
@@ -111,25 +113,26 @@ class AsyncClient:
             "GET", "/v1/jobs", resend_safe=True, params=_core.list_params(status, limit, cursor)))
 
     def events(self, job_id: str, last_event_id: Optional[str] = None) -> AsyncIterator[Event]:
+        returned: List[None] = []
         return self._drive(_flows.events(self.retry_policy, self._timeout, job_id, last_event_id),
-                           [])
+                           returned)
 
     async def map(self, specs: Sequence[Dict[str, Any]], wait: Optional[float] = 30,
                   batch_size: int = _core.BATCH_MAX, concurrency: int = 16,
                   return_exceptions: bool = False) -> List[Union[Job, APIError]]:
-        deadline = time.monotonic() + wait if wait else None
+        deadline = time.monotonic() + (wait or 0)
         jobs = await self._run(_flows.submit_all(self.retry_policy, self._timeout, specs,
                                                  batch_size, return_exceptions))
-        if deadline is None:
+        if not wait:
             return jobs
         gate = asyncio.Semaphore(max(1, concurrency))
 
-        async def finish(index: int) -> None:
+        async def finish(index: int, job: Job) -> None:
             async with gate:
                 jobs[index] = await self._run(_flows.wait_until(
-                    self.retry_policy, self._timeout, jobs[index].id, deadline, jobs[index]))
+                    self.retry_policy, self._timeout, job.id, deadline, job))
 
-        await asyncio.gather(*(finish(i) for i in _core.unfinished(jobs)))
+        await asyncio.gather(*(finish(i, job) for i, job in _core.unfinished(jobs)))
         return jobs
 
     async def providers(self) -> List[Dict[str, Any]]:

@@ -150,7 +150,8 @@ def read_batch_answer(body: Any, positions: List[int]) -> Tuple[Dict[int, Job], 
             continue
         problem = answer.get("error") if isinstance(answer, dict) else None
         problem = problem if isinstance(problem, dict) else {}
-        status = problem.get("status") if isinstance(problem.get("status"), int) else 500
+        status = problem.get("status")
+        status = status if isinstance(status, int) else 500
         if status in RETRY_STATUSES:
             again.append(position)
         else:
@@ -165,9 +166,9 @@ def headers_for(api_key: Optional[str]) -> Dict[str, str]:
     return headers
 
 
-def unfinished(jobs: Sequence[Any]) -> List[int]:
-    """The positions of the jobs of a map() still to wait for."""
-    return [i for i, job in enumerate(jobs) if isinstance(job, Job) and not job.done]
+def unfinished(jobs: Sequence[Any]) -> List[Tuple[int, Job]]:
+    """The jobs of a map() still to wait for, with their positions."""
+    return [(i, job) for i, job in enumerate(jobs) if isinstance(job, Job) and not job.done]
 
 
 def providers_of(response: httpx.Response) -> List[Dict[str, Any]]:

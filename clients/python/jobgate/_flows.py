@@ -17,9 +17,10 @@ A flow's return value (StopIteration.value) is its result.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Generator, List, Optional, Sequence, Union
+from typing import Any, Dict, Generator, List, Optional, Sequence, TypeVar, Union, cast
 
 import httpx
 
@@ -57,11 +58,13 @@ class Emit:
 
 
 Step = Union[Call, Sleep, Open, NextLine, Emit]
-Flow = Generator[Step, Any, Any]
+T = TypeVar("T")
+#: A flow that returns a T.
+Flow = Generator[Step, Any, T]
 
 
 def send(policy: _core.RetryPolicy, timeout: httpx.Timeout, method: str, path: str, *,
-         resend_safe: bool, wait: float = 0.0, **kwargs: Any) -> Flow:
+         resend_safe: bool, wait: float = 0.0, **kwargs: Any) -> Flow[httpx.Response]:
     """One request, retried per policy (429/503 honouring Retry-After,
     transport errors when resending is safe: _core.retryable_exception)."""
     if wait:
@@ -76,14 +79,14 @@ def send(policy: _core.RetryPolicy, timeout: httpx.Timeout, method: str, path: s
             delay = policy.delay(attempt)
         else:
             if response.status_code not in _core.RETRY_STATUSES or attempt >= policy.retries:
-                return response
+                return cast(httpx.Response, response)
             delay = policy.delay(attempt, _core.parse_retry_after(response.headers.get("Retry-After")))
         attempt += 1
         yield Sleep(delay)
 
 
 def submit(policy: _core.RetryPolicy, timeout: httpx.Timeout, spec: Dict[str, Any],
-           wait: Optional[float], idempotency_key: Optional[str]) -> Flow:
+           wait: Optional[float], idempotency_key: Optional[str]) -> Flow[Job]:
     """POST /v1/jobs with an Idempotency-Key (made up when not given, the
     same for every resend) and Prefer: wait; then long polls until the job
     is finished or ``wait`` has passed."""
@@ -100,7 +103,7 @@ def submit(policy: _core.RetryPolicy, timeout: httpx.Timeout, spec: Dict[str, An
 
 
 def get(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str,
-        wait: Optional[float]) -> Flow:
+        wait: Optional[float]) -> Flow[Job]:
     if wait:
         return (yield from wait_until(policy, timeout, job_id, time.monotonic() + wait))
     return _core.job_of((yield from send(policy, timeout, "GET", "/v1/jobs/" + job_id,
@@ -108,7 +111,7 @@ def get(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str,
 
 
 def wait_until(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str, deadline: float,
-               job: Optional[Job] = None) -> Flow:
+               job: Optional[Job] = None) -> Flow[Job]:
     """Long-polls (?wait ≤ the server's cap) until the job is finished or
     the deadline; a gateway briefly unavailable (503, a broker restarting,
     a dropped connection) is waited for until the deadline."""
@@ -116,7 +119,9 @@ def wait_until(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str, d
         left = deadline - time.monotonic()
         if job is not None and (job.done or left <= 0):
             return job
-        seconds = max(0, min(_core.SERVER_MAX_WAIT, int(left)))
+        # Whole seconds, at least 1: a last fraction of a second is waited
+        # for on the server, not by polling again and again.
+        seconds = max(1, min(_core.SERVER_MAX_WAIT, math.ceil(left)))
         try:
             response = yield from send(policy, timeout, "GET", "/v1/jobs/" + job_id,
                                        resend_safe=True, params={"wait": seconds}, wait=seconds)
@@ -129,7 +134,7 @@ def wait_until(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str, d
 
 
 def events(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str,
-           last_event_id: Optional[str]) -> Flow:
+           last_event_id: Optional[str]) -> Flow[None]:
     """The job's Server-Sent Events until its result; a dropped stream is
     reopened with Last-Event-ID (the server then sends only what is new),
     a quiet one (read timeout) too; other failures at most policy.retries
@@ -171,7 +176,7 @@ def events(policy: _core.RetryPolicy, timeout: httpx.Timeout, job_id: str,
 
 
 def submit_all(policy: _core.RetryPolicy, timeout: httpx.Timeout, specs: Sequence[Dict[str, Any]],
-               batch_size: int, return_exceptions: bool) -> Flow:
+               batch_size: int, return_exceptions: bool) -> Flow[List[Union[Job, APIError]]]:
     """POST /v1/batch in runs of at most batch_size; the jobs answered 429
     or 503 (never recorded: gateway/batch.h) are sent again, at most
     policy.retries more rounds. A batch whose answer was lost is not resent

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Generator, TypeVar, cast, Dict, Iterator, List, Optional, Sequence, Union
 
 import httpx
 
 from . import _core, _flows
 from ._errors import APIError
 from ._models import Event, Job, JobList
+
+T = TypeVar("T")
 
 
 class Client:
@@ -41,7 +43,7 @@ class Client:
 
     # --- running a flow ---
 
-    def _drive(self, flow: _flows.Flow) -> Iterator[Event]:
+    def _drive(self, flow: _flows.Flow[T]) -> Generator[Event, None, T]:
         """Runs flow: yields the events it emits, returns what it returns."""
         stream: Optional[httpx.Response] = None
         lines: Optional[Iterator[str]] = None
@@ -75,19 +77,19 @@ class Client:
                 else:
                     step = flow.send(result)
         except StopIteration as stop:
-            return stop.value
+            return cast(T, stop.value)
         finally:
             flow.close()
             if stream is not None:
                 stream.close()
 
-    def _run(self, flow: _flows.Flow) -> Any:
+    def _run(self, flow: _flows.Flow[T]) -> T:
         events = self._drive(flow)
         while True:
             try:
                 next(events)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)
 
     def _request(self, method: str, path: str, resend_safe: bool, **kwargs: Any) -> httpx.Response:
         return self._run(_flows.send(self.retry_policy, self._timeout, method, path,
@@ -136,18 +138,18 @@ class Client:
         passed. Returns the jobs in the order of ``specs``. A spec refused
         raises its APIError (``.index`` says which), or with
         ``return_exceptions`` takes its place in the list."""
-        deadline = time.monotonic() + wait if wait else None
+        deadline = time.monotonic() + (wait or 0)
         jobs = self._run(_flows.submit_all(self.retry_policy, self._timeout, specs, batch_size,
                                            return_exceptions))
-        if deadline is None:
+        if not wait:
             return jobs
 
-        def finish(index: int) -> None:
-            jobs[index] = self._run(_flows.wait_until(self.retry_policy, self._timeout,
-                                                      jobs[index].id, deadline, jobs[index]))
+        def finish(index: int, job: Job) -> None:
+            jobs[index] = self._run(_flows.wait_until(self.retry_policy, self._timeout, job.id,
+                                                      deadline, job))
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            for future in [pool.submit(finish, i) for i in _core.unfinished(jobs)]:
+            for future in [pool.submit(finish, i, job) for i, job in _core.unfinished(jobs)]:
                 future.result()
         return jobs
 

@@ -268,3 +268,29 @@ def test_batches_are_split_at_1000():
     with jobgate.Client(transport=httpx.MockTransport(gateway)) as client:
         jobs = client.map(specs, wait=None, batch_size=5000)
     assert sizes == [1000, 1000, 500] and [j.id for j in jobs] == ["x%d" % i for i in range(2500)]
+
+
+def test_the_package_is_typed_strictly():
+    import os
+    import subprocess
+    import tempfile
+    from clientstack import CLIENT_DIR
+    with tempfile.TemporaryDirectory() as cache:
+        check = subprocess.run(["/usr/bin/python3", "-m", "mypy", "--strict", "--cache-dir", cache,
+                                os.path.join(CLIENT_DIR, "jobgate")],
+                               capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert os.path.exists(os.path.join(CLIENT_DIR, "jobgate", "py.typed"))
+
+
+def test_a_wait_shorter_than_a_second_is_one_long_poll_not_a_spin():
+    polls = []
+    with fake_clock() as clock:
+        def gateway(request):
+            # The gateway holds the poll for its wait; an answer takes 10 ms.
+            polls.append(request.url.params.get("wait"))
+            clock.now += max(0.01, float(polls[-1]))
+            return _answer(200, dict(QUEUED, status="running"))
+        with jobgate.Client(transport=httpx.MockTransport(gateway)) as client:
+            job = client.get("j1", wait=0.5)
+    assert job.status == "running" and polls == ["1"], polls
