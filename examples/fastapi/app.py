@@ -4,7 +4,7 @@ modes, plus a webhook receiver. With `make run` serving:
   JOBGATE_WEBHOOK_SECRET=whsec_... JOBGATE_CALLBACK_URL=http://127.0.0.1:8000/hooks/jobgate \\
       python3 -m uvicorn --app-dir examples/fastapi app:app --port 8000
 
-  POST /search/?query=Q  -> 202 {"job_id"} at once; jobgate makes the call, durably
+  POST /search/?query=Q  -> 202 {"id"} at once (the job's); jobgate makes the call, durably
   GET  /search/?query=Q  -> the upstream's answer; the wait is parked in jobgate
   POST /hooks/jobgate    -> a finished job, its signature checked (Standard Webhooks)
 """
@@ -28,7 +28,7 @@ def search_job(query: str) -> dict:
 @app.post("/search/", status_code=202)
 async def search(query: str):
     job = await client.submit(search_job(query))
-    return {"job_id": job.id, "status": job.status}
+    return {"id": job.id, "status": job.status}
 
 
 @app.get("/search/")

@@ -143,7 +143,7 @@ def test_the_fastapi_example_under_uvicorn():
             harness.wait_until(up, 30, "the example app")
             accepted = harness.request(port, "POST", "/search/?query=cats")
             assert accepted.status == 202, accepted.body
-            job_id = accepted.json()["job_id"]
+            job_id = accepted.json()["id"]
             answered = harness.request(port, "GET", "/search/?query=dogs")
             assert answered.status == 200 and answered.json()["ok"] is True, answered.body
             with jobgate.Client(gateway_url(stack)) as client:
