@@ -275,7 +275,8 @@ def main(directory, outbase):
     section2 = []
     base_completed_per_s = None
     for name, mode, code in (("jobgate-accept", "accept: 202, then the job", 202),
-                             ("jobgate-wait", "Prefer: wait=%s → 200 with the result" % meta.get("prefer_wait_s"), 200)):
+                             ("jobgate-wait", "Prefer: wait=%s → 200 with the result" % meta.get("prefer_wait_s"), 200),
+                             ("seed-on-jobgate", "seed app on jobgate (examples/fastapi): 202, then the job", 202)):
         load = _load(directory, name + ".load.json")
         if not load:
             continue
@@ -285,7 +286,8 @@ def main(directory, outbase):
         completed = rb.get("succeeded")
         per_s = completed / (load["duration_s"] + max(0.0, done_after)) \
             if completed is not None and done_after is not None else None
-        row = {"system": "jobgate", "mode": mode, "load": load, "good": _good(load, code),
+        system = "seed FastAPI on jobgate" if name == "seed-on-jobgate" else "jobgate"
+        row = {"system": system, "mode": mode, "load": load, "good": _good(load, code),
                "completed": completed, "accepted": rb.get("ids"), "readback": rb,
                "mock_served": mock.get("body", {}).get("served"), "done_after_s": done_after,
                "completed_per_s": per_s, "name": name}

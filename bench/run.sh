@@ -18,13 +18,15 @@
 #                202 then the job runs / Prefer: wait=20 on the submission
 #   seed seed-shared nginx
 #                the peers at the same open-loop load
+#   seed-on-jobgate  the seed's endpoint on jobgate (examples/fastapi, the
+#                Python client) at the same load: 202 with a job id, every job read back
 #   e2e          5,000 jobs/s for 60 s, 1 s upstream, every job read back
 #   wait-scale   2,000/s with Prefer: wait, 2 s upstream, 30 s
 #   queued       100,000 jobs and no worker: broker RSS per queued job
 #   sweep        open-loop ack latency at rising rates, every system
 #
 # Knobs (environment), defaults in brackets:
-#   BENCH_SCENARIOS ["ceiling accept wait seed seed-shared nginx e2e wait-scale queued sweep"]
+#   BENCH_SCENARIOS ["ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep"]
 #   BENCH_RATE [500] BENCH_DURATION [60] BENCH_UPSTREAM_MS [5000] BENCH_WAIT [20]
 #   BENCH_SEED_DRAIN [60]  seconds to wait for the seed's background calls
 #   BENCH_CEILING_SECONDS [10] BENCH_CEILING_CONNECTIONS ["64 256"]
@@ -71,7 +73,7 @@ sweep_duration=${BENCH_SWEEP_DURATION:-5}
 sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate nginx seed seed-shared"}
 sweep_timeout_ms=${BENCH_SWEEP_TIMEOUT_MS:-10000}
 sweep_p99_ms=${BENCH_SWEEP_P99_MS:-1000}
-scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared nginx e2e wait-scale queued sweep"}
+scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep"}
 # A run leaves its report out of the tree; the run of record replaces
 # bench/results/record.* (its history is the file's git history).
 results=${BENCH_RESULTS:-$root/build/bench-results}
@@ -438,6 +440,28 @@ seed_run() {   # seed_run NAME SHARED(0|1)
 }
 if want seed; then seed_run seed 0; fi
 if want seed-shared; then seed_run seed-shared 1; fi
+
+# the same endpoint on jobgate (examples/fastapi with the Python client, same
+# uvicorn, same Python): seed code against seed code on jobgate
+if want seed-on-jobgate; then
+    jg_start seed-on-jobgate
+    example_port=$(free_port)
+    spawn seed-on-jobgate-app env PYTHONPATH="$root/clients/python" \
+        JOBGATE_URL="http://127.0.0.1:$jg_port" UPSTREAM_PATH="/json?latency_ms=$upstream_ms" \
+        "$peer_py" -m uvicorn --app-dir "$root/examples/fastapi" app:app \
+        --host 127.0.0.1 --port "$example_port" --workers 1 --log-level warning --no-access-log
+    example_pid=$last_pid
+    "$py" "$bench_py" wait-http "$example_port" /hooks/jobgate 30
+    mock_reset
+    run_load seed-on-jobgate "http://127.0.0.1:$example_port/search/?query=x" "$rate" "$duration" \
+        --method POST --connections 1000 --max-connections 5000 --timeout-ms 30000 \
+        --ids-file "$tmp/seed-on-jobgate.ids" --ids-format times
+    "$py" "$bench_py" jg-settle "$jg_port" "$tmp/seed-on-jobgate.settle.json" 120
+    "$py" "$bench_py" readback "$jg_port" "$tmp/seed-on-jobgate.ids" "$tmp/seed-on-jobgate.readback.json" 120
+    mock_stats seed-on-jobgate.end
+    stop_pids "$example_pid" 10
+    jg_stop
+fi
 
 # nginx: the floor for answering 202 on loopback at the same load
 if want nginx; then

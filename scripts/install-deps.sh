@@ -1,11 +1,12 @@
 #!/bin/sh
-# install-deps.sh — installs the Debian packages jobgate needs, only those
-# missing, and says which. Idempotent: a second run installs nothing.
+# install-deps.sh [PACKAGE…] — installs the Debian packages jobgate needs (and
+# those named, e.g. a test suite's), only those missing, and says which.
+# Idempotent: a second run installs nothing.
 set -eu
 
 PACKAGES="build-essential pkg-config meson ninja-build clang libclang-rt-dev
 libzmq3-dev libczmq-dev libmicrohttpd-dev libcurl4-openssl-dev libmsgpack-dev
-libjansson-dev liblmdb-dev libsodium-dev uuid-dev python3 curl"
+libjansson-dev liblmdb-dev libsodium-dev uuid-dev python3 curl $*"
 
 missing=""
 for package in $PACKAGES; do

@@ -1,5 +1,6 @@
 """run — runs the integration tests: every test_* function of every
-test_*.py module here, or those named on the command line (module or
+test_*.py module here (or, with --dir DIR first, in DIR: the Python
+client's tests), or those named on the command line (module or
 module::function). Prints one line per test and a closing
 'N passed, N failed' line; exits non-zero when any failed."""
 import importlib
@@ -14,7 +15,12 @@ sys.path.insert(0, HERE)
 
 def main(args):
     selected = []
-    modules = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("test_") and f.endswith(".py"))
+    tests_dir = HERE
+    if args[:1] == ["--dir"] and len(args) > 1:
+        tests_dir = os.path.abspath(args[1])
+        args = args[2:]
+        sys.path.insert(0, tests_dir)
+    modules = sorted(f[:-3] for f in os.listdir(tests_dir) if f.startswith("test_") and f.endswith(".py"))
     for name in modules:
         module = importlib.import_module(name)
         for attr in sorted(dir(module), key=lambda a: getattr(getattr(module, a), "__code__", None)
