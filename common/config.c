@@ -1800,8 +1800,9 @@ s_test_routes (const char *path)
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":\"m\"}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\",\"m\"]}}}",
         "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"a b\"]}}}",
-        "{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},"
-        "\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}",
+        // One element in two pieces: parenthesised for clang's -Wstring-concatenation.
+        ("{\"providers\":{\"p\":{\"base_url\":\"http://x\",\"models\":[\"m\"]},"
+         "\"q\":{\"base_url\":\"http://y\",\"models\":[\"m\"]}}}"),
     };
     s_test_refused (path, bad, sizeof bad / sizeof bad[0]);
 }
