@@ -29,6 +29,9 @@ Subcommands (all traffic to 127.0.0.1 only, every wait bounded):
                                  answers, p99 ≤ P99_MS), 1 when it collapsed
   du DIR OUT                     bytes on disk under DIR, to OUT
   mock-quiet PORT SECONDS        wait until the mock has no request in flight
+  door-ttft PORT N OUT           time to the first token of N streamed chat
+                                 calls sent at once to PORT's
+                                 /v1/chat/completions (the door or the mock)
   report DIR OUTBASE             build the Markdown report (stdout,
                                  OUTBASE.md) and the raw JSON (OUTBASE.json)
 """
@@ -578,6 +581,61 @@ def cmd_du(directory, out):
     return 0
 
 
+def cmd_door_ttft(port, count, out):
+    """N connections open first, then every streamed call sent at once; each
+    one's time from its send to the first byte of a chunk with content (the
+    call is then left: its job goes on). Bounded: 60 s in all."""
+    import asyncio
+    count = int(count)
+    body = json.dumps({"model": "mock/m", "stream": True,
+                       "messages": [{"role": "user", "content": "one two three four"}]}).encode()
+    request = ("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+               ).encode() + body
+
+    async def one(go, times, errors):
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", int(port)), 10)
+        except (OSError, asyncio.TimeoutError):
+            errors["connect"] = errors.get("connect", 0) + 1
+            return
+        try:
+            await go.wait()
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            seen = b""
+            while b'"content"' not in seen:
+                data = await asyncio.wait_for(reader.read(65536), 30)
+                if not data:
+                    errors["closed"] = errors.get("closed", 0) + 1
+                    return
+                seen = seen[-64:] + data
+            times.append((time.perf_counter() - started) * 1000.0)
+        except (OSError, asyncio.TimeoutError):
+            errors["io"] = errors.get("io", 0) + 1
+        finally:
+            writer.close()
+
+    async def run():
+        go = asyncio.Event()
+        times, errors = [], {}
+        tasks = [asyncio.ensure_future(one(go, times, errors)) for _ in range(count)]
+        await asyncio.sleep(1.0)          # the connections open first
+        go.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        return times, errors
+
+    times, errors = asyncio.run(run())
+    result = {"streams": count, "ttft_ms": distribution(times), "errors": errors}
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print("door-ttft: %d streams, first token p50 %s ms, p99 %s ms, errors %s" % (
+        count, result["ttft_ms"].get("p50"), result["ttft_ms"].get("p99"), errors))
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -595,6 +653,7 @@ def main(argv):
         "proc-mark": cmd_proc_mark, "jg-settle": cmd_jg_settle, "readback": cmd_readback,
         "poll-jobs": cmd_poll_jobs, "seed-drain": cmd_seed_drain, "wrk-parse": cmd_wrk_parse,
         "sweep-ok": cmd_sweep_ok, "du": cmd_du, "mock-quiet": cmd_mock_quiet,
+        "door-ttft": cmd_door_ttft,
     }
     if command not in handlers:
         print(__doc__, file=sys.stderr)

@@ -595,6 +595,67 @@ def main(directory, outbase):
         body.append("")
         _table(body, ["what", "peak RSS growth", "held at once", "per unit", "detail", "target", "met"], mem_rows)
 
+    # ------------------------------------------------------------ 6. the OpenAI door
+    door_meta = meta.get("door", {})
+    door = {}
+    for system in ("direct", "os", "fsync"):
+        seq = _load(directory, "door-%s-seq.load.json" % system)
+        at_rate = _load(directory, "door-%s-rate.load.json" % system)
+        ttft = _load(directory, "door-%s.ttft.json" % system)
+        if seq or at_rate or ttft:
+            door[system] = {"seq": seq, "rate": at_rate, "ttft": ttft}
+    if door:
+        def lat(system, part, pct):
+            load = door.get(system, {}).get(part) or {}
+            return (load.get("ttft_ms" if part == "ttft" else "latency_ms") or {}).get(pct)
+
+        def added(system, part, pct):
+            a, b = lat(system, part, pct), lat("direct", part, pct)
+            return None if a is None or b is None else a - b
+
+        body.append("## 6. The OpenAI-compatible door — against the mock called directly")
+        body.append("")
+        body.append("`POST /v1/chat/completions` through jobgate (every call a durable llm job) and "
+                    "straight to the mock, in the same run: one call at a time on one connection "
+                    "(%s/s for %s s), then %s/s, not streamed; then the time to the first token of %s "
+                    "streamed calls sent at once. **added**: jobgate's figure minus the mock's." % (
+                        door_meta.get("seq_rate"), door_meta.get("duration_s"), door_meta.get("rate"),
+                        _n(door_meta.get("streams"))))
+        body.append("")
+        rows = []
+        names = {"direct": "mock called directly", "os": "door, durability os",
+                 "fsync": "door, durability fsync"}
+        for system in ("direct", "os", "fsync"):
+            if system not in door:
+                continue
+            d = door[system]
+            ttft_errors = (d.get("ttft") or {}).get("errors")
+            rows.append([names[system],
+                         _ms(lat(system, "seq", "p50")), _ms(lat(system, "seq", "p99")),
+                         _ms(lat(system, "rate", "p50")), _ms(lat(system, "rate", "p99")),
+                         _statuses(d["rate"]) if d.get("rate") else "—",
+                         _ms(lat(system, "ttft", "p50")), _ms(lat(system, "ttft", "p99")),
+                         json.dumps(ttft_errors) if ttft_errors else "none",
+                         "—" if system == "direct" else "%s / %s / %s" % (
+                             _ms(added(system, "seq", "p50")), _ms(added(system, "rate", "p50")),
+                             _ms(added(system, "ttft", "p99")))])
+        _table(body, ["", "sequential p50", "sequential p99", "%s/s p50" % door_meta.get("rate"),
+                      "%s/s p99" % door_meta.get("rate"), "status codes", "first token p50",
+                      "first token p99", "stream errors", "added: seq p50 / rate p50 / TTFT p99"], rows)
+        raw["door"] = {system: {"seq_p50_added_ms": added(system, "seq", "p50"),
+                                "rate_p50_added_ms": added(system, "rate", "p50"),
+                                "ttft_p99_added_ms": added(system, "ttft", "p99")}
+                       for system in ("os", "fsync") if system in door}
+        for system, goal in (("os", 0.4), ("fsync", 1.5)):
+            value = added(system, "seq", "p50")
+            if system in door:
+                target("6. door", "added p50 ≤ %s ms (durability %s, sequential)" % (goal, system),
+                       _ms(value), value is not None and value <= goal)
+        value = added("fsync", "ttft", "p99")
+        if "fsync" in door:
+            target("6. door", "TTFT added p99 ≤ 5 ms at %s streams" % _n(door_meta.get("streams")),
+                   _ms(value), value is not None and value <= 5)
+
     # ------------------------------------------------------------ sweep
     sweep_meta = meta.get("sweep", {})
     sweep = {}

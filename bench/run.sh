@@ -73,7 +73,11 @@ sweep_duration=${BENCH_SWEEP_DURATION:-5}
 sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate nginx seed seed-shared"}
 sweep_timeout_ms=${BENCH_SWEEP_TIMEOUT_MS:-10000}
 sweep_p99_ms=${BENCH_SWEEP_P99_MS:-1000}
-scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep"}
+door_rate=${BENCH_DOOR_RATE:-500}
+door_seq_rate=${BENCH_DOOR_SEQ_RATE:-50}
+door_duration=${BENCH_DOOR_DURATION:-10}
+door_streams=${BENCH_DOOR_STREAMS:-1000}
+scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep door"}
 # A run leaves its report out of the tree; the run of record replaces
 # bench/results/record.* (its history is the file's git history).
 results=${BENCH_RESULTS:-$root/build/bench-results}
@@ -236,10 +240,11 @@ accept_body=$(job_body "$upstream_ms")
 jg_pids=""
 jg_named=""    # broker=PID gateway=PID worker0=PID ... for proc-mark
 jg_port=""
-jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY]
+jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY]
     name=$1
     n_workers=${2:-$workers}
     n_conc=${3:-$concurrency}
+    n_durability=${4:-fsync}
     jg_port=$(free_port)
     mkdir -p "$tmp/$name"
     cat >"$tmp/$name/config.json" <<EOF
@@ -248,7 +253,7 @@ jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY]
   "broker":   { "frontend": "tcp://127.0.0.1:$(free_port)",
                 "backend":  "tcp://127.0.0.1:$(free_port)",
                 "publisher":"tcp://127.0.0.1:$(free_port)",
-                "data_dir": "$tmp/$name/data", "durability": "fsync" },
+                "data_dir": "$tmp/$name/data", "durability": "$n_durability" },
   "worker":   { "concurrency": $n_conc },
   "security": { "allow_private_networks": true },
   "providers": {
@@ -503,6 +508,34 @@ if want queued; then
     jg_stop
 fi
 
+# ---------------------------------------------------------------- 6. the OpenAI door's cost
+
+# The door (POST /v1/chat/completions, SPEC §3.1) against the mock called
+# directly, side by side: one call at a time on one connection
+# ("sequential", door_seq_rate/s), then door_rate/s, not streamed, with
+# durability os and fsync; and the time to the first token of door_streams
+# streamed calls sent at once. What the door adds is the difference.
+door_body='{"model":"mock/m","messages":[{"role":"user","content":"hello there"}]}'
+door_load() {  # door_load NAME PORT RATE CONNECTIONS
+    if [ "$4" -gt 1 ]; then door_max=4000; else door_max=1; fi
+    run_load "$1" "http://127.0.0.1:$2/v1/chat/completions" "$3" "$door_duration" --method POST \
+        --header 'Content-Type: application/json' --body "$door_body" \
+        --connections "$4" --max-connections "$door_max" --timeout-ms 30000
+}
+if want door; then
+    mock_reset
+    door_load door-direct-seq "$mock_port" "$door_seq_rate" 1
+    door_load door-direct-rate "$mock_port" "$door_rate" 64
+    "$py" "$bench_py" door-ttft "$mock_port" "$door_streams" "$tmp/door-direct.ttft.json"
+    for door_durability in os fsync; do
+        jg_start "door-$door_durability" "$workers" "$concurrency" "$door_durability"
+        door_load "door-$door_durability-seq" "$jg_port" "$door_seq_rate" 1
+        door_load "door-$door_durability-rate" "$jg_port" "$door_rate" 64
+        "$py" "$bench_py" door-ttft "$jg_port" "$door_streams" "$tmp/door-$door_durability.ttft.json"
+        jg_stop
+    done
+fi
+
 # ---------------------------------------------------------------- rate sweep
 
 # sweep_step SYSTEM RATE — a fresh process (stack) per step, so no step
@@ -593,6 +626,8 @@ meta = {
     "wait_scale": {"rate": $ws_rate, "duration_s": $ws_duration, "upstream_ms": $ws_upstream_ms,
                    "concurrency": $ws_conc},
     "queued": {"jobs": $queued_jobs, "rate": $queued_rate},
+    "door": {"rate": $door_rate, "seq_rate": $door_seq_rate, "duration_s": $door_duration,
+             "streams": $door_streams},
     "sweep": {"rates": [int(r) for r in "$sweep_rates".split()], "duration_s": $sweep_duration,
               "systems": "$sweep_systems".split(), "timeout_ms": $sweep_timeout_ms,
               "collapse_p99_ms": $sweep_p99_ms},

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mhdloop.h"
+#include "openai.h"
 #include "problem.h"
 #include "sse.h"
 #include "waiters.h"
@@ -31,6 +32,10 @@
 
 // Longest wait a client may ask for (SPEC §3: ?wait=N ≤ 60 s).
 #define MAX_WAIT_S 60
+// How long an OpenAI-compatible call waits for its job (SPEC §3.1): as long
+// as OpenAI's SDKs wait by default (10 minutes); then 504 names the job,
+// which goes on.
+#define DOOR_WAIT_S 600
 // A waiter parked this long without reading its job reads it again, in case
 // an event was lost in a way the sequence numbers cannot show (e.g. a
 // reconnecting SUB). Only those: rereading every waiter each period cost a
@@ -100,6 +105,9 @@ struct _request_t {
     batch_t *batch;                 // POST /v1/batch: its items and their answers
     sse_t *sse;                     // GET /v1/jobs/{id}/events: the stream
     bool streaming;                 // the stream's 200 is queued
+    bool door;                      // an OpenAI-compatible call (SPEC §3.1): its errors
+                                    // in OpenAI's shape, its answer the upstream's
+    openai_stream_t *door_stream;   // a streamed OpenAI call: the relay (openai.h)
     evloop_timer_t *keepalive;      // the stream's keep-alive comments
 };
 
@@ -124,6 +132,7 @@ struct _gateway_t {
     uint64_t clients_gone;          // parked requests ended because their client left
     uint64_t sse_held_back;         // times a stream held chunks back (slow reader)
     evloop_timer_t *recheck_timer;  // repeating: waiters that have not read their job
+    int64_t started_s;              // wall time the gateway started (the models' "created")
     bool draining;                  // SIGTERM seen
 };
 
@@ -173,10 +182,19 @@ s_answer_json (request_t *req, unsigned int status, json_t *body)
                    status >= 400 ? "application/problem+json" : "application/json");
 }
 
+// s_answer_problem answers an error: problem details (RFC 9457), or for an
+// OpenAI-compatible call OpenAI's error shape, which its SDKs read.
 static void
 s_answer_problem (request_t *req, int status, const char *slug, const char *detail,
                   json_t *errors)
 {
+    if (req->door) {
+        s_answer_text (req, (unsigned) status, openai_problem_text ((unsigned) status, slug,
+                                                                    detail, errors),
+                       "application/json");
+        json_decref (errors);
+        return;
+    }
     s_answer_json (req, (unsigned) status, problem_new (status, slug, detail, errors));
 }
 
@@ -298,12 +316,27 @@ s_stream_wake (request_t *req)
         mhdloop_resume (req->gateway->http, &req->conn);
 }
 
+// s_stream_ended is true when req's stream (an event stream or an OpenAI
+// relay) takes nothing more.
+static bool
+s_stream_ended (request_t *req)
+{
+    return req->door_stream ? openai_stream_ended (req->door_stream) : sse_ended (req->sse);
+}
+
 // s_stream_end ends req's stream after what it holds (drain, deadline,
-// client gone): it stops waiting and keeping alive.
+// client gone, or it is complete): it stops waiting and keeping alive.
 static void
 s_stream_end (request_t *req)
 {
-    sse_end (req->sse);
+    if (req->door_stream) {
+        char message[160];
+        snprintf (message, sizeof message, "the stream was interrupted; the job goes on: "
+                  "GET /v1/jobs/%s", req->job_id);
+        openai_stream_end (req->door_stream, message);
+    }
+    else
+        sse_end (req->sse);
     s_stop_waiting (req);
     evloop_timer_cancel (req->gateway->loop, &req->keepalive);
     s_stream_wake (req);
@@ -323,7 +356,10 @@ static void
 s_stream_keepalive (evloop_t *loop, void *arg)
 {
     request_t *req = arg;
-    sse_comment (req->sse, "keep-alive");
+    if (req->door_stream)
+        openai_stream_comment (req->door_stream, "keep-alive");
+    else
+        sse_comment (req->sse, "keep-alive");
     s_stream_wake (req);
 }
 
@@ -334,15 +370,32 @@ static ssize_t
 s_stream_read (void *cls, uint64_t pos, char *buf, size_t max)
 {
     request_t *req = cls;
-    size_t n = sse_read (req->sse, buf, max);
+    size_t n = req->door_stream ? openai_stream_read (req->door_stream, buf, max)
+                                : sse_read (req->sse, buf, max);
     if (n > 0)
         return (ssize_t) n;
-    if (sse_over (req->sse))
+    if (req->door_stream ? openai_stream_over (req->door_stream) : sse_over (req->sse))
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (sse_stale (req->sse) && !req->call)
+    if (req->sse && sse_stale (req->sse) && !req->call)
         s_read_job (req);   // the client caught up: fetch the chunks held back
     mhdloop_suspend (req->gateway->http, &req->conn);
     return 0;
+}
+
+// s_stream_start queues req's stream's 200 (once): what the stream holds
+// is read as it comes.
+static void
+s_stream_start (request_t *req)
+{
+    gateway_t *self = req->gateway;
+    if (req->streaming)
+        return;
+    req->streaming = true;
+    req->answered = true;
+    req->status = 200;
+    evloop_timer_cancel (self->loop, &req->timer);
+    req->keepalive = evloop_timer_every (self->loop, SSE_KEEPALIVE_MS, s_stream_keepalive, req);
+    mhdloop_resume (self->http, &req->conn);
 }
 
 // s_stream_job applies a fresh job record to req's stream, starting it on
@@ -350,17 +403,9 @@ s_stream_read (void *cls, uint64_t pos, char *buf, size_t max)
 static void
 s_stream_job (request_t *req, const job_t *job, proto_msg_t *msg)
 {
-    gateway_t *self = req->gateway;
     if (sse_ended (req->sse))
         return;
-    if (!req->streaming) {
-        req->streaming = true;
-        req->answered = true;
-        req->status = 200;
-        evloop_timer_cancel (self->loop, &req->timer);
-        req->keepalive = evloop_timer_every (self->loop, SSE_KEEPALIVE_MS, s_stream_keepalive, req);
-        mhdloop_resume (self->http, &req->conn);
-    }
+    s_stream_start (req);
     size_t size = 0;
     const char *chunks = pack_get_str (msg->body, "chunks", &size);
     s_stream_held_back (req, sse_job (req->sse, job, chunks, size, req->last_job));
@@ -400,6 +445,18 @@ s_request_deadline (request_t *req)
         log_warn (req->job_id, "broker did not acknowledge the submission in time");
         s_broker_unavailable (req);
     }
+    else if (req->door && req->prefer_wait) {
+        // The job goes on; the caller can fetch it.
+        unsigned status = self->draining ? 503 : 504;
+        char message[200];
+        snprintf (message, sizeof message, "%s; the job goes on: GET /v1/jobs/%s",
+                  self->draining ? "this gateway is shutting down"
+                                 : "the job did not finish within 600 s", req->job_id);
+        s_answer_text (req, status, openai_error_text (status, message, NULL,
+                                                       self->draining ? "shutting_down"
+                                                                      : "job_timeout"),
+                       "application/json");
+    }
     else if (req->prefer_wait) {
         req->with_location = true;
         s_answer_json (req, 202, s_accepted_body (req, "queued"));
@@ -429,6 +486,38 @@ s_request_timer (evloop_t *loop, void *arg)
 
 // --- the broker's answers ---
 
+// s_door_job applies a fresh record of the job of an OpenAI-compatible
+// call: a relay under way takes it; otherwise, once the job is finished,
+// the answer is the upstream's (openai.h) — a streamed call that succeeded
+// before any chunk came is relayed whole.
+static void
+s_door_job (request_t *req, const job_t *job, bool terminal)
+{
+    if (req->streaming) {
+        openai_stream_job (req->door_stream, job);
+        if (openai_stream_ended (req->door_stream))
+            s_stream_end (req);
+        s_stream_wake (req);
+        return;
+    }
+    if (!terminal) {
+        if (req->read_again)
+            s_read_job (req);
+        return;
+    }
+    s_stop_waiting (req);
+    if (req->door_stream && job->status == JOB_SUCCEEDED) {
+        openai_stream_job (req->door_stream, job);
+        s_stream_start (req);
+        s_stream_end (req);
+        return;
+    }
+    unsigned status;
+    const char *content_type;
+    char *text = openai_answer (job, &status, &content_type);
+    s_answer_text (req, status, text, content_type);
+}
+
 static void
 s_on_job (request_t *req, proto_msg_t *msg)
 {
@@ -453,6 +542,11 @@ s_on_job (request_t *req, proto_msg_t *msg)
         jobcache_put (self->cache, job->id, job->tenant, req->last_job);
     else
         jobcache_forget (self->cache, job->id);
+    if (req->door) {
+        s_door_job (req, job, terminal);
+        job_destroy (&job);
+        return;
+    }
     if (req->sse) {
         s_stream_job (req, job, msg);
         job_destroy (&job);
@@ -503,7 +597,8 @@ s_on_submit_ok (request_t *req, proto_msg_t *msg)
         // the waiter was registered before the SUBMIT.
         evloop_timer_cancel (self->loop, &req->timer);
         int64_t left = req->started_ms + (int64_t) req->wait_s * 1000 - evloop_now_ms (self->loop);
-        req->timer = evloop_timer_start (self->loop, left, s_request_timer, req);
+        if (!req->streaming)    // an OpenAI relay under way ends with its job
+            req->timer = evloop_timer_start (self->loop, left, s_request_timer, req);
         req->op = OP_GET;
         if ((status_value >= 0 && job_status_terminal ((job_status_t) status_value))
             || req->read_again)
@@ -653,6 +748,16 @@ s_on_event (const brokerclient_event_t *event, void *arg)
         return;
     for (waiter_t *waiter = first; waiter; waiter = waiter->next) {
         request_t *req = waiter->owner;
+        if (req->door_stream) {
+            // An OpenAI relay takes the chunks; its first starts the stream.
+            if (event->is_chunk && event->data && event->index >= 0
+                && openai_stream_chunk (req->door_stream, event->attempt, event->index,
+                                        event->data, event->data_len)) {
+                s_stream_start (req);
+                s_stream_wake (req);
+            }
+            continue;
+        }
         if (!req->streaming || sse_ended (req->sse))
             continue;
         if (event->is_chunk && event->data && event->index >= 0) {
@@ -839,6 +944,15 @@ s_check_json_post (request_t *req)
     return true;
 }
 
+// s_check_submission checks a submission's type and size
+// (s_check_json_post) and takes its Idempotency-Key into *key; false
+// (answered) when refused.
+static bool
+s_check_submission (request_t *req, const char **key)
+{
+    return s_check_json_post (req) && s_idempotency_key (req, key);
+}
+
 // s_job_submission packs job (given its id and the caller's tenant now) as
 // a SUBMIT body with its deadline (caller destroys).
 static pack_writer_t *
@@ -853,6 +967,28 @@ s_job_submission (gateway_t *self, job_t *job, const char *tenant, int64_t creat
     return body;
 }
 
+// s_submit sends job (taken) for req with Idempotency-Key key (may be
+// NULL) and parks req: a wait_s > 0 keeps it waiting that long for the
+// finished job once the broker committed it (s_on_submit_ok).
+static void
+s_submit (request_t *req, job_t *job, const char *key, int wait_s)
+{
+    gateway_t *self = req->gateway;
+    if (key)
+        job_set_str (&job->idempotency_key, key);
+    pack_writer_t *body = s_job_submission (self, job, req->tenant, clock_wall_ms ());
+    memcpy (req->job_id, job->id, sizeof req->job_id);
+    if (wait_s > 0) {
+        req->prefer_wait = true;
+        req->wait_s = wait_s;
+        s_wait (req);
+    }
+    req->started_ms = evloop_now_ms (self->loop);
+    s_call_and_park (req, OP_SUBMIT, PROTO_SUBMIT, body);
+    pack_writer_destroy (&body);
+    job_destroy (&job);
+}
+
 // s_handle_submit: POST /v1/jobs. The 202 waits for the broker's commit
 // (bounded); a Prefer: wait then waits for the result until its own
 // deadline (s_on_submit_ok).
@@ -860,10 +996,8 @@ static void
 s_handle_submit (request_t *req)
 {
     gateway_t *self = req->gateway;
-    if (!s_check_json_post (req))
-        return;
     const char *key;
-    if (!s_idempotency_key (req, &key))
+    if (!s_check_submission (req, &key))
         return;
     json_t *errors = NULL;
     job_t *job = jobspec_parse (req->body ? req->body : "", req->body_size, self->config, &errors);
@@ -871,20 +1005,53 @@ s_handle_submit (request_t *req)
         s_answer_problem (req, 400, "invalid-job", "the job spec is invalid", errors);
         return;
     }
-    if (key)
-        job_set_str (&job->idempotency_key, key);
-    pack_writer_t *body = s_job_submission (self, job, req->tenant, clock_wall_ms ());
-    memcpy (req->job_id, job->id, sizeof req->job_id);
-    int wait = s_prefer_wait (req);
-    if (wait > 0) {
-        req->prefer_wait = true;
-        req->wait_s = wait;
-        s_wait (req);
+    s_submit (req, job, key, s_prefer_wait (req));
+}
+
+// s_handle_openai: POST /v1/chat/completions or /v1/embeddings (SPEC
+// §3.1). The call becomes an llm job submitted like POST /v1/jobs; the
+// answer waits for the job (up to DOOR_WAIT_S), and a streamed call is
+// relayed as its chunks come; Prefer: respond-async answers 202 at once.
+static void
+s_handle_openai (request_t *req, openai_endpoint_t endpoint)
+{
+    gateway_t *self = req->gateway;
+    const char *key;
+    if (!s_check_submission (req, &key))
+        return;
+    openai_call_t call;
+    openai_refusal_t refusal;
+    job_t *job = openai_job (endpoint, req->body ? req->body : "", req->body_size, self->config,
+                             &call, &refusal);
+    if (!job) {
+        s_answer_text (req, refusal.status, openai_error_text (refusal.status, refusal.message,
+                                                               refusal.param, refusal.code),
+                       "application/json");
+        return;
     }
-    req->started_ms = evloop_now_ms (self->loop);
-    s_call_and_park (req, OP_SUBMIT, PROTO_SUBMIT, body);
-    pack_writer_destroy (&body);
-    job_destroy (&job);
+    header_lines_t prefer = s_header_lines (req, "Prefer");
+    bool async = headers_prefer_respond_async (prefer.values, prefer.count);
+    s_submit (req, job, key, async ? 0 : DOOR_WAIT_S);
+    if (call.stream && !async)
+        req->door_stream = openai_stream_new (req->job_id, &call, clock_wall_ms () / 1000,
+                                              self->config->sse_buffer_bytes);
+}
+
+// s_handle_models: GET /v1/models, or /v1/models/{id} (SPEC §3.1).
+static void
+s_handle_models (request_t *req, const char *id)
+{
+    gateway_t *self = req->gateway;
+    char *text = id ? openai_model_text (self->config, id, self->started_s)
+                    : openai_models_text (self->config, self->started_s);
+    if (text) {
+        s_answer_text (req, 200, text, "application/json");
+        return;
+    }
+    char message[OPENAI_MODEL_MAX + 64];
+    snprintf (message, sizeof message, "the model '%.256s' does not exist", id);
+    s_answer_text (req, 404, openai_error_text (404, message, "model", "model_not_found"),
+                   "application/json");
 }
 
 // s_job_id takes the job id of a path into req; false (and a 404) when it
@@ -1254,6 +1421,15 @@ s_shutting_down (request_t *req)
     return true;
 }
 
+// s_door_path is true for the paths of the OpenAI-compatible door (SPEC
+// §3.1), whose every error is in OpenAI's shape.
+static bool
+s_door_path (const char *url)
+{
+    return strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/v1/embeddings") == 0
+           || strcmp (url, "/v1/models") == 0 || strncmp (url, "/v1/models/", 11) == 0;
+}
+
 // s_route decides what a complete request gets: one branch per path. The
 // probes and the documents take no key; the API authenticates first and,
 // while the gateway drains, takes no new work.
@@ -1285,6 +1461,22 @@ s_route (request_t *req, const char *url, const char *method)
             s_handle_usage (req);
         else
             s_method_not_allowed (req, "GET", "use GET /v1/usage");
+    }
+    else if (strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/v1/embeddings") == 0) {
+        if (!s_authenticate (req) || s_shutting_down (req))
+            return;
+        if (is_post)
+            s_handle_openai (req, url[4] == 'c' ? OPENAI_CHAT : OPENAI_EMBEDDINGS);
+        else
+            s_method_not_allowed (req, "POST", "use POST");
+    }
+    else if (strcmp (url, "/v1/models") == 0 || strncmp (url, "/v1/models/", 11) == 0) {
+        if (!s_authenticate (req))
+            return;
+        if (is_get)
+            s_handle_models (req, url[10] == '/' ? url + 11 : NULL);
+        else
+            s_method_not_allowed (req, "GET", "use GET /v1/models");
     }
     else if (strcmp (url, "/v1/batch") == 0) {
         if (!s_authenticate (req) || s_shutting_down (req))
@@ -1392,6 +1584,8 @@ s_queue_answer (request_t *req)
         MHD_add_response_header (stream, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header (stream, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header (stream, "X-Accel-Buffering", "no");
+        if (req->door)
+            MHD_add_response_header (stream, "X-Jobgate-Job-Id", req->job_id);
         enum MHD_Result rc = MHD_queue_response (req->conn.connection, 200, stream);
         MHD_destroy_response (stream);
         return rc;
@@ -1416,6 +1610,8 @@ s_queue_answer (request_t *req)
         snprintf (applied, sizeof applied, "wait=%d", req->wait_s);
         MHD_add_response_header (response, "Preference-Applied", applied);
     }
+    if (req->door && req->job_id[0])
+        MHD_add_response_header (response, "X-Jobgate-Job-Id", req->job_id);
     if (req->status == 401)
         MHD_add_response_header (response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (req->status == 405)
@@ -1524,6 +1720,7 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
     request_t *req = *con_cls;
     if (!req) {
         req = *con_cls = s_request_new (self, connection);
+        req->door = s_door_path (url);
         return s_request_admit (req) ? MHD_YES : s_queue_answer (req);
     }
     if (*upload_data_size > 0) {
@@ -1565,6 +1762,7 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     free (req->answer_body);
     batch_destroy (&req->batch);
     sse_destroy (&req->sse);
+    openai_stream_destroy (&req->door_stream);
     if (req->live_prev)
         req->live_prev->live_next = req->live_next;
     else
@@ -1592,7 +1790,7 @@ s_client_gone (int fd, void *arg)
         return;     // being answered, or not parked: it ends by itself
     self->clients_gone++;
     if (req->streaming) {
-        if (!sse_ended (req->sse))
+        if (!s_stream_ended (req))
             s_stream_end (req);
         return;
     }
@@ -1772,6 +1970,7 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
         return NULL;
     }
     evloop_on_idle (loop, s_on_idle, self);
+    self->started_s = clock_wall_ms () / 1000;
     self->recheck_timer = evloop_timer_every (loop, WAITER_RECHECK_MS / 2, s_recheck_tick, self);
     if (config->api_keys_count == 0)
         log_warn (NULL, "NO API KEYS CONFIGURED: open local mode, every caller is one tenant");
@@ -1794,7 +1993,7 @@ gateway_drain (gateway_t *self)
     // with Last-Event-ID).
     for (request_t *req = self->live; req; req = req->live_next) {
         if (req->streaming) {
-            if (!sse_ended (req->sse))
+            if (!s_stream_ended (req))
                 s_stream_end (req);
         }
         else if (!req->answered && (req->call || req->waiter.linked)
@@ -1894,16 +2093,24 @@ s_test_expect (zsock_t *router, proto_cmd_t cmd, zframe_t **envelope_p)
     }
 }
 
+// s_test_reply starts the body of the answer to request (its corr).
+static pack_writer_t *
+s_test_reply (proto_msg_t *request)
+{
+    int64_t corr = 0;
+    assert (pack_get_int (request->body, "corr", &corr) == 0);
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "corr", corr);
+    return body;
+}
+
 // s_test_refusal answers a request with ERROR code, with retry_after_ms
 // unless it is 0.
 static void
 s_test_refusal (zsock_t *router, zframe_t *envelope, proto_msg_t *request, int64_t code,
                 int64_t retry_after_ms)
 {
-    int64_t corr = 0;
-    assert (pack_get_int (request->body, "corr", &corr) == 0);
-    pack_writer_t *body = pack_writer_new ();
-    pack_put_int (body, "corr", corr);
+    pack_writer_t *body = s_test_reply (request);
     pack_put_int (body, "code", code);
     pack_put_str (body, "message", "refused by the test");
     if (retry_after_ms)
@@ -1913,7 +2120,10 @@ s_test_refusal (zsock_t *router, zframe_t *envelope, proto_msg_t *request, int64
 }
 
 // s_test_job answers a GET with the job id in a state; chunks (may be
-// NULL) is its chunks field.
+// NULL) is its chunks field. A finished job's result is s_test_result
+// ({"status":200} when NULL).
+static const char *s_test_result;
+
 static void
 s_test_job (zsock_t *router, zframe_t *envelope, proto_msg_t *request, const char *id,
             job_status_t status, int attempts, int64_t attempt_seq, const char *chunks,
@@ -1931,7 +2141,7 @@ s_test_job (zsock_t *router, zframe_t *envelope, proto_msg_t *request, const cha
     job->attempt_seq = attempt_seq;
     job->created_at = clock_wall_ms ();
     if (job_status_terminal (status))
-        job_set_str (&job->result, "{\"status\":200}");
+        job_set_str (&job->result, s_test_result ? s_test_result : "{\"status\":200}");
     pack_writer_t *body = pack_writer_new ();
     job_pack (job, body);
     pack_put_int (body, "corr", corr);
@@ -2012,6 +2222,100 @@ s_test_retry_after (gateway_t *self, zsock_t *router, int64_t code, int64_t retr
     close (client);
 }
 
+// s_test_door_submit sends an OpenAI-compatible call (body) to path, takes
+// the gateway's SUBMIT (an llm job for provider mock) and acknowledges
+// it; returns the client's socket and the job's id in id.
+static int
+s_test_door_submit (gateway_t *self, zsock_t *router, const char *path, const char *body,
+                    char *id)
+{
+    char request[1024];
+    snprintf (request, sizeof request,
+              "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              "Content-Length: %zu\r\n\r\n%s", path, strlen (body), body);
+    int client = s_test_connect (self, request);
+    evloop_run_for (self->loop, 30);
+    zframe_t *envelope = NULL;
+    proto_msg_t *submit = s_test_expect (router, PROTO_SUBMIT, &envelope);
+    job_t *job = job_unpack (submit->body);
+    assert (job && strcmp (job->kind, "llm") == 0 && strcmp (job->provider, "mock") == 0);
+    memcpy (id, job->id, JOB_ID_LEN + 1);
+    pack_writer_t *ok = s_test_reply (submit);
+    pack_put_str (ok, "id", id);
+    pack_put_str (ok, "status", "queued");
+    pack_put_int (ok, "created_at", job->created_at);
+    assert (proto_send (router, envelope, PROTO_SUBMIT_OK, ok) == 0);
+    pack_writer_destroy (&ok);
+    job_destroy (&job);
+    proto_msg_destroy (&submit);
+    zframe_destroy (&envelope);
+    evloop_run_for (self->loop, 30);
+    return client;
+}
+
+// s_test_door: an OpenAI-compatible call waits for its job and gets the
+// upstream's status and body; a streamed one relays the chunk events as
+// they come, then the finished job's rest and [DONE] (SPEC §3.1).
+static void
+s_test_door (gateway_t *self, zsock_t *router, zsock_t *pub, int64_t *seq)
+{
+    const char *result = "{\"status\":201,\"headers\":{},\"body\":{\"choices\":[{\"index\":0,"
+                         "\"message\":{\"role\":\"assistant\",\"content\":\"Hello!\"},"
+                         "\"finish_reason\":\"stop\"}]},\"latency_ms\":3}";
+    s_test_result = result;
+    char id[JOB_ID_LEN + 1];
+    int client = s_test_door_submit (self, router, "/v1/chat/completions",
+                                     "{\"model\":\"mock/m\",\"messages\":[{\"role\":\"user\"}]}", id);
+    char *answer = s_test_read (client);
+    assert (strcmp (answer, "") == 0);     // waits for the job
+    free (answer);
+    s_test_event (pub, (*seq)++, id, "succeeded", 1, 0, NULL);
+    evloop_run_for (self->loop, 30);
+    s_test_answer_get (self, router, id, JOB_SUCCEEDED, 1, 1);
+    answer = s_test_read (client);
+    char header[64];
+    snprintf (header, sizeof header, "\r\nX-Jobgate-Job-Id: %s\r\n", id);
+    assert (strncmp (answer, "HTTP/1.1 201", 12) == 0 && strstr (answer, header));
+    assert (strstr (answer, "\r\n\r\n{\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                            "\"assistant\",\"content\":\"Hello!\"},\"finish_reason\":\"stop\"}]}"));
+    free (answer);
+    close (client);
+
+    client = s_test_door_submit (self, router, "/v1/chat/completions",
+                                 "{\"model\":\"mock/m\",\"messages\":[{\"role\":\"user\"}],"
+                                 "\"stream\":true}", id);
+    s_test_event (pub, (*seq)++, id, NULL, 1, 0, "He");
+    s_test_event (pub, (*seq)++, id, NULL, 1, 1, "llo");
+    evloop_run_for (self->loop, 30);
+    answer = s_test_read (client);
+    assert (strncmp (answer, "HTTP/1.1 200", 12) == 0 && strstr (answer, "text/event-stream"));
+    char *first = strstr (answer, "\"delta\":{\"role\":\"assistant\",\"content\":\"He\"}");
+    assert (first && strstr (first, "\"delta\":{\"content\":\"llo\"}"));
+    free (answer);
+    s_test_event (pub, (*seq)++, id, "succeeded", 1, 0, NULL);
+    evloop_run_for (self->loop, 30);
+    s_test_answer_get (self, router, id, JOB_SUCCEEDED, 1, 1);
+    answer = s_test_read (client);
+    first = strstr (answer, "\"delta\":{\"content\":\"!\"}");
+    assert (first && strstr (first, "\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"));
+    assert (strstr (answer, "\r\n0\r\n\r\n"));     // the end of the chunked body
+    free (answer);
+    close (client);
+
+    // jobgate's own errors in OpenAI's shape.
+    int unknown = s_test_connect (self, "POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                        "Content-Type: application/json\r\nContent-Length: 28\r\n"
+                                        "\r\n{\"model\":\"nope\",\"input\":\"x\"}");
+    evloop_run_for (self->loop, 30);
+    answer = s_test_read (unknown);
+    assert (strncmp (answer, "HTTP/1.1 404", 12) == 0
+            && strstr (answer, "\"param\":\"model\",\"code\":\"model_not_found\"}}"));
+    free (answer);
+    close (unknown);
+    evloop_run_for (self->loop, 30);
+    s_test_result = NULL;
+}
+
 void
 gateway_test (bool verbose)
 {
@@ -2021,6 +2325,11 @@ gateway_test (bool verbose)
     char error[256];
     config_t *config = config_load (NULL, error, sizeof error);
     assert (config);
+    // One provider, for the OpenAI door (added by hand: no config file).
+    config->providers = mem_calloc (1, sizeof *config->providers);
+    config->providers[0].name = mem_strdup ("mock");
+    config->providers[0].base_url = mem_strdup ("http://127.0.0.1:9");
+    config->providers_count = 1;
     free (config->gateway_listen);
     config->gateway_listen = mem_strdup ("127.0.0.1:0");
     free (config->broker_frontend);
@@ -2122,6 +2431,9 @@ gateway_test (bool verbose)
     free (stream);
     close (client);
     evloop_run_for (loop, 30);
+    assert (waiters_count (self->waiters) == 0 && self->requests == 0);
+
+    s_test_door (self, router, pub, &seq);
     assert (waiters_count (self->waiters) == 0 && self->requests == 0);
 
     // Draining answers a long poll at once with the job as last read; its

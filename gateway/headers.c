@@ -156,6 +156,18 @@ headers_prefer_wait (const char *const *values, size_t count, int max_s)
     return -1;
 }
 
+bool
+headers_prefer_respond_async (const char *const *values, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        char value[32];
+        if (values[i] && s_prefer_find (values[i], "respond-async", value, sizeof value)
+                         == PREFER_FOUND)
+            return true;
+    }
+    return false;
+}
+
 // s_digits reads a run of 1 to 15 decimal digits at *p into *number.
 static bool
 s_digits (const char **p, int64_t *number)
@@ -292,6 +304,13 @@ headers_test (bool verbose)
             assert (false);
         }
     }
+
+    // respond-async among other preferences, in any case; not a prefix.
+    const char *async_lines[] = { "wait=5", "handling=lenient, Respond-Async" };
+    assert (headers_prefer_respond_async (async_lines, 2));
+    assert (!headers_prefer_respond_async (async_lines, 1));
+    const char *not_async[] = { "respond-asynchronously", "x=\"respond-async\"" };
+    assert (!headers_prefer_respond_async (not_async, 2));
 
     headers_event_id_t id;
     assert (headers_last_event_id ("c2.17", &id) == 0 && id.kind == 'c' && id.attempt == 2

@@ -25,6 +25,11 @@
 // ("wait=1e18", "wait=-1", "wait"): such a preference is ignored.
 int headers_prefer_wait (const char *const *values, size_t count, int max_s);
 
+// headers_prefer_respond_async is true when the Prefer header lines
+// values[0..count) hold a well-formed "respond-async" preference (RFC 7240
+// §4.1), name compared case-insensitively.
+bool headers_prefer_respond_async (const char *const *values, size_t count);
+
 // What a Last-Event-ID names: the last event a client of an event stream
 // received (sse.c writes these ids).
 typedef struct {

@@ -379,11 +379,43 @@ s_check_search (check_t *check, json_t *request, const config_provider_t *provid
     }
 }
 
+// s_check_embeddings checks the part of an Embeddings body jobgate relies
+// on (request.endpoint "embeddings"): the input, a string or an array.
+static void
+s_check_embeddings (check_t *check, json_t *request)
+{
+    json_t *input = json_object_get (request, "input");
+    if (!input)
+        s_error (check, "request", "input", "is required");
+    else if (!(json_is_string (input) && json_string_length (input) > 0)
+             && !(json_is_array (input) && json_array_size (input) > 0))
+        s_error (check, "request", "input", "must be a non-empty string or array");
+    if (json_is_true (json_object_get (request, "stream")))
+        s_error (check, "request", "stream", "must not be true: embeddings are not streamed");
+}
+
 // s_check_llm checks the parts of a Chat Completions body jobgate relies
-// on; the rest is the provider's business and passes through.
+// on; the rest is the provider's business and passes through. The OpenAI
+// endpoint called is request.endpoint: "chat/completions" (the default) or
+// "embeddings" (the worker calls base_url + "/" + endpoint and does not
+// send the field; docs/providers.md).
 static void
 s_check_llm (check_t *check, json_t *request)
 {
+    json_t *endpoint = json_object_get (request, "endpoint");
+    const char *endpoint_name = json_string_value (endpoint);
+    if (endpoint && (!endpoint_name || (strcmp (endpoint_name, "chat/completions") != 0
+                                        && strcmp (endpoint_name, "embeddings") != 0))) {
+        s_error (check, "request", "endpoint", "must be \"chat/completions\" or \"embeddings\"");
+        return;
+    }
+    if (endpoint_name && strcmp (endpoint_name, "embeddings") == 0) {
+        s_check_embeddings (check, request);
+        json_t *model = json_object_get (request, "model");
+        if (!model || !json_is_string (model))
+            s_error (check, "request", "model", "must be a string (the embedding model)");
+        return;
+    }
     json_t *messages = json_object_get (request, "messages");
     if (!messages)
         s_error (check, "request", "messages", "is required");
@@ -894,6 +926,15 @@ jobspec_test (bool verbose)
           "7,{\"role\":1}],\"model\":5,\"stream\":\"yes\"}}",
           "request.messages[1].role;request.messages[2];request.messages[3].role;request.model;request.stream;", NULL },
         { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{}}", "request.messages;", NULL },
+        // The OpenAI endpoint an llm job calls: chat (messages) or embeddings (input).
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{\"endpoint\":\"images\",\"prompt\":\"x\"}}",
+          "request.endpoint;", "embeddings" },
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{\"endpoint\":\"embeddings\",\"model\":\"e\","
+          "\"input\":[\"a\"]}}", NULL, NULL },
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{\"endpoint\":\"embeddings\",\"input\":\"\","
+          "\"stream\":true}}", "request.input;request.stream;request.model;", NULL },
+        { "{\"kind\":\"llm\",\"provider\":\"mock\",\"request\":{\"endpoint\":\"chat/completions\"}}",
+          "request.messages;", NULL },
         // Metadata.
         { "{\"kind\":\"http\",\"request\":{\"url\":\"http://a.example\"},\"metadata\":[1]}", "metadata;", NULL },
         // Cache (SPEC §3.2): ttl_ms from 0 (off) to 7 days, nothing else.

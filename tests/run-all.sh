@@ -39,7 +39,7 @@ if [ -n "$asan" ]; then
         python3 tests/integration/run.py
 fi
 if [ -n "$fuzz" ]; then
-    for target in jobspec proto headers http1 stream response result broker; do
+    for target in jobspec proto headers http1 stream response result broker openai; do
         corpus=$(mktemp -d)
         cp tests/fuzz/corpus/$target/* "$corpus"/ 2>/dev/null
         suite "fuzz $target (20 s)" "$fuzz/tests/fuzz/fuzz_$target" -max_total_time=20 \

@@ -35,6 +35,7 @@
 #include "mhdloop.h"
 #include "batch.h"
 #include "listpage.h"
+#include "openai.h"
 #include "gateway.h"
 #include "problem.h"
 #include "queue.h"
@@ -78,7 +79,8 @@ static const selftest_t s_tests[] = {
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
     { "jobcache", jobcache_test },  { "waiters", waiters_test },   { "sse", sse_test },
     { "batch", batch_test },        { "listpage", listpage_test }, { "mhdloop", mhdloop_test },
-    { "brokerclient", brokerclient_test }, { "gateway", gateway_test },
+    { "brokerclient", brokerclient_test }, { "openai", openai_test },
+    { "gateway", gateway_test },
     { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "html", html_test },
     { "scrub", scrub_test },       { "stream", stream_test },     { "response", response_test },
     { "llmusage", llmusage_test },

@@ -411,20 +411,38 @@ s_stream_usage_ask (request_t *self, json_t *request)
 }
 
 // s_plan_llm plans the llm kind: POST the request as an OpenAI-compatible
-// Chat Completions body; with "stream": true the answer is read as SSE.
+// body to the endpoint it names (request.endpoint, not sent: "chat/
+// completions" by default, or "embeddings"); a chat with "stream": true is
+// read as SSE.
 static int
 s_plan_llm (request_t *self, json_t *request, const config_provider_t *provider,
             textbuf_t *url, char *error, size_t error_size)
 {
     strcpy (self->method, "POST");
-    s_join (url, provider->base_url, "/chat/completions");
-    self->stream = json_is_true (json_object_get (request, "stream"));
+    const char *endpoint = json_string_value (json_object_get (request, "endpoint"));
+    json_t *body = json_incref (request);
+    if (json_object_get (request, "endpoint")) {
+        if (!endpoint || (strcmp (endpoint, "chat/completions") != 0
+                          && strcmp (endpoint, "embeddings") != 0)) {
+            json_decref (body);
+            return s_fail (error, error_size,
+                           "request.endpoint must be \"chat/completions\" or \"embeddings\"");
+        }
+        json_decref (body);
+        body = json_copy (request);     // shallow: the field goes, the rest is shared
+        json_object_del (body, "endpoint");
+    }
+    bool embeddings = endpoint && strcmp (endpoint, "embeddings") == 0;
+    s_join (url, provider->base_url, embeddings ? "/embeddings" : "/chat/completions");
+    self->stream = !embeddings && json_is_true (json_object_get (request, "stream"));
     self->llm = true;
     if (self->stream) {
         s_header_default (self, "Accept", "text/event-stream");
-        s_stream_usage_ask (self, request);
+        s_stream_usage_ask (self, body);
     }
-    return s_body_set (self, request, error, error_size);
+    int rc = s_body_set (self, body, error, error_size);
+    json_decref (body);
+    return rc;
 }
 
 // s_auth_apply adds the provider's auth header (providers.NAME.auth) last,
@@ -925,6 +943,25 @@ request_test (bool verbose)
     assert (strcmp (request_body (request, NULL), "{\"model\":\"m\",\"stream\":true,"
                     "\"stream_options\":{\"include_usage\":true}}") == 0);
     request_destroy (&request);
+
+    // An embeddings call goes to base_url + /embeddings, without the field
+    // that names it; a chat may name its endpoint too; others are refused.
+    request = s_plan_for (config, "llm", "mock",
+                          "{\"request\":{\"model\":\"e\",\"endpoint\":\"embeddings\",\"input\":\"a\"}}",
+                          error, sizeof error);
+    assert (request && !request_is_stream (request));
+    assert (strcmp (request_url (request), "http://127.0.0.1:9000/v1/embeddings") == 0);
+    assert (strcmp (request_body (request, NULL), "{\"model\":\"e\",\"input\":\"a\"}") == 0);
+    request_destroy (&request);
+    request = s_plan_for (config, "llm", "mock",
+                          "{\"request\":{\"endpoint\":\"chat/completions\",\"messages\":[]}}",
+                          error, sizeof error);
+    assert (request && strcmp (request_url (request), "http://127.0.0.1:9000/v1/chat/completions") == 0);
+    assert (strcmp (request_body (request, NULL), "{\"messages\":[]}") == 0);
+    request_destroy (&request);
+    request = s_plan_for (config, "llm", "mock", "{\"request\":{\"endpoint\":\"../admin\"}}",
+                          error, sizeof error);
+    assert (request == NULL && strstr (error, "request.endpoint"));
 
     // A fallback's attempt (DISPATCH `via` and `model`): the call goes to
     // that provider, an llm request with the model named; without a model

@@ -34,6 +34,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <sodium.h>
 
 #define MOCK_DEFAULT_LISTEN "127.0.0.1:9000"
 #define MOCK_MAX_LATENCY_MS 600000ULL          // knobs above this are clamped
@@ -53,6 +54,9 @@
 #define MOCK_MAX_TOKENS 10000                  // a chat answer holds at most this many tokens
 #define MOCK_AFTER_STORM_KEPT 16               // arrivals after a storm whose in_flight is kept
 #define MOCK_MAX_ARRIVAL_SECONDS 86400         // arrivals_by_second tracks one day after /reset
+#define MOCK_TOKENS_PER_MINUTE 1000000         // the token budget the rate-limit headers report
+#define MOCK_EMBEDDING_DIMENSIONS 8            // numbers in one embedding
+#define MOCK_MAX_EMBEDDING_INPUTS 2048         // inputs one embeddings call may hold
 
 typedef struct mock_t mock_t;
 typedef struct request_t request_t;
@@ -76,8 +80,6 @@ struct request_t {
     bool waited;                   // latency_ms wait is over (or was never asked)
     bool suspended;                // connection is suspended and sits in the timer heap
     unsigned status;               // status answered, for --verbose
-    int64_t prompt_tokens;         // what a chat call counted, for --log
-    int64_t completion_tokens;
     body_kind_t body_kind;         // where the response body comes from
     char *body_buf;                // response body for BODY_BUFFER (owned)
     uint64_t body_size;            // response body length in bytes
@@ -88,6 +90,9 @@ struct request_t {
     char *path;                    // copy of the path, kept only with --verbose
     bool storm;                    // arrived during a /storm: answered at once with its status
     uint64_t *piece_offsets;       // where each piece starts (SSE events), or NULL for even pieces
+    bool openai;                   // an OpenAI-style answer: rate-limit headers go with it
+    uint64_t prompt_tokens;        // its usage: tokens of the prompt (or the input), for
+    uint64_t completion_tokens;    // the headers and --log; and of the completion
 };
 
 // One pending wake-up: resume this request's connection at due_ns.
@@ -123,6 +128,8 @@ struct mock_t {
     uint64_t storm_refused;        // requests a storm answered since /reset
     uint64_t after_storm[MOCK_AFTER_STORM_KEPT]; // in_flight seen by the first arrivals after a storm
     size_t after_storm_count;      // entries used in after_storm
+    uint64_t tokens_window_ns;     // start of the current minute of the token budget
+    uint64_t tokens_used;          // tokens answered in it (x-ratelimit-remaining-tokens)
 };
 
 // s_now_ns returns the monotonic clock in nanoseconds.
@@ -655,6 +662,22 @@ s_log_call (mock_t *self, const char *path, int64_t prompt_tokens, int64_t compl
     fflush (self->call_log);
 }
 
+// s_chat_refusal answers a chat whose model is "mock-status-NNN" the way
+// OpenAI refuses a call: status NNN (400-599) with its error object, so a
+// test sees exactly what the upstream said arrive through jobgate. NULL
+// for every other model.
+static char *
+s_chat_refusal (request_t *request, const char *model)
+{
+    unsigned status = 0;
+    if (!model || sscanf (model, "mock-status-%u", &status) != 1 || status < 400 || status > 599)
+        return NULL;
+    request->status = status;
+    return s_dump (json_pack ("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
+                              "the mock refused this call as asked", "type", "mock_error",
+                              "param", "code", "mock_refusal"));
+}
+
 // s_chat answers POST /v1/chat/completions like an OpenAI-compatible API:
 // "Echo: <last user message>", split into word tokens. With "stream": true
 // the answer is an SSE stream, one event per token every token_ms (released
@@ -674,6 +697,11 @@ s_chat (request_t *request, const char **content_type)
                        "messages\",\"type\":\"invalid_request_error\"}}");
     }
     const char *model = json_string_value (json_object_get (body, "model"));
+    char *refusal = s_chat_refusal (request, model);
+    if (refusal) {
+        json_decref (body);
+        return refusal;
+    }
     json_t *model_value = json_string (model? model: "mock-model");
     bool stream = json_is_true (json_object_get (body, "stream"));
     json_int_t prompt_tokens = 0;
@@ -692,8 +720,9 @@ s_chat (request_t *request, const char **content_type)
         return NULL;
     }
     json_int_t completion_tokens = (json_int_t) json_array_size (tokens);
-    request->prompt_tokens = prompt_tokens;
-    request->completion_tokens = completion_tokens;
+    request->openai = true;
+    request->prompt_tokens = (uint64_t) prompt_tokens;
+    request->completion_tokens = (uint64_t) completion_tokens;
     json_t *usage = json_pack ("{s:I, s:I, s:I}", "prompt_tokens", prompt_tokens,
         "completion_tokens", completion_tokens, "total_tokens", prompt_tokens + completion_tokens);
     char *answer = NULL;
@@ -754,6 +783,132 @@ s_chat (request_t *request, const char **content_type)
     return answer;
 }
 
+// --- OpenAI door ---
+// What an OpenAI-compatible API adds to chat answers: /embeddings with
+// usage, and the token rate-limit headers OpenAI sends with every answer
+// (x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens as "1m0s",
+// "20s", "250ms"), counted against a budget of MOCK_TOKENS_PER_MINUTE per
+// minute (the headers say how much is left; the mock never refuses).
+
+// s_embedding_of fills vector with numbers made from text (deterministic:
+// the same input, the same embedding).
+static void
+s_embedding_of (const char *text, size_t len, float *vector)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ (unsigned char) text [i]) * 1099511628211ULL;
+    for (int d = 0; d < MOCK_EMBEDDING_DIMENSIONS; d++) {
+        hash ^= hash << 13;
+        hash ^= hash >> 7;
+        hash ^= hash << 17;
+        vector [d] = (float) ((double) (hash >> 40) / (double) (1ULL << 24)) - 0.5f;
+    }
+}
+
+// s_embedding_value renders vector as a JSON array of numbers, or with
+// base64 as OpenAI's base64 of little-endian float32s.
+static json_t *
+s_embedding_value (const float *vector, bool base64)
+{
+    if (!base64) {
+        json_t *numbers = json_array ();
+        for (int d = 0; numbers && d < MOCK_EMBEDDING_DIMENSIONS; d++)
+            json_array_append_new (numbers, json_real (vector [d]));
+        return numbers;
+    }
+    unsigned char bytes [MOCK_EMBEDDING_DIMENSIONS * 4];
+    for (int d = 0; d < MOCK_EMBEDDING_DIMENSIONS; d++) {
+        uint32_t bits;
+        memcpy (&bits, &vector [d], 4);
+        for (int b = 0; b < 4; b++)
+            bytes [d * 4 + b] = (unsigned char) (bits >> (8 * b));
+    }
+    char text [sizeof bytes * 2 + 4];
+    sodium_bin2base64 (text, sizeof text, bytes, sizeof bytes, sodium_base64_VARIANT_ORIGINAL);
+    return json_string (text);
+}
+
+// s_embeddings answers POST /v1/embeddings like OpenAI: one embedding per
+// input (a string, an array of strings, or token arrays), "usage" with the
+// input's tokens (words; a token array's length).
+static char *
+s_embeddings (request_t *request)
+{
+    json_t *body = json_loadb (request->upload? request->upload: "", request->upload_size, 0, NULL);
+    json_t *input = json_object_get (body, "input");
+    json_t *inputs = json_is_string (input)? json_pack ("[O]", input): json_incref (input);
+    const char *model = json_string_value (json_object_get (body, "model"));
+    const char *format = json_string_value (json_object_get (body, "encoding_format"));
+    bool base64 = format && strcmp (format, "base64") == 0;
+    if (!json_is_array (inputs) || json_array_size (inputs) == 0
+        || json_array_size (inputs) > MOCK_MAX_EMBEDDING_INPUTS) {
+        json_decref (inputs);
+        json_decref (body);
+        request->status = 400;
+        return strdup ("{\"error\":{\"message\":\"input must be a string or a non-empty "
+                       "array\",\"type\":\"invalid_request_error\",\"param\":\"input\"}}");
+    }
+    json_t *data = json_array ();
+    uint64_t tokens = 0;
+    size_t index;
+    json_t *item;
+    json_array_foreach (inputs, index, item) {
+        float vector [MOCK_EMBEDDING_DIMENSIONS];
+        char *text = json_dumps (item, JSON_ENCODE_ANY | JSON_COMPACT);
+        s_embedding_of (text? text: "", text? strlen (text): 0, vector);
+        free (text);
+        tokens += json_is_string (item)? (uint64_t) s_words (json_string_value (item))
+                : json_is_array (item)? json_array_size (item): 1;
+        json_array_append_new (data, json_pack ("{s:s, s:I, s:o*}", "object", "embedding",
+            "index", (json_int_t) index, "embedding", s_embedding_value (vector, base64)));
+    }
+    request->openai = true;
+    request->prompt_tokens = tokens;
+    char *answer = s_dump (json_pack ("{s:s, s:o*, s:s, s:{s:I, s:I}}", "object", "list",
+        "data", data, "model", model? model: "mock-embedding", "usage",
+        "prompt_tokens", (json_int_t) tokens, "total_tokens", (json_int_t) tokens));
+    json_decref (inputs);
+    json_decref (body);
+    return answer;
+}
+
+// s_duration renders ms as OpenAI writes a reset time: "250ms", "20s", "1m5s".
+static void
+s_duration (uint64_t ms, char *out, size_t size)
+{
+    if (ms < 1000)
+        snprintf (out, size, "%" PRIu64 "ms", ms);
+    else if (ms < 60000)
+        snprintf (out, size, "%" PRIu64 "s", (ms + 999) / 1000);
+    else
+        snprintf (out, size, "%" PRIu64 "m%" PRIu64 "s", ms / 60000, (ms % 60000 + 999) / 1000);
+}
+
+// s_ratelimit_headers counts an OpenAI-style answer's tokens against the
+// minute's budget and adds the rate-limit headers OpenAI sends.
+static bool
+s_ratelimit_headers (mock_t *self, request_t *request, struct MHD_Response *response)
+{
+    uint64_t now = s_now_ns ();
+    if (self->tokens_window_ns == 0 || now - self->tokens_window_ns >= 60000000000ULL) {
+        self->tokens_window_ns = now;
+        self->tokens_used = 0;
+    }
+    self->tokens_used += request->prompt_tokens + request->completion_tokens;
+    uint64_t remaining = self->tokens_used < MOCK_TOKENS_PER_MINUTE
+                       ? MOCK_TOKENS_PER_MINUTE - self->tokens_used: 0;
+    char limit_text [32], remaining_text [32], reset_text [32];
+    snprintf (limit_text, sizeof limit_text, "%d", MOCK_TOKENS_PER_MINUTE);
+    snprintf (remaining_text, sizeof remaining_text, "%" PRIu64, remaining);
+    s_duration ((self->tokens_window_ns + 60000000000ULL - now) / 1000000, reset_text,
+                sizeof reset_text);
+    return MHD_add_response_header (response, "x-ratelimit-limit-tokens", limit_text) == MHD_YES
+        && MHD_add_response_header (response, "x-ratelimit-remaining-tokens", remaining_text) == MHD_YES
+        && MHD_add_response_header (response, "x-ratelimit-reset-tokens", reset_text) == MHD_YES;
+}
+// --- end OpenAI door ---
+
 // s_flaky_attempt counts one request for key and returns its 1-based number.
 static uint64_t
 s_flaky_attempt (mock_t *self, const char *key)
@@ -798,6 +953,8 @@ s_queue (request_t *request, const char *content_type,
         headers_ok = headers_ok && MHD_add_response_header (response, MHD_HTTP_HEADER_LOCATION, location) == MHD_YES;
     if (retry_after)
         headers_ok = headers_ok && MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after) == MHD_YES;
+    if (request->openai && request->status == 200)
+        headers_ok = headers_ok && s_ratelimit_headers (request->mock, request, response);
     if (!headers_ok) {
         // MHD refuses header values with CR/LF: a bad to= is the client's fault
         MHD_destroy_response (response);
@@ -1165,8 +1322,17 @@ s_respond (mock_t *self, request_t *request, const char *url, const char *method
         if (strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/chat/completions") == 0) {
             if (strcmp (method, "POST") == 0) {
                 request->body_buf = s_chat (request, &content_type);
-                s_log_call (self, url, request->prompt_tokens, request->completion_tokens);
+                s_log_call (self, url, (int64_t) request->prompt_tokens, (int64_t) request->completion_tokens);
             }
+            else {
+                request->status = 405;
+                request->body_buf = strdup ("{\"error\":{\"message\":\"use POST\"}}");
+            }
+        }
+        else
+        if (strcmp (url, "/v1/embeddings") == 0 || strcmp (url, "/embeddings") == 0) {
+            if (strcmp (method, "POST") == 0)
+                request->body_buf = s_embeddings (request);
             else {
                 request->status = 405;
                 request->body_buf = strdup ("{\"error\":{\"message\":\"use POST\"}}");
