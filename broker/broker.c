@@ -32,9 +32,12 @@
 #define EXPIRY_SWEEP_LIMIT 500
 // After a failed commit, wait this long before trying again.
 #define COMMIT_RETRY_MS 200
-// Group commits are at least this far apart (µs). Each commit costs an
-// fdatasync and wakes every gateway and worker with its replies, whatever
-// it holds; at moderate rates loop turns are short and commits were tiny.
+// With durability "fsync", group commits are at least this far apart (µs).
+// Each commit then costs an fdatasync and wakes every gateway and worker
+// with its replies, whatever it holds; at moderate rates loop turns are
+// short and commits were tiny. With "os" a commit costs no disk wait, and
+// the spacing only delayed answers: the OpenAI door's sequential added p50
+// went 2.65 → 1.22 ms without it (bench scenario door).
 #define COMMIT_SPACING_US 1000
 // How often the store's fill is measured (near full, its free-page list is
 // walked).
@@ -840,7 +843,7 @@ s_on_idle (evloop_t *loop, void *arg)
     }
     if (store_pending (self->store) > 0) {
         int64_t now_us = clock_mono_us ();
-        if (now_us - self->last_commit_us < COMMIT_SPACING_US) {
+        if (self->config->durability_fsync && now_us - self->last_commit_us < COMMIT_SPACING_US) {
             int64_t wait_ms = (COMMIT_SPACING_US - (now_us - self->last_commit_us) + 999) / 1000;
             self->commit_not_before_ms = clock_mono_ms () + wait_ms;
             evloop_wake_in (loop, wait_ms);
