@@ -2,7 +2,6 @@
 tenant in flight share one upstream call, a recent success answers from the
 store, never across tenants, never a failure; counted at the mock."""
 import concurrent.futures
-import json
 import time
 
 from harness import Stack, request, wait_until
@@ -17,14 +16,7 @@ def _stack(cache_ttl_ms=60000, workers=1):
     stack = Stack(workers=0, config_extra=extra, start=False)
     stack.config["providers"]["mock"]["cache_ttl_ms"] = cache_ttl_ms
     stack.config["providers"]["mock"]["circuit_failures"] = 0
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f)
-    stack.start_broker()
-    stack.start_gateway()
-    for _ in range(workers):
-        stack.start_worker()
-    if workers:
-        stack.wait_ready()
+    stack.start_all(workers)
     return stack
 
 

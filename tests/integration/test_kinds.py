@@ -23,14 +23,7 @@ def _stack(providers, workers=1, worker_extra=None, start_workers=True):
     stack.config["providers"].update(providers(base, stack.dir))
     if worker_extra:
         stack.config["worker"].update(worker_extra)
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f, indent=2)
-    stack.start_broker()
-    stack.start_gateway()
-    if start_workers:
-        for _ in range(workers):
-            stack.start_worker()
-        stack.wait_ready()
+    stack.start_all(workers if start_workers else 0)
     return stack
 
 

@@ -1,6 +1,4 @@
 """Cancel, list, retry, idempotency, retention, restarts, drain, a full store."""
-import os
-import subprocess
 import time
 
 from harness import Stack, request, wait_until
@@ -183,9 +181,7 @@ def test_queue_limits_answer_503():
     extra = {"broker": {"max_queued": 8}}
     with Stack(workers=0, config_extra=extra) as stack:
         stack.config["providers"]["mock"]["max_queued"] = 3
-        import json as _json
-        with open(stack.config_path, "w") as f:
-            _json.dump(stack.config, f)
+        stack.write_config()
         stack.stop("broker")
         stack.start_broker()
         provider = {"kind": "http", "provider": "mock", "request": {"path": "/json"}}

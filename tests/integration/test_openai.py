@@ -32,12 +32,7 @@ def _door_stack(extra_config=None):
     stack.config["gateway"]["api_keys"] = KEYS
     for section, values in (extra_config or {}).items():
         stack.config.setdefault(section, {}).update(values)
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f, indent=2)
-    stack.start_broker()
-    stack.start_gateway()
-    stack.start_worker()
-    stack.wait_ready()
+    stack.start_all(1)
     return stack
 
 

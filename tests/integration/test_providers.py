@@ -1,10 +1,8 @@
 """Polite upstream calls: global rate limits, concurrency caps, 429 pauses,
 Retry-After, circuit breakers, /v1/providers."""
 import datetime
-import json
 import os
 import subprocess
-import time
 
 from harness import BUILD, Stack, free_port, request, wait_until
 
@@ -18,8 +16,6 @@ def _with_provider(stack, name, **settings):
     provider = {"base_url": "http://127.0.0.1:%d" % stack.mock_port}
     provider.update(settings)
     stack.config["providers"][name] = provider
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f)
 
 
 def _started(config_extra=None, workers=3, **provider):
@@ -102,12 +98,7 @@ def test_circuit_breaker_opens_and_closes():
     with stack:
         stack.config["providers"]["dead"] = {"base_url": "http://127.0.0.1:%d" % dead_port,
                                              "circuit_failures": 3, "circuit_open_ms": 1000}
-        with open(stack.config_path, "w") as f:
-            json.dump(stack.config, f)
-        stack.start_broker()
-        stack.start_gateway()
-        stack.start_worker()
-        stack.wait_ready()
+        stack.start_all(1)
         spec = {"kind": "http", "provider": "dead", "max_attempts": 10, "timeout_ms": 2000,
                 "request": {"path": "/json"}}
         ids = [stack.submit(spec).json()["id"] for _ in range(5)]
@@ -142,12 +133,7 @@ def test_open_breaker_fails_fast_when_configured():
                                              "circuit_failures": 2, "circuit_open_ms": 60000,
                                              "circuit_fail_fast": True,
                                              "retry_base_ms": 50, "retry_max_ms": 100}
-        with open(stack.config_path, "w") as f:
-            json.dump(stack.config, f)
-        stack.start_broker()
-        stack.start_gateway()
-        stack.start_worker()
-        stack.wait_ready()
+        stack.start_all(1)
         spec = {"kind": "http", "provider": "dead", "max_attempts": 10, "request": {"path": "/json"}}
         ids = [stack.submit(spec).json()["id"] for _ in range(6)]
         jobs = [stack.wait_terminal(i, timeout=30) for i in ids]

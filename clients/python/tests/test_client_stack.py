@@ -21,12 +21,7 @@ def _stack(**extra):
     stack = harness.Stack(start=False, config_extra=config)
     stack.config["providers"]["llm"] = {"base_url": stack.mock_url("/v1")}
     stack.config["providers"]["fast"] = {"base_url": stack.mock_url("/fast")}
-    with open(stack.config_path, "w") as f:
-        json.dump(stack.config, f)
-    stack.start_broker()
-    stack.start_gateway()
-    stack.start_worker()
-    stack.wait_ready()
+    stack.start_all(1)
     return stack
 
 
