@@ -680,37 +680,73 @@ s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
 // s_load_allowed_hosts reads gateway.allowed_hosts: Host names (or IP
 // literals, "*" for any) the gateway answers besides its own; stored lower
 // case, IPv6 literals in brackets as they appear in a Host header.
+// A character a name of a list may hold.
+typedef bool (name_char_fn) (char c);
+
+static bool
+s_name_char (char c)
+{
+    return c > ' ' && c < 0x7f;     // printable ASCII, no space
+}
+
+static bool
+s_host_char (char c)
+{
+    return isalnum ((unsigned char) c) || strchr ("-._:[]*", c);
+}
+
+// s_load_names reads an array of at most 64 distinct names of 1 to max_len
+// characters, each one ok_char accepts, into a NULL-terminated array (*list,
+// *count); what says what a name must be, for the error.
+static int
+s_load_names (json_t *names, const char *where, size_t max_len, name_char_fn *ok_char,
+              const char *what, char ***list, size_t *count, char *error, size_t error_size)
+{
+    if (!json_is_array (names) || json_array_size (names) > 64) {
+        snprintf (error, error_size, "config: %s must be an array of at most 64 names", where);
+        return -1;
+    }
+    *list = mem_calloc (json_array_size (names) + 1, sizeof **list);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (names, index, entry) {
+        const char *text = json_string_value (entry);
+        size_t len = text ? strlen (text) : 0;
+        bool ok = len > 0 && len <= max_len;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = ok_char (text[i]);
+        for (size_t i = 0; ok && i < *count; i++)
+            ok = strcmp ((*list)[i], text) != 0;
+        if (!ok) {
+            snprintf (error, error_size, "config: %s[%zu] must be %s, 1 to %zu characters, "
+                      "listed once", where, index, what, max_len);
+            return -1;
+        }
+        (*list)[(*count)++] = mem_strdup (text);
+    }
+    return 0;
+}
+
 static int
 s_load_allowed_hosts (void *target, json_t *hosts, const char *where, char *error,
                       size_t error_size)
 {
     config_t *self = target;
-    if (!json_is_array (hosts)) {
-        snprintf (error, error_size, "config: %s must be an array of host names", where);
+    if (s_load_names (hosts, where, 253, s_host_char, "a host name or IP address",
+                      &self->allowed_hosts, &self->allowed_hosts_count, error, error_size) < 0)
         return -1;
-    }
-    self->allowed_hosts = mem_calloc (json_array_size (hosts) + 1, sizeof *self->allowed_hosts);
-    size_t index;
-    json_t *entry;
-    json_array_foreach (hosts, index, entry) {
-        const char *text = json_string_value (entry);
-        size_t len = text ? strlen (text) : 0;
-        bool ok = len > 0 && len <= 253;
-        for (size_t i = 0; ok && i < len; i++)
-            ok = isalnum ((unsigned char) text[i]) || strchr ("-._:[]*", text[i]);
-        if (!ok) {
-            snprintf (error, error_size, "config: %s[%zu] must be a host name or IP address",
-                      where, index);
-            return -1;
+    // As a Host header writes them: lower case, IPv6 literals in brackets.
+    for (size_t i = 0; i < self->allowed_hosts_count; i++) {
+        char *host = self->allowed_hosts[i];
+        if (strchr (host, ':') && host[0] != '[') {
+            size_t len = strlen (host);
+            char *bracketed = mem_alloc (len + 3);
+            snprintf (bracketed, len + 3, "[%s]", host);
+            free (host);
+            self->allowed_hosts[i] = host = bracketed;
         }
-        char *host = mem_alloc (len + 3);
-        if (strchr (text, ':') && text[0] != '[')
-            snprintf (host, len + 3, "[%s]", text);
-        else
-            memcpy (host, text, len + 1);
         for (char *c = host; *c; c++)
             *c = (char) tolower ((unsigned char) *c);
-        self->allowed_hosts[self->allowed_hosts_count++] = host;
     }
     return 0;
 }
@@ -975,51 +1011,20 @@ config_quota (const config_t *self, const char *tenant)
 }
 
 
-// s_load_names reads an array of 1 to 64 distinct names, each 1 to 256
-// printable ASCII characters without spaces, into a NULL-terminated array.
-static int
-s_load_names (json_t *names, const char *where, char ***list, size_t *count, char *error,
-              size_t error_size)
-{
-    if (!json_is_array (names) || json_array_size (names) > 64) {
-        snprintf (error, error_size, "config: %s must be an array of at most 64 names", where);
-        return -1;
-    }
-    *list = mem_calloc (json_array_size (names) + 1, sizeof **list);
-    size_t index;
-    json_t *entry;
-    json_array_foreach (names, index, entry) {
-        const char *text = json_string_value (entry);
-        size_t len = text ? strlen (text) : 0;
-        bool ok = len > 0 && len <= 256;
-        for (size_t i = 0; ok && i < len; i++)
-            ok = text[i] > ' ' && text[i] < 0x7f;
-        for (size_t i = 0; ok && i < *count; i++)
-            ok = strcmp ((*list)[i], text) != 0;
-        if (!ok) {
-            snprintf (error, error_size, "config: %s[%zu] must be a distinct name of 1 to 256 "
-                      "printable characters without spaces", where, index);
-            return -1;
-        }
-        (*list)[(*count)++] = mem_strdup (text);
-    }
-    return 0;
-}
-
 static int
 s_load_models (void *target, json_t *value, const char *where, char *error, size_t error_size)
 {
     config_provider_t *provider = target;
-    return s_load_names (value, where, &provider->models, &provider->models_count, error,
-                         error_size);
+    return s_load_names (value, where, 256, s_name_char, "a model name without spaces",
+                         &provider->models, &provider->models_count, error, error_size);
 }
 
 static int
 s_load_fallback (void *target, json_t *value, const char *where, char *error, size_t error_size)
 {
     config_provider_t *provider = target;
-    return s_load_names (value, where, &provider->fallback, &provider->fallback_count, error,
-                         error_size);
+    return s_load_names (value, where, 256, s_name_char, "a provider name",
+                         &provider->fallback, &provider->fallback_count, error, error_size);
 }
 
 // s_load_prices reads providers.NAME.prices: USD per million prompt and
