@@ -36,6 +36,11 @@ def wait_until(predicate, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
+class Skip(Exception):
+    """Raised by a test that does not apply to this run (its reason is
+    printed, and run.py counts it apart: never as passed)."""
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

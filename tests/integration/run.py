@@ -2,7 +2,8 @@
 test_*.py module here (or, with --dir DIR first, in DIR: the Python
 client's tests), or those named on the command line (module or
 module::function). Prints one line per test and a closing
-'N passed, N failed' line; exits non-zero when any failed."""
+'N passed, N failed' line (and N skipped: a test raising harness.Skip
+does not apply to this run); exits non-zero when any failed."""
 import importlib
 import os
 import sys
@@ -11,6 +12,8 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from harness import Skip  # noqa: E402  (after the path it is found on)
 
 
 def main(args):
@@ -29,11 +32,14 @@ def main(args):
                 full = name + "::" + attr
                 if not args or any(full == a or name == a or attr == a for a in args):
                     selected.append((full, getattr(module, attr)))
-    passed = failed = 0
+    passed = failed = skipped = 0
     for full, test in selected:
         started = time.monotonic()
         try:
             test()
+        except Skip as reason:
+            skipped += 1
+            print("skip %s: %s" % (full, reason), flush=True)
         except Exception:
             failed += 1
             print("FAIL %s (%.1fs)" % (full, time.monotonic() - started), flush=True)
@@ -41,7 +47,8 @@ def main(args):
         else:
             passed += 1
             print("ok   %s (%.1fs)" % (full, time.monotonic() - started), flush=True)
-    print("integration: %d passed, %d failed" % (passed, failed))
+    print("integration: %d passed, %d failed%s"
+          % (passed, failed, ", %d skipped" % skipped if skipped else ""))
     return 1 if failed or not selected else 0
 
 

@@ -1,9 +1,8 @@
 // sdk_test.mjs — the official OpenAI SDK for Node against jobgate's door
 // (SPEC §3.1). tests/integration/test_openai.py starts the stack and runs
 // this with JOBGATE_BASE_URL (http://127.0.0.1:PORT/v1), JOBGATE_KEY, and
-// JOBGATE_TIGHT_KEY (a tenant with a tiny tokens_per_day) or
-// JOBGATE_SKIP_TIGHT (why that case cannot run). The last line printed is
-// a JSON object: case name → "ok", "skipped: why" or "FAIL: why"; the exit
+// JOBGATE_TIGHT_KEY (a tenant with a tiny tokens_per_day). The last line
+// printed is a JSON object: case name → "ok" or "FAIL: why"; the exit
 // status is 1 when any case failed.
 import OpenAI from 'openai';
 
@@ -115,29 +114,24 @@ await run('bad_key', async () => {
     check(error.code === 'invalid_api_key', `code ${error.code}`);
 });
 
-if (process.env.JOBGATE_TIGHT_KEY) {
-    await run('over_token_budget', async () => {
-        // tokens_per_day 1: the first call spends it, a later one is refused.
-        const tight = new OpenAI({ ...options, apiKey: process.env.JOBGATE_TIGHT_KEY });
-        let refused = null;
-        for (let call = 0; call < 5 && !refused; call++) {
-            try {
-                await tight.chat.completions.create({ model: 'gpt-mock', messages: user('spend tokens') });
-            } catch (error) {
-                refused = error;
-            }
+await run('over_token_budget', async () => {
+    // tokens_per_day 1: the first call spends it, a later one is refused.
+    const tight = new OpenAI({ ...options, apiKey: process.env.JOBGATE_TIGHT_KEY });
+    let refused = null;
+    for (let call = 0; call < 5 && !refused; call++) {
+        try {
+            await tight.chat.completions.create({ model: 'gpt-mock', messages: user('spend tokens') });
+        } catch (error) {
+            refused = error;
         }
-        check(refused, 'never refused');
-        check(refused instanceof OpenAI.RateLimitError,
-              `raised ${refused.constructor.name} (${refused.status} ${refused.message})`);
-        check(refused.code === 'rate_limit_exceeded', `code ${refused.code}`);
-        check(refused.headers && Number(refused.headers['retry-after']) >= 1,
-              `Retry-After ${refused.headers && refused.headers['retry-after']}`);
-    });
-} else {
-    results.over_token_budget = 'skipped: ' + (process.env.JOBGATE_SKIP_TIGHT || 'no tenant given');
-    console.log('over_token_budget ' + results.over_token_budget);
-}
+    }
+    check(refused, 'never refused');
+    check(refused instanceof OpenAI.RateLimitError,
+          `raised ${refused.constructor.name} (${refused.status} ${refused.message})`);
+    check(refused.code === 'rate_limit_exceeded', `code ${refused.code}`);
+    check(refused.headers && Number(refused.headers['retry-after']) >= 1,
+          `Retry-After ${refused.headers && refused.headers['retry-after']}`);
+});
 
 console.log(JSON.stringify(results));
 process.exit(Object.values(results).some((outcome) => outcome.startsWith('FAIL')) ? 1 : 0);
