@@ -40,83 +40,78 @@ clock_rfc3339 (int64_t wall_ms, char *buf, size_t size)
     snprintf (buf, size, "%s.%03dZ", stamp, (int) (wall_ms % 1000));
 }
 
-// s_digits reads count decimal digits at text[*at]; -1 when they are not.
-static int
-s_digits (const char *text, size_t len, size_t *at, int count)
-{
-    int value = 0;
-    for (int i = 0; i < count; i++, (*at)++) {
-        if (*at >= len || text[*at] < '0' || text[*at] > '9')
-            return -1;
-        value = value * 10 + (text[*at] - '0');
-    }
-    return value;
-}
-
-// s_expect is true (and moves on) when text[*at] is one of chars.
+// s_shaped is true when text (len bytes) starts with shape: 'd' a digit,
+// 'T' one of "Tt ", 's' a sign, any other character itself.
 static bool
-s_expect (const char *text, size_t len, size_t *at, const char *chars)
+s_shaped (const char *text, size_t len, const char *shape)
 {
-    if (*at >= len || !text[*at] || !strchr (chars, text[*at]))
-        return false;
-    (*at)++;
+    for (size_t at = 0; shape[at]; at++) {
+        char c = at < len ? text[at] : '\0';
+        bool ok = shape[at] == 'd' ? c >= '0' && c <= '9'
+                : shape[at] == 'T' ? c && strchr ("Tt ", c)
+                : shape[at] == 's' ? c == '+' || c == '-'
+                : c == shape[at];
+        if (!ok)
+            return false;
+    }
     return true;
 }
 
-// s_days_from_civil counts the days from 1970-01-01 to a proleptic
-// Gregorian date (Howard Hinnant's algorithm: no time zone, no libc).
-static int64_t
-s_days_from_civil (int64_t year, int month, int day)
+// s_number reads the count digits at text (checked by s_shaped).
+static int
+s_number (const char *text, int count)
 {
-    year -= month <= 2;
-    int64_t era = year / 400;
-    int64_t year_of_era = year - era * 400;
-    int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    return era * 146097 + day_of_era - 719468;
+    int value = 0;
+    for (int i = 0; i < count; i++)
+        value = value * 10 + text[i] - '0';
+    return value;
 }
 
 int
 clock_rfc3339_parse (const char *text, size_t len, int64_t *wall_ms)
 {
-    static const int days_in_month[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    size_t at = 0;
-    int year = s_digits (text, len, &at, 4);
-    bool ok = year >= 1970 && s_expect (text, len, &at, "-");
-    int month = ok ? s_digits (text, len, &at, 2) : -1;
-    ok = ok && month >= 1 && month <= 12 && s_expect (text, len, &at, "-");
-    int day = ok ? s_digits (text, len, &at, 2) : -1;
-    bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    ok = ok && day >= 1 && day <= days_in_month[month - 1] && (month != 2 || day <= 28 || leap)
-         && s_expect (text, len, &at, "Tt ");
-    int hour = ok ? s_digits (text, len, &at, 2) : -1;
-    ok = ok && hour >= 0 && hour <= 23 && s_expect (text, len, &at, ":");
-    int minute = ok ? s_digits (text, len, &at, 2) : -1;
-    ok = ok && minute >= 0 && minute <= 59 && s_expect (text, len, &at, ":");
-    // 60: a leap second, read as the next second.
-    int second = ok ? s_digits (text, len, &at, 2) : -1;
-    ok = ok && second >= 0 && second <= 60;
+    // The layout is checked by shape; the calendar is libc's (timegm).
+    static const char date_time[] = "dddd-dd-ddTdd:dd:dd";
+    if (!s_shaped (text, len, date_time))
+        return -1;
+    struct tm tm = { .tm_year = s_number (text, 4) - 1900, .tm_mon = s_number (text + 5, 2) - 1,
+                     .tm_mday = s_number (text + 8, 2), .tm_hour = s_number (text + 11, 2),
+                     .tm_min = s_number (text + 14, 2), .tm_sec = s_number (text + 17, 2) };
+    size_t at = sizeof date_time - 1;
     int ms = 0;
-    if (ok && s_expect (text, len, &at, ".")) {
-        size_t first = at;
+    if (at < len && text[at] == '.') {
+        size_t first = ++at;
         for (int scale = 100; at < len && text[at] >= '0' && text[at] <= '9'; at++, scale /= 10)
             ms += (text[at] - '0') * scale;
-        ok = at > first;
+        if (at == first)
+            return -1;
     }
     int offset_minutes = 0;
-    if (ok && !s_expect (text, len, &at, "Zz")) {
-        int sign = at < len && text[at] == '-' ? -1 : 1;
-        ok = s_expect (text, len, &at, "+-");
-        int offset_hours = ok ? s_digits (text, len, &at, 2) : -1;
-        ok = ok && offset_hours >= 0 && offset_hours <= 23 && s_expect (text, len, &at, ":");
-        int offset_mins = ok ? s_digits (text, len, &at, 2) : -1;
-        ok = ok && offset_mins >= 0 && offset_mins <= 59;
-        offset_minutes = sign * (offset_hours * 60 + offset_mins);
+    if (at < len && (text[at] == 'Z' || text[at] == 'z'))
+        at++;
+    else if (s_shaped (text + at, len - at, "sdd:dd")) {
+        int hours = s_number (text + at + 1, 2);
+        int minutes = s_number (text + at + 4, 2);
+        if (hours > 23 || minutes > 59)
+            return -1;
+        offset_minutes = (text[at] == '-' ? -1 : 1) * (hours * 60 + minutes);
+        at += 6;
     }
-    if (!ok || at != len)
+    else
         return -1;
-    int64_t seconds = s_days_from_civil (year, month, day) * 86400 + hour * 3600 + minute * 60
-                      + second - (int64_t) offset_minutes * 60;
+    if (at != len)
+        return -1;
+    // 60: a leap second, read as the next second.
+    int leap_second = tm.tm_sec == 60;
+    tm.tm_sec -= leap_second;
+    struct tm asked = tm;
+    int64_t seconds = (int64_t) timegm (&tm);
+    // timegm normalises what is out of range (month 13, February 30, hour
+    // 24): such a date-time is not one.
+    if (tm.tm_year != asked.tm_year || tm.tm_mon != asked.tm_mon || tm.tm_mday != asked.tm_mday
+        || tm.tm_hour != asked.tm_hour || tm.tm_min != asked.tm_min || tm.tm_sec != asked.tm_sec)
+        return -1;
+    seconds += leap_second - (int64_t) offset_minutes * 60;
     // Before 1970, or after 9999-12-31T23:59:59Z once the offset applies.
     if (seconds < 0 || seconds > 253402300799LL)
         return -1;
