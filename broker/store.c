@@ -243,11 +243,19 @@ store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error
         rc = mdb_env_set_maxdbs (self->env, 16);
     if (rc == 0)
         rc = mdb_env_set_mapsize (self->env, map_mb * 1024 * 1024);
-    // MDB_NOSYNC: commits reach the OS at once (a process crash loses
-    // nothing); with fsync we sync ourselves after each group commit.
-    // MDB_NOTLS: read transactions are not tied to threads.
+    // With fsync, MDB_NOMETASYNC: a commit syncs its data pages before it
+    // writes the meta page that points at them, so a power loss at any
+    // moment leaves either the old tree or the new one, never a meta page
+    // over pages that did not reach the disk (what MDB_NOSYNC followed by
+    // one sync allows); store_commit then syncs the meta page, which makes
+    // the commit durable: two syncs per group commit, LMDB's own order.
+    // Without fsync, MDB_NOSYNC: commits reach the OS at once (a process
+    // crash loses nothing; a power loss may lose or damage the store, which
+    // is what durability "os" says). MDB_NOTLS: read transactions are not
+    // tied to threads.
     if (rc == 0)
-        rc = mdb_env_open (self->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+        rc = mdb_env_open (self->env, dir, (fsync ? MDB_NOMETASYNC : MDB_NOSYNC) | MDB_NOTLS,
+                           0600);
     if (rc != 0) {
         snprintf (error, error_size, "store: cannot open %s: %s%s", dir, mdb_strerror (rc),
                   rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED
@@ -1298,6 +1306,9 @@ s_test_hardening (const char *dir)
     char error[256];
     store_t *store = store_new (dir, 64, false, error, sizeof error);
     assert (store);
+    unsigned flags = 0;
+    assert (mdb_env_get_flags (store->env, &flags) == 0);
+    assert ((flags & MDB_NOSYNC) && !(flags & MDB_NOMETASYNC));
     uint64_t tenant_before = store_tenant_bytes (store, "t");
     unsigned char key[STORE_LEASE_KEY_BYTES];
     memcpy (key, store_lease_key (store), sizeof key);
@@ -1484,6 +1495,10 @@ store_test (bool verbose)
     char error[256];
     store_t *store = store_new (dir, 64, true, error, sizeof error);
     assert (store);
+    // fsync: data synced before the meta page that names it, never after.
+    unsigned flags = 0;
+    assert (mdb_env_get_flags (store->env, &flags) == 0);
+    assert ((flags & MDB_NOMETASYNC) && !(flags & MDB_NOSYNC));
 
     job_t *job = job_new ();
     job_id_generate (job->id);

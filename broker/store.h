@@ -47,8 +47,10 @@
 typedef struct _store_t store_t;
 
 // store_new opens (creating if needed) the store in dir. With fsync each
-// commit is synced to disk; otherwise it is left to the OS. On error returns
-// NULL and writes one line into error.
+// commit is synced to disk in LMDB's order (data pages, then the meta page
+// that names them), so the store survives a power loss whole; otherwise
+// writing back is left to the OS (a process crash loses nothing). On error
+// returns NULL and writes one line into error.
 store_t *store_new (const char *dir, size_t map_mb, bool fsync, char *error, size_t error_size);
 
 // store_destroy syncs and closes the store; nulls *self_p. Uncommitted
