@@ -61,6 +61,28 @@ tenants_destroy (tenants_t **self_p)
     *self_p = NULL;
 }
 
+// s_tenant_configure sets what a tenant takes from its quota.
+static void
+s_tenant_configure (tenants_t *self, tenant_t *tenant, int64_t now_ms, bool fresh)
+{
+    // Internal work ('#' tenants) has no quota.
+    tenant->quota = tenant->name[0] == '#' ? NULL : config_quota (self->config, tenant->name);
+    tenant->max_stored_bytes = config_max_stored_bytes (self->config, tenant->quota);
+    double rate = tenant->quota ? tenant->quota->submit_rate : 0;
+    if (fresh)
+        bucket_init (&tenant->submissions, rate, rate > 1 ? rate : 1, now_ms);
+    else
+        bucket_set_rate (&tenant->submissions, rate, rate > 1 ? rate : 1, now_ms);
+}
+
+void
+tenants_config_changed (tenants_t *self, int64_t now_ms)
+{
+    for (tenant_t *tenant = zhashx_first (self->tenants); tenant;
+         tenant = zhashx_next (self->tenants))
+        s_tenant_configure (self, tenant, now_ms, false);
+}
+
 tenant_t *
 tenants_get (tenants_t *self, const char *record_tenant, int64_t now_ms)
 {
@@ -73,11 +95,7 @@ tenants_get (tenants_t *self, const char *record_tenant, int64_t now_ms)
         tenant = mem_calloc (1, sizeof *tenant);
         tenant->name = mem_strdup (name);
         tenant->lane.queues = mem_calloc (self->slots, sizeof *tenant->lane.queues);
-        // Internal work ('#' tenants) has no quota.
-        tenant->quota = name[0] == '#' ? NULL : config_quota (self->config, name);
-        tenant->max_stored_bytes = config_max_stored_bytes (self->config, tenant->quota);
-        double rate = tenant->quota ? tenant->quota->submit_rate : 0;
-        bucket_init (&tenant->submissions, rate, rate > 1 ? rate : 1, now_ms);
+        s_tenant_configure (self, tenant, now_ms, true);
         zhashx_insert (self->tenants, name, tenant);
     }
     return tenant;
