@@ -9,7 +9,9 @@
 //   WATCHDOG=1 every half of WATCHDOG_USEC (WatchdogSec=) from a timer of
 //   the event loop itself: a loop that hangs stops the pings and systemd
 //   restarts the process. Without NOTIFY_SOCKET (not under systemd) every
-//   notification is a no-op.
+//   notification is a no-op. A notification is one datagram to systemd,
+//   which reads its socket at once (a receiver that stopped reading would
+//   block the send: the tests read theirs from a thread for that reason).
 // * SIGHUP: the configuration file is read again. When it loads, passes
 //   the process's own check and changes only keys a running process may
 //   change (config_reloadable: API keys, quotas, provider limits, log), the
