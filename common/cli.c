@@ -85,6 +85,8 @@ cli_start (int argc, char **argv, const char *process, const char *usage, cli_ch
     config_t *config = config_load (config_path, error, sizeof error);
     if (config && check && check (config, error, sizeof error) < 0)
         config_destroy (&config);
+    if (config && check_only && log_check (config->log_file, error, sizeof error) < 0)
+        config_destroy (&config);
     const char *shown = config_path ? config_path : "(defaults only)";
     if (!config) {
         // Like nginx -t: the file and its first problem, on one line.

@@ -37,6 +37,29 @@ log_set_json (bool json)
     s_json = json;
 }
 
+// s_open_file opens path as the log: appended, created 0640 when missing.
+// Returns the fd, or -1 with one line in error.
+static int
+s_open_file (const char *path, char *error, size_t error_size)
+{
+    int fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    if (fd < 0)
+        snprintf (error, error_size, "log.file: cannot open %s: %s", path, strerror (errno));
+    return fd;
+}
+
+int
+log_check (const char *path, char *error, size_t error_size)
+{
+    if (!path || !*path)
+        return 0;
+    int fd = s_open_file (path, error, error_size);
+    if (fd < 0)
+        return -1;
+    close (fd);
+    return 0;
+}
+
 int
 log_open (const char *path, char *error, size_t error_size)
 {
@@ -47,11 +70,9 @@ log_open (const char *path, char *error, size_t error_size)
         original_stderr = fcntl (STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     int fd = original_stderr;
     if (path && *path) {
-        fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-        if (fd < 0) {
-            snprintf (error, error_size, "log.file: cannot open %s: %s", path, strerror (errno));
+        fd = s_open_file (path, error, error_size);
+        if (fd < 0)
             return -1;
-        }
     }
     int rc = fd >= 0 ? dup2 (fd, STDERR_FILENO) : 0;
     int saved_errno = errno;
@@ -231,6 +252,9 @@ s_test_open (void)
     assert (log_open (path, error, sizeof error) == 0);
     log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "after the reopen");
     // A path that cannot be opened: refused, the lines keep their file.
+    assert (log_check ("/nonexistent-dir/x.log", error, sizeof error) < 0);
+    assert (strstr (error, "log.file: cannot open /nonexistent-dir/x.log"));
+    assert (log_check (path, error, sizeof error) == 0 && log_check ("", error, sizeof error) == 0);
     assert (log_open ("/nonexistent-dir/x.log", error, sizeof error) < 0);
     assert (strstr (error, "log.file: cannot open /nonexistent-dir/x.log") && !strchr (error, '\n'));
     log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "after the refusal");

@@ -29,6 +29,11 @@ void log_set_json (bool json);
 // keep going where they went).
 int log_open (const char *path, char *error, size_t error_size);
 
+// log_check tests that log_open could open path (--check-config), creating
+// the file as log_open would, and redirecting nothing. Returns 0, or -1
+// with one line in error.
+int log_check (const char *path, char *error, size_t error_size);
+
 // log_line writes one event; job_id may be NULL. Errors carry file:line.
 void log_line (log_level_t level, const char *file, int line,
                const char *job_id, const char *fmt, ...)

@@ -78,6 +78,8 @@ def test_check_config_gives_a_one_line_verdict():
              "config: unknown key gatway (did you mean gateway?)"),
             (open_mode, {"gateway"}, "gateway: no gateway.api_keys, so open mode"),
             (no_secret, {"worker"}, "config: providers.p.auth"),
+            (dict(good, log={"file": os.path.join(directory, "no-dir", "x.log")}),
+             {"broker", "gateway", "worker"}, "log.file: cannot open "),
         ]
         for config, refusing, reason in cases:
             _write(path, config)
