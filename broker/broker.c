@@ -1092,6 +1092,16 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
 }
 
 void
+broker_config_changed (broker_t *self)
+{
+    int64_t now = evloop_now_ms (self->loop);
+    scheduler_config_changed (self->scheduler, now);
+    tenants_config_changed (self->tenants, now);
+    // A limit raised may let waiting jobs go now.
+    s_dispatch (self);
+}
+
+void
 broker_destroy (broker_t **self_p)
 {
     if (!self_p || !*self_p)

@@ -29,6 +29,11 @@ typedef struct _broker_t broker_t;
 // error.
 broker_t *broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_size);
 
+// broker_config_changed applies the reloadable keys of its configuration
+// after a reload moved them in (common/service.h): provider rates, tenants'
+// quotas. This function can't fail.
+void broker_config_changed (broker_t *self);
+
 // broker_destroy commits what is pending, answers what waits for the
 // commit, closes the sockets and the store; nulls *self_p.
 void broker_destroy (broker_t **self_p);

@@ -20,6 +20,20 @@ s_refill (bucket_t *self, int64_t now_ms)
         self->tokens = self->burst;
 }
 
+void
+bucket_set_rate (bucket_t *self, double rate, double burst, int64_t now_ms)
+{
+    if (self->rate <= 0) {
+        bucket_init (self, rate, burst, now_ms);
+        return;
+    }
+    s_refill (self, now_ms);
+    self->rate = rate;
+    self->burst = burst;
+    if (rate <= 0 || self->tokens > burst)
+        self->tokens = burst;
+}
+
 bool
 bucket_ready (bucket_t *self, int64_t now_ms, int64_t *wait_ms)
 {
@@ -89,6 +103,27 @@ bucket_test (bool verbose)
         bucket_take (&bucket);
     }
     assert (bucket_full (&bucket, now) && bucket.tokens == 0);
+
+    // A new rate (SIGHUP): what was earned is kept, held to the new burst.
+    bucket_init (&bucket, 10, 10, now);
+    for (int i = 0; i < 10; i++)
+        bucket_take (&bucket);
+    bucket_set_rate (&bucket, 2, 4, now + 300);   // 3 earned at the old rate
+    assert (bucket.tokens == 3 && bucket.rate == 2 && bucket.burst == 4);
+    assert (bucket_ready (&bucket, now + 300, &wait));
+    bucket_set_rate (&bucket, 2, 1, now + 300);   // a smaller burst caps it
+    assert (bucket.tokens == 1);
+    bucket_take (&bucket);
+    assert (!bucket_ready (&bucket, now + 300, &wait) && wait == 501);
+    // From no limit to one: full; from one to none: ready at once.
+    bucket_init (&bucket, 0, 0, now);
+    bucket_set_rate (&bucket, 5, 2, now);
+    assert (bucket.tokens == 2 && bucket.rate == 5);
+    bucket_take (&bucket);
+    bucket_take (&bucket);
+    assert (!bucket_ready (&bucket, now, &wait));
+    bucket_set_rate (&bucket, 0, 0, now);
+    assert (bucket_ready (&bucket, now, &wait) && wait == 0);
     if (verbose)
         printf ("OK\n");
 }

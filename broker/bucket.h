@@ -22,6 +22,11 @@ typedef struct {
 // bucket_init makes a full bucket of rate tokens a second, up to burst.
 void bucket_init (bucket_t *self, double rate, double burst, int64_t now_ms);
 
+// bucket_set_rate changes the rate and burst (a reloaded configuration)
+// keeping what was earned: the bucket is refilled to now_ms at the old
+// rate, then held to the new burst; a bucket that had no limit starts full.
+void bucket_set_rate (bucket_t *self, double rate, double burst, int64_t now_ms);
+
 // bucket_ready refills the bucket to now_ms and is true when it holds a
 // token (always without a limit). When false, *wait_ms is how long until
 // it holds one (at least 1 ms).

@@ -2,6 +2,7 @@
 #include "broker.h"
 #include "cli.h"
 #include "log.h"
+#include "service.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -9,46 +10,61 @@
 #include <string.h>
 
 static const char *s_usage =
-    "usage: jobgate-broker [--config FILE] [--config-reference] [--help]\n"
+    "usage: jobgate-broker [--config FILE] [--check-config] [--version]\n"
+    "                      [--config-reference] [--help]\n"
     "\n"
     "Owns the durable job store (LMDB), queues jobs by priority, dispatches\n"
     "them to workers with credit-based flow control, retries failures with\n"
     "backoff and publishes job events. Reads the \"broker\" section of the\n"
     "config: frontend, backend, publisher, data_dir, durability (fsync|os),\n"
     "result_ttl_s, max_queued. Environment JOBGATE_BROKER_<KEY> overrides.\n"
-    "SIGTERM or SIGINT: commit, answer what is pending, exit.\n";
+    "SIGTERM or SIGINT: commit, answer what is pending, exit. SIGHUP: reread\n"
+    "the file, apply quotas, provider limits and log settings (docs/config.md),\n"
+    "reopen log.file. --check-config: test the file, one line, exit 0 or 1.\n";
 
 static void
 s_stop (evloop_t *loop, void *arg)
 {
     log_info (NULL, "signal received; stopping");
+    service_stopping (arg);
     evloop_stop (loop);
+}
+
+static void
+s_reloaded (void *arg)
+{
+    broker_config_changed (arg);
 }
 
 int
 main (int argc, char **argv)
 {
     int exit_code;
-    config_t *config = cli_start (argc, argv, "broker", s_usage, &exit_code);
+    config_t *config = cli_start (argc, argv, "broker", s_usage, NULL, &exit_code);
     if (!config)
         return exit_code;
     char error[512];
 
     evloop_t *loop = evloop_new ();
-    evloop_signal (loop, SIGTERM, s_stop, NULL);
-    evloop_signal (loop, SIGINT, s_stop, NULL);
+    service_t *service = service_new (loop, config, cli_config_path (), "broker", NULL);
+    evloop_signal (loop, SIGTERM, s_stop, service);
+    evloop_signal (loop, SIGINT, s_stop, service);
     zsys_init ();
 
     broker_t *broker = broker_new (config, loop, error, sizeof error);
     if (!broker) {
         fprintf (stderr, "jobgate-broker: %s\n", error);
+        service_destroy (&service);
         evloop_destroy (&loop);
         config_destroy (&config);
         zsys_shutdown ();
         return 1;
     }
+    service_on_reload (service, s_reloaded, broker);
+    service_ready (service);
     int rc = evloop_run (loop);
     broker_destroy (&broker);
+    service_destroy (&service);
     evloop_destroy (&loop);
     config_destroy (&config);
     zsys_shutdown ();

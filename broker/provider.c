@@ -74,6 +74,13 @@ provider_new (const config_provider_t *config, bool direct)
 }
 
 void
+provider_config_changed (provider_t *self, int64_t now_ms)
+{
+    if (self->config)
+        bucket_set_rate (&self->calls, self->config->rate_limit, self->config->burst, now_ms);
+}
+
+void
 provider_destroy (provider_t **self_p)
 {
     if (!self_p || !*self_p)

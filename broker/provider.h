@@ -61,6 +61,11 @@ typedef enum {
 // or with direct, of direct calls (config may then be NULL: no limits).
 provider_t *provider_new (const config_provider_t *config, bool direct);
 
+// provider_config_changed applies its configuration's values after a
+// reload (common/service.h): the call rate and burst (the other limits are
+// read where they are used). This function can't fail.
+void provider_config_changed (provider_t *self, int64_t now_ms);
+
 // provider_destroy frees it; nulls *self_p.
 void provider_destroy (provider_t **self_p);
 

@@ -60,6 +60,13 @@ scheduler_new (const config_t *config)
 }
 
 void
+scheduler_config_changed (scheduler_t *self, int64_t now_ms)
+{
+    for (size_t i = 0; i < self->slots; i++)
+        provider_config_changed (self->providers[i], now_ms);
+}
+
+void
 scheduler_destroy (scheduler_t **self_p)
 {
     if (!self_p || !*self_p)

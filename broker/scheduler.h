@@ -48,6 +48,11 @@ typedef struct _scheduler_t scheduler_t;
 // each provider's state. This function can't fail.
 scheduler_t *scheduler_new (const config_t *config);
 
+// scheduler_config_changed applies a reloaded configuration's provider
+// limits to each provider's state (provider_config_changed). This function
+// can't fail.
+void scheduler_config_changed (scheduler_t *self, int64_t now_ms);
+
 // scheduler_destroy frees it; nulls *self_p. The lanes are the tenants'.
 void scheduler_destroy (scheduler_t **self_p);
 

@@ -61,6 +61,28 @@ tenants_destroy (tenants_t **self_p)
     *self_p = NULL;
 }
 
+// s_tenant_configure sets what a tenant takes from its quota.
+static void
+s_tenant_configure (tenants_t *self, tenant_t *tenant, int64_t now_ms, bool fresh)
+{
+    // Internal work ('#' tenants) has no quota.
+    tenant->quota = tenant->name[0] == '#' ? NULL : config_quota (self->config, tenant->name);
+    tenant->max_stored_bytes = config_max_stored_bytes (self->config, tenant->quota);
+    double rate = tenant->quota ? tenant->quota->submit_rate : 0;
+    if (fresh)
+        bucket_init (&tenant->submissions, rate, rate > 1 ? rate : 1, now_ms);
+    else
+        bucket_set_rate (&tenant->submissions, rate, rate > 1 ? rate : 1, now_ms);
+}
+
+void
+tenants_config_changed (tenants_t *self, int64_t now_ms)
+{
+    for (tenant_t *tenant = zhashx_first (self->tenants); tenant;
+         tenant = zhashx_next (self->tenants))
+        s_tenant_configure (self, tenant, now_ms, false);
+}
+
 tenant_t *
 tenants_get (tenants_t *self, const char *record_tenant, int64_t now_ms)
 {
@@ -73,11 +95,7 @@ tenants_get (tenants_t *self, const char *record_tenant, int64_t now_ms)
         tenant = mem_calloc (1, sizeof *tenant);
         tenant->name = mem_strdup (name);
         tenant->lane.queues = mem_calloc (self->slots, sizeof *tenant->lane.queues);
-        // Internal work ('#' tenants) has no quota.
-        tenant->quota = name[0] == '#' ? NULL : config_quota (self->config, name);
-        tenant->max_stored_bytes = config_max_stored_bytes (self->config, tenant->quota);
-        double rate = tenant->quota ? tenant->quota->submit_rate : 0;
-        bucket_init (&tenant->submissions, rate, rate > 1 ? rate : 1, now_ms);
+        s_tenant_configure (self, tenant, now_ms, true);
         zhashx_insert (self->tenants, name, tenant);
     }
     return tenant;
@@ -269,11 +287,58 @@ s_test_refused (tenants_t *tenants, tenant_t *tenant, admission_t admission, int
     return refusal.code;
 }
 
+// s_test_reload: a reload (common/service.h) replaces the quotas array;
+// each tenant finds its quota again by name and takes its new rate, and the
+// old array is never read again (ASan would see it: it is freed here).
+static void
+s_test_reload (void)
+{
+    config_quota_t *quotas = calloc (2, sizeof *quotas);
+    quotas[0] = (config_quota_t) { .tenant = "a", .submit_rate = 0.001 };
+    quotas[1] = (config_quota_t) { .tenant = "*", .weight = 3 };
+    config_t config = { .quotas = quotas, .quotas_count = 2, .store_map_mb = 16 };
+    zhashx_t *usage = zhashx_new ();
+    uint64_t bytes = 0;
+    zhashx_insert (usage, "a", &bytes);
+    zhashx_insert (usage, TENANT_WEBHOOK_PREFIX "a", &bytes);
+    zhashx_insert (usage, "b", &bytes);
+    zhashx_insert (usage, TENANT_WEBHOOK_PREFIX "b", &bytes);
+    tenants_t *tenants = tenants_new (&config, 3, s_test_usage, usage);
+    int64_t now = 1000000, retry;
+    tenant_t *a = tenants_get (tenants, "a", now);
+    tenant_t *b = tenants_get (tenants, "b", now);
+    admission_t submit = { .path = ADMIT_SUBMIT, .now_ms = now };
+    assert (s_test_refused (tenants, a, submit, NULL) == 0);
+    assert (s_test_refused (tenants, a, submit, &retry) == 429 && retry > 900000);
+    assert (tenant_weight (a) == 1 && tenant_weight (b) == 3);
+
+    config_quota_t *reloaded = calloc (2, sizeof *reloaded);
+    reloaded[0] = (config_quota_t) { .tenant = "a", .submit_rate = 1000, .weight = 5 };
+    reloaded[1] = (config_quota_t) { .tenant = "*", .weight = 7, .max_queued = 1 };
+    config.quotas = reloaded;
+    free (quotas);
+    tenants_config_changed (tenants, now);
+    assert (tenant_weight (a) == 5 && tenant_weight (b) == 7);
+    // a: the new rate, from what was earned (nothing yet).
+    assert (s_test_refused (tenants, a, submit, &retry) == 429 && retry <= 2);
+    submit.now_ms = now + 2;
+    assert (s_test_refused (tenants, a, submit, NULL) == 0);
+    // b: the new max_queued.
+    tenant_job_added (b);
+    assert (s_test_refused (tenants, b, submit, NULL) == 429);
+    tenant_job_removed (b);
+    assert (s_test_refused (tenants, b, submit, NULL) == 0);
+    tenants_destroy (&tenants);
+    free (reloaded);
+    zhashx_destroy (&usage);
+}
+
 void
 tenant_test (bool verbose)
 {
     if (verbose)
         printf (" * tenant: ");
+    s_test_reload ();
     config_quota_t quotas[2] = {
         { .tenant = "a", .submit_rate = 2, .max_queued = 3, .max_stored_bytes = 1000,
           .max_running = 2, .tokens_per_day = 500 },
@@ -362,6 +427,7 @@ tenant_test (bool verbose)
     // has no quota (1).
     assert (tenant_weight (a) == 1 && tenant_weight (other) == 3);
     assert (tenant_weight (internal) == 1);
+
 
     // max_running.
     assert (!tenant_at_max_running (a) && !tenant_at_max_running (other));

@@ -96,6 +96,12 @@ tenants_t *tenants_new (const config_t *config, size_t slots, tenants_usage_fn *
 // point at one.
 void tenants_destroy (tenants_t **self_p);
 
+// tenants_config_changed applies a reloaded configuration's quotas
+// (common/service.h) to every tenant known: its quota found again by name
+// (the old ones are freed after this), its stored-bytes limit and its
+// submission rate. This function can't fail.
+void tenants_config_changed (tenants_t *self, int64_t now_ms);
+
 // tenants_get returns the tenant whose quotas a record of record_tenant uses
 // (a delivery's: the tenant of the job it reports), made at now_ms on first
 // use. This function can't fail.

@@ -153,10 +153,19 @@ static const config_key_t s_keys[] = {
     { "security", "allow_networks", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_networks, false,
       "[CIDR, …]: networks user URLs may reach even while private ones are denied" },
 
-    { NULL, "log_level", KEY_CHOICE, C (log_level), 0, 0, "info", s_log_levels, 0, NULL, false,
+    { "log", "level", KEY_CHOICE, C (log_level), 0, 0, "info", s_log_levels, 0, NULL, false,
       "lowest level logged" },
-    { NULL, "log_format", KEY_SWITCH, C (log_json), 0, 0, "text", s_log_formats, 0, NULL, false,
+    { "log", "format", KEY_SWITCH, C (log_json), 0, 0, "text", s_log_formats, 0, NULL, false,
       "\"text\" lines, or \"json\": one object per line" },
+    { "log", "file", KEY_STRING, C (log_file), 0, 0, "", NULL, 0, NULL, false,
+      "file the lines are appended to (reopened on SIGHUP, for logrotate); \"\" = stderr" },
+
+    // The older spellings of log.level and log.format: no default of their
+    // own (the log section's holds), refused beside the new one.
+    { NULL, "log_level", KEY_CHOICE, C (log_level), 0, 0, NULL, s_log_levels, 0, NULL, false,
+      "the older spelling of log.level" },
+    { NULL, "log_format", KEY_SWITCH, C (log_json), 0, 0, NULL, s_log_formats, 0, NULL, false,
+      "the older spelling of log.format" },
     { NULL, "quotas", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_quotas, false,
       "{TENANT or \"*\": {…}}: per-tenant quotas (keys below)" },
     { NULL, "providers", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_providers, false,
@@ -240,6 +249,24 @@ static const config_key_t s_quota_keys[] = {
 #undef C
 #undef P
 #undef Q
+
+// The keys a running process may change on SIGHUP (config_reload): each is
+// read afresh where it is used, or the process refreshes what it derived
+// from it (broker_config_changed: rate buckets, tenants' quotas). Every
+// other key is fixed for the life of a process (listen addresses,
+// endpoints, the store, the set of providers, their URLs and secrets, …):
+// a reload that changes one is refused. "quotas" covers quotas.*.*.
+static const char *const s_reloadable[] = {
+    "gateway.api_keys",
+    "quotas",
+    "log.level", "log.format", "log.file", "log_level", "log_format",
+    "providers.*.rate_limit", "providers.*.burst", "providers.*.max_concurrency",
+    "providers.*.max_queued", "providers.*.timeout_ms", "providers.*.breaker_min_timeout_ms",
+    "providers.*.circuit_failures", "providers.*.circuit_open_ms",
+    "providers.*.circuit_fail_fast", "providers.*.max_pause_ms", "providers.*.retry_base_ms",
+    "providers.*.retry_max_ms", "providers.*.default_max_tokens",
+    NULL,
+};
 
 // KEY_SIZE stores a size_t; max_stored_bytes is a uint64_t of the same size.
 _Static_assert (sizeof (size_t) == sizeof (uint64_t), "KEY_SIZE rows store 64-bit sizes");
@@ -542,7 +569,7 @@ s_apply_table (const config_key_t *keys, size_t count, const char *table_section
 
 // The fixed sections, in the order the reference lists them.
 static const char *const s_sections[] = { "gateway", "broker", "worker", "direct", "webhooks",
-                                          "security", NULL };
+                                          "security", "log", NULL };
 
 // s_check_environment refuses a JOBGATE_<SECTION>_… or JOBGATE_LOG_…
 // variable that names no key: a misspelt override must not be ignored.
@@ -1163,6 +1190,23 @@ config_max_stored_bytes (const config_t *self, const config_quota_t *quota)
     return (uint64_t) self->store_map_mb * 1024 * 1024 / 4;
 }
 
+// s_one_spelling refuses a file that sets a log key under both its names
+// (log_level and log.level, log_format and log.format): one would silently
+// win over the other.
+static int
+s_one_spelling (json_t *root, char *error, size_t error_size)
+{
+    static const char *const pairs[][2] = { { "log_level", "level" }, { "log_format", "format" } };
+    json_t *log = json_object_get (root, "log");
+    for (size_t i = 0; i < 2; i++)
+        if (json_object_get (root, pairs[i][0]) && json_object_get (log, pairs[i][1])) {
+            snprintf (error, error_size, "config: %s and log.%s are the same key (the older "
+                      "and the newer spelling): set one", pairs[i][0], pairs[i][1]);
+            return -1;
+        }
+    return 0;
+}
+
 config_t *
 config_load (const char *path, char *error, size_t error_size)
 {
@@ -1211,14 +1255,158 @@ config_load (const char *path, char *error, size_t error_size)
     if (rc == 0)
         rc = s_check_environment (self, error, error_size);
     if (rc == 0)
+        rc = s_one_spelling (root, error, error_size);
+    if (rc == 0)
         rc = s_derive (self, error, error_size);
-    json_decref (root);
+    self->source = root;
     if (rc < 0) {
         config_destroy (&self);
         return NULL;
     }
     return self;
 }
+
+bool
+config_reloadable (const char *full_name)
+{
+    if (strncmp (full_name, "quotas.", 7) == 0)
+        return true;
+    for (size_t i = 0; s_reloadable[i]; i++)
+        if (strcmp (s_reloadable[i], full_name) == 0)
+            return true;
+    return false;
+}
+
+// s_same_value is true when a key is written the same way in both files
+// (or absent from both): with the same environment and defaults, the same
+// text gives the same value.
+static bool
+s_same_value (json_t *old_object, json_t *new_object, const char *name)
+{
+    json_t *old_value = json_object_get (old_object, name);
+    json_t *new_value = json_object_get (new_object, name);
+    return (!old_value && !new_value)
+           || (old_value && new_value && json_equal (old_value, new_value));
+}
+
+// s_fixed_change writes into error the first key that may not change on a
+// reload but differs between old and new (the files' JSON); 0 when none.
+static int
+s_fixed_change (json_t *old_root, json_t *new_root, char *error, size_t error_size)
+{
+    char name[256];
+    for (size_t i = 0; i < KEYS_COUNT (s_keys); i++) {
+        const config_key_t *key = &s_keys[i];
+        s_full_name (key, key->section, name, sizeof name);
+        if (config_reloadable (name) || strcmp (name, "providers") == 0)
+            continue;
+        json_t *old_section = key->section ? json_object_get (old_root, key->section) : old_root;
+        json_t *new_section = key->section ? json_object_get (new_root, key->section) : new_root;
+        if (!s_same_value (old_section, new_section, key->name))
+            goto changed;
+    }
+    // The providers: the same names in the same order (the processes index
+    // them), each with its fixed keys unchanged.
+    json_t *old_providers = json_object_get (old_root, "providers");
+    json_t *new_providers = json_object_get (new_root, "providers");
+    void *old_at = json_object_iter (old_providers), *new_at = json_object_iter (new_providers);
+    for (; old_at || new_at; old_at = json_object_iter_next (old_providers, old_at),
+                             new_at = json_object_iter_next (new_providers, new_at)) {
+        if (!old_at || !new_at
+            || strcmp (json_object_iter_key (old_at), json_object_iter_key (new_at)) != 0) {
+            snprintf (error, error_size, "the set of providers changed (providers \"%s\")",
+                      old_at ? json_object_iter_key (old_at) : json_object_iter_key (new_at));
+            return -1;
+        }
+        for (size_t i = 0; i < KEYS_COUNT (s_provider_keys); i++) {
+            const config_key_t *key = &s_provider_keys[i];
+            s_full_name (key, key->section, name, sizeof name);
+            if (!config_reloadable (name)
+                && !s_same_value (json_object_iter_value (old_at), json_object_iter_value (new_at),
+                                  key->name)) {
+                snprintf (name, sizeof name, "providers.%s.%s", json_object_iter_key (old_at),
+                          key->name);
+                goto changed;
+            }
+        }
+    }
+    return 0;
+changed:
+    snprintf (error, error_size, "%s changed, and it cannot change while running (restart to "
+              "apply it)", name);
+    return -1;
+}
+
+// s_take_value sets a scalar key of running (a struct of the key's table)
+// to its value in fresh. A string changes hands (fresh gets the old one to
+// free); numbers are copied, so two rows storing one field (log_level and
+// log.level) take the same value twice, harmlessly.
+static void
+s_take_value (const config_key_t *key, void *running, void *fresh)
+{
+    size_t size = 0;
+    switch (key->type) {
+    case KEY_STRING: {
+        char **mine = (char **) ((char *) running + key->offset);
+        char **theirs = (char **) ((char *) fresh + key->offset);
+        char *held = *mine;
+        *mine = *theirs;
+        *theirs = held;
+        return;
+    }
+    case KEY_BOOL:
+    case KEY_SWITCH: size = sizeof (bool); break;
+    case KEY_CHOICE:
+    case KEY_INT: size = sizeof (int); break;
+    case KEY_SIZE: size = sizeof (size_t); break;
+    case KEY_MS: size = sizeof (int64_t); break;
+    case KEY_NUMBER: size = sizeof (double); break;
+    case KEY_CUSTOM: return;
+    }
+    memcpy ((char *) running + key->offset, (char *) fresh + key->offset, size);
+}
+
+#define SWAP(a, b) do { __typeof__ (a) held_ = (a); (a) = (b); (b) = held_; } while (0)
+
+int
+config_reload (config_t *running, config_t *fresh, char *error, size_t error_size)
+{
+    char reason[400];
+    if (s_fixed_change (running->source, fresh->source, reason, sizeof reason) < 0) {
+        snprintf (error, error_size, "config: %s", reason);
+        return -1;
+    }
+    // Open mode (no keys) decides what the gateway listens to and whom it
+    // answers (its Host checks): keys may change, their presence may not.
+    if ((running->api_keys_count == 0) != (fresh->api_keys_count == 0)) {
+        snprintf (error, error_size, "config: gateway.api_keys %s, and open mode cannot change "
+                  "while running (restart to apply it)",
+                  fresh->api_keys_count ? "were added" : "were all removed");
+        return -1;
+    }
+    char name[256];
+    for (size_t i = 0; i < KEYS_COUNT (s_keys); i++) {
+        s_full_name (&s_keys[i], s_keys[i].section, name, sizeof name);
+        if (config_reloadable (name))
+            s_take_value (&s_keys[i], running, fresh);
+    }
+    for (size_t p = 0; p < running->providers_count; p++)
+        for (size_t i = 0; i < KEYS_COUNT (s_provider_keys); i++) {
+            s_full_name (&s_provider_keys[i], s_provider_keys[i].section, name, sizeof name);
+            if (config_reloadable (name))
+                s_take_value (&s_provider_keys[i], &running->providers[p],
+                              &fresh->providers[p]);
+        }
+    // The structured reloadable keys: whole arrays change hands.
+    SWAP (running->api_keys, fresh->api_keys);
+    SWAP (running->api_keys_count, fresh->api_keys_count);
+    SWAP (running->quotas, fresh->quotas);
+    SWAP (running->quotas_count, fresh->quotas_count);
+    SWAP (running->source, fresh->source);
+    return 0;
+}
+
+#undef SWAP
 
 // s_key_type_name says in the reference what a key takes.
 static const char *
@@ -1242,7 +1430,7 @@ void
 config_reference (FILE *out)
 {
     const char *headings[] = { "gateway", "broker", "worker", "direct", "webhooks", "security",
-                               NULL, "providers.*", "quotas.*" };
+                               "log", NULL, "providers.*", "quotas.*" };
     for (size_t h = 0; h < sizeof headings / sizeof headings[0]; h++) {
         const char *section = headings[h];
         fprintf (out, "\n### %s\n\n", section ? section : "top level");
@@ -1274,6 +1462,13 @@ config_reference (FILE *out)
                          *env ? "`" : "", env, *env ? "`" : "", key->doc);
             }
     }
+    fprintf (out, "\n### Reloaded on SIGHUP\n\nA running process rereads its file on SIGHUP "
+             "and applies these keys; a change to any other key is refused with one log line, "
+             "and the running configuration is kept whole:\n\n");
+    for (size_t i = 0; s_reloadable[i]; i++)
+        fprintf (out, "%s`%s%s`", i ? ", " : "", s_reloadable[i],
+                 strcmp (s_reloadable[i], "quotas") == 0 ? ".*.*" : "");
+    fprintf (out, ".\n");
 }
 
 void
@@ -1321,6 +1516,8 @@ config_destroy (config_t **self_p)
     }
     free (self->providers);
     free (self->allow_networks);
+    free (self->log_file);
+    json_decref (self->source);
     free (self);
     *self_p = NULL;
 }
@@ -1493,6 +1690,93 @@ s_test_load (const char *path, const char *text, char *error, size_t error_size)
     fclose (file);
     error[0] = '\0';
     return config_load (path, error, error_size);
+}
+
+// s_test_reload covers config_reload: reloadable keys change in place
+// (pointers into the running configuration stay valid), fixed keys refuse
+// the whole reload, and the log keys' two spellings.
+static void
+s_test_reload (const char *path)
+{
+    char error[256];
+    const char *before =
+        "{\"gateway\":{\"listen\":\"127.0.0.1:9\",\"api_keys\":[{\"key\":\"k1\",\"tenant\":\"a\"}]},"
+        "\"quotas\":{\"a\":{\"submit_rate\":5}},\"log_level\":\"warn\","
+        "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:1\",\"rate_limit\":10},"
+        "\"q\":{\"base_url\":\"http://127.0.0.1:2\"}}}";
+    config_t *running = s_test_load (path, before, error, sizeof error);
+    assert (running && running->log_level == LOG_WARN_ && !running->log_json);
+    const config_provider_t *p = config_provider (running, "p");
+    assert (p->rate_limit == 10 && p->burst == 1);
+    assert (config_reloadable ("gateway.api_keys") && config_reloadable ("quotas.a.submit_rate")
+            && config_reloadable ("providers.*.rate_limit"));
+    assert (!config_reloadable ("gateway.listen") && !config_reloadable ("providers.*.base_url"));
+
+    // Keys, quotas, limits and the log change; the provider stays where it was.
+    config_t *fresh = s_test_load (path,
+        "{\"gateway\":{\"listen\":\"127.0.0.1:9\",\"api_keys\":[{\"key\":\"k2\",\"tenant\":\"b\"}]},"
+        "\"quotas\":{\"b\":{\"submit_rate\":7}},\"log\":{\"level\":\"debug\",\"format\":\"json\","
+        "\"file\":\"/tmp/x.log\"},"
+        "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:1\",\"rate_limit\":40},"
+        "\"q\":{\"base_url\":\"http://127.0.0.1:2\"}}}", error, sizeof error);
+    assert (fresh);
+    assert (config_reload (running, fresh, error, sizeof error) == 0);
+    assert (config_provider (running, "p") == p && p->rate_limit == 40 && p->burst == 4);
+    assert (!config_tenant_for_key (running, "k1", 2));
+    assert (strcmp (config_tenant_for_key (running, "k2", 2), "b") == 0);
+    assert (config_quota (running, "b")->submit_rate == 7 && !config_quota (running, "a"));
+    assert (running->log_level == LOG_DEBUG_ && running->log_json);
+    assert (strcmp (running->log_file, "/tmp/x.log") == 0);
+    // fresh holds what was replaced, for the caller to free.
+    assert (config_tenant_for_key (fresh, "k1", 2) && strcmp (fresh->log_file, "") == 0);
+    config_destroy (&fresh);
+
+    // A fixed key, the set of providers, open mode: refused, nothing changed.
+    const char *refused[][2] = {
+        { "{\"gateway\":{\"listen\":\"127.0.0.1:10\",\"api_keys\":[{\"key\":\"k3\",\"tenant\":\"c\"}]},"
+          "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:1\"},\"q\":{\"base_url\":\"http://127.0.0.1:2\"}}}",
+          "config: gateway.listen changed" },
+        { "{\"gateway\":{\"listen\":\"127.0.0.1:9\",\"api_keys\":[{\"key\":\"k3\",\"tenant\":\"c\"}]},"
+          "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:3\"},\"q\":{\"base_url\":\"http://127.0.0.1:2\"}}}",
+          "config: providers.p.base_url changed" },
+        { "{\"gateway\":{\"listen\":\"127.0.0.1:9\",\"api_keys\":[{\"key\":\"k3\",\"tenant\":\"c\"}]},"
+          "\"providers\":{\"q\":{\"base_url\":\"http://127.0.0.1:2\"},\"p\":{\"base_url\":\"http://127.0.0.1:1\"}}}",
+          "config: the set of providers changed" },
+        { "{\"gateway\":{\"listen\":\"127.0.0.1:9\",\"api_keys\":[{\"key\":\"k3\",\"tenant\":\"c\"}]},"
+          "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:1\"}}}",
+          "config: the set of providers changed" },
+        { "{\"gateway\":{\"listen\":\"127.0.0.1:9\"},"
+          "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:1\"},\"q\":{\"base_url\":\"http://127.0.0.1:2\"}}}",
+          "config: gateway.api_keys were all removed" },
+        { "{\"gateway\":{\"listen\":\"127.0.0.1:9\",\"api_keys\":[{\"key\":\"k3\",\"tenant\":\"c\"}]},"
+          "\"worker\":{\"concurrency\":3},"
+          "\"providers\":{\"p\":{\"base_url\":\"http://127.0.0.1:1\"},\"q\":{\"base_url\":\"http://127.0.0.1:2\"}}}",
+          "config: worker.concurrency changed" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        fresh = s_test_load (path, refused[i][0], error, sizeof error);
+        assert (fresh);
+        int rc = config_reload (running, fresh, error, sizeof error);
+        if (rc == 0 || strncmp (error, refused[i][1], strlen (refused[i][1])) != 0)
+            fprintf (stderr, "config reload %zu: [%s]\n", i, rc == 0 ? "applied" : error);
+        assert (rc < 0 && strncmp (error, refused[i][1], strlen (refused[i][1])) == 0);
+        config_destroy (&fresh);
+        assert (p->rate_limit == 40 && config_tenant_for_key (running, "k2", 2));
+        assert (!config_tenant_for_key (running, "k3", 2));
+    }
+    config_destroy (&running);
+
+    // One key, two spellings: either works, both at once is refused.
+    running = s_test_load (path, "{\"log_format\":\"json\"}", error, sizeof error);
+    assert (running && running->log_json && running->log_level == LOG_INFO_);
+    config_destroy (&running);
+    running = s_test_load (path, "{\"log\":{\"format\":\"json\"},\"log_level\":\"error\"}", error,
+                           sizeof error);
+    assert (running && running->log_json && running->log_level == LOG_ERROR_);
+    config_destroy (&running);
+    running = s_test_load (path, "{\"log\":{\"level\":\"debug\"},\"log_level\":\"error\"}",
+                           error, sizeof error);
+    assert (!running && strstr (error, "log_level and log.level are the same key"));
 }
 
 // s_test_refused loads each text and checks it is refused with one line.
@@ -1949,6 +2233,7 @@ config_test (bool verbose)
     s_test_hardening (path);
     s_test_gateway_keys (path);
     s_test_routes (path);
+    s_test_reload (path);
     unlink (path);
     if (verbose)
         printf ("OK\n");

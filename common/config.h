@@ -126,7 +126,10 @@ typedef struct {
     config_provider_t *providers;   // configured upstreams
     size_t providers_count;         // entries in providers
     int log_level;                  // log_level_t: debug, info, warn, error
-    bool log_json;                  // log_format "json": one JSON object per line
+    bool log_json;                  // log.format "json": one JSON object per line
+    char *log_file;                 // log.file: where lines go, "" = stderr
+    json_t *source;                 // the file as read (NULL without one): what a
+                                    // reload compares its fixed keys against
 } config_t;
 
 // config_load reads FILE (or only defaults when path is NULL), applies the
@@ -144,6 +147,21 @@ int config_load_secrets (config_t *self, char *error, size_t error_size);
 // config_network_parse parses "ADDRESS/PREFIX" (or a bare address, meaning
 // one host) into *network. Returns 0, or -1 when text is not such a network.
 int config_network_parse (const char *text, config_network_t *network);
+
+// config_reload moves into running, in place, the values of fresh (the
+// same file read again) for the keys a running process may change
+// (config_reloadable), so pointers into running stay valid; fresh receives
+// the values replaced, for the caller to destroy once the process has
+// refreshed what it derived from them. When a key that is not reloadable
+// differs (or a provider was added, removed or renamed), returns -1 with a
+// one-line message naming the first such key in error, and changes
+// nothing. Returns 0 when applied.
+int config_reload (config_t *running, config_t *fresh, char *error, size_t error_size);
+
+// config_reloadable is true when the key (its full name, "providers.*.X"
+// and "quotas.*.X" for per-provider and per-tenant keys) may change on a
+// reload. This function can't fail.
+bool config_reloadable (const char *full_name);
 
 // config_destroy frees the configuration; nulls *self_p.
 void config_destroy (config_t **self_p);

@@ -3,11 +3,14 @@
 #include "utf8.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +35,55 @@ void
 log_set_json (bool json)
 {
     s_json = json;
+}
+
+// s_open_file opens path as the log: appended, created 0640 when missing.
+// Returns the fd, or -1 with one line in error.
+static int
+s_open_file (const char *path, char *error, size_t error_size)
+{
+    int fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    if (fd < 0)
+        snprintf (error, error_size, "log.file: cannot open %s: %s", path, strerror (errno));
+    return fd;
+}
+
+int
+log_check (const char *path, char *error, size_t error_size)
+{
+    if (!path || !*path)
+        return 0;
+    int fd = s_open_file (path, error, error_size);
+    if (fd < 0)
+        return -1;
+    close (fd);
+    return 0;
+}
+
+int
+log_open (const char *path, char *error, size_t error_size)
+{
+    // The stderr the process started with (a terminal, the journal's
+    // stream), kept to return to when the file is unset again.
+    static int original_stderr = -1;
+    if (original_stderr < 0)
+        original_stderr = fcntl (STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    int fd = original_stderr;
+    if (path && *path) {
+        fd = s_open_file (path, error, error_size);
+        if (fd < 0)
+            return -1;
+    }
+    int rc = fd >= 0 ? dup2 (fd, STDERR_FILENO) : 0;
+    int saved_errno = errno;
+    if (fd != original_stderr)
+        close (fd);
+    if (rc < 0) {
+        snprintf (error, error_size, "log.file: cannot redirect stderr to %s: %s",
+                  path && *path ? path : "the original stderr", strerror (saved_errno));
+        return -1;
+    }
+    return 0;
 }
 
 // s_printable_length returns the length of the well-formed UTF-8 sequence
@@ -167,6 +219,62 @@ log_line (log_level_t level, const char *file, int line, const char *job_id,
     (void) rc;
 }
 
+// s_test_read returns the text of path (at most size - 1 bytes).
+static char *
+s_test_read (const char *path, char *text, size_t size)
+{
+    int fd = open (path, O_RDONLY);
+    assert (fd >= 0);
+    ssize_t got = read (fd, text, size - 1);
+    close (fd);
+    assert (got >= 0);
+    text[got] = '\0';
+    return text;
+}
+
+// s_test_open covers log_open as logrotate uses it: the file moved away,
+// SIGHUP, the same path opened anew; then back to the original stderr.
+static void
+s_test_open (void)
+{
+    char dir[] = "/tmp/jobgate-log-test-XXXXXX";
+    assert (mkdtemp (dir));
+    char path[64], moved[80], text[512];
+    snprintf (path, sizeof path, "%s/jobgate.log", dir);
+    snprintf (moved, sizeof moved, "%s/jobgate.log.1", dir);
+    int saved = dup (STDERR_FILENO);
+    assert (saved >= 0);
+    char error[256];
+    assert (log_open (path, error, sizeof error) == 0);
+    log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "before the rotation");
+    assert (rename (path, moved) == 0);
+    log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "still to the moved file");
+    assert (log_open (path, error, sizeof error) == 0);
+    log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "after the reopen");
+    // A path that cannot be opened: refused, the lines keep their file.
+    assert (log_check ("/nonexistent-dir/x.log", error, sizeof error) < 0);
+    assert (strstr (error, "log.file: cannot open /nonexistent-dir/x.log"));
+    assert (log_check (path, error, sizeof error) == 0 && log_check ("", error, sizeof error) == 0);
+    assert (log_open ("/nonexistent-dir/x.log", error, sizeof error) < 0);
+    assert (strstr (error, "log.file: cannot open /nonexistent-dir/x.log") && !strchr (error, '\n'));
+    log_line (LOG_ERROR_, __FILE__, __LINE__, NULL, "after the refusal");
+    assert (log_open ("", error, sizeof error) == 0);
+    s_test_read (moved, text, sizeof text);
+    assert (strstr (text, "before the rotation") && strstr (text, "still to the moved file"));
+    assert (!strstr (text, "after the reopen"));
+    s_test_read (path, text, sizeof text);
+    assert (strstr (text, "after the reopen") && strstr (text, "after the refusal"));
+    assert (!strstr (text, "before the rotation"));
+    // Back to the stderr the process started with (the same open file).
+    struct stat original, now;
+    assert (fstat (saved, &original) == 0 && fstat (STDERR_FILENO, &now) == 0);
+    assert (original.st_ino == now.st_ino && original.st_dev == now.st_dev);
+    close (saved);
+    unlink (path);
+    unlink (moved);
+    rmdir (dir);
+}
+
 void
 log_test (bool verbose)
 {
@@ -238,6 +346,7 @@ log_test (bool verbose)
     assert (strstr (json_string_value (json_object_get (object, "msg")), "refused \\xff"));
     assert (strstr (json_string_value (json_object_get (object, "src")), "log.c:"));
     json_decref (object);
+    s_test_open ();
     if (verbose)
         printf ("OK\n");
 }

@@ -21,6 +21,19 @@ void log_init (const char *process, log_level_t min_level);
 // one JSON object per line (true).
 void log_set_json (bool json);
 
+// log_open sends every line (and whatever else the process writes to
+// stderr) to path, appended, the file created 0640 when missing; "" or NULL
+// sends them back to the stderr the process started with. Called at start
+// and on SIGHUP: after logrotate moved the file away, opening the same path
+// starts a new one. Returns 0, or -1 with one line in error (and the lines
+// keep going where they went).
+int log_open (const char *path, char *error, size_t error_size);
+
+// log_check tests that log_open could open path (--check-config), creating
+// the file as log_open would, and redirecting nothing. Returns 0, or -1
+// with one line in error.
+int log_check (const char *path, char *error, size_t error_size);
+
 // log_line writes one event; job_id may be NULL. Errors carry file:line.
 void log_line (log_level_t level, const char *file, int line,
                const char *job_id, const char *fmt, ...)

@@ -1906,25 +1906,43 @@ s_hosts_set (gateway_t *self)
         self->hosts[self->hosts_count++] = mem_strdup (config->allowed_hosts[i]);
 }
 
-gateway_t *
-gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
+// s_config_ok is gateway_check_config for the configuration it borrows;
+// *addr is the listen address parsed.
+static int
+s_config_ok (const config_t *config, struct sockaddr_storage *addr, char *error,
+             size_t error_size)
 {
-    struct sockaddr_storage addr;
-    if (s_parse_listen (config->gateway_listen, &addr) < 0) {
+    if (s_parse_listen (config->gateway_listen, addr) < 0) {
         snprintf (error, error_size, "gateway: listen address \"%s\" is not HOST:PORT",
                   config->gateway_listen);
-        return NULL;
+        return -1;
     }
     // Open mode trusts every caller: only this machine may be one, unless
     // the operator says otherwise in so many words (issue 17 #8).
-    if (config->api_keys_count == 0 && !config->allow_open_mode && !s_loopback (&addr)) {
+    if (config->api_keys_count == 0 && !config->allow_open_mode && !s_loopback (addr)) {
         snprintf (error, error_size,
                   "gateway: no gateway.api_keys, so open mode, which listens on loopback only; "
                   "\"%s\" is not loopback: configure api_keys, listen on 127.0.0.1, or set "
                   "gateway.allow_open_mode: true",
                   config->gateway_listen);
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+int
+gateway_check_config (config_t *config, char *error, size_t error_size)
+{
+    struct sockaddr_storage addr;
+    return s_config_ok (config, &addr, error, error_size);
+}
+
+gateway_t *
+gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
+{
+    struct sockaddr_storage addr;
+    if (s_config_ok (config, &addr, error, error_size) < 0)
+        return NULL;
     gateway_t *self = mem_calloc (1, sizeof *self);
     self->config = config;
     self->loop = loop;

@@ -19,6 +19,12 @@
 
 typedef struct _gateway_t gateway_t;
 
+// gateway_check_config tests what the gateway alone knows about a
+// configuration (cli_check_fn): its listen address parses, and open mode
+// (no api_keys) listens on loopback unless allow_open_mode says otherwise.
+// Returns 0, or -1 with one line in error.
+int gateway_check_config (config_t *config, char *error, size_t error_size);
+
 // gateway_new starts serving config->gateway_listen and connects to the
 // broker. On error returns NULL and writes one line into error.
 gateway_t *gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_size);

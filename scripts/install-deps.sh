@@ -6,7 +6,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config meson ninja-build clang libclang-rt-dev
 libzmq3-dev libczmq-dev libmicrohttpd-dev libcurl4-openssl-dev libmsgpack-dev
-libjansson-dev liblmdb-dev libsodium-dev uuid-dev python3 curl $*"
+libjansson-dev liblmdb-dev libsodium-dev uuid-dev libsystemd-dev python3 curl $*"
 
 missing=""
 for package in $PACKAGES; do

@@ -50,6 +50,7 @@
 #include "outbox.h"
 #include "report.h"
 #include "scheduler.h"
+#include "service.h"
 #include "tenant.h"
 #include "testpeer.h"
 #include "workers.h"
@@ -68,6 +69,7 @@ static const selftest_t s_tests[] = {
     { "log", log_test },           { "urlpath", urlpath_test },   { "url", url_test },
     { "httpfield", httpfield_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
+    { "service", service_test },
     { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
     { "tokens", tokens_test },     { "ledger", ledger_test },
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "log.h"
+#include "service.h"
 #include "worker.h"
 
 #include <curl/curl.h>
@@ -13,7 +14,8 @@
 #include <sys/resource.h>
 
 static const char *s_usage_text =
-    "usage: jobgate-worker [--config FILE] [--config-reference] [--help]\n"
+    "usage: jobgate-worker [--config FILE] [--check-config] [--version]\n"
+    "                      [--config-reference] [--help]\n"
     "\n"
     "Connects to the broker (broker.backend) and runs up to\n"
     "worker.concurrency upstream calls at once with libcurl, on one event\n"
@@ -23,7 +25,16 @@ static const char *s_usage_text =
     "\n"
     "SIGTERM or SIGINT drains: running calls finish and report, then the\n"
     "process exits 0; after worker.drain_timeout_ms (default 30 s) or a\n"
-    "second signal the rest is handed back to the broker.\n";
+    "second signal the rest is handed back to the broker. SIGHUP: reread the\n"
+    "file, apply the log settings (docs/config.md), reopen log.file.\n"
+    "--check-config: test the file and the providers' secrets, one line,\n"
+    "exit 0 or 1.\n";
+
+// What the signal handlers reach.
+typedef struct {
+    worker_t *worker;           // the worker, once started
+    service_t *service;         // sd_notify, watchdog, SIGHUP reloads
+} process_t;
 
 // s_check_nofile reports an open-file limit below the concurrency (cli_start
 // raised it to the hard limit already): every call in flight holds a
@@ -42,9 +53,10 @@ s_check_nofile (int concurrency)
 static void
 s_on_signal (evloop_t *loop, void *arg)
 {
-    worker_t **worker_p = arg;
-    if (*worker_p)
-        worker_drain (*worker_p);
+    process_t *process = arg;
+    service_stopping (process->service);
+    if (process->worker)
+        worker_drain (process->worker);
     else
         evloop_stop (loop);
 }
@@ -55,16 +67,12 @@ int
 main (int argc, char **argv)
 {
     int exit_code;
-    config_t *config = cli_start (argc, argv, "worker", s_usage_text, &exit_code);
+    // Provider secrets are read by the check (config_load_secrets): only
+    // workers hold them.
+    config_t *config = cli_start (argc, argv, "worker", s_usage_text, config_load_secrets,
+                                  &exit_code);
     if (!config)
         return exit_code;
-    char error[512];
-    // Provider secrets are read once, here: only workers hold them.
-    if (config_load_secrets (config, error, sizeof error) < 0) {
-        fprintf (stderr, "jobgate-worker: %s\n", error);
-        config_destroy (&config);
-        return 1;
-    }
     s_check_nofile (config->worker_concurrency);
     if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf (stderr, "jobgate-worker: libcurl failed to initialise\n");
@@ -81,27 +89,32 @@ main (int argc, char **argv)
     }
     // Own the signals before czmq starts its threads (they inherit the
     // blocked mask, and the signalfd sees every SIGTERM).
-    worker_t *worker = NULL;
-    if (evloop_signal (loop, SIGTERM, s_on_signal, &worker) < 0
-        || evloop_signal (loop, SIGINT, s_on_signal, &worker) < 0) {
+    process_t process = { .service = service_new (loop, config, cli_config_path (), "worker",
+                                                  config_load_secrets) };
+    if (evloop_signal (loop, SIGTERM, s_on_signal, &process) < 0
+        || evloop_signal (loop, SIGINT, s_on_signal, &process) < 0) {
         fprintf (stderr, "jobgate-worker: cannot route signals: %s\n", strerror (errno));
+        service_destroy (&process.service);
         evloop_destroy (&loop);
         curl_global_cleanup ();
         config_destroy (&config);
         return 1;
     }
-    worker = worker_new (config, loop);
-    if (!worker) {
+    process.worker = worker_new (config, loop);
+    if (!process.worker) {
         fprintf (stderr, "jobgate-worker: cannot start (see the log above)\n");
+        service_destroy (&process.service);
         evloop_destroy (&loop);
         curl_global_cleanup ();
         config_destroy (&config);
         return 1;
     }
-    worker_set_timing (worker, 0, 0, config->drain_timeout_ms);
+    worker_set_timing (process.worker, 0, 0, config->drain_timeout_ms);
+    service_ready (process.service);
     int rc = evloop_run (loop);
     log_info (NULL, "worker stopped");
-    worker_destroy (&worker);
+    worker_destroy (&process.worker);
+    service_destroy (&process.service);
     evloop_destroy (&loop);
     zsys_shutdown ();
     curl_global_cleanup ();
