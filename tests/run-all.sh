@@ -34,6 +34,7 @@ suite "faults (3 rounds)" env JOBGATE_BUILD="$build" python3 tests/faults/faults
 suite "overload (15 s)" env JOBGATE_BUILD="$build" python3 tests/faults/overload.py --fast
 suite "python client" clients/python/tests/run.sh "$build"
 suite "kubernetes manifests (offline schemas)" tests/k8s/run.sh "$build"
+suite "scale-out: provider limit split across shards (simulation)" python3 tests/scaleout/limit_split.py --check
 if [ -n "$asan" ]; then
     suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
     suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \
