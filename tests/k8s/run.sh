@@ -11,7 +11,11 @@
 #   4. mutations.mjs: each of 27 mistakes made in a copy is refused;
 #   5. when the binaries have --check-config, the ConfigMap's config.json,
 #      with the Secrets' files written to a temporary directory in place of
-#      /run/secrets/jobgate, is accepted by each of them.
+#      /run/secrets/jobgate, is accepted by each of them;
+#   6. when the broker has CURVE: pods.py runs broker, gateway and worker on
+#      loopback as their pods would (config, Secret files, environment), and
+#      checks readiness, a job with a Secret's API key, 401 without, and the
+#      broker's /metrics serving jobgate_queued_jobs.
 set -u
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -22,7 +26,9 @@ failed=0
 tests/k8s/setup.sh || { echo "k8s: setup failed"; exit 1; }
 
 keygen="$build/broker/jobgate-broker --gen-keypair"
+has_curve=1
 if ! $keygen >/dev/null 2>&1; then
+    has_curve=0
     echo "k8s: $build/broker/jobgate-broker has no --gen-keypair: key pairs from libzmq (tests/k8s/keygen.py)"
     keygen="python3 tests/k8s/keygen.py"
 fi
@@ -53,5 +59,14 @@ if "$build/gateway/jobgate-gateway" --help 2>&1 | grep -q -- --check-config; the
     done
 else
     echo "k8s: skip --check-config of the ConfigMap's config: $build's binaries have no --check-config yet"
+fi
+# 6. The pods' processes, run on loopback with the pods' files (pods.py).
+# The ConfigMap turns CURVE on (security.curve.*_file), which a broker
+# without --gen-keypair does not know yet.
+if [ "$has_curve" = 1 ]; then
+    api_key=$(sed -n 's/.*API key of tenant acme: //p' "$work/api-keys.txt")
+    python3 tests/k8s/pods.py "$build" "$work/secrets.yaml" "$api_key" || failed=1
+else
+    echo "k8s: skip the pods on loopback (tests/k8s/pods.py): the ConfigMap's config needs CURVE, which $build lacks"
 fi
 [ "$failed" -eq 0 ]
