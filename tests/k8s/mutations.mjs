@@ -69,7 +69,9 @@ const cases = [
      "ingress[1]: a podSelector selects no pods"],
     ["an HPA on an external metric the adapter does not serve", "worker.yaml", "          name: jobgate_queued_jobs\n",
      "          name: jobgate_queue_depth\n", "external metric jobgate_queue_depth is not served by the adapter"],
-    // 5. jobgate's config and its files
+    // 5. jobgate's config, its files and its environment
+    ["service links left on (JOBGATE_BROKER_PORT… in every container)", "worker.yaml",
+     "      enableServiceLinks: false\n", "", "Deployment/jobgate-worker: enableServiceLinks must be false"],
     ["config.json that is not JSON", "configmap.yaml", "\"worker\":   { \"concurrency\": 512 },", "\"worker\":   { \"concurrency\": 512 }",
      "config.json is not JSON"],
     ["a key file no Secret provides", "configmap.yaml", "/run/secrets/jobgate/curve/authorized_keys\"",

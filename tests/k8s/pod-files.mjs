@@ -3,7 +3,11 @@
 // Kubernetes: WORK/config.json is the ConfigMap's config.json with
 // /run/secrets/jobgate/ replaced by WORK/secrets/, and every Secret volume
 // the ROLE's workload mounts below /run/secrets/jobgate/ is written there,
-// key by key (mode 0600), as the kubelet would project it.
+// key by key (mode 0600), as the kubelet would project it. WORK/env.json
+// is the environment the container would get: its manifest's env, its
+// envFrom Secrets, and — unless the pod sets enableServiceLinks: false — the
+// variables Kubernetes adds for every Service of the namespace
+// (NAME_SERVICE_HOST, NAME_PORT, …; addresses made up, never dialled).
 import { readFileSync, writeFileSync, mkdirSync, rmSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -22,6 +26,32 @@ const configMap = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name ===
 const root = "/run/secrets/jobgate/";
 rmSync(join(work, "secrets"), { recursive: true, force: true });
 writeFileSync(join(work, "config.json"), configMap.data["config.json"].replaceAll(root, `${work}/secrets/`));
+const env = {};
+for (const from of container.envFrom ?? [])
+    Object.assign(env, secret(from.secretRef?.name)?.stringData ?? {});
+for (const variable of container.env ?? [])
+    if (variable.value !== undefined)
+        env[variable.name] = variable.value;
+if (pod.enableServiceLinks !== false) {
+    for (const [index, service] of docs.filter((d) => d.kind === "Service").entries()) {
+        const prefix = service.metadata.name.toUpperCase().replaceAll("-", "_");
+        const address = service.spec.clusterIP === "None" ? "" : `10.96.0.${10 + index}`;
+        if (!address)
+            continue;
+        const ports = service.spec.ports ?? [];
+        env[`${prefix}_SERVICE_HOST`] = address;
+        env[`${prefix}_SERVICE_PORT`] = String(ports[0]?.port ?? "");
+        env[`${prefix}_PORT`] = `tcp://${address}:${ports[0]?.port}`;
+        for (const port of ports) {
+            const tcp = `${prefix}_PORT_${port.port}_TCP`;
+            if (port.name)
+                env[`${prefix}_SERVICE_PORT_${port.name.toUpperCase().replaceAll("-", "_")}`] = String(port.port);
+            Object.assign(env, { [tcp]: `tcp://${address}:${port.port}`, [`${tcp}_PROTO`]: "tcp",
+                                 [`${tcp}_PORT`]: String(port.port), [`${tcp}_ADDR`]: address });
+        }
+    }
+}
+writeFileSync(join(work, "env.json"), JSON.stringify(env, null, 1));
 for (const mount of container.volumeMounts ?? []) {
     if (!mount.mountPath.startsWith(root))
         continue;

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """pods.py BUILD SECRETS_FILE API_KEY — the three pods of deploy/k8s/, as
 processes on loopback: each binary runs with what its pod would have —
-the ConfigMap's config.json and the Secret files its workload mounts
-(pod-files.mjs, one directory per role), the environment its manifest sets
-— and only what Kubernetes itself provides is replaced: the Service address
+the ConfigMap's config.json and the Secret files its workload mounts,
+the environment its manifest sets and Kubernetes would add (pod-files.mjs,
+one directory per role) — and only addresses Kubernetes itself provides are
+replaced: the Service address
 jobgate-broker becomes 127.0.0.1 ports (through the same JOBGATE_BROKER_*
 overrides the StatefulSet uses), the gateway listens on 127.0.0.1, the
 store is a temporary directory, and the demo upstream jobgate-mock is the
@@ -63,7 +64,11 @@ def main():
                 config = f.read()
             with open(config_path, "w") as f:
                 f.write(config.replace("http://jobgate-mock:9000", "http://127.0.0.1:%s" % mock_port))
-            env = dict(os.environ, **endpoints)
+            # The container's environment as its manifest makes it, then the
+            # addresses Kubernetes would have provided.
+            with open(os.path.join(pod, "env.json")) as f:
+                env = dict(os.environ, **json.load(f))
+            env.update(endpoints)
             if role == "broker":
                 env["JOBGATE_BROKER_DATA_DIR"] = os.path.join(work, "data")
                 env["JOBGATE_BROKER_METRICS_LISTEN"] = "127.0.0.1:%d" % ports["metrics"]

@@ -19,9 +19,11 @@
 //    that exist, HPA targets, StatefulSet governing Services, CPU requests
 //    for CPU-utilisation HPAs, NetworkPolicy ports on the pods they admit to,
 //    and (--adapter) external metrics that prometheus-adapter's values serve;
-// 5. jobgate's own: the ConfigMap's config.json parses, and every file it
+// 5. jobgate's own: the ConfigMap's config.json parses, every file it
 //    names (security.curve.*_file, gateway.api_keys_file) is provided, in
-//    each pod of the roles that read it, by a mounted Secret key.
+//    each pod of the roles that read it, by a mounted Secret key, and no
+//    pod gets Kubernetes' service-link variables (JOBGATE_BROKER_PORT…),
+//    which jobgate refuses as unknown overrides.
 //
 // Prints one line per problem ("FILE: KIND/NAME: what") and a summary;
 // exits 1 when there is any problem, 2 on bad usage.
@@ -458,6 +460,18 @@ function roleOf(container) {
     return match ? match[1] : null;
 }
 
+// Kubernetes gives every container NAME_SERVICE_HOST, NAME_PORT, … for each
+// Service of its namespace unless the pod sets enableServiceLinks: false.
+// For the Services jobgate-broker and jobgate-gateway those are
+// JOBGATE_BROKER_PORT and the like, which every jobgate binary refuses as
+// misspelt config overrides: the pod would never start.
+function checkServiceLinks(doc) {
+    const pod = podSpecOf(doc.object);
+    const runsJobgate = (pod.containers ?? []).some((container) => roleOf(container));
+    if (runsJobgate && pod.enableServiceLinks !== false)
+        problem(doc, "enableServiceLinks must be false: Kubernetes would set JOBGATE_BROKER_PORT and the like for the jobgate-* Services, which jobgate refuses as unknown config overrides (the pod would crash-loop)");
+}
+
 function checkJobgateConfig() {
     for (const doc of docs.filter((d) => d.kind === "ConfigMap" && d.object.data?.["config.json"])) {
         let config;
@@ -516,8 +530,10 @@ export function validate(paths, adapterValues = null) {
         if (problems.length > before)
             continue;   // references of an object the cluster refuses are moot
         checkApiserverRules(doc);
-        if (podSpecOf(doc.object))
+        if (podSpecOf(doc.object)) {
             checkWorkload(doc);
+            checkServiceLinks(doc);
+        }
         if (doc.kind === "Service")
             checkService(doc);
         if (doc.kind === "HorizontalPodAutoscaler")
