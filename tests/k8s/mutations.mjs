@@ -70,6 +70,9 @@ const cases = [
     ["an HPA on an external metric the adapter does not serve", "worker.yaml", "          name: jobgate_queued_jobs\n",
      "          name: jobgate_queue_depth\n", "external metric jobgate_queue_depth is not served by the adapter"],
     // 5. jobgate's config, its files and its environment
+    ["Secret files a non-root process cannot read (no fsGroup for mode 0440)", "gateway.yaml",
+     "        runAsGroup: 10001\n        fsGroup: 10001\n", "        runAsGroup: 10001\n",
+     "container gateway (uid 10001) cannot read the files of volume curve (mode 0440, no fsGroup)"],
     ["service links left on (JOBGATE_BROKER_PORT… in every container)", "worker.yaml",
      "      enableServiceLinks: false\n", "", "Deployment/jobgate-worker: enableServiceLinks must be false"],
     ["config.json that is not JSON", "configmap.yaml", "\"worker\":   { \"concurrency\": 512 },", "\"worker\":   { \"concurrency\": 512 }",

@@ -11,10 +11,11 @@
 import { readFileSync, writeFileSync, mkdirSync, rmSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
+import { YAML_OPTIONS } from "./validate.mjs";
 
 const [work, manifestDir, secretsFile, role] = process.argv.slice(2);
 const files = [...readdirSync(manifestDir).filter((f) => /\.ya?ml$/.test(f)).map((f) => join(manifestDir, f)), secretsFile];
-const docs = files.flatMap((f) => parseAllDocuments(readFileSync(f, "utf8")).map((d) => d.toJS())).filter(Boolean);
+const docs = files.flatMap((f) => parseAllDocuments(readFileSync(f, "utf8"), YAML_OPTIONS).map((d) => d.toJS())).filter(Boolean);
 const secret = (name) => docs.find((d) => d.kind === "Secret" && d.metadata.name === name);
 const workload = docs.find((d) => d.spec?.template?.spec?.containers?.some((c) => c.command?.[0] === `jobgate-${role}`));
 if (!workload)

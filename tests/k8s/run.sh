@@ -8,7 +8,7 @@
 #      the broker has none, from libzmq through tests/k8s/keygen.py);
 #   3. the manifests and those Secrets pass validate.mjs, with the workers'
 #      external metric checked against the prometheus-adapter values;
-#   4. mutations.mjs: each of 28 mistakes made in a copy is refused;
+#   4. mutations.mjs: each of 29 mistakes made in a copy is refused;
 #   5. when the binaries have --check-config, the ConfigMap's config.json,
 #      with the Secrets' files written to a temporary directory in place of
 #      /run/secrets/jobgate, is accepted by each of them;

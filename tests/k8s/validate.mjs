@@ -1,8 +1,8 @@
 // validate.mjs [--adapter VALUES] FILE_OR_DIR… — checks Kubernetes manifests offline, the way a
 // cluster would refuse or silently mis-run them:
 //
-// 1. schema: every document is parsed strictly (YAML 1.2, duplicate keys
-//    refused) and validated against the JSON schema of its apiVersion/kind,
+// 1. schema: every document is parsed strictly (YAML 1.1 as Kubernetes
+//    reads it, duplicate keys refused) and validated against the JSON schema of its apiVersion/kind,
 //    generated from the Kubernetes OpenAPI (npm kubernetes-models 4.5.1:
 //    Kubernetes 1.32's API); an apiVersion removed by Kubernetes 1.27 (the
 //    oldest these manifests are for), e.g. policy/v1beta1, is refused;
@@ -21,8 +21,8 @@
 //    and (--adapter) external metrics that prometheus-adapter's values serve;
 // 5. jobgate's own: the ConfigMap's config.json parses, every file it
 //    names (security.curve.*_file, gateway.api_keys_file) is provided, in
-//    each pod of the roles that read it, by a mounted Secret key, and no
-//    pod gets Kubernetes' service-link variables (JOBGATE_BROKER_PORT…),
+//    each pod of the roles that read it, by a mounted Secret key its
+//    non-root process may read, and no pod gets Kubernetes' service-link variables (JOBGATE_BROKER_PORT…),
 //    which jobgate refuses as unknown overrides.
 //
 // Prints one line per problem ("FILE: KIND/NAME: what") and a summary;
@@ -59,9 +59,14 @@ function manifestFiles(paths) {
     return files;
 }
 
+// Kubernetes reads manifests as YAML 1.1 (sigs.k8s.io/yaml): 0440 is
+// octal, yes/no/on/off are booleans. So do we, or a mode or an env value
+// would be checked as something the cluster never sees.
+export const YAML_OPTIONS = { version: "1.1", uniqueKeys: true, prettyErrors: true };
+
 function readDocuments(file) {
     const text = readFileSync(file, "utf8");
-    for (const parsed of parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true })) {
+    for (const parsed of parseAllDocuments(text, YAML_OPTIONS)) {
         for (const error of [...parsed.errors, ...parsed.warnings])
             problems.push(`${file}: YAML: ${error.message.split("\n")[0]}`);
         if (parsed.errors.length)
@@ -401,7 +406,7 @@ function checkAutoscaler(doc) {
 // Each External metric an HPA scales on must be one the adapter serves
 // (rules.external[].name.as of prometheus-adapter's values).
 function checkExternalMetrics(adapterValues) {
-    const values = parseAllDocuments(readFileSync(adapterValues, "utf8"), { uniqueKeys: true })[0].toJS();
+    const values = parseAllDocuments(readFileSync(adapterValues, "utf8"), YAML_OPTIONS)[0].toJS();
     const served = new Set((values?.rules?.external ?? []).map((rule) => rule?.name?.as).filter(Boolean));
     for (const doc of docs.filter((d) => d.kind === "HorizontalPodAutoscaler"))
         for (const metric of doc.object.spec?.metrics ?? [])
@@ -472,6 +477,30 @@ function checkServiceLinks(doc) {
         problem(doc, "enableServiceLinks must be false: Kubernetes would set JOBGATE_BROKER_PORT and the like for the jobgate-* Services, which jobgate refuses as unknown config overrides (the pod would crash-loop)");
 }
 
+// Secret and projected volumes are files owned by root (group: the pod's
+// fsGroup) with the volume's mode (0644 unless defaultMode says): a
+// non-root container reads them only through the other bits, or the group
+// bits with an fsGroup.
+function checkSecretFilesReadable(doc) {
+    const pod = podSpecOf(doc.object);
+    const podContext = pod.securityContext ?? {};
+    for (const container of pod.containers ?? []) {
+        const user = container.securityContext?.runAsUser ?? podContext.runAsUser;
+        if (!roleOf(container) || user === 0 || user === undefined)
+            continue;
+        for (const mount of container.volumeMounts ?? []) {
+            const volume = (pod.volumes ?? []).find((v) => v.name === mount.name);
+            const source = volume?.secret ?? volume?.projected;
+            if (!source)
+                continue;
+            const mode = source.defaultMode ?? 0o644;
+            const readable = (mode & 0o004) || ((mode & 0o040) && podContext.fsGroup !== undefined);
+            if (!readable)
+                problem(doc, `container ${container.name} (uid ${user}) cannot read the files of volume ${volume.name} (mode 0${mode.toString(8)}, ${podContext.fsGroup === undefined ? "no fsGroup" : "fsGroup " + podContext.fsGroup})`);
+        }
+    }
+}
+
 function checkJobgateConfig() {
     for (const doc of docs.filter((d) => d.kind === "ConfigMap" && d.object.data?.["config.json"])) {
         let config;
@@ -533,6 +562,7 @@ export function validate(paths, adapterValues = null) {
         if (podSpecOf(doc.object)) {
             checkWorkload(doc);
             checkServiceLinks(doc);
+            checkSecretFilesReadable(doc);
         }
         if (doc.kind === "Service")
             checkService(doc);
