@@ -1224,6 +1224,7 @@ config_load (const char *path, char *error, size_t error_size)
                             s_sections, error, error_size);
     if (rc == 0)
         rc = s_check_environment (self, error, error_size);
+    self->api_keys_config_count = self->api_keys_count;
     if (rc == 0)
         rc = s_derive (self, error, error_size);
     json_decref (root);
@@ -1415,6 +1416,12 @@ config_load_api_keys (config_t *self, char *error, size_t error_size)
 {
     if (!self->api_keys_file)
         return 0;
+    // Read again: the keys a previous call added give way to the file's.
+    for (size_t i = self->api_keys_config_count; i < self->api_keys_count; i++) {
+        free (self->api_keys[i].tenant);
+        memset (&self->api_keys[i], 0, sizeof self->api_keys[i]);
+    }
+    self->api_keys_count = self->api_keys_config_count;
     size_t size = 0;
     char *text = s_read_secret_file (self->api_keys_file, CONFIG_API_KEYS_FILE_MAX, &size);
     if (!text) {
@@ -1934,7 +1941,17 @@ s_test_api_keys_file (const char *path)
     assert (!config_api_key_for (config, "k0", 2)->is_operator);
     assert (config_api_key_for (config, "k1", 2)->is_operator);
     assert (strcmp (config_tenant_for_key (config, "k2", 2), "c") == 0);
+    // Read again (a check, then the start, or a rotated Secret): the file's
+    // keys replace the ones it gave before, the config's stay.
+    file = fopen (keys_path, "w");
+    assert (file && fputs ("[{\"key\":\"k3\",\"tenant\":\"d\"}]", file) >= 0 && fclose (file) == 0);
+    assert (config_load_api_keys (config, error, sizeof error) == 0);
+    assert (config->api_keys_count == 2);
+    assert (config_api_key_for (config, "k0", 2) && config_api_key_for (config, "k3", 2));
+    assert (!config_api_key_for (config, "k1", 2) && !config_api_key_for (config, "k2", 2));
     config_destroy (&config);
+    file = fopen (keys_path, "w");
+    assert (file && fputs (good_text, file) >= 0 && fclose (file) == 0);
 
     // From the environment, with no key in the config file.
     setenv ("JOBGATE_GATEWAY_API_KEYS_FILE", keys_path, 1);

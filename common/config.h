@@ -88,6 +88,7 @@ typedef struct {
     config_quota_t *quotas;         // per-tenant quotas ("quotas" section)
     size_t quotas_count;            // entries in quotas
     size_t api_keys_count;          // entries in api_keys
+    size_t api_keys_config_count;   // of those, the config file's (the rest: api_keys_file's)
     size_t max_body_bytes;          // request body limit (413 above)
     int64_t submit_timeout_ms;      // how long a POST waits for the broker
     int max_connections;            // HTTP connections held at once
@@ -149,8 +150,11 @@ int config_load_secrets (config_t *self, char *error, size_t error_size);
 // of entries shaped as gateway.api_keys' (at most CONFIG_API_KEYS_FILE_MAX
 // bytes, under the jsontext policy), added to the keys of the config file —
 // the keys can then live in a Secret mounted as a file (Kubernetes) instead
-// of the config. Only the gateway calls it, once at start. On error returns
+// of the config. Only the gateway calls it, with each configuration it loads
+// (at start; wherever it checks or reloads one). On error returns
 // -1 with a one-line explanation naming the file (never a key) in error.
+// Called again on the same config, it reads the file again in place of the
+// keys it read before.
 int config_load_api_keys (config_t *self, char *error, size_t error_size);
 
 // config_network_parse parses "ADDRESS/PREFIX" (or a bare address, meaning
