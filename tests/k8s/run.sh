@@ -9,7 +9,7 @@
 #   3. the manifests and those Secrets pass validate.mjs, with the workers'
 #      external metric checked against the prometheus-adapter values;
 #   4. mutations.mjs: each of 29 mistakes made in a copy is refused;
-#   5. when the binaries have --check-config, the ConfigMap's config.json,
+#   5. when the binaries have CURVE and --check-config, the ConfigMap's config.json,
 #      with the Secrets' files written to a temporary directory in place of
 #      /run/secrets/jobgate, is accepted by each of them;
 #   6. when the broker has CURVE: pods.py runs broker, gateway and worker on
@@ -47,8 +47,11 @@ fi
 node tests/k8s/mutations.mjs deploy/k8s "$work/secrets.yaml" "$adapter" >"$work/mutations.out" || failed=1
 sed 's/^/k8s: /' "$work/mutations.out"
 
-# 5. The config as each binary reads it, where the binaries can say so.
-if "$build/gateway/jobgate-gateway" --help 2>&1 | grep -q -- --check-config; then
+# 5. The config as each binary reads it, where the binaries can say so and
+# know CURVE (the ConfigMap turns it on with security.curve.*_file).
+if [ "$has_curve" = 0 ]; then
+    echo "k8s: skip --check-config of the ConfigMap's config: it needs CURVE, which $build lacks"
+elif "$build/gateway/jobgate-gateway" --help 2>&1 | grep -q -- --check-config; then
     for role in broker gateway worker; do
         node tests/k8s/pod-files.mjs "$work" deploy/k8s "$work/secrets.yaml" "$role" || failed=1
         if "$build/$role/jobgate-$role" --config "$work/config.json" --check-config >"$work/check.out" 2>&1; then
@@ -61,8 +64,6 @@ else
     echo "k8s: skip --check-config of the ConfigMap's config: $build's binaries have no --check-config yet"
 fi
 # 6. The pods' processes, run on loopback with the pods' files (pods.py).
-# The ConfigMap turns CURVE on (security.curve.*_file), which a broker
-# without --gen-keypair does not know yet.
 if [ "$has_curve" = 1 ]; then
     api_key=$(sed -n 's/.*API key of tenant acme: //p' "$work/api-keys.txt")
     python3 tests/k8s/pods.py "$build" "$work/secrets.yaml" "$api_key" || failed=1
