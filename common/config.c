@@ -1,5 +1,6 @@
 #include "config.h"
 #include "httpfield.h"
+#include "jsontext.h"
 #include "log.h"
 #include "webhook.h"
 #include "mem.h"
@@ -75,6 +76,9 @@ static const config_key_t s_keys[] = {
     { "gateway", "api_keys", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_api_keys, false,
       "[{\"key\" or \"key_sha256\", \"tenant\", \"operator\"}]: API keys, their tenants, and "
       "who sees internal topology; none = open local mode (loopback only)" },
+    { "gateway", "api_keys_file", KEY_STRING, C (api_keys_file), 0, 0, NULL, NULL, 0, NULL, false,
+      "file holding more API keys, a JSON array shaped as api_keys (a Kubernetes Secret "
+      "mounted as a file); read by the gateway at start, added to api_keys" },
     { "gateway", "max_body_bytes", KEY_SIZE, C (max_body_bytes), 1024, 64.0 * 1024 * 1024,
       "1048576", NULL, 0, NULL, false, "request body limit (413 above)" },
     { "gateway", "submit_timeout_ms", KEY_MS, C (submit_timeout_ms), 100, 600000, "5000", NULL, 0,
@@ -629,10 +633,14 @@ s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
 {
     config_t *self = target;
     if (!json_is_array (keys)) {
-        snprintf (error, error_size, "config: gateway.api_keys must be an array");
+        snprintf (error, error_size, "config: %s must be an array", where);
         return -1;
     }
-    self->api_keys = calloc (json_array_size (keys) + 1, sizeof *self->api_keys);
+    // Added to the keys already read (the config file's, then the file's).
+    self->api_keys = mem_realloc (self->api_keys, (self->api_keys_count + json_array_size (keys) + 1)
+                                                      * sizeof *self->api_keys);
+    memset (self->api_keys + self->api_keys_count, 0,
+            (json_array_size (keys) + 1) * sizeof *self->api_keys);
     size_t index;
     json_t *entry;
     json_array_foreach (keys, index, entry) {
@@ -656,11 +664,17 @@ s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
                     return -1;
                 }
             }
-        if (!json_is_object (entry) || !json_is_string (tenant)
+        // A NUL inside a string (jsontext allows it) would cut a tenant short.
+        bool whole = true;
+        json_t *texts[] = { key, key_hash, tenant };
+        for (size_t i = 0; i < 3; i++)
+            whole = whole && (!json_is_string (texts[i])
+                              || strlen (json_string_value (texts[i])) == json_string_length (texts[i]));
+        if (!json_is_object (entry) || !json_is_string (tenant) || !whole
             || !(json_is_string (key) || json_is_string (key_hash))) {
             snprintf (error, error_size,
-                      "config: gateway.api_keys[%zu] needs \"tenant\" and \"key\" or \"key_sha256\"",
-                      index);
+                      "config: %s[%zu] needs \"tenant\" and \"key\" or \"key_sha256\"",
+                      where, index);
             return -1;
         }
         config_api_key_t *api_key = &self->api_keys[self->api_keys_count];
@@ -675,26 +689,26 @@ s_load_api_keys (void *target, json_t *keys, const char *where, char *error,
                 || sodium_hex2bin (api_key->key_hash, 32, hex, 64, NULL, &bin_len, NULL) != 0
                 || bin_len != 32) {
                 snprintf (error, error_size,
-                          "config: gateway.api_keys[%zu].key_sha256 must be 64 hex digits", index);
+                          "config: %s[%zu].key_sha256 must be 64 hex digits", where, index);
                 return -1;
             }
         }
         if (json_string_value (tenant)[0] == '#') {
             snprintf (error, error_size,
-                      "config: gateway.api_keys[%zu].tenant may not start with '#' (reserved)", index);
+                      "config: %s[%zu].tenant may not start with '#' (reserved)", where, index);
             return -1;
         }
         json_t *is_operator = json_object_get (entry, "operator");
         if (is_operator && !json_is_boolean (is_operator)) {
             snprintf (error, error_size,
-                      "config: gateway.api_keys[%zu].operator must be true or false", index);
+                      "config: %s[%zu].operator must be true or false", where, index);
             return -1;
         }
         // The broker indexes a tenant's jobs (and Idempotency-Keys of at
         // most 255 bytes) under LMDB keys of at most 511 bytes.
         if (strlen (json_string_value (tenant)) > 128) {
             snprintf (error, error_size,
-                      "config: gateway.api_keys[%zu].tenant must be at most 128 bytes", index);
+                      "config: %s[%zu].tenant must be at most 128 bytes", where, index);
             return -1;
         }
         api_key->is_operator = json_is_true (is_operator);
@@ -1254,6 +1268,7 @@ config_load (const char *path, char *error, size_t error_size)
                             s_sections, error, error_size);
     if (rc == 0)
         rc = s_check_environment (self, error, error_size);
+    self->api_keys_config_count = self->api_keys_count;
     if (rc == 0)
         rc = s_one_spelling (root, error, error_size);
     if (rc == 0)
@@ -1484,6 +1499,7 @@ config_destroy (config_t **self_p)
         free (self->quotas[i].tenant);
     free (self->quotas);
     free (self->gateway_listen);
+    free (self->api_keys_file);
     for (size_t i = 0; i < self->allowed_hosts_count; i++)
         free (self->allowed_hosts[i]);
     free (self->allowed_hosts);
@@ -1522,26 +1538,27 @@ config_destroy (config_t **self_p)
     *self_p = NULL;
 }
 
-// s_read_secret_file reads a secret file whole; returns a new string, or
-// NULL with errno set (EFBIG when it is over CONFIG_SECRET_MAX).
+// s_read_secret_file reads a secret file of at most max bytes whole; returns
+// a new string (*size bytes, NUL-terminated), or NULL with errno set (EFBIG
+// when it is longer).
 static char *
-s_read_secret_file (const char *path)
+s_read_secret_file (const char *path, size_t max, size_t *size)
 {
     FILE *file = fopen (path, "re");
     if (!file)
         return NULL;
-    char *secret = malloc (CONFIG_SECRET_MAX + 1);
-    size_t size = secret ? fread (secret, 1, CONFIG_SECRET_MAX + 1, file) : 0;
-    int failed = !secret ? ENOMEM : ferror (file) ? EIO : size > CONFIG_SECRET_MAX ? EFBIG : 0;
+    char *secret = malloc (max + 1);
+    *size = secret ? fread (secret, 1, max + 1, file) : 0;
+    int failed = !secret ? ENOMEM : ferror (file) ? EIO : *size > max ? EFBIG : 0;
     fclose (file);
     if (failed) {
         if (secret)
-            sodium_memzero (secret, CONFIG_SECRET_MAX + 1);
+            sodium_memzero (secret, max + 1);
         free (secret);
         errno = failed;
         return NULL;
     }
-    secret[size] = '\0';
+    secret[*size] = '\0';
     return secret;
 }
 
@@ -1563,7 +1580,8 @@ config_load_secrets (config_t *self, char *error, size_t error_size)
             secret = strdup (value);
         }
         else {
-            secret = s_read_secret_file (provider->auth_file);
+            size_t size;
+            secret = s_read_secret_file (provider->auth_file, CONFIG_SECRET_MAX, &size);
             if (!secret) {
                 snprintf (error, error_size, "config: providers.%s.auth: cannot read secret "
                           "file %s: %s", provider->name, provider->auth_file, strerror (errno));
@@ -1588,6 +1606,38 @@ config_load_secrets (config_t *self, char *error, size_t error_size)
         provider->auth_secret = secret;
     }
     return 0;
+}
+
+int
+config_load_api_keys (config_t *self, char *error, size_t error_size)
+{
+    if (!self->api_keys_file)
+        return 0;
+    // Read again: the keys a previous call added give way to the file's.
+    for (size_t i = self->api_keys_config_count; i < self->api_keys_count; i++) {
+        free (self->api_keys[i].tenant);
+        memset (&self->api_keys[i], 0, sizeof self->api_keys[i]);
+    }
+    self->api_keys_count = self->api_keys_config_count;
+    size_t size = 0;
+    char *text = s_read_secret_file (self->api_keys_file, CONFIG_API_KEYS_FILE_MAX, &size);
+    if (!text) {
+        snprintf (error, error_size, "config: gateway.api_keys_file: cannot read %s: %s",
+                  self->api_keys_file, strerror (errno));
+        return -1;
+    }
+    json_error_t json_error;
+    json_t *keys = jsontext_load (text, size, &json_error);
+    sodium_memzero (text, size);
+    free (text);
+    if (!keys) {
+        snprintf (error, error_size, "config: gateway.api_keys_file: %s:%d: %s", self->api_keys_file,
+                  json_error.line, json_error.text);
+        return -1;
+    }
+    int rc = s_load_api_keys (self, keys, "gateway.api_keys_file", error, error_size);
+    json_decref (keys);
+    return rc;
 }
 
 int
@@ -2143,6 +2193,96 @@ s_test_gateway_keys (const char *path)
     s_test_refused (path, bad, sizeof bad / sizeof bad[0]);
 }
 
+// s_test_api_keys_file covers gateway.api_keys_file: its keys are added to
+// the config file's, from the file named in the config or the environment;
+// a file that is missing, not JSON, not an array or holds a bad entry is
+// refused with one line naming the key (never a key's text).
+static void
+s_test_api_keys_file (const char *path)
+{
+    char error[256];
+    char keys_path[] = "/tmp/jobgate-api-keys-test-XXXXXX";
+    int fd = mkstemp (keys_path);
+    assert (fd >= 0);
+    close (fd);
+    char text[512];
+    snprintf (text, sizeof text, "{\"gateway\":{\"api_keys\":[{\"key\":\"k0\",\"tenant\":\"a\"}],"
+              "\"api_keys_file\":\"%s\"}}", keys_path);
+    // k1 and the SHA-256 of k2 from the file, beside k0 from the config.
+    unsigned char hash[32];
+    crypto_hash_sha256 (hash, (const unsigned char *) "k2", 2);
+    char hex[65];
+    sodium_bin2hex (hex, sizeof hex, hash, 32);
+    char good_text[512];
+    snprintf (good_text, sizeof good_text, "[{\"key\":\"k1\",\"tenant\":\"b\",\"operator\":true},"
+              "{\"key_sha256\":\"%s\",\"tenant\":\"c\"}]\n", hex);
+    FILE *file = fopen (keys_path, "w");
+    assert (file && fputs (good_text, file) >= 0 && fclose (file) == 0);
+    config_t *config = s_test_load (path, text, error, sizeof error);
+    assert (config && config->api_keys_count == 1);     // the file is read only when asked
+    assert (config_load_api_keys (config, error, sizeof error) == 0);
+    assert (config->api_keys_count == 3);
+    assert (!config_api_key_for (config, "k0", 2)->is_operator);
+    assert (config_api_key_for (config, "k1", 2)->is_operator);
+    assert (strcmp (config_tenant_for_key (config, "k2", 2), "c") == 0);
+    // Read again (a check, then the start, or a rotated Secret): the file's
+    // keys replace the ones it gave before, the config's stay.
+    file = fopen (keys_path, "w");
+    assert (file && fputs ("[{\"key\":\"k3\",\"tenant\":\"d\"}]", file) >= 0 && fclose (file) == 0);
+    assert (config_load_api_keys (config, error, sizeof error) == 0);
+    assert (config->api_keys_count == 2);
+    assert (config_api_key_for (config, "k0", 2) && config_api_key_for (config, "k3", 2));
+    assert (!config_api_key_for (config, "k1", 2) && !config_api_key_for (config, "k2", 2));
+    config_destroy (&config);
+    file = fopen (keys_path, "w");
+    assert (file && fputs (good_text, file) >= 0 && fclose (file) == 0);
+
+    // From the environment, with no key in the config file.
+    setenv ("JOBGATE_GATEWAY_API_KEYS_FILE", keys_path, 1);
+    config = s_test_load (path, "{}", error, sizeof error);
+    unsetenv ("JOBGATE_GATEWAY_API_KEYS_FILE");
+    assert (config && config_load_api_keys (config, error, sizeof error) == 0);
+    assert (config->api_keys_count == 2 && strcmp (config_tenant_for_key (config, "k1", 2), "b") == 0);
+    config_destroy (&config);
+
+    // Unset: nothing read, nothing refused.
+    config = s_test_load (path, "{}", error, sizeof error);
+    assert (config && config_load_api_keys (config, error, sizeof error) == 0);
+    assert (config->api_keys_count == 0);
+    config_destroy (&config);
+
+    struct {
+        const char *content;    // the file's text
+        const char *expected;   // the start of the error
+    } bad[] = {
+        { "[{\"key\":\"k1\"", "config: gateway.api_keys_file: " },
+        { "{\"key\":\"k1\",\"tenant\":\"b\"}", "config: gateway.api_keys_file must be an array" },
+        { "[{\"key\":\"secret-k9\"}]", "config: gateway.api_keys_file[0] needs \"tenant\"" },
+        { "[{\"key\":\"k1\",\"tenant\":\"b\\u0000ops\"}]", "config: gateway.api_keys_file[0] needs \"tenant\"" },
+        { "[{\"key_sha256\":\"abc\",\"tenant\":\"b\"}]",
+          "config: gateway.api_keys_file[0].key_sha256 must be 64 hex digits" },
+        { "[{\"key\":\"k1\",\"tenant\":\"b\",\"tennant\":\"c\"}]",
+          "config: unknown key gateway.api_keys_file[0].tennant (did you mean" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        file = fopen (keys_path, "w");
+        assert (file && fputs (bad[i].content, file) >= 0 && fclose (file) == 0);
+        config = s_test_load (path, text, error, sizeof error);
+        assert (config);
+        error[0] = '\0';
+        assert (config_load_api_keys (config, error, sizeof error) < 0);
+        assert (strncmp (error, bad[i].expected, strlen (bad[i].expected)) == 0);
+        assert (!strchr (error, '\n') && !strstr (error, "secret-k9"));
+        config_destroy (&config);
+    }
+    unlink (keys_path);
+    config = s_test_load (path, text, error, sizeof error);
+    assert (config && config_load_api_keys (config, error, sizeof error) < 0);
+    assert (strstr (error, "config: gateway.api_keys_file: cannot read ") == error
+            && strstr (error, keys_path));
+    config_destroy (&config);
+}
+
 // s_test_routes covers providers.*.models and providers.*.fallback: the
 // OpenAI door's routing both ways, and the rules between providers.
 static void
@@ -2232,6 +2372,7 @@ config_test (bool verbose)
     s_test_table (path);
     s_test_hardening (path);
     s_test_gateway_keys (path);
+    s_test_api_keys_file (path);
     s_test_routes (path);
     s_test_reload (path);
     unlink (path);

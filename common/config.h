@@ -77,13 +77,18 @@ typedef struct {
     int prefix;                 // prefix length in bits
 } config_network_t;
 
+// The largest gateway.api_keys_file read (about 10,000 hashed keys).
+#define CONFIG_API_KEYS_FILE_MAX (1024 * 1024)
+
 typedef struct {
     // gateway
     char *gateway_listen;           // HOST:PORT to serve HTTP on
     config_api_key_t *api_keys;     // configured keys; none = open mode
+    char *api_keys_file;            // file of more keys (config_load_api_keys), or NULL
     config_quota_t *quotas;         // per-tenant quotas ("quotas" section)
     size_t quotas_count;            // entries in quotas
     size_t api_keys_count;          // entries in api_keys
+    size_t api_keys_config_count;   // of those, the config file's (the rest: api_keys_file's)
     size_t max_body_bytes;          // request body limit (413 above)
     int64_t submit_timeout_ms;      // how long a POST waits for the broker
     int max_connections;            // HTTP connections held at once
@@ -143,6 +148,17 @@ config_t *config_load (const char *path, char *error, size_t error_size);
 // returns -1 with a one-line explanation naming the provider (never the
 // secret) in error.
 int config_load_secrets (config_t *self, char *error, size_t error_size);
+
+// config_load_api_keys reads gateway.api_keys_file, when set: a JSON array
+// of entries shaped as gateway.api_keys' (at most CONFIG_API_KEYS_FILE_MAX
+// bytes, under the jsontext policy), added to the keys of the config file —
+// the keys can then live in a Secret mounted as a file (Kubernetes) instead
+// of the config. Only the gateway calls it, with each configuration it loads
+// (at start; wherever it checks or reloads one). On error returns
+// -1 with a one-line explanation naming the file (never a key) in error.
+// Called again on the same config, it reads the file again in place of the
+// keys it read before.
+int config_load_api_keys (config_t *self, char *error, size_t error_size);
 
 // config_network_parse parses "ADDRESS/PREFIX" (or a bare address, meaning
 // one host) into *network. Returns 0, or -1 when text is not such a network.

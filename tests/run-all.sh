@@ -32,6 +32,8 @@ suite "self-tests" "$build/tests/jobgate-selftest" -q
 suite "integration" env JOBGATE_BUILD="$build" python3 tests/integration/run.py
 suite "faults (3 rounds)" env JOBGATE_BUILD="$build" python3 tests/faults/faults.py --rounds 3
 suite "overload (15 s)" env JOBGATE_BUILD="$build" python3 tests/faults/overload.py --fast
+suite "kubernetes manifests (offline schemas)" tests/k8s/run.sh "$build"
+suite "scale-out: provider limit split across shards (simulation)" python3 tests/scaleout/limit_split.py --check
 suite "python client" clients/python/tests/run.sh "$build"
 suite "systemd units (3 s)" tests/systemd/run.sh "$build"
 if [ -n "$asan" ]; then
