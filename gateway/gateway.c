@@ -1933,6 +1933,11 @@ s_config_ok (const config_t *config, struct sockaddr_storage *addr, char *error,
 int
 gateway_check_config (config_t *config, char *error, size_t error_size)
 {
+    // API keys kept apart from the config (gateway.api_keys_file, a
+    // Kubernetes Secret as a file): read with every configuration checked,
+    // at start, by --check-config and on a reload, before open mode is judged.
+    if (config_load_api_keys (config, error, error_size) < 0)
+        return -1;
     struct sockaddr_storage addr;
     return s_config_ok (config, &addr, error, error_size);
 }

@@ -73,12 +73,6 @@ main (int argc, char **argv)
     if (!config)
         return exit_code;
     char error[512];
-    // API keys kept apart from the config (a Kubernetes Secret as a file).
-    if (config_load_api_keys (config, error, sizeof error) < 0) {
-        fprintf (stderr, "jobgate-gateway: %s\n", error);
-        config_destroy (&config);
-        return 1;
-    }
 
     process_t process = { 0 };
     process.loop = evloop_new ();
