@@ -68,6 +68,35 @@ s_ready (evloop_t *loop, int fd, int events, void *arg)
     mhdloop_run (arg);
 }
 
+// s_unescape percent-decodes a request's path, or a query argument, in place
+// as libmicrohttpd's own decoder does, except that "%00" stays as written: a
+// decoded NUL would end the C string early, so that "/v1/jobs/%00/retry"
+// reached the router as "/v1/jobs/" and "/healthz%00x" as "/healthz"
+// (issue 13). Returns the new length.
+static size_t
+s_unescape (void *cls, struct MHD_Connection *connection, char *text)
+{
+    size_t out = 0;
+    char *piece = text;
+    for (;;) {
+        // Each piece between two "%00" shrinks as it is decoded, so it is
+        // moved down over bytes already read.
+        char *nul = strstr (piece, "%00");
+        if (nul)
+            *nul = '\0';
+        size_t len = MHD_http_unescape (piece);
+        memmove (text + out, piece, len);
+        out += len;
+        if (!nul)
+            break;
+        memcpy (text + out, "%00", 3);
+        out += 3;
+        piece = nul + 3;
+    }
+    text[out] = '\0';
+    return out;
+}
+
 mhdloop_t *
 mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCallback access,
              MHD_RequestCompletedCallback completed, void *arg, char *error, size_t error_size)
@@ -81,7 +110,8 @@ mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCa
         MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_CONNECTION_LIMIT,
         limits->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, limits->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits->connection_memory,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_END);
+        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_UNESCAPE_CALLBACK, s_unescape, NULL,
+        MHD_OPTION_END);
     if (!self->daemon) {
         snprintf (error, error_size, "cannot start the HTTP server: %s", strerror (errno));
         free (self);
@@ -350,6 +380,21 @@ mhdloop_test (bool verbose)
 {
     if (verbose)
         printf (" * mhdloop: ");
+    // Paths and arguments decode as libmicrohttpd decodes them, except that
+    // "%00" stays as written: nothing after it is lost.
+    const char *decoded[][2] = {
+        { "/v1/jobs/%00/retry", "/v1/jobs/%00/retry" }, { "/healthz%00x", "/healthz%00x" },
+        { "/a%2Fb%20c", "/a/b c" }, { "%00%41%00", "%00A%00" }, { "%2500", "%00" },
+        { "%%00%", "%%00%" }, { "", "" }, { "plain+text", "plain+text" },
+    };
+    for (size_t i = 0; i < sizeof decoded / sizeof decoded[0]; i++) {
+        char text[64];
+        snprintf (text, sizeof text, "%s", decoded[i][0]);
+        size_t len = s_unescape (NULL, NULL, text);
+        if (strcmp (text, decoded[i][1]) != 0)
+            fprintf (stderr, "mhdloop: %s decoded as %s\n", decoded[i][0], text);
+        assert (strcmp (text, decoded[i][1]) == 0 && len == strlen (text));
+    }
     evloop_t *loop = evloop_new ();
     s_test_server_t server = { 0 };
     mhdloop_limits_t limits = { .max_connections = 16, .timeout_s = 60,
