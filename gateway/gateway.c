@@ -179,8 +179,7 @@ s_answer_json (request_t *req, unsigned int status, json_t *body)
 {
     char *text = json_dumps (body, JSON_COMPACT);
     json_decref (body);
-    s_answer_text (req, status, text,
-                   status >= 400 ? "application/problem+json" : "application/json");
+    s_answer_text (req, status, text, "application/json");
 }
 
 // s_answer_problem answers an error: problem details (RFC 9457), or for an
@@ -196,7 +195,10 @@ s_answer_problem (request_t *req, int status, const char *slug, const char *deta
         json_decref (errors);
         return;
     }
-    s_answer_json (req, (unsigned) status, problem_new (status, slug, detail, errors));
+    json_t *problem = problem_new (status, slug, detail, errors);
+    s_answer_text (req, (unsigned) status, json_dumps (problem, JSON_COMPACT),
+                   "application/problem+json");
+    json_decref (problem);
 }
 
 static void
