@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <assert.h>
+#include <microhttpd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -98,6 +99,30 @@ routes_match (const char *path, const char *method)
     return route;
 }
 
+size_t
+routes_unescape (char *text)
+{
+    size_t out = 0;
+    char *piece = text;
+    for (;;) {
+        // Each piece between two "%00" shrinks as it is decoded, so it is
+        // moved down over bytes already read.
+        char *nul = strstr (piece, "%00");
+        if (nul)
+            *nul = '\0';
+        size_t len = MHD_http_unescape (piece);
+        memmove (text + out, piece, len);
+        out += len;
+        if (!nul)
+            break;
+        memcpy (text + out, "%00", 3);
+        out += 3;
+        piece = nul + 3;
+    }
+    text[out] = '\0';
+    return out;
+}
+
 const char *
 routes_template (route_id_t id)
 {
@@ -130,6 +155,21 @@ routes_test (bool verbose)
 {
     if (verbose)
         printf (" * routes: ");
+    // Paths and arguments decode as libmicrohttpd decodes them, except that
+    // "%00" stays as written: nothing after it is lost.
+    const char *decoded[][2] = {
+        { "/v1/jobs/%00/retry", "/v1/jobs/%00/retry" }, { "/healthz%00x", "/healthz%00x" },
+        { "/a%2Fb%20c", "/a/b c" }, { "%00%41%00", "%00A%00" }, { "%2500", "%00" },
+        { "%%00%", "%%00%" }, { "", "" }, { "plain+text", "plain+text" },
+    };
+    for (size_t i = 0; i < sizeof decoded / sizeof decoded[0]; i++) {
+        char text[64];
+        snprintf (text, sizeof text, "%s", decoded[i][0]);
+        size_t len = routes_unescape (text);
+        if (strcmp (text, decoded[i][1]) != 0)
+            fprintf (stderr, "routes: %s decoded as %s\n", decoded[i][0], text);
+        assert (strcmp (text, decoded[i][1]) == 0 && len == strlen (text));
+    }
     const char *id = "0190a000-0000-7000-8000-000000000001";
     char path[128];
     // Each resource by its methods; HEAD goes with GET.

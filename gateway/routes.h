@@ -54,6 +54,14 @@ typedef struct {
 // the table. This function can't fail.
 route_t routes_match (const char *path, const char *method);
 
+// routes_unescape percent-decodes a request's path, or a query argument, in
+// place (text is NUL-terminated) as libmicrohttpd's own decoder does, except
+// that "%00" stays as written: a decoded NUL would end the C string early,
+// so that "/v1/jobs/%00/retry" reached the table as "/v1/jobs/" and
+// "/healthz%00x" as "/healthz". mhdloop installs it as libmicrohttpd's
+// unescape callback. Returns the new length. This function can't fail.
+size_t routes_unescape (char *text);
+
 // routes_template returns the path of route id's row ("/v1/jobs/{id}"), or
 // NULL for ROUTE_NONE. This function can't fail.
 const char *routes_template (route_id_t id);
