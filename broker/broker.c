@@ -1741,6 +1741,27 @@ s_test_fallbacks (void)
     s_test_rig_end (&rig);
 }
 
+// s_test_webhook_state reads job id as tenant and checks the state of its
+// callback's delivery (the job object's "webhook"): that delivery's, in
+// state, after attempts, the last answered last_status (0: none). Returns
+// the job (the caller destroys it).
+static job_t *
+s_test_webhook_state (test_rig_t *rig, const char *id, const char *tenant,
+                      const char *delivery_id, const char *state, int attempts, int last_status)
+{
+    int64_t code;
+    job_t *job = s_test_job (rig, id, tenant, NULL, &code);
+    assert (job && job->webhook);
+    json_t *webhook = jsontext_loads (job->webhook, NULL);
+    assert (strcmp (json_string_value (json_object_get (webhook, "id")), delivery_id) == 0);
+    assert (strcmp (json_string_value (json_object_get (webhook, "state")), state) == 0);
+    assert (json_integer_value (json_object_get (webhook, "attempts")) == attempts);
+    json_t *status = json_object_get (webhook, "last_status");
+    assert (last_status ? json_integer_value (status) == last_status : json_is_null (status));
+    json_decref (webhook);
+    return job;
+}
+
 // s_test_webhooks covers issue 17 #5 and #1/#4: a webhook delivery belongs
 // to its job's tenant, and its payload is the job as job_render makes it,
 // readable under the JSON policy.
@@ -1767,12 +1788,18 @@ s_test_webhooks (void)
     assert (strcmp (delivery->kind, "webhook") == 0);
     assert (strcmp (delivery->tenant, TENANT_WEBHOOK_PREFIX "c") == 0);
     json_t *spec = jsontext_loads (delivery->spec, NULL);
+    // The Standard Webhooks envelope, the job object as its data.
     json_t *payload = json_object_get (json_object_get (spec, "request"), "payload");
-    assert (strcmp (json_string_value (json_object_get (payload, "id")), id) == 0);
-    json_t *body_n = json_object_get (json_object_get (json_object_get (payload, "result"), "body"), "n");
+    assert (strcmp (json_string_value (json_object_get (payload, "type")), "job.succeeded") == 0);
+    json_t *data = json_object_get (payload, "data");
+    assert (strcmp (json_string_value (json_object_get (data, "id")), id) == 0);
+    json_t *body_n = json_object_get (json_object_get (json_object_get (data, "result"), "body"), "n");
     assert (json_string_length (body_n) == 3);
     json_decref (spec);
+    // The job shows its delivery pending, not yet tried.
     int64_t code, retry_after;
+    job_t *seen = s_test_webhook_state (&rig, id, "c", delivery->id, "pending", 0, 0);
+    job_destroy (&seen);
     char other[JOB_ID_LEN + 1];
     s_test_accepted (&rig, "c", "p", 5, NULL, other);
     s_test_submit (&rig, "c", "http", "p", 5, NULL, NULL, other);
@@ -1794,10 +1821,70 @@ s_test_webhooks (void)
     testpeer_send (rig.gateway, PROTO_LIST, &list);
     assert (s_test_answer (&rig, &code, NULL) == PROTO_ERROR && code == 400);
     s_test_report (worker, delivery->id, attempt, lease, "succeeded", "{\"status\":204}", NULL);
-    job_destroy (&delivery);
     testpeer_run (rig.loop, 20);
+    seen = s_test_webhook_state (&rig, id, "c", delivery->id, "delivered", 1, 204);
+    job_destroy (&seen);
+    job_destroy (&delivery);
     s_test_accepted (&rig, "c", "p", 5, NULL, other);
+    const uint64_t *counts = jobs_delivery_counts (rig.broker->jobs);
+    assert (counts[DELIVERY_OUTCOME_DELIVERED] == 1 && counts[DELIVERY_OUTCOME_RETRIED] == 0);
 
+
+    testpeer_destroy (&worker);
+    s_test_rig_end (&rig);
+}
+
+// s_test_webhook_retries: a delivery that fails shows on its job how it
+// goes, attempt by attempt, until it gives up; the outcomes are counted.
+static void
+s_test_webhook_retries (void)
+{
+    test_rig_t rig;
+    s_test_rig (&rig, "broker-test-hook-retries", "\"webhooks\":{\"max_attempts\":2}");
+    testpeer_t *worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 1, 1, "w3");
+    char id[JOB_ID_LEN + 1];
+    int64_t attempt;
+    char lease[LEASE_TOKEN_LEN + 1];
+    // A delivery answered 500 is retried: the job shows the status, the
+    // error and when the next attempt is due; the last failure gives up.
+    s_test_accepted (&rig, "d", "p", 5,
+                     "{\"request\":{\"path\":\"/json\"},\"callback\":{\"url\":\"http://127.0.0.1:9/h\"}}",
+                     id);
+    job_t *job = s_test_dispatched (&rig, worker, &attempt, lease);
+    job_destroy (&job);
+    s_test_report (worker, id, attempt, lease, "failed", NULL,
+                   "{\"type\":\"upstream_status\",\"upstream_status\":404}");
+    job_t *delivery = s_test_dispatched (&rig, worker, &attempt, lease);
+    assert (strcmp (delivery->kind, "webhook") == 0);
+    json_t *spec = jsontext_loads (delivery->spec, NULL);
+    json_t *payload = json_object_get (json_object_get (spec, "request"), "payload");
+    assert (strcmp (json_string_value (json_object_get (payload, "type")), "job.failed") == 0);
+    json_decref (spec);
+    s_test_report (worker, delivery->id, attempt, lease, "retry", NULL,
+                   "{\"type\":\"upstream_status\",\"upstream_status\":500}");
+    testpeer_run (rig.loop, 20);
+    job_t *reported = s_test_webhook_state (&rig, id, "d", delivery->id, "pending", 1, 500);
+    json_t *state = jsontext_loads (reported->webhook, NULL);
+    assert (strcmp (json_string_value (json_object_get (state, "last_error")), "upstream_status") == 0);
+    assert (json_is_string (json_object_get (state, "next_attempt_at")));
+    json_decref (state);
+    job_destroy (&reported);
+    const uint64_t *counts = jobs_delivery_counts (rig.broker->jobs);
+    assert (counts[DELIVERY_OUTCOME_RETRIED] == 1);
+    job_destroy (&delivery);
+    delivery = s_test_dispatched (&rig, worker, &attempt, lease);
+    s_test_report (worker, delivery->id, attempt, lease, "retry", NULL,
+                   "{\"type\":\"connect_failed\"}");
+    testpeer_run (rig.loop, 20);
+    reported = s_test_webhook_state (&rig, id, "d", delivery->id, "given_up", 2, 0);
+    state = jsontext_loads (reported->webhook, NULL);
+    assert (strcmp (json_string_value (json_object_get (state, "last_error")), "connect_failed") == 0);
+    assert (json_is_null (json_object_get (state, "next_attempt_at")));
+    json_decref (state);
+    job_destroy (&reported);
+    job_destroy (&delivery);
+    assert (counts[DELIVERY_OUTCOME_GIVEN_UP] == 1 && counts[DELIVERY_OUTCOME_DELIVERED] == 0);
     testpeer_destroy (&worker);
     s_test_rig_end (&rig);
 }
@@ -2160,6 +2247,7 @@ broker_test (bool verbose)
     s_test_fairness ();
     s_test_fallbacks ();
     s_test_webhooks ();
+    s_test_webhook_retries ();
     s_test_admission ();
     s_test_store_full ();
     s_test_cache_refused ();

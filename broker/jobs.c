@@ -36,6 +36,7 @@ struct _jobs_t {
     ledger_t *ledger;           // the LLM usage totals (borrowed), or NULL
     cache_t *cache;             // the shared calls in flight, the cache's counts
     zhashx_t *hit_deliveries;   // id of a hit not committed yet → its callback delivery's id
+    uint64_t deliveries[DELIVERY_OUTCOME_COUNT_]; // webhook attempts and deliveries, by outcome
 };
 
 jobs_t *
@@ -156,16 +157,66 @@ s_put (jobs_t *self, const job_t *job, bool is_new)
     store_put (self->store, job, expire_at, is_new);
 }
 
+// s_answer_policy returns the cache policy under which a finished job
+// answers later identical jobs (SPEC §3.2): a success of its own call; one
+// answered by another's call or by the cache is no new answer (disabled).
+static cache_policy_t
+s_answer_policy (jobs_t *self, const job_t *job)
+{
+    cache_policy_t policy = { .enabled = false };
+    if (job->status == JOB_SUCCEEDED && job->result && job->cache
+        && strcmp (job->cache, cache_outcome_name (CACHE_MISS)) == 0)
+        policy = cache_policy_of (job, self->config);
+    return policy;
+}
+
+// s_cached_keep_ms returns how long a success that answers identical jobs
+// is kept: its result TTL or its cache TTL, whichever is longer.
+static int64_t
+s_cached_keep_ms (jobs_t *self, const cache_policy_t *policy)
+{
+    return self->config->result_ttl_ms > policy->ttl_ms ? self->config->result_ttl_ms
+                                                        : policy->ttl_ms;
+}
+
 // s_put_cached writes a success that answers later identical jobs (SPEC
-// §3.2): kept for its result TTL or its cache TTL, whichever is longer, and
-// indexed under its key.
+// §3.2): kept for s_cached_keep_ms, and indexed under its key.
 static void
 s_put_cached (jobs_t *self, const job_t *job, const cache_policy_t *policy)
 {
-    int64_t keep_ms = self->config->result_ttl_ms > policy->ttl_ms ? self->config->result_ttl_ms
-                                                                   : policy->ttl_ms;
-    store_put (self->store, job, job->finished_at + keep_ms, false);
+    store_put (self->store, job, job->finished_at + s_cached_keep_ms (self, policy), false);
     store_cache_index (self->store, job->id, policy->key.bytes, job->finished_at);
+}
+
+// s_put_finished writes a finished job's version: under its answer's cache
+// policy when it has one.
+static void
+s_put_finished (jobs_t *self, const job_t *job, const cache_policy_t *policy)
+{
+    if (policy->enabled)
+        s_put_cached (self, job, policy);
+    else
+        s_put (self, job, false);
+}
+
+// s_put_news writes a later version of a finished job (the delivery state
+// of its callback changed): kept no shorter than its finish asked. In the
+// batch of its finish, the version replaces that one, index and all; in a
+// later one, the cache's index (written then) stands as it is: indexing
+// again could make an older success the answer over a newer one.
+static void
+s_put_news (jobs_t *self, const job_t *job)
+{
+    cache_policy_t policy = s_answer_policy (self, job);
+    if (!policy.enabled)
+        s_put (self, job, false);
+    else if (store_pending_has (self->store, job->id))
+        s_put_cached (self, job, &policy);
+    else {
+        int64_t expire_at = clock_wall_ms () + self->config->result_ttl_ms;
+        int64_t cached_until = job->finished_at + s_cached_keep_ms (self, &policy);
+        store_put (self->store, job, cached_until > expire_at ? cached_until : expire_at, false);
+    }
 }
 
 // s_publish keeps the job's status event for after the commit.
@@ -342,8 +393,9 @@ s_retry_due (evloop_t *loop, void *arg)
 }
 
 // s_retry_later makes a running job wait for its next attempt: queued, with
-// the failed attempt's result and error, after a backoff.
-static void
+// the failed attempt's result and error, after a backoff. Returns the wait
+// in ms (0: queued at once, on a fallback).
+static int64_t
 s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
 {
     s_leave_running (self, entry);
@@ -364,7 +416,7 @@ s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
         log_info (job->id, "attempt %d failed (%s) at %s; next attempt at %s", entry->attempt,
                   report->error_type[0] ? report->error_type : "no detail", provider->name,
                   self->config->providers[scheduler_call_provider (self->scheduler, entry)].name);
-        return;
+        return 0;
     }
     int64_t delay = s_backoff_ms (job->attempts, report->retry_after_ms,
                                   provider ? provider->retry_base_ms : BACKOFF_BASE_MS,
@@ -374,16 +426,21 @@ s_retry_later (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
     entry->timer = evloop_timer_start (self->loop, delay, s_retry_due, entry);
     log_info (job->id, "attempt %d failed (%s); retry in %lld ms", entry->attempt,
               report->error_type[0] ? report->error_type : "no detail", (long long) delay);
+    return delay;
 }
 
 // s_webhook_for makes, in the batch of the job's terminal state, the
 // delivery of its callback (broker/delivery.h), admitted like any work of
 // the tenant's: it counts against its active and running limits (issue 17
-// #5). Writes the delivery's id into delivery_id (JOB_ID_LEN + 1 bytes, may
-// be NULL) and returns true when one was made.
+// #5). The job's record is given the delivery's state (pending, or given
+// up when it could not be queued); the caller writes it. Writes the
+// delivery's id into delivery_id (JOB_ID_LEN + 1 bytes, may be NULL; ""
+// when none was made). Returns true when the job asked for a callback.
 static bool
-s_webhook_for (jobs_t *self, const job_t *job, char *delivery_id)
+s_webhook_for (jobs_t *self, job_t *job, char *delivery_id)
 {
+    if (delivery_id)
+        delivery_id[0] = '\0';
     char *url = delivery_url (job);
     if (!url)
         return false;
@@ -391,24 +448,84 @@ s_webhook_for (jobs_t *self, const job_t *job, char *delivery_id)
     tenant_t *tenant = tenants_get (self->tenants, job->tenant, now);
     admission_t admission = { .path = ADMIT_WEBHOOK, .now_ms = now };
     refusal_t refusal;
+    job_t *delivery = NULL;
+    delivery_state_t state = { .state = DELIVERY_GIVEN_UP,
+                               .max_attempts = self->config->webhook_max_attempts };
     if (!tenants_admit (self->tenants, tenant, &admission, &refusal)) {
         log_warn (job->id, "webhook not queued: %s", refusal.why);
-        free (url);
-        return false;
+        state.last_error = "not_queued_over_quota";
     }
-    job_t *delivery = delivery_new (job, url, self->config, clock_wall_ms ());
-    free (url);
-    if (!delivery) {
+    else if (!(delivery = delivery_new (job, url, self->config, clock_wall_ms ()))) {
         log_error (job->id, "webhook not queued: its payload does not fit the JSON policy");
-        return false;
+        state.last_error = "not_queued_too_large";
     }
-    s_put (self, delivery, true);
-    scheduler_enqueue (self->scheduler, s_entry_new (self, delivery), false);
-    log_info (job->id, "webhook %s queued for the callback", delivery->id);
-    if (delivery_id)
-        memcpy (delivery_id, delivery->id, JOB_ID_LEN + 1);
+    free (url);
+    if (delivery) {
+        s_put (self, delivery, true);
+        scheduler_enqueue (self->scheduler, s_entry_new (self, delivery), false);
+        log_info (job->id, "webhook %s queued for the callback", delivery->id);
+        if (delivery_id)
+            memcpy (delivery_id, delivery->id, JOB_ID_LEN + 1);
+        state = (delivery_state_t) { .id = delivery->id, .state = DELIVERY_PENDING,
+                                     .max_attempts = delivery->max_attempts,
+                                     .next_attempt_at = delivery->created_at };
+    }
+    else
+        self->deliveries[DELIVERY_OUTCOME_NOT_QUEUED]++;
+    free (job->webhook);
+    job->webhook = delivery_state (&state);
     job_destroy (&delivery);
     return true;
+}
+
+// s_answer_status returns the HTTP status that answered an attempt, 0 when
+// none did (a success's is in its result).
+static int
+s_answer_status (const report_t *report)
+{
+    if (report->upstream_status > 0 || report->outcome != REPORT_SUCCEEDED || !report->result)
+        return report->upstream_status;
+    json_t *result = jsontext_loads (report->result, NULL);
+    json_int_t status = json_integer_value (json_object_get (result, "status"));
+    json_decref (result);
+    return status > 0 && status < 1000 ? (int) status : 0;
+}
+
+// s_delivery_news counts how a webhook delivery's attempt ended and writes
+// where the delivery now stands into the record of the job it reports
+// (unless that job expired, or was run again since and awaits another
+// delivery). delivery is the delivery's record after the transition;
+// last_status and last_error (may be NULL) say how the attempt ended;
+// next_in_ms is the wait before the next attempt, when one is due.
+static void
+s_delivery_news (jobs_t *self, const job_t *delivery, int last_status, const char *last_error,
+                 int64_t next_in_ms)
+{
+    delivery_outcome_t outcome = delivery->status == JOB_SUCCEEDED ? DELIVERY_OUTCOME_DELIVERED
+                                 : job_status_terminal (delivery->status) ? DELIVERY_OUTCOME_GIVEN_UP
+                                 : DELIVERY_OUTCOME_RETRIED;
+    self->deliveries[outcome]++;
+    char id[JOB_ID_LEN + 1];
+    job_t *job = delivery_job_id (delivery, id) == 0 ? store_get (self->store, id) : NULL;
+    if (!job || !delivery_state_is_of (job->webhook, delivery->id)) {
+        job_destroy (&job);
+        return;
+    }
+    int64_t now = clock_wall_ms ();
+    delivery_state_t state = {
+        .id = delivery->id,
+        .state = outcome == DELIVERY_OUTCOME_DELIVERED ? DELIVERY_DELIVERED
+                 : outcome == DELIVERY_OUTCOME_GIVEN_UP ? DELIVERY_GIVEN_UP : DELIVERY_PENDING,
+        .attempts = delivery->attempts, .max_attempts = delivery->max_attempts,
+        .last_status = last_status, .last_error = last_error, .last_attempt_at = now,
+        .next_attempt_at = outcome == DELIVERY_OUTCOME_RETRIED ? now + next_in_ms : 0,
+    };
+    free (job->webhook);
+    job->webhook = delivery_state (&state);
+    s_put_news (self, job);
+    log_info (job->id, "webhook %s: %s after %d attempt(s)", delivery->id,
+              delivery_outcome_name (outcome), delivery->attempts);
+    job_destroy (&job);
 }
 
 // s_answer_from_cache finishes a new job at once with the newest success of
@@ -438,6 +555,9 @@ s_answer_from_cache (jobs_t *self, job_t *job, const cache_policy_t *policy)
         job_set_str (&job->usage, source->usage);
         job_set_str (&job->answered_by, source->answered_by);
         job_set_str (&job->cache, cache_outcome_name (CACHE_HIT));
+        // The delivery first: its state goes into this version.
+        char delivery_id[JOB_ID_LEN + 1];
+        s_webhook_for (self, job, delivery_id);
         s_put (self, job, true);
         s_publish (self, job);
         cache_count (self->cache, scheduler_provider (self->scheduler, job->provider), CACHE_HIT);
@@ -445,8 +565,7 @@ s_answer_from_cache (jobs_t *self, job_t *job, const cache_policy_t *policy)
                   (long long) (now - succeeded_at));
         // Until the commit, a refused submission takes its delivery with it
         // (jobs_hit_delivery).
-        char delivery_id[JOB_ID_LEN + 1];
-        if (s_webhook_for (self, job, delivery_id))
+        if (delivery_id[0])
             zhashx_update (self->hit_deliveries, job->id, delivery_id);
     }
     job_destroy (&source);
@@ -557,6 +676,8 @@ jobs_retry (jobs_t *self, job_t *job)
     job_set_str (&job->error, NULL);
     job_set_str (&job->answered_by, NULL);
     job_set_str (&job->usage, NULL);
+    // Its next finish makes a delivery of its own.
+    job_set_str (&job->webhook, NULL);
     // A retry makes its own call (a canceled follower's included).
     if (job->cache)
         job_set_str (&job->cache, cache_outcome_name (CACHE_MISS));
@@ -629,6 +750,8 @@ jobs_lose (jobs_t *self, entry_t *entry, const char *why)
         s_requeue (self, entry, job, true);
         log_warn (job->id, "attempt %d lost (%s); requeued", entry->attempt, why);
     }
+    if (strcmp (job->kind, "webhook") == 0)
+        s_delivery_news (self, job, 0, "worker_lost", 0);
     job_destroy (&job);
 }
 
@@ -712,6 +835,12 @@ s_account (jobs_t *self, entry_t *entry, job_t *job, const report_t *report)
     free (asked);
 }
 
+const uint64_t *
+jobs_delivery_counts (jobs_t *self)
+{
+    return self->deliveries;
+}
+
 void
 jobs_set_ledger (jobs_t *self, ledger_t *ledger)
 {
@@ -730,6 +859,7 @@ jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
     report_read (&report, body, self->config->max_result_bytes, job->id);
     s_account (self, entry, job, &report);
     s_call_ended (self, entry, report_call (&report));
+    int64_t retry_in_ms = 0;
     if (report.outcome == REPORT_HANDBACK) {
         // A draining worker gave the job back unfinished: it did not fail,
         // so the attempt is not counted, and it runs again at once.
@@ -741,12 +871,15 @@ jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
         jobs_finish (self, entry, job, JOB_SUCCEEDED, report.result, NULL);
     }
     else if (report.outcome == REPORT_RETRY && job->attempts < job->max_attempts)
-        s_retry_later (self, entry, job, &report);
+        retry_in_ms = s_retry_later (self, entry, job, &report);
     else {
         s_answered_by (self, entry, job, &report);
         jobs_finish (self, entry, job, JOB_FAILED, report.result,
                      report.error ? report.error : "{\"type\":\"failed\"}");
     }
+    if (report.outcome != REPORT_HANDBACK && strcmp (job->kind, "webhook") == 0)
+        s_delivery_news (self, job, s_answer_status (&report),
+                         report.error_type[0] ? report.error_type : NULL, retry_in_ms);
     report_free (&report);
     job_destroy (&job);
 }
@@ -796,16 +929,9 @@ jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, cons
     job->finished_at = clock_wall_ms ();
     job_set_str (&job->result, result);
     job_set_str (&job->error, error);
-    // A success of its own call answers identical jobs later (SPEC §3.2);
-    // one answered by another's call or by the cache is no new answer.
-    cache_policy_t policy = { .enabled = false };
-    if (status == JOB_SUCCEEDED && job->result && job->cache
-        && strcmp (job->cache, cache_outcome_name (CACHE_MISS)) == 0)
-        policy = cache_policy_of (job, self->config);
-    if (policy.enabled)
-        s_put_cached (self, job, &policy);
-    else
-        s_put (self, job, false);
+    // A success of its own call answers identical jobs later (SPEC §3.2).
+    cache_policy_t policy = s_answer_policy (self, job);
+    s_put_finished (self, job, &policy);
     s_publish (self, job);
     log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
     if (status == JOB_SUCCEEDED)
@@ -814,8 +940,10 @@ jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, cons
     // which this finish just freed. (The followers of a call that did not
     // succeed run on their own from here.)
     s_entry_free (self, entry);
-    if (strcmp (job->kind, "webhook") != 0)
-        s_webhook_for (self, job, NULL);
+    // The version with its delivery's state replaces, in the same batch,
+    // the one written above.
+    if (strcmp (job->kind, "webhook") != 0 && s_webhook_for (self, job, NULL))
+        s_put_finished (self, job, &policy);
 }
 
 void

@@ -26,7 +26,9 @@
 //                                      the provider moves the job on to its next
 //                                      fallback, queued at once (broker/scheduler.h)
 //   jobs_finish     any end            → succeeded | failed | canceled, and the
-//                                      webhook delivery of its callback, if any
+//                                      webhook delivery of its callback, if any (whose
+//                                      state the job's record shows, updated by each
+//                                      of the delivery's own transitions)
 //                                      (a leader's success finishes its followers with its
 //                                      result; any other end queues them for their own call)
 //   jobs_fail_fast  a provider's breaker fails fast  queued → failed (circuit_open)
@@ -40,6 +42,7 @@
 #define JOBGATE_JOBS_H
 
 #include "config.h"
+#include "delivery.h"
 #include "evloop.h"
 #include "job.h"
 #include "ledger.h"
@@ -60,6 +63,12 @@ typedef struct _jobs_t jobs_t;
 // retry timers run on loop. This function can't fail.
 jobs_t *jobs_new (const config_t *config, evloop_t *loop, store_t *store, outbox_t *outbox,
                   tenants_t *tenants, scheduler_t *scheduler, workers_t *workers);
+
+// jobs_delivery_counts returns the webhook delivery attempts and
+// deliveries counted since start, indexed by delivery_outcome_t
+// (broker/delivery.h): for jobgate_webhook_deliveries_total{outcome}.
+// Borrowed; DELIVERY_OUTCOME_COUNT_ entries.
+const uint64_t *jobs_delivery_counts (jobs_t *self);
 
 // jobs_set_ledger makes RESULTs count their LLM usage in ledger (borrowed;
 // NULL: not counted): broker/ledger.h.

@@ -63,6 +63,7 @@ job_destroy (job_t **self_p)
     free (self->answered_by);
     free (self->via);
     free (self->model);
+    free (self->webhook);
     free (self);
     *self_p = NULL;
 }
@@ -100,6 +101,7 @@ job_dup (const job_t *self)
     copy->answered_by = s_copy_or_null (self->answered_by);
     copy->via = s_copy_or_null (self->via);
     copy->model = s_copy_or_null (self->model);
+    copy->webhook = s_copy_or_null (self->webhook);
     return copy;
 }
 
@@ -133,6 +135,8 @@ job_pack (const job_t *self, pack_writer_t *writer)
         pack_put_str (writer, "lease", self->lease);
     if (self->answered_by)
         pack_put_str (writer, "answered_by", self->answered_by);
+    if (self->webhook)
+        pack_put_str (writer, "webhook", self->webhook);
 }
 
 job_t *
@@ -177,6 +181,7 @@ job_unpack (pack_reader_t *reader)
     self->cache = pack_get_strdup (reader, "cache");
     self->lease = pack_get_strdup (reader, "lease");
     self->answered_by = pack_get_strdup (reader, "answered_by");
+    self->webhook = pack_get_strdup (reader, "webhook");
     // Records written before attempt identities existed: the attempts
     // counter was the identity then.
     if (pack_get_int (reader, "attempt_seq", &self->attempt_seq) < 0 || self->attempt_seq < 0
@@ -191,9 +196,8 @@ job_unpack (pack_reader_t *reader)
     return self;
 }
 
-// s_time_json renders wall ms as RFC 3339, or null when unset.
-static json_t *
-s_time_json (int64_t wall_ms)
+json_t *
+job_time_json (int64_t wall_ms)
 {
     if (wall_ms <= 0)
         return json_null ();
@@ -233,9 +237,9 @@ job_render (const job_t *self)
     json_object_set_new (object, "attempts", json_integer (self->attempts));
     json_object_set_new (object, "max_attempts", json_integer (self->max_attempts));
     json_object_set_new (object, "priority", json_integer (self->priority));
-    json_object_set_new (object, "created_at", s_time_json (self->created_at));
-    json_object_set_new (object, "started_at", s_time_json (self->started_at));
-    json_object_set_new (object, "finished_at", s_time_json (self->finished_at));
+    json_object_set_new (object, "created_at", job_time_json (self->created_at));
+    json_object_set_new (object, "started_at", job_time_json (self->started_at));
+    json_object_set_new (object, "finished_at", job_time_json (self->finished_at));
     if (self->answered_by && job_status_terminal (self->status))
         json_object_set_new (object, "answered_by", json_string (self->answered_by));
     if (self->cache)
@@ -243,7 +247,7 @@ job_render (const job_t *self)
     char *head = json_dumps (object, JSON_COMPACT);
     json_decref (object);
     char *metadata = self->metadata || !self->spec ? NULL : s_metadata_of (self->spec);
-    s_spliced_t spliced[4] = {
+    s_spliced_t spliced[5] = {
         { .key = "metadata", .text = self->metadata ? self->metadata : metadata }
     };
     size_t count = 1;
@@ -254,6 +258,9 @@ job_render (const job_t *self)
     // SPEC §3.1: the usage the upstream reported, on llm jobs that have it.
     if (self->usage && self->kind && strcmp (self->kind, "llm") == 0)
         spliced[count++] = (s_spliced_t) { .key = "usage", .text = self->usage };
+    // How the delivery of its callback goes (broker/delivery.h).
+    if (self->webhook)
+        spliced[count++] = (s_spliced_t) { .key = "webhook", .text = self->webhook };
     // The head ends with '}': the spliced members go before it, in one
     // allocation sized up front.
     size_t len = strlen (head) - 1, total = len + 2;
@@ -361,16 +368,20 @@ job_test (bool verbose)
     json_decref (object);
     job_set_str (&copy->kind, "http");
 
-    // The provider that answered is kept and shown once the job is finished.
+    // The provider that answered is kept and shown once the job is finished;
+    // so is the delivery state of its callback, spliced as it is.
     job_set_str (&copy->answered_by, "backup");
+    job_set_str (&copy->webhook, "{\"state\":\"pending\",\"attempts\":0}");
     pack_writer_t *again = pack_writer_new ();
     job_pack (copy, again);
     const void *again_data = pack_writer_data (again, &size);
     pack_reader_t *again_reader = pack_reader_new (again_data, size);
     job_t *answered = job_unpack (again_reader);
     assert (answered && strcmp (answered->answered_by, "backup") == 0);
+    assert (answered->webhook && strcmp (answered->webhook, copy->webhook) == 0);
     text = job_render (answered);
     assert (strstr (text, "\"answered_by\":\"backup\""));
+    assert (strstr (text, ",\"webhook\":{\"state\":\"pending\",\"attempts\":0}}"));
     free (text);
     answered->status = JOB_RUNNING;
     text = job_render (answered);
@@ -382,7 +393,7 @@ job_test (bool verbose)
 
     job_t *dup = job_dup (copy);
     assert (dup && strcmp (dup->spec, copy->spec) == 0 && strcmp (dup->usage, copy->usage) == 0);
-    assert (strcmp (dup->answered_by, "backup") == 0);
+    assert (strcmp (dup->answered_by, "backup") == 0 && strcmp (dup->webhook, copy->webhook) == 0);
     job_destroy (&dup);
     job_destroy (&copy);
     pack_reader_destroy (&reader);

@@ -53,6 +53,8 @@ typedef struct {
                                 // attempt calls when it is not `provider` (a fallback)
     char *model;                // DISPATCH only, read by the worker: the model an llm
                                 // attempt sends to `via`, or NULL to keep the request's
+    char *webhook;              // the delivery state of its callback, JSON text
+                                // (broker/delivery.h), or NULL when none was due
 } job_t;
 
 // job_new returns a zeroed record (status queued, priority 5). This
@@ -73,7 +75,7 @@ void job_pack (const job_t *self, pack_writer_t *writer);
 job_t *job_unpack (pack_reader_t *reader);
 
 // job_render renders the API job object (SPEC §3) as compact JSON text. The
-// stored metadata, result, error and usage texts are spliced in as they are, never
+// stored metadata, result, error, usage and webhook texts are spliced in as they are, never
 // parsed again: they passed common/jsontext's policy when they were made, so
 // a read costs a copy, whatever the result holds. Returns a new string
 // (caller frees). This function can't fail.
@@ -83,6 +85,10 @@ char *job_render (const job_t *self);
 // callers that edit the object. Returns a new reference, or NULL when a
 // stored text is not JSON within the policy.
 json_t *job_to_json (const job_t *self);
+
+// job_time_json renders wall ms as an RFC 3339 JSON string, or null when
+// unset (0): how the job object shows a time. Returns a new reference.
+json_t *job_time_json (int64_t wall_ms);
 
 // job_set_str replaces *field with a copy of value (NULL clears it).
 void job_set_str (char **field, const char *value);

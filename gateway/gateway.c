@@ -14,6 +14,7 @@
 #include "mhdloop.h"
 #include "openai.h"
 #include "problem.h"
+#include "routes.h"
 #include "sse.h"
 #include "waiters.h"
 
@@ -178,8 +179,7 @@ s_answer_json (request_t *req, unsigned int status, json_t *body)
 {
     char *text = json_dumps (body, JSON_COMPACT);
     json_decref (body);
-    s_answer_text (req, status, text,
-                   status >= 400 ? "application/problem+json" : "application/json");
+    s_answer_text (req, status, text, "application/json");
 }
 
 // s_answer_problem answers an error: problem details (RFC 9457), or for an
@@ -195,7 +195,10 @@ s_answer_problem (request_t *req, int status, const char *slug, const char *deta
         json_decref (errors);
         return;
     }
-    s_answer_json (req, (unsigned) status, problem_new (status, slug, detail, errors));
+    json_t *problem = problem_new (status, slug, detail, errors);
+    s_answer_text (req, (unsigned) status, json_dumps (problem, JSON_COMPACT),
+                   "application/problem+json");
+    json_decref (problem);
 }
 
 static void
@@ -1421,106 +1424,89 @@ s_shutting_down (request_t *req)
     return true;
 }
 
-// s_door_path is true for the paths of the OpenAI-compatible door (SPEC
-// §3.1), whose every error is in OpenAI's shape.
-static bool
-s_door_path (const char *url)
-{
-    return strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/v1/embeddings") == 0
-           || strcmp (url, "/v1/models") == 0 || strncmp (url, "/v1/models/", 11) == 0;
-}
-
-// s_route decides what a complete request gets: one branch per path. The
-// probes and the documents take no key; the API authenticates first and,
-// while the gateway drains, takes no new work.
+// s_route decides what a complete request gets, by the one table of paths
+// (gateway/routes.h): no such path is 404 whatever the method; a method the
+// path does not take is 405 with Allow. The probes and the documents take
+// no key; the API authenticates first and, while the gateway drains, takes
+// no new work.
 static void
 s_route (request_t *req, const char *url, const char *method)
 {
-    bool is_get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
-    bool is_post = strcmp (method, "POST") == 0;
-    if (strcmp (url, "/healthz") == 0 && is_get)
+    route_t route = routes_match (url, method);
+    if (route.id == ROUTE_NONE) {
+        s_answer_problem (req, 404, "not-found", "no such resource", NULL);
+        return;
+    }
+    if (route.authenticated && !s_authenticate (req))
+        return;
+    if (route.takes_work && s_shutting_down (req))
+        return;
+    if (!route.method_allowed) {
+        char detail[96];
+        snprintf (detail, sizeof detail, "use %s %s", route.allow, route.template);
+        s_method_not_allowed (req, route.allow, detail);
+        return;
+    }
+    switch (route.id) {
+    case ROUTE_HEALTHZ:
         s_answer_json (req, 200, json_pack ("{s:s}", "status", "ok"));
-    else if (strcmp (url, "/openapi.json") == 0 && is_get)
+        break;
+    case ROUTE_OPENAPI:
         s_answer_text (req, 200, mem_strndup (asset_openapi, asset_openapi_size),
                        "application/json");
-    else if (strcmp (url, "/") == 0 && is_get)
+        break;
+    case ROUTE_DASHBOARD:
         s_answer_text (req, 200, mem_strndup (asset_dashboard, asset_dashboard_size),
                        "text/html; charset=utf-8");
-    else if (strcmp (url, "/metrics") == 0 && is_get)
+        break;
+    case ROUTE_METRICS:
         s_handle_metrics (req);
-    else if (strcmp (url, "/readyz") == 0 && is_get)
+        break;
+    case ROUTE_READYZ:
         s_handle_readyz (req);
-    else if (strcmp (url, "/v1/providers") == 0 && is_get) {
-        if (s_authenticate (req))
-            s_handle_providers (req);
-    }
-    else if (strcmp (url, "/v1/usage") == 0) {
-        if (!s_authenticate (req))
-            return;
-        if (is_get)
-            s_handle_usage (req);
-        else
-            s_method_not_allowed (req, "GET", "use GET /v1/usage");
-    }
-    else if (strcmp (url, "/v1/chat/completions") == 0 || strcmp (url, "/v1/embeddings") == 0) {
-        if (!s_authenticate (req) || s_shutting_down (req))
-            return;
-        if (is_post)
-            s_handle_openai (req, url[4] == 'c' ? OPENAI_CHAT : OPENAI_EMBEDDINGS);
-        else
-            s_method_not_allowed (req, "POST", "use POST");
-    }
-    else if (strcmp (url, "/v1/models") == 0 || strncmp (url, "/v1/models/", 11) == 0) {
-        if (!s_authenticate (req))
-            return;
-        if (is_get)
-            s_handle_models (req, url[10] == '/' ? url + 11 : NULL);
-        else
-            s_method_not_allowed (req, "GET", "use GET /v1/models");
-    }
-    else if (strcmp (url, "/v1/batch") == 0) {
-        if (!s_authenticate (req) || s_shutting_down (req))
-            return;
-        if (is_post)
-            s_handle_batch (req);
-        else
-            s_method_not_allowed (req, "POST", "use POST /v1/batch");
-    }
-    else if (strcmp (url, "/v1/jobs") == 0) {
-        if (!s_authenticate (req) || s_shutting_down (req))
-            return;
-        if (is_post)
+        break;
+    case ROUTE_PROVIDERS:
+        s_handle_providers (req);
+        break;
+    case ROUTE_USAGE:
+        s_handle_usage (req);
+        break;
+    case ROUTE_CHAT:
+        s_handle_openai (req, OPENAI_CHAT);
+        break;
+    case ROUTE_EMBEDDINGS:
+        s_handle_openai (req, OPENAI_EMBEDDINGS);
+        break;
+    case ROUTE_MODELS:
+        s_handle_models (req, NULL);
+        break;
+    case ROUTE_MODEL:
+        s_handle_models (req, route.param);
+        break;
+    case ROUTE_BATCH:
+        s_handle_batch (req);
+        break;
+    case ROUTE_JOBS:
+        if (strcmp (method, "POST") == 0)
             s_handle_submit (req);
-        else if (is_get)
+        else
             s_handle_list (req);
+        break;
+    case ROUTE_JOB:
+        if (strcmp (method, "DELETE") == 0)
+            s_job_command (req, route.param, route.param_len, PROTO_CANCEL, OP_CANCEL);
         else
-            s_method_not_allowed (req, "GET, POST", "use POST or GET /v1/jobs");
-    }
-    else if (strncmp (url, "/v1/jobs/", 9) == 0) {
-        if (!s_authenticate (req) || s_shutting_down (req))
-            return;
-        const char *id = url + 9;
-        const char *slash = strchr (id, '/');
-        size_t id_len = slash ? (size_t) (slash - id) : strlen (id);
-        if (!slash && is_get)
-            s_handle_get (req, id, id_len);
-        else if (!slash && strcmp (method, "DELETE") == 0)
-            s_job_command (req, id, id_len, PROTO_CANCEL, OP_CANCEL);
-        else if (!slash)
-            s_method_not_allowed (req, "GET, DELETE", "use GET or DELETE /v1/jobs/{id}");
-        else if (strcmp (slash, "/events") == 0 && is_get)
-            s_handle_events (req, id, id_len);
-        else if (strcmp (slash, "/events") == 0)
-            s_method_not_allowed (req, "GET", "use GET /v1/jobs/{id}/events");
-        else if (strcmp (slash, "/retry") == 0 && is_post)
-            s_job_command (req, id, id_len, PROTO_RETRY, OP_RETRY);
-        else if (strcmp (slash, "/retry") == 0)
-            s_method_not_allowed (req, "POST", "use POST /v1/jobs/{id}/retry");
-        else
-            s_answer_problem (req, 404, "not-found", "no such resource", NULL);
-    }
-    else
+            s_handle_get (req, route.param, route.param_len);
+        break;
+    case ROUTE_JOB_EVENTS:
+        s_handle_events (req, route.param, route.param_len);
+        break;
+    case ROUTE_JOB_RETRY:
+        s_job_command (req, route.param, route.param_len, PROTO_RETRY, OP_RETRY);
+        break;
+    default:
         s_answer_problem (req, 404, "not-found", "no such resource", NULL);
+    }
 }
 
 // --- answers to the HTTP server ---
@@ -1720,7 +1706,7 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
     request_t *req = *con_cls;
     if (!req) {
         req = *con_cls = s_request_new (self, connection);
-        req->door = s_door_path (url);
+        req->door = routes_match (url, method).door;
         return s_request_admit (req) ? MHD_YES : s_queue_answer (req);
     }
     if (*upload_data_size > 0) {

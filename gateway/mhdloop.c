@@ -2,6 +2,7 @@
 #include "mhdloop.h"
 #include "log.h"
 #include "mem.h"
+#include "routes.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -68,6 +69,14 @@ s_ready (evloop_t *loop, int fd, int events, void *arg)
     mhdloop_run (arg);
 }
 
+// s_unescape is libmicrohttpd's unescape callback: paths and query
+// arguments decode by the routes' rule (routes_unescape: "%00" stays).
+static size_t
+s_unescape (void *cls, struct MHD_Connection *connection, char *text)
+{
+    return routes_unescape (text);
+}
+
 mhdloop_t *
 mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCallback access,
              MHD_RequestCompletedCallback completed, void *arg, char *error, size_t error_size)
@@ -81,7 +90,8 @@ mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCa
         MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_CONNECTION_LIMIT,
         limits->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, limits->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits->connection_memory,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_END);
+        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_UNESCAPE_CALLBACK, s_unescape, NULL,
+        MHD_OPTION_END);
     if (!self->daemon) {
         snprintf (error, error_size, "cannot start the HTTP server: %s", strerror (errno));
         free (self);

@@ -36,6 +36,7 @@ suite "kubernetes manifests (offline schemas)" tests/k8s/run.sh "$build"
 suite "scale-out: provider limit split across shards (simulation)" python3 tests/scaleout/limit_split.py --check
 suite "python client" clients/python/tests/run.sh "$build"
 suite "systemd units (3 s)" tests/systemd/run.sh "$build"
+suite "contract (redocly lint, answers against openapi.json)" tests/contract/run.sh "$build"
 if [ -n "$asan" ]; then
     suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
     suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \

@@ -37,6 +37,7 @@
 #include "listpage.h"
 #include "openai.h"
 #include "gateway.h"
+#include "routes.h"
 #include "problem.h"
 #include "queue.h"
 #include "provider.h"
@@ -82,7 +83,7 @@ static const selftest_t s_tests[] = {
     { "jobcache", jobcache_test },  { "waiters", waiters_test },   { "sse", sse_test },
     { "batch", batch_test },        { "listpage", listpage_test }, { "mhdloop", mhdloop_test },
     { "brokerclient", brokerclient_test }, { "openai", openai_test },
-    { "gateway", gateway_test },
+    { "routes", routes_test },      { "gateway", gateway_test },
     { "ssrf", ssrf_test },         { "textbuf", textbuf_test },   { "html", html_test },
     { "scrub", scrub_test },       { "stream", stream_test },     { "response", response_test },
     { "llmusage", llmusage_test },

@@ -42,11 +42,14 @@ async def search_and_wait(query: str):
 @app.post("/hooks/jobgate", status_code=204)
 async def job_finished(request: Request):
     try:
-        job = jobgate.verify_webhook(env("JOBGATE_WEBHOOK_SECRET", ""), await request.body(),
-                                     request.headers)
+        event = jobgate.verify_webhook(env("JOBGATE_WEBHOOK_SECRET", ""), await request.body(),
+                                       request.headers)
     except jobgate.WebhookVerificationError as exc:
         raise HTTPException(400, detail=str(exc))
-    finished.append({"id": job["id"], "status": job["status"]})
+    # The Standard Webhooks envelope: "job.succeeded" | "job.failed" |
+    # "job.canceled", when, and the finished job object.
+    job = event["data"]
+    finished.append({"id": job["id"], "status": job["status"], "type": event["type"]})
     return Response(status_code=204)
 
 

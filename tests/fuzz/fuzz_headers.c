@@ -8,10 +8,12 @@
 // back the same, a Host decision that ignores case, a path the rule lets
 // through that holds no dot segment in any spelling tested here, a URL the
 // rule lets through that hides nothing from a reader, an event stream whose
-// every line is one of its own and whose chunk ids never repeat.
+// every line is one of its own and whose chunk ids never repeat, a request
+// path decoded and looked up in the routes table as the gateway does.
 #include "clock.h"
 #include "headers.h"
 #include "mem.h"
+#include "routes.h"
 #include "sse.h"
 #include "url.h"
 #include "urlpath.h"
@@ -196,6 +198,35 @@ s_since (const char *value, size_t len)
     assert (clock_rfc3339_parse (stamp, strlen (stamp), &again) == 0 && again == wall_ms);
 }
 
+// s_routes decodes text as the gateway decodes a request's path
+// (routes_unescape) and looks it up with each method: the decoding never
+// grows the text nor makes a NUL; a path names no row, or one whose
+// parameter lies within it (a job id for a job's rows), the same row
+// whatever the method, the method taken exactly when Allow names it.
+static void
+s_routes (char *text)
+{
+    size_t before = strlen (text);
+    size_t len = routes_unescape (text);
+    assert (len <= before && len == strlen (text));
+    const char *methods[] = { "GET", "HEAD", "POST", "DELETE", "PUT", "OPTIONS" };
+    route_id_t id = routes_match (text, "GET").id;
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+        route_t route = routes_match (text, methods[m]);
+        assert (route.id == id);
+        if (route.id == ROUTE_NONE) {
+            assert (!route.template && !route.allow && !route.param && !route.method_allowed);
+            continue;
+        }
+        assert (route.template && route.allow);
+        assert (!route.param || (route.param > text && route.param_len > 0
+                                 && route.param + route.param_len <= text + len));
+        if (route.id == ROUTE_JOB || route.id == ROUTE_JOB_EVENTS || route.id == ROUTE_JOB_RETRY)
+            assert (route.param && job_id_valid (route.param, route.param_len));
+        assert (route.method_allowed == (strstr (route.allow, methods[m]) != NULL));
+    }
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -214,6 +245,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     case 6: s_stream (text); break;
     case 7: s_since ((const char *) data + 1, size - 1); break;
     default: {
+        // 4, 12, 20, …: the idempotency key; 12 modulo 16: a request path.
+        if (data[0] % 16 == 12) {
+            s_routes (text);
+            break;
+        }
         const char *problem = headers_idempotency_key_problem (text, strlen (text));
         assert (problem || (strlen (text) >= 1 && strlen (text) <= HEADERS_IDEMPOTENCY_KEY_MAX));
     }

@@ -211,11 +211,45 @@ def test_webhook_signed_delivered_and_retried():
             signed = "%s.%s.%s" % (headers["webhook-id"], headers["webhook-timestamp"], delivery["body"])
             expected = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode()
             assert headers["webhook-signature"] == "v1," + expected
-            body = _json.loads(delivery["body"])
+            # The Standard Webhooks envelope: type, timestamp (the finish), data.
+            event = _json.loads(delivery["body"])
+            assert sorted(event) == ["data", "timestamp", "type"], event
+            assert event["type"] == "job.succeeded"
+            body = event["data"]
             assert body["id"] == job_id and body["status"] == "succeeded"
             assert body["metadata"] == {"order": 7}
+            assert event["timestamp"] == body["finished_at"]
+        # The job shows how its delivery went: two attempts, the last
+        # answered 200, nothing more due.
+        webhook = wait_until(lambda: (stack.get_path("/v1/jobs/" + job_id).json()["webhook"]
+                                      if stack.get_path("/v1/jobs/" + job_id).json()["webhook"]["state"]
+                                      == "delivered" else None), 10, "the delivery state")
+        assert webhook["id"] == first["headers"]["webhook-id"], webhook
+        assert (webhook["attempts"], webhook["max_attempts"], webhook["last_status"]) == (2, 5, 200)
+        assert webhook["last_error"] is None and webhook["next_attempt_at"] is None, webhook
         # Deliveries are internal: they never show in the client's listing.
         assert [j["id"] for j in stack.get_path("/v1/jobs").json()["jobs"]] == [job_id]
+
+
+def test_webhook_given_up_shows_on_the_job():
+    # A receiver that always fails: every attempt is retried until the
+    # budget is spent; the job says so, attempt by attempt.
+    with Stack(config_extra={"webhooks": {"max_attempts": 2}}) as stack:
+        hook = stack.mock_url("/hook?capture=wh3&fail=100")
+        job_id = stack.submit({"kind": "http", "request": {"url": stack.mock_url("/flaky?key=gu&fail=100&status=404")},
+                               "max_attempts": 1, "callback": {"url": hook}}).json()["id"]
+        assert stack.wait_terminal(job_id)["status"] == "failed"
+        from harness import wait_until
+
+        def state():
+            webhook = stack.get_path("/v1/jobs/" + job_id).json()["webhook"]
+            return webhook if webhook["state"] == "given_up" else None
+        webhook = wait_until(state, 20, "the delivery to give up")
+        assert (webhook["attempts"], webhook["max_attempts"], webhook["last_status"]) == (2, 2, 500)
+        assert webhook["last_error"] == "upstream_status" and webhook["next_attempt_at"] is None
+        deliveries = request(stack.mock_port, "GET", "/captured?key=wh3").json()
+        assert len(deliveries) == 2
+        assert [__import__("json").loads(d["body"])["type"] for d in deliveries] == ["job.failed"] * 2
 
 
 def test_webhook_to_a_private_address_is_blocked():

@@ -27,6 +27,9 @@ class Job:
     error: Optional[Dict[str, Any]] = None
     usage: Optional[Dict[str, Any]] = None
     cache: Optional[str] = None
+    #: How the delivery of its callback goes (state, attempts, last_status,
+    #: last_error, next_attempt_at, …), when it has a callback.
+    webhook: Optional[Dict[str, Any]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -41,7 +44,7 @@ class Job:
                    created_at=data.get("created_at"), started_at=data.get("started_at"),
                    finished_at=data.get("finished_at"), metadata=data.get("metadata"),
                    result=data.get("result"), error=data.get("error"), usage=data.get("usage"),
-                   cache=data.get("cache"), raw=data)
+                   cache=data.get("cache"), webhook=data.get("webhook"), raw=data)
 
 
 class JobList(List[Job]):

@@ -54,7 +54,9 @@ def sign(secret: Union[str, bytes], msg_id: str, timestamp: int, body: bytes) ->
 def verify_webhook(secret: Union[str, bytes], body: Union[bytes, str], headers: Mapping[str, Any],
                    tolerance: Optional[float] = DEFAULT_TOLERANCE, now: Optional[float] = None) -> Any:
     """Verifies a delivery (the raw body as received, and its headers) and
-    returns its decoded JSON payload (the job object). Raises
+    returns its decoded JSON payload: the Standard Webhooks envelope
+    ``{"type": "job.succeeded" | "job.failed" | "job.canceled", "timestamp":
+    <the finish, RFC 3339>, "data": <the job object>}``. Raises
     WebhookVerificationError when a header is missing, the timestamp is
     more than ``tolerance`` seconds from ``now`` (None: not checked), or no
     signature matches."""

@@ -306,8 +306,14 @@ def test_webhook_deliveries_of_a_running_stack_verify():
             lambda: harness.request(stack.mock_port, "GET", "/captured?key=py").json(), 20,
             "the webhook delivery")
         delivery = deliveries[0]
-        payload = jobgate.verify_webhook(WEBHOOK_SECRET, delivery["body"].encode(), delivery["headers"])
-        assert payload["id"] == job.id and payload["metadata"] == {"order": 9}
+        event = jobgate.verify_webhook(WEBHOOK_SECRET, delivery["body"].encode(), delivery["headers"])
+        assert event["type"] == "job.succeeded" and event["timestamp"] == event["data"]["finished_at"]
+        assert event["data"]["id"] == job.id and event["data"]["metadata"] == {"order": 9}
+        # The job shows its delivery: the id the receiver saw, delivered.
+        delivered = harness.wait_until(
+            lambda: (lambda j: j if j.webhook["state"] == "delivered" else None)(client.get(job.id)),
+            10, "the delivery state")
+        assert delivered.webhook["id"] == delivery["headers"]["webhook-id"], delivered.webhook
         try:
             jobgate.verify_webhook("whsec_" + "QUJD" * 8, delivery["body"].encode(), delivery["headers"])
         except jobgate.WebhookVerificationError:
