@@ -916,7 +916,6 @@ s_flaky_attempt (mock_t *self, const char *key)
     json_t *count = json_object_get (self->flaky, key);
     if (!count && json_object_size (self->flaky) >= MOCK_MAX_FLAKY_KEYS)
         json_object_clear (self->flaky);
-    json_object_clear (self->captured);
     uint64_t attempt = count? (uint64_t) json_integer_value (count) + 1: 1;
     // never serialised, so keys need not be UTF-8: any client key must count
     json_object_set_new_nocheck (self->flaky, key, json_integer ((json_int_t) attempt));
