@@ -82,10 +82,6 @@ json_t *ledger_usage_json (ledger_t *self, const char *tenant, int64_t since_ms,
 // and model, and jobgate_llm_cost_usd_total for priced providers.
 void ledger_metrics (ledger_t *self, const config_t *config, FILE *out);
 
-// ledger_metrics_seq counts the changes of the metrics' totals (a reader
-// that saw this number has seen them all).
-uint64_t ledger_metrics_seq (const ledger_t *self);
-
 // Called with the key of each row ledger_prune drops.
 typedef void (ledger_drop_fn) (const char *key, size_t key_len, void *arg);
 
