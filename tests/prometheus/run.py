@@ -36,6 +36,7 @@ from harness import Stack, free_port, request, wait_until  # noqa: E402
 RULES = os.path.join(ROOT, "deploy", "prometheus", "alerts.yml")
 RULE_TESTS = os.path.join(ROOT, "deploy", "prometheus", "alerts.test.yml")
 SCRAPE_CONFIG = os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml")
+DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "jobgate.json")
 # The load: bounded in count and in time.
 LOAD_JOBS = 800
 LOAD_SECONDS = 20
@@ -283,6 +284,21 @@ def main(args):
                             fmt(rows, keys=("provider", "job"))))
             figures.append(("alert %s: whole expression" % rule["name"], " ".join(rule["query"].split()),
                             fmt(full, keys=("provider", "job"))))
+        # Every query of the Grafana dashboard is PromQL that Prometheus
+        # evaluates; those not filtered by a comparison have an answer.
+        with open(DASHBOARD) as f:
+            dashboard = json.load(f)
+        panels_answered = 0
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                promql = (target["expr"].replace("$broker_job", "jobgate-broker")
+                          .replace("$gateway_job", "jobgate-gateway")
+                          .replace("$__rate_interval", window))
+                rows = prometheus.query(promql)
+                assert rows or re.search(r"[<>]=? *0$", promql), (panel["title"], promql)
+            panels_answered += 1
+        figures.append(("Grafana panels evaluated (deploy/grafana/jobgate.json)", "(each target)",
+                        "%d of %d" % (panels_answered, len(dashboard["panels"]))))
         states = {rule["name"]: rule["state"] for rule in rules}
         # The failing provider is seen for what it is; the healthy rest is quiet.
         assert states["JobgateBreakerOpen"] in ("pending", "firing"), states
