@@ -6,6 +6,7 @@
 #include "jsontext.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "outbox.h"
 #include "proto.h"
@@ -1524,6 +1525,31 @@ s_test_peers (void)
     s_test_ready (greedy, -5, -5, "greedy");
     testpeer_run (rig.loop, 20);
     assert (s_test_worker (&rig, "greedy")->credit == 0);
+    // A worker's HEARTBEAT figures (revision 4) are kept for the metrics,
+    // negative ones as 0; a HEARTBEAT without them (revision 3) changes
+    // nothing.
+    body = pack_writer_new ();
+    pack_put_int (body, "running", 1);
+    pack_put_int (body, "cpu_ms", 1500);
+    pack_put_int (body, "rss_bytes", 4096);
+    pack_put_int (body, "open_fds", -7);
+    pack_put_int (body, "started_at", 1700000000000);
+    testpeer_send (greedy, PROTO_HEARTBEAT, &body);
+    testpeer_run (rig.loop, 20);
+    worker_figures_t figures = s_test_worker (&rig, "greedy")->figures;
+    assert (figures.cpu_ms == 1500 && figures.rss_bytes == 4096 && figures.open_fds == 0
+            && figures.started_at_ms == 1700000000000 && figures.running == 1);
+    body = pack_writer_new ();
+    pack_put_int (body, "running", 0);
+    testpeer_send (greedy, PROTO_HEARTBEAT, &body);
+    testpeer_run (rig.loop, 20);
+    assert (s_test_worker (&rig, "greedy")->figures.cpu_ms == 1500);
+    char *metrics = s_render_metrics (rig.broker, NULL);
+    assert (metrics_text_has (metrics, "jobgate_worker_cpu_seconds_total{worker=\"greedy\"} 1.5"));
+    assert (metrics_text_has (metrics, "jobgate_worker_open_fds{worker=\"greedy\"} 0"));
+    assert (metrics_text_has (metrics, "jobgate_worker_in_flight{worker=\"w1\"} 0"));
+    free (metrics);
+
     // Every socket refuses frames over broker.max_frame_bytes.
     assert (zsock_maxmsgsize (rig.broker->frontend) == 200000);
     assert (zsock_maxmsgsize (rig.broker->backend) == 200000);

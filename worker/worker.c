@@ -964,6 +964,16 @@ worker_test (bool verbose)
                    "invalid_request");
     msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
     assert (pack_get_int (msg->body, "running", &value) == 0 && value == 0);
+    // It carries this process's figures for the broker's /metrics
+    // (revision 4, docs/protocol.md §3.2.3).
+    int64_t now_ms = clock_wall_ms ();
+    assert (pack_get_int (msg->body, "started_at", &value) == 0 && value <= now_ms
+            && value > now_ms - 365LL * 86400 * 1000);
+    assert (pack_get_int (msg->body, "rss_bytes", &value) == 0 && value > 0);
+    assert (pack_get_int (msg->body, "open_fds", &value) == 0 && value > 0);
+    assert (pack_get_int (msg->body, "max_fds", &value) == 0 && value > 0);
+    assert (pack_get_int (msg->body, "cpu_ms", &value) == 0 && value >= 0);
+    assert (pack_get_int (msg->body, "concurrency", &value) == 0 && value == 2);
     proto_msg_destroy (&msg);
 
     // Three DISPATCHes against a credit of two: two run (and meet the SSRF
