@@ -1037,12 +1037,17 @@ s_bind (int type, const char *endpoint, size_t max_frame_bytes, char *error, siz
     return sock;
 }
 
+char *
+broker_metrics (broker_t *self, size_t *size)
+{
+    return telemetry_render (self->telemetry, evloop_now_ms (self->loop), clock_wall_ms (), size);
+}
+
 // s_render_metrics answers a scrape of broker.metrics_listen.
 static char *
 s_render_metrics (void *arg, size_t *size)
 {
-    broker_t *self = arg;
-    return telemetry_render (self->telemetry, evloop_now_ms (self->loop), clock_wall_ms (), size);
+    return broker_metrics (arg, size);
 }
 
 broker_t *
@@ -1544,7 +1549,7 @@ s_test_peers (void)
     testpeer_send (greedy, PROTO_HEARTBEAT, &body);
     testpeer_run (rig.loop, 20);
     assert (s_test_worker (&rig, "greedy")->figures.cpu_ms == 1500);
-    char *metrics = s_render_metrics (rig.broker, NULL);
+    char *metrics = broker_metrics (rig.broker, NULL);
     assert (metrics_text_has (metrics, "jobgate_worker_cpu_seconds_total{worker=\"greedy\"} 1.5"));
     assert (metrics_text_has (metrics, "jobgate_worker_open_fds{worker=\"greedy\"} 0"));
     assert (metrics_text_has (metrics, "jobgate_worker_in_flight{worker=\"w1\"} 0"));

@@ -81,6 +81,13 @@ struct _telemetry_t {
     metric_t *store_used;       // bytes of the store's map in use
     metric_t *store_size;       // the map's size (broker.store_map_mb)
     metric_t *store_records;    // job records in the store
+    // Counts other modules keep, read when scraped (telemetry_add_counts).
+    struct {
+        metric_t *family;       // the counter family
+        telemetry_counts_fn *fn; // gives its counts
+        void *arg;              // fn's argument
+    } counts[TELEMETRY_COUNTS_MAX];
+    size_t counts_count;        // how many
 };
 
 // s_provider returns the label of a provider index (-1: direct).
@@ -214,6 +221,23 @@ telemetry_destroy (telemetry_t **self_p)
     metrics_destroy (&self->metrics);
     free (self);
     *self_p = NULL;
+}
+
+void
+telemetry_add_counts (telemetry_t *self, const char *name, const char *label, const char *help,
+                      telemetry_counts_fn *fn, void *arg)
+{
+    assert (self->counts_count < TELEMETRY_COUNTS_MAX);
+    self->counts[self->counts_count].family = metrics_counter (self->metrics, name, label, help);
+    self->counts[self->counts_count].fn = fn;
+    self->counts[self->counts_count].arg = arg;
+    self->counts_count++;
+}
+
+static void
+s_emit (const char *label_value, uint64_t count, void *emit_arg)
+{
+    metric_set (emit_arg, (double) count, label_value);
 }
 
 void
@@ -418,6 +442,8 @@ telemetry_render (telemetry_t *self, int64_t now_ms, int64_t wall_ms, size_t *si
         metric_set (self->store_size, (double) map);
         metric_set (self->store_records, (double) store_count (from->store));
     }
+    for (size_t i = 0; i < self->counts_count; i++)
+        self->counts[i].fn (self->counts[i].arg, s_emit, self->counts[i].family);
     size_t len = 0;
     char *text = metrics_render (self->metrics, &len);
     if (from->ledger) {
@@ -439,6 +465,14 @@ telemetry_render (telemetry_t *self, int64_t now_ms, int64_t wall_ms, size_t *si
 }
 
 // --- self-test ---
+
+static void
+s_test_counts (void *arg, telemetry_emit_fn *emit, void *emit_arg)
+{
+    const uint64_t *counts = arg;
+    emit ("delivered", counts[0], emit_arg);
+    emit ("given_up", counts[1], emit_arg);
+}
 
 void
 telemetry_test (bool verbose)
@@ -519,6 +553,18 @@ telemetry_test (bool verbose)
     assert (metrics_text_has (text, "jobgate_admission_refused_total{tenant=\"c\",reason=\"submit_rate\"} 1"));
     assert (metrics_text_has (text, "jobgate_store_commit_duration_seconds_bucket{le=\"0.00025\"} 0"));
     assert (metrics_text_has (text, "jobgate_store_commit_duration_seconds_bucket{le=\"0.0005\"} 1"));
+    free (text);
+    // Another module's counts, wired in one line, read at each scrape.
+    uint64_t deliveries[2] = { 0, 0 };
+    telemetry_add_counts (telemetry, "jobgate_test_deliveries_total", "outcome",
+                          "Deliveries by outcome.", s_test_counts, deliveries);
+    text = telemetry_render (telemetry, 0, 0, NULL);
+    assert (metrics_text_has (text, "jobgate_test_deliveries_total{outcome=\"given_up\"} 0"));
+    free (text);
+    deliveries[0] = 7;
+    text = telemetry_render (telemetry, 0, 0, NULL);
+    assert (metrics_text_has (text, "# TYPE jobgate_test_deliveries_total counter"));
+    assert (metrics_text_has (text, "jobgate_test_deliveries_total{outcome=\"delivered\"} 7"));
     free (text);
     assert (strcmp (telemetry_error_type ("expired"), "expired") == 0);
     assert (strcmp (telemetry_error_type (NULL), "other") == 0);

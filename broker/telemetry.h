@@ -84,6 +84,22 @@ void telemetry_refused (telemetry_t *self, const char *tenant, const refusal_t *
 // telemetry_committed counts one group commit that took duration_us.
 void telemetry_committed (telemetry_t *self, int64_t duration_us);
 
+// Called by a counts source for each of its label values and count.
+typedef void (telemetry_emit_fn) (const char *label_value, uint64_t count, void *emit_arg);
+
+// A module that counts something itself (and renders no metric lines)
+// gives its counts through such a function: it calls emit for every label
+// value it knows, zeros included.
+typedef void (telemetry_counts_fn) (void *arg, telemetry_emit_fn *emit, void *emit_arg);
+
+// telemetry_add_counts serves a counter family name{label} (help: one
+// line) whose counts fn(arg) gives at each scrape: the one line that wires
+// another module's counter, e.g. webhook deliveries by outcome or refused
+// CURVE peers by reason. At most TELEMETRY_COUNTS_MAX of them.
+#define TELEMETRY_COUNTS_MAX 16
+void telemetry_add_counts (telemetry_t *self, const char *name, const char *label,
+                           const char *help, telemetry_counts_fn *fn, void *arg);
+
 // telemetry_render reads the state series from the sources at now_ms
 // (monotonic) and wall_ms, and returns every series in the text format
 // (the caller frees it); *size is its length. Suits exporter_render_fn
