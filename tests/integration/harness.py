@@ -261,8 +261,14 @@ class Stack:
         return request(self.gateway_port, "GET", path, headers=headers, timeout=timeout)
 
     def broker_metrics(self):
-        """The broker's GET /metrics (broker.metrics_listen) as text."""
-        resp = request(self.metrics_port, "GET", "/metrics", timeout=10)
+        """The broker's GET /metrics (broker.metrics_listen) as text (a
+        broker still starting is waited for)."""
+        def scrape():
+            try:
+                return request(self.metrics_port, "GET", "/metrics", timeout=10)
+            except ConnectionRefusedError:
+                return None
+        resp = wait_until(scrape, 10, "the broker's metrics listener")
         assert resp.status == 200, (resp.status, resp.body)
         return resp.body.decode()
 
