@@ -116,7 +116,8 @@ def render_top(providers: List[Dict[str, Any]], metrics: Dict[str, float], url: 
         return "-" if value is None else "%g" % value
 
     def total(field: str) -> str:
-        values = [p.get(field) for p in providers if isinstance(p.get(field), (int, float))]
+        values: List[float] = [float(p[field]) for p in providers
+                               if isinstance(p.get(field), (int, float))]
         return "%g" % sum(values) if values else "-"
 
     workers = (readiness or {}).get("workers")
