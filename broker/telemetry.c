@@ -81,6 +81,9 @@ struct _telemetry_t {
     metric_t *store_used;       // bytes of the store's map in use
     metric_t *store_size;       // the map's size (broker.store_map_mb)
     metric_t *store_records;    // job records in the store
+    metric_t *llm_requests;     // LLM calls that reported usage {tenant,provider,model}
+    metric_t *llm_tokens;       // their tokens {tenant,provider,model,type}
+    metric_t *llm_cost;         // what they cost where priced {tenant,provider,model}
     // Counts other modules keep, read when scraped (telemetry_add_counts).
     struct {
         metric_t *family;       // the counter family
@@ -183,6 +186,16 @@ telemetry_new (const config_t *config)
                                       "The job store's map size (broker.store_map_mb).");
     self->store_records = metrics_gauge (m, "jobgate_store_records", "",
                                          "Job records in the store.");
+    self->llm_requests = metrics_counter (
+        m, "jobgate_llm_requests_total", "tenant,provider,model",
+        "LLM calls that reported usage, by tenant, provider and model.");
+    self->llm_tokens = metrics_counter (
+        m, "jobgate_llm_tokens_total", "tenant,provider,model,type",
+        "LLM tokens the upstreams reported, by tenant, provider, model and type "
+        "(prompt, completion).");
+    self->llm_cost = metrics_counter (
+        m, "jobgate_llm_cost_usd_total", "tenant,provider,model",
+        "What the LLM tokens cost at the configured prices (USD), by tenant, provider and model.");
 
     // Every label set known now, at zero.
     for (int p = -1; p < (int) config->providers_count; p++) {
@@ -416,6 +429,21 @@ s_workers (telemetry_t *self)
     workers_each (self->sources.workers, s_worker, self);
 }
 
+// s_llm_total reads one row of the LLM usage totals (SPEC §3.3).
+static void
+s_llm_total (const ledger_total_t *total, void *arg)
+{
+    telemetry_t *self = arg;
+    metric_set (self->llm_requests, (double) total->requests, total->tenant, total->provider,
+                total->model);
+    metric_set (self->llm_tokens, (double) total->prompt_tokens, total->tenant, total->provider,
+                total->model, "prompt");
+    metric_set (self->llm_tokens, (double) total->completion_tokens, total->tenant,
+                total->provider, total->model, "completion");
+    if (total->cost_usd >= 0)
+        metric_set (self->llm_cost, total->cost_usd, total->tenant, total->provider, total->model);
+}
+
 char *
 telemetry_render (telemetry_t *self, int64_t now_ms, int64_t wall_ms, size_t *size)
 {
@@ -444,24 +472,9 @@ telemetry_render (telemetry_t *self, int64_t now_ms, int64_t wall_ms, size_t *si
     }
     for (size_t i = 0; i < self->counts_count; i++)
         self->counts[i].fn (self->counts[i].arg, s_emit, self->counts[i].family);
-    size_t len = 0;
-    char *text = metrics_render (self->metrics, &len);
-    if (from->ledger) {
-        // The LLM usage counters, rendered by the ledger that keeps them.
-        char *usage = NULL;
-        size_t usage_len = 0;
-        FILE *out = open_memstream (&usage, &usage_len);
-        mem_abort_if (!out);
-        ledger_metrics (from->ledger, self->config, out);
-        mem_abort_if (fclose (out) != 0);
-        text = mem_realloc (text, len + usage_len + 1);
-        memcpy (text + len, usage, usage_len + 1);
-        len += usage_len;
-        free (usage);
-    }
-    if (size)
-        *size = len;
-    return text;
+    if (from->ledger)
+        ledger_each_total (from->ledger, self->config, s_llm_total, self);
+    return metrics_render (self->metrics, size);
 }
 
 // --- self-test ---
