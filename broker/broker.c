@@ -1,16 +1,19 @@
 // broker — the broker's sockets and what each turn of its loop does.
 #include "broker.h"
 #include "cache.h"
+#include "exporter.h"
 #include "jobs.h"
 #include "jsontext.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "outbox.h"
 #include "proto.h"
 #include "report.h"
 #include "scheduler.h"
 #include "store.h"
+#include "telemetry.h"
 #include "tenant.h"
 #include "testpeer.h"
 #include "workers.h"
@@ -65,8 +68,8 @@ struct _broker_t {
     jobs_t *jobs;               // the active jobs and their transitions
     ledger_t *ledger;           // the LLM tokens each tenant used (SPEC §3.3)
     int64_t next_usage_prune_ms; // monotonic time of the next retention pass
-    int64_t metrics_base;       // this run's start (wall ms << 20): the usage metrics' numbers
-                                // begin there, so a gateway never takes a new run's for its own
+    telemetry_t *telemetry;     // the Prometheus series
+    exporter_t *exporter;       // GET /metrics on broker.metrics_listen, or NULL (off)
     evloop_timer_t *tick;       // housekeeping, every TICK_MS
     int64_t last_commit_us;     // monotonic time of the last commit (µs)
     int64_t commit_not_before_ms; // no commit before this monotonic time: the spacing, or a retry
@@ -199,6 +202,22 @@ s_reconnect (broker_t *self, zframe_t *identity)
     pack_writer_destroy (&body);
 }
 
+// s_worker_figures keeps what a HEARTBEAT says of the worker's process
+// (revision 4, metrics; §5): a HEARTBEAT without them changes nothing.
+static void
+s_worker_figures (remote_worker_t *worker, pack_reader_t *body)
+{
+    worker_figures_t figures = { 0 };
+    if (pack_get_int (body, "started_at", &figures.started_at_ms) < 0)
+        return;
+    pack_get_int (body, "cpu_ms", &figures.cpu_ms);
+    pack_get_int (body, "rss_bytes", &figures.rss_bytes);
+    pack_get_int (body, "open_fds", &figures.open_fds);
+    pack_get_int (body, "max_fds", &figures.max_fds);
+    pack_get_int (body, "running", &figures.running);
+    workers_report (worker, &figures);
+}
+
 // s_worker_message handles one message of a worker (one body of a batch).
 static void
 s_worker_message (proto_msg_t *msg, void *arg)
@@ -232,7 +251,9 @@ s_worker_message (proto_msg_t *msg, void *arg)
     }
     else if (msg->cmd == PROTO_DISCONNECT)
         workers_drain (worker);
-    else if (msg->cmd != PROTO_HEARTBEAT)
+    else if (msg->cmd == PROTO_HEARTBEAT)
+        s_worker_figures (worker, msg->body);
+    else
         log_warn (NULL, "backend: unexpected %s dropped", proto_cmd_name (msg->cmd));
 
     // A RESULT from a worker we do not know (we restarted): it must READY.
@@ -316,8 +337,11 @@ s_admit (broker_t *self, const char *record_tenant, const char *kind, const char
         .tokens_today = llm ? ledger_tenant_today (self->ledger, record_tenant, wall) : 0,
         .wall_ms = wall,
     };
-    return tenants_admit (self->tenants, tenants_get (self->tenants, record_tenant, now),
-                          &admission, refusal);
+    tenant_t *tenant = tenants_get (self->tenants, record_tenant, now);
+    if (tenants_admit (self->tenants, tenant, &admission, refusal))
+        return true;
+    telemetry_refused (self->telemetry, tenant_name (tenant), refusal);
+    return false;
 }
 
 // s_client_tenant is true for a tenant a gateway may act for: not an
@@ -645,43 +669,17 @@ s_handle_usage (broker_t *self, proto_msg_t *msg, int64_t corr)
     free (tenant);
 }
 
-// s_put_usage_metrics adds the LLM usage metrics (Prometheus text) to a
-// PONG when they changed since the ones the gateway has (its metrics_seq):
-// the gateway serves them on its /metrics without asking.
-static void
-s_put_usage_metrics (broker_t *self, proto_msg_t *msg, pack_writer_t *body)
-{
-    int64_t seen = -1;
-    pack_get_int (msg->body, "metrics_seq", &seen);
-    int64_t seq = self->metrics_base + (int64_t) ledger_metrics_seq (self->ledger);
-    if (seen < 0 || seen == seq)
-        return;
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream (&text, &size);
-    mem_abort_if (!out);
-    ledger_metrics (self->ledger, self->config, out);
-    mem_abort_if (fclose (out) != 0);
-    pack_put_int (body, "metrics_seq", seq);
-    pack_put_strn (body, "metrics", text, size);
-    free (text);
-}
-
 // s_handle_ping answers with the live workers and the jobs' counts (§3.1).
 static void
 s_handle_ping (broker_t *self, proto_msg_t *msg, int64_t corr)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_int (body, "corr", corr);
-    s_put_usage_metrics (self, msg, body);
     pack_put_int (body, "workers", (int64_t) workers_live (self->workers));
     pack_put_int (body, "queued",
                   (int64_t) (scheduler_queued (self->scheduler) + jobs_delayed (self->jobs)
                              + jobs_following (self->jobs)));
     pack_put_int (body, "running", (int64_t) jobs_running (self->jobs));
-    char *cache = cache_stats_json (jobs_cache (self->jobs), self->config);
-    pack_put_str (body, "cache", cache);
-    free (cache);
     proto_send (self->frontend, msg->envelope, PROTO_PONG, body);
     pack_writer_destroy (&body);
 }
@@ -809,7 +807,12 @@ s_commit_failed (broker_t *self, int error)
 static void
 s_commit (broker_t *self)
 {
-    if (store_commit (self->store) < 0) {
+    bool timed = store_pending (self->store) > 0;
+    int64_t started_us = timed ? clock_mono_us () : 0;
+    int committed = store_commit (self->store);
+    if (timed)
+        telemetry_committed (self->telemetry, clock_mono_us () - started_us);
+    if (committed < 0) {
         // Keep what could not be written and try again shortly; what was
         // written (a full map writes what fits) is answered now.
         s_commit_failed (self, errno);
@@ -1034,6 +1037,29 @@ s_bind (int type, const char *endpoint, size_t max_frame_bytes, char *error, siz
     return sock;
 }
 
+char *
+broker_metrics (broker_t *self, size_t *size)
+{
+    return telemetry_render (self->telemetry, evloop_now_ms (self->loop), clock_wall_ms (), size);
+}
+
+// s_render_metrics answers a scrape of broker.metrics_listen.
+static char *
+s_render_metrics (void *arg, size_t *size)
+{
+    return broker_metrics (arg, size);
+}
+
+// s_webhook_counts gives the webhook deliveries by outcome (delivery.h) to
+// the metrics, every outcome named, zeros included.
+static void
+s_webhook_counts (void *arg, telemetry_emit_fn *emit, void *emit_arg)
+{
+    const uint64_t *counts = jobs_delivery_counts (arg);
+    for (int outcome = 0; outcome < DELIVERY_OUTCOME_COUNT_; outcome++)
+        emit (delivery_outcome_name ((delivery_outcome_t) outcome), counts[outcome], emit_arg);
+}
+
 broker_t *
 broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
 {
@@ -1066,8 +1092,26 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->jobs = jobs_new (config, loop, self->store, self->outbox, self->tenants,
                            self->scheduler, self->workers);
     self->ledger = ledger_new ();
-    self->metrics_base = clock_wall_ms () << 20;
     jobs_set_ledger (self->jobs, self->ledger);
+    self->telemetry = telemetry_new (config);
+    jobs_set_telemetry (self->jobs, self->telemetry);
+    telemetry_set_sources (self->telemetry, &(telemetry_sources_t) {
+        .scheduler = self->scheduler, .tenants = self->tenants, .workers = self->workers,
+        .jobs = self->jobs, .store = self->store, .ledger = self->ledger });
+    telemetry_add_counts (self->telemetry, "jobgate_webhook_deliveries_total", "outcome",
+                          "Webhook delivery attempts by outcome (delivered, retried, given_up), "
+                          "and deliveries refused before any attempt (not_queued).",
+                          s_webhook_counts, self->jobs);
+    if (config->broker_metrics_listen && *config->broker_metrics_listen) {
+        self->exporter = exporter_new (loop, config->broker_metrics_listen, s_render_metrics,
+                                       self, error, error_size);
+        if (!self->exporter) {
+            broker_destroy (&self);
+            return NULL;
+        }
+        log_info (NULL, "broker serving metrics on %s (port %d)", config->broker_metrics_listen,
+                  exporter_port (self->exporter));
+    }
     long usage_rows = store_scan_tokens (self->store, s_load_usage, self);
     long recovered = store_scan_active (self->store, s_recover, self);
     if (recovered < 0 || usage_rows < 0) {
@@ -1115,6 +1159,7 @@ broker_destroy (broker_t **self_p)
             outbox_flush (self->outbox, NULL, NULL);
     }
     evloop_timer_cancel (self->loop, &self->tick);
+    exporter_destroy (&self->exporter);
     if (self->frontend)
         evloop_sock_remove (self->loop, self->frontend);
     if (self->backend)
@@ -1122,6 +1167,7 @@ broker_destroy (broker_t **self_p)
     evloop_on_idle (self->loop, NULL, NULL);
     // The entries first: they are on the tenants' lanes and workers' lists.
     jobs_destroy (&self->jobs);
+    telemetry_destroy (&self->telemetry);
     ledger_destroy (&self->ledger);
     workers_destroy (&self->workers);
     tenants_destroy (&self->tenants);
@@ -1508,6 +1554,31 @@ s_test_peers (void)
     s_test_ready (greedy, -5, -5, "greedy");
     testpeer_run (rig.loop, 20);
     assert (s_test_worker (&rig, "greedy")->credit == 0);
+    // A worker's HEARTBEAT figures (revision 4) are kept for the metrics,
+    // negative ones as 0; a HEARTBEAT without them (revision 3) changes
+    // nothing.
+    body = pack_writer_new ();
+    pack_put_int (body, "running", 1);
+    pack_put_int (body, "cpu_ms", 1500);
+    pack_put_int (body, "rss_bytes", 4096);
+    pack_put_int (body, "open_fds", -7);
+    pack_put_int (body, "started_at", 1700000000000);
+    testpeer_send (greedy, PROTO_HEARTBEAT, &body);
+    testpeer_run (rig.loop, 20);
+    worker_figures_t figures = s_test_worker (&rig, "greedy")->figures;
+    assert (figures.cpu_ms == 1500 && figures.rss_bytes == 4096 && figures.open_fds == 0
+            && figures.started_at_ms == 1700000000000 && figures.running == 1);
+    body = pack_writer_new ();
+    pack_put_int (body, "running", 0);
+    testpeer_send (greedy, PROTO_HEARTBEAT, &body);
+    testpeer_run (rig.loop, 20);
+    assert (s_test_worker (&rig, "greedy")->figures.cpu_ms == 1500);
+    char *metrics = broker_metrics (rig.broker, NULL);
+    assert (metrics_text_has (metrics, "jobgate_worker_cpu_seconds_total{worker=\"greedy\"} 1.5"));
+    assert (metrics_text_has (metrics, "jobgate_worker_open_fds{worker=\"greedy\"} 0"));
+    assert (metrics_text_has (metrics, "jobgate_worker_in_flight{worker=\"w1\"} 0"));
+    free (metrics);
+
     // Every socket refuses frames over broker.max_frame_bytes.
     assert (zsock_maxmsgsize (rig.broker->frontend) == 200000);
     assert (zsock_maxmsgsize (rig.broker->backend) == 200000);

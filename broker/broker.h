@@ -44,6 +44,10 @@ void broker_destroy (broker_t **self_p);
 // drives the broker without running its loop.
 void broker_run_once (broker_t *self, bool tick);
 
+// broker_metrics returns what the broker serves on broker.metrics_listen,
+// the Prometheus text format (the caller frees it); *size is its length.
+char *broker_metrics (broker_t *self, size_t *size);
+
 // broker_set_timing shortens the lease grace (10 s) and the workers'
 // liveness (3 s), for tests.
 void broker_set_timing (broker_t *self, int64_t lease_grace_ms, int64_t liveness_ms);

@@ -34,6 +34,7 @@ struct _jobs_t {
     size_t delayed;             // entries waiting for their retry timer
     size_t *provider_active;    // active jobs per configured provider
     ledger_t *ledger;           // the LLM usage totals (borrowed), or NULL
+    telemetry_t *telemetry;     // the broker's series (borrowed), or NULL
     cache_t *cache;             // the shared calls in flight, the cache's counts
     zhashx_t *hit_deliveries;   // id of a hit not committed yet → its callback delivery's id
     uint64_t deliveries[DELIVERY_OUTCOME_COUNT_]; // webhook attempts and deliveries, by outcome
@@ -289,6 +290,9 @@ s_entry_new (jobs_t *self, const job_t *job)
 static void
 s_call_ended (jobs_t *self, entry_t *entry, provider_call_t call)
 {
+    if (entry->in_provider)
+        telemetry_call_ended (self->telemetry, scheduler_call_provider (self->scheduler, entry),
+                              &call, evloop_now_ms (self->loop) - entry->dispatched_ms);
     scheduler_call_ended (self->scheduler, entry, evloop_now_ms (self->loop), call);
 }
 
@@ -721,6 +725,9 @@ jobs_start (jobs_t *self, entry_t *entry, remote_worker_t *worker, int64_t now_m
     entry->chunks_size = 0;
     workers_hold (self->workers, worker, entry, now_ms);
     scheduler_call_started (self->scheduler, entry, now_ms);
+    telemetry_started (self->telemetry, entry->provider,
+                       scheduler_call_provider (self->scheduler, entry), now - entry->queued_at_ms,
+                       job->attempts > 1);
     self->running++;
     tenant_call_started (entry->tenant);
     return job;
@@ -848,6 +855,12 @@ jobs_set_ledger (jobs_t *self, ledger_t *ledger)
 }
 
 void
+jobs_set_telemetry (jobs_t *self, telemetry_t *telemetry)
+{
+    self->telemetry = telemetry;
+}
+
+void
 jobs_report (jobs_t *self, entry_t *entry, pack_reader_t *body)
 {
     job_t *job = store_get (self->store, entry->id);
@@ -934,6 +947,7 @@ jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, cons
     s_put_finished (self, job, &policy);
     s_publish (self, job);
     log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
+    telemetry_finished (self->telemetry, job, entry->provider, status, error);
     if (status == JOB_SUCCEEDED)
         s_finish_followers (self, entry, job);
     // The entry first: the delivery is one more active job of the tenant,

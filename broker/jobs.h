@@ -51,6 +51,7 @@
 #include "queue.h"
 #include "scheduler.h"
 #include "store.h"
+#include "telemetry.h"
 #include "tenant.h"
 #include "workers.h"
 #include <stdbool.h>
@@ -73,6 +74,10 @@ const uint64_t *jobs_delivery_counts (jobs_t *self);
 // jobs_set_ledger makes RESULTs count their LLM usage in ledger (borrowed;
 // NULL: not counted): broker/ledger.h.
 void jobs_set_ledger (jobs_t *self, ledger_t *ledger);
+
+// jobs_set_telemetry makes the transitions count in the broker's series
+// (borrowed; NULL: not counted): broker/telemetry.h.
+void jobs_set_telemetry (jobs_t *self, telemetry_t *telemetry);
 
 // jobs_destroy frees every entry (nothing is written); nulls *self_p.
 void jobs_destroy (jobs_t **self_p);

@@ -38,7 +38,6 @@ struct _ledger_t {
     zhashx_t *totals;           // tenant SEP provider SEP model → s_row_t: all hours (metrics)
     zhashx_t *models;           // tenant SEP provider → size_t *: its model names counted
     zhashx_t *days;             // tenant → s_day_t: its latest day's tokens
-    uint64_t metrics_seq;       // changes of totals
 };
 
 static void
@@ -155,7 +154,6 @@ s_count (ledger_t *self, int64_t hour, const char *tenant, const char *provider,
         row->counts[i] += counts[i];
         total->counts[i] += counts[i];
     }
-    self->metrics_seq++;
     s_day_t *day = zhashx_lookup (self->days, tenant);
     if (!day) {
         day = mem_calloc (1, sizeof *day);
@@ -302,79 +300,18 @@ ledger_usage_json (ledger_t *self, const char *tenant, int64_t since_ms, const c
     return json_pack ("{s:o}", "usage", list);
 }
 
-// s_label writes a Prometheus label value, escaped.
-static void
-s_label (FILE *out, const char *name, const char *value)
-{
-    fprintf (out, "%s=\"", name);
-    for (const char *at = value; *at; at++)
-        if (*at == '\\' || *at == '"')
-            fprintf (out, "\\%c", *at);
-        else
-            fputc (*at, out);
-    fputc ('"', out);
-}
-
-// s_labels writes the labels of a totals row, and one more (NULL: none).
-static void
-s_labels (FILE *out, const s_row_t *row, const char *type)
-{
-    fputc ('{', out);
-    s_label (out, "tenant", row->tenant);
-    fputc (',', out);
-    s_label (out, "provider", row->provider);
-    fputc (',', out);
-    s_label (out, "model", row->model);
-    if (type) {
-        fputc (',', out);
-        s_label (out, "type", type);
-    }
-    fputc ('}', out);
-}
-
 void
-ledger_metrics (ledger_t *self, const config_t *config, FILE *out)
+ledger_each_total (ledger_t *self, const config_t *config, ledger_total_fn *fn, void *arg)
 {
-    if (zhashx_size (self->totals) == 0)
-        return;
-    fprintf (out, "# HELP jobgate_llm_requests_total LLM calls that reported usage, by tenant, "
-                  "provider and model.\n# TYPE jobgate_llm_requests_total counter\n");
     for (s_row_t *row = zhashx_first (self->totals); row; row = zhashx_next (self->totals)) {
-        fprintf (out, "jobgate_llm_requests_total");
-        s_labels (out, row, NULL);
-        fprintf (out, " %" PRIu64 "\n", row->counts[COUNT_REQUESTS]);
+        ledger_total_t total = {
+            .tenant = row->tenant, .provider = row->provider, .model = row->model,
+            .requests = row->counts[COUNT_REQUESTS], .prompt_tokens = row->counts[COUNT_PROMPT],
+            .completion_tokens = row->counts[COUNT_COMPLETION],
+            .cost_usd = s_cost_usd (config, row->provider, row->counts),
+        };
+        fn (&total, arg);
     }
-    fprintf (out, "# HELP jobgate_llm_tokens_total LLM tokens the upstreams reported, by "
-                  "tenant, provider, model and type (prompt, completion).\n"
-                  "# TYPE jobgate_llm_tokens_total counter\n");
-    for (s_row_t *row = zhashx_first (self->totals); row; row = zhashx_next (self->totals)) {
-        fprintf (out, "jobgate_llm_tokens_total");
-        s_labels (out, row, "prompt");
-        fprintf (out, " %" PRIu64 "\n", row->counts[COUNT_PROMPT]);
-        fprintf (out, "jobgate_llm_tokens_total");
-        s_labels (out, row, "completion");
-        fprintf (out, " %" PRIu64 "\n", row->counts[COUNT_COMPLETION]);
-    }
-    bool priced = false;
-    for (s_row_t *row = zhashx_first (self->totals); row; row = zhashx_next (self->totals)) {
-        double cost = s_cost_usd (config, row->provider, row->counts);
-        if (cost < 0)
-            continue;
-        if (!priced)
-            fprintf (out, "# HELP jobgate_llm_cost_usd_total What the LLM tokens cost at the "
-                          "configured prices (USD), by tenant, provider and model.\n"
-                          "# TYPE jobgate_llm_cost_usd_total counter\n");
-        priced = true;
-        fprintf (out, "jobgate_llm_cost_usd_total");
-        s_labels (out, row, NULL);
-        fprintf (out, " %.17g\n", cost);
-    }
-}
-
-uint64_t
-ledger_metrics_seq (const ledger_t *self)
-{
-    return self->metrics_seq;
 }
 
 size_t
@@ -446,6 +383,34 @@ s_test_drop (const char *key, size_t key_len, void *arg)
     assert (key_len == strlen (key));
 }
 
+// What the self-test reads of the totals.
+typedef struct {
+    size_t rows;                // totals seen
+    uint64_t a_requests;        // tenant a, openai, gpt-x: requests
+    uint64_t a_completion;      // … completion tokens
+    uint64_t quoted_prompt;     // tenant a"q, openai, m\1: prompt tokens
+    double b_cost;              // tenant b, openai, gpt-x: cost
+    double local_cost;          // tenant a, local (unpriced): cost
+} s_test_totals_t;
+
+static void
+s_test_total (const ledger_total_t *total, void *arg)
+{
+    s_test_totals_t *totals = arg;
+    totals->rows++;
+    bool openai = strcmp (total->provider, "openai") == 0;
+    if (strcmp (total->tenant, "a") == 0 && openai && strcmp (total->model, "gpt-x") == 0) {
+        totals->a_requests = total->requests;
+        totals->a_completion = total->completion_tokens;
+    }
+    if (strcmp (total->tenant, "a\"q") == 0 && openai && strcmp (total->model, "m\\1") == 0)
+        totals->quoted_prompt = total->prompt_tokens;
+    if (strcmp (total->tenant, "b") == 0 && openai)
+        totals->b_cost = total->cost_usd;
+    if (strcmp (total->provider, "local") == 0)
+        totals->local_cost = total->cost_usd;
+}
+
 void
 ledger_test (bool verbose)
 {
@@ -507,25 +472,22 @@ ledger_test (bool verbose)
     assert (ledger_tenant_today (ledger, "b", morning + 1000) == 2000);
     assert (ledger_tenant_today (ledger, "c", morning) == 0);
 
-    // The metrics: every tenant, provider and model, escaped; cost where priced.
-    char *text = NULL;
-    size_t text_size = 0;
-    FILE *out = open_memstream (&text, &text_size);
+    // The totals for the metrics: every tenant, provider and model since
+    // the start, whatever the hour; cost where priced.
     KEEP ("a\"q", "openai", "m\\1", 1, 2, morning);
-    ledger_metrics (ledger, &config, out);
-    fclose (out);
-    assert (strstr (text, "jobgate_llm_requests_total{tenant=\"a\",provider=\"openai\",model=\"gpt-x\"} 3\n"));
-    assert (strstr (text, "jobgate_llm_tokens_total{tenant=\"a\",provider=\"openai\",model=\"gpt-x\",type=\"completion\"} 12\n"));
-    assert (strstr (text, "{tenant=\"a\\\"q\",provider=\"openai\",model=\"m\\\\1\",type=\"prompt\"} 1\n"));
-    assert (strstr (text, "jobgate_llm_cost_usd_total{tenant=\"b\",provider=\"openai\",model=\"gpt-x\"} 0.01"));
-    assert (!strstr (text, "jobgate_llm_cost_usd_total{tenant=\"a\",provider=\"local\""));
-    free (text);
-    uint64_t seq = ledger_metrics_seq (ledger);
+    s_test_totals_t totals = { 0 };
+    ledger_each_total (ledger, &config, s_test_total, &totals);
+    assert (totals.rows == 5); // a: gpt-x, mini, llama; b: gpt-x; a"q: m\1
+    assert (totals.a_requests == 3 && totals.a_completion == 12);
+    assert (totals.quoted_prompt == 1);
+    assert (totals.b_cost > 0.0124 && totals.b_cost < 0.0126);
+    assert (totals.local_cost == -1);
+    size_t rows_before = ledger_rows (ledger);
 
     // Bad names count nothing.
     assert (s_test_add (ledger, "a", "openai", "bad\nname", 1, 1, morning, key, &total) == -1);
     assert (s_test_add (ledger, "a", "openai", "m", -1, 1, morning, key, &total) == -1);
-    assert (ledger_metrics_seq (ledger) == seq);
+    assert (ledger_rows (ledger) == rows_before);
     // A tenant's model names are bounded per provider: the rest is "(other)".
     for (int i = 0; i < LEDGER_MODELS_MAX + 5; i++) {
         char model[32];

@@ -76,15 +76,24 @@ uint64_t ledger_tenant_today (ledger_t *self, const char *tenant, int64_t now_ms
 json_t *ledger_usage_json (ledger_t *self, const char *tenant, int64_t since_ms,
                            const config_t *config);
 
-// ledger_metrics writes the totals counted since the broker started as
-// Prometheus text: jobgate_llm_requests_total and
-// jobgate_llm_tokens_total{type="prompt"|"completion"} by tenant, provider
-// and model, and jobgate_llm_cost_usd_total for priced providers.
-void ledger_metrics (ledger_t *self, const config_t *config, FILE *out);
+// One totals row: what a tenant's calls of a provider's model used since
+// the broker started (all hours), for the metrics.
+typedef struct {
+    const char *tenant;         // borrowed, as are the names below
+    const char *provider;
+    const char *model;
+    uint64_t requests;          // calls that reported usage
+    uint64_t prompt_tokens;
+    uint64_t completion_tokens;
+    double cost_usd;            // at the provider's prices (config), -1 when it has none
+} ledger_total_t;
 
-// ledger_metrics_seq counts the changes of the metrics' totals (a reader
-// that saw this number has seen them all).
-uint64_t ledger_metrics_seq (const ledger_t *self);
+// Called for each totals row.
+typedef void (ledger_total_fn) (const ledger_total_t *total, void *arg);
+
+// ledger_each_total calls fn for every totals row, priced with config
+// (borrowed; may be NULL: no prices).
+void ledger_each_total (ledger_t *self, const config_t *config, ledger_total_fn *fn, void *arg);
 
 // Called with the key of each row ledger_prune drops.
 typedef void (ledger_drop_fn) (const char *key, size_t key_len, void *arg);

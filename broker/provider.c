@@ -57,6 +57,7 @@ struct _provider_t {
     int64_t started_total;      // calls started
     int64_t answered_total;     // calls the upstream answered
     int64_t failed_total;       // calls that failed or were refused
+    provider_counts_t counts;   // transitions and pauses since the start (metrics)
 };
 
 provider_t *
@@ -144,8 +145,10 @@ provider_can_start (provider_t *self, const char *tenant, int64_t now_ms, int64_
     }
     if (self->circuit == CIRCUIT_OPEN || self->paused) {
         // The pause or the open period is over: probe with one call.
-        if (self->circuit == CIRCUIT_OPEN)
+        if (self->circuit == CIRCUIT_OPEN) {
             log_info (NULL, "provider %s: breaker half-open, probing", s_name (self));
+            self->counts.half_opened++;
+        }
         self->circuit = self->circuit == CIRCUIT_OPEN ? CIRCUIT_HALF_OPEN : self->circuit;
         self->paused = false;
         self->ramp_limit = 1;
@@ -260,6 +263,7 @@ s_pause (provider_t *self, const char *tenant, int64_t now_ms, int64_t retry_aft
         // tenant's calls. They wait; nobody else does.
         pause->last_pause_ms = now_ms;
         pause->paused_until_ms = now_ms + pause_ms;
+        self->counts.tenant_pauses++;
         log_info (NULL, "provider %s: tenant \"%s\" paused %lld ms (its calls keep getting %s)",
                   s_name (self), tenant, (long long) pause_ms, "429/503");
         return;
@@ -271,6 +275,7 @@ s_pause (provider_t *self, const char *tenant, int64_t now_ms, int64_t retry_aft
         self->blocked_until_ms = until;
         if (self->circuit == CIRCUIT_CLOSED || self->circuit == CIRCUIT_HALF_OPEN)
             self->paused = true;
+        self->counts.pauses++;
         log_info (NULL, "provider %s: paused %lld ms (Retry-After %lld ms)", s_name (self),
                   (long long) pause_ms, (long long) retry_after_ms);
     }
@@ -304,6 +309,7 @@ provider_finished (provider_t *self, const char *tenant, int64_t now_ms,
         if (self->circuit == CIRCUIT_HALF_OPEN) {
             log_info (NULL, "provider %s: breaker closed", s_name (self));
             self->circuit = CIRCUIT_CLOSED;
+            self->counts.closed++;
         }
         // Slow start: twice as many in flight after each success.
         if (self->ramp_limit > 0) {
@@ -316,6 +322,7 @@ provider_finished (provider_t *self, const char *tenant, int64_t now_ms,
     self->failed_total++;
     s_record_error (self, call->error_type, call->upstream_status);
     if (call->outcome == PROVIDER_OVERLOADED) {
+        self->counts.overloaded++;
         s_pause (self, tenant, now_ms, call->retry_after_ms);
         return;
     }
@@ -327,6 +334,7 @@ provider_finished (provider_t *self, const char *tenant, int64_t now_ms,
         self->circuit = CIRCUIT_OPEN;
         self->paused = false;
         self->blocked_until_ms = now_ms + self->config->circuit_open_ms;
+        self->counts.opened++;
         log_warn (NULL, "provider %s: breaker open for %lld ms after %d consecutive failures",
                   s_name (self), (long long) self->config->circuit_open_ms,
                   self->consecutive_failures);
@@ -375,6 +383,17 @@ s_compare (const void *a, const void *b)
 {
     int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
     return (x > y) - (x < y);
+}
+
+provider_counts_t
+provider_counts (const provider_t *self, int64_t now_ms)
+{
+    provider_counts_t counts = self->counts;
+    counts.circuit = self->circuit == CIRCUIT_OPEN        ? "open"
+                     : self->circuit == CIRCUIT_HALF_OPEN ? "half_open"
+                                                          : "closed";
+    counts.paused = self->paused && now_ms < self->blocked_until_ms;
+    return counts;
 }
 
 json_t *
@@ -631,6 +650,13 @@ provider_test (bool verbose)
     state = provider_state_json (provider, now + 5400, 0);
     assert (strcmp (json_string_value (json_object_get (state, "circuit")), "closed") == 0);
     json_decref (state);
+    // What the metrics count of it all: one 429 and its pause; the breaker
+    // opened twice (the probe's failure reopened it), half-opened twice,
+    // closed once.
+    provider_counts_t counts = provider_counts (provider, now + 5400);
+    assert (counts.overloaded == 1 && counts.pauses == 1 && counts.tenant_pauses == 0);
+    assert (counts.opened == 2 && counts.half_opened == 2 && counts.closed == 1);
+    assert (strcmp (counts.circuit, "closed") == 0 && !counts.paused);
     provider_destroy (&provider);
 
     s_test_tenants (now + 10000);

@@ -57,6 +57,19 @@ typedef enum {
     PROVIDER_BROKEN      // its breaker is open, or half-open with the probe running
 } provider_availability_t;
 
+// What a provider counted since the broker started, and its state now,
+// for the metrics (broker/telemetry.h).
+typedef struct {
+    uint64_t opened;            // breaker transitions to open
+    uint64_t half_opened;       // … to half-open (a probe)
+    uint64_t closed;            // … back to closed
+    uint64_t pauses;            // pauses of every tenant after a 429/503 with Retry-After
+    uint64_t tenant_pauses;     // pauses of one tenant whose calls kept being refused
+    uint64_t overloaded;        // 429/503 answers
+    const char *circuit;        // breaker state now: "closed", "open", "half_open"
+    bool paused;                // waiting out a Retry-After now
+} provider_counts_t;
+
 // provider_new creates the state of a configured provider (borrowed config),
 // or with direct, of direct calls (config may then be NULL: no limits).
 provider_t *provider_new (const config_provider_t *config, bool direct);
@@ -95,6 +108,9 @@ bool provider_fail_fast (provider_t *self, int64_t now_ms);
 // provider_state_json describes the live state for GET /v1/providers; queued
 // is the broker's count of its waiting jobs. Returns a new reference.
 json_t *provider_state_json (provider_t *self, int64_t now_ms, size_t queued);
+
+// provider_counts returns what the provider counted, and its state at now_ms.
+provider_counts_t provider_counts (const provider_t *self, int64_t now_ms);
 
 // provider_in_flight returns the calls running now.
 int provider_in_flight (provider_t *self);

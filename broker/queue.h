@@ -40,6 +40,7 @@ struct _entry_t {
                                 // fallbacks) the next attempt calls, or the running one does
     bool in_provider;           // counted in its provider's calls in flight
     int64_t dispatched_ms;      // monotonic time of the latest dispatch
+    int64_t queued_at_ms;       // wall time it last entered a queue (the metrics' queue wait)
     char *chunks;               // this attempt's CHUNKs: [u32 index][u32 len][data]…
     size_t chunks_size;         // bytes in chunks
     int attempt;                // identity of the attempt running or last run (attempt_seq)

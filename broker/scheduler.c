@@ -84,6 +84,13 @@ scheduler_destroy (scheduler_t **self_p)
     *self_p = NULL;
 }
 
+provider_t *
+scheduler_provider_at (scheduler_t *self, size_t slot)
+{
+    assert (slot < self->slots);
+    return self->providers[slot];
+}
+
 size_t
 scheduler_slots (const scheduler_t *self)
 {
@@ -195,6 +202,7 @@ scheduler_enqueue (scheduler_t *self, entry_t *entry, bool front)
 {
     tenant_lane_t *lane = tenant_lane (entry->tenant);
     queue_t *queue = &lane->queues[scheduler_slot (self, entry)];
+    entry->queued_at_ms = clock_wall_ms ();
     if (front)
         queue_push_front (queue, entry);
     else

@@ -59,6 +59,10 @@ void scheduler_destroy (scheduler_t **self_p);
 // scheduler_slots returns the number of provider slots (a lane's queues).
 size_t scheduler_slots (const scheduler_t *self);
 
+// scheduler_provider_at returns the live state of the provider of slot
+// (direct calls last), for the metrics.
+provider_t *scheduler_provider_at (scheduler_t *self, size_t slot);
+
 // scheduler_slot returns the slot of an entry: its provider's, or direct
 // calls' (the last).
 size_t scheduler_slot (const scheduler_t *self, const entry_t *entry);

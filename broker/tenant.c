@@ -128,25 +128,27 @@ tenants_admit (tenants_t *self, tenant_t *tenant, const admission_t *admission,
     bool client = admission->path != ADMIT_WEBHOOK;
     if (client && admission->store_refuses) {
         *refusal = (refusal_t) { 503, "the job store is full or cannot write; retry later",
-                                 ADMIT_STORE_RETRY_MS };
+                                 ADMIT_STORE_RETRY_MS, "store" };
         return false;
     }
     if (quota && quota->max_queued && tenant->active >= quota->max_queued) {
-        *refusal = (refusal_t) { 429, "the tenant has its maximum of jobs queued", 1000 };
+        *refusal = (refusal_t) { 429, "the tenant has its maximum of jobs queued", 1000,
+                                 "max_queued" };
         return false;
     }
     if (client && tenant->name[0] != '#'
         && s_stored_bytes (self, tenant) >= tenant->max_stored_bytes) {
         *refusal = (refusal_t) { 429, "the tenant's finished jobs fill its share of the store",
-                                 ADMIT_STORED_RETRY_MS };
+                                 ADMIT_STORED_RETRY_MS, "max_stored_bytes" };
         return false;
     }
     if (client && admission->broker_full) {
-        *refusal = (refusal_t) { 503, "queue full", 1000 };
+        *refusal = (refusal_t) { 503, "queue full", 1000, "broker_max_queued" };
         return false;
     }
     if (client && admission->provider_full) {
-        *refusal = (refusal_t) { 503, "the provider's queue is full", 1000 };
+        *refusal = (refusal_t) { 503, "the provider's queue is full", 1000,
+                                 "provider_max_queued" };
         return false;
     }
     // An llm job of a tenant that used its tokens of the UTC day waits for
@@ -156,13 +158,14 @@ tenants_admit (tenants_t *self, tenant_t *tenant, const admission_t *admission,
         int64_t day_ms = 24LL * 3600 * 1000;
         *refusal = (refusal_t) { 429, "the tenant used its LLM tokens of the day "
                                       "(quotas.TENANT.tokens_per_day); more after 00:00 UTC",
-                                 day_ms - admission->wall_ms % day_ms };
+                                 day_ms - admission->wall_ms % day_ms, "tokens_per_day" };
         return false;
     }
     // The rate last: a refused request takes no submission.
     int64_t wait_ms;
     if (client && !bucket_ready (&tenant->submissions, admission->now_ms, &wait_ms)) {
-        *refusal = (refusal_t) { 429, "the tenant is over its submission rate", wait_ms };
+        *refusal = (refusal_t) { 429, "the tenant is over its submission rate", wait_ms,
+                                 "submit_rate" };
         return false;
     }
     if (client)
@@ -279,9 +282,11 @@ s_test_usage (const char *record_tenant, void *arg)
 static int
 s_test_refused (tenants_t *tenants, tenant_t *tenant, admission_t admission, int64_t *retry_ms)
 {
-    refusal_t refusal = { 0, NULL, 0 };
+    refusal_t refusal = { 0, NULL, 0, NULL };
     bool admitted = tenants_admit (tenants, tenant, &admission, &refusal);
     assert (admitted == (refusal.code == 0));
+    // Every refusal names its check for the metrics.
+    assert (admitted || (refusal.reason && *refusal.reason));
     if (retry_ms)
         *retry_ms = refusal.retry_after_ms;
     return refusal.code;

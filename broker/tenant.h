@@ -83,6 +83,9 @@ typedef struct {
     int code;                   // 429 (the tenant's limits) or 503 (the broker's)
     const char *why;            // the ERROR's message (static)
     int64_t retry_after_ms;     // when trying again may succeed
+    const char *reason;         // which check refused, a metric label (static): store,
+                                // max_queued, max_stored_bytes, broker_max_queued,
+                                // provider_max_queued, tokens_per_day, submit_rate
 } refusal_t;
 
 // Returns the bytes the records of record_tenant take in the store.

@@ -204,6 +204,29 @@ workers_pick (workers_t *self)
     return best;
 }
 
+void
+workers_report (remote_worker_t *worker, const worker_figures_t *figures)
+{
+#define NOT_NEGATIVE(value) ((value) > 0 ? (value) : 0)
+    worker->figures = (worker_figures_t) {
+        .cpu_ms = NOT_NEGATIVE (figures->cpu_ms),
+        .rss_bytes = NOT_NEGATIVE (figures->rss_bytes),
+        .open_fds = NOT_NEGATIVE (figures->open_fds),
+        .max_fds = NOT_NEGATIVE (figures->max_fds),
+        .started_at_ms = NOT_NEGATIVE (figures->started_at_ms),
+        .running = NOT_NEGATIVE (figures->running),
+    };
+#undef NOT_NEGATIVE
+}
+
+void
+workers_each (workers_t *self, workers_fn *fn, void *arg)
+{
+    for (remote_worker_t *worker = zhashx_first (self->workers); worker;
+         worker = zhashx_next (self->workers))
+        fn (worker, arg);
+}
+
 size_t
 workers_live (workers_t *self)
 {

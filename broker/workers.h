@@ -39,6 +39,17 @@
 typedef struct _workers_t workers_t;
 typedef struct _remote_worker_t remote_worker_t;
 
+// What a worker said of its own process in its last HEARTBEAT that did
+// (revision 4, metrics; docs/protocol.md §5); all 0 until then.
+typedef struct {
+    int64_t cpu_ms;             // CPU time used, user + system
+    int64_t rss_bytes;          // resident memory
+    int64_t open_fds;           // file descriptors open
+    int64_t max_fds;            // their limit
+    int64_t started_at_ms;      // when the process started, wall ms
+    int64_t running;            // the calls it says it has in flight
+} worker_figures_t;
+
 // A worker as the broker sees it. Read it freely; only workers.c writes it.
 struct _remote_worker_t {
     zframe_t *identity;         // its routing id on the backend now
@@ -50,6 +61,7 @@ struct _remote_worker_t {
     int64_t last_seen_ms;       // monotonic time of its last message
     int64_t last_sent_ms;       // when the broker last sent it anything
     bool draining;              // sent DISCONNECT: no more dispatches
+    worker_figures_t figures;   // its process's figures, as it last reported them
 };
 
 // What a RESULT's or CHUNK's claim on an attempt is worth.
@@ -117,6 +129,14 @@ void workers_drain (remote_worker_t *worker);
 // workers_pick returns the worker with the most credit, or NULL when none
 // can take a DISPATCH.
 remote_worker_t *workers_pick (workers_t *self);
+
+// workers_report keeps what a worker's HEARTBEAT said of its process;
+// negative figures (a confused peer) are taken as 0.
+void workers_report (remote_worker_t *worker, const worker_figures_t *figures);
+
+// workers_each calls fn for every worker (none may be made or forgotten
+// meanwhile).
+void workers_each (workers_t *self, workers_fn *fn, void *arg);
 
 // workers_live returns how many workers are not draining.
 size_t workers_live (workers_t *self);

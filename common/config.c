@@ -1,4 +1,5 @@
 #include "config.h"
+#include "listenaddr.h"
 #include "httpfield.h"
 #include "jsontext.h"
 #include "log.h"
@@ -107,6 +108,8 @@ static const config_key_t s_keys[] = {
       NULL, false, "ZeroMQ endpoint workers talk to" },
     { "broker", "publisher", KEY_STRING, C (broker_publisher), 0, 0, "tcp://127.0.0.1:5557", NULL, 0,
       NULL, false, "ZeroMQ PUB endpoint of job events" },
+    { "broker", "metrics_listen", KEY_STRING, C (broker_metrics_listen), 0, 0, "", NULL, 0, NULL,
+      false, "HOST:PORT where the broker serves GET /metrics (Prometheus); empty: not served" },
     { "broker", "data_dir", KEY_STRING, C (data_dir), 0, 0, "./data", NULL, 0, NULL, false,
       "directory of the job store" },
     { "broker", "durability", KEY_SWITCH, C (durability_fsync), 0, 0, "fsync", s_durabilities, 0,
@@ -1180,6 +1183,13 @@ s_load_providers (void *target, json_t *providers, const char *where, char *erro
 static int
 s_derive (config_t *self, char *error, size_t error_size)
 {
+    struct sockaddr_storage metrics_addr;
+    if (self->broker_metrics_listen && *self->broker_metrics_listen
+        && listenaddr_parse (self->broker_metrics_listen, &metrics_addr) < 0) {
+        snprintf (error, error_size, "config: broker.metrics_listen \"%s\" is not HOST:PORT "
+                  "(numeric host, or localhost)", self->broker_metrics_listen);
+        return -1;
+    }
     if (self->direct.burst == 0)
         self->direct.burst = self->direct.rate_limit / 10 > 1 ? self->direct.rate_limit / 10 : 1;
     // One frame carries at most a job record: a result, a spec made from a
@@ -1509,6 +1519,7 @@ config_destroy (config_t **self_p)
     free (self->broker_frontend);
     free (self->broker_backend);
     free (self->broker_publisher);
+    free (self->broker_metrics_listen);
     free (self->data_dir);
     for (size_t i = 0; i < self->providers_count; i++) {
         free (self->providers[i].name);
@@ -2142,6 +2153,9 @@ s_test_hardening (const char *path)
     config_destroy (&config);
     const char *bad[] = {
         "{\"broker\":{\"max_frame_bytes\":1000000}}",
+        "{\"broker\":{\"metrics_listen\":\"metrics.example:9100\"}}",
+        "{\"broker\":{\"metrics_listen\":\"127.0.0.1\"}}",
+        "{\"broker\":{\"metrics_listen\":9100}}",
         "{\"broker\":{\"max_result_bytes\":10}}",
         "{\"direct\":{\"max_concurrency\":-1}}",
         "{\"direct\":[]}",

@@ -104,6 +104,7 @@ typedef struct {
     char *broker_frontend;          // endpoint gateways talk to
     char *broker_backend;           // endpoint workers talk to
     char *broker_publisher;         // PUB endpoint for job events
+    char *broker_metrics_listen;    // HOST:PORT of GET /metrics, "" = not served
     char *data_dir;                 // where the store lives
     bool durability_fsync;          // "fsync" (true) or "os" (false)
     int64_t result_ttl_ms;          // how long finished jobs are kept

@@ -38,9 +38,6 @@ struct _brokerclient_t {
     int64_t workers;            // the broker's counts, from the last PONG
     int64_t queued;
     int64_t running;
-    char *usage_metrics;        // the broker's LLM usage metrics (Prometheus text), or NULL
-    int64_t metrics_seq;        // their number, as the broker gave it (0: none yet)
-    char *cache;                // the result cache's counts per provider (JSON text), or NULL
     uint64_t last_seq;          // seq of the last event
     int64_t last_epoch;         // the broker run the events come from, 0 = none yet
     uint64_t events;            // events received
@@ -91,19 +88,6 @@ s_answer (proto_msg_t *msg, void *arg)
             pack_get_int (msg->body, "workers", &self->workers);
             pack_get_int (msg->body, "queued", &self->queued);
             pack_get_int (msg->body, "running", &self->running);
-            size_t len;
-            const char *metrics = pack_get_str (msg->body, "metrics", &len);
-            int64_t seq;
-            if (metrics && pack_get_int (msg->body, "metrics_seq", &seq) == 0) {
-                free (self->usage_metrics);
-                self->usage_metrics = mem_strndup (metrics, len);
-                self->metrics_seq = seq;
-            }
-            char *cache = pack_get_strdup (msg->body, "cache");
-            if (cache) {
-                free (self->cache);
-                self->cache = cache;
-            }
         }
         return;
     }
@@ -183,7 +167,6 @@ s_ping (evloop_t *loop, void *arg)
     pack_writer_t *body = pack_writer_new ();
     self->ping_corr = ++self->next_corr;
     pack_put_int (body, "corr", (int64_t) self->ping_corr);
-    pack_put_int (body, "metrics_seq", self->metrics_seq);
     proto_send (self->dealer, NULL, PROTO_PING, body);
     pack_writer_destroy (&body);
 }
@@ -294,7 +277,6 @@ brokerclient_destroy (brokerclient_t **self_p)
         zhashx_destroy (&self->pending);
     }
     proto_batch_destroy (&self->outbox);
-    free (self->usage_metrics);
     if (self->dealer) {
         evloop_sock_remove (self->loop, self->dealer);
         zsock_destroy (&self->dealer);
@@ -303,7 +285,6 @@ brokerclient_destroy (brokerclient_t **self_p)
         evloop_sock_remove (self->loop, self->sub);
         zsock_destroy (&self->sub);
     }
-    free (self->cache);
     free (self);
     *self_p = NULL;
 }
@@ -363,14 +344,7 @@ brokerclient_stats (brokerclient_t *self)
     return (brokerclient_stats_t) { .reachable = brokerclient_reachable (self),
                                     .workers = self->workers, .queued = self->queued,
                                     .running = self->running, .events = self->events,
-                                    .gaps = self->gaps, .pending = zhashx_size (self->pending),
-                                    .cache = self->cache };
-}
-
-const char *
-brokerclient_usage_metrics (brokerclient_t *self)
-{
-    return self->usage_metrics ? self->usage_metrics : "";
+                                    .gaps = self->gaps, .pending = zhashx_size (self->pending) };
 }
 
 void

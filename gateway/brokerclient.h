@@ -73,9 +73,6 @@ typedef struct {
     uint64_t events;            // events received
     uint64_t gaps;              // gaps seen in their sequence
     size_t pending;             // calls not answered yet
-    const char *cache;          // the result cache's counts as the last PONG said them:
-                                // {"PROVIDER": {"hits", "shared", "misses"}, …}, JSON
-                                // text (borrowed until the next PONG), or NULL
 } brokerclient_stats_t;
 
 // brokerclient_new connects to the broker's frontend and publisher (frames
@@ -114,11 +111,6 @@ bool brokerclient_reachable (brokerclient_t *self);
 
 // brokerclient_stats returns what the client knows of the broker.
 brokerclient_stats_t brokerclient_stats (brokerclient_t *self);
-
-// brokerclient_usage_metrics returns the broker's LLM usage metrics as
-// Prometheus text (borrowed; "" until a PONG brought them): a PONG carries
-// them when they changed since the PING's metrics_seq (revision 3).
-const char *brokerclient_usage_metrics (brokerclient_t *self);
 
 // brokerclient_set_timing changes the PING period and the resend delay
 // (self-tests).

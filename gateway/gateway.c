@@ -8,9 +8,11 @@
 #include "jobcache.h"
 #include "jobspec.h"
 #include "jsontext.h"
+#include "listenaddr.h"
 #include "listpage.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "mhdloop.h"
 #include "openai.h"
 #include "problem.h"
@@ -1286,47 +1288,10 @@ s_metric (zchunk_t *out, const char *name, const char *type, const char *help, d
     zchunk_extend (out, line, (size_t) n);
 }
 
-// s_cache_metrics writes the result cache's counters per provider (SPEC
-// §3.2) from the broker's figures (brokerclient_stats_t.cache), if any.
-static void
-s_cache_metrics (zchunk_t *out, const char *figures)
-{
-    static const struct {
-        const char *name, *field, *help;
-    } counters[] = {
-        { "jobgate_result_cache_hits_total", "hits",
-          "Jobs answered from the result cache (no upstream call), by provider." },
-        { "jobgate_result_cache_shared_total", "shared",
-          "Jobs answered by the upstream call of an identical job in flight, by provider." },
-        { "jobgate_result_cache_misses_total", "misses",
-          "Jobs with a cache that made their own upstream call, by provider." },
-    };
-    json_t *stats = figures ? jsontext_loads (figures, NULL) : NULL;
-    for (size_t i = 0; json_is_object (stats) && i < sizeof counters / sizeof counters[0]; i++) {
-        char line[512];
-        int n = snprintf (line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n",
-                          counters[i].name, counters[i].help, counters[i].name);
-        zchunk_extend (out, line, (size_t) n);
-        const char *provider;
-        json_t *counts;
-        json_object_foreach (stats, provider, counts) {
-            // Provider names are the configuration's; escaped all the same.
-            json_t *name = json_string (provider);
-            char *label = jsontext_dump (name);
-            json_decref (name);
-            json_int_t value = json_integer_value (json_object_get (counts, counters[i].field));
-            n = snprintf (line, sizeof line, "%s{provider=%s} %lld\n", counters[i].name,
-                          label ? label : "\"\"", (long long) value);
-            if (n > 0 && (size_t) n < sizeof line)
-                zchunk_extend (out, line, (size_t) n);
-            free (label);
-        }
-    }
-    json_decref (stats);
-}
-
 // s_handle_metrics: GET /metrics in the Prometheus text format. Every
-// figure is read from the module that owns it.
+// figure is read from the module that owns it, and is this gateway's own:
+// the jobs', queues' and workers' are the broker's, on its own /metrics
+// (broker.metrics_listen), so that a sum over gateways counts nothing twice.
 static void
 s_handle_metrics (request_t *req)
 {
@@ -1357,13 +1322,6 @@ s_handle_metrics (request_t *req)
               (double) broker.gaps);
     s_metric (out, "jobgate_broker_up", "gauge", "1 when the broker answered in the last 3 s.",
               broker.reachable ? 1 : 0);
-    s_metric (out, "jobgate_broker_workers", "gauge", "Workers connected to the broker.",
-              (double) broker.workers);
-    s_metric (out, "jobgate_broker_queued_jobs", "gauge", "Jobs waiting at the broker.",
-              (double) broker.queued);
-    s_metric (out, "jobgate_broker_running_jobs", "gauge", "Jobs running on workers.",
-              (double) broker.running);
-    s_cache_metrics (out, broker.cache);
     s_metric (out, "jobgate_sse_held_back_total", "counter",
               "Times an event stream held chunks back for a slow reader (sent later, in order).",
               (double) self->sse_held_back);
@@ -1384,9 +1342,9 @@ s_handle_metrics (request_t *req)
               (double) jobcache_size (self->cache));
     s_metric (out, "jobgate_cache_bytes", "gauge", "Bytes held by the gateway's cache.",
               (double) jobcache_bytes (self->cache));
-    // The broker's LLM usage counters, as its last PONG brought them.
-    const char *usage = brokerclient_usage_metrics (self->broker);
-    zchunk_extend (out, usage, strlen (usage));
+    char *process = metrics_process_text ("gateway");
+    zchunk_extend (out, process, strlen (process));
+    free (process);
     char *text = mem_strndup ((const char *) zchunk_data (out), zchunk_size (out));
     zchunk_destroy (&out);
     s_answer_text (req, 200, text, "text/plain; version=0.0.4");
@@ -1817,41 +1775,6 @@ s_on_idle (evloop_t *loop, void *arg)
     brokerclient_flush (self->broker);
 }
 
-// s_parse_listen turns "HOST:PORT" or "[V6]:PORT" into a socket address.
-static int
-s_parse_listen (const char *listen, struct sockaddr_storage *addr)
-{
-    memset (addr, 0, sizeof *addr);
-    const char *colon = strrchr (listen, ':');
-    if (!colon)
-        return -1;
-    char *end;
-    long port = strtol (colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        return -1;
-    char host[64];
-    size_t host_len = (size_t) (colon - listen);
-    if (host_len >= sizeof host)
-        return -1;
-    memcpy (host, listen, host_len);
-    host[host_len] = '\0';
-    if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
-        host[host_len - 1] = '\0';
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) addr;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons ((uint16_t) port);
-        return inet_pton (AF_INET6, host + 1, &in6->sin6_addr) == 1 ? 0 : -1;
-    }
-    struct sockaddr_in *in4 = (struct sockaddr_in *) addr;
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons ((uint16_t) port);
-    if (strcmp (host, "localhost") == 0)
-        strcpy (host, "127.0.0.1");
-    if (host[0] == '\0' || strcmp (host, "*") == 0)
-        strcpy (host, "0.0.0.0");
-    return inet_pton (AF_INET, host, &in4->sin_addr) == 1 ? 0 : -1;
-}
-
 // s_loopback is true for an address only this machine can reach.
 static bool
 s_loopback (const struct sockaddr_storage *addr)
@@ -1898,7 +1821,7 @@ static int
 s_config_ok (const config_t *config, struct sockaddr_storage *addr, char *error,
              size_t error_size)
 {
-    if (s_parse_listen (config->gateway_listen, addr) < 0) {
+    if (listenaddr_parse (config->gateway_listen, addr) < 0) {
         snprintf (error, error_size, "gateway: listen address \"%s\" is not HOST:PORT",
                   config->gateway_listen);
         return -1;

@@ -51,6 +51,7 @@ Try, from another terminal:
   curl -s -X POST http://127.0.0.1:8080/v1/jobs -H 'Content-Type: application/json' \
        -H 'Prefer: wait=10' \
        -d '{"kind":"http","provider":"mock","request":{"path":"/json?latency_ms=500"}}'
+  curl -s http://127.0.0.1:9101/metrics   # the broker's Prometheus metrics
 
 Ctrl-C stops the stack.
 HELP

@@ -37,6 +37,9 @@ suite "scale-out: provider limit split across shards (simulation)" python3 tests
 suite "python client" clients/python/tests/run.sh "$build"
 suite "systemd units (3 s)" tests/systemd/run.sh "$build"
 suite "contract (redocly lint, answers against openapi.json)" tests/contract/run.sh "$build"
+# Debian's Prometheus scraping a stack under load (installs it when missing).
+suite "prometheus (real server)" env JOBGATE_BUILD="$build" \
+    sh -c 'tests/prometheus/setup.sh && python3 tests/prometheus/run.py'
 if [ -n "$asan" ]; then
     suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
     suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \

@@ -10,6 +10,8 @@
 #include "urlpath.h"
 #include "url.h"
 #include "mem.h"
+#include "metrics.h"
+#include "listenaddr.h"
 #include "pack.h"
 #include "proto.h"
 #include "request.h"
@@ -48,10 +50,12 @@
 #include "cache.h"
 #include "delivery.h"
 #include "jobs.h"
+#include "exporter.h"
 #include "outbox.h"
 #include "report.h"
 #include "scheduler.h"
 #include "service.h"
+#include "telemetry.h"
 #include "tenant.h"
 #include "testpeer.h"
 #include "workers.h"
@@ -68,7 +72,8 @@ static const selftest_t s_tests[] = {
     { "mem", mem_test },           { "clock", clock_test },           { "utf8", utf8_test },         { "pack", pack_test },
     { "proto", proto_test },       { "job", job_test },           { "jsontext", jsontext_test },
     { "log", log_test },           { "urlpath", urlpath_test },   { "url", url_test },
-    { "httpfield", httpfield_test },
+    { "httpfield", httpfield_test }, { "metrics", metrics_test },
+    { "listenaddr", listenaddr_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
     { "service", service_test },
     { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
@@ -76,7 +81,8 @@ static const selftest_t s_tests[] = {
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
     { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
     { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
-    { "cache", cache_test },
+    { "cache", cache_test },         { "exporter", exporter_test },
+    { "telemetry", telemetry_test },
     { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "pack.h"
 #include "proto.h"
@@ -25,6 +26,9 @@
 // interval: a HEARTBEAT leaves within a quarter interval of the silence §5
 // allows, and a silent broker is noticed at most a quarter interval late.
 #define WORKER_TICKS_PER_HEARTBEAT 4
+// The longest a worker's figures (HEARTBEAT's revision 4 fields) go unsent,
+// however busy it is: about a Prometheus scrape interval.
+#define WORKER_FIGURES_MS 5000
 // Calls per libcurl multi handle. libcurl 7.88 looks for a reusable
 // connection by walking every connection the multi holds to the host, busy
 // or not: with 2,500 calls in flight on one handle that walk cost ~100 µs
@@ -56,6 +60,7 @@ struct _worker_t {
     int64_t drain_timeout_ms;   // abandon a drain after this long
     int64_t last_sent_ms;       // monotonic time the last message left for the broker
     int64_t last_heard_ms;      // monotonic time of the last message heard
+    int64_t last_figures_ms;    // monotonic time this process's figures last left (§5)
     bool draining;              // SIGTERM seen: DISCONNECT sent, no new work
     size_t reconnects;          // times the socket was recreated
     char key[33];               // identity across reconnects (READY's "worker"), random
@@ -134,12 +139,21 @@ s_credit (const worker_t *self)
 }
 
 // s_send_heartbeat tells the broker the worker lives, with its calls in
-// flight (§5).
+// flight (§5) and this process's own figures for the broker's /metrics
+// (revision 4, metrics).
 static void
 s_send_heartbeat (worker_t *self)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_int (body, "running", (int64_t) zlistx_size (self->transfers));
+    metrics_process_t facts = metrics_process_read ();
+    pack_put_int (body, "cpu_ms", (int64_t) (facts.cpu_seconds * 1000));
+    pack_put_int (body, "rss_bytes", (int64_t) facts.resident_bytes);
+    pack_put_int (body, "open_fds", (int64_t) facts.open_fds);
+    pack_put_int (body, "max_fds", (int64_t) facts.max_fds);
+    pack_put_int (body, "started_at", (int64_t) (facts.start_time_seconds * 1000));
+    pack_put_int (body, "concurrency", self->concurrency);
+    self->last_figures_ms = clock_mono_ms ();
     s_send (self, PROTO_HEARTBEAT, body);
     pack_writer_destroy (&body);
 }
@@ -608,7 +622,10 @@ s_on_tick (evloop_t *loop, void *arg)
                   (long long) (now - self->last_heard_ms), self->config->broker_backend);
         s_reconnect (self);
     }
-    if (now - self->last_sent_ms >= self->heartbeat_ms)
+    // A busy worker sends no HEARTBEAT for liveness (its RESULTs are), but
+    // its figures still go every WORKER_FIGURES_MS.
+    if (now - self->last_sent_ms >= self->heartbeat_ms
+        || now - self->last_figures_ms >= WORKER_FIGURES_MS)
         s_send_heartbeat (self);
 }
 
@@ -947,6 +964,16 @@ worker_test (bool verbose)
                    "invalid_request");
     msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
     assert (pack_get_int (msg->body, "running", &value) == 0 && value == 0);
+    // It carries this process's figures for the broker's /metrics
+    // (revision 4, docs/protocol.md §3.2.3).
+    int64_t now_ms = clock_wall_ms ();
+    assert (pack_get_int (msg->body, "started_at", &value) == 0 && value <= now_ms
+            && value > now_ms - 365LL * 86400 * 1000);
+    assert (pack_get_int (msg->body, "rss_bytes", &value) == 0 && value > 0);
+    assert (pack_get_int (msg->body, "open_fds", &value) == 0 && value > 0);
+    assert (pack_get_int (msg->body, "max_fds", &value) == 0 && value > 0);
+    assert (pack_get_int (msg->body, "cpu_ms", &value) == 0 && value >= 0);
+    assert (pack_get_int (msg->body, "concurrency", &value) == 0 && value == 2);
     proto_msg_destroy (&msg);
 
     // Three DISPATCHes against a credit of two: two run (and meet the SSRF

@@ -88,6 +88,14 @@ SEEDS = {
         + message(GATEWAY, "USAGE", {"corr": 8, "tenant": "q", "since": 0})
         + message(GATEWAY | TICK, "PING", {"corr": 9, "metrics_seq": 0})
         + submit(kind="llm", corr=10),
+    # Revision 4: a worker's figures on its HEARTBEAT (its identity a label
+    # value of the broker's metrics), negative ones too; a refused tenant.
+    "worker_figures": message(WORKER, "READY", {"credit": 1, "concurrency": 1,
+                                                "worker": 'w"\\1'})
+        + message(WORKER, "HEARTBEAT", {"running": 1, "cpu_ms": 10, "rss_bytes": -1,
+                                        "open_fds": 3, "max_fds": 2 ** 62,
+                                        "started_at": 1700000000000})
+        + submit(tenant='t"\\', corr=11),
     "overload": submit() + ready() + result(
         "retry", error='{"type":"upstream_status","upstream_status":429}', result_text=None,
         retry_after_ms=99999999),

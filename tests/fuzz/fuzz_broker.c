@@ -159,6 +159,43 @@ s_next (const uint8_t **data, size_t *size, size_t *len)
     return start;
 }
 
+// s_check_metrics renders the broker's metrics, whose label values come
+// from peers (workers' identities, tenants), and checks every line is a
+// comment or one sample: a name, labels whose values hold no raw newline or
+// unescaped quote, a number.
+static void
+s_check_metrics (void)
+{
+    size_t size;
+    char *text = broker_metrics (s_broker, &size);
+    assert (text && strlen (text) == size && size > 0 && text[size - 1] == '\n');
+    for (char *line = text; *line; line = strchr (line, '\n') + 1) {
+        if (*line == '#')
+            continue;
+        char *at = line;
+        while (*at == '_' || *at == ':' || (*at >= 'a' && *at <= 'z') || (*at >= '0' && *at <= '9')
+               || (*at >= 'A' && *at <= 'Z'))
+            at++;
+        assert (at > line);
+        if (*at == '{') {
+            bool quoted = false;
+            for (at++; quoted || *at != '}'; at++) {
+                assert (*at && *at != '\n');
+                if (*at == '\\' && quoted)
+                    at++;
+                else if (*at == '"')
+                    quoted = !quoted;
+            }
+            at++;
+        }
+        assert (*at == ' ');
+        char *end;
+        strtod (at + 1, &end);
+        assert (end > at + 1 && *end == '\n');
+    }
+    free (text);
+}
+
 // LLVMFuzzerTestOneInput sends the input's messages, one broker turn each.
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
@@ -193,6 +230,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_drain ();
         assert (broker_consistent (s_broker));
     }
+    s_check_metrics ();
     if (++s_inputs % INPUTS_PER_BROKER == 0) {
         s_stop ();
         s_start ();

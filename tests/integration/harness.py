@@ -87,6 +87,7 @@ class Stack:
         self.mock_log = os.path.join(self.dir, "mock-calls.log") if mock_log else None
         self._start_mock()
         self.gateway_port = free_port()
+        self.metrics_port = free_port()
         self.config = {
             "gateway": {"listen": "127.0.0.1:%d" % self.gateway_port, "submit_timeout_ms": 3000},
             "broker": {
@@ -95,6 +96,7 @@ class Stack:
                 "publisher": "tcp://127.0.0.1:%d" % free_port(),
                 "data_dir": os.path.join(self.dir, "data"),
                 "durability": "fsync",
+                "metrics_listen": "127.0.0.1:%d" % self.metrics_port,
             },
             "worker": {"concurrency": concurrency},
             "security": {"allow_private_networks": True},
@@ -257,6 +259,18 @@ class Stack:
 
     def get_path(self, path, headers=None, timeout=70):
         return request(self.gateway_port, "GET", path, headers=headers, timeout=timeout)
+
+    def broker_metrics(self):
+        """The broker's GET /metrics (broker.metrics_listen) as text (a
+        broker still starting is waited for)."""
+        def scrape():
+            try:
+                return request(self.metrics_port, "GET", "/metrics", timeout=10)
+            except ConnectionRefusedError:
+                return None
+        resp = wait_until(scrape, 10, "the broker's metrics listener")
+        assert resp.status == 200, (resp.status, resp.body)
+        return resp.body.decode()
 
     def submit(self, spec, headers=None, expect=202):
         resp = request(self.gateway_port, "POST", "/v1/jobs", body=spec, headers=headers)

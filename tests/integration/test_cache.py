@@ -47,7 +47,7 @@ def _finished(stack, job_id, headers, timeout=60):
 
 
 def _metric(stack, name, provider="mock"):
-    text = stack.get_path("/metrics").body.decode()
+    text = stack.broker_metrics()
     for line in text.splitlines():
         if line.startswith('%s{provider="%s"} ' % (name, provider)):
             return int(line.split()[-1])
@@ -89,8 +89,7 @@ def test_identical_concurrent_requests_share_one_upstream_call():
                                                   cache={"ttl_ms": 0}), headers=A).json()["id"], A)
         assert "cache" not in off and off["status"] == "succeeded"
         assert _calls(stack, "/json") == 3
-        # Hits and shared calls in the metrics (the broker's counts, as its
-        # last PONG gave them).
+        # Hits and shared calls in the broker's metrics.
         wait_until(lambda: _metric(stack, "jobgate_result_cache_hits_total") == 2, 10, "hits metric")
         assert _metric(stack, "jobgate_result_cache_shared_total") == 199
         assert _metric(stack, "jobgate_result_cache_misses_total") == 2

@@ -151,7 +151,7 @@ def test_metrics_in_prometheus_format():
         job_id = stack.submit({"kind": "http", "request": {"url": stack.mock_url("/json")}}).json()["id"]
         stack.wait_terminal(job_id)
         stack.get_path("/nope")
-        time.sleep(1.2)  # one PONG with the broker's counts
+        time.sleep(1.2)  # one PONG
         resp = stack.get_path("/metrics")
         assert resp.status == 200
         assert resp.header("Content-Type").startswith("text/plain")
@@ -164,7 +164,14 @@ def test_metrics_in_prometheus_format():
         assert samples['jobgate_http_responses_total{code="404"}'] == 1
         assert samples["jobgate_jobs_accepted_total"] == 1
         assert samples["jobgate_broker_up"] == 1
-        assert samples["jobgate_broker_workers"] == 1
+        assert [v for k, v in samples.items()
+                if k.startswith("jobgate_build_info{") and k.endswith('process="gateway"}')] == [1]
+        assert samples["process_open_fds"] > 0
+        # The broker's figures are the broker's own, not re-exported by
+        # every gateway (a sum over gateways would count them N times).
+        assert not any(name.startswith(("jobgate_broker_workers", "jobgate_broker_queued",
+                                        "jobgate_result_cache", "jobgate_jobs_finished"))
+                       for name in samples), sorted(samples)
 
 
 def test_openapi_and_dashboard():
@@ -229,6 +236,12 @@ def test_webhook_signed_delivered_and_retried():
         assert webhook["last_error"] is None and webhook["next_attempt_at"] is None, webhook
         # Deliveries are internal: they never show in the client's listing.
         assert [j["id"] for j in stack.get_path("/v1/jobs").json()["jobs"]] == [job_id]
+        # The broker counts each attempt by outcome: one retried, one
+        # delivered, and every outcome is a series from the start.
+        lines = stack.broker_metrics().splitlines()
+        deliveries = {line.split('"')[1]: float(line.split()[-1]) for line in lines
+                      if line.startswith("jobgate_webhook_deliveries_total{")}
+        assert deliveries == {"delivered": 1, "retried": 1, "given_up": 0, "not_queued": 0}, deliveries
 
 
 def test_webhook_given_up_shows_on_the_job():

@@ -113,9 +113,9 @@ def test_usage_totals_since_tenants_and_restart():
         resp = request(stack.gateway_port, "GET", "/v1/usage")
         assert resp.status == 401
         assert "/v1/usage" in stack.get_path("/openapi.json").json()["paths"]
-        # The same figures as metrics, by tenant, provider and model.
+        # The same figures as the broker's metrics, by tenant, provider and model.
         def metrics():
-            text = stack.get_path("/metrics").body.decode()
+            text = stack.broker_metrics()
             return text if "jobgate_llm_tokens_total" in text else None
         text = wait_until(metrics, 10, "the usage metrics")
         assert ('jobgate_llm_tokens_total{tenant="a",provider="mock",model="gpt-big",'

@@ -106,16 +106,25 @@ def parse_metrics(text: str) -> Dict[str, float]:
     return samples
 
 
-def render_top(providers: List[Dict[str, Any]], metrics: Dict[str, float], url: str) -> str:
-    """One screen of `jobgate top`."""
+def render_top(providers: List[Dict[str, Any]], metrics: Dict[str, float], url: str,
+               readiness: Optional[Dict[str, Any]] = None) -> str:
+    """One screen of `jobgate top`: the gateway's own metrics, its /readyz
+    (the broker's workers) and /v1/providers (queued and in flight, summed;
+    the broker's own metrics are on broker.metrics_listen)."""
     def metric(name: str) -> str:
         value = metrics.get(name)
         return "-" if value is None else "%g" % value
 
+    def total(field: str) -> str:
+        values: List[float] = [float(p[field]) for p in providers
+                               if isinstance(p.get(field), (int, float))]
+        return "%g" % sum(values) if values else "-"
+
+    workers = (readiness or {}).get("workers")
     lines = ["jobgate top — %s — %s" % (url, time.strftime("%H:%M:%S")),
              "broker up %s  workers %s  queued %s  running %s  parked requests %s  accepted %s"
-             % (metric("jobgate_broker_up"), metric("jobgate_broker_workers"),
-                metric("jobgate_broker_queued_jobs"), metric("jobgate_broker_running_jobs"),
+             % (metric("jobgate_broker_up"), "-" if workers is None else workers,
+                total("queued"), total("in_flight"),
                 metric("jobgate_parked_requests"), metric("jobgate_jobs_accepted_total")),
              "",
              "%-16s %8s %8s %8s %9s %8s %8s %9s %9s" % ("PROVIDER", "RATE", "LIMIT", "INFLIGHT",
@@ -134,11 +143,21 @@ def render_top(providers: List[Dict[str, Any]], metrics: Dict[str, float], url: 
     return "\n".join(lines) + "\n"
 
 
+def _readiness(client: Client) -> Dict[str, Any]:
+    """The gateway's /readyz body (200 or 503 alike), or {}."""
+    try:
+        body = client._request("GET", "/readyz", resend_safe=True).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def _top(client: Client, args: argparse.Namespace, out: TextIO, url: str) -> int:
     frames = 0
     try:
         while True:
-            screen = render_top(client.providers(), parse_metrics(client.metrics()), url)
+            screen = render_top(client.providers(), parse_metrics(client.metrics()), url,
+                                _readiness(client))
             if not args.once:
                 out.write("\x1b[H\x1b[2J")        # home, clear: redraw in place
             out.write(screen)
