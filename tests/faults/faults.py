@@ -150,10 +150,12 @@ class Tracker:
 
 
 class Multi:
-    """Clients to every gateway; a request goes to the first that answers."""
+    """Clients to every gateway; a request goes to the first that answers.
+    Gateways are ports on 127.0.0.1 or (host, port) pairs (tests/multihost)."""
 
     def __init__(self, ports, timeout=10):
-        self.clients = [Client(p, timeout) for p in ports]
+        self.clients = [Client(p, timeout) if isinstance(p, int) else Client(p[1], timeout, host=p[0])
+                        for p in ports]
         self.next = random.randrange(len(ports))
 
     def get(self, path):
@@ -167,7 +169,7 @@ class Multi:
             if status == 503:
                 continue
             self.next = (self.next + k) % n
-            return status, body, "gw:%d" % c.port
+            return status, body, "gw:%s:%d" % (c.host, c.port)
         return None, None, None
 
     def close(self):
@@ -347,8 +349,9 @@ class Mock:
     """Reads the mock's per-key counters: GET /flaky?key=K&fail=HUGE&status=418
     answers with attempt = calls so far + probes so far + 1."""
 
-    def __init__(self, port):
+    def __init__(self, port, host="127.0.0.1"):
         self.port = port
+        self.host = host
         self.local = threading.local()
         self.probes = {}           # tag -> probes sent
         self.lock = threading.Lock()
@@ -356,7 +359,7 @@ class Mock:
     def _client(self):
         c = getattr(self.local, "c", None)
         if c is None:
-            c = self.local.c = Client(self.port, timeout=10)
+            c = self.local.c = Client(self.port, timeout=10, host=self.host)
         return c
 
     def stats(self):
