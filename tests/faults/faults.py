@@ -257,33 +257,44 @@ class Load:
             if ambiguous and tag:
                 self.ambiguous.setdefault(rnd, []).append(tag)
 
-    def _run(self, i):
-        rng = random.Random(self.args.seed * 1000 + i)
-        gw = self.stack.gateway_names[i % len(self.stack.gateway_names)]
-        client = Client(self.stack.gateway_port_of(gw), timeout=self.args.client_timeout)
-        interval = self.args.threads / self.args.rate
+    def _due(self, rng, interval, paced=True):
+        """Yields whenever a submission is due while the load is active:
+        every interval s on the thread's own schedule (a backlog older than
+        1 s is dropped), or at once when not paced (a closed-loop client)."""
         next_t = time.monotonic() + rng.uniform(0, interval)
         while not self.stop.is_set():
             if not self.active.is_set():
                 self.active.wait(0.2)
                 next_t = time.monotonic() + rng.uniform(0, interval)
                 continue
-            now = time.monotonic()
-            if next_t > now:
-                time.sleep(min(next_t - now, 0.2))
-                continue
-            if now - next_t > 1.0:
-                next_t = now
-            next_t += interval
+            if paced:
+                now = time.monotonic()
+                if next_t > now:
+                    time.sleep(min(next_t - now, 0.2))
+                    continue
+                if now - next_t > 1.0:
+                    next_t = now
+                next_t += interval
+            yield
+
+    def _spec(self, tag, rng):
+        """The job of one submission: a call to the mock counted under tag."""
+        latency = rng.randint(self.args.latency_min, self.args.latency_max)
+        return {"kind": "http", "provider": "mock",
+                "request": {"path": "/flaky", "query": {"key": tag, "fail": 0, "latency_ms": latency}},
+                "timeout_ms": 5000, "max_attempts": self.args.max_attempts,
+                "metadata": {"tag": tag}}
+
+    def _run(self, i):
+        rng = random.Random(self.args.seed * 1000 + i)
+        gw = self.stack.gateway_names[i % len(self.stack.gateway_names)]
+        client = Client(self.stack.gateway_port_of(gw), timeout=self.args.client_timeout)
+        for _ in self._due(rng, self.args.threads / self.args.rate):
             rnd = self.round
             with self.lock:
                 self.seq += 1
                 tag = "%s-r%d-%d" % (self.run_id, rnd, self.seq)
-            latency = rng.randint(self.args.latency_min, self.args.latency_max)
-            spec = {"kind": "http", "provider": "mock",
-                    "request": {"path": "/flaky", "query": {"key": tag, "fail": 0, "latency_ms": latency}},
-                    "timeout_ms": 5000, "max_attempts": self.args.max_attempts,
-                    "metadata": {"tag": tag}}
+            spec = self._spec(tag, rng)
             headers = {"Idempotency-Key": tag} if self.args.idempotency or self.args.retry else None
             give_up = time.monotonic() + self.args.retry_for
             with self.lock:

@@ -255,19 +255,7 @@ class Load(faults.Load):
         rng = random.Random(self.args.seed * 1000 + i)
         gw = GATEWAYS[i % len(GATEWAYS)]
         client = Client(GATEWAY_PORT, timeout=20 if wait_mode else 10, host=self.stack.lab.addr(gw))
-        interval = self.args.async_threads / self.args.rate
-        next_t = time.monotonic() + rng.uniform(0, interval)
-        while not self.stop.is_set():
-            if not self.active.is_set():
-                self.active.wait(0.2)
-                next_t = time.monotonic() + rng.uniform(0, interval)
-                continue
-            if not wait_mode:
-                now = time.monotonic()
-                if next_t > now:
-                    time.sleep(min(next_t - now, 0.2))
-                    continue
-                next_t = max(next_t + interval, now - 1.0)
+        for _ in self._due(rng, self.args.async_threads / self.args.rate, paced=not wait_mode):
             rnd = self.round
             with self.lock:
                 self.seq += 1
@@ -281,10 +269,7 @@ class Load(faults.Load):
         client.close()
 
     def _submit_until_accepted(self, client, rnd, tag, gw, wait_mode, rng):
-        latency = rng.randint(self.args.latency_min, self.args.latency_max)
-        spec = {"kind": "http", "provider": "mock",
-                "request": {"path": "/flaky", "query": {"key": tag, "fail": 0, "latency_ms": latency}},
-                "timeout_ms": 5000, "max_attempts": self.args.max_attempts, "metadata": {"tag": tag}}
+        spec = self._spec(tag, rng)
         headers = {"Idempotency-Key": tag}
         if wait_mode:
             headers["Prefer"] = "wait=10"
