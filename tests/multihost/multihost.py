@@ -541,10 +541,11 @@ def run(args, lab):
                    "lost": len(lost), "twice": len(twice), "failed": len(failed), "dups": dups,
                    "recovery": rec, "verdict": "ok"}
             log("%s: %s; load %.1fs, accepted %d (%s), drained in %.1fs, lost %d, finished twice %d, "
-                "failed %d, duplicate upstream calls %d%s" % (
+                "failed %d, duplicate upstream calls %d%s, most attempts of a job %d" % (
                     name, what, load_secs, len(mine),
                     ", ".join("%s %d" % kv for kv in sorted(st.items())), drain_secs, len(lost),
-                    len(twice), len(failed), dups, (", phantom jobs %d" % len(phantoms)) if phantoms else ""))
+                    len(twice), len(failed), dups, (", phantom jobs %d" % len(phantoms)) if phantoms else "",
+                    max([j.snap.get("attempts") or 0 for j in mine if j.snap] or [0])))
             for j in lost[:10]:
                 log("  LOST %s tag %s via %s: last status %s, %d polls, 404s %d" % (
                     j.id, j.tag, j.gateway, j.last_status, j.polls, j.n404))
