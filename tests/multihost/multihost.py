@@ -466,13 +466,16 @@ def run(args, lab):
             lab.del_address("broker", service)
             time.sleep(args.failover_delay)
             lab.add_address("broker2", service)
+            if args.control_empty_store:
+                stack.config["broker"]["data_dir"] = os.path.join(stack.dir, "data-empty")
             stack.start_broker("broker2")
             check(wait_until(lambda: lab.answers(service, 5555), 10, "the broker on broker2", 0.2),
                   "%s answered from broker2" % service)
             check(not lab.answers(lab.addr("broker"), 9), "the old broker host stays cut off")
             return "broker (pid %d) killed and its host cut for good; %.0f s later %s moved to " \
-                   "broker2 and the broker started there on the same data dir" % (
-                       pid, args.failover_delay, service)
+                   "broker2 and the broker started there on %s" % (
+                       pid, args.failover_delay, service,
+                       "an EMPTY data dir (negative control)" if args.control_empty_store else "the same data dir")
 
         rogue_box = {}
 
@@ -663,6 +666,9 @@ def main(argv):
     ap.add_argument("--retry-for", type=float, default=30.0)
     ap.add_argument("--drain-timeout", type=float, default=60.0)
     ap.add_argument("--no-curve", action="store_true", help="run in the clear even if CURVE works")
+    ap.add_argument("--control-empty-store", action="store_true",
+                    help="negative control: broker-moved starts the broker on an empty data dir (a volume "
+                         "not re-attached); the suite must then fail with lost jobs")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", help="also write the table (markdown) to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
