@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLONE_NEWNET = 0x40000000
@@ -58,14 +59,31 @@ def sh(*argv, check=True):
 def enter(ns_name):
     """Moves the calling thread into namespace ns_name (threads and
     processes it starts later are born there)."""
+    enter_path(os.path.join(NETNS_DIR, ns_name))
+
+
+def enter_path(path):
+    """Moves the calling thread into the network namespace file path."""
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(os.path.join(NETNS_DIR, ns_name), os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise OSError(err, "setns %s: %s" % (ns_name, os.strerror(err)))
+            raise OSError(err, "setns %s: %s" % (path, os.strerror(err)))
     finally:
         os.close(fd)
+
+
+def kill_inside(ns_name):
+    """SIGKILLs, by PID, every process still in namespace ns_name (only a
+    lab's own processes are ever there); returns their PIDs."""
+    pids = [int(p) for p in sh("ip", "netns", "pids", ns_name, check=False).split() if p.isdigit()]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
 
 
 class Lab:
@@ -76,6 +94,10 @@ class Lab:
 
     def __init__(self, subnet="10.77.0"):
         self.prefix = "%s%d-" % (self.PREFIX, os.getpid())
+        # The namespace the lab was made from, kept open: close() goes back
+        # to it, so the runner is never inside a namespace it empties.
+        self.home = "/proc/%d/task/%d/ns/net" % (os.getpid(), threading.get_native_id())
+        self.home_fd = os.open(self.home, os.O_RDONLY)
         self.subnet = subnet
         self.hosts = {}          # name -> address (last octet)
         self.namespaces = []     # every namespace made, to delete
@@ -142,6 +164,7 @@ class Lab:
         """Stops the delayer and deletes every namespace (their interfaces
         go with them). Processes inside must be stopped first."""
         problems = []
+        enter_path("/proc/self/fd/%d" % self.home_fd)
         if self.delayer is not None and self.delayer.poll() is None:
             self.delayer.send_signal(signal.SIGTERM)
             try:
@@ -151,11 +174,15 @@ class Lab:
                 self.delayer.wait()
                 problems.append("nfqdelay did not stop on SIGTERM")
         for name in reversed(self.namespaces):
+            left = kill_inside(name)
+            if left:
+                problems.append("%s still held processes %s (killed)" % (name, left))
             try:
                 sh("ip", "netns", "del", name)
             except RuntimeError as exc:
                 problems.append(str(exc))
         self.namespaces = []
+        os.close(self.home_fd)
         return problems
 
     @classmethod
@@ -166,6 +193,7 @@ class Lab:
         for line in sh("ip", "netns", "list").splitlines():
             m = re.match(r"(%s(\d+)-\S+)" % cls.PREFIX, line)
             if m and not os.path.exists("/proc/%s" % m.group(2)):
+                kill_inside(m.group(1))
                 sh("ip", "netns", "del", m.group(1), check=False)
                 gone.append(m.group(1))
         return gone
