@@ -102,10 +102,15 @@ class Lab:
         self.hosts = {}          # name -> address (last octet)
         self.namespaces = []     # every namespace made, to delete
         self.delayer = None      # nfqdelay.py's Popen
-        self.sw = self._new_ns("sw")
-        sh("ip", "-n", self.sw, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.sw, "link", "set", "br0", "up")
-        sh("ip", "netns", "exec", self.sw, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+        self.sw = self.prefix + "sw"
+        try:
+            self._new_ns("sw")
+            sh("ip", "-n", self.sw, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", self.sw, "link", "set", "br0", "up")
+            sh("ip", "netns", "exec", self.sw, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+        except BaseException:
+            self.close()              # a half-made lab is removed too
+            raise
 
     # --- making and removing ---
 
