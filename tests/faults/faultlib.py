@@ -26,13 +26,15 @@ TERMINAL = ("succeeded", "failed", "canceled")
 
 
 class Client:
-    """One keep-alive connection to 127.0.0.1:port. request() returns
-    (status, headers-dict-lowercase, body bytes) or raises OSError /
+    """One keep-alive connection to host:port (127.0.0.1 unless
+    tests/multihost gives an address of its own namespaces). request()
+    returns (status, headers-dict-lowercase, body bytes) or raises OSError /
     http.client.HTTPException; the connection is dropped after an error."""
 
-    def __init__(self, port, timeout=10.0):
+    def __init__(self, port, timeout=10.0, host="127.0.0.1"):
         self.port = port
         self.timeout = timeout
+        self.host = host
         self.conn = None
 
     def close(self):
@@ -51,7 +53,7 @@ class Client:
         if isinstance(body, str):
             body = body.encode()
         if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
+            self.conn = http.client.HTTPConnection(self.host, self.port,
                                                    timeout=timeout or self.timeout)
         elif timeout:
             self.conn.timeout = timeout

@@ -150,10 +150,12 @@ class Tracker:
 
 
 class Multi:
-    """Clients to every gateway; a request goes to the first that answers."""
+    """Clients to every gateway; a request goes to the first that answers.
+    Gateways are ports on 127.0.0.1 or (host, port) pairs (tests/multihost)."""
 
     def __init__(self, ports, timeout=10):
-        self.clients = [Client(p, timeout) for p in ports]
+        self.clients = [Client(p, timeout) if isinstance(p, int) else Client(p[1], timeout, host=p[0])
+                        for p in ports]
         self.next = random.randrange(len(ports))
 
     def get(self, path):
@@ -167,7 +169,7 @@ class Multi:
             if status == 503:
                 continue
             self.next = (self.next + k) % n
-            return status, body, "gw:%d" % c.port
+            return status, body, "gw:%s:%d" % (c.host, c.port)
         return None, None, None
 
     def close(self):
@@ -255,33 +257,44 @@ class Load:
             if ambiguous and tag:
                 self.ambiguous.setdefault(rnd, []).append(tag)
 
-    def _run(self, i):
-        rng = random.Random(self.args.seed * 1000 + i)
-        gw = self.stack.gateway_names[i % len(self.stack.gateway_names)]
-        client = Client(self.stack.gateway_port_of(gw), timeout=self.args.client_timeout)
-        interval = self.args.threads / self.args.rate
+    def _due(self, rng, interval, paced=True):
+        """Yields whenever a submission is due while the load is active:
+        every interval s on the thread's own schedule (a backlog older than
+        1 s is dropped), or at once when not paced (a closed-loop client)."""
         next_t = time.monotonic() + rng.uniform(0, interval)
         while not self.stop.is_set():
             if not self.active.is_set():
                 self.active.wait(0.2)
                 next_t = time.monotonic() + rng.uniform(0, interval)
                 continue
-            now = time.monotonic()
-            if next_t > now:
-                time.sleep(min(next_t - now, 0.2))
-                continue
-            if now - next_t > 1.0:
-                next_t = now
-            next_t += interval
+            if paced:
+                now = time.monotonic()
+                if next_t > now:
+                    time.sleep(min(next_t - now, 0.2))
+                    continue
+                if now - next_t > 1.0:
+                    next_t = now
+                next_t += interval
+            yield
+
+    def _spec(self, tag, rng):
+        """The job of one submission: a call to the mock counted under tag."""
+        latency = rng.randint(self.args.latency_min, self.args.latency_max)
+        return {"kind": "http", "provider": "mock",
+                "request": {"path": "/flaky", "query": {"key": tag, "fail": 0, "latency_ms": latency}},
+                "timeout_ms": 5000, "max_attempts": self.args.max_attempts,
+                "metadata": {"tag": tag}}
+
+    def _run(self, i):
+        rng = random.Random(self.args.seed * 1000 + i)
+        gw = self.stack.gateway_names[i % len(self.stack.gateway_names)]
+        client = Client(self.stack.gateway_port_of(gw), timeout=self.args.client_timeout)
+        for _ in self._due(rng, self.args.threads / self.args.rate):
             rnd = self.round
             with self.lock:
                 self.seq += 1
                 tag = "%s-r%d-%d" % (self.run_id, rnd, self.seq)
-            latency = rng.randint(self.args.latency_min, self.args.latency_max)
-            spec = {"kind": "http", "provider": "mock",
-                    "request": {"path": "/flaky", "query": {"key": tag, "fail": 0, "latency_ms": latency}},
-                    "timeout_ms": 5000, "max_attempts": self.args.max_attempts,
-                    "metadata": {"tag": tag}}
+            spec = self._spec(tag, rng)
             headers = {"Idempotency-Key": tag} if self.args.idempotency or self.args.retry else None
             give_up = time.monotonic() + self.args.retry_for
             with self.lock:
@@ -347,8 +360,9 @@ class Mock:
     """Reads the mock's per-key counters: GET /flaky?key=K&fail=HUGE&status=418
     answers with attempt = calls so far + probes so far + 1."""
 
-    def __init__(self, port):
+    def __init__(self, port, host="127.0.0.1"):
         self.port = port
+        self.host = host
         self.local = threading.local()
         self.probes = {}           # tag -> probes sent
         self.lock = threading.Lock()
@@ -356,7 +370,7 @@ class Mock:
     def _client(self):
         c = getattr(self.local, "c", None)
         if c is None:
-            c = self.local.c = Client(self.port, timeout=10)
+            c = self.local.c = Client(self.port, timeout=10, host=self.host)
         return c
 
     def stats(self):
