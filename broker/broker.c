@@ -1,6 +1,7 @@
 // broker — the broker's sockets and what each turn of its loop does.
 #include "broker.h"
 #include "cache.h"
+#include "curve.h"
 #include "jobs.h"
 #include "jsontext.h"
 #include "ledger.h"
@@ -58,6 +59,7 @@ struct _broker_t {
     zsock_t *frontend;          // ROUTER for gateways
     zsock_t *backend;           // ROUTER for workers
     zsock_t *publisher;         // PUB for events
+    curve_t *curve;             // CURVE on the three sockets (security.curve), and its refusals
     outbox_t *outbox;           // answers and events until their commit
     scheduler_t *scheduler;     // the tenants' queues, fair turns, the providers' limits
     tenants_t *tenants;         // each tenant's quota state, admission
@@ -1007,9 +1009,13 @@ s_recover (job_t *job, void *arg)
     job_destroy (&job);
 }
 
+// s_bind makes one of the broker's sockets: CURVE server when configured
+// (its failed handshakes watched under name), limits, then bound.
 static zsock_t *
-s_bind (int type, const char *endpoint, size_t max_frame_bytes, char *error, size_t error_size)
+s_bind (broker_t *self, int type, const char *name, const char *endpoint, char *error,
+        size_t error_size)
 {
+    size_t max_frame_bytes = self->config->max_frame_bytes;
     zsock_t *sock = zsock_new (type);
     if (!sock) {
         snprintf (error, error_size, "broker: cannot create socket");
@@ -1025,9 +1031,16 @@ s_bind (int type, const char *endpoint, size_t max_frame_bytes, char *error, siz
         zsock_destroy (&sock);
         return NULL;
     }
+    curve_secure (self->curve, sock);
+    if (curve_watch (self->curve, self->loop, sock, name) < 0) {
+        snprintf (error, error_size, "broker: cannot watch the %s socket's handshakes", name);
+        zsock_destroy (&sock);
+        return NULL;
+    }
     if (zsock_bind (sock, "%s", endpoint) < 0) {
         snprintf (error, error_size, "broker: cannot bind %s: %s", endpoint,
                   zmq_strerror (zmq_errno ()));
+        curve_unwatch (self->curve, sock);
         zsock_destroy (&sock);
         return NULL;
     }
@@ -1046,13 +1059,19 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
         broker_destroy (&self);
         return NULL;
     }
-    self->frontend = s_bind (ZMQ_ROUTER, config->broker_frontend, config->max_frame_bytes,
-                             error, error_size);
-    self->backend = self->frontend ? s_bind (ZMQ_ROUTER, config->broker_backend,
-                                             config->max_frame_bytes, error, error_size)
+    // CURVE's ZAP handler must run before a socket binds (§1.1).
+    self->curve = curve_new (config, true, error, error_size);
+    if (!self->curve) {
+        broker_destroy (&self);
+        return NULL;
+    }
+    self->frontend = s_bind (self, ZMQ_ROUTER, "frontend", config->broker_frontend, error,
+                             error_size);
+    self->backend = self->frontend ? s_bind (self, ZMQ_ROUTER, "backend", config->broker_backend,
+                                             error, error_size)
                                    : NULL;
-    self->publisher = self->backend ? s_bind (ZMQ_PUB, config->broker_publisher,
-                                              config->max_frame_bytes, error, error_size)
+    self->publisher = self->backend ? s_bind (self, ZMQ_PUB, "publisher",
+                                              config->broker_publisher, error, error_size)
                                     : NULL;
     if (!self->publisher) {
         broker_destroy (&self);
@@ -1117,9 +1136,13 @@ broker_destroy (broker_t **self_p)
     tenants_destroy (&self->tenants);
     scheduler_destroy (&self->scheduler);
     outbox_destroy (&self->outbox);
+    curve_unwatch (self->curve, self->frontend);
+    curve_unwatch (self->curve, self->backend);
+    curve_unwatch (self->curve, self->publisher);
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->publisher);
+    curve_destroy (&self->curve);
     store_destroy (&self->store);
     free (self);
     *self_p = NULL;
@@ -1144,6 +1167,12 @@ void
 broker_set_timing (broker_t *self, int64_t lease_grace_ms, int64_t liveness_ms)
 {
     workers_set_timing (self->workers, lease_grace_ms, liveness_ms);
+}
+
+const curve_t *
+broker_curve (const broker_t *self)
+{
+    return self->curve;
 }
 
 bool

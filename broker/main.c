@@ -1,6 +1,7 @@
 // jobgate-broker — the durable queue between gateways and workers.
 #include "broker.h"
 #include "cli.h"
+#include "curve.h"
 #include "log.h"
 
 #include <signal.h>
@@ -10,13 +11,17 @@
 
 static const char *s_usage =
     "usage: jobgate-broker [--config FILE] [--config-reference] [--help]\n"
+    "       jobgate-broker --gen-keypair\n"
     "\n"
     "Owns the durable job store (LMDB), queues jobs by priority, dispatches\n"
     "them to workers with credit-based flow control, retries failures with\n"
     "backoff and publishes job events. Reads the \"broker\" section of the\n"
     "config: frontend, backend, publisher, data_dir, durability (fsync|os),\n"
     "result_ttl_s, max_queued. Environment JOBGATE_BROKER_<KEY> overrides.\n"
-    "SIGTERM or SIGINT: commit, answer what is pending, exit.\n";
+    "SIGTERM or SIGINT: commit, answer what is pending, exit.\n"
+    "\n"
+    "--gen-keypair prints a new CURVE key pair, {\"public_key\",\"secret_key\"}\n"
+    "(Z85), for security.curve of a broker, gateway or worker.\n";
 
 static void
 s_stop (evloop_t *loop, void *arg)
@@ -28,6 +33,14 @@ s_stop (evloop_t *loop, void *arg)
 int
 main (int argc, char **argv)
 {
+    // A key pair for security.curve (SPEC §6), before any configuration.
+    if (argc == 2 && strcmp (argv[1], "--gen-keypair") == 0) {
+        if (curve_print_keypair (stdout) < 0) {
+            fprintf (stderr, "jobgate-broker: cannot make a key pair (libzmq without CURVE?)\n");
+            return 1;
+        }
+        return 0;
+    }
     int exit_code;
     config_t *config = cli_start (argc, argv, "broker", s_usage, &exit_code);
     if (!config)

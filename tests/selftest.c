@@ -1,6 +1,7 @@
 // jobgate-selftest — runs the module self-tests: all, or one with -t NAME.
 #include "clock.h"
 #include "config.h"
+#include "curve.h"
 #include "evloop.h"
 #include "job.h"
 #include "html.h"
@@ -68,6 +69,7 @@ static const selftest_t s_tests[] = {
     { "log", log_test },           { "urlpath", urlpath_test },   { "url", url_test },
     { "httpfield", httpfield_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
+    { "curve", curve_test },
     { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
     { "tokens", tokens_test },     { "ledger", ledger_test },
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },

@@ -2,6 +2,7 @@
 // other, both on the process's one event loop.
 #include "worker.h"
 #include "clock.h"
+#include "curve.h"
 #include "job.h"
 #include "log.h"
 #include "mem.h"
@@ -44,6 +45,7 @@ struct _worker_t {
     const config_t *config;     // borrowed configuration
     evloop_t *loop;             // the process's event loop (borrowed)
     zsock_t *dealer;            // DEALER to the broker's backend, or NULL
+    curve_t *curve;             // CURVE of the DEALER (security.curve)
     proto_batch_t *outbox;      // what this loop turn sends, one message
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
@@ -243,14 +245,21 @@ s_socket_open (worker_t *self)
     zsock_set_sndhwm (dealer, WORKER_HWM);
     zsock_set_rcvhwm (dealer, WORKER_HWM);
     proto_set_limits (dealer, self->config->max_frame_bytes);
+    curve_secure (self->curve, dealer);
+    if (curve_watch (self->curve, self->loop, dealer, "backend") < 0) {
+        zsock_destroy (&dealer);
+        return -1;
+    }
     if (zsock_connect (dealer, "%s", self->config->broker_backend) < 0) {
         log_error (NULL, "cannot connect to broker.backend %s: %s",
                    self->config->broker_backend, zmq_strerror (zmq_errno ()));
+        curve_unwatch (self->curve, dealer);
         zsock_destroy (&dealer);
         return -1;
     }
     if (evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
         log_error (NULL, "cannot watch the broker socket: %s", strerror (errno));
+        curve_unwatch (self->curve, dealer);
         zsock_destroy (&dealer);
         return -1;
     }
@@ -268,6 +277,7 @@ s_socket_close (worker_t *self, int linger_ms)
     s_on_idle (self->loop, self);
     proto_batch_destroy (&self->outbox);
     evloop_sock_remove (self->loop, self->dealer);
+    curve_unwatch (self->curve, self->dealer);
     zsock_set_linger (self->dealer, linger_ms);
     zsock_destroy (&self->dealer);
 }
@@ -686,7 +696,11 @@ worker_new (const config_t *config, evloop_t *loop)
         // so a steady load reuses connections instead of opening new ones.
         curl_multi_setopt (shard->multi, CURLMOPT_MAXCONNECTS, (long) WORKER_SHARD_CALLS);
     }
-    if (s_socket_open (self) < 0) {
+    char error[512];
+    self->curve = curve_new (config, false, error, sizeof error);
+    if (!self->curve)
+        log_error (NULL, "%s", error);
+    if (!self->curve || s_socket_open (self) < 0) {
         worker_destroy (&self);
         return NULL;
     }
@@ -723,6 +737,7 @@ worker_destroy (worker_t **self_p)
     free (self->shards);
     // The last RESULTs and DISCONNECT get a moment to reach the broker.
     s_socket_close (self, WORKER_EXIT_LINGER_MS);
+    curve_destroy (&self->curve);
     if (self->loop)
         evloop_on_idle (self->loop, NULL, NULL);
     zlistx_destroy (&self->transfers);
