@@ -1,5 +1,6 @@
 // broker — the broker's sockets and what each turn of its loop does.
 #include "broker.h"
+#include "acks.h"
 #include "cache.h"
 #include "curve.h"
 #include "jobs.h"
@@ -61,6 +62,7 @@ struct _broker_t {
     zsock_t *publisher;         // PUB for events
     curve_t *curve;             // CURVE on the three sockets (security.curve), and its refusals
     outbox_t *outbox;           // answers and events until their commit
+    acks_t *acks;               // workers' RESULTs handled, acknowledged after the commit
     scheduler_t *scheduler;     // the tenants' queues, fair turns, the providers' limits
     tenants_t *tenants;         // each tenant's quota state, admission
     workers_t *workers;         // the workers, their credit, liveness and leases
@@ -219,8 +221,14 @@ s_worker_message (proto_msg_t *msg, void *arg)
         worker = workers_ready (self->workers, worker, msg->envelope, credit, concurrency, key,
                                 key_len, evloop_now_ms (self->loop));
     }
-    else if (msg->cmd == PROTO_RESULT)
+    else if (msg->cmd == PROTO_RESULT) {
         s_handle_result (self, worker, msg);
+        // Revision 4: a numbered RESULT is acknowledged after the commit,
+        // applied or discarded alike (§3.2.3); its connection is the peer.
+        int64_t seq = 0;
+        if (pack_get_int (msg->body, "seq", &seq) == 0 && seq > 0)
+            acks_add (self->acks, msg->envelope, (uint64_t) seq);
+    }
     else if (msg->cmd == PROTO_CHUNK)
         s_handle_chunk (self, worker, msg);
     else if (!worker) {
@@ -825,6 +833,7 @@ s_commit (broker_t *self)
         log_info (NULL, "store commits again");
     self->commit_failing = false;
     s_flush (self);
+    acks_flush (self->acks, self->backend);
     jobs_forget_committed (self->jobs);
 }
 
@@ -1079,6 +1088,7 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     }
     self->outbox = outbox_new (self->frontend, self->publisher, clock_wall_ms (), s_render_job,
                                self);
+    self->acks = acks_new ();
     self->scheduler = scheduler_new (config);
     self->tenants = tenants_new (config, scheduler_slots (self->scheduler), s_stored_bytes, self);
     self->workers = workers_new (store_lease_key (self->store));
@@ -1120,8 +1130,11 @@ broker_destroy (broker_t **self_p)
         if (store_commit (self->store) < 0)
             log_error (NULL, "final commit failed: %zu records not written",
                        store_pending (self->store));
-        else if (self->outbox)
+        else if (self->outbox) {
             outbox_flush (self->outbox, NULL, NULL);
+            if (self->acks && self->backend)
+                acks_flush (self->acks, self->backend);
+        }
     }
     evloop_timer_cancel (self->loop, &self->tick);
     if (self->frontend)
@@ -1136,6 +1149,7 @@ broker_destroy (broker_t **self_p)
     tenants_destroy (&self->tenants);
     scheduler_destroy (&self->scheduler);
     outbox_destroy (&self->outbox);
+    acks_destroy (&self->acks);
     curve_unwatch (self->curve, self->frontend);
     curve_unwatch (self->curve, self->backend);
     curve_unwatch (self->curve, self->publisher);

@@ -24,6 +24,7 @@
 #include "utf8.h"
 #include "webhook.h"
 #include "worker.h"
+#include "acks.h"
 #include "broker.h"
 #include "jobspec.h"
 #include "headers.h"
@@ -74,7 +75,7 @@ static const selftest_t s_tests[] = {
     { "tokens", tokens_test },     { "ledger", ledger_test },
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
     { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
-    { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
+    { "testpeer", testpeer_test }, { "acks", acks_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
     { "cache", cache_test },
     { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },

@@ -26,6 +26,10 @@
 // interval: a HEARTBEAT leaves within a quarter interval of the silence §5
 // allows, and a silent broker is noticed at most a quarter interval late.
 #define WORKER_TICKS_PER_HEARTBEAT 4
+// RESULTs kept until the broker acknowledges them (§3.2.3): at most this
+// many bytes, and twice the concurrency in number (an outage leaves at most
+// the calls then running to report, and a few sent just before it).
+#define WORKER_HELD_MAX_BYTES (64 * 1024 * 1024)
 // Calls per libcurl multi handle. libcurl 7.88 looks for a reusable
 // connection by walking every connection the multi holds to the host, busy
 // or not: with 2,500 calls in flight on one handle that walk cost ~100 µs
@@ -61,7 +65,21 @@ struct _worker_t {
     bool draining;              // SIGTERM seen: DISCONNECT sent, no new work
     size_t reconnects;          // times the socket was recreated
     char key[33];               // identity across reconnects (READY's "worker"), random
+    uint64_t result_seq;        // the number of the last RESULT sent (§3.2.3)
+    zlistx_t *held;             // held_t * of RESULTs not acknowledged, by number
+    size_t held_bytes;          // their bodies' sizes
+    bool broker_acks;           // the broker has acknowledged a RESULT (revision 4)
+    size_t resent;              // RESULTs sent again after reconnects
 };
+
+// A RESULT sent and not acknowledged yet: its encoded body, to send again
+// after a reconnect.
+typedef struct {
+    uint64_t seq;               // its number
+    char id[JOB_ID_LEN + 1];    // the job, for the log
+    size_t size;                // bytes in body
+    unsigned char body[];       // the msgpack body as sent
+} held_t;
 
 // --- the broker socket ---
 
@@ -159,6 +177,75 @@ s_send_ready (worker_t *self)
     pack_writer_destroy (&body);
     if (self->draining)
         s_send_empty (self, PROTO_DISCONNECT);
+    // What the broker may not have (it was away, or the old socket took it
+    // along) goes again, in order, after the READY (§3.2.3).
+    size_t count = 0;
+    for (held_t *held = zlistx_first (self->held); held && self->outbox;
+         held = zlistx_next (self->held), count++)
+        if (proto_batch_add_bytes (self->outbox, NULL, PROTO_RESULT, held->body, held->size) < 0)
+            log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
+    if (count > 0)
+        log_info (NULL, "%zu RESULTs not acknowledged by the broker resent after the READY",
+                  count);
+    self->resent += count;
+}
+
+// s_hold keeps a RESULT's body until the broker acknowledges it, within
+// the bounds: past them the oldest is forgotten (its call may be made again
+// if the broker never got it: at-least-once, as before revision 4).
+static void
+s_hold (worker_t *self, uint64_t seq, const char *id, pack_writer_t *body)
+{
+    size_t size;
+    const void *data = pack_writer_data (body, &size);
+    // An answer's size is the upstream's doing (common/mem.h's exception):
+    // without memory for the copy the RESULT is only not held.
+    held_t *held = malloc (sizeof *held + size);
+    if (!held) {
+        log_warn (id, "RESULT %llu not held for a resend: out of memory for %zu bytes",
+                  (unsigned long long) seq, size);
+        return;
+    }
+    held->seq = seq;
+    snprintf (held->id, sizeof held->id, "%s", id);
+    held->size = size;
+    memcpy (held->body, data, size);
+    zlistx_add_end (self->held, held);
+    self->held_bytes += size;
+    while (zlistx_size (self->held) > 1
+           && (zlistx_size (self->held) > 2 * (size_t) self->concurrency
+               || self->held_bytes > WORKER_HELD_MAX_BYTES)) {
+        held_t *oldest = zlistx_detach (self->held, NULL);
+        // A revision 3 broker never acknowledges: forgetting is routine then.
+        log_line (self->broker_acks ? LOG_WARN_ : LOG_DEBUG_, __FILE__, __LINE__, oldest->id,
+                  "RESULT %llu forgotten unacknowledged (%zu held)",
+                  (unsigned long long) oldest->seq, zlistx_size (self->held));
+        self->held_bytes -= oldest->size;
+        free (oldest);
+    }
+}
+
+// s_ack forgets the RESULTs an ACK names: seq and count following (§3.2.3).
+static void
+s_ack (worker_t *self, pack_reader_t *body)
+{
+    int64_t seq = 0, count = 1;
+    if (pack_get_int (body, "seq", &seq) < 0 || seq < 1
+        || (pack_get_int (body, "count", &count) == 0 && count < 1)) {
+        log_warn (NULL, "dropped ACK without a valid seq and count");
+        return;
+    }
+    self->broker_acks = true;
+    uint64_t first = (uint64_t) seq, last = first + (uint64_t) count - 1;
+    // Numbers rise along the list; detaching moves the cursor back one.
+    for (held_t *held = zlistx_first (self->held); held && held->seq <= last;
+         held = zlistx_next (self->held)) {
+        if (held->seq < first)
+            continue;
+        zlistx_detach_cur (self->held);
+        self->held_bytes -= held->size;
+        free (held);
+    }
 }
 
 // s_send_result reports one attempt (§3.2) with the lease token DISPATCH
@@ -171,6 +258,9 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
     pack_put_str (body, "id", id);
     pack_put_int (body, "attempt", attempt);
     pack_put_str (body, "lease", lease);
+    // Revision 4: numbered, kept until acknowledged (§3.2.3).
+    uint64_t seq = ++self->result_seq;
+    pack_put_int (body, "seq", (int64_t) seq);
     pack_put_str (body, "outcome", out->outcome);
     pack_put_str (body, "result", out->result);
     pack_put_str (body, "error", out->error);
@@ -195,6 +285,7 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
         }
         pack_put_int_map (body, "ratelimit", names, values, count);
     }
+    s_hold (self, seq, id, body);
     s_send (self, PROTO_RESULT, body);
     pack_writer_destroy (&body);
 }
@@ -580,6 +671,9 @@ s_broker_message (proto_msg_t *msg, void *arg)
         break;
     case PROTO_HEARTBEAT:
         break;
+    case PROTO_ACK:
+        s_ack (self, msg->body);
+        break;
     case PROTO_RECONNECT:
         log_info (NULL, "the broker does not know this worker: sending READY again");
         s_send_ready (self);
@@ -666,6 +760,14 @@ worker_drain (worker_t *self)
 
 // --- the class ---
 
+// s_held_free is the held list's destructor.
+static void
+s_held_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
 worker_t *
 worker_new (const config_t *config, evloop_t *loop)
 {
@@ -680,6 +782,8 @@ worker_new (const config_t *config, evloop_t *loop)
     randombytes_buf (key, sizeof key);
     sodium_bin2hex (self->key, sizeof self->key, key, sizeof key);
     self->transfers = zlistx_new ();
+    self->held = zlistx_new ();
+    zlistx_set_destructor (self->held, s_held_free);
     self->shards_count = 2 * (((size_t) self->concurrency + WORKER_SHARD_CALLS - 1)
                               / WORKER_SHARD_CALLS);
     self->shards = mem_calloc (self->shards_count, sizeof *self->shards);
@@ -741,6 +845,7 @@ worker_destroy (worker_t **self_p)
     if (self->loop)
         evloop_on_idle (self->loop, NULL, NULL);
     zlistx_destroy (&self->transfers);
+    zlistx_destroy (&self->held);
     free (self);
     *self_p = NULL;
 }
@@ -861,7 +966,19 @@ s_test_dispatch (zsock_t *router, zframe_t *envelope, const char *kind, const ch
     job_destroy (&job);
 }
 
-// s_test_result receives a RESULT and checks outcome and error type.
+// s_test_ack acknowledges RESULT seq as the broker does after its commit.
+static void
+s_test_ack (zsock_t *router, zframe_t *envelope, int64_t seq)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "seq", seq);
+    pack_put_int (body, "count", 1);
+    assert (proto_send (router, envelope, PROTO_ACK, body) == 0);
+    pack_writer_destroy (&body);
+}
+
+// s_test_result receives a RESULT, checks outcome and error type, and
+// acknowledges it.
 static void
 s_test_result (zsock_t *router, zframe_t **envelope_p, const char *id, int attempt,
                const char *outcome, const char *error_type)
@@ -880,6 +997,10 @@ s_test_result (zsock_t *router, zframe_t **envelope_p, const char *id, int attem
                  got_error ? got_error : "-");
     assert (got_outcome && strcmp (got_outcome, outcome) == 0);
     assert (got_error && strstr (got_error, error_type));
+    // The broker's part (§3.2.3): acknowledged, so never sent again.
+    int64_t seq = 0;
+    assert (pack_get_int (msg->body, "seq", &seq) == 0 && seq > 0);
+    s_test_ack (router, *envelope_p, seq);
     free (got_id);
     free (got_outcome);
     free (got_error);
@@ -1001,6 +1122,37 @@ worker_test (bool verbose)
     msg = s_test_expect (router, PROTO_READY, &envelope);
     assert (pack_get_int (msg->body, "credit", &value) == 0 && value == 2);
     proto_msg_destroy (&msg);
+
+    // Revision 4 (§3.2.3): a RESULT not acknowledged goes again, with the
+    // same number, after the READY that follows a RECONNECT; once
+    // acknowledged it does not.
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 4, id);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    int64_t first_seq = 0;
+    assert (pack_get_int (msg->body, "seq", &first_seq) == 0 && first_seq > 0);
+    proto_msg_destroy (&msg);
+    assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    proto_msg_destroy (&msg);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    assert (pack_get_int (msg->body, "seq", &value) == 0 && value == first_seq);
+    char *resent_id = pack_get_strdup (msg->body, "id");
+    assert (resent_id && strcmp (resent_id, id) == 0);
+    free (resent_id);
+    proto_msg_destroy (&msg);
+    s_test_ack (router, envelope, first_seq);
+    // A malformed ACK is dropped.
+    s_test_send_raw (router, envelope, "JGP1", "ACK", "\x81\xa3seq\x00", 6);
+    evloop_run_for (loop, 20);
+    assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
+    evloop_run_for (loop, 150);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    proto_msg_destroy (&msg);
+    msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
+    proto_msg_destroy (&msg);
+    assert (zlistx_size (worker->held) == 0 && worker->held_bytes == 0);
 
     // A silent broker makes the worker reconnect (new routing id) and send
     // READY again.
