@@ -69,7 +69,6 @@ struct _worker_t {
     zlistx_t *held;             // held_t * of RESULTs not acknowledged, by number
     size_t held_bytes;          // their bodies' sizes
     bool broker_acks;           // the broker has acknowledged a RESULT (revision 4)
-    size_t resent;              // RESULTs sent again after reconnects
 };
 
 // A RESULT sent and not acknowledged yet: its encoded body, to send again
@@ -187,7 +186,6 @@ s_send_ready (worker_t *self)
     if (count > 0)
         log_info (NULL, "%zu RESULTs not acknowledged by the broker resent after the READY",
                   count);
-    self->resent += count;
 }
 
 // s_hold keeps a RESULT's body until the broker acknowledges it, within
