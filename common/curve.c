@@ -213,8 +213,10 @@ s_configured (const config_t *config)
            || config->curve_authorized_keys_file;
 }
 
-curve_t *
-curve_new (const config_t *config, bool server, char *error, size_t error_size)
+// s_new is curve_new; with start_auth false a server does not start its
+// zauth actor (curve_check).
+static curve_t *
+s_new (const config_t *config, bool server, bool start_auth, char *error, size_t error_size)
 {
     curve_t *self = mem_calloc (1, sizeof *self);
     self->server = server;
@@ -266,6 +268,10 @@ curve_new (const config_t *config, bool server, char *error, size_t error_size)
         curve_destroy (&self);
         return NULL;
     }
+    if (!start_auth) {
+        zcertstore_destroy (&store);
+        return self;
+    }
     // zauth takes the store; it answers ZAP requests on czmq's context
     // from its own thread (czmq's design: a handler must answer while the
     // libzmq I/O thread waits), and must exist before a socket binds.
@@ -279,6 +285,22 @@ curve_new (const config_t *config, bool server, char *error, size_t error_size)
     log_info (NULL, "CURVE on: this broker's public key %s, %zu authorized keys",
               zcert_public_txt (self->cert), self->authorized);
     return self;
+}
+
+curve_t *
+curve_new (const config_t *config, bool server, char *error, size_t error_size)
+{
+    return s_new (config, server, true, error, error_size);
+}
+
+int
+curve_check (const config_t *config, bool server, char *error, size_t error_size)
+{
+    curve_t *curve = s_new (config, server, false, error, error_size);
+    if (!curve)
+        return -1;
+    curve_destroy (&curve);
+    return 0;
 }
 
 void
@@ -524,6 +546,7 @@ static void
 s_test_refused (config_t *config, bool server, const char *expected)
 {
     char error[512] = "";
+    assert (curve_check (config, server, error, sizeof error) < 0 && strstr (error, expected));
     curve_t *curve = curve_new (config, server, error, sizeof error);
     if (curve || !strstr (error, expected))
         fprintf (stderr, "curve: expected \"%s\", got \"%s\"\n", expected, error);
@@ -615,6 +638,7 @@ curve_test (bool verbose)
     config = s_test_config (server_public, NULL, NULL, NULL);
     config->curve_secret_key_file = mem_strdup (secret_path);
     config->curve_authorized_keys_file = mem_strdup (keys_path);
+    assert (curve_check (config, true, error, sizeof error) == 0);
     curve_t *server = curve_new (config, true, error, sizeof error);
     if (!server)
         fprintf (stderr, "curve: %s\n", error);

@@ -46,6 +46,11 @@ typedef struct _curve_t curve_t;
 // twice, unreadable or malformed, or a pair that does not match).
 curve_t *curve_new (const config_t *config, bool server, char *error, size_t error_size);
 
+// curve_check reads and checks the keys as curve_new does, without
+// starting anything (--check-config). Returns 0, or -1 with the reason in
+// error.
+int curve_check (const config_t *config, bool server, char *error, size_t error_size);
+
 // curve_destroy stops watching, stops the zauth actor and wipes the secret
 // key; nulls *self_p.
 void curve_destroy (curve_t **self_p);
