@@ -69,6 +69,8 @@ struct _worker_t {
     zlistx_t *held;             // held_t * of RESULTs not acknowledged, by number
     size_t held_bytes;          // their bodies' sizes
     bool broker_acks;           // the broker has acknowledged a RESULT (revision 4)
+    int64_t broker_heard_ms;    // monotonic time a message of the broker last arrived
+                                // (last_heard_ms is also reset by a reconnect)
 };
 
 // A RESULT sent and not acknowledged yet: its encoded body, to send again
@@ -223,6 +225,30 @@ s_hold (worker_t *self, uint64_t seq, const char *id, pack_writer_t *body)
     }
 }
 
+// s_drained is true when a draining worker may stop: every call finished
+// and, while a broker that acknowledges (revision 4) is heard, every RESULT
+// acknowledged — one sent into a broker restart is then resent after the
+// reconnect instead of leaving with the process (§3.2.3). A broker silent
+// for the liveness interval is not waited for: what it has not
+// acknowledged may be called again (at-least-once, §7).
+static bool
+s_drained (const worker_t *self)
+{
+    return zlistx_size (self->transfers) == 0
+           && (zlistx_size (self->held) == 0 || !self->broker_acks
+               || clock_mono_ms () - self->broker_heard_ms >= self->liveness_ms);
+}
+
+// s_stop_if_drained ends a drain that is complete.
+static void
+s_stop_if_drained (worker_t *self)
+{
+    if (!self->draining || !s_drained (self))
+        return;
+    log_info (NULL, "drained: every call finished and reported");
+    s_stop (self);
+}
+
 // s_ack forgets the RESULTs an ACK names: seq and count following (§3.2.3).
 static void
 s_ack (worker_t *self, pack_reader_t *body)
@@ -244,6 +270,7 @@ s_ack (worker_t *self, pack_reader_t *body)
         self->held_bytes -= held->size;
         free (held);
     }
+    s_stop_if_drained (self);
 }
 
 // s_send_result reports one attempt (§3.2) with the lease token DISPATCH
@@ -435,10 +462,7 @@ s_finish_done (shard_t *shard)
         transfer_destroy (&transfer);
         s_heartbeat_if_late (self);
     }
-    if (self->draining && zlistx_size (self->transfers) == 0) {
-        log_info (NULL, "drained: every call finished and reported");
-        s_stop (self);
-    }
+    s_stop_if_drained (self);
 }
 
 // s_on_curl_fd passes socket readiness to libcurl.
@@ -688,7 +712,7 @@ s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
 {
     worker_t *self = arg;
     // Anything at all from the broker proves it alive (§5).
-    self->last_heard_ms = clock_mono_ms ();
+    self->last_heard_ms = self->broker_heard_ms = clock_mono_ms ();
     proto_recv_each (sock, false, "broker", s_broker_message, self);
 }
 
@@ -704,7 +728,7 @@ s_on_tick (evloop_t *loop, void *arg)
     // After a long loop turn the broker's messages may be waiting unread:
     // they prove it alive as well as reading them would.
     if (self->dealer && (zsock_events (self->dealer) & ZMQ_POLLIN))
-        self->last_heard_ms = now;
+        self->last_heard_ms = self->broker_heard_ms = now;
     if (now - self->last_heard_ms >= self->liveness_ms) {
         log_warn (NULL, "broker silent for %lld ms: reconnecting to %s",
                   (long long) (now - self->last_heard_ms), self->config->broker_backend);
@@ -712,6 +736,8 @@ s_on_tick (evloop_t *loop, void *arg)
     }
     if (now - self->last_sent_ms >= self->heartbeat_ms)
         s_send_heartbeat (self);
+    // A drain that waits for ACKs ends when the broker falls silent.
+    s_stop_if_drained (self);
 }
 
 // s_tick_start (re)starts the repeating tick for the heartbeat interval.
@@ -729,8 +755,9 @@ s_on_drain_timeout (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
     self->drain_timer = NULL;  // the loop freed it
-    log_warn (NULL, "drain timeout after %lld ms: abandoning %zu calls",
-              (long long) self->drain_timeout_ms, zlistx_size (self->transfers));
+    log_warn (NULL, "drain timeout after %lld ms: abandoning %zu calls (%zu RESULTs not "
+              "acknowledged)", (long long) self->drain_timeout_ms, zlistx_size (self->transfers),
+              zlistx_size (self->held));
     s_abort_all (self);
     s_stop (self);
 }
@@ -749,7 +776,7 @@ worker_drain (worker_t *self)
     log_info (NULL, "draining: %zu calls running, no new work accepted",
               zlistx_size (self->transfers));
     s_send_empty (self, PROTO_DISCONNECT);
-    if (zlistx_size (self->transfers) == 0)
+    if (s_drained (self))
         s_stop (self);
     else
         self->drain_timer = evloop_timer_start (self->loop, self->drain_timeout_ms,
@@ -806,7 +833,7 @@ worker_new (const config_t *config, evloop_t *loop)
         worker_destroy (&self);
         return NULL;
     }
-    self->last_heard_ms = clock_mono_ms ();
+    self->last_heard_ms = self->broker_heard_ms = clock_mono_ms ();
     evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
     s_on_idle (loop, self);
@@ -1170,20 +1197,52 @@ worker_test (bool verbose)
     }
     assert (worker_reconnects (worker) == 1);
 
-    // Drain with nothing running: DISCONNECT, and the loop stops at once.
+    // Drain with nothing running: DISCONNECT; the loop stops once the last
+    // RESULT is acknowledged (§3.2.3), not before.
+    worker_set_timing (worker, 100, 60000, 2000);
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 6, id);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    int64_t last_seq = 0;
+    assert (pack_get_int (msg->body, "seq", &last_seq) == 0 && last_seq > first_seq);
+    proto_msg_destroy (&msg);
     evloop_timer_start (loop, 0, s_test_drain, worker);
-    assert (evloop_run_for (loop, 1000));
+    assert (!evloop_run_for (loop, 100));
     msg = s_test_expect (router, PROTO_DISCONNECT, &envelope);
     proto_msg_destroy (&msg);
+    s_test_ack (router, envelope, last_seq);
+    assert (evloop_run_for (loop, 1000));
     // A DISPATCH that crosses the DISCONNECT is handed back.
     s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":\"http://a/\"}}", 2, id);
     evloop_run_for (loop, 50);
     s_test_result (router, &envelope, id, 2, "handback", "worker_draining");
 
+    worker_destroy (&worker);
+    worker_destroy (&worker);
+
+    // A drain does not wait for the ACKs of a broker that fell silent.
+    zsock_set_rcvtimeo (router, 50);
+    while ((earlier = zmsg_recv (router)) != NULL)
+        zmsg_destroy (&earlier);
+    zsock_set_rcvtimeo (router, 2000);
+    worker = worker_new (config, loop);
+    assert (worker);
+    worker->broker_acks = true;     // as after an earlier ACK
+    worker_set_timing (worker, 100, 200, 5000);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    proto_msg_destroy (&msg);
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 1, id);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    proto_msg_destroy (&msg);
+    evloop_timer_start (loop, 0, s_test_drain, worker);
+    assert (evloop_run_for (loop, 3000));
+    assert (zlistx_size (worker->held) == 1);
+    worker_destroy (&worker);
+
     pack_writer_destroy (&empty);
     zframe_destroy (&envelope);
-    worker_destroy (&worker);
-    worker_destroy (&worker);
     evloop_destroy (&loop);
     zsock_destroy (&router);
     config_destroy (&config);
