@@ -168,7 +168,7 @@ acks_test (bool verbose)
     log_init ("acks-test", LOG_ERROR_);
     acks_destroy (&acks);
     acks_destroy (&acks);
-    log_init ("broker", LOG_INFO_);
+    log_init ("jobgate", LOG_INFO_);
     zframe_destroy (&id_one);
     zframe_destroy (&id_two);
     zsock_destroy (&one);

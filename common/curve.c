@@ -722,7 +722,7 @@ curve_test (bool verbose)
     curve_destroy (&unlisted);
     curve_destroy (&server);
     evloop_destroy (&loop);
-    log_init ("curve", LOG_INFO_);
+    log_init ("jobgate", LOG_INFO_);
     if (verbose)
         printf ("OK\n");
 }
