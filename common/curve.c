@@ -213,10 +213,10 @@ s_configured (const config_t *config)
            || config->curve_authorized_keys_file;
 }
 
-// s_new is curve_new; with start_auth false a server does not start its
-// zauth actor (curve_check).
+// s_new is curve_new; with check_only it reads and checks the keys and
+// starts nothing, logs nothing (curve_check).
 static curve_t *
-s_new (const config_t *config, bool server, bool start_auth, char *error, size_t error_size)
+s_new (const config_t *config, bool server, bool check_only, char *error, size_t error_size)
 {
     curve_t *self = mem_calloc (1, sizeof *self);
     self->server = server;
@@ -253,6 +253,9 @@ s_new (const config_t *config, bool server, bool start_auth, char *error, size_t
             return NULL;
         }
         zmq_z85_encode (self->broker_key, broker_key, CURVE_KEY_BYTES);
+        if (!check_only)
+            log_info (NULL, "CURVE on: this process's public key %s, the broker's %s",
+                      zcert_public_txt (self->cert), self->broker_key);
         return self;
     }
     zcertstore_t *store = mem_lib (zcertstore_new (NULL));
@@ -268,7 +271,7 @@ s_new (const config_t *config, bool server, bool start_auth, char *error, size_t
         curve_destroy (&self);
         return NULL;
     }
-    if (!start_auth) {
+    if (check_only) {
         zcertstore_destroy (&store);
         return self;
     }
@@ -290,13 +293,13 @@ s_new (const config_t *config, bool server, bool start_auth, char *error, size_t
 curve_t *
 curve_new (const config_t *config, bool server, char *error, size_t error_size)
 {
-    return s_new (config, server, true, error, error_size);
+    return s_new (config, server, false, error, error_size);
 }
 
 int
 curve_check (const config_t *config, bool server, char *error, size_t error_size)
 {
-    curve_t *curve = s_new (config, server, false, error, error_size);
+    curve_t *curve = s_new (config, server, true, error, error_size);
     if (!curve)
         return -1;
     curve_destroy (&curve);
