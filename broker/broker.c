@@ -2182,6 +2182,75 @@ s_test_cache_refused (void)
     s_test_rig_end (&rig);
 }
 
+// s_test_numbered sends a RESULT numbered seq (revision 4), succeeded.
+static void
+s_test_numbered (testpeer_t *peer, const char *id, int64_t attempt, const char *lease,
+                 int64_t seq)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "id", id);
+    pack_put_int (body, "attempt", attempt);
+    pack_put_str (body, "lease", lease);
+    pack_put_int (body, "seq", seq);
+    pack_put_str (body, "outcome", "succeeded");
+    pack_put_str (body, "result", "{\"status\":200}");
+    pack_put_int (body, "retry_after_ms", 0);
+    testpeer_send (peer, PROTO_RESULT, &body);
+}
+
+// s_test_expect_ack receives an ACK and checks its run.
+static void
+s_test_expect_ack (test_rig_t *rig, testpeer_t *worker, int64_t seq, int64_t count)
+{
+    proto_msg_t *ack = testpeer_expect (worker, rig->loop, PROTO_ACK);
+    int64_t got_seq = 0, got_count = 0;
+    assert (ack && pack_get_int (ack->body, "seq", &got_seq) == 0 && got_seq == seq);
+    assert (pack_get_int (ack->body, "count", &got_count) == 0 && got_count == count);
+    proto_msg_destroy (&ack);
+}
+
+// s_test_acks covers docs/protocol.md §3.2.3: a numbered RESULT is
+// acknowledged only after a commit has made what it changed durable (not
+// while the store cannot commit); a resent or refused one is acknowledged
+// too; an unnumbered one (revision 3) never.
+static void
+s_test_acks (void)
+{
+    test_rig_t rig;
+    s_test_rig (&rig, "broker-test-acks", "");
+    testpeer_t *worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 2, 2, "w-acks");
+    char id[JOB_ID_LEN + 1], other[JOB_ID_LEN + 1];
+    int64_t attempt, code;
+    char lease[LEASE_TOKEN_LEN + 1];
+    s_test_accepted (&rig, "a", "p", 5, NULL, id);
+    job_destroy (&(job_t *) { s_test_dispatched (&rig, worker, &attempt, lease) });
+
+    store_inject_map_full (rig.broker->store, 0);
+    s_test_numbered (worker, id, attempt, lease, 7);
+    testpeer_quiet (worker, rig.loop, 400);
+    store_inject_map_full (rig.broker->store, SIZE_MAX);
+    s_test_expect_ack (&rig, worker, 7, 1);
+    job_t *job = s_test_job (&rig, id, "a", NULL, &code);
+    assert (job && job->status == JOB_SUCCEEDED);
+    job_destroy (&job);
+
+    // The same RESULT again (a worker's resend) is discarded as late, and
+    // acknowledged; so are RESULTs the broker refuses, consecutive ones in
+    // one run.
+    s_test_numbered (worker, id, attempt, lease, 7);
+    s_test_expect_ack (&rig, worker, 7, 1);
+    job_id_generate (other);
+    s_test_numbered (worker, other, 1, lease, 8);
+    s_test_numbered (worker, other, 1, lease, 9);
+    s_test_expect_ack (&rig, worker, 8, 2);
+    // Revision 3: no number, no ACK.
+    s_test_report (worker, id, attempt, lease, "succeeded", "{\"status\":200}", NULL);
+    testpeer_quiet (worker, rig.loop, 200);
+    testpeer_destroy (&worker);
+    s_test_rig_end (&rig);
+}
+
 void
 broker_test (bool verbose)
 {
@@ -2200,6 +2269,7 @@ broker_test (bool verbose)
     s_test_leases ();
     s_test_silence ();
     s_test_unsent ();
+    s_test_acks ();
     log_init ("broker", LOG_INFO_);
     if (verbose)
         printf ("OK\n");
