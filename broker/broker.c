@@ -169,9 +169,17 @@ s_handle_result (broker_t *self, remote_worker_t *worker, proto_msg_t *msg)
     const char *outcome = pack_get_str (msg->body, "outcome", &outcome_len);
     bool canceled = outcome && outcome_len == 8 && memcmp (outcome, "canceled", 8) == 0;
     entry_t *entry = s_leased_entry (self, worker, msg, canceled);
+    // A RESULT sent before the worker's latest READY (a resend, §3.2.3)
+    // reports a call that READY already counted as free: it returns a credit
+    // only with an attempt the broker still held against this worker (the
+    // READY's credit was cut by it). Any other gives back its call's slot.
+    int64_t seq = 0;
+    bool before_ready = worker && pack_get_int (msg->body, "seq", &seq) == 0 && seq > 0
+                        && seq <= worker->ready_result_seq;
+    bool held_here = entry && worker && entry->worker == worker;
     if (entry)
         jobs_report (self->jobs, entry, msg->body);
-    if (worker)
+    if (worker && (!before_ready || held_here))
         workers_add_credit (worker, 1);
 }
 
@@ -220,6 +228,9 @@ s_worker_message (proto_msg_t *msg, void *arg)
         const char *key = pack_get_str (msg->body, "worker", &key_len);
         worker = workers_ready (self->workers, worker, msg->envelope, credit, concurrency, key,
                                 key_len, evloop_now_ms (self->loop));
+        int64_t result_seq = 0;
+        pack_get_int (msg->body, "result_seq", &result_seq);
+        workers_set_ready_result_seq (worker, result_seq);
     }
     else if (msg->cmd == PROTO_RESULT) {
         s_handle_result (self, worker, msg);
@@ -2247,6 +2258,48 @@ s_test_acks (void)
     // Revision 3: no number, no ACK.
     s_test_report (worker, id, attempt, lease, "succeeded", "{\"status\":200}", NULL);
     testpeer_quiet (worker, rig.loop, 200);
+    testpeer_destroy (&worker);
+
+    // Credit after a broker restart: the worker's READY counts the calls it
+    // finished meanwhile as free, so their resent RESULTs (numbered up to
+    // READY's result_seq) return no credit; a RESULT sent after it does.
+    worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 2, 2, "w-restart");
+    s_test_accepted (&rig, "a", "p", 5, NULL, id);
+    s_test_accepted (&rig, "a", "p", 5, NULL, other);
+    int64_t attempt_b;
+    char lease_b[LEASE_TOKEN_LEN + 1];
+    job_t *first = s_test_dispatched (&rig, worker, &attempt, lease);
+    job_t *second = s_test_dispatched (&rig, worker, &attempt_b, lease_b);
+    char id_a[JOB_ID_LEN + 1], id_b[JOB_ID_LEN + 1];
+    snprintf (id_a, sizeof id_a, "%s", first->id);
+    snprintf (id_b, sizeof id_b, "%s", second->id);
+    job_destroy (&first);
+    job_destroy (&second);
+    testpeer_destroy (&worker);
+    testpeer_destroy (&rig.gateway);
+    broker_destroy (&rig.broker);
+    char error[256];
+    rig.broker = broker_new (rig.config, rig.loop, error, sizeof error);
+    assert (rig.broker);
+    rig.gateway = testpeer_new (ZMQ_DEALER, rig.config->broker_frontend);
+    worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    pack_writer_t *ready = pack_writer_new ();
+    pack_put_int (ready, "credit", 1);          // B still runs; A finished meanwhile
+    pack_put_int (ready, "concurrency", 2);
+    pack_put_str (ready, "worker", "w-restart");
+    pack_put_int (ready, "result_seq", 20);     // A's RESULT, 20, went into the outage
+    testpeer_send (worker, PROTO_READY, &ready);
+    s_test_numbered (worker, id_a, attempt, lease, 20);
+    s_test_expect_ack (&rig, worker, 20, 1);
+    remote_worker_t *known = s_test_worker (&rig, "w-restart");
+    assert (known && known->credit == 1);
+    s_test_numbered (worker, id_b, attempt_b, lease_b, 21);
+    s_test_expect_ack (&rig, worker, 21, 1);
+    assert (known->credit == 2);
+    job = s_test_job (&rig, id_a, "a", NULL, &code);
+    assert (job && job->status == JOB_SUCCEEDED);
+    job_destroy (&job);
     testpeer_destroy (&worker);
     s_test_rig_end (&rig);
 }

@@ -174,6 +174,9 @@ s_send_ready (worker_t *self)
     pack_put_int (body, "credit", s_credit (self));
     pack_put_int (body, "concurrency", self->concurrency);
     pack_put_str (body, "worker", self->key);
+    // Revision 4: RESULTs numbered up to this were sent before this READY,
+    // whose credit already counts their calls as free (§3.2.3).
+    pack_put_int (body, "result_seq", (int64_t) self->result_seq);
     s_send (self, PROTO_READY, body);
     pack_writer_destroy (&body);
     if (self->draining)
