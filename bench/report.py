@@ -158,6 +158,88 @@ def _done_after(readback, load):
     return (readback["last_finished_ms"] - last_due) / 1000.0
 
 
+def _curve_section(directory, meta, body, raw, target):
+    """7. CURVE's cost: the same stack without and with security.curve, run
+    side by side (bench/run.sh scenario curve)."""
+    conns = meta.get("ceiling_connections", [64, 256])
+    curve_meta = meta.get("curve", {})
+    ceiling_rows, e2e_rows, figures = [], [], {"ceiling": {}, "e2e": {}}
+    for c in conns:
+        got = {}
+        for variant in ("plain", "curve"):
+            name = "curve-ceiling-%s-c%d" % (variant, c)
+            data = _load(directory, name + ".json")
+            if not data:
+                continue
+            marks = _marks(directory, name)
+            cpu = _cpu(marks, "before", "after-load", data.get("good")) if marks else None
+            got[variant] = {"good_per_s": data.get("good_per_s"), "p99_ms": data.get("latency_ms", {}).get("p99"),
+                            "cpu_us_per_job": cpu and cpu["total_us_per_job"]}
+        if len(got) == 2:
+            ratio = (got["curve"]["good_per_s"] / got["plain"]["good_per_s"]
+                     if got["plain"]["good_per_s"] and got["curve"]["good_per_s"] else None)
+            figures["ceiling"][c] = dict(got, ratio=ratio)
+            ceiling_rows.append([c, _n(got["plain"]["good_per_s"]), _n(got["curve"]["good_per_s"]), _ratio(ratio),
+                                 _ms(got["plain"]["p99_ms"]), _ms(got["curve"]["p99_ms"]),
+                                 _n(got["plain"]["cpu_us_per_job"], 1), _n(got["curve"]["cpu_us_per_job"], 1)])
+    cpus = {}
+    for variant in ("plain", "curve"):
+        name = "curve-e2e-%s" % variant
+        load = _load(directory, name + ".load.json")
+        readback = _load(directory, name + ".readback.json") or {}
+        marks = _marks(directory, name)
+        if not load or not marks:
+            continue
+        cpu = _cpu(marks, "before", "done", readback.get("succeeded"))
+        if not cpu:
+            continue
+        cpus[variant] = cpu
+        lat = load.get("latency_ms", {})
+        figures["e2e"][variant] = {"cpu": cpu, "ack_p50_ms": lat.get("p50"), "ack_p99_ms": lat.get("p99"),
+                                   "succeeded": readback.get("succeeded"), "scheduled": load.get("scheduled")}
+        e2e_rows.append([variant, "%s / %s" % (_n(readback.get("succeeded")), _n(load.get("scheduled"))),
+                         _ms(lat.get("p50")), _ms(lat.get("p99"))]
+                        + [_n(cpu["processes"].get(p, {}).get("us_per_job"), 1)
+                           for p in sorted(cpu["processes"])]
+                        + ["**%s**" % _n(cpu["total_us_per_job"], 1)])
+    if len(cpus) == 2:
+        names = sorted(cpus["plain"]["processes"])
+        diff = cpus["curve"]["total_us_per_job"] - cpus["plain"]["total_us_per_job"]
+        figures["e2e"]["curve_minus_plain_us_per_job"] = diff
+        e2e_rows.append(["CURVE − plain", "", "", ""]
+                        + [_n((cpus["curve"]["processes"].get(p, {}).get("us_per_job") or 0)
+                              - (cpus["plain"]["processes"].get(p, {}).get("us_per_job") or 0), 1) for p in names]
+                        + ["**%s**" % _n(diff, 1)])
+        target("7. CURVE", "CPU per job with CURVE, end to end", "%+.1f µs/job (%s → %s)" % (
+            diff, _n(cpus["plain"]["total_us_per_job"], 1), _n(cpus["curve"]["total_us_per_job"], 1)), None)
+    for c, f in figures["ceiling"].items():
+        target("7. CURVE", "accept ceiling with CURVE, %d conns" % c, "%s of plain (%s → %s jobs/s)" % (
+            _ratio(f["ratio"]), _n(f["plain"]["good_per_s"]), _n(f["curve"]["good_per_s"])), None)
+    raw["curve"] = figures
+    if not ceiling_rows and not e2e_rows:
+        return
+    body.append("## 7. CURVE's cost — the same stack without and with `security.curve`")
+    body.append("")
+    body.append("Every ZeroMQ socket encrypted and authenticated (docs/protocol.md §1.1): one key pair "
+                "for the broker, one for its gateway and workers. The two variants run one after the "
+                "other in the same run, each on a fresh stack.")
+    body.append("")
+    if ceiling_rows:
+        body.append("Accept ceiling (wrk, closed loop, %s s; CPU: all jobgate processes over the run, "
+                    "per job accepted):" % meta.get("ceiling_seconds", "?"))
+        body.append("")
+        _table(body, ["connections", "plain jobs/s", "CURVE jobs/s", "CURVE ÷ plain", "plain p99",
+                      "CURVE p99", "plain µs/job", "CURVE µs/job"], ceiling_rows)
+    if e2e_rows:
+        names = sorted(next(iter(cpus.values()))["processes"]) if cpus else []
+        body.append("End to end, %s jobs/s for %s s, %s ms upstream, every job read back (CPU from just "
+                    "before the load until nothing was queued or running, per job that succeeded):" % (
+                        curve_meta.get("rate", "?"), curve_meta.get("duration_s", "?"),
+                        curve_meta.get("upstream_ms", "?")))
+        body.append("")
+        _table(body, ["variant", "succeeded", "ack p50", "ack p99"] + names + ["total µs/job"], e2e_rows)
+
+
 # ---------------------------------------------------------------- report
 
 def main(directory, outbase):
@@ -657,6 +739,8 @@ def main(directory, outbase):
                    _ms(value), value is not None and value <= 5)
 
     # ------------------------------------------------------------ sweep
+    _curve_section(directory, meta, body, raw, target)
+
     sweep_meta = meta.get("sweep", {})
     sweep = {}
     for system in sweep_meta.get("systems", []):

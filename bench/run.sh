@@ -24,6 +24,8 @@
 #   wait-scale   2,000/s with Prefer: wait, 2 s upstream, 30 s
 #   queued       100,000 jobs and no worker: broker RSS per queued job
 #   sweep        open-loop ack latency at rising rates, every system
+#   curve        CURVE's cost (security.curve, issue 15): the accept ceiling (wrk)
+#                and CPU per job end to end, each without and with CURVE
 #
 # Knobs (environment), defaults in brackets:
 #   BENCH_SCENARIOS ["ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep"]
@@ -37,6 +39,7 @@
 #   BENCH_SWEEP_RATES ["250 500 1000 2000 5000 10000 20000"] BENCH_SWEEP_DURATION [5]
 #   BENCH_SWEEP_SYSTEMS ["jobgate nginx seed seed-shared"] BENCH_SWEEP_TIMEOUT_MS [10000]
 #   BENCH_SWEEP_P99_MS [1000]  a step whose p99 exceeds this (or < 99 % good) ends that system's sweep
+#   BENCH_CURVE_RATE [2000] BENCH_CURVE_DURATION [20] BENCH_CURVE_UPSTREAM_MS [200]
 #   BENCH_WORKERS [2] BENCH_CONCURRENCY [2500 per worker]
 #   BENCH_RESULTS [build/bench-results] BENCH_PEERS [bench/peers] BENCH_KEEP=1 keeps the logs
 #   BENCH_RECORD=1 (make bench-record): the run of record, written to
@@ -77,7 +80,10 @@ door_rate=${BENCH_DOOR_RATE:-500}
 door_seq_rate=${BENCH_DOOR_SEQ_RATE:-50}
 door_duration=${BENCH_DOOR_DURATION:-10}
 door_streams=${BENCH_DOOR_STREAMS:-1000}
-scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep door"}
+curve_rate=${BENCH_CURVE_RATE:-2000}
+curve_duration=${BENCH_CURVE_DURATION:-20}
+curve_upstream_ms=${BENCH_CURVE_UPSTREAM_MS:-200}
+scenarios=${BENCH_SCENARIOS:-"ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep door curve"}
 # A run leaves its report out of the tree; the run of record replaces
 # bench/results/record.* (its history is the file's git history).
 results=${BENCH_RESULTS:-$root/build/bench-results}
@@ -240,13 +246,46 @@ accept_body=$(job_body "$upstream_ms")
 jg_pids=""
 jg_named=""    # broker=PID gateway=PID worker0=PID ... for proc-mark
 jg_port=""
-jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY]
+# jg_curve_keys DIR — CURVE for a stack (docs/protocol.md §1.1): a key pair
+# for the broker and one for its gateway and workers, written to
+# DIR/{broker,client}.{public,secret}_key (Z85 has '$', '*' and '?': files
+# keep the keys out of the shell's words); prints the security.curve member
+# of the shared config (the broker's public key, the client's as the one
+# authorized). Each process gets its own pair's files from the environment.
+jg_curve_keys() {
+    broker_pair=$("$build/broker/jobgate-broker" --gen-keypair)
+    client_pair=$("$build/broker/jobgate-broker" --gen-keypair)
+    "$py" - "$1" "$broker_pair" "$client_pair" <<'PY'
+import json, sys
+broker, client = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+for who, pair in (("broker", broker), ("client", client)):
+    for half in ("public_key", "secret_key"):
+        with open("%s/%s.%s" % (sys.argv[1], who, half), "w") as f:
+            f.write(pair[half] + "\n")
+print('"curve": ' + json.dumps({"broker_public_key": broker["public_key"],
+                                "authorized_keys": [client["public_key"]]}) + ",")
+PY
+}
+
+jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1]
     name=$1
     n_workers=${2:-$workers}
     n_conc=${3:-$concurrency}
     n_durability=${4:-fsync}
+    n_curve=${5:-0}
     jg_port=$(free_port)
     mkdir -p "$tmp/$name"
+    curve_member=""
+    broker_env=""
+    client_env=""
+    if [ "$n_curve" = 1 ]; then
+        curve_member=$(jg_curve_keys "$tmp/$name")
+        for who in broker client; do
+            pair_env="JOBGATE_SECURITY_CURVE_PUBLIC_KEY_FILE=$tmp/$name/$who.public_key"
+            pair_env="$pair_env JOBGATE_SECURITY_CURVE_SECRET_KEY_FILE=$tmp/$name/$who.secret_key"
+            if [ "$who" = broker ]; then broker_env=$pair_env; else client_env=$pair_env; fi
+        done
+    fi
     cat >"$tmp/$name/config.json" <<EOF
 {
   "gateway":  { "listen": "127.0.0.1:$jg_port", "max_connections": 16000 },
@@ -255,7 +294,7 @@ jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY]
                 "publisher":"tcp://127.0.0.1:$(free_port)",
                 "data_dir": "$tmp/$name/data", "durability": "$n_durability" },
   "worker":   { "concurrency": $n_conc },
-  "security": { "allow_private_networks": true },
+  "security": { $curve_member "allow_private_networks": true },
   "providers": {
     "mock": { "base_url": "http://127.0.0.1:$mock_port", "rate_limit": 0, "max_concurrency": 0 }
   },
@@ -263,15 +302,21 @@ jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY]
 }
 EOF
     jg_pids=""
-    spawn "$name-broker" "$build/broker/jobgate-broker" --config "$tmp/$name/config.json"
+    # shellcheck disable=SC2086  # broker_env, client_env: NAME=PATH words for env
+    spawn "$name-broker" env $broker_env "$build/broker/jobgate-broker" \
+        --config "$tmp/$name/config.json"
     jg_pids="$jg_pids $last_pid"
     jg_named="broker=$last_pid"
-    spawn "$name-gateway" "$build/gateway/jobgate-gateway" --config "$tmp/$name/config.json"
+    # shellcheck disable=SC2086
+    spawn "$name-gateway" env $client_env "$build/gateway/jobgate-gateway" \
+        --config "$tmp/$name/config.json"
     jg_pids="$jg_pids $last_pid"
     jg_named="$jg_named gateway=$last_pid"
     i=0
     while [ "$i" -lt "$n_workers" ]; do
-        spawn "$name-worker$i" "$build/worker/jobgate-worker" --config "$tmp/$name/config.json"
+        # shellcheck disable=SC2086
+        spawn "$name-worker$i" env $client_env "$build/worker/jobgate-worker" \
+            --config "$tmp/$name/config.json"
         jg_pids="$jg_pids $last_pid"
         jg_named="$jg_named worker$i=$last_pid"
         i=$((i + 1))
@@ -321,13 +366,14 @@ parked_pool() {
     echo "$n"
 }
 
-# jg_scenario NAME RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S —
-# a fresh stack, CPU/memory marks, one open-loop load, the drain, the readback.
+# jg_scenario NAME RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S [CURVE] —
+# a fresh stack (with CURVE 1: security.curve on), CPU/memory marks, one
+# open-loop load, the drain, the readback.
 jg_scenario() {
-    name=$1 s_rate=$2 s_duration=$3 s_latency=$4 s_wait=$5 s_conc=$6 s_settle=$7
+    name=$1 s_rate=$2 s_duration=$3 s_latency=$4 s_wait=$5 s_conc=$6 s_settle=$7 s_curve=${8:-0}
     body=$(job_body "$s_latency")
     mock_reset
-    jg_start "$name" "$workers" "$s_conc"
+    jg_start "$name" "$workers" "$s_conc" fsync "$s_curve"
     mark "$name" before
     if [ "$s_wait" -gt 0 ]; then
         pool=$(parked_pool "$s_rate" "$s_latency")
@@ -536,6 +582,27 @@ if want door; then
     done
 fi
 
+# ---------------------------------------------------------------- 7. CURVE's cost
+
+# The same stack without and with security.curve, side by side in one run:
+# the accept ceiling (wrk) and CPU per job end to end (open loop,
+# curve_rate/s). What CURVE costs is the difference.
+if want curve; then
+    for variant in plain curve; do
+        use=0; [ "$variant" = curve ] && use=1
+        for c in $ceiling_conns; do
+            mock_reset
+            jg_start "curve-ceiling-$variant-c$c" "$ceiling_workers" "$concurrency" fsync "$use"
+            mark "curve-ceiling-$variant-c$c" before
+            run_wrk "curve-ceiling-$variant-c$c" "http://127.0.0.1:$jg_port/v1/jobs" "$c"
+            mark "curve-ceiling-$variant-c$c" after-load
+            jg_stop
+        done
+        jg_scenario "curve-e2e-$variant" "$curve_rate" "$curve_duration" "$curve_upstream_ms" 0 \
+            "$concurrency" 60 "$use"
+    done
+fi
+
 # ---------------------------------------------------------------- rate sweep
 
 # sweep_step SYSTEM RATE — a fresh process (stack) per step, so no step
@@ -628,6 +695,7 @@ meta = {
     "queued": {"jobs": $queued_jobs, "rate": $queued_rate},
     "door": {"rate": $door_rate, "seq_rate": $door_seq_rate, "duration_s": $door_duration,
              "streams": $door_streams},
+    "curve": {"rate": $curve_rate, "duration_s": $curve_duration, "upstream_ms": $curve_upstream_ms},
     "sweep": {"rates": [int(r) for r in "$sweep_rates".split()], "duration_s": $sweep_duration,
               "systems": "$sweep_systems".split(), "timeout_ms": $sweep_timeout_ms,
               "collapse_p99_ms": $sweep_p99_ms},

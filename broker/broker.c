@@ -1,6 +1,8 @@
 // broker — the broker's sockets and what each turn of its loop does.
 #include "broker.h"
+#include "acks.h"
 #include "cache.h"
+#include "curve.h"
 #include "exporter.h"
 #include "jobs.h"
 #include "jsontext.h"
@@ -61,7 +63,9 @@ struct _broker_t {
     zsock_t *frontend;          // ROUTER for gateways
     zsock_t *backend;           // ROUTER for workers
     zsock_t *publisher;         // PUB for events
+    curve_t *curve;             // CURVE on the three sockets (security.curve), and its refusals
     outbox_t *outbox;           // answers and events until their commit
+    acks_t *acks;               // workers' RESULTs handled, acknowledged after the commit
     scheduler_t *scheduler;     // the tenants' queues, fair turns, the providers' limits
     tenants_t *tenants;         // each tenant's quota state, admission
     workers_t *workers;         // the workers, their credit, liveness and leases
@@ -168,9 +172,17 @@ s_handle_result (broker_t *self, remote_worker_t *worker, proto_msg_t *msg)
     const char *outcome = pack_get_str (msg->body, "outcome", &outcome_len);
     bool canceled = outcome && outcome_len == 8 && memcmp (outcome, "canceled", 8) == 0;
     entry_t *entry = s_leased_entry (self, worker, msg, canceled);
+    // A RESULT sent before the worker's latest READY (a resend, §3.2.4)
+    // reports a call that READY already counted as free: it returns a credit
+    // only with an attempt the broker still held against this worker (the
+    // READY's credit was cut by it). Any other gives back its call's slot.
+    int64_t seq = 0;
+    bool before_ready = worker && pack_get_int (msg->body, "seq", &seq) == 0 && seq > 0
+                        && seq <= worker->ready_result_seq;
+    bool held_here = entry && worker && entry->worker == worker;
     if (entry)
         jobs_report (self->jobs, entry, msg->body);
-    if (worker)
+    if (worker && (!before_ready || held_here))
         workers_add_credit (worker, 1);
 }
 
@@ -235,9 +247,18 @@ s_worker_message (proto_msg_t *msg, void *arg)
         const char *key = pack_get_str (msg->body, "worker", &key_len);
         worker = workers_ready (self->workers, worker, msg->envelope, credit, concurrency, key,
                                 key_len, evloop_now_ms (self->loop));
+        int64_t result_seq = 0;
+        pack_get_int (msg->body, "result_seq", &result_seq);
+        workers_set_ready_result_seq (worker, result_seq);
     }
-    else if (msg->cmd == PROTO_RESULT)
+    else if (msg->cmd == PROTO_RESULT) {
         s_handle_result (self, worker, msg);
+        // Revision 4: a numbered RESULT is acknowledged after the commit,
+        // applied or discarded alike (§3.2.4); its connection is the peer.
+        int64_t seq = 0;
+        if (pack_get_int (msg->body, "seq", &seq) == 0 && seq > 0)
+            acks_add (self->acks, msg->envelope, (uint64_t) seq);
+    }
     else if (msg->cmd == PROTO_CHUNK)
         s_handle_chunk (self, worker, msg);
     else if (!worker) {
@@ -826,6 +847,7 @@ s_commit (broker_t *self)
         log_info (NULL, "store commits again");
     self->commit_failing = false;
     s_flush (self);
+    acks_flush (self->acks, self->backend);
     jobs_forget_committed (self->jobs);
 }
 
@@ -1010,9 +1032,13 @@ s_recover (job_t *job, void *arg)
     job_destroy (&job);
 }
 
+// s_bind makes one of the broker's sockets: CURVE server when configured
+// (its failed handshakes watched under name), limits, then bound.
 static zsock_t *
-s_bind (int type, const char *endpoint, size_t max_frame_bytes, char *error, size_t error_size)
+s_bind (broker_t *self, int type, const char *name, const char *endpoint, char *error,
+        size_t error_size)
 {
+    size_t max_frame_bytes = self->config->max_frame_bytes;
     zsock_t *sock = zsock_new (type);
     if (!sock) {
         snprintf (error, error_size, "broker: cannot create socket");
@@ -1028,9 +1054,16 @@ s_bind (int type, const char *endpoint, size_t max_frame_bytes, char *error, siz
         zsock_destroy (&sock);
         return NULL;
     }
+    curve_secure (self->curve, sock);
+    if (curve_watch (self->curve, self->loop, sock, name) < 0) {
+        snprintf (error, error_size, "broker: cannot watch the %s socket's handshakes", name);
+        zsock_destroy (&sock);
+        return NULL;
+    }
     if (zsock_bind (sock, "%s", endpoint) < 0) {
         snprintf (error, error_size, "broker: cannot bind %s: %s", endpoint,
                   zmq_strerror (zmq_errno ()));
+        curve_unwatch (self->curve, sock);
         zsock_destroy (&sock);
         return NULL;
     }
@@ -1060,6 +1093,16 @@ s_webhook_counts (void *arg, telemetry_emit_fn *emit, void *emit_arg)
         emit (delivery_outcome_name ((delivery_outcome_t) outcome), counts[outcome], emit_arg);
 }
 
+// s_curve_counts gives the refused CURVE handshakes by reason to the
+// metrics, every reason named, zeros included.
+static void
+s_curve_counts (void *arg, telemetry_emit_fn *emit, void *emit_arg)
+{
+    for (int reason = 0; reason < CURVE_REFUSED_COUNT_; reason++)
+        emit (curve_refusal_name ((curve_refusal_t) reason),
+              curve_refused (arg, (curve_refusal_t) reason), emit_arg);
+}
+
 broker_t *
 broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_size)
 {
@@ -1072,13 +1115,19 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
         broker_destroy (&self);
         return NULL;
     }
-    self->frontend = s_bind (ZMQ_ROUTER, config->broker_frontend, config->max_frame_bytes,
-                             error, error_size);
-    self->backend = self->frontend ? s_bind (ZMQ_ROUTER, config->broker_backend,
-                                             config->max_frame_bytes, error, error_size)
+    // CURVE's ZAP handler must run before a socket binds (§1.1).
+    self->curve = curve_new (config, true, error, error_size);
+    if (!self->curve) {
+        broker_destroy (&self);
+        return NULL;
+    }
+    self->frontend = s_bind (self, ZMQ_ROUTER, "frontend", config->broker_frontend, error,
+                             error_size);
+    self->backend = self->frontend ? s_bind (self, ZMQ_ROUTER, "backend", config->broker_backend,
+                                             error, error_size)
                                    : NULL;
-    self->publisher = self->backend ? s_bind (ZMQ_PUB, config->broker_publisher,
-                                              config->max_frame_bytes, error, error_size)
+    self->publisher = self->backend ? s_bind (self, ZMQ_PUB, "publisher",
+                                              config->broker_publisher, error, error_size)
                                     : NULL;
     if (!self->publisher) {
         broker_destroy (&self);
@@ -1086,6 +1135,7 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     }
     self->outbox = outbox_new (self->frontend, self->publisher, clock_wall_ms (), s_render_job,
                                self);
+    self->acks = acks_new ();
     self->scheduler = scheduler_new (config);
     self->tenants = tenants_new (config, scheduler_slots (self->scheduler), s_stored_bytes, self);
     self->workers = workers_new (store_lease_key (self->store));
@@ -1102,6 +1152,11 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
                           "Webhook delivery attempts by outcome (delivered, retried, given_up), "
                           "and deliveries refused before any attempt (not_queued).",
                           s_webhook_counts, self->jobs);
+    if (curve_enabled (self->curve))
+        telemetry_add_counts (self->telemetry, "jobgate_curve_refused_total", "reason",
+                              "CURVE handshakes refused, by reason (a peer without a key, "
+                              "with a wrong one or an unlisted one).",
+                              s_curve_counts, self->curve);
     if (config->broker_metrics_listen && *config->broker_metrics_listen) {
         self->exporter = exporter_new (loop, config->broker_metrics_listen, s_render_metrics,
                                        self, error, error_size);
@@ -1155,8 +1210,11 @@ broker_destroy (broker_t **self_p)
         if (store_commit (self->store) < 0)
             log_error (NULL, "final commit failed: %zu records not written",
                        store_pending (self->store));
-        else if (self->outbox)
+        else if (self->outbox) {
             outbox_flush (self->outbox, NULL, NULL);
+            if (self->acks && self->backend)
+                acks_flush (self->acks, self->backend);
+        }
     }
     evloop_timer_cancel (self->loop, &self->tick);
     exporter_destroy (&self->exporter);
@@ -1173,9 +1231,14 @@ broker_destroy (broker_t **self_p)
     tenants_destroy (&self->tenants);
     scheduler_destroy (&self->scheduler);
     outbox_destroy (&self->outbox);
+    acks_destroy (&self->acks);
+    curve_unwatch (self->curve, self->frontend);
+    curve_unwatch (self->curve, self->backend);
+    curve_unwatch (self->curve, self->publisher);
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->publisher);
+    curve_destroy (&self->curve);
     store_destroy (&self->store);
     free (self);
     *self_p = NULL;
@@ -1200,6 +1263,12 @@ void
 broker_set_timing (broker_t *self, int64_t lease_grace_ms, int64_t liveness_ms)
 {
     workers_set_timing (self->workers, lease_grace_ms, liveness_ms);
+}
+
+const curve_t *
+broker_curve (const broker_t *self)
+{
+    return self->curve;
 }
 
 bool
@@ -2307,6 +2376,117 @@ s_test_cache_refused (void)
     s_test_rig_end (&rig);
 }
 
+// s_test_numbered sends a RESULT numbered seq (revision 4), succeeded.
+static void
+s_test_numbered (testpeer_t *peer, const char *id, int64_t attempt, const char *lease,
+                 int64_t seq)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "id", id);
+    pack_put_int (body, "attempt", attempt);
+    pack_put_str (body, "lease", lease);
+    pack_put_int (body, "seq", seq);
+    pack_put_str (body, "outcome", "succeeded");
+    pack_put_str (body, "result", "{\"status\":200}");
+    pack_put_int (body, "retry_after_ms", 0);
+    testpeer_send (peer, PROTO_RESULT, &body);
+}
+
+// s_test_expect_ack receives an ACK and checks its run.
+static void
+s_test_expect_ack (test_rig_t *rig, testpeer_t *worker, int64_t seq, int64_t count)
+{
+    proto_msg_t *ack = testpeer_expect (worker, rig->loop, PROTO_ACK);
+    int64_t got_seq = 0, got_count = 0;
+    assert (ack && pack_get_int (ack->body, "seq", &got_seq) == 0 && got_seq == seq);
+    assert (pack_get_int (ack->body, "count", &got_count) == 0 && got_count == count);
+    proto_msg_destroy (&ack);
+}
+
+// s_test_acks covers docs/protocol.md §3.2.4: a numbered RESULT is
+// acknowledged only after a commit has made what it changed durable (not
+// while the store cannot commit); a resent or refused one is acknowledged
+// too; an unnumbered one (revision 3) never.
+static void
+s_test_acks (void)
+{
+    test_rig_t rig;
+    s_test_rig (&rig, "broker-test-acks", "");
+    testpeer_t *worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 2, 2, "w-acks");
+    char id[JOB_ID_LEN + 1], other[JOB_ID_LEN + 1];
+    int64_t attempt, code;
+    char lease[LEASE_TOKEN_LEN + 1];
+    s_test_accepted (&rig, "a", "p", 5, NULL, id);
+    job_destroy (&(job_t *) { s_test_dispatched (&rig, worker, &attempt, lease) });
+
+    store_inject_map_full (rig.broker->store, 0);
+    s_test_numbered (worker, id, attempt, lease, 7);
+    testpeer_quiet (worker, rig.loop, 400);
+    store_inject_map_full (rig.broker->store, SIZE_MAX);
+    s_test_expect_ack (&rig, worker, 7, 1);
+    job_t *job = s_test_job (&rig, id, "a", NULL, &code);
+    assert (job && job->status == JOB_SUCCEEDED);
+    job_destroy (&job);
+
+    // The same RESULT again (a worker's resend) is discarded as late, and
+    // acknowledged; so are RESULTs the broker refuses, consecutive ones in
+    // one run.
+    s_test_numbered (worker, id, attempt, lease, 7);
+    s_test_expect_ack (&rig, worker, 7, 1);
+    job_id_generate (other);
+    s_test_numbered (worker, other, 1, lease, 8);
+    s_test_numbered (worker, other, 1, lease, 9);
+    s_test_expect_ack (&rig, worker, 8, 2);
+    // Revision 3: no number, no ACK.
+    s_test_report (worker, id, attempt, lease, "succeeded", "{\"status\":200}", NULL);
+    testpeer_quiet (worker, rig.loop, 200);
+    testpeer_destroy (&worker);
+
+    // Credit after a broker restart: the worker's READY counts the calls it
+    // finished meanwhile as free, so their resent RESULTs (numbered up to
+    // READY's result_seq) return no credit; a RESULT sent after it does.
+    worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    s_test_ready (worker, 2, 2, "w-restart");
+    s_test_accepted (&rig, "a", "p", 5, NULL, id);
+    s_test_accepted (&rig, "a", "p", 5, NULL, other);
+    int64_t attempt_b;
+    char lease_b[LEASE_TOKEN_LEN + 1];
+    job_t *first = s_test_dispatched (&rig, worker, &attempt, lease);
+    job_t *second = s_test_dispatched (&rig, worker, &attempt_b, lease_b);
+    char id_a[JOB_ID_LEN + 1], id_b[JOB_ID_LEN + 1];
+    snprintf (id_a, sizeof id_a, "%s", first->id);
+    snprintf (id_b, sizeof id_b, "%s", second->id);
+    job_destroy (&first);
+    job_destroy (&second);
+    testpeer_destroy (&worker);
+    testpeer_destroy (&rig.gateway);
+    broker_destroy (&rig.broker);
+    char error[256];
+    rig.broker = broker_new (rig.config, rig.loop, error, sizeof error);
+    assert (rig.broker);
+    rig.gateway = testpeer_new (ZMQ_DEALER, rig.config->broker_frontend);
+    worker = testpeer_new (ZMQ_DEALER, rig.config->broker_backend);
+    pack_writer_t *ready = pack_writer_new ();
+    pack_put_int (ready, "credit", 1);          // B still runs; A finished meanwhile
+    pack_put_int (ready, "concurrency", 2);
+    pack_put_str (ready, "worker", "w-restart");
+    pack_put_int (ready, "result_seq", 20);     // A's RESULT, 20, went into the outage
+    testpeer_send (worker, PROTO_READY, &ready);
+    s_test_numbered (worker, id_a, attempt, lease, 20);
+    s_test_expect_ack (&rig, worker, 20, 1);
+    remote_worker_t *known = s_test_worker (&rig, "w-restart");
+    assert (known && known->credit == 1);
+    s_test_numbered (worker, id_b, attempt_b, lease_b, 21);
+    s_test_expect_ack (&rig, worker, 21, 1);
+    assert (known->credit == 2);
+    job = s_test_job (&rig, id_a, "a", NULL, &code);
+    assert (job && job->status == JOB_SUCCEEDED);
+    job_destroy (&job);
+    testpeer_destroy (&worker);
+    s_test_rig_end (&rig);
+}
+
 void
 broker_test (bool verbose)
 {
@@ -2326,6 +2506,7 @@ broker_test (bool verbose)
     s_test_leases ();
     s_test_silence ();
     s_test_unsent ();
+    s_test_acks ();
     log_init ("broker", LOG_INFO_);
     if (verbose)
         printf ("OK\n");

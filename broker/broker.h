@@ -18,6 +18,7 @@
 #define JOBGATE_BROKER_H
 
 #include "config.h"
+#include "curve.h"
 #include "evloop.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +52,11 @@ char *broker_metrics (broker_t *self, size_t *size);
 // broker_set_timing shortens the lease grace (10 s) and the workers'
 // liveness (3 s), for tests.
 void broker_set_timing (broker_t *self, int64_t lease_grace_ms, int64_t liveness_ms);
+
+// broker_curve returns the broker's CURVE state: curve_refused (common/
+// curve.h) counts the peers its sockets refused, by reason
+// (jobgate_curve_refused_total{reason}).
+const curve_t *broker_curve (const broker_t *self);
 
 // broker_consistent checks the broker's counts against its lists and
 // tables: jobs queued, running and waiting per tenant and in all, the

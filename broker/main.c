@@ -1,6 +1,7 @@
 // jobgate-broker — the durable queue between gateways and workers.
 #include "broker.h"
 #include "cli.h"
+#include "curve.h"
 #include "log.h"
 #include "service.h"
 
@@ -12,6 +13,7 @@
 static const char *s_usage =
     "usage: jobgate-broker [--config FILE] [--check-config] [--version]\n"
     "                      [--config-reference] [--help]\n"
+    "       jobgate-broker --gen-keypair\n"
     "\n"
     "Owns the durable job store (LMDB), queues jobs by priority, dispatches\n"
     "them to workers with credit-based flow control, retries failures with\n"
@@ -20,7 +22,10 @@ static const char *s_usage =
     "result_ttl_s, max_queued. Environment JOBGATE_BROKER_<KEY> overrides.\n"
     "SIGTERM or SIGINT: commit, answer what is pending, exit. SIGHUP: reread\n"
     "the file, apply quotas, provider limits and log settings (docs/config.md),\n"
-    "reopen log.file. --check-config: test the file, one line, exit 0 or 1.\n";
+    "reopen log.file. --check-config: test the file, one line, exit 0 or 1.\n"
+    "\n"
+    "--gen-keypair prints a new CURVE key pair, {\"public_key\",\"secret_key\"}\n"
+    "(Z85), for security.curve of a broker, gateway or worker.\n";
 
 static void
 s_stop (evloop_t *loop, void *arg)
@@ -39,6 +44,14 @@ s_reloaded (void *arg)
 int
 main (int argc, char **argv)
 {
+    // A key pair for security.curve (SPEC §6), before any configuration.
+    if (argc == 2 && strcmp (argv[1], "--gen-keypair") == 0) {
+        if (curve_print_keypair (stdout) < 0) {
+            fprintf (stderr, "jobgate-broker: cannot make a key pair (libzmq without CURVE?)\n");
+            return 1;
+        }
+        return 0;
+    }
     int exit_code;
     config_t *config = cli_start (argc, argv, "broker", s_usage, NULL, &exit_code);
     if (!config)

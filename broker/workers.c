@@ -156,6 +156,12 @@ workers_ready (workers_t *self, remote_worker_t *worker, zframe_t *identity, int
 }
 
 void
+workers_set_ready_result_seq (remote_worker_t *worker, int64_t result_seq)
+{
+    worker->ready_result_seq = result_seq > 0 ? result_seq : 0;
+}
+
+void
 workers_heard (remote_worker_t *worker, int64_t now_ms)
 {
     worker->last_seen_ms = now_ms;

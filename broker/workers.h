@@ -62,6 +62,9 @@ struct _remote_worker_t {
     int64_t last_sent_ms;       // when the broker last sent it anything
     bool draining;              // sent DISCONNECT: no more dispatches
     worker_figures_t figures;   // its process's figures, as it last reported them
+    int64_t ready_result_seq;   // its latest READY's result_seq (revision 4): RESULTs numbered
+                                // up to it were sent before that READY, which counted their
+                                // calls as free (docs/protocol.md §3.2.4)
 };
 
 // What a RESULT's or CHUNK's claim on an attempt is worth.
@@ -116,6 +119,10 @@ void workers_heard (remote_worker_t *worker, int64_t now_ms);
 
 // workers_sent notes that the broker sent worker a message at now_ms.
 void workers_sent (remote_worker_t *worker, int64_t now_ms);
+
+// workers_set_ready_result_seq records the result_seq of the READY just
+// handled (0: none, a revision 3 worker).
+void workers_set_ready_result_seq (remote_worker_t *worker, int64_t result_seq);
 
 // workers_credit_cap is the most credit a worker may hold now.
 int64_t workers_credit_cap (const remote_worker_t *worker);

@@ -1,5 +1,6 @@
 // cli — the start-up every jobgate binary shares.
 #include "cli.h"
+#include "curve.h"
 #include "log.h"
 #include "mem.h"
 #include "version.h"
@@ -84,6 +85,10 @@ cli_start (int argc, char **argv, const char *process, const char *usage, cli_ch
     char error[512];
     config_t *config = config_load (config_path, error, sizeof error);
     if (config && check && check (config, error, sizeof error) < 0)
+        config_destroy (&config);
+    // The CURVE keys (files read, shapes and pairs checked) as the process
+    // would use them: the broker is the server, the others its clients.
+    if (config && curve_check (config, strcmp (process, "broker") == 0, error, sizeof error) < 0)
         config_destroy (&config);
     if (config && check_only && log_check (config->log_file, error, sizeof error) < 0)
         config_destroy (&config);

@@ -58,7 +58,8 @@ struct _config_key_t {
     const char *doc;            // what it means, one line (docs/config.md)
 };
 
-static key_load_fn s_load_api_keys, s_load_allowed_hosts, s_load_networks, s_load_webhook_secret, s_load_quotas,
+static key_load_fn s_load_api_keys, s_load_allowed_hosts, s_load_networks, s_load_curve_keys,
+    s_load_webhook_secret, s_load_quotas,
     s_load_providers, s_load_headers, s_load_auth, s_load_search, s_load_models, s_load_fallback,
     s_load_prices;
 
@@ -159,6 +160,27 @@ static const config_key_t s_keys[] = {
       NULL, 0, NULL, false, "let user URLs reach loopback and private addresses (tests, local dev)" },
     { "security", "allow_networks", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_networks, false,
       "[CIDR, …]: networks user URLs may reach even while private ones are denied" },
+
+    { "security.curve", "public_key", KEY_STRING, C (curve_public_key), 0, 0, NULL, NULL, 0, NULL,
+      false, "this process's CURVE public key (Z85, 40 characters); with secret_key, every "
+      "ZeroMQ socket uses CURVE (jobgate-broker --gen-keypair makes a pair)" },
+    { "security.curve", "secret_key", KEY_STRING, C (curve_secret_key), 0, 0, NULL, NULL, 0, NULL,
+      false, "this process's CURVE secret key (Z85); prefer secret_key_file" },
+    { "security.curve", "broker_public_key", KEY_STRING, C (curve_broker_public_key), 0, 0, NULL,
+      NULL, 0, NULL, false, "gateways and workers: the broker's public key (Z85)" },
+    { "security.curve", "authorized_keys", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_curve_keys,
+      false, "broker: [Z85, …] public keys of the gateways and workers it accepts (with "
+      "authorized_keys_file's); a peer with another key, a wrong one or none gets nothing" },
+    { "security.curve", "public_key_file", KEY_STRING, C (curve_public_key_file), 0, 0, NULL,
+      NULL, 0, NULL, false, "file holding public_key (surrounding whitespace ignored), instead "
+      "of public_key" },
+    { "security.curve", "secret_key_file", KEY_STRING, C (curve_secret_key_file), 0, 0, NULL,
+      NULL, 0, NULL, false, "file holding secret_key (a mounted secret), instead of secret_key" },
+    { "security.curve", "broker_public_key_file", KEY_STRING, C (curve_broker_public_key_file), 0,
+      0, NULL, NULL, 0, NULL, false, "file holding broker_public_key, instead of broker_public_key" },
+    { "security.curve", "authorized_keys_file", KEY_STRING, C (curve_authorized_keys_file), 0, 0,
+      NULL, NULL, 0, NULL, false, "broker: file of authorized public keys, one Z85 key per line "
+      "(# comments and blank lines ignored)" },
 
     { "log", "level", KEY_CHOICE, C (log_level), 0, 0, "info", s_log_levels, 0, NULL, false,
       "lowest level logged" },
@@ -310,8 +332,9 @@ s_env_name (const char *section, const char *name, char *buf, size_t size)
         snprintf (buf, size, "JOBGATE_%s_%s", section, name);
     else
         snprintf (buf, size, "JOBGATE_%s", name);
+    // A nested section's dot becomes an underscore: JOBGATE_SECURITY_CURVE_…
     for (char *p = buf; *p; p++)
-        *p = (char) toupper ((unsigned char) *p);
+        *p = *p == '.' ? '_' : (char) toupper ((unsigned char) *p);
 }
 
 // s_distance is the edit distance of a and b (both short), for suggestions.
@@ -576,7 +599,25 @@ s_apply_table (const config_key_t *keys, size_t count, const char *table_section
 
 // The fixed sections, in the order the reference lists them.
 static const char *const s_sections[] = { "gateway", "broker", "worker", "direct", "webhooks",
-                                          "security", "log", NULL };
+                                          "security", "security.curve", "log", NULL };
+
+// The sections nested in the security section (its members that are
+// sections of their own, read by their rows).
+static const char *const s_security_subsections[] = { "curve", NULL };
+
+// s_section_object returns the object of a section ("security.curve" is
+// root.security.curve), or NULL when absent.
+static json_t *
+s_section_object (json_t *root, const char *section)
+{
+    const char *dot = strchr (section, '.');
+    if (!dot)
+        return json_object_get (root, section);
+    char outer[64];
+    snprintf (outer, sizeof outer, "%.*s", (int) (dot - section), section);
+    json_t *parent = json_object_get (root, outer);
+    return json_is_object (parent) ? json_object_get (parent, dot + 1) : NULL;
+}
 
 // s_check_environment refuses a JOBGATE_<SECTION>_… or JOBGATE_LOG_…
 // variable that names no key: a misspelt override must not be ignored.
@@ -962,6 +1003,34 @@ s_load_networks (void *target, json_t *networks, const char *where, char *error,
     return 0;
 }
 
+// s_load_curve_keys reads security.curve.authorized_keys: an array of
+// public keys, each 40 characters of Z85 (common/curve.h checks that each
+// decodes).
+static int
+s_load_curve_keys (void *target, json_t *keys, const char *where, char *error,
+                   size_t error_size)
+{
+    config_t *self = target;
+    if (!json_is_array (keys)) {
+        snprintf (error, error_size, "config: %s must be an array of Z85 public keys", where);
+        return -1;
+    }
+    self->curve_authorized_keys = mem_calloc (json_array_size (keys) + 1,
+                                              sizeof *self->curve_authorized_keys);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (keys, index, entry) {
+        if (!json_is_string (entry) || json_string_length (entry) != 40) {
+            snprintf (error, error_size, "config: %s[%zu] must be a Z85 public key of 40 "
+                      "characters", where, index);
+            return -1;
+        }
+        self->curve_authorized_keys[self->curve_authorized_keys_count++]
+            = mem_strdup (json_string_value (entry));
+    }
+    return 0;
+}
+
 // s_load_headers reads providers.NAME.headers, an object of strings.
 static int
 s_load_headers (void *target, json_t *headers, const char *where, char *error,
@@ -1264,14 +1333,17 @@ config_load (const char *path, char *error, size_t error_size)
     // Each fixed section, then the top level (whose keys include the
     // sections themselves and the providers and quotas, read by their rows).
     for (size_t i = 0; s_sections[i] && rc == 0; i++) {
-        json_t *section = root ? json_object_get (root, s_sections[i]) : NULL;
+        json_t *section = root ? s_section_object (root, s_sections[i]) : NULL;
         if (section && !json_is_object (section)) {
             snprintf (error, error_size, "config: \"%s\" must be an object", s_sections[i]);
             rc = -1;
             break;
         }
         rc = s_apply_table (s_keys, KEYS_COUNT (s_keys), s_sections[i], s_sections[i], section,
-                            self, s_sections[i], NULL, error, error_size);
+                            self, s_sections[i],
+                            strcmp (s_sections[i], "security") == 0 ? s_security_subsections
+                                                                     : NULL,
+                            error, error_size);
     }
     if (rc == 0)
         rc = s_apply_table (s_keys, KEYS_COUNT (s_keys), NULL, NULL, root, self, NULL,
@@ -1455,7 +1527,7 @@ void
 config_reference (FILE *out)
 {
     const char *headings[] = { "gateway", "broker", "worker", "direct", "webhooks", "security",
-                               "log", NULL, "providers.*", "quotas.*" };
+                               "security.curve", "log", NULL, "providers.*", "quotas.*" };
     for (size_t h = 0; h < sizeof headings / sizeof headings[0]; h++) {
         const char *section = headings[h];
         fprintf (out, "\n### %s\n\n", section ? section : "top level");
@@ -1545,6 +1617,19 @@ config_destroy (config_t **self_p)
     free (self->allow_networks);
     free (self->log_file);
     json_decref (self->source);
+    free (self->curve_public_key);
+    if (self->curve_secret_key) {
+        sodium_memzero (self->curve_secret_key, strlen (self->curve_secret_key));
+        free (self->curve_secret_key);
+    }
+    free (self->curve_broker_public_key);
+    for (size_t i = 0; i < self->curve_authorized_keys_count; i++)
+        free (self->curve_authorized_keys[i]);
+    free (self->curve_authorized_keys);
+    free (self->curve_public_key_file);
+    free (self->curve_secret_key_file);
+    free (self->curve_broker_public_key_file);
+    free (self->curve_authorized_keys_file);
     free (self);
     *self_p = NULL;
 }

@@ -128,6 +128,16 @@ typedef struct {
     bool allow_private_networks;    // SSRF policy opt-out
     config_network_t *allow_networks;   // allowed even when private networks are denied
     size_t allow_networks_count;    // entries in allow_networks
+    // security.curve (common/curve.h reads the files and checks the keys)
+    char *curve_public_key;         // this process's public key (Z85), or NULL
+    char *curve_secret_key;         // this process's secret key (Z85), or NULL
+    char *curve_broker_public_key;  // gateways, workers: the broker's public key (Z85), or NULL
+    char **curve_authorized_keys;   // broker: client public keys it accepts (Z85), NULL-terminated
+    size_t curve_authorized_keys_count; // entries in curve_authorized_keys
+    char *curve_public_key_file;    // file holding public_key, or NULL
+    char *curve_secret_key_file;    // file holding secret_key, or NULL
+    char *curve_broker_public_key_file; // file holding broker_public_key, or NULL
+    char *curve_authorized_keys_file;   // file of authorized keys, one per line, or NULL
     // providers
     config_provider_t *providers;   // configured upstreams
     size_t providers_count;         // entries in providers

@@ -39,6 +39,7 @@ typedef enum {
     PROTO_EVENT,      // broker → PUB subscribers: a job changed state
     PROTO_USAGE,      // gateway → broker: a tenant's LLM usage totals (revision 3)
     PROTO_USAGE_OK,   // broker → gateway: those totals, as JSON text
+    PROTO_ACK,        // broker → worker: RESULTs handled and committed (revision 4)
     PROTO_CMD_COUNT_
 } proto_cmd_t;
 

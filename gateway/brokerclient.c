@@ -29,6 +29,7 @@ struct _brokerclient_t {
     evloop_t *loop;             // borrowed event loop
     zsock_t *dealer;            // requests to the broker's frontend
     zsock_t *sub;               // the broker's events
+    curve_t *curve;             // CURVE of both sockets (borrowed), or NULL
     proto_batch_t *outbox;      // this loop turn's requests, sent at its end
     bool outbox_refused;        // the last send found no broker: resend all
     zhashx_t *pending;          // corr → call_t not answered yet
@@ -212,11 +213,12 @@ s_timers_start (brokerclient_t *self)
 
 brokerclient_t *
 brokerclient_new (evloop_t *loop, const char *frontend, const char *publisher,
-                  size_t max_frame_bytes, brokerclient_event_fn *on_event,
+                  size_t max_frame_bytes, curve_t *curve, brokerclient_event_fn *on_event,
                   brokerclient_gap_fn *on_gap, void *arg, char *error, size_t error_size)
 {
     brokerclient_t *self = mem_calloc (1, sizeof *self);
     self->loop = loop;
+    self->curve = curve;
     self->on_event = on_event;
     self->on_gap = on_gap;
     self->arg = arg;
@@ -248,6 +250,14 @@ brokerclient_new (evloop_t *loop, const char *frontend, const char *publisher,
     proto_set_limits (self->dealer, max_frame_bytes);
     proto_set_limits (self->sub, max_frame_bytes);
     zsock_set_subscribe (self->sub, "");
+    curve_secure (curve, self->dealer);
+    curve_secure (curve, self->sub);
+    if (curve_watch (curve, loop, self->dealer, "frontend") < 0
+        || curve_watch (curve, loop, self->sub, "publisher") < 0) {
+        snprintf (error, error_size, "cannot watch the broker sockets' handshakes");
+        brokerclient_destroy (&self);
+        return NULL;
+    }
     if (zsock_connect (self->dealer, "%s", frontend) < 0
         || zsock_connect (self->sub, "%s", publisher) < 0) {
         snprintf (error, error_size, "cannot connect to the broker at %s / %s", frontend,
@@ -278,10 +288,12 @@ brokerclient_destroy (brokerclient_t **self_p)
     }
     proto_batch_destroy (&self->outbox);
     if (self->dealer) {
+        curve_unwatch (self->curve, self->dealer);
         evloop_sock_remove (self->loop, self->dealer);
         zsock_destroy (&self->dealer);
     }
     if (self->sub) {
+        curve_unwatch (self->curve, self->sub);
         evloop_sock_remove (self->loop, self->sub);
         zsock_destroy (&self->sub);
     }
@@ -500,7 +512,7 @@ brokerclient_test (bool verbose)
     // No broker yet: a call waits, nothing is lost and nothing is queued
     // to be delivered late.
     brokerclient_t *client = brokerclient_new (loop, "inproc://brokerclient-front",
-                                               "inproc://brokerclient-pub", 1 << 20,
+                                               "inproc://brokerclient-pub", 1 << 20, NULL,
                                                s_test_event, s_test_gap, NULL, error,
                                                sizeof error);
     assert (client);

@@ -25,6 +25,7 @@
 #ifndef JOBGATE_BROKERCLIENT_H
 #define JOBGATE_BROKERCLIENT_H
 
+#include "curve.h"
 #include "evloop.h"
 #include "job.h"
 #include "proto.h"
@@ -76,11 +77,13 @@ typedef struct {
 } brokerclient_stats_t;
 
 // brokerclient_new connects to the broker's frontend and publisher (frames
-// over max_frame_bytes disconnect the broker: proto_set_limits) and serves
-// both on loop; events go to on_event, gaps to on_gap (both get arg). On
-// error returns NULL and writes one line into error.
+// over max_frame_bytes disconnect the broker: proto_set_limits), both with
+// CURVE when curve (borrowed, may be NULL; it must outlive the client) is
+// enabled, and serves both on loop; events go to on_event, gaps to on_gap
+// (both get arg). On error returns NULL and writes one line into error.
 brokerclient_t *brokerclient_new (evloop_t *loop, const char *frontend, const char *publisher,
-                                  size_t max_frame_bytes, brokerclient_event_fn *on_event,
+                                  size_t max_frame_bytes, curve_t *curve,
+                                  brokerclient_event_fn *on_event,
                                   brokerclient_gap_fn *on_gap, void *arg, char *error,
                                   size_t error_size);
 

@@ -120,6 +120,7 @@ struct _gateway_t {
     frontdoor_t *door;              // listening socket and client connections
     mhdloop_t *http;                // the HTTP server on the loop
     brokerclient_t *broker;         // calls to the broker, its liveness and events
+    curve_t *curve;                 // CURVE of the broker sockets (security.curve)
     waiters_t *waiters;             // requests parked on a job
     jobcache_t *cache;              // finished jobs seen
     char **hosts;                   // Host names answered (open mode or allowed_hosts)
@@ -1893,9 +1894,13 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
         return NULL;
     }
     frontdoor_on_gone (self->door, s_client_gone);
-    self->broker = brokerclient_new (loop, config->broker_frontend, config->broker_publisher,
-                                     config->max_frame_bytes, s_on_event, s_on_gap, self,
-                                     part_error, sizeof part_error);
+    self->curve = curve_new (config, false, part_error, sizeof part_error);
+    self->broker = self->curve ? brokerclient_new (loop, config->broker_frontend,
+                                                   config->broker_publisher,
+                                                   config->max_frame_bytes, self->curve,
+                                                   s_on_event, s_on_gap, self, part_error,
+                                                   sizeof part_error)
+                               : NULL;
     if (!self->broker) {
         snprintf (error, error_size, "gateway: %s", part_error);
         gateway_destroy (&self);
@@ -1960,6 +1965,7 @@ gateway_destroy (gateway_t **self_p)
     mhdloop_destroy (&self->http);
     frontdoor_destroy (&self->door);
     brokerclient_destroy (&self->broker);
+    curve_destroy (&self->curve);
     waiters_destroy (&self->waiters);
     free (self->by_fd);
     jobcache_destroy (&self->cache);

@@ -1,6 +1,7 @@
 // jobgate-selftest — runs the module self-tests: all, or one with -t NAME.
 #include "clock.h"
 #include "config.h"
+#include "curve.h"
 #include "evloop.h"
 #include "job.h"
 #include "html.h"
@@ -25,6 +26,7 @@
 #include "utf8.h"
 #include "webhook.h"
 #include "worker.h"
+#include "acks.h"
 #include "broker.h"
 #include "jobspec.h"
 #include "headers.h"
@@ -76,11 +78,12 @@ static const selftest_t s_tests[] = {
     { "listenaddr", listenaddr_test },
     { "webhook", webhook_test },   { "config", config_test },     { "evloop", evloop_test },
     { "service", service_test },
+    { "curve", curve_test },
     { "queue", queue_test },       { "store", store_test },       { "bucket", bucket_test },
     { "tokens", tokens_test },     { "ledger", ledger_test },
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
     { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
-    { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
+    { "testpeer", testpeer_test }, { "acks", acks_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
     { "cache", cache_test },         { "exporter", exporter_test },
     { "telemetry", telemetry_test },
     { "broker", broker_test },

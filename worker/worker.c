@@ -2,6 +2,7 @@
 // other, both on the process's one event loop.
 #include "worker.h"
 #include "clock.h"
+#include "curve.h"
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
@@ -29,6 +30,10 @@
 // The longest a worker's figures (HEARTBEAT's revision 4 fields) go unsent,
 // however busy it is: about a Prometheus scrape interval.
 #define WORKER_FIGURES_MS 5000
+// RESULTs kept until the broker acknowledges them (§3.2.4): at most this
+// many bytes, and twice the concurrency in number (an outage leaves at most
+// the calls then running to report, and a few sent just before it).
+#define WORKER_HELD_MAX_BYTES (64 * 1024 * 1024)
 // Calls per libcurl multi handle. libcurl 7.88 looks for a reusable
 // connection by walking every connection the multi holds to the host, busy
 // or not: with 2,500 calls in flight on one handle that walk cost ~100 µs
@@ -48,6 +53,7 @@ struct _worker_t {
     const config_t *config;     // borrowed configuration
     evloop_t *loop;             // the process's event loop (borrowed)
     zsock_t *dealer;            // DEALER to the broker's backend, or NULL
+    curve_t *curve;             // CURVE of the DEALER (security.curve)
     proto_batch_t *outbox;      // what this loop turn sends, one message
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
@@ -64,7 +70,22 @@ struct _worker_t {
     bool draining;              // SIGTERM seen: DISCONNECT sent, no new work
     size_t reconnects;          // times the socket was recreated
     char key[33];               // identity across reconnects (READY's "worker"), random
+    uint64_t result_seq;        // the number of the last RESULT sent (§3.2.4)
+    zlistx_t *held;             // held_t * of RESULTs not acknowledged, by number
+    size_t held_bytes;          // their bodies' sizes
+    bool broker_acks;           // the broker has acknowledged a RESULT (revision 4)
+    int64_t broker_heard_ms;    // monotonic time a message of the broker last arrived
+                                // (last_heard_ms is also reset by a reconnect)
 };
+
+// A RESULT sent and not acknowledged yet: its encoded body, to send again
+// after a reconnect.
+typedef struct {
+    uint64_t seq;               // its number
+    char id[JOB_ID_LEN + 1];    // the job, for the log
+    size_t size;                // bytes in body
+    unsigned char body[];       // the msgpack body as sent
+} held_t;
 
 // --- the broker socket ---
 
@@ -167,10 +188,106 @@ s_send_ready (worker_t *self)
     pack_put_int (body, "credit", s_credit (self));
     pack_put_int (body, "concurrency", self->concurrency);
     pack_put_str (body, "worker", self->key);
+    // Revision 4: RESULTs numbered up to this were sent before this READY,
+    // whose credit already counts their calls as free (§3.2.4).
+    pack_put_int (body, "result_seq", (int64_t) self->result_seq);
     s_send (self, PROTO_READY, body);
     pack_writer_destroy (&body);
     if (self->draining)
         s_send_empty (self, PROTO_DISCONNECT);
+    // What the broker may not have (it was away, or the old socket took it
+    // along) goes again, in order, after the READY (§3.2.4).
+    size_t count = 0;
+    for (held_t *held = zlistx_first (self->held); held && self->outbox;
+         held = zlistx_next (self->held), count++)
+        if (proto_batch_add_bytes (self->outbox, NULL, PROTO_RESULT, held->body, held->size) < 0)
+            log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
+    if (count > 0)
+        log_info (NULL, "%zu RESULTs not acknowledged by the broker resent after the READY",
+                  count);
+}
+
+// s_hold keeps a RESULT's body until the broker acknowledges it, within
+// the bounds: past them the oldest is forgotten (its call may be made again
+// if the broker never got it: at-least-once, as before revision 4).
+static void
+s_hold (worker_t *self, uint64_t seq, const char *id, pack_writer_t *body)
+{
+    size_t size;
+    const void *data = pack_writer_data (body, &size);
+    // An answer's size is the upstream's doing (common/mem.h's exception):
+    // without memory for the copy the RESULT is only not held.
+    held_t *held = malloc (sizeof *held + size);
+    if (!held) {
+        log_warn (id, "RESULT %llu not held for a resend: out of memory for %zu bytes",
+                  (unsigned long long) seq, size);
+        return;
+    }
+    held->seq = seq;
+    snprintf (held->id, sizeof held->id, "%s", id);
+    held->size = size;
+    memcpy (held->body, data, size);
+    zlistx_add_end (self->held, held);
+    self->held_bytes += size;
+    while (zlistx_size (self->held) > 1
+           && (zlistx_size (self->held) > 2 * (size_t) self->concurrency
+               || self->held_bytes > WORKER_HELD_MAX_BYTES)) {
+        held_t *oldest = zlistx_detach (self->held, NULL);
+        // A revision 3 broker never acknowledges: forgetting is routine then.
+        log_line (self->broker_acks ? LOG_WARN_ : LOG_DEBUG_, __FILE__, __LINE__, oldest->id,
+                  "RESULT %llu forgotten unacknowledged (%zu held)",
+                  (unsigned long long) oldest->seq, zlistx_size (self->held));
+        self->held_bytes -= oldest->size;
+        free (oldest);
+    }
+}
+
+// s_drained is true when a draining worker may stop: every call finished
+// and, while a broker that acknowledges (revision 4) is heard, every RESULT
+// acknowledged — one sent into a broker restart is then resent after the
+// reconnect instead of leaving with the process (§3.2.4). A broker silent
+// for the liveness interval is not waited for: what it has not
+// acknowledged may be called again (at-least-once, §7).
+static bool
+s_drained (const worker_t *self)
+{
+    return zlistx_size (self->transfers) == 0
+           && (zlistx_size (self->held) == 0 || !self->broker_acks
+               || clock_mono_ms () - self->broker_heard_ms >= self->liveness_ms);
+}
+
+// s_stop_if_drained ends a drain that is complete.
+static void
+s_stop_if_drained (worker_t *self)
+{
+    if (!self->draining || !s_drained (self))
+        return;
+    log_info (NULL, "drained: every call finished and reported");
+    s_stop (self);
+}
+
+// s_ack forgets the RESULTs an ACK names: seq and count following (§3.2.4).
+static void
+s_ack (worker_t *self, pack_reader_t *body)
+{
+    int64_t seq = 0, count = 1;
+    if (pack_get_int (body, "seq", &seq) < 0 || seq < 1
+        || (pack_get_int (body, "count", &count) == 0 && count < 1)) {
+        log_warn (NULL, "dropped ACK without a valid seq and count");
+        return;
+    }
+    self->broker_acks = true;
+    uint64_t first = (uint64_t) seq, last = first + (uint64_t) count - 1;
+    // Numbers rise along the list; detaching moves the cursor back one.
+    for (held_t *held = zlistx_first (self->held); held && held->seq <= last;
+         held = zlistx_next (self->held)) {
+        if (held->seq < first)
+            continue;
+        zlistx_detach_cur (self->held);
+        self->held_bytes -= held->size;
+        free (held);
+    }
+    s_stop_if_drained (self);
 }
 
 // s_send_result reports one attempt (§3.2) with the lease token DISPATCH
@@ -183,6 +300,9 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
     pack_put_str (body, "id", id);
     pack_put_int (body, "attempt", attempt);
     pack_put_str (body, "lease", lease);
+    // Revision 4: numbered, kept until acknowledged (§3.2.4).
+    uint64_t seq = ++self->result_seq;
+    pack_put_int (body, "seq", (int64_t) seq);
     pack_put_str (body, "outcome", out->outcome);
     pack_put_str (body, "result", out->result);
     pack_put_str (body, "error", out->error);
@@ -207,6 +327,7 @@ s_send_result (worker_t *self, const char *id, int attempt, const char *lease,
         }
         pack_put_int_map (body, "ratelimit", names, values, count);
     }
+    s_hold (self, seq, id, body);
     s_send (self, PROTO_RESULT, body);
     pack_writer_destroy (&body);
 }
@@ -257,14 +378,21 @@ s_socket_open (worker_t *self)
     zsock_set_sndhwm (dealer, WORKER_HWM);
     zsock_set_rcvhwm (dealer, WORKER_HWM);
     proto_set_limits (dealer, self->config->max_frame_bytes);
+    curve_secure (self->curve, dealer);
+    if (curve_watch (self->curve, self->loop, dealer, "backend") < 0) {
+        zsock_destroy (&dealer);
+        return -1;
+    }
     if (zsock_connect (dealer, "%s", self->config->broker_backend) < 0) {
         log_error (NULL, "cannot connect to broker.backend %s: %s",
                    self->config->broker_backend, zmq_strerror (zmq_errno ()));
+        curve_unwatch (self->curve, dealer);
         zsock_destroy (&dealer);
         return -1;
     }
     if (evloop_sock_add (self->loop, dealer, s_on_broker, self) < 0) {
         log_error (NULL, "cannot watch the broker socket: %s", strerror (errno));
+        curve_unwatch (self->curve, dealer);
         zsock_destroy (&dealer);
         return -1;
     }
@@ -282,6 +410,7 @@ s_socket_close (worker_t *self, int linger_ms)
     s_on_idle (self->loop, self);
     proto_batch_destroy (&self->outbox);
     evloop_sock_remove (self->loop, self->dealer);
+    curve_unwatch (self->curve, self->dealer);
     zsock_set_linger (self->dealer, linger_ms);
     zsock_destroy (&self->dealer);
 }
@@ -350,10 +479,7 @@ s_finish_done (shard_t *shard)
         transfer_destroy (&transfer);
         s_heartbeat_if_late (self);
     }
-    if (self->draining && zlistx_size (self->transfers) == 0) {
-        log_info (NULL, "drained: every call finished and reported");
-        s_stop (self);
-    }
+    s_stop_if_drained (self);
 }
 
 // s_on_curl_fd passes socket readiness to libcurl.
@@ -584,6 +710,9 @@ s_broker_message (proto_msg_t *msg, void *arg)
         break;
     case PROTO_HEARTBEAT:
         break;
+    case PROTO_ACK:
+        s_ack (self, msg->body);
+        break;
     case PROTO_RECONNECT:
         log_info (NULL, "the broker does not know this worker: sending READY again");
         s_send_ready (self);
@@ -600,7 +729,7 @@ s_on_broker (evloop_t *loop, zsock_t *sock, void *arg)
 {
     worker_t *self = arg;
     // Anything at all from the broker proves it alive (§5).
-    self->last_heard_ms = clock_mono_ms ();
+    self->last_heard_ms = self->broker_heard_ms = clock_mono_ms ();
     proto_recv_each (sock, false, "broker", s_broker_message, self);
 }
 
@@ -616,7 +745,7 @@ s_on_tick (evloop_t *loop, void *arg)
     // After a long loop turn the broker's messages may be waiting unread:
     // they prove it alive as well as reading them would.
     if (self->dealer && (zsock_events (self->dealer) & ZMQ_POLLIN))
-        self->last_heard_ms = now;
+        self->last_heard_ms = self->broker_heard_ms = now;
     if (now - self->last_heard_ms >= self->liveness_ms) {
         log_warn (NULL, "broker silent for %lld ms: reconnecting to %s",
                   (long long) (now - self->last_heard_ms), self->config->broker_backend);
@@ -627,6 +756,8 @@ s_on_tick (evloop_t *loop, void *arg)
     if (now - self->last_sent_ms >= self->heartbeat_ms
         || now - self->last_figures_ms >= WORKER_FIGURES_MS)
         s_send_heartbeat (self);
+    // A drain that waits for ACKs ends when the broker falls silent.
+    s_stop_if_drained (self);
 }
 
 // s_tick_start (re)starts the repeating tick for the heartbeat interval.
@@ -644,8 +775,9 @@ s_on_drain_timeout (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
     self->drain_timer = NULL;  // the loop freed it
-    log_warn (NULL, "drain timeout after %lld ms: abandoning %zu calls",
-              (long long) self->drain_timeout_ms, zlistx_size (self->transfers));
+    log_warn (NULL, "drain timeout after %lld ms: abandoning %zu calls (%zu RESULTs not "
+              "acknowledged)", (long long) self->drain_timeout_ms, zlistx_size (self->transfers),
+              zlistx_size (self->held));
     s_abort_all (self);
     s_stop (self);
 }
@@ -664,7 +796,7 @@ worker_drain (worker_t *self)
     log_info (NULL, "draining: %zu calls running, no new work accepted",
               zlistx_size (self->transfers));
     s_send_empty (self, PROTO_DISCONNECT);
-    if (zlistx_size (self->transfers) == 0)
+    if (s_drained (self))
         s_stop (self);
     else
         self->drain_timer = evloop_timer_start (self->loop, self->drain_timeout_ms,
@@ -672,6 +804,14 @@ worker_drain (worker_t *self)
 }
 
 // --- the class ---
+
+// s_held_free is the held list's destructor.
+static void
+s_held_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
 
 worker_t *
 worker_new (const config_t *config, evloop_t *loop)
@@ -687,6 +827,8 @@ worker_new (const config_t *config, evloop_t *loop)
     randombytes_buf (key, sizeof key);
     sodium_bin2hex (self->key, sizeof self->key, key, sizeof key);
     self->transfers = zlistx_new ();
+    self->held = zlistx_new ();
+    zlistx_set_destructor (self->held, s_held_free);
     self->shards_count = 2 * (((size_t) self->concurrency + WORKER_SHARD_CALLS - 1)
                               / WORKER_SHARD_CALLS);
     self->shards = mem_calloc (self->shards_count, sizeof *self->shards);
@@ -703,11 +845,15 @@ worker_new (const config_t *config, evloop_t *loop)
         // so a steady load reuses connections instead of opening new ones.
         curl_multi_setopt (shard->multi, CURLMOPT_MAXCONNECTS, (long) WORKER_SHARD_CALLS);
     }
-    if (s_socket_open (self) < 0) {
+    char error[512];
+    self->curve = curve_new (config, false, error, sizeof error);
+    if (!self->curve)
+        log_error (NULL, "%s", error);
+    if (!self->curve || s_socket_open (self) < 0) {
         worker_destroy (&self);
         return NULL;
     }
-    self->last_heard_ms = clock_mono_ms ();
+    self->last_heard_ms = self->broker_heard_ms = clock_mono_ms ();
     evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
     s_on_idle (loop, self);
@@ -740,9 +886,11 @@ worker_destroy (worker_t **self_p)
     free (self->shards);
     // The last RESULTs and DISCONNECT get a moment to reach the broker.
     s_socket_close (self, WORKER_EXIT_LINGER_MS);
+    curve_destroy (&self->curve);
     if (self->loop)
         evloop_on_idle (self->loop, NULL, NULL);
     zlistx_destroy (&self->transfers);
+    zlistx_destroy (&self->held);
     free (self);
     *self_p = NULL;
 }
@@ -863,7 +1011,19 @@ s_test_dispatch (zsock_t *router, zframe_t *envelope, const char *kind, const ch
     job_destroy (&job);
 }
 
-// s_test_result receives a RESULT and checks outcome and error type.
+// s_test_ack acknowledges RESULT seq as the broker does after its commit.
+static void
+s_test_ack (zsock_t *router, zframe_t *envelope, int64_t seq)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "seq", seq);
+    pack_put_int (body, "count", 1);
+    assert (proto_send (router, envelope, PROTO_ACK, body) == 0);
+    pack_writer_destroy (&body);
+}
+
+// s_test_result receives a RESULT, checks outcome and error type, and
+// acknowledges it.
 static void
 s_test_result (zsock_t *router, zframe_t **envelope_p, const char *id, int attempt,
                const char *outcome, const char *error_type)
@@ -882,6 +1042,10 @@ s_test_result (zsock_t *router, zframe_t **envelope_p, const char *id, int attem
                  got_error ? got_error : "-");
     assert (got_outcome && strcmp (got_outcome, outcome) == 0);
     assert (got_error && strstr (got_error, error_type));
+    // The broker's part (§3.2.4): acknowledged, so never sent again.
+    int64_t seq = 0;
+    assert (pack_get_int (msg->body, "seq", &seq) == 0 && seq > 0);
+    s_test_ack (router, *envelope_p, seq);
     free (got_id);
     free (got_outcome);
     free (got_error);
@@ -965,7 +1129,7 @@ worker_test (bool verbose)
     msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
     assert (pack_get_int (msg->body, "running", &value) == 0 && value == 0);
     // It carries this process's figures for the broker's /metrics
-    // (revision 4, docs/protocol.md §3.2.3).
+    // (revision 4, docs/protocol.md §3.2.4).
     int64_t now_ms = clock_wall_ms ();
     assert (pack_get_int (msg->body, "started_at", &value) == 0 && value <= now_ms
             && value > now_ms - 365LL * 86400 * 1000);
@@ -1014,6 +1178,37 @@ worker_test (bool verbose)
     assert (pack_get_int (msg->body, "credit", &value) == 0 && value == 2);
     proto_msg_destroy (&msg);
 
+    // Revision 4 (§3.2.4): a RESULT not acknowledged goes again, with the
+    // same number, after the READY that follows a RECONNECT; once
+    // acknowledged it does not.
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 4, id);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    int64_t first_seq = 0;
+    assert (pack_get_int (msg->body, "seq", &first_seq) == 0 && first_seq > 0);
+    proto_msg_destroy (&msg);
+    assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    proto_msg_destroy (&msg);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    assert (pack_get_int (msg->body, "seq", &value) == 0 && value == first_seq);
+    char *resent_id = pack_get_strdup (msg->body, "id");
+    assert (resent_id && strcmp (resent_id, id) == 0);
+    free (resent_id);
+    proto_msg_destroy (&msg);
+    s_test_ack (router, envelope, first_seq);
+    // A malformed ACK is dropped.
+    s_test_send_raw (router, envelope, "JGP1", "ACK", "\x81\xa3seq\x00", 6);
+    evloop_run_for (loop, 20);
+    assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
+    evloop_run_for (loop, 150);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    proto_msg_destroy (&msg);
+    msg = s_test_expect (router, PROTO_HEARTBEAT, &envelope);
+    proto_msg_destroy (&msg);
+    assert (zlistx_size (worker->held) == 0 && worker->held_bytes == 0);
+
     // A silent broker makes the worker reconnect (new routing id) and send
     // READY again.
     zframe_t *old_envelope = zframe_dup (envelope);
@@ -1032,20 +1227,52 @@ worker_test (bool verbose)
     }
     assert (worker_reconnects (worker) == 1);
 
-    // Drain with nothing running: DISCONNECT, and the loop stops at once.
+    // Drain with nothing running: DISCONNECT; the loop stops once the last
+    // RESULT is acknowledged (§3.2.4), not before.
+    worker_set_timing (worker, 100, 60000, 2000);
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 6, id);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    int64_t last_seq = 0;
+    assert (pack_get_int (msg->body, "seq", &last_seq) == 0 && last_seq > first_seq);
+    proto_msg_destroy (&msg);
     evloop_timer_start (loop, 0, s_test_drain, worker);
-    assert (evloop_run_for (loop, 1000));
+    assert (!evloop_run_for (loop, 100));
     msg = s_test_expect (router, PROTO_DISCONNECT, &envelope);
     proto_msg_destroy (&msg);
+    s_test_ack (router, envelope, last_seq);
+    assert (evloop_run_for (loop, 1000));
     // A DISPATCH that crosses the DISCONNECT is handed back.
     s_test_dispatch (router, envelope, "http", "{\"request\":{\"url\":\"http://a/\"}}", 2, id);
     evloop_run_for (loop, 50);
     s_test_result (router, &envelope, id, 2, "handback", "worker_draining");
 
+    worker_destroy (&worker);
+    worker_destroy (&worker);
+
+    // A drain does not wait for the ACKs of a broker that fell silent.
+    zsock_set_rcvtimeo (router, 50);
+    while ((earlier = zmsg_recv (router)) != NULL)
+        zmsg_destroy (&earlier);
+    zsock_set_rcvtimeo (router, 2000);
+    worker = worker_new (config, loop);
+    assert (worker);
+    worker->broker_acks = true;     // as after an earlier ACK
+    worker_set_timing (worker, 100, 200, 5000);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_READY, &envelope);
+    proto_msg_destroy (&msg);
+    s_test_dispatch (router, envelope, "http", "{\"request\":{}}", 1, id);
+    evloop_run_for (loop, 20);
+    msg = s_test_expect (router, PROTO_RESULT, &envelope);
+    proto_msg_destroy (&msg);
+    evloop_timer_start (loop, 0, s_test_drain, worker);
+    assert (evloop_run_for (loop, 3000));
+    assert (zlistx_size (worker->held) == 1);
+    worker_destroy (&worker);
+
     pack_writer_destroy (&empty);
     zframe_destroy (&envelope);
-    worker_destroy (&worker);
-    worker_destroy (&worker);
     evloop_destroy (&loop);
     zsock_destroy (&router);
     config_destroy (&config);

@@ -13,7 +13,8 @@ from test_hardening_broker import _pack, _record  # noqa: E402
 
 COMMANDS = ["SUBMIT", "SUBMIT_OK", "GET", "JOB", "PING", "PONG", "ERROR", "READY", "CREDIT",
             "DISPATCH", "RESULT", "HEARTBEAT", "RECONNECT", "DISCONNECT", "CANCEL", "RETRY",
-            "LIST", "LIST_OK", "CHUNK", "PROVIDERS", "PROVIDERS_OK", "EVENT", "USAGE", "USAGE_OK"]
+            "LIST", "LIST_OK", "CHUNK", "PROVIDERS", "PROVIDERS_OK", "EVENT", "USAGE", "USAGE_OK",
+            "ACK"]
 GATEWAY, WORKER, SECOND, TICK = 0, 1, 2, 4
 JOB = "0190a000-0000-7000-8000-00000000000a"
 
@@ -51,6 +52,10 @@ def ask(command, corr=2, tenant="q", **fields):
 
 
 SEEDS = {
+    # Revision 4 (docs/protocol.md §3.2.3): numbered RESULTs, acknowledged
+    # after the commit; a resend of one already applied; a stray ACK.
+    "numbered_results": submit() + ready() + result(seq=1) + result(seq=1)
+        + result(seq=2, attempt=2) + message(WORKER | TICK, "ACK", {"seq": 1, "count": 2}),
     "succeed": submit() + ready() + result() + ask("GET", with_chunks=True),
     "retry_then_fail": submit() + ready() + result(
         "retry", error='{"type":"upstream_status","upstream_status":503}', result_text=None,
