@@ -148,6 +148,15 @@ def _rss_growth(marks, names_prefix, start_label="before", end_label="done"):
             "processes": per}
 
 
+def _payload(directory):
+    """Bytes of the job body of the `queued` scenario, or None."""
+    try:
+        with open(os.path.join(directory, "queued.payload")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _done_after(readback, load):
     """Seconds from the last scheduled send to the last job's finished_at."""
     if not readback or not load or readback.get("last_finished_ms") is None:
@@ -265,12 +274,7 @@ def _side_by_side(directory, meta, body, raw, sweep, target):
         rows.append(["… memory per parked connection (front door's peak RSS growth)", LABELS[system],
                      _kib(per_parked), _vs_cell(system, base.get("bytes_per_parked"), per_parked, True)])
     # queued jobs
-    payload = None
-    try:
-        with open(os.path.join(directory, "queued.payload")) as f:
-            payload = int(f.read().strip())
-    except (OSError, ValueError):
-        pass
+    payload = _payload(directory)
     for system, name, load in _each_system(directory, "queued", systems):
         n = _good(load, 202)
         growth = _rss_growth(_marks(directory, name), "broker")
@@ -696,12 +700,7 @@ def main(directory, outbase):
         load = _load(directory, "queued.load.json") or {}
         n = _good(load, 202)
         growth = _rss_growth(queued_marks, "broker")
-        payload = None
-        try:
-            with open(os.path.join(directory, "queued.payload")) as f:
-                payload = int(f.read().strip())
-        except (OSError, ValueError):
-            pass
+        payload = _payload(directory)
         store = (_load(directory, "queued.store.json") or {}).get("bytes_on_disk")
         if growth and n:
             per = growth["peak_growth_bytes"] / n
