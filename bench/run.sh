@@ -872,7 +872,7 @@ meta = {
     "durability": "fsync",
     "scenarios": "$scenarios",
     "load_starts": {${starts%, }},
-    "peers": "seed_fastapi.py under uvicorn (1 worker, /usr/bin/python3), nginx_ceiling.conf (1 worker process)",
+    "peers": "seed_fastapi.py under uvicorn (1 worker, /usr/bin/python3), nginx_ceiling.conf (1 worker process); issue 16: ${peer_systems:-none} (bench/peers/README.md; configurations in section 7)",
     "peer_systems": "$peer_systems".split(),
     "peer_config": {
         "bullmq": "Fastify $(node -p "require('$peers/bullmq/node_modules/fastify/package.json').version" 2>/dev/null || echo '?') (1 process, logger off, JSON-schema check of the body) + BullMQ $(node -p "require('$peers/bullmq/node_modules/bullmq/package.json').version" 2>/dev/null || echo '?') (attempts 3, results kept), $workers worker processes x the same concurrency as jobgate's, Node $(node --version 2>/dev/null || echo '?') http keep-alive agent; $redis_version with AOF (RDB off), appendfsync always or everysec",
