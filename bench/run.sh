@@ -134,7 +134,7 @@ install_deps() {
         installed "$package" || missing="$missing $package"
     done
     if [ -z "$missing" ]; then
-        say "all Debian packages present (nginx, python3-fastapi, python3-uvicorn, python3-httpx, python3-matplotlib, wrk, curl)"
+        say "all Debian packages present (nginx, python3-fastapi, python3-uvicorn, python3-httpx, python3-matplotlib, wrk, curl${peer_packages:+, }$(echo "$peer_packages" | sed 's/ /, /g'))"
         return 0
     fi
     say "installing:$missing"
@@ -532,18 +532,21 @@ peer_stop() {
     peer_pids=""
     peer_named=""
 }
-# peer_settle NAME SYSTEM SECONDS [QUEUED] — as jg-settle, from the peer's store
+# peer_settle NAME SYSTEM SECONDS [QUEUED] — as jg-settle, from the peer's store.
+# A peer that fails (its store gone) is that peer's result, not the run's end:
+# the report shows what is missing.
 peer_settle() {
     case $2 in
         bullmq-*) node "$peers/bullmq/tool.js" settle "$peer_store_port" "$tmp/$1.settle.json" "$3" ${4:+"$4"} ;;
         gearman) "$py" "$bench_py" gearman-settle "$peer_store_port" "$tmp/$1.settle.json" "$3" ${4:+"$4"} ;;
-    esac
+    esac || say "$2: no drain reading for $1"
 }
 # peer_readback NAME SYSTEM — every acknowledged job's end, from the peer's own record
 peer_readback() {
     case $2 in
         bullmq-*)
-            node "$peers/bullmq/tool.js" facts "$peer_store_port" "$tmp/$1.ids" "$tmp/$1.facts"
+            node "$peers/bullmq/tool.js" facts "$peer_store_port" "$tmp/$1.ids" "$tmp/$1.facts" \
+                || say "$2: its jobs could not be read for $1"
             "$py" "$bench_py" facts-summary "$tmp/$1.ids" bullmq "$tmp/$1.readback.json" "$tmp/$1.facts" ;;
         gearman)
             # shellcheck disable=SC2046
