@@ -46,6 +46,7 @@
 #   BENCH_PEER_SYSTEMS ["bullmq-always bullmq-everysec gearman"]  the peers run in
 #                ceiling, e2e, wait-scale and queued ("" for none)
 #   BENCH_GEARMAN_FRONT_THREADS [4]  gearman-front's thread pool on the accept path
+#   BENCH_BULLMQ_FRONTS [1]  Fastify processes of the BullMQ peer (> 1: Node's cluster module)
 #   BENCH_WORKERS [2] BENCH_CONCURRENCY [2500 per worker]
 #   BENCH_RESULTS [build/bench-results] BENCH_PEERS [bench/peers] BENCH_KEEP=1 keeps the logs
 #   BENCH_RECORD=1 (make bench-record): the run of record, written to
@@ -83,6 +84,7 @@ sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate bullmq-always bullmq-everysec gear
 sweep_drain=${BENCH_SWEEP_DRAIN:-60}
 peer_systems=${BENCH_PEER_SYSTEMS-"bullmq-always bullmq-everysec gearman"}
 gearman_front_threads=${BENCH_GEARMAN_FRONT_THREADS:-4}
+bullmq_fronts=${BENCH_BULLMQ_FRONTS:-1}
 sweep_timeout_ms=${BENCH_SWEEP_TIMEOUT_MS:-10000}
 sweep_p99_ms=${BENCH_SWEEP_P99_MS:-1000}
 door_rate=${BENCH_DOOR_RATE:-500}
@@ -474,10 +476,11 @@ peer_start() {   # peer_start NAME SYSTEM [WORKERS] [CONCURRENCY] [accept|wait]
             peer_pids="$last_pid"
             peer_named="broker=$last_pid"
             "$py" "$bench_py" wait-tcp "$peer_store_port" 20 || return 1
-            spawn "$name-front" env PORT="$peer_port" REDIS_PORT="$peer_store_port" \
+            spawn "$name-front" env PORT="$peer_port" REDIS_PORT="$peer_store_port" FRONTS="$bullmq_fronts" \
                 node "$peers/bullmq/front.js"
             peer_pids="$peer_pids $last_pid"
             peer_named="$peer_named gateway=$last_pid"
+            front_pid=$last_pid
             i=0
             while [ "$i" -lt "$n_workers" ]; do
                 spawn "$name-worker$i" env REDIS_PORT="$peer_store_port" CONCURRENCY="$n_conc" \
@@ -515,6 +518,13 @@ peer_start() {   # peer_start NAME SYSTEM [WORKERS] [CONCURRENCY] [accept|wait]
     esac
     "$py" "$bench_py" wait-http "$peer_port" /healthz 30 || return 1
     case $system in bullmq-*)
+        if [ "$bullmq_fronts" -gt 1 ]; then
+            # the cluster's serving processes: measured and stopped as the front door
+            for child in $(pgrep -P "$front_pid"); do
+                peer_pids="$peer_pids $child"
+                peer_named="$peer_named gateway-$child=$child"
+            done
+        fi
         # Node compiles its hot paths while it runs: 500 jobs first (1 ms
         # upstream), drained, so the measurement sees a warm process, as a
         # service that has been up a while is
@@ -878,7 +888,7 @@ meta = {
     "peers": "seed_fastapi.py under uvicorn (1 worker, /usr/bin/python3), nginx_ceiling.conf (1 worker process); issue 16: ${peer_systems:-none} (bench/peers/README.md; configurations in section 7)",
     "peer_systems": "$peer_systems".split(),
     "peer_config": {
-        "bullmq": "Fastify $(node -p "require('$peers/bullmq/node_modules/fastify/package.json').version" 2>/dev/null || echo '?') (1 process, logger off, JSON-schema check of the body) + BullMQ $(node -p "require('$peers/bullmq/node_modules/bullmq/package.json').version" 2>/dev/null || echo '?') (attempts 3, results kept), $workers worker processes x the same concurrency as jobgate's, Node $(node --version 2>/dev/null || echo '?') http keep-alive agent; $redis_version with AOF (RDB off), appendfsync always or everysec",
+        "bullmq": "Fastify $(node -p "require('$peers/bullmq/node_modules/fastify/package.json').version" 2>/dev/null || echo '?') ($bullmq_fronts process(es), logger off, JSON-schema check of the body) + BullMQ $(node -p "require('$peers/bullmq/node_modules/bullmq/package.json').version" 2>/dev/null || echo '?') (attempts 3, results kept), $workers worker processes x the same concurrency as jobgate's, Node $(node --version 2>/dev/null || echo '?') http keep-alive agent; $redis_version with AOF (RDB off), appendfsync always or everysec",
         "gearman": "gearman-front (C, libmicrohttpd: a pool of $gearman_front_threads threads on the accept path, a thread per connection in wait mode) + $gearmand_version (2 I/O threads, --worker-wakeup 1, in-memory queue: not durable) + $workers gearman-worker processes x the same concurrency as jobgate's in threads, each a libcurl easy handle kept alive",
     },
     "sweep_drain_s": $sweep_drain,
