@@ -12,7 +12,7 @@ Subcommands (all traffic to 127.0.0.1 only, every wait bounded):
                                  time (/proc/PID/stat utime+stime) and memory
                                  (/proc/PID/status VmRSS, VmHWM, RssAnon,
                                  RssFile) to OUT (JSON lines)
-  jg-settle PORT OUT SECONDS [QUEUED]
+  jg-settle PORT BROKER_METRICS_PORT OUT SECONDS [QUEUED]
                                  poll jobgate's /metrics until the broker has
                                  nothing queued or running (or, with QUEUED,
                                  until QUEUED jobs are queued); bounded
@@ -22,6 +22,18 @@ Subcommands (all traffic to 127.0.0.1 only, every wait bounded):
                                  SECONDS pass; result latencies to OUT
   poll-jobs PORT IDS OUT SECONDS read every job id in IDS (long-polling with
                                  ?wait=) until finished or SECONDS pass
+  wait-tcp PORT SECONDS          wait until 127.0.0.1:PORT accepts a connection
+  gearman-settle PORT OUT SECONDS [QUEUED]
+                                 poll gearmand's admin "status" until no job
+                                 is queued or running (or, with QUEUED, until
+                                 QUEUED are queued); bounded
+  facts-summary IDS FORMAT OUT FACTS...
+                                 a peer's readback: join the loadgen's ids
+                                 with the peer's own record of each job
+                                 (FORMAT bullmq: "ID STATUS CREATED_MS
+                                 FINISHED_MS", from its Redis hashes; gearman:
+                                 "HANDLE FINISHED_MS STATUS", from its workers)
+                                 into the summary `readback` writes
   seed-drain PORT OUT SECONDS    poll the seed app's /stats until every
                                  started upstream call ended (bounded)
   wrk-parse TXT OUT              turn wrk's text output into JSON
@@ -184,30 +196,34 @@ def cmd_proc_mark(out, label, *named):
 
 # ---------------------------------------------------------------- jobgate
 
-def metrics(port):
-    """jobgate's /metrics as {name: value} (unlabelled samples only)."""
+def metrics(port, summed=False):
+    """jobgate's /metrics as {name: value}: unlabelled samples only, or with
+    summed every family's samples added up across their labels."""
     status, body = http_get(port, "/metrics", timeout=5)
     if status != 200:
         return None
     values = {}
     for line in body.decode("utf-8", "replace").splitlines():
-        if line.startswith("#") or "{" in line:
+        if line.startswith("#") or ("{" in line and not summed):
             continue
-        parts = line.split()
-        if len(parts) == 2:
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            parts = rest.rsplit("}", 1)[-1].split()
+        else:
+            name, parts = line.split(" ", 1)[0], line.split()[1:]
+        if len(parts) == 1:
             try:
-                values[parts[0]] = float(parts[1])
+                values[name] = values.get(name, 0.0) + float(parts[0])
             except ValueError:
                 pass
     return values
 
 
-def cmd_jg_settle(port, out, seconds, queued_target=""):
-    """Waits (bounded) until the broker reports nothing queued or running —
-    the gauges come with the gateway's 1 s ping, so "settled" needs two
+def settle(read, out, seconds, queued_target, what):
+    """Waits (bounded) until read() reports nothing queued or running in
     readings at least 1.1 s apart — or, with queued_target, until that many
-    jobs are queued."""
-    port = int(port)
+    jobs are queued; read() returns {"queued", "running", …} or None when the
+    system did not answer. The summary goes to OUT."""
     target = int(queued_target) if queued_target else None
     start = time.monotonic()
     deadline = start + float(seconds)
@@ -216,15 +232,11 @@ def cmd_jg_settle(port, out, seconds, queued_target=""):
     settled = False
     while True:
         now = time.monotonic()
-        try:
-            values = metrics(port)
-        except (OSError, http.client.HTTPException):
-            values = None
-        if values is not None:
-            queued = values.get("jobgate_broker_queued_jobs", -1)
-            running = values.get("jobgate_broker_running_jobs", -1)
-            samples.append({"t": round(now - start, 2), "queued": queued, "running": running,
-                            "accepted": values.get("jobgate_jobs_accepted_total")})
+        sample = read()
+        if sample is not None:
+            sample["t"] = round(now - start, 2)
+            samples.append(sample)
+            queued, running = sample["queued"], sample["running"]
             ok = (queued >= target) if target is not None else (queued == 0 and running == 0)
             if ok:
                 if first_ok is None:
@@ -242,9 +254,26 @@ def cmd_jg_settle(port, out, seconds, queued_target=""):
                "final": samples[-1] if samples else None, "samples": samples[-400:]}
     with open(out, "w") as f:
         json.dump(summary, f, indent=2)
-    print("bench: %s after %.1f s (%s)" % ("settled" if settled else "NOT settled",
-                                           summary["seconds"], summary["final"]), file=sys.stderr)
+    print("bench: %s%s after %.1f s (%s)" % (what, "settled" if settled else "NOT settled",
+                                             summary["seconds"], summary["final"]), file=sys.stderr)
     return 0
+
+
+def cmd_jg_settle(port, broker_metrics_port, out, seconds, queued_target=""):
+    """settle() on jobgate's queue: the broker's own gauges (its /metrics on
+    broker.metrics_listen), the gateway's count of jobs accepted."""
+    def read():
+        try:
+            broker = metrics(int(broker_metrics_port), summed=True)
+            gateway = metrics(int(port))
+        except (OSError, http.client.HTTPException):
+            return None
+        if broker is None or gateway is None:
+            return None
+        return {"queued": broker.get("jobgate_queued_jobs", -1),
+                "running": broker.get("jobgate_running_jobs", -1),
+                "accepted": gateway.get("jobgate_jobs_accepted_total")}
+    return settle(read, out, seconds, queued_target, "")
 
 
 TERMINAL = ("succeeded", "failed", "canceled", "cancelled", "expired", "dead")
@@ -451,6 +480,79 @@ def cmd_poll_jobs(port, ids_path, out, seconds):
 
 # ---------------------------------------------------------------- peers
 
+def cmd_wait_tcp(port, seconds):
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
+            return 0
+        except OSError:
+            time.sleep(0.1)
+    print("bench: nothing accepts on 127.0.0.1:%s after %s s" % (port, seconds), file=sys.stderr)
+    return 1
+
+
+def gearman_status(port):
+    """gearmand's admin "status": {function: (queued+running, running, workers)}."""
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as sock:
+        sock.sendall(b"status\n")
+        data = b""
+        while not data.endswith(b".\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    functions = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4:
+            functions[parts[0]] = tuple(int(x) for x in parts[1:])
+    return functions
+
+
+def cmd_gearman_settle(port, out, seconds, queued_target=""):
+    """settle() on gearmand's status, whose total counts the jobs queued or
+    running: queued = total − running."""
+    def read():
+        try:
+            total, running, workers = gearman_status(port).get("call", (0, 0, 0))
+        except OSError:
+            return None
+        return {"queued": total - running, "running": running, "workers": workers}
+    return settle(read, out, seconds, queued_target, "gearmand ")
+
+
+def cmd_facts_summary(ids_path, form, out, *facts_paths):
+    """A peer's jobs read back from its own record, summarised as `readback`
+    does for jobgate (a job the record lacks counts as missing)."""
+    ids, sent = read_ids(ids_path)
+    facts = {}
+    for path in facts_paths:
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if form == "bullmq" and len(parts) == 4:
+                    job_id, status, created, finished = parts
+                    facts[job_id] = (status, int(created) if created.isdigit() else None,
+                                     int(finished) if finished.isdigit() else None, None, None)
+                elif form == "gearman" and len(parts) == 3:
+                    job_id, finished, status = parts
+                    # the last word on a job wins (gearmand may hand a job out again)
+                    facts[job_id] = (status, None, int(finished), None, None)
+    start = time.monotonic()
+    summary = _summarise(ids, sent, facts, 0, time.monotonic() - start, 0, 0,
+                         "the peer's own record (%s)" % form)
+    summary["listed"] = len(facts)
+    with open(out, "w") as f:
+        json.dump(summary, f, indent=2)
+    print("bench: %d ids, %s, result latency from send p50 %s ms p99 %s ms"
+          % (len(ids), summary["by_status"], summary["result_latency_from_send_ms"]["p50"],
+             summary["result_latency_from_send_ms"]["p99"]), file=sys.stderr)
+    return 0
+
+
 def cmd_seed_drain(port, out, seconds):
     """Polls /stats until started == ok + failed and nothing moved for 2 s."""
     port = int(port)
@@ -653,7 +755,8 @@ def main(argv):
         "proc-mark": cmd_proc_mark, "jg-settle": cmd_jg_settle, "readback": cmd_readback,
         "poll-jobs": cmd_poll_jobs, "seed-drain": cmd_seed_drain, "wrk-parse": cmd_wrk_parse,
         "sweep-ok": cmd_sweep_ok, "du": cmd_du, "mock-quiet": cmd_mock_quiet,
-        "door-ttft": cmd_door_ttft,
+        "door-ttft": cmd_door_ttft, "wait-tcp": cmd_wait_tcp,
+        "gearman-settle": cmd_gearman_settle, "facts-summary": cmd_facts_summary,
     }
     if command not in handlers:
         print(__doc__, file=sys.stderr)

@@ -16,9 +16,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"jobgate": "tab:blue", "nginx": "tab:green", "seed": "tab:red", "seed-shared": "tab:orange"}
+COLOURS = {"jobgate": "tab:blue", "nginx": "tab:green", "seed": "tab:red", "seed-shared": "tab:orange",
+           "bullmq-always": "tab:purple", "bullmq-everysec": "tab:pink", "gearman": "tab:brown"}
 LABELS = {"jobgate": "jobgate (accept, fsync)", "nginx": "nginx fixed 202",
-          "seed": "seed FastAPI (as written)", "seed-shared": "seed FastAPI SHARED_CLIENT=1"}
+          "seed": "seed FastAPI (as written)", "seed-shared": "seed FastAPI SHARED_CLIENT=1",
+          "bullmq-always": "BullMQ + Redis AOF always", "bullmq-everysec": "BullMQ + Redis AOF everysec",
+          "gearman": "Gearman (not durable)"}
 
 
 def main(source, target):

@@ -3,7 +3,9 @@
 #
 # Starts, on free 127.0.0.1 ports in a temporary directory, the mock upstream,
 # jobgate (broker + gateway + workers), the seed FastAPI app (as written and
-# with SHARED_CLIENT=1) and nginx with a fixed 202; runs the scenarios below
+# with SHARED_CLIENT=1), nginx with a fixed 202 and the peers users would pick
+# instead (issue 16, bench/peers/README.md): BullMQ on Redis with AOF
+# appendfsync always and everysec, and Gearman; runs the scenarios below
 # with jobgate-loadgen (open loop) and wrk (closed loop, max rate); prints a
 # Markdown report and writes it, with the raw JSON and a plot of ack latency
 # against offered rate, to build/bench-results/<UTC date-time>.{md,json,png}
@@ -13,17 +15,19 @@
 #
 # Scenarios (BENCH_SCENARIOS, any subset, in this order):
 #   ceiling      wrk at 64 and 256 connections: jobgate, nginx, seed, seed-shared
-#                ("wrk" is accepted as an alias)
+#                and the peers ("wrk" is accepted as an alias)
 #   accept wait  jobgate at BENCH_RATE for BENCH_DURATION, 5 s upstream:
 #                202 then the job runs / Prefer: wait=20 on the submission
 #   seed seed-shared nginx
 #                the peers at the same open-loop load
 #   seed-on-jobgate  the seed's endpoint on jobgate (examples/fastapi, the
 #                Python client) at the same load: 202 with a job id, every job read back
-#   e2e          5,000 jobs/s for 60 s, 1 s upstream, every job read back
-#   wait-scale   2,000/s with Prefer: wait, 2 s upstream, 30 s
-#   queued       100,000 jobs and no worker: broker RSS per queued job
-#   sweep        open-loop ack latency at rising rates, every system
+#   e2e          5,000 jobs/s for 60 s, 1 s upstream, every job read back; then each peer
+#   wait-scale   2,000/s with Prefer: wait, 5 s upstream, 30 s; then each peer
+#   queued       100,000 jobs and no worker: broker RSS per queued job (each
+#                peer: its store's, Redis or gearmand)
+#   sweep        open-loop ack latency at rising rates, every system; CPU per
+#                job of jobgate and each peer at each rate (drained, bounded)
 #   curve        CURVE's cost (security.curve, issue 15): the accept ceiling (wrk)
 #                and CPU per job end to end, each without and with CURVE
 #
@@ -34,12 +38,18 @@
 #   BENCH_CEILING_SECONDS [10] BENCH_CEILING_CONNECTIONS ["64 256"]
 #   BENCH_CEILING_WORKERS [BENCH_WORKERS]
 #   BENCH_E2E_RATE [5000] BENCH_E2E_DURATION [60] BENCH_E2E_UPSTREAM_MS [1000]
-#   BENCH_WAITSCALE_RATE [2000] BENCH_WAITSCALE_DURATION [30] BENCH_WAITSCALE_UPSTREAM_MS [2000]
+#   BENCH_WAITSCALE_RATE [2000] BENCH_WAITSCALE_DURATION [30] BENCH_WAITSCALE_UPSTREAM_MS [5000]
 #   BENCH_QUEUED_JOBS [100000] BENCH_QUEUED_RATE [5000]
 #   BENCH_SWEEP_RATES ["250 500 1000 2000 5000 10000 20000"] BENCH_SWEEP_DURATION [5]
-#   BENCH_SWEEP_SYSTEMS ["jobgate nginx seed seed-shared"] BENCH_SWEEP_TIMEOUT_MS [10000]
+#   BENCH_SWEEP_SYSTEMS ["jobgate bullmq-always bullmq-everysec gearman nginx seed seed-shared"]
+#   BENCH_SWEEP_TIMEOUT_MS [10000]
 #   BENCH_SWEEP_P99_MS [1000]  a step whose p99 exceeds this (or < 99 % good) ends that system's sweep
 #   BENCH_CURVE_RATE [2000] BENCH_CURVE_DURATION [20] BENCH_CURVE_UPSTREAM_MS [200]
+#   BENCH_SWEEP_DRAIN [60]  seconds a sweep step of jobgate or a peer may take to drain (CPU per job)
+#   BENCH_PEER_SYSTEMS ["bullmq-always bullmq-everysec gearman"]  the peers run in
+#                ceiling, e2e, wait-scale and queued ("" for none)
+#   BENCH_GEARMAN_FRONT_THREADS [4]  gearman-front's thread pool on the accept path
+#   BENCH_BULLMQ_FRONTS [1]  Fastify processes of the BullMQ peer (> 1: Node's cluster module)
 #   BENCH_WORKERS [2] BENCH_CONCURRENCY [2500 per worker]
 #   BENCH_RESULTS [build/bench-results] BENCH_PEERS [bench/peers] BENCH_KEEP=1 keeps the logs
 #   BENCH_RECORD=1 (make bench-record): the run of record, written to
@@ -68,12 +78,16 @@ e2e_duration=${BENCH_E2E_DURATION:-60}
 e2e_upstream_ms=${BENCH_E2E_UPSTREAM_MS:-1000}
 ws_rate=${BENCH_WAITSCALE_RATE:-2000}
 ws_duration=${BENCH_WAITSCALE_DURATION:-30}
-ws_upstream_ms=${BENCH_WAITSCALE_UPSTREAM_MS:-2000}
+ws_upstream_ms=${BENCH_WAITSCALE_UPSTREAM_MS:-5000}
 queued_jobs=${BENCH_QUEUED_JOBS:-100000}
 queued_rate=${BENCH_QUEUED_RATE:-5000}
 sweep_rates=${BENCH_SWEEP_RATES:-"250 500 1000 2000 5000 10000 20000"}
 sweep_duration=${BENCH_SWEEP_DURATION:-5}
-sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate nginx seed seed-shared"}
+sweep_systems=${BENCH_SWEEP_SYSTEMS:-"jobgate bullmq-always bullmq-everysec gearman nginx seed seed-shared"}
+sweep_drain=${BENCH_SWEEP_DRAIN:-60}
+peer_systems=${BENCH_PEER_SYSTEMS-"bullmq-always bullmq-everysec gearman"}
+gearman_front_threads=${BENCH_GEARMAN_FRONT_THREADS:-4}
+bullmq_fronts=${BENCH_BULLMQ_FRONTS:-1}
 sweep_timeout_ms=${BENCH_SWEEP_TIMEOUT_MS:-10000}
 sweep_p99_ms=${BENCH_SWEEP_P99_MS:-1000}
 door_rate=${BENCH_DOOR_RATE:-500}
@@ -123,11 +137,12 @@ install_deps() {
     if ! installed nginx-light && ! installed nginx && ! installed nginx-core; then
         missing="$missing nginx-light"
     fi
-    for package in python3-fastapi python3-uvicorn python3-httpx python3-matplotlib wrk curl; do
+    for package in python3-fastapi python3-uvicorn python3-httpx python3-matplotlib wrk curl \
+                   $peer_packages; do
         installed "$package" || missing="$missing $package"
     done
     if [ -z "$missing" ]; then
-        say "all Debian packages present (nginx, python3-fastapi, python3-uvicorn, python3-httpx, python3-matplotlib, wrk, curl)"
+        say "all Debian packages present (nginx, python3-fastapi, python3-uvicorn, python3-httpx, python3-matplotlib, wrk, curl${peer_packages:+, }$(echo "$peer_packages" | sed 's/ /, /g'))"
         return 0
     fi
     say "installing:$missing"
@@ -136,12 +151,31 @@ install_deps() {
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # redis-server and gearman-job-server come with a service: the bench
+    # starts its own on a free port and never wants theirs started (a
+    # policy-rc.d that says no, only while installing, only if none exists)
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
     # shellcheck disable=SC2086
     if ! apt-get install -y -q --no-install-recommends $missing; then
         apt-get update -q
-        apt-get install -y -q --no-install-recommends $missing
+        apt-get install -y -q --no-install-recommends $missing || { [ "$own_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
     fi
+    [ "$own_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
 }
+# the peers' packages, when a scenario runs one (Debian 12's nodejs is 18:
+# the BullMQ peer's lock file pins versions that run on it)
+wants_peer=0
+for sys in $peer_systems $sweep_systems; do
+    case $sys in bullmq-*|gearman) wants_peer=1 ;; esac
+done
+peer_packages=""
+if [ "$wants_peer" = 1 ]; then
+    peer_packages="redis-server gearman-job-server libgearman-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev pkg-config"
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || peer_packages="$peer_packages nodejs npm"
+fi
 install_deps
 for tool in nginx wrk curl; do
     command -v "$tool" >/dev/null 2>&1 || { say "$tool not found after install"; exit 1; }
@@ -149,11 +183,22 @@ done
 [ -f "$peers/seed_fastapi.py" ] || { say "no $peers/seed_fastapi.py (set BENCH_PEERS)"; exit 2; }
 [ -f "$peers/nginx_ceiling.conf" ] || { say "no $peers/nginx_ceiling.conf (set BENCH_PEERS)"; exit 2; }
 peers=$(cd "$peers" && pwd)
+if [ "$wants_peer" = 1 ]; then
+    for tool in redis-server gearmand node npm; do
+        command -v "$tool" >/dev/null 2>&1 || { say "$tool not found after install"; exit 1; }
+    done
+    # the BullMQ peer's packages, pinned by its package-lock.json
+    if [ ! -f "$peers/bullmq/node_modules/.package-lock.json" ] \
+       || [ -n "$(find "$peers/bullmq/package-lock.json" -newer "$peers/bullmq/node_modules/.package-lock.json")" ]; then
+        say "npm ci in $peers/bullmq"
+        (cd "$peers/bullmq" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    fi
+fi
 
 # ---------------------------------------------------------------- processes
 
 # Raise the open-file limit for everything started below (5,000 upstream
-# calls, 4,000+ parked client connections, loadgen pools).
+# calls, 10,000 parked client connections at 2,000/s × 5 s, loadgen pools).
 # shellcheck disable=SC3045
 hard=$(ulimit -Hn 2>/dev/null || echo 65536)
 # shellcheck disable=SC3045
@@ -230,6 +275,14 @@ mock_pid=$last_pid
 mock_port=$("$py" "$bench_py" wait-port "$tmp/mock.port" 10)
 say "mock upstream on 127.0.0.1:$mock_port (pid $mock_pid)"
 
+# the Gearman peer's C programs, built here (warnings are errors) so that
+# `make build` never needs libgearman
+gearman_bin="$tmp/gearman-bin"
+if [ "$wants_peer" = 1 ]; then
+    "$peers/gearman/build.sh" "$gearman_bin"
+    say "gearman peer built in $gearman_bin"
+fi
+
 # mock_reset: wait (bounded) until calls left by a stopped client are over,
 # then zero the mock's counters (served, max_in_flight, arrivals per second)
 mock_reset() {
@@ -274,6 +327,7 @@ jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1]
     n_durability=${4:-fsync}
     n_curve=${5:-0}
     jg_port=$(free_port)
+    jg_metrics_port=$(free_port)
     mkdir -p "$tmp/$name"
     curve_member=""
     broker_env=""
@@ -292,7 +346,8 @@ jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1]
   "broker":   { "frontend": "tcp://127.0.0.1:$(free_port)",
                 "backend":  "tcp://127.0.0.1:$(free_port)",
                 "publisher":"tcp://127.0.0.1:$(free_port)",
-                "data_dir": "$tmp/$name/data", "durability": "$n_durability" },
+                "data_dir": "$tmp/$name/data", "durability": "$n_durability",
+                "metrics_listen": "127.0.0.1:$jg_metrics_port" },
   "worker":   { "concurrency": $n_conc },
   "security": { $curve_member "allow_private_networks": true },
   "providers": {
@@ -335,9 +390,10 @@ jg_stop() {
     jg_pids=""
     jg_named=""
 }
-mark() {       # mark NAME LABEL — CPU and memory of every jobgate process
+mark() {       # mark NAME LABEL — CPU and memory of every process of the stack running
+    # (jobgate's, or a peer's under the same role names: broker = its store)
     # shellcheck disable=SC2086
-    "$py" "$bench_py" proc-mark "$tmp/$1.procs.jsonl" "$2" $jg_named
+    "$py" "$bench_py" proc-mark "$tmp/$1.procs.jsonl" "$2" $jg_named $peer_named
 }
 
 # run_load NAME URL RATE DURATION LOADGEN-ARGS... — one open-loop run, summary in NAME.load.json
@@ -366,31 +422,38 @@ parked_pool() {
     echo "$n"
 }
 
+# scenario_load NAME PORT RATE DURATION LATENCY_MS WAIT_S — the open-loop
+# POST /v1/jobs load of scenarios 2–4, the same for jobgate and every peer
+scenario_load() {
+    name=$1 port=$2 s_rate=$3 s_duration=$4 s_latency=$5 s_wait=$6
+    body=$(job_body "$s_latency")
+    if [ "$s_wait" -gt 0 ]; then
+        pool=$(parked_pool "$s_rate" "$s_latency")
+        max_pool=$(( pool * 2 )); [ "$max_pool" -gt $(( fd_limit - 64 )) ] && max_pool=$(( fd_limit - 64 ))
+        run_load "$name" "http://127.0.0.1:$port/v1/jobs" "$s_rate" "$s_duration" --method POST \
+            --header 'Content-Type: application/json' --header "Prefer: wait=$s_wait" \
+            --body "$body" --connections "$pool" --max-connections "$max_pool" --timeout-ms 30000 \
+            --ids-file "$tmp/$name.ids" --ids-format times
+    else
+        run_load "$name" "http://127.0.0.1:$port/v1/jobs" "$s_rate" "$s_duration" --method POST \
+            --header 'Content-Type: application/json' --body "$body" \
+            --connections 512 --max-connections 5000 --timeout-ms 30000 \
+            --ids-file "$tmp/$name.ids" --ids-format times
+    fi
+}
+
 # jg_scenario NAME RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S [CURVE] —
 # a fresh stack (with CURVE 1: security.curve on), CPU/memory marks, one
 # open-loop load, the drain, the readback.
 jg_scenario() {
     name=$1 s_rate=$2 s_duration=$3 s_latency=$4 s_wait=$5 s_conc=$6 s_settle=$7 s_curve=${8:-0}
-    body=$(job_body "$s_latency")
     mock_reset
     jg_start "$name" "$workers" "$s_conc" fsync "$s_curve"
     mark "$name" before
-    if [ "$s_wait" -gt 0 ]; then
-        pool=$(parked_pool "$s_rate" "$s_latency")
-        max_pool=$(( pool * 2 )); [ "$max_pool" -gt $(( fd_limit - 64 )) ] && max_pool=$(( fd_limit - 64 ))
-        run_load "$name" "http://127.0.0.1:$jg_port/v1/jobs" "$s_rate" "$s_duration" --method POST \
-            --header 'Content-Type: application/json' --header "Prefer: wait=$s_wait" \
-            --body "$body" --connections "$pool" --max-connections "$max_pool" --timeout-ms 30000 \
-            --ids-file "$tmp/$name.ids" --ids-format times
-    else
-        run_load "$name" "http://127.0.0.1:$jg_port/v1/jobs" "$s_rate" "$s_duration" --method POST \
-            --header 'Content-Type: application/json' --body "$body" \
-            --connections 512 --max-connections 5000 --timeout-ms 30000 \
-            --ids-file "$tmp/$name.ids" --ids-format times
-    fi
+    scenario_load "$name" "$jg_port" "$s_rate" "$s_duration" "$s_latency" "$s_wait"
     mark "$name" after-load
     mock_stats "$name"          # max_in_flight: the upstream calls at once
-    "$py" "$bench_py" jg-settle "$jg_port" "$tmp/$name.settle.json" "$s_settle"
+    "$py" "$bench_py" jg-settle "$jg_port" "$jg_metrics_port" "$tmp/$name.settle.json" "$s_settle"
     mark "$name" "done"
     "$py" "$bench_py" readback "$jg_port" "$tmp/$name.ids" "$tmp/$name.readback.json" 120
     mock_stats "$name.end"
@@ -428,6 +491,148 @@ nginx_start() {
 }
 nginx_stop() { if [ -n "$nginx_pid" ]; then stop_pids "$nginx_pid"; nginx_pid=""; fi; }
 
+# ---------------------------------------------------------------- the peers of issue 16
+
+# What users would deploy instead, each in its best honest configuration
+# (bench/peers/README.md), with jobgate's roles so one report reads them all:
+# broker = the store (redis-server, gearmand), gateway = the HTTP front door,
+# workerN = the workers, as many as jobgate's and with its concurrency.
+#   bullmq-always    Fastify + BullMQ, Redis AOF appendfsync always (jobgate's fsync)
+#   bullmq-everysec  the same, appendfsync everysec (jobgate's os)
+#   gearman          gearman-front (C, libmicrohttpd) + gearmand (in memory,
+#                    not durable) + gearman-worker (C threads on libcurl)
+peer_pids=""
+peer_named=""
+peer_port=""
+peer_store_port=""
+peer_start() {   # peer_start NAME SYSTEM [WORKERS] [CONCURRENCY] [accept|wait]
+    name=$1 system=$2
+    n_workers=${3:-$workers}
+    n_conc=${4:-$concurrency}
+    p_mode=${5:-accept}
+    mkdir -p "$tmp/$name"
+    peer_port=$(free_port)
+    peer_store_port=$(free_port)
+    peer_pids=""
+    case $system in
+        bullmq-always|bullmq-everysec)
+            # AOF on (RDB snapshots off: the AOF is the durability),
+            # noeviction as BullMQ requires
+            spawn "$name-redis" redis-server --port "$peer_store_port" --bind 127.0.0.1 \
+                --dir "$tmp/$name" --appendonly yes --appendfsync "${system#bullmq-}" --save "" \
+                --maxmemory-policy noeviction --maxclients 20000 --daemonize no
+            peer_pids="$last_pid"
+            peer_named="broker=$last_pid"
+            "$py" "$bench_py" wait-tcp "$peer_store_port" 20 || return 1
+            spawn "$name-front" env PORT="$peer_port" REDIS_PORT="$peer_store_port" FRONTS="$bullmq_fronts" \
+                node "$peers/bullmq/front.js"
+            peer_pids="$peer_pids $last_pid"
+            peer_named="$peer_named gateway=$last_pid"
+            front_pid=$last_pid
+            i=0
+            while [ "$i" -lt "$n_workers" ]; do
+                spawn "$name-worker$i" env REDIS_PORT="$peer_store_port" CONCURRENCY="$n_conc" \
+                    UPSTREAM="http://127.0.0.1:$mock_port" node "$peers/bullmq/worker.js"
+                peer_pids="$peer_pids $last_pid"
+                peer_named="$peer_named worker$i=$last_pid"
+                i=$((i + 1))
+            done ;;
+        gearman)
+            # 2 I/O threads (the cores), wake one sleeping worker per job
+            # (the default wakes them all), a listen backlog like the others'
+            spawn "$name-gearmand" gearmand --listen 127.0.0.1 --port "$peer_store_port" --threads 2 \
+                --worker-wakeup 1 --backlog 4096 --log-file "$tmp/$name/gearmand.log" \
+                --pid-file "$tmp/$name/gearmand.pid" --verbose ERROR
+            peer_pids="$last_pid"
+            peer_named="broker=$last_pid"
+            "$py" "$bench_py" wait-tcp "$peer_store_port" 20 || return 1
+            if [ "$p_mode" = wait ]; then front_mode=--thread-per-connection
+            else front_mode="--threads $gearman_front_threads"; fi
+            # shellcheck disable=SC2086
+            spawn "$name-front" "$gearman_bin/gearman-front" --listen "$peer_port" \
+                --server "127.0.0.1:$peer_store_port" $front_mode
+            peer_pids="$peer_pids $last_pid"
+            peer_named="$peer_named gateway=$last_pid"
+            i=0
+            while [ "$i" -lt "$n_workers" ]; do
+                spawn "$name-worker$i" "$gearman_bin/gearman-worker" --server "127.0.0.1:$peer_store_port" \
+                    --upstream "http://127.0.0.1:$mock_port" --threads "$n_conc" \
+                    --finished "$tmp/$name.finished.$i"
+                peer_pids="$peer_pids $last_pid"
+                peer_named="$peer_named worker$i=$last_pid"
+                i=$((i + 1))
+            done ;;
+        *) say "unknown peer $system"; return 1 ;;
+    esac
+    "$py" "$bench_py" wait-http "$peer_port" /healthz 30 || return 1
+    case $system in bullmq-*)
+        if [ "$bullmq_fronts" -gt 1 ]; then
+            # the cluster's serving processes: measured and stopped as the front door
+            for child in $(pgrep -P "$front_pid"); do
+                peer_pids="$peer_pids $child"
+                peer_named="$peer_named gateway-$child=$child"
+            done
+        fi
+        # Node compiles its hot paths while it runs: 500 jobs first (1 ms
+        # upstream), drained, so the measurement sees a warm process, as a
+        # service that has been up a while is
+        if [ "$n_workers" -gt 0 ]; then
+            "$loadgen" --url "http://127.0.0.1:$peer_port/v1/jobs" --rate 250 --duration 2 --method POST \
+                --header 'Content-Type: application/json' --body "$(job_body 1)" \
+                --connections 64 --max-connections 1000 --timeout-ms 10000 >"$tmp/$name.warmup.txt" 2>&1 || true
+            node "$peers/bullmq/tool.js" settle "$peer_store_port" "$tmp/$name.warmup.settle.json" 20
+        fi ;;
+    esac
+    say "$system ($name) ready on 127.0.0.1:$peer_port ($peer_named)"
+}
+peer_stop() {
+    stop_pids "$peer_pids"
+    peer_pids=""
+    peer_named=""
+}
+# peer_settle NAME SYSTEM SECONDS [QUEUED] — as jg-settle, from the peer's store.
+# A peer that fails (its store gone) is that peer's result, not the run's end:
+# the report shows what is missing.
+peer_settle() {
+    case $2 in
+        bullmq-*) node "$peers/bullmq/tool.js" settle "$peer_store_port" "$tmp/$1.settle.json" "$3" ${4:+"$4"} ;;
+        gearman) "$py" "$bench_py" gearman-settle "$peer_store_port" "$tmp/$1.settle.json" "$3" ${4:+"$4"} ;;
+    esac || say "$2: no drain reading for $1"
+}
+# peer_readback NAME SYSTEM — every acknowledged job's end, from the peer's own record
+peer_readback() {
+    case $2 in
+        bullmq-*)
+            node "$peers/bullmq/tool.js" facts "$peer_store_port" "$tmp/$1.ids" "$tmp/$1.facts" \
+                || say "$2: its jobs could not be read for $1"
+            "$py" "$bench_py" facts-summary "$tmp/$1.ids" bullmq "$tmp/$1.readback.json" "$tmp/$1.facts" ;;
+        gearman)
+            # shellcheck disable=SC2046
+            "$py" "$bench_py" facts-summary "$tmp/$1.ids" gearman "$tmp/$1.readback.json" \
+                $(ls "$tmp/$1".finished.* 2>/dev/null) ;;
+    esac
+}
+# peer_scenario NAME SYSTEM RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S —
+# jg_scenario's steps for a peer. In wait mode the answers are the results
+# (a waiting Gearman job is a foreground job, with no record to read back).
+peer_scenario() {
+    p_name=$1 p_system=$2 p_rate=$3 p_duration=$4 p_latency=$5 p_wait=$6 p_conc=$7 p_settle=$8
+    p_mode="accept"; [ "$p_wait" -gt 0 ] && p_mode="wait"
+    mock_reset
+    peer_start "$p_name" "$p_system" "$workers" "$p_conc" "$p_mode" || { peer_stop; return 0; }
+    mark "$p_name" before
+    scenario_load "$p_name" "$peer_port" "$p_rate" "$p_duration" "$p_latency" "$p_wait" || true
+    mark "$p_name" after-load
+    mock_stats "$p_name"
+    peer_settle "$p_name" "$p_system" "$p_settle"
+    mark "$p_name" "done"
+    if [ "$p_mode" = accept ] || [ "$p_system" != gearman ]; then
+        peer_readback "$p_name" "$p_system"
+    fi
+    mock_stats "$p_name.end"
+    peer_stop
+}
+
 # run_wrk NAME URL CONNECTIONS — closed-loop max-rate probe, BENCH_CEILING_SECONDS long
 run_wrk() {
     say "wrk $1: $3 connections, $ceiling_s s → $2"
@@ -449,6 +654,16 @@ if want ceiling; then
         mark "ceiling-jobgate-c$c" after-load
         curl -sf "http://127.0.0.1:$jg_port/metrics" >"$tmp/ceiling-jobgate-c$c.metrics.txt" || true
         jg_stop
+    done
+    for sys in $peer_systems; do
+        for c in $ceiling_conns; do
+            mock_reset
+            peer_start "ceiling-$sys-c$c" "$sys" "$ceiling_workers" || { peer_stop; continue; }
+            mark "ceiling-$sys-c$c" before
+            run_wrk "ceiling-$sys-c$c" "http://127.0.0.1:$peer_port/v1/jobs" "$c"
+            mark "ceiling-$sys-c$c" after-load
+            peer_stop
+        done
     done
     nginx_start
     for c in $ceiling_conns; do
@@ -507,7 +722,7 @@ if want seed-on-jobgate; then
     run_load seed-on-jobgate "http://127.0.0.1:$example_port/search/?query=x" "$rate" "$duration" \
         --method POST --connections 1000 --max-connections 5000 --timeout-ms 30000 \
         --ids-file "$tmp/seed-on-jobgate.ids" --ids-format times
-    "$py" "$bench_py" jg-settle "$jg_port" "$tmp/seed-on-jobgate.settle.json" 120
+    "$py" "$bench_py" jg-settle "$jg_port" "$jg_metrics_port" "$tmp/seed-on-jobgate.settle.json" 120
     "$py" "$bench_py" readback "$jg_port" "$tmp/seed-on-jobgate.ids" "$tmp/seed-on-jobgate.readback.json" 120
     mock_stats seed-on-jobgate.end
     stop_pids "$example_pid" 10
@@ -527,12 +742,19 @@ fi
 
 if want e2e; then
     jg_scenario e2e "$e2e_rate" "$e2e_duration" "$e2e_upstream_ms" 0 "$e2e_conc" 180
+    for sys in $peer_systems; do
+        peer_scenario "e2e-$sys" "$sys" "$e2e_rate" "$e2e_duration" "$e2e_upstream_ms" 0 "$e2e_conc" 180
+    done
 fi
 
 # ---------------------------------------------------------------- 4. wait mode at scale
 
 if want wait-scale; then
     jg_scenario wait-scale "$ws_rate" "$ws_duration" "$ws_upstream_ms" "$prefer_wait" "$ws_conc" 60
+    for sys in $peer_systems; do
+        peer_scenario "wait-scale-$sys" "$sys" "$ws_rate" "$ws_duration" "$ws_upstream_ms" "$prefer_wait" \
+            "$ws_conc" 60
+    done
 fi
 
 # ---------------------------------------------------------------- 5. cost: a queued job
@@ -546,12 +768,23 @@ if want queued; then
     run_load queued "http://127.0.0.1:$jg_port/v1/jobs" "$q_rate" "$q_duration" --method POST \
         --header 'Content-Type: application/json' --body "$accept_body" \
         --connections 512 --max-connections 5000 --timeout-ms 30000
-    "$py" "$bench_py" jg-settle "$jg_port" "$tmp/queued.settle.json" 30 \
+    "$py" "$bench_py" jg-settle "$jg_port" "$jg_metrics_port" "$tmp/queued.settle.json" 30 \
         "$(( q_rate * q_duration * 99 / 100 ))"
     mark queued "done"
     "$py" "$bench_py" du "$tmp/queued/data" "$tmp/queued.store.json"
     printf '%s' "$accept_body" | wc -c >"$tmp/queued.payload"
     jg_stop
+    for sys in $peer_systems; do
+        peer_start "queued-$sys" "$sys" 0 || { peer_stop; continue; }
+        mark "queued-$sys" before
+        run_load "queued-$sys" "http://127.0.0.1:$peer_port/v1/jobs" "$q_rate" "$q_duration" --method POST \
+            --header 'Content-Type: application/json' --body "$accept_body" \
+            --connections 512 --max-connections 5000 --timeout-ms 30000 || true
+        peer_settle "queued-$sys" "$sys" 30 "$(( q_rate * q_duration * 99 / 100 ))"
+        mark "queued-$sys" "done"
+        "$py" "$bench_py" du "$tmp/queued-$sys" "$tmp/queued-$sys.store.json"
+        peer_stop
+    done
 fi
 
 # ---------------------------------------------------------------- 6. the OpenAI door's cost
@@ -606,14 +839,22 @@ fi
 # ---------------------------------------------------------------- rate sweep
 
 # sweep_step SYSTEM RATE — a fresh process (stack) per step, so no step
-# inherits the previous one's backlog; returns 1 when the system collapsed
+# inherits the previous one's backlog; returns 1 when the system collapsed.
+# jobgate and the peers are marked before and after the load and once their
+# jobs are done (drain bounded by BENCH_SWEEP_DRAIN): their CPU per job.
 sweep_step() {
     sys=$1 r=$2 name="sweep-$1-$2"
     case $sys in
         jobgate)
             mock_reset
             jg_start "$name"
+            mark "$name" before
             url="http://127.0.0.1:$jg_port/v1/jobs" code=202 ;;
+        bullmq-*|gearman)
+            mock_reset
+            peer_start "$name" "$sys" || { peer_stop; return 1; }
+            mark "$name" before
+            url="http://127.0.0.1:$peer_port/v1/jobs" code=202 ;;
         nginx)
             nginx_start
             url="http://127.0.0.1:$nginx_port/v1/jobs" code=202 ;;
@@ -634,7 +875,16 @@ sweep_step() {
             --connections "$pool" --max-connections 5000 --timeout-ms "$sweep_timeout_ms" || true
     fi
     case $sys in
-        jobgate) jg_stop ;;
+        jobgate)
+            mark "$name" after-load
+            "$py" "$bench_py" jg-settle "$jg_port" "$jg_metrics_port" "$tmp/$name.settle.json" "$sweep_drain"
+            mark "$name" "done"
+            jg_stop ;;
+        bullmq-*|gearman)
+            mark "$name" after-load
+            peer_settle "$name" "$sys" "$sweep_drain"
+            mark "$name" "done"
+            peer_stop ;;
         nginx) nginx_stop ;;
         *) seed_stop 5 ;;
     esac
@@ -654,6 +904,9 @@ fi
 # ---------------------------------------------------------------- report
 
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+gearmand_version=$(gearmand --version 2>/dev/null | grep -o 'gearmand [^ ]*' | head -1 | tr -d '"' || true)
+redis_version=$(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' | head -1 | tr -d '"' || true)
+redis_version="Redis ${redis_version#v=}"
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=false
 if [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then dirty=true; fi
@@ -702,7 +955,13 @@ meta = {
     "durability": "fsync",
     "scenarios": "$scenarios",
     "load_starts": {${starts%, }},
-    "peers": "seed_fastapi.py under uvicorn (1 worker, /usr/bin/python3), nginx_ceiling.conf (1 worker process)",
+    "peers": "seed_fastapi.py under uvicorn (1 worker, /usr/bin/python3), nginx_ceiling.conf (1 worker process); issue 16: ${peer_systems:-none} (bench/peers/README.md; configurations in section 7)",
+    "peer_systems": "$peer_systems".split(),
+    "peer_config": {
+        "bullmq": "Fastify $(node -p "require('$peers/bullmq/node_modules/fastify/package.json').version" 2>/dev/null || echo '?') ($bullmq_fronts process(es), logger off, JSON-schema check of the body) + BullMQ $(node -p "require('$peers/bullmq/node_modules/bullmq/package.json').version" 2>/dev/null || echo '?') (attempts 3, results kept), $workers worker processes x the same concurrency as jobgate's, Node $(node --version 2>/dev/null || echo '?') http keep-alive agent; $redis_version with AOF (RDB off), appendfsync always or everysec",
+        "gearman": "gearman-front (C, libmicrohttpd: a pool of $gearman_front_threads threads on the accept path, a thread per connection in wait mode) + $gearmand_version (2 I/O threads, --worker-wakeup 1, in-memory queue: not durable) + $workers gearman-worker processes x the same concurrency as jobgate's in threads, each a libcurl easy handle kept alive",
+    },
+    "sweep_drain_s": $sweep_drain,
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
 EOF
