@@ -445,6 +445,20 @@ def do_fault(kind, stack, rng):
     raise ValueError(kind)
 
 
+def count_calls(mine, ambiguous, mock, pool):
+    """The mock's calls per job (set on each as .calls), and (duplicate
+    calls, phantoms): calls beyond one per accepted job, plus every call of a
+    submission whose answer was lost and that no accepted job owns."""
+    amb = sorted(set(ambiguous))
+    calls = mock.calls_many([j.tag for j in mine] + amb, pool)
+    for j in mine:
+        j.calls = calls.get(j.tag)
+    accepted_tags = {j.tag for j in mine}
+    phantoms = [(t, calls[t]) for t in amb if t not in accepted_tags and calls.get(t)]
+    dups = sum(max((j.calls or 0) - 1, 0) for j in mine) + sum(c for _, c in phantoms)
+    return dups, phantoms
+
+
 def verify(jobs, stack, tracker, pool):
     """Re-reads every job in jobs once (in parallel) and records what is seen."""
     local = threading.local()
@@ -626,13 +640,7 @@ def main(argv):
             verify(sample, stack, tracker, pool)
 
             # Upstream calls per tag.
-            amb = sorted(set(load.ambiguous.get(rnd, [])))
-            calls = mock.calls_many([j.tag for j in mine] + amb, pool)
-            for j in mine:
-                j.calls = calls.get(j.tag)
-            accepted_tags = {j.tag for j in mine}
-            phantoms = [(t, calls[t]) for t in amb if t not in accepted_tags and calls.get(t)]
-            dups = sum(max((j.calls or 0) - 1, 0) for j in mine) + sum(c for _, c in phantoms)
+            dups, phantoms = count_calls(mine, load.ambiguous.get(rnd, []), mock, pool)
             no_call = [j for j in mine if j.snap and j.snap.get("status") == "succeeded" and j.calls == 0]
 
             st = load.stats.get(rnd, {})

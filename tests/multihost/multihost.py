@@ -527,13 +527,7 @@ def run(args, lab):
             if not mock.quiesce():
                 problems.append("%s: the mock still has calls in flight 15 s after the drain" % name)
             faults.verify(mine, stack, tracker, pool)
-            amb = sorted(set(load.ambiguous.get(rnd, [])))
-            calls = mock.calls_many([j.tag for j in mine] + amb, pool)
-            for j in mine:
-                j.calls = calls.get(j.tag)
-            accepted_tags = {j.tag for j in mine}
-            phantoms = [(t, calls[t]) for t in amb if t not in accepted_tags and calls.get(t)]
-            dups = sum(max((j.calls or 0) - 1, 0) for j in mine) + sum(c for _, c in phantoms)
+            dups, phantoms = faults.count_calls(mine, load.ambiguous.get(rnd, []), mock, pool)
             lost = [j for j in mine if j.snap is None or j.n404]
             twice = [j for j in mine if j.twice]
             failed = [j for j in mine if j.snap and j.snap.get("status") != "succeeded"]
