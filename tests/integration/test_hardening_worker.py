@@ -341,7 +341,8 @@ def test_nul_and_deep_answers_keep_their_result_and_webhook():
         # The webhook of the NUL answer is delivered, NUL and all.
         deliveries = wait_until(lambda: request(stack.mock_port, "GET", "/captured?key=nul").json(),
                                 30, "the webhook of the NUL answer")
-        payload = json.loads(deliveries[0]["body"])
+        # The job is the Standard Webhooks envelope's data.
+        payload = json.loads(deliveries[0]["body"])["data"]
         assert payload["id"] == ids["nul-json"], _brief(payload)
         assert payload["result"]["body"] == {"text": "a\x00b", "n": 1}, _brief(payload)
 
