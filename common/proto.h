@@ -39,6 +39,8 @@ typedef enum {
     PROTO_EVENT,      // broker → PUB subscribers: a job changed state
     PROTO_USAGE,      // gateway → broker: a tenant's LLM usage totals (revision 3)
     PROTO_USAGE_OK,   // broker → gateway: those totals, as JSON text
+    PROTO_STATS,      // gateway → broker: the dashboard's figures (revision 4)
+    PROTO_STATS_OK,   // broker → gateway: those figures, as JSON text
     PROTO_CMD_COUNT_
 } proto_cmd_t;
 

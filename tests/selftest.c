@@ -52,6 +52,7 @@
 #include "scheduler.h"
 #include "tenant.h"
 #include "testpeer.h"
+#include "throughput.h"
 #include "workers.h"
 
 #include <stdio.h>
@@ -73,7 +74,7 @@ static const selftest_t s_tests[] = {
     { "provider", provider_test }, { "tenant", tenant_test },     { "scheduler", scheduler_test },
     { "workers", workers_test },   { "report", report_test },     { "delivery", delivery_test },
     { "testpeer", testpeer_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
-    { "cache", cache_test },
+    { "cache", cache_test },       { "throughput", throughput_test },
     { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },
