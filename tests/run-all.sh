@@ -33,6 +33,7 @@ suite "integration" env JOBGATE_BUILD="$build" python3 tests/integration/run.py
 suite "faults (3 rounds)" env JOBGATE_BUILD="$build" python3 tests/faults/faults.py --rounds 3
 suite "overload (15 s)" env JOBGATE_BUILD="$build" python3 tests/faults/overload.py --fast
 suite "python client" clients/python/tests/run.sh "$build"
+suite "dashboard (headless Chromium)" tests/dashboard/run.sh "$build"
 if [ -n "$asan" ]; then
     suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
     suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \
