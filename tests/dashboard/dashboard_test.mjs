@@ -68,6 +68,11 @@ async function useKey(key) {
     input.dispatchEvent(new Event("change"));
   }, key);
 }
+// The tables are redrawn at each refresh (every 2 s): a click that meets a
+// row just replaced is tried again.
+async function clickOn(selector) {
+  await until("a click on " + selector, () => page.click(selector).then(() => true, () => false));
+}
 async function rowStatus(id) {
   return page.$eval(`#jobs tbody tr[data-id="${id}"]`, (tr) => tr.dataset.status).catch(() => null);
 }
@@ -80,11 +85,21 @@ if (process.env.SCREENSHOT) {
   await useKey(operatorKey);
   await new Promise((resolve) => setTimeout(resolve, Number(process.env.SCREENSHOT_AFTER_S || 60) * 1000));
   // A job in the detail, as an operator looks at one.
-  const failed = await until("a failed job in the list", async () => {
-    await page.click('#filters button[data-status="failed"]');
-    return page.$eval("#jobs tbody tr", (tr) => tr.dataset.id).catch(() => null);
+  await page.click('#filters button[data-status="failed"]');
+  // The table is redrawn at each refresh: click the newest failed job once
+  // the failed ones are listed, until its detail opens.
+  await until("a failed job's detail", async () => {
+    const statuses = await page.$$eval("#jobs tbody tr", (rows) => rows.map((r) => r.dataset.status));
+    if (!statuses.length || statuses.some((x) => x !== "failed")) return false;
+    await page.click("#jobs tbody tr td:nth-child(2)").catch(() => {});
+    return !(await page.$eval("#detail", (d) => d.hidden));
+  }, 60000).catch(async (err) => {
+    // What the page showed instead, for whoever reads the failure.
+    console.log("page status: " + await page.$eval("#status", (n) => n.textContent)
+                + "; " + await page.$eval("#page", (n) => n.textContent));
+    await page.screenshot({ path: process.env.SCREENSHOT + ".failed.png", fullPage: true });
+    throw err;
   });
-  await page.click(`#jobs tbody tr[data-id="${failed}"] td:nth-child(2)`);
   await until("the detail", () => page.$eval("#detail-events tbody tr", () => true).catch(() => false));
   await page.click('#filters button[data-status=""]');
   await new Promise((resolve) => setTimeout(resolve, 2500));
@@ -135,7 +150,7 @@ test("updates: jobs run appear finished, in the chart and the counts", async () 
 test("cancel button cancels a running job", async () => {
   const slow = await submit("/json?latency_ms=30000", { max_attempts: 1 });
   await until("the slow job shown running", async () => (await rowStatus(slow)) === "running");
-  await page.click(`#jobs tbody tr[data-id="${slow}"] button.cancel`);
+  await clickOn(`#jobs tbody tr[data-id="${slow}"] button.cancel`);
   await until("the job canceled", async () => (await jobStatus(slow)) === "canceled");
   await until("the row shown canceled", async () => (await rowStatus(slow)) === "canceled");
   const cancelDisabled = await page.$eval(`#jobs tbody tr[data-id="${slow}"] button.cancel`, (b) => b.disabled);
@@ -145,7 +160,7 @@ test("cancel button cancels a running job", async () => {
 test("retry button runs a failed job again", async () => {
   const id = await submit("/flaky?fail=1&key=dash-retry", { max_attempts: 1 });
   await until("the job failed", async () => (await rowStatus(id)) === "failed");
-  await page.click(`#jobs tbody tr[data-id="${id}"] button.retry`);
+  await clickOn(`#jobs tbody tr[data-id="${id}"] button.retry`);
   // The second call of the flaky path succeeds.
   await until("the retried job succeeded", async () => (await jobStatus(id)) === "succeeded");
   await until("the row shown succeeded", async () => (await rowStatus(id)) === "succeeded");
@@ -190,7 +205,7 @@ test("a job's detail: spec (secrets hidden), result, events", async () => {
   await page.click('#filters button[data-status=""]');
   const id = await submit("/json?latency_ms=300", { request: { path: "/json?latency_ms=300", headers: { Authorization: "Bearer s3cr3t-dashboard" } }, metadata: { order: 42 } });
   await until("the row", () => page.$(`#jobs tbody tr[data-id="${id}"]`));
-  await page.click(`#jobs tbody tr[data-id="${id}"] td:nth-child(2)`);
+  await clickOn(`#jobs tbody tr[data-id="${id}"] td:nth-child(2)`);
   await until("the detail shown", async () => !(await page.$eval("#detail", (d) => d.hidden)));
   const spec = await until("the spec", async () => {
     const text = await page.$eval("#detail-spec", (p) => p.textContent);

@@ -25,7 +25,7 @@ from harness import Stack, request  # noqa: E402
 
 KEYS = [{"key": "dash-operator", "tenant": "ops", "operator": True},
         {"key": "dash-tenant", "tenant": "t"}]
-LOAD_SECONDS = 150
+LOAD_SECONDS = int(os.environ.get("DASHBOARD_LOAD_SECONDS", "150"))
 LOAD_RATE = 40
 
 
@@ -40,18 +40,26 @@ def chromium():
 def load_for_screenshot(stack, stop):
     """Submits a mix of jobs as the operator's tenant, LOAD_RATE a second,
     until stop is set or LOAD_SECONDS passed: most succeed after 50-800 ms,
-    some fail at once (404), some fail twice and then succeed, a few time out."""
+    some fail at once (404), some fail twice (500, as slow as the others)
+    and then succeed, a few time out;
+    at the 40th second an incident: for 20 s the upstream answers every call
+    503 with Retry-After: 2 (the mock's /storm)."""
     auth = {"Authorization": "Bearer " + KEYS[0]["key"]}
-    deadline = time.monotonic() + LOAD_SECONDS
+    begun = time.monotonic()
+    deadline = begun + LOAD_SECONDS
     n = 0
+    stormed = False
     while not stop.is_set() and time.monotonic() < deadline:
         started = time.monotonic()
+        if not stormed and started - begun >= 40:
+            request(stack.mock_port, "GET", "/storm?status=503&retry_after=2&for_ms=20000")
+            stormed = True
         for _ in range(LOAD_RATE):
             n += 1
             if n % 17 == 0:
                 path = "/json?status=404"
             elif n % 11 == 0:
-                path = "/flaky?fail=2&key=k%d" % n
+                path = "/flaky?fail=2&key=k%d&latency_ms=%d" % (n, 50 + (n * 37) % 750)
             elif n % 53 == 0:
                 path = "/json?latency_ms=3000"
             else:
