@@ -18,6 +18,7 @@
 #include "telemetry.h"
 #include "tenant.h"
 #include "testpeer.h"
+#include "throughput.h"
 #include "workers.h"
 
 #include <assert.h>
@@ -71,6 +72,7 @@ struct _broker_t {
     workers_t *workers;         // the workers, their credit, liveness and leases
     jobs_t *jobs;               // the active jobs and their transitions
     ledger_t *ledger;           // the LLM tokens each tenant used (SPEC §3.3)
+    throughput_t *throughput;   // the last 15 minutes' transitions, for the dashboard
     int64_t next_usage_prune_ms; // monotonic time of the next retention pass
     telemetry_t *telemetry;     // the Prometheus series
     exporter_t *exporter;       // GET /metrics on broker.metrics_listen, or NULL (off)
@@ -648,21 +650,29 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
     job_destroy (&job);
 }
 
+// s_reply_json answers a gateway's request with cmd carrying value (taken)
+// as JSON text, the "json" field of PROVIDERS_OK, USAGE_OK and STATS_OK.
+static void
+s_reply_json (broker_t *self, zframe_t *envelope, int64_t corr, proto_cmd_t cmd, json_t *value)
+{
+    char *text = jsontext_dump (value);
+    json_decref (value);
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "corr", corr);
+    pack_put_str (body, "json", text);
+    proto_send (self->frontend, envelope, cmd, body);
+    pack_writer_destroy (&body);
+    free (text);
+}
+
 // s_handle_providers answers with the providers' live state, as JSON text.
 static void
 s_handle_providers (broker_t *self, proto_msg_t *msg, int64_t corr)
 {
     json_t *list = scheduler_providers_json (self->scheduler, evloop_now_ms (self->loop),
                                              jobs_provider_active (self->jobs));
-    json_t *object = json_pack ("{s:o}", "providers", list);
-    char *text = json_dumps (object, JSON_COMPACT);
-    json_decref (object);
-    pack_writer_t *body = pack_writer_new ();
-    pack_put_int (body, "corr", corr);
-    pack_put_str (body, "json", text);
-    proto_send (self->frontend, msg->envelope, PROTO_PROVIDERS_OK, body);
-    pack_writer_destroy (&body);
-    free (text);
+    s_reply_json (self, msg->envelope, corr, PROTO_PROVIDERS_OK,
+                  json_pack ("{s:o}", "providers", list));
 }
 
 // s_handle_usage answers a tenant's LLM usage totals (SPEC §3.3), from
@@ -678,16 +688,29 @@ s_handle_usage (broker_t *self, proto_msg_t *msg, int64_t corr)
         free (tenant);
         return;
     }
-    json_t *usage = ledger_usage_json (self->ledger, tenant, since, self->config);
-    char *text = jsontext_dump (usage);
-    json_decref (usage);
-    pack_writer_t *body = pack_writer_new ();
-    pack_put_int (body, "corr", corr);
-    pack_put_str (body, "json", text);
-    proto_send (self->frontend, msg->envelope, PROTO_USAGE_OK, body);
-    pack_writer_destroy (&body);
-    free (text);
+    s_reply_json (self, msg->envelope, corr, PROTO_USAGE_OK,
+                  ledger_usage_json (self->ledger, tenant, since, self->config));
     free (tenant);
+}
+
+// The most workers STATS lists (the count says how many there are).
+#define STATS_WORKERS_MAX 256
+
+// s_handle_stats answers the dashboard's figures (revision 4, §3.1 STATS):
+// the last 15 minutes' transitions, the workers, the jobs' counts.
+static void
+s_handle_stats (broker_t *self, proto_msg_t *msg, int64_t corr)
+{
+    int64_t now_ms = evloop_now_ms (self->loop);
+    json_t *stats = json_pack (
+        "{s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "throughput",
+        throughput_json (self->throughput, clock_wall_ms ()), "workers",
+        workers_json (self->workers, now_ms, STATS_WORKERS_MAX), "workers_live",
+        (json_int_t) workers_live (self->workers), "queued",
+        (json_int_t) (scheduler_queued (self->scheduler) + jobs_following (self->jobs)),
+        "delayed", (json_int_t) jobs_delayed (self->jobs), "running",
+        (json_int_t) jobs_running (self->jobs), "active", (json_int_t) jobs_active (self->jobs));
+    s_reply_json (self, msg->envelope, corr, PROTO_STATS_OK, stats);
 }
 
 // s_handle_ping answers with the live workers and the jobs' counts (§3.1).
@@ -729,6 +752,8 @@ s_gateway_request (proto_msg_t *msg, void *arg)
         s_handle_providers (self, msg, corr);
     else if (msg->cmd == PROTO_USAGE)
         s_handle_usage (self, msg, corr);
+    else if (msg->cmd == PROTO_STATS)
+        s_handle_stats (self, msg, corr);
     else if (msg->cmd == PROTO_PING)
         s_handle_ping (self, msg, corr);
     else
@@ -1142,6 +1167,8 @@ broker_new (const config_t *config, evloop_t *loop, char *error, size_t error_si
     self->jobs = jobs_new (config, loop, self->store, self->outbox, self->tenants,
                            self->scheduler, self->workers);
     self->ledger = ledger_new ();
+    self->throughput = throughput_new ();
+    outbox_set_throughput (self->outbox, self->throughput);
     jobs_set_ledger (self->jobs, self->ledger);
     self->telemetry = telemetry_new (config);
     jobs_set_telemetry (self->jobs, self->telemetry);
@@ -1227,6 +1254,7 @@ broker_destroy (broker_t **self_p)
     jobs_destroy (&self->jobs);
     telemetry_destroy (&self->telemetry);
     ledger_destroy (&self->ledger);
+    throughput_destroy (&self->throughput);
     workers_destroy (&self->workers);
     tenants_destroy (&self->tenants);
     scheduler_destroy (&self->scheduler);
@@ -1902,6 +1930,40 @@ s_test_webhook_state (test_rig_t *rig, const char *id, const char *tenant,
     return job;
 }
 
+// s_test_stats asks the broker for the dashboard's figures (STATS).
+static json_t *
+s_test_stats (test_rig_t *rig)
+{
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_int (body, "corr", ++rig->corr);
+    testpeer_send (rig->gateway, PROTO_STATS, &body);
+    proto_msg_t *msg = testpeer_expect (rig->gateway, rig->loop, PROTO_STATS_OK);
+    assert (msg);
+    int64_t corr = 0;
+    assert (pack_get_int (msg->body, "corr", &corr) == 0 && corr == rig->corr);
+    size_t len = 0;
+    const char *text = pack_get_str (msg->body, "json", &len);
+    json_t *stats = text ? jsontext_load (text, len, NULL) : NULL;
+    assert (json_is_object (stats));
+    proto_msg_destroy (&msg);
+    return stats;
+}
+
+// s_test_stats_total sums series name of the figures' throughput.
+static json_int_t
+s_test_stats_total (json_t *stats, const char *name)
+{
+    json_t *series = json_object_get (json_object_get (json_object_get (stats, "throughput"),
+                                                       "series"), name);
+    assert (json_array_size (series) == THROUGHPUT_INTERVALS);
+    json_int_t total = 0;
+    size_t index;
+    json_t *count;
+    json_array_foreach (series, index, count)
+        total += json_integer_value (count);
+    return total;
+}
+
 // s_test_webhooks covers issue 17 #5 and #1/#4: a webhook delivery belongs
 // to its job's tenant, and its payload is the job as job_render makes it,
 // readable under the JSON policy.
@@ -1968,6 +2030,18 @@ s_test_webhooks (void)
     s_test_accepted (&rig, "c", "p", 5, NULL, other);
     const uint64_t *counts = jobs_delivery_counts (rig.broker->jobs);
     assert (counts[DELIVERY_OUTCOME_DELIVERED] == 1 && counts[DELIVERY_OUTCOME_RETRIED] == 0);
+
+    // The dashboard's figures count the clients' jobs as their versions
+    // were committed: three accepted (the refused one is not), one
+    // succeeded — the webhook delivery's success is the broker's own work.
+    json_t *stats = s_test_stats (&rig);
+    assert (s_test_stats_total (stats, "submitted") == 3);
+    assert (s_test_stats_total (stats, "succeeded") == 1);
+    assert (s_test_stats_total (stats, "failed") == 0);
+    json_t *workers = json_object_get (stats, "workers");
+    assert (json_array_size (workers) == 1 && json_integer_value (json_object_get (stats, "workers_live")) == 1);
+    assert (strcmp (json_string_value (json_object_get (json_array_get (workers, 0), "worker")), "w2") == 0);
+    json_decref (stats);
 
 
     testpeer_destroy (&worker);

@@ -224,7 +224,9 @@ s_put_news (jobs_t *self, const job_t *job)
 static void
 s_publish (jobs_t *self, const job_t *job)
 {
-    outbox_event (self->outbox, job->id, job->status, job->attempts, job->attempt_seq);
+    // A webhook delivery is the broker's own work, not the clients' jobs.
+    outbox_event (self->outbox, job->id, job->status, job->attempts, job->attempt_seq,
+                  strcmp (job->kind, "webhook") != 0);
 }
 
 // The tokens a call's prompt is taken to hold: one per this many bytes of

@@ -1,5 +1,6 @@
 // outbox — answers and events held until the commit.
 #include "outbox.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "proto.h"
@@ -29,6 +30,7 @@ typedef struct {
     int64_t attempt;            // event: the attempt's identity (attempt_seq)
     int64_t created_at;         // SUBMIT_OK created_at
     bool duplicate;             // SUBMIT_OK of a resubmission
+    bool tallied;               // event: counts in the throughput (client work)
     bool with_chunks;           // JOB: add the running attempt's chunks
     char *tenant;               // JOB: the asking tenant (owned)
     int64_t index;              // chunk index
@@ -47,6 +49,8 @@ struct _outbox_t {
     size_t kept_size;           // allocated entries
     uint64_t seq;               // last event sequence number
     int64_t epoch;              // wall ms of this run's start
+    throughput_t *throughput;   // what the flushes count (borrowed), or NULL
+    int64_t flush_wall_ms;      // wall time of the flush under way
 };
 
 outbox_t *
@@ -132,12 +136,20 @@ outbox_job (outbox_t *self, zframe_t *identity, int64_t corr, const char *id, co
 }
 
 void
-outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts, int64_t attempt)
+outbox_set_throughput (outbox_t *self, throughput_t *throughput)
+{
+    self->throughput = throughput;
+}
+
+void
+outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts, int64_t attempt,
+              bool tallied)
 {
     kept_t *kept = s_keep (self, KEPT_EVENT, id);
     kept->status = status;
     kept->attempts = attempts;
     kept->attempt = attempt;
+    kept->tallied = tallied;
 }
 
 void
@@ -239,6 +251,9 @@ s_send (outbox_t *self, kept_t *kept)
         // it without reading the job (SSE ids never repeat across a retry).
         pack_put_int (body, "attempt", kept->attempt);
         s_publish (self, body);
+        if (kept->tallied && self->throughput)
+            throughput_status (self->throughput, kept->status, kept->attempt,
+                               self->flush_wall_ms);
     }
     else if (kept->kind == KEPT_SUBMIT_OK) {
         pack_put_int (body, "corr", kept->corr);
@@ -247,6 +262,8 @@ s_send (outbox_t *self, kept_t *kept)
         pack_put_int (body, "created_at", kept->created_at);
         pack_put_bool (body, "duplicate", kept->duplicate);
         s_reply (self, kept->identity, PROTO_SUBMIT_OK, body);
+        if (!kept->duplicate && self->throughput)
+            throughput_count (self->throughput, THROUGHPUT_SUBMITTED, self->flush_wall_ms);
     }
     else if (kept->kind == KEPT_JOB) {
         pack_put_int (body, "corr", kept->corr);
@@ -267,6 +284,7 @@ s_send (outbox_t *self, kept_t *kept)
 void
 outbox_flush (outbox_t *self, outbox_held_fn *held, void *arg)
 {
+    self->flush_wall_ms = clock_wall_ms ();
     size_t kept_count = 0;
     for (size_t i = 0; i < self->kept_count; i++) {
         kept_t *kept = &self->kept[i];
@@ -357,15 +375,17 @@ outbox_test (bool verbose)
     testpeer_t *subscriber = testpeer_new (ZMQ_PAIR, "inproc://outbox-test-pub");
     zframe_t *identity = testpeer_hello (gateway, frontend);
     outbox_t *outbox = outbox_new (frontend, publisher, 42, s_test_job, NULL);
+    throughput_t *throughput = throughput_new ();
+    outbox_set_throughput (outbox, throughput);
 
     // Nothing leaves before the flush; after a partial commit, what
     // concerns a job still waiting (a) stays, in order.
     outbox_submit_ok (outbox, identity, 1, TEST_ID ("a"), JOB_QUEUED, 7, false);
-    outbox_event (outbox, TEST_ID ("a"), JOB_QUEUED, 0, 0);
+    outbox_event (outbox, TEST_ID ("a"), JOB_QUEUED, 0, 0, true);
     outbox_job (outbox, identity, 2, TEST_ID ("b"), "t", true);
     outbox_job (outbox, identity, 3, TEST_ID ("b"), "u", false);
     outbox_chunk (outbox, TEST_ID ("a"), 1, 0, "tok\0en", 3);
-    outbox_event (outbox, TEST_ID ("b"), JOB_RUNNING, 1, 1);
+    outbox_event (outbox, TEST_ID ("b"), JOB_RUNNING, 1, 1, true);
     assert (outbox_pending (outbox) == 6);
     assert (!testpeer_take (gateway) && !testpeer_take (subscriber));
     outbox_flush (outbox, s_test_held, TEST_ID ("a"));
@@ -378,17 +398,21 @@ outbox_test (bool verbose)
             && strcmp (what, "404/0") == 0);
     assert (!testpeer_take (gateway));
     testpeer_expect_events (subscriber, TEST_ID ("b"), "running/1");
+    // What left is counted, what waits is not yet.
+    assert (throughput_total (throughput, THROUGHPUT_STARTED, clock_wall_ms ()) == 1);
+    assert (throughput_total (throughput, THROUGHPUT_SUBMITTED, clock_wall_ms ()) == 0);
     // The whole commit: a's answer and events, seq going on.
     outbox_flush (outbox, NULL, NULL);
     assert (outbox_pending (outbox) == 0);
     assert (s_test_answer (gateway, 1, what, sizeof what) == PROTO_SUBMIT_OK
             && strcmp (what, TEST_ID ("a")) == 0);
     testpeer_expect_events (subscriber, TEST_ID ("a"), "queued/0 chunk/1.0:tok");
+    assert (throughput_total (throughput, THROUGHPUT_SUBMITTED, clock_wall_ms ()) == 1);
 
     // A failed commit: d's submissions (one a resubmission) are refused at
     // once, everything about d is dropped; e's stays.
     outbox_submit_ok (outbox, identity, 4, TEST_ID ("d"), JOB_QUEUED, 7, false);
-    outbox_event (outbox, TEST_ID ("d"), JOB_QUEUED, 0, 0);
+    outbox_event (outbox, TEST_ID ("d"), JOB_QUEUED, 0, 0, true);
     outbox_submit_ok (outbox, identity, 5, TEST_ID ("e"), JOB_QUEUED, 7, false);
     outbox_job (outbox, identity, 6, TEST_ID ("d"), "t", false);
     outbox_submit_ok (outbox, identity, 7, TEST_ID ("d"), JOB_QUEUED, 7, true);
@@ -403,15 +427,27 @@ outbox_test (bool verbose)
             && strcmp (what, TEST_ID ("e")) == 0);
     assert (!testpeer_take (gateway));
     testpeer_expect_events (subscriber, TEST_ID ("d"), "");
+    // e is counted; neither refused d nor its resubmission is.
+    assert (throughput_total (throughput, THROUGHPUT_SUBMITTED, clock_wall_ms ()) == 2);
+
+    // A client job's finish is counted, a webhook delivery's (not tallied)
+    // is not.
+    outbox_event (outbox, TEST_ID ("g"), JOB_SUCCEEDED, 1, 1, true);
+    outbox_event (outbox, TEST_ID ("h"), JOB_FAILED, 1, 1, false);
+    outbox_flush (outbox, NULL, NULL);
+    testpeer_expect_events (subscriber, TEST_ID ("g"), "succeeded/1");
+    assert (throughput_total (throughput, THROUGHPUT_SUCCEEDED, clock_wall_ms ()) == 1);
+    assert (throughput_total (throughput, THROUGHPUT_FAILED, clock_wall_ms ()) == 0);
 
     // An ERROR leaves at once; what is kept is dropped with the outbox.
-    outbox_event (outbox, TEST_ID ("f"), JOB_QUEUED, 0, 0);
+    outbox_event (outbox, TEST_ID ("f"), JOB_QUEUED, 0, 0, true);
     outbox_job (outbox, identity, 8, TEST_ID ("f"), "t", false);
     outbox_refuse (outbox, identity, 9, 429, "over quota", 1000);
     assert (s_test_answer (gateway, 9, what, sizeof what) == PROTO_ERROR
             && strcmp (what, "429/1000") == 0);
     outbox_destroy (&outbox);
     outbox_destroy (&outbox);
+    throughput_destroy (&throughput);
     assert (!testpeer_take (gateway) && !testpeer_take (subscriber));
 
     zframe_destroy (&identity);

@@ -17,11 +17,16 @@
 // run's start), so a subscriber notices a gap (§3.3). At a flush, the
 // answers to one gateway leave as one message, and all events as one, under
 // the empty topic (§2.1).
+//
+// What leaves is what the dashboard counts (broker/throughput.h, when one is
+// set): each new job's SUBMIT_OK and each tallied status event, at the flush
+// that sends it — a refused submission is never counted.
 #ifndef JOBGATE_OUTBOX_H
 #define JOBGATE_OUTBOX_H
 
 #include "job.h"
 #include "pack.h"
+#include "throughput.h"
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,10 +64,16 @@ void outbox_submit_ok (outbox_t *self, zframe_t *identity, int64_t corr, const c
 void outbox_job (outbox_t *self, zframe_t *identity, int64_t corr, const char *id,
                  const char *tenant, bool with_chunks);
 
+// outbox_set_throughput makes the flushes count what they send in
+// throughput (borrowed; NULL: nothing counted).
+void outbox_set_throughput (outbox_t *self, throughput_t *throughput);
+
 // outbox_event keeps a status event: job id is now status, after attempts
 // (the budget count), in the attempt whose identity is attempt (§3.2.1).
+// tallied: the event counts in the throughput (client work, not a webhook
+// delivery).
 void outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts,
-                   int64_t attempt);
+                   int64_t attempt, bool tallied);
 
 // outbox_chunk keeps a chunk event: partial data (size bytes, copied) of
 // job id's attempt, the index-th of that attempt.

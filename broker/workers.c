@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -241,6 +242,39 @@ workers_live (workers_t *self)
          worker = zhashx_next (self->workers))
         live += !worker->draining;
     return live;
+}
+
+// s_by_key orders workers by their identity.
+static int
+s_by_key (const void *a, const void *b)
+{
+    const remote_worker_t *const *left = a, *const *right = b;
+    return strcmp ((*left)->key, (*right)->key);
+}
+
+json_t *
+workers_json (workers_t *self, int64_t now_ms, size_t max)
+{
+    size_t count = zhashx_size (self->workers);
+    remote_worker_t **sorted = mem_calloc (count + 1, sizeof *sorted);
+    size_t n = 0;
+    for (remote_worker_t *worker = zhashx_first (self->workers); worker && n < count;
+         worker = zhashx_next (self->workers))
+        sorted[n++] = worker;
+    qsort (sorted, n, sizeof *sorted, s_by_key);
+    json_t *list = json_array ();
+    for (size_t i = 0; i < n && i < max; i++) {
+        const remote_worker_t *worker = sorted[i];
+        int64_t silent_ms = now_ms - worker->last_seen_ms;
+        json_array_append_new (
+            list, json_pack ("{s:s, s:I, s:I, s:I, s:b, s:I}", "worker", worker->key,
+                             "concurrency", (json_int_t) worker->concurrency, "running",
+                             (json_int_t) worker->running.count, "credit",
+                             (json_int_t) worker->credit, "draining", worker->draining,
+                             "silent_ms", (json_int_t) (silent_ms > 0 ? silent_ms : 0)));
+    }
+    free (sorted);
+    return list;
 }
 
 void
@@ -488,6 +522,25 @@ workers_test (bool verbose)
     assert (w2->credit == 0 && workers_credit_cap (w2) == 0 && workers_live (workers) == 2);
     workers_add_credit (w2, 1);
     assert (w2->credit == 0 && workers_pick (workers) == w1);
+
+    // The dashboard's list: ordered by identity, bounded by max.
+    json_t *list = workers_json (workers, now + 250, 10);
+    assert (json_array_size (list) == 3);
+    json_t *first = json_array_get (list, 0), *second = json_array_get (list, 1);
+    assert (strcmp (json_string_value (json_object_get (first, "worker")), w2->key) == 0);
+    assert (json_is_true (json_object_get (first, "draining")));
+    assert (strcmp (json_string_value (json_object_get (second, "worker")), "g") == 0);
+    json_t *third = json_array_get (list, 2);
+    assert (strcmp (json_string_value (json_object_get (third, "worker")), "w1") == 0);
+    assert (json_integer_value (json_object_get (third, "concurrency")) == 2
+            && json_integer_value (json_object_get (third, "credit")) == 2
+            && json_integer_value (json_object_get (third, "running")) == 0
+            && json_integer_value (json_object_get (third, "silent_ms")) == 250
+            && json_is_false (json_object_get (third, "draining")));
+    json_decref (list);
+    list = workers_json (workers, now, 1);
+    assert (json_array_size (list) == 1);
+    json_decref (list);
 
     // An attempt held: one credit less, a lease of the timeout and the grace.
     entry_t entry = { .id = "0190a000-0000-7000-8000-00000000000a", .state = ENTRY_RUNNING,

@@ -30,6 +30,7 @@
 
 #include "queue.h"
 #include <czmq.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -147,6 +148,12 @@ void workers_each (workers_t *self, workers_fn *fn, void *arg);
 
 // workers_live returns how many workers are not draining.
 size_t workers_live (workers_t *self);
+
+// workers_json describes the workers for the dashboard (GET /v1/stats) at
+// monotonic now_ms, at most max of them, ordered by identity:
+// [{"worker","concurrency","running","credit","draining","silent_ms"},…].
+// This function can't fail.
+json_t *workers_json (workers_t *self, int64_t now_ms, size_t max);
 
 // workers_forget removes a worker and its aliases and frees it; its running
 // list must be empty.

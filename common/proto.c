@@ -21,6 +21,7 @@ static const char *s_names[PROTO_CMD_COUNT_] = {
     [PROTO_PROVIDERS] = "PROVIDERS", [PROTO_PROVIDERS_OK] = "PROVIDERS_OK",
     [PROTO_USAGE] = "USAGE",         [PROTO_USAGE_OK] = "USAGE_OK",
     [PROTO_ACK] = "ACK",
+    [PROTO_STATS] = "STATS",         [PROTO_STATS_OK] = "STATS_OK",
 };
 
 const char *

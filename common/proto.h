@@ -40,6 +40,8 @@ typedef enum {
     PROTO_USAGE,      // gateway → broker: a tenant's LLM usage totals (revision 3)
     PROTO_USAGE_OK,   // broker → gateway: those totals, as JSON text
     PROTO_ACK,        // broker → worker: RESULTs handled and committed (revision 4)
+    PROTO_STATS,      // gateway → broker: the dashboard's figures (revision 4)
+    PROTO_STATS_OK,   // broker → gateway: those figures, as JSON text
     PROTO_CMD_COUNT_
 } proto_cmd_t;
 

@@ -65,7 +65,7 @@
 
 // What a routed request waits for.
 typedef enum { OP_NONE, OP_SUBMIT, OP_GET, OP_CANCEL, OP_RETRY, OP_LIST, OP_PROVIDERS,
-               OP_BATCH, OP_USAGE } op_t;
+               OP_BATCH, OP_USAGE, OP_STATS, OP_SPEC } op_t;
 
 typedef struct _request_t request_t;
 
@@ -524,6 +524,20 @@ s_door_job (request_t *req, const job_t *job, bool terminal)
     s_answer_text (req, status, text, content_type);
 }
 
+// s_on_spec answers GET /v1/jobs/{id}/spec: the job's normalized spec as
+// the broker stored it (a JSON object within common/jsontext's policy,
+// checked again: it is spliced unparsed).
+static void
+s_on_spec (request_t *req, const job_t *job)
+{
+    if (!jsontext_within (job->spec, strlen (job->spec))) {
+        log_warn (req->job_id, "stored spec is not within the JSON policy");
+        s_broker_unavailable (req);
+        return;
+    }
+    s_answer_text (req, 200, mem_strdup (job->spec), "application/json");
+}
+
 static void
 s_on_job (request_t *req, proto_msg_t *msg)
 {
@@ -537,6 +551,11 @@ s_on_job (request_t *req, proto_msg_t *msg)
     if (strcmp (job->tenant, req->tenant) != 0) {
         // Another tenant's job does not exist for this caller.
         s_answer_problem (req, 404, "not-found", "no such job", NULL);
+        job_destroy (&job);
+        return;
+    }
+    if (req->op == OP_SPEC) {
+        s_on_spec (req, job);
         job_destroy (&job);
         return;
     }
@@ -667,9 +686,11 @@ s_on_providers (request_t *req, proto_msg_t *msg)
     s_answer_json (req, 200, root);
 }
 
-// s_on_usage answers GET /v1/usage with the broker's totals (SPEC §3.3).
+// s_on_json_answer answers with the broker's JSON text: GET /v1/usage its
+// totals (SPEC §3.3), GET /v1/stats the dashboard's figures (revision 4,
+// docs/protocol.md §3.1.2).
 static void
-s_on_usage (request_t *req, proto_msg_t *msg)
+s_on_json_answer (request_t *req, proto_msg_t *msg)
 {
     size_t len = 0;
     const char *text = pack_get_str (msg->body, "json", &len);
@@ -724,8 +745,10 @@ s_broker_answer (proto_msg_t *msg, void *owner)
         s_on_list (req, msg);
     else if (msg->cmd == PROTO_PROVIDERS_OK)
         s_on_providers (req, msg);
-    else if (msg->cmd == PROTO_USAGE_OK)
-        s_on_usage (req, msg);
+    else if (msg->cmd == PROTO_USAGE_OK || msg->cmd == PROTO_STATS_OK)
+        s_on_json_answer (req, msg);
+    else if (msg->cmd == PROTO_ERROR && req->op == OP_STATS)
+        s_broker_unavailable (req);     // a revision 3 broker: no STATS
     else if (msg->cmd == PROTO_SUBMIT_OK)
         s_on_submit_ok (req, msg);
     else if (msg->cmd == PROTO_JOB)
@@ -1257,6 +1280,36 @@ s_handle_providers (request_t *req)
     pack_writer_destroy (&body);
 }
 
+// s_handle_stats: GET /v1/stats, the dashboard's figures (the last 15
+// minutes' throughput, the workers, the jobs' counts): the broker's, across
+// tenants, so for operators only.
+static void
+s_handle_stats (request_t *req)
+{
+    if (!req->is_operator) {
+        s_answer_problem (req, 403, "operator-only",
+                          "the broker's figures are for operator keys only", NULL);
+        return;
+    }
+    pack_writer_t *body = pack_writer_new ();
+    s_call_and_park (req, OP_STATS, PROTO_STATS, body);
+    pack_writer_destroy (&body);
+}
+
+// s_handle_spec: GET /v1/jobs/{id}/spec, the job's normalized spec (the
+// dashboard's job detail); another tenant's job does not exist.
+static void
+s_handle_spec (request_t *req, const char *id, size_t id_len)
+{
+    if (!s_job_id (req, id, id_len))
+        return;
+    pack_writer_t *body = pack_writer_new ();
+    pack_put_str (body, "id", req->job_id);
+    pack_put_str (body, "tenant", req->tenant);
+    s_call_and_park (req, OP_SPEC, PROTO_GET, body);
+    pack_writer_destroy (&body);
+}
+
 // s_handle_usage: GET /v1/usage?since=RFC3339, the caller's tenant's LLM
 // usage totals per provider and model (SPEC §3.3). The broker keeps them
 // per UTC hour: since counts from the start of the hour it falls in.
@@ -1430,6 +1483,9 @@ s_route (request_t *req, const char *url, const char *method)
     case ROUTE_USAGE:
         s_handle_usage (req);
         break;
+    case ROUTE_STATS:
+        s_handle_stats (req);
+        break;
     case ROUTE_CHAT:
         s_handle_openai (req, OPENAI_CHAT);
         break;
@@ -1459,6 +1515,9 @@ s_route (request_t *req, const char *url, const char *method)
         break;
     case ROUTE_JOB_EVENTS:
         s_handle_events (req, route.param, route.param_len);
+        break;
+    case ROUTE_JOB_SPEC:
+        s_handle_spec (req, route.param, route.param_len);
         break;
     case ROUTE_JOB_RETRY:
         s_job_command (req, route.param, route.param_len, PROTO_RETRY, OP_RETRY);

@@ -30,6 +30,7 @@ static const row_t s_rows[] = {
     { ROUTE_DASHBOARD, "/", M_GET, "GET, HEAD", false, false, false, false },
     { ROUTE_PROVIDERS, "/v1/providers", M_GET, "GET, HEAD", true, false, false, false },
     { ROUTE_USAGE, "/v1/usage", M_GET, "GET, HEAD", true, false, false, false },
+    { ROUTE_STATS, "/v1/stats", M_GET, "GET, HEAD", true, false, false, false },
     { ROUTE_CHAT, "/v1/chat/completions", M_POST, "POST", true, true, true, false },
     { ROUTE_EMBEDDINGS, "/v1/embeddings", M_POST, "POST", true, true, true, false },
     { ROUTE_MODELS, "/v1/models", M_GET, "GET, HEAD", true, false, true, false },
@@ -38,6 +39,7 @@ static const row_t s_rows[] = {
     { ROUTE_JOBS, "/v1/jobs", M_GET | M_POST, "GET, HEAD, POST", true, true, false, false },
     { ROUTE_JOB, "/v1/jobs/{id}", M_GET | M_DELETE, "GET, HEAD, DELETE", true, true, false, true },
     { ROUTE_JOB_EVENTS, "/v1/jobs/{id}/events", M_GET, "GET, HEAD", true, true, false, true },
+    { ROUTE_JOB_SPEC, "/v1/jobs/{id}/spec", M_GET, "GET, HEAD", true, true, false, true },
     { ROUTE_JOB_RETRY, "/v1/jobs/{id}/retry", M_POST, "POST", true, true, false, true },
 };
 
@@ -189,6 +191,11 @@ routes_test (bool verbose)
     s_expect (path, "GET", ROUTE_JOB_RETRY, false, id);
     snprintf (path, sizeof path, "/v1/jobs/%s/events", id);
     s_expect (path, "GET", ROUTE_JOB_EVENTS, true, id);
+    snprintf (path, sizeof path, "/v1/jobs/%s/spec", id);
+    s_expect (path, "GET", ROUTE_JOB_SPEC, true, id);
+    s_expect (path, "DELETE", ROUTE_JOB_SPEC, false, id);
+    s_expect ("/v1/stats", "GET", ROUTE_STATS, true, "");
+    s_expect ("/v1/stats", "POST", ROUTE_STATS, false, "");
     // A model id is the path's rest, slashes and all.
     s_expect ("/v1/models/mock/gpt-mock", "GET", ROUTE_MODEL, true, "mock/gpt-mock");
     s_expect ("/v1/models", "POST", ROUTE_MODELS, false, "");

@@ -25,6 +25,7 @@ typedef enum {
     ROUTE_DASHBOARD,            // GET /
     ROUTE_PROVIDERS,            // GET /v1/providers
     ROUTE_USAGE,                // GET /v1/usage
+    ROUTE_STATS,                // GET /v1/stats (operators: the dashboard's figures)
     ROUTE_CHAT,                 // POST /v1/chat/completions
     ROUTE_EMBEDDINGS,           // POST /v1/embeddings
     ROUTE_MODELS,               // GET /v1/models
@@ -33,6 +34,7 @@ typedef enum {
     ROUTE_JOBS,                 // GET, POST /v1/jobs
     ROUTE_JOB,                  // GET, DELETE /v1/jobs/{id}
     ROUTE_JOB_EVENTS,           // GET /v1/jobs/{id}/events
+    ROUTE_JOB_SPEC,             // GET /v1/jobs/{id}/spec
     ROUTE_JOB_RETRY,            // POST /v1/jobs/{id}/retry
     ROUTE_COUNT_
 } route_id_t;

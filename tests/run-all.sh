@@ -41,6 +41,7 @@ suite "contract (redocly lint, answers against openapi.json)" tests/contract/run
 suite "prometheus (real server)" env JOBGATE_BUILD="$build" \
     sh -c 'tests/prometheus/setup.sh && python3 tests/prometheus/run.py'
 suite "multihost (2 min)" tests/multihost/run.sh "$build"
+suite "dashboard (headless Chromium)" tests/dashboard/run.sh "$build"
 if [ -n "$asan" ]; then
     suite "self-tests (ASan+UBSan)" "$asan/tests/jobgate-selftest" -q
     suite "integration (ASan+UBSan)" env JOBGATE_BUILD="$asan" JOBGATE_SANITIZED=1 \

@@ -60,6 +60,7 @@
 #include "telemetry.h"
 #include "tenant.h"
 #include "testpeer.h"
+#include "throughput.h"
 #include "workers.h"
 
 #include <stdio.h>
@@ -86,6 +87,7 @@ static const selftest_t s_tests[] = {
     { "testpeer", testpeer_test }, { "acks", acks_test }, { "outbox", outbox_test },     { "jobs", jobs_test },
     { "cache", cache_test },         { "exporter", exporter_test },
     { "telemetry", telemetry_test },
+    { "throughput", throughput_test },
     { "broker", broker_test },
     { "jobspec", jobspec_test },   { "problem", problem_test },   { "headers", headers_test },
     { "http1", http1_test },       { "frontdoor", frontdoor_test },

@@ -130,6 +130,9 @@ def collect(out_path):
             s.call("/v1/jobs/{id}", "get", "/v1/jobs/" + job["id"], expect=200)
         s.call("/v1/jobs/{id}", "get", "/v1/jobs/%s?wait=1" % slow["id"], expect=200)
         s.call("/v1/jobs/{id}/events", "get", "/v1/jobs/%s/events" % ok["id"], expect=200)
+        s.call("/v1/jobs/{id}/spec", "get", "/v1/jobs/%s/spec" % ok["id"], expect=200)
+        s.call("/v1/jobs/{id}/spec", "get", "/v1/jobs/%s/spec" % ok["id"], headers=TENANT,
+               expect=404)
         s.call("/v1/jobs/{id}", "delete", "/v1/jobs/" + slow["id"], expect=200)
         s.call("/v1/jobs/{id}", "delete", "/v1/jobs/" + ok["id"], expect=409)
         s.call("/v1/jobs/{id}/retry", "post", "/v1/jobs/%s/retry" % failed["id"], expect=202)
@@ -176,6 +179,9 @@ def collect(out_path):
         s.call("/v1/usage", "get", "/v1/usage", expect=200)
         s.call("/v1/usage", "get", "/v1/usage?since=2026-01-01T00:00:00Z", expect=200)
         s.call("/v1/usage", "get", "/v1/usage?since=yesterday", expect=400)
+        s.call("/v1/stats", "get", "/v1/stats", expect=200)
+        s.call("/v1/stats", "get", "/v1/stats", headers=TENANT, expect=403)
+        s.call("/v1/stats", "get", "/v1/stats", headers={}, expect=401)
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/"):
             s.call(path, "get", path, headers={}, expect=200)
         # The OpenAI-compatible door.

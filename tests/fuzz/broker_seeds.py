@@ -14,7 +14,7 @@ from test_hardening_broker import _pack, _record  # noqa: E402
 COMMANDS = ["SUBMIT", "SUBMIT_OK", "GET", "JOB", "PING", "PONG", "ERROR", "READY", "CREDIT",
             "DISPATCH", "RESULT", "HEARTBEAT", "RECONNECT", "DISCONNECT", "CANCEL", "RETRY",
             "LIST", "LIST_OK", "CHUNK", "PROVIDERS", "PROVIDERS_OK", "EVENT", "USAGE", "USAGE_OK",
-            "ACK"]
+            "ACK", "STATS", "STATS_OK"]
 GATEWAY, WORKER, SECOND, TICK = 0, 1, 2, 4
 JOB = "0190a000-0000-7000-8000-00000000000a"
 
@@ -79,7 +79,8 @@ SEEDS = {
         + submit(metadata="1},{") + submit(timeout_ms=-1),
     "requests": message(GATEWAY, "LIST", {"corr": 5, "tenant": "q", "limit": 10})
         + message(GATEWAY | SECOND, "PROVIDERS", {"corr": 6})
-        + message(GATEWAY, "PING", {"corr": 7}) + ask("GET", tenant="other"),
+        + message(GATEWAY, "PING", {"corr": 7}) + ask("GET", tenant="other")
+        + message(GATEWAY | TICK, "STATS", {"corr": 11}),
     "credit": ready(2 ** 62, 2 ** 62) + message(WORKER, "CREDIT", {"credit": 2 ** 62})
         + message(WORKER | SECOND, "HEARTBEAT", {"running": 0}) + submit(),
     "quota": submit() + submit(corr=2) + submit(corr=3) + submit(corr=4) + ready(4, 4),
