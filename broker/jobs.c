@@ -1151,11 +1151,17 @@ s_test_rig (test_rig_t *rig)
     rig->store = store_new (rig->dir, 16, false, error, sizeof error);
     assert (rig->store);
     rig->loop = evloop_new ();
-    rig->frontend = zsock_new_router ("inproc://jobs-test-front");
+    // Each rig binds names of its own: libzmq releases an inproc name when
+    // its reaper thread has closed the socket, which may be after the next
+    // rig binds (seen under ASan, where everything is slower).
+    static int rigs = 0;
+    char front[64], pub[64];
+    snprintf (front, sizeof front, "inproc://jobs-test-front-%d", rigs);
+    snprintf (pub, sizeof pub, "inproc://jobs-test-pub-%d", rigs++);
+    rig->frontend = zsock_new_router (front);
     rig->publisher = zsock_new (ZMQ_PAIR);
-    assert (rig->frontend && rig->publisher
-            && zsock_bind (rig->publisher, "inproc://jobs-test-pub") == 0);
-    rig->subscriber = testpeer_new (ZMQ_PAIR, "inproc://jobs-test-pub");
+    assert (rig->frontend && rig->publisher && zsock_bind (rig->publisher, "%s", pub) == 0);
+    rig->subscriber = testpeer_new (ZMQ_PAIR, pub);
     rig->outbox = outbox_new (rig->frontend, rig->publisher, 1, s_test_no_job, NULL);
     rig->scheduler = scheduler_new (&rig->config);
     rig->tenants = tenants_new (&rig->config, scheduler_slots (rig->scheduler), s_test_usage,
