@@ -32,7 +32,7 @@
 #                and CPU per job end to end, each without and with CURVE
 #
 # Knobs (environment), defaults in brackets:
-#   BENCH_SCENARIOS ["ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep"]
+#   BENCH_SCENARIOS ["ceiling accept wait seed seed-shared seed-on-jobgate nginx e2e wait-scale queued sweep door curve"]
 #   BENCH_RATE [500] BENCH_DURATION [60] BENCH_UPSTREAM_MS [5000] BENCH_WAIT [20]
 #   BENCH_SEED_DRAIN [60]  seconds to wait for the seed's background calls
 #   BENCH_CEILING_SECONDS [10] BENCH_CEILING_CONNECTIONS ["64 256"]
