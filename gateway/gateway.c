@@ -1071,8 +1071,12 @@ static void
 s_handle_models (request_t *req, const char *id)
 {
     gateway_t *self = req->gateway;
-    char *text = id ? openai_model_text (self->config, id, self->started_s)
-                    : openai_models_text (self->config, self->started_s);
+    if (!id) {
+        s_answer_text (req, 200, openai_models_text (self->config, self->started_s),
+                       "application/json");
+        return;
+    }
+    char *text = openai_model_text (self->config, id, self->started_s);
     if (text) {
         s_answer_text (req, 200, text, "application/json");
         return;
