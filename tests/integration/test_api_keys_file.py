@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 
-from harness import BUILD, Skip, Stack, request, wait_until
+from harness import BUILD, Stack, request, wait_until
 
 
 def _keys_file(stack, entries):
@@ -79,18 +79,10 @@ def test_a_gateway_with_a_bad_keys_file_does_not_start():
             assert "secret-k" not in result.stderr
 
 
-def _has_check_config():
-    usage = subprocess.run([os.path.join(BUILD, "gateway/jobgate-gateway"), "--help"], capture_output=True,
-                           text=True, timeout=20, stdin=subprocess.DEVNULL)
-    return "--check-config" in usage.stdout + usage.stderr
-
-
 def test_check_config_reads_the_keys_file():
     """The Kubernetes gateway listens on every interface with its keys only
     in the file: its check (start, --check-config, reload) must count them,
     or it refuses open mode off loopback. Nothing is bound by a check."""
-    if not _has_check_config():
-        raise Skip("this gateway has no --check-config (the daemon branch brings it)")
     with Stack(workers=0, start=False) as stack:
         path = _keys_file(stack, [{"key_sha256": hashlib.sha256(b"k").hexdigest(), "tenant": "a"}])
         stack.config["gateway"].update({"listen": "0.0.0.0:8080", "api_keys_file": path})
@@ -108,8 +100,6 @@ def test_reload_reads_the_keys_file_again():
     """A rotated Secret (Kubernetes updates the mounted file in place) and
     SIGHUP: the new key works, the removed one does not, and no key is still
     refused — the reload must not drop the file's keys into open mode."""
-    if not _has_check_config():
-        raise Skip("this gateway has no reload (the daemon branch brings SIGHUP)")
     with Stack(workers=1, start=False) as stack:
         path = _keys_file(stack, [{"key": "old-key", "tenant": "a"}])
         stack.config["gateway"]["api_keys_file"] = path

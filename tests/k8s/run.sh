@@ -4,15 +4,14 @@
 #
 #   1. setup.sh (Node and the pinned schema packages; the only network use);
 #   2. deploy/k8s/make-secrets.py makes the Secrets the pods mount, with
-#      CURVE key pairs from BUILD's `jobgate-broker --gen-keypair` (or, while
-#      the broker has none, from libzmq through tests/k8s/keygen.py);
+#      CURVE key pairs from BUILD's `jobgate-broker --gen-keypair`;
 #   3. the manifests and those Secrets pass validate.mjs, with the workers'
 #      external metric checked against the prometheus-adapter values;
 #   4. mutations.mjs: each of 29 mistakes made in a copy is refused;
-#   5. when the binaries have CURVE and --check-config, the ConfigMap's config.json,
+#   5. the ConfigMap's config.json,
 #      with the Secrets' files written to a temporary directory in place of
 #      /run/secrets/jobgate, is accepted by each of them;
-#   6. when the broker has CURVE: pods.py runs broker, gateway and worker on
+#   6. pods.py runs broker, gateway and worker on
 #      loopback as their pods would (config, Secret files, environment), and
 #      checks readiness, a job with a Secret's API key, 401 without, and the
 #      broker's /metrics serving jobgate_queued_jobs.
@@ -26,12 +25,6 @@ failed=0
 tests/k8s/setup.sh || { echo "k8s: setup failed"; exit 1; }
 
 keygen="$build/broker/jobgate-broker --gen-keypair"
-has_curve=1
-if ! $keygen >/dev/null 2>&1; then
-    has_curve=0
-    echo "k8s: $build/broker/jobgate-broker has no --gen-keypair: key pairs from libzmq (tests/k8s/keygen.py)"
-    keygen="python3 tests/k8s/keygen.py"
-fi
 if ! python3 deploy/k8s/make-secrets.py --keygen "$keygen" --tenant acme --operator ops \
         >"$work/secrets.yaml" 2>"$work/api-keys.txt"; then
     cat "$work/api-keys.txt"; echo "k8s: FAIL make-secrets.py"; exit 1
@@ -47,27 +40,17 @@ fi
 node tests/k8s/mutations.mjs deploy/k8s "$work/secrets.yaml" "$adapter" >"$work/mutations.out" || failed=1
 sed 's/^/k8s: /' "$work/mutations.out"
 
-# 5. The config as each binary reads it, where the binaries can say so and
-# know CURVE (the ConfigMap turns it on with security.curve.*_file).
-if [ "$has_curve" = 0 ]; then
-    echo "k8s: skip --check-config of the ConfigMap's config: it needs CURVE, which $build lacks"
-elif "$build/gateway/jobgate-gateway" --help 2>&1 | grep -q -- --check-config; then
-    for role in broker gateway worker; do
-        node tests/k8s/pod-files.mjs "$work" deploy/k8s "$work/secrets.yaml" "$role" || failed=1
-        if "$build/$role/jobgate-$role" --config "$work/config.json" --check-config >"$work/check.out" 2>&1; then
-            echo "k8s: ok   jobgate-$role --check-config on the ConfigMap's config: $(head -1 "$work/check.out")"
-        else
-            cat "$work/check.out"; echo "k8s: FAIL jobgate-$role --check-config on the ConfigMap's config"; failed=1
-        fi
-    done
-else
-    echo "k8s: skip --check-config of the ConfigMap's config: $build's binaries have no --check-config yet"
-fi
+# 5. The config as each binary reads it (the ConfigMap turns CURVE on with
+# security.curve.*_file).
+for role in broker gateway worker; do
+    node tests/k8s/pod-files.mjs "$work" deploy/k8s "$work/secrets.yaml" "$role" || failed=1
+    if "$build/$role/jobgate-$role" --config "$work/config.json" --check-config >"$work/check.out" 2>&1; then
+        echo "k8s: ok   jobgate-$role --check-config on the ConfigMap's config: $(head -1 "$work/check.out")"
+    else
+        cat "$work/check.out"; echo "k8s: FAIL jobgate-$role --check-config on the ConfigMap's config"; failed=1
+    fi
+done
 # 6. The pods' processes, run on loopback with the pods' files (pods.py).
-if [ "$has_curve" = 1 ]; then
-    api_key=$(sed -n 's/.*API key of tenant acme: //p' "$work/api-keys.txt")
-    python3 tests/k8s/pods.py "$build" "$work/secrets.yaml" "$api_key" || failed=1
-else
-    echo "k8s: skip the pods on loopback (tests/k8s/pods.py): the ConfigMap's config needs CURVE, which $build lacks"
-fi
+api_key=$(sed -n 's/.*API key of tenant acme: //p' "$work/api-keys.txt")
+python3 tests/k8s/pods.py "$build" "$work/secrets.yaml" "$api_key" || failed=1
 [ "$failed" -eq 0 ]

@@ -397,12 +397,16 @@ def run(args, lab):
     lab.impair(args.delay_ms, args.loss)
     netlab.enter(lab.ns("client"))     # this thread and every thread it starts: the client host
 
-    pair = curve_keypair(os.path.join(BUILD, "broker/jobgate-broker"))
-    curve = pair is not None and not args.no_curve
+    # CURVE is part of every build: a --gen-keypair that fails is a failure
+    # of the suite, never a quiet run in the clear (only --no-curve is).
+    curve = not args.no_curve
+    if curve and curve_keypair(os.path.join(BUILD, "broker/jobgate-broker")) is None:
+        log("multihost: FAIL jobgate-broker --gen-keypair gave no key pair")
+        return 1
     stack = MultiStack(lab, args, curve)
     log("multihost: seed %d, %s, delay %.1f ms one way, loss %.2f%%, %.0f jobs/s async + %d waiting "
         "clients, logs in %s" % (args.seed, "CURVE on (a key pair per process, from files)" if curve else
-                                 "CURVE off (this build's jobgate-broker --gen-keypair does not work)",
+                                 "CURVE off (--no-curve)",
                                  args.delay_ms, args.loss * 100, args.rate, args.wait_threads, stack.dir))
     rows = []
     problems = []
@@ -574,7 +578,7 @@ def run(args, lab):
                     problems.append("rogue: the rogue itself failed: %s" % (broken or "never started"))
                 if not stack.curve:
                     row["verdict"] = "SKIPPED"
-                    row["note"] = ("no CURVE in this build: the rogue was given %s (docs/protocol.md §7)"
+                    row["note"] = ("--no-curve: the rogue was given %s (docs/protocol.md §7)"
                                    % json.dumps(got))
                 elif any(v != 0 for v in given.values()):
                     bad.append("the rogue was given something: %s" % json.dumps(got))
