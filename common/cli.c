@@ -86,9 +86,11 @@ cli_start (int argc, char **argv, const char *process, const char *usage, cli_ch
     config_t *config = config_load (config_path, error, sizeof error);
     if (config && check && check (config, error, sizeof error) < 0)
         config_destroy (&config);
-    // The CURVE keys (files read, shapes and pairs checked) as the process
-    // would use them: the broker is the server, the others its clients.
-    if (config && curve_check (config, strcmp (process, "broker") == 0, error, sizeof error) < 0)
+    // --check-config judges the CURVE keys (files read, shapes and pairs
+    // checked) as curve_new will at start, which checks them itself then:
+    // the broker is the server, the others its clients.
+    if (config && check_only
+        && curve_check (config, strcmp (process, "broker") == 0, error, sizeof error) < 0)
         config_destroy (&config);
     if (config && check_only && log_check (config->log_file, error, sizeof error) < 0)
         config_destroy (&config);
