@@ -44,6 +44,10 @@
 #define LOADGEN_MAX_WAIT_NS 100000000ULL    // the loop never sleeps longer than this
 #define LOADGEN_CONNECT_WAIT_NS 2000000000ULL  // time allowed to open the initial pool
 #define LOADGEN_POOLED_NS 1000000000ULL        // a connection this old before its first request is a pool's
+// A request is resent at most this often after stale pool connections: the
+// pool's connections opened together are closed together by a server's idle
+// deadline, so the first resend can meet a second stale one.
+#define LOADGEN_STALE_RESENDS 8
 #define LOADGEN_EVENTS 512                  // epoll events handled per wake-up
 
 // Where a connection is in its life.
@@ -67,7 +71,7 @@ typedef enum {
 // One scheduled request: all requests are alike except for when they were due.
 typedef struct {
     uint64_t intended_ns;          // when the open-loop schedule wanted it sent
-    bool retried;                  // already resent once after a stale keep-alive close
+    int resent;                    // times resent after a stale keep-alive close
 } job_t;
 
 typedef struct conn_t conn_t;
@@ -710,7 +714,8 @@ s_request_done (loadgen_t *self, conn_t *conn)
 
 // s_request_failed handles a connection error while a request was in
 // progress: a keep-alive connection the server closed before answering gets
-// its request resent once (what every HTTP client does); otherwise it counts.
+// its request resent (what every HTTP client does, up to LOADGEN_STALE_RESENDS
+// times); otherwise it counts.
 static void
 s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
 {
@@ -719,10 +724,10 @@ s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
     // close one that sent nothing for a while, as nginx does) is as stale
     // as a used one.
     bool pooled = conn->served > 0 || conn->dispatched_ns - conn->opened_ns > LOADGEN_POOLED_NS;
-    bool stale = !parse_error && conn->got == 0 && pooled && !job.retried;
+    bool stale = !parse_error && conn->got == 0 && pooled && job.resent < LOADGEN_STALE_RESENDS;
     s_conn_close (self, conn);
     if (stale) {
-        job.retried = true;
+        job.resent++;
         self->retries++;
         if (s_queue_push_front (&self->pending, job) == 0)
             return;
@@ -1092,7 +1097,7 @@ static void
 s_schedule_and_dispatch (loadgen_t *self, uint64_t now)
 {
     while (self->scheduled < self->total && s_intended_ns (self, self->scheduled) <= now) {
-        job_t job = { .intended_ns = s_intended_ns (self, self->scheduled), .retried = false };
+        job_t job = { .intended_ns = s_intended_ns (self, self->scheduled), .resent = 0 };
         if (s_queue_push_back (&self->pending, job))
             break;                 // out of memory: try again on the next turn
         self->scheduled++;

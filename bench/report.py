@@ -350,8 +350,10 @@ def _side_by_side(directory, meta, body, raw, sweep, target):
         base = side["wait_scale"].get("jobgate", {})
         rows.append(["%s/s wait mode, %s ms upstream: answered 200, p99" % (
             _n(ws_meta.get("rate")), ws_meta.get("upstream_ms")), LABELS[system],
-            "%s of %s, p99 %s (%s parked at once)" % (_n(ok), _n(load.get("scheduled")), _ms(figure["p99_ms"]),
-                                                      _n(parked)),
+            "%s of %s, p99 %s (%s parked at once%s)" % (
+                _n(ok), _n(load.get("scheduled")), _ms(figure["p99_ms"]), _n(parked),
+                ", %d gateways sharing the port" % ws_meta["gateways"]
+                if system == "jobgate" and ws_meta.get("gateways", 1) > 1 else ""),
             _vs_cell(system, base.get("ok"), ok)])
         rows.append(["… memory per parked connection (front door's peak RSS growth)", LABELS[system],
                      _kib(per_parked), _vs_cell(system, base.get("bytes_per_parked"), per_parked, True)])

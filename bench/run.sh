@@ -39,6 +39,10 @@
 #   BENCH_CEILING_WORKERS [BENCH_WORKERS]
 #   BENCH_E2E_RATE [5000] BENCH_E2E_DURATION [60] BENCH_E2E_UPSTREAM_MS [1000]
 #   BENCH_WAITSCALE_RATE [2000] BENCH_WAITSCALE_DURATION [30] BENCH_WAITSCALE_UPSTREAM_MS [5000]
+#   BENCH_WAITSCALE_GATEWAYS [2]  gateway processes sharing the port (gateway.reuse_port): a
+#                parked connection holds 3 descriptors in a gateway (its front door relays it
+#                to libmicrohttpd), and 10,000 parked need more than one process's 20,000
+#                when the hard limit cannot be raised (no CAP_SYS_RESOURCE, as here)
 #   BENCH_QUEUED_JOBS [100000] BENCH_QUEUED_RATE [5000]
 #   BENCH_SWEEP_RATES ["250 500 1000 2000 5000 10000 20000"] BENCH_SWEEP_DURATION [5]
 #   BENCH_SWEEP_SYSTEMS ["jobgate bullmq-always bullmq-everysec gearman nginx seed seed-shared"]
@@ -79,6 +83,7 @@ e2e_upstream_ms=${BENCH_E2E_UPSTREAM_MS:-1000}
 ws_rate=${BENCH_WAITSCALE_RATE:-2000}
 ws_duration=${BENCH_WAITSCALE_DURATION:-30}
 ws_upstream_ms=${BENCH_WAITSCALE_UPSTREAM_MS:-5000}
+ws_gateways=${BENCH_WAITSCALE_GATEWAYS:-2}
 queued_jobs=${BENCH_QUEUED_JOBS:-100000}
 queued_rate=${BENCH_QUEUED_RATE:-5000}
 sweep_rates=${BENCH_SWEEP_RATES:-"250 500 1000 2000 5000 10000 20000"}
@@ -320,12 +325,15 @@ print('"curve": ' + json.dumps({"broker_public_key": broker["public_key"],
 PY
 }
 
-jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1]
+jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1] [GATEWAYS]
     name=$1
     n_workers=${2:-$workers}
     n_conc=${3:-$concurrency}
     n_durability=${4:-fsync}
     n_curve=${5:-0}
+    n_gateways=${6:-1}
+    # several gateways share the port (gateway.reuse_port)
+    if [ "$n_gateways" -gt 1 ]; then reuse_port=true; else reuse_port=false; fi
     jg_port=$(free_port)
     jg_metrics_port=$(free_port)
     mkdir -p "$tmp/$name"
@@ -342,7 +350,7 @@ jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1]
     fi
     cat >"$tmp/$name/config.json" <<EOF
 {
-  "gateway":  { "listen": "127.0.0.1:$jg_port", "max_connections": 16000 },
+  "gateway":  { "listen": "127.0.0.1:$jg_port", "max_connections": 16000, "reuse_port": $reuse_port },
   "broker":   { "frontend": "tcp://127.0.0.1:$(free_port)",
                 "backend":  "tcp://127.0.0.1:$(free_port)",
                 "publisher":"tcp://127.0.0.1:$(free_port)",
@@ -367,6 +375,15 @@ EOF
         --config "$tmp/$name/config.json"
     jg_pids="$jg_pids $last_pid"
     jg_named="$jg_named gateway=$last_pid"
+    i=2
+    while [ "$i" -le "$n_gateways" ]; do
+        # shellcheck disable=SC2086
+        spawn "$name-gateway$i" env $client_env "$build/gateway/jobgate-gateway" \
+            --config "$tmp/$name/config.json"
+        jg_pids="$jg_pids $last_pid"
+        jg_named="$jg_named gateway$i=$last_pid"
+        i=$((i + 1))
+    done
     i=0
     while [ "$i" -lt "$n_workers" ]; do
         # shellcheck disable=SC2086
@@ -442,13 +459,14 @@ scenario_load() {
     fi
 }
 
-# jg_scenario NAME RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S [CURVE] —
+# jg_scenario NAME RATE DURATION LATENCY_MS WAIT_S CONCURRENCY SETTLE_S [CURVE] [GATEWAYS] —
 # a fresh stack (with CURVE 1: security.curve on), CPU/memory marks, one
 # open-loop load, the drain, the readback.
 jg_scenario() {
     name=$1 s_rate=$2 s_duration=$3 s_latency=$4 s_wait=$5 s_conc=$6 s_settle=$7 s_curve=${8:-0}
+    s_gateways=${9:-1}
     mock_reset
-    jg_start "$name" "$workers" "$s_conc" fsync "$s_curve"
+    jg_start "$name" "$workers" "$s_conc" fsync "$s_curve" "$s_gateways"
     mark "$name" before
     scenario_load "$name" "$jg_port" "$s_rate" "$s_duration" "$s_latency" "$s_wait"
     mark "$name" after-load
@@ -750,7 +768,8 @@ fi
 # ---------------------------------------------------------------- 4. wait mode at scale
 
 if want wait-scale; then
-    jg_scenario wait-scale "$ws_rate" "$ws_duration" "$ws_upstream_ms" "$prefer_wait" "$ws_conc" 60
+    jg_scenario wait-scale "$ws_rate" "$ws_duration" "$ws_upstream_ms" "$prefer_wait" "$ws_conc" 60 0 \
+        "$ws_gateways"
     for sys in $peer_systems; do
         peer_scenario "wait-scale-$sys" "$sys" "$ws_rate" "$ws_duration" "$ws_upstream_ms" "$prefer_wait" \
             "$ws_conc" 60
@@ -944,7 +963,7 @@ meta = {
     "e2e": {"rate": $e2e_rate, "duration_s": $e2e_duration, "upstream_ms": $e2e_upstream_ms,
             "concurrency": $e2e_conc},
     "wait_scale": {"rate": $ws_rate, "duration_s": $ws_duration, "upstream_ms": $ws_upstream_ms,
-                   "concurrency": $ws_conc},
+                   "concurrency": $ws_conc, "gateways": $ws_gateways},
     "queued": {"jobs": $queued_jobs, "rate": $queued_rate},
     "door": {"rate": $door_rate, "seq_rate": $door_seq_rate, "duration_s": $door_duration,
              "streams": $door_streams},

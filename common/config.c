@@ -87,6 +87,10 @@ static const config_key_t s_keys[] = {
       NULL, false, "how long a request waits for the broker before 503" },
     { "gateway", "max_connections", KEY_INT, C (max_connections), 16, 1000000, "10000", NULL, 0,
       NULL, false, "HTTP connections held at once" },
+    { "gateway", "reuse_port", KEY_BOOL, C (gateway_reuse_port), 0, 0, "false", NULL, 0, NULL,
+      false, "bind listen with SO_REUSEPORT: several gateway processes on one host share the "
+      "port and the kernel spreads new connections between them (one loop per core, and each "
+      "process's own open-files limit)" },
     { "gateway", "allow_open_mode", KEY_BOOL, C (allow_open_mode), 0, 0, "false", NULL, 0, NULL,
       false, "without api_keys, serve on a non-loopback address anyway (otherwise refused)" },
     { "gateway", "allowed_hosts", KEY_CUSTOM, 0, 0, 0, NULL, NULL, 0, s_load_allowed_hosts, false,

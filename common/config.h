@@ -92,6 +92,7 @@ typedef struct {
     size_t max_body_bytes;          // request body limit (413 above)
     int64_t submit_timeout_ms;      // how long a POST waits for the broker
     int max_connections;            // HTTP connections held at once
+    bool gateway_reuse_port;        // listen with SO_REUSEPORT (several gateways, one port)
     bool allow_open_mode;           // open mode (no keys) on a non-loopback address
     char **allowed_hosts;           // Host names accepted besides loopback and listen
     size_t allowed_hosts_count;     // entries in allowed_hosts

@@ -730,6 +730,8 @@ frontdoor_new (evloop_t *loop, const struct sockaddr *addr, socklen_t addr_len,
     int one = 1;
     if (self->listen_fd < 0
         || setsockopt (self->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0
+        || (limits->reuse_port
+            && setsockopt (self->listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
         || bind (self->listen_fd, addr, addr_len) < 0 || listen (self->listen_fd, 4096) < 0) {
         snprintf (error, error_size, "%s", strerror (errno));
         if (self->listen_fd >= 0)
@@ -948,6 +950,31 @@ frontdoor_test (bool verbose)
     assert (s_test_read (e, buf, sizeof buf, &closed) == 0 && closed);
     assert (frontdoor_stats (door).timed_out == 2 && frontdoor_stats (door).open == 0);
     close (e);
+
+    // Without reuse_port a second door cannot bind the port; with it on
+    // both, both listen (several gateway processes on one port), and a
+    // connection to the port is served by one of them.
+    addr.sin_port = htons ((uint16_t) frontdoor_port (door));
+    frontdoor_t *second = frontdoor_new (loop, (struct sockaddr *) &addr, sizeof addr, &limits,
+                                         s_test_handoff, NULL, &server, error, sizeof error);
+    assert (!second && strstr (error, "in use"));
+    frontdoor_destroy (&door);
+    frontdoor_limits_t sharing = limits;
+    sharing.reuse_port = true;
+    door = frontdoor_new (loop, (struct sockaddr *) &addr, sizeof addr, &sharing, s_test_handoff,
+                          NULL, &server, error, sizeof error);
+    second = frontdoor_new (loop, (struct sockaddr *) &addr, sizeof addr, &sharing,
+                            s_test_handoff, NULL, &server, error, sizeof error);
+    assert (door && second && frontdoor_port (second) == frontdoor_port (door));
+    int f = s_test_client (frontdoor_port (door));
+    assert (send (f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, 0) == 27);
+    evloop_run_for (loop, 20);
+    s_test_read (f, buf, sizeof buf, &closed);
+    assert (strstr (buf, "200 OK"));
+    assert (frontdoor_stats (door).accepted + frontdoor_stats (second).accepted == 1);
+    close (f);
+    evloop_run_for (loop, 20);
+    frontdoor_destroy (&second);
     frontdoor_destroy (&door);
     frontdoor_destroy (&door);
     for (size_t i = 0; i < server.count; i++)

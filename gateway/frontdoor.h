@@ -42,6 +42,7 @@ typedef struct {
     int64_t header_timeout_ms;  // a request head must arrive within this
     size_t min_body_rate;       // bytes/s a body must average after the grace, 0 = any
     size_t max_head_bytes;      // a request head may hold this much (431 above)
+    bool reuse_port;            // bind with SO_REUSEPORT: other processes may share the port
 } frontdoor_limits_t;
 
 // Hands the server end of a new connection's socketpair to the HTTP server,

@@ -1945,7 +1945,8 @@ gateway_new (const config_t *config, evloop_t *loop, char *error, size_t error_s
     frontdoor_limits_t limits = { .max_connections = (size_t) config->max_connections,
                                   .header_timeout_ms = config->header_timeout_ms,
                                   .min_body_rate = config->min_body_rate,
-                                  .max_head_bytes = MAX_HEAD_BYTES };
+                                  .max_head_bytes = MAX_HEAD_BYTES,
+                                  .reuse_port = config->gateway_reuse_port };
     self->door = frontdoor_new (loop, (struct sockaddr *) &addr,
                                 addr.ss_family == AF_INET6 ? sizeof (struct sockaddr_in6)
                                                            : sizeof (struct sockaddr_in),
