@@ -298,7 +298,7 @@ s_to_server (door_conn_t *conn, const char *data, size_t len)
         conn->kicked_next = self->kicked;
         self->kicked = conn;
         if (self->kick)
-            self->kick (self->handoff_arg);
+            self->kick (conn->handed_fd, self->handoff_arg);
     }
 }
 

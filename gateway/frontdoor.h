@@ -50,10 +50,11 @@ typedef struct {
 // when it cannot serve it (the client then gets 503).
 typedef int (frontdoor_handoff_fn) (int fd, void *arg);
 
-// Called when client bytes were passed to the HTTP server, so that it runs
-// in this loop turn (then frontdoor_relay_answers takes its answers at once,
-// instead of one more turn each way).
-typedef void (frontdoor_kick_fn) (void *arg);
+// Called when client bytes were passed to the HTTP server on connection
+// handed_fd (the end the handoff gave it), so that it runs in this loop turn
+// (then frontdoor_relay_answers takes its answers at once, instead of one
+// more turn each way).
+typedef void (frontdoor_kick_fn) (int handed_fd, void *arg);
 
 // Counters, for /metrics.
 typedef struct {

@@ -1813,10 +1813,10 @@ s_client_gone (int fd, void *arg)
 // s_kick makes the HTTP server run in this loop turn: the front door
 // passed it bytes.
 static void
-s_kick (void *arg)
+s_kick (int handed_fd, void *arg)
 {
     gateway_t *self = arg;
-    mhdloop_kick (self->http);
+    mhdloop_kick (self->http, handed_fd);
 }
 
 // s_handoff gives a new connection (a socketpair end) to the HTTP server.

@@ -15,17 +15,34 @@
 
 // Parked connections per millisecond of spacing between resume batches.
 #define RESUME_BATCH_PARKED_PER_MS 1000
+// New connections go to one more server per this many parked (unless the
+// limits say otherwise): while few are parked, one server runs once per
+// loop turn for every connection (each further server costs a run of its
+// own in the turns its connections need: 5 µs per job at the accept
+// ceiling with 64 servers from the start).
+#define PARKED_PER_SERVER 128
 
-struct _mhdloop_t {
-    evloop_t *loop;             // borrowed event loop
+// One HTTP server: a libmicrohttpd daemon and the connections given to it.
+typedef struct {
+    mhdloop_t *owner;           // the module
     struct MHD_Daemon *daemon;  // the HTTP server
     int epoll_fd;               // its epoll fd, watched by the loop
     evloop_timer_t *timer;      // its own next timeout
     bool run_needed;            // run it in this loop turn
-    mhdloop_conn_t *resume_list; // connections waiting for the next resume batch
-    int64_t last_resume_ms;     // monotonic time of the last batch
-    mhdloop_conn_t *suspended;  // every suspended connection
+    mhdloop_conn_t *resume_list; // connections waiting for its next resume batch
+    int64_t last_resume_ms;     // monotonic time of its last batch
+    mhdloop_conn_t *suspended;  // its suspended connections
     size_t suspended_count;     // how many
+} mhd_server_t;
+
+struct _mhdloop_t {
+    evloop_t *loop;             // borrowed event loop
+    mhd_server_t servers[MHDLOOP_SERVERS]; // the servers
+    size_t suspended_count;     // suspended connections, all servers
+    uint8_t *server_of;         // connection fd → index of the server that holds it
+    size_t server_of_size;      // entries in server_of
+    size_t next_server;         // round-robin counter over the servers in use
+    size_t parked_per_server;   // one more server in use per this many parked
 };
 
 // s_log passes libmicrohttpd's messages on as debug lines.
@@ -44,29 +61,40 @@ s_log (void *cls, const char *fmt, va_list ap)
     log_debug (NULL, "http: %s", line);
 }
 
+static void s_timeout (evloop_t *loop, void *arg);
+
+// s_server_run runs one server now.
+static void
+s_server_run (mhd_server_t *server)
+{
+    server->run_needed = false;
+    MHD_run (server->daemon);
+    evloop_timer_cancel (server->owner->loop, &server->timer);
+    MHD_UNSIGNED_LONG_LONG timeout;
+    if (MHD_get_timeout (server->daemon, &timeout) == MHD_YES)
+        server->timer = evloop_timer_start (server->owner->loop, (int64_t) timeout, s_timeout,
+                                            server);
+}
+
 static void
 s_timeout (evloop_t *loop, void *arg)
 {
-    mhdloop_t *self = arg;
-    self->timer = NULL;
-    mhdloop_run (self);
+    mhd_server_t *server = arg;
+    server->timer = NULL;
+    s_server_run (server);
 }
 
 void
 mhdloop_run (mhdloop_t *self)
 {
-    self->run_needed = false;
-    MHD_run (self->daemon);
-    evloop_timer_cancel (self->loop, &self->timer);
-    MHD_UNSIGNED_LONG_LONG timeout;
-    if (MHD_get_timeout (self->daemon, &timeout) == MHD_YES)
-        self->timer = evloop_timer_start (self->loop, (int64_t) timeout, s_timeout, self);
+    for (size_t i = 0; i < MHDLOOP_SERVERS; i++)
+        s_server_run (&self->servers[i]);
 }
 
 static void
 s_ready (evloop_t *loop, int fd, int events, void *arg)
 {
-    mhdloop_run (arg);
+    s_server_run (arg);
 }
 
 // s_unescape is libmicrohttpd's unescape callback: paths and query
@@ -77,50 +105,102 @@ s_unescape (void *cls, struct MHD_Connection *connection, char *text)
     return routes_unescape (text);
 }
 
+// s_server_stop stops a server that was started (its suspended connections
+// resumed first).
+static void
+s_server_stop (mhd_server_t *server)
+{
+    evloop_fd_remove (server->owner->loop, server->epoll_fd);
+    evloop_timer_cancel (server->owner->loop, &server->timer);
+    MHD_stop_daemon (server->daemon);
+    server->daemon = NULL;
+}
+
 mhdloop_t *
 mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCallback access,
              MHD_RequestCompletedCallback completed, void *arg, char *error, size_t error_size)
 {
     mhdloop_t *self = mem_calloc (1, sizeof *self);
     self->loop = loop;
+    self->parked_per_server = limits->parked_per_server ? limits->parked_per_server
+                                                        : PARKED_PER_SERVER;
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
                          | MHD_USE_NO_LISTEN_SOCKET;
-    self->daemon = MHD_start_daemon (
-        flags, 0, NULL, NULL, access, arg, MHD_OPTION_EXTERNAL_LOGGER, s_log, self,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_CONNECTION_LIMIT,
-        limits->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, limits->timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits->connection_memory,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_UNESCAPE_CALLBACK, s_unescape, NULL,
-        MHD_OPTION_END);
-    if (!self->daemon) {
-        snprintf (error, error_size, "cannot start the HTTP server: %s", strerror (errno));
-        free (self);
-        return NULL;
+    for (size_t i = 0; i < MHDLOOP_SERVERS; i++) {
+        mhd_server_t *server = &self->servers[i];
+        server->owner = self;
+        // Each server may hold every connection: the front door holds the limit.
+        server->daemon = MHD_start_daemon (
+            flags, 0, NULL, NULL, access, arg, MHD_OPTION_EXTERNAL_LOGGER, s_log, self,
+            MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_CONNECTION_LIMIT,
+            limits->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, limits->timeout_s,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits->connection_memory,
+            MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_UNESCAPE_CALLBACK, s_unescape, NULL,
+            MHD_OPTION_END);
+        if (!server->daemon)
+            snprintf (error, error_size, "cannot start the HTTP server: %s", strerror (errno));
+        else {
+            server->epoll_fd = MHD_get_daemon_info (server->daemon,
+                                                    MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd;
+            if (evloop_fd_add (loop, server->epoll_fd, EVLOOP_READ, s_ready, server) < 0) {
+                snprintf (error, error_size, "cannot watch the HTTP server: %s", strerror (errno));
+                MHD_stop_daemon (server->daemon);
+                server->daemon = NULL;
+            }
+        }
+        if (!server->daemon) {
+            while (i-- > 0)
+                s_server_stop (&self->servers[i]);
+            free (self);
+            return NULL;
+        }
+        s_server_run (server);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    self->epoll_fd = info->epoll_fd;
-    if (evloop_fd_add (loop, self->epoll_fd, EVLOOP_READ, s_ready, self) < 0) {
-        snprintf (error, error_size, "cannot watch the HTTP server: %s", strerror (errno));
-        MHD_stop_daemon (self->daemon);
-        free (self);
-        return NULL;
-    }
-    mhdloop_run (self);
     return self;
 }
 
-// s_unsuspended takes conn (suspended) off the suspended connections.
+// s_server_of returns the server of a connection given to the module.
+static mhd_server_t *
+s_server_of (mhdloop_t *self, int fd)
+{
+    assert (fd >= 0 && (size_t) fd < self->server_of_size);
+    return &self->servers[self->server_of[fd]];
+}
+
+// s_server_for picks the server for a new connection fd and remembers it:
+// round robin over as many servers as the parked connections call for.
+static mhd_server_t *
+s_server_for (mhdloop_t *self, int fd)
+{
+    if ((size_t) fd >= self->server_of_size) {
+        size_t size = self->server_of_size ? self->server_of_size : 1024;
+        while (size <= (size_t) fd)
+            size *= 2;
+        self->server_of = mem_realloc (self->server_of, size);
+        memset (self->server_of + self->server_of_size, 0, size - self->server_of_size);
+        self->server_of_size = size;
+    }
+    size_t in_use = 1 + self->suspended_count / self->parked_per_server;
+    if (in_use > MHDLOOP_SERVERS)
+        in_use = MHDLOOP_SERVERS;
+    self->server_of[fd] = (uint8_t) (self->next_server++ % in_use);
+    return &self->servers[self->server_of[fd]];
+}
+
+// s_unsuspended takes conn (suspended) off its server's suspended connections.
 static void
 s_unsuspended (mhdloop_t *self, mhdloop_conn_t *conn)
 {
+    mhd_server_t *server = &self->servers[conn->server];
     if (conn->prev)
         conn->prev->next = conn->next;
     else
-        self->suspended = conn->next;
+        server->suspended = conn->next;
     if (conn->next)
         conn->next->prev = conn->prev;
     conn->prev = conn->next = NULL;
     conn->suspended = false;
+    server->suspended_count--;
     self->suspended_count--;
 }
 
@@ -129,9 +209,9 @@ static void
 s_resume_now (mhdloop_t *self, mhdloop_conn_t *conn)
 {
     conn->resume_queued = false;
+    self->servers[conn->server].run_needed = true;
     s_unsuspended (self, conn);
     MHD_resume_connection (conn->connection);
-    self->run_needed = true;
 }
 
 void
@@ -140,13 +220,15 @@ mhdloop_destroy (mhdloop_t **self_p)
     if (!self_p || !*self_p)
         return;
     mhdloop_t *self = *self_p;
-    while (self->suspended)
-        s_resume_now (self, self->suspended);
-    self->resume_list = NULL;
-    MHD_run (self->daemon);
-    evloop_fd_remove (self->loop, self->epoll_fd);
-    evloop_timer_cancel (self->loop, &self->timer);
-    MHD_stop_daemon (self->daemon);
+    for (size_t i = 0; i < MHDLOOP_SERVERS; i++) {
+        mhd_server_t *server = &self->servers[i];
+        while (server->suspended)
+            s_resume_now (self, server->suspended);
+        server->resume_list = NULL;
+        MHD_run (server->daemon);
+        s_server_stop (server);
+    }
+    free (self->server_of);
     free (self);
     *self_p = NULL;
 }
@@ -157,19 +239,20 @@ mhdloop_add_connection (mhdloop_t *self, int fd)
     // Not an IP socket: an AF_UNIX address says so (the client's address
     // stays with the front door).
     struct sockaddr_un address = { .sun_family = AF_UNIX };
-    if (MHD_add_connection (self->daemon, fd, (const struct sockaddr *) &address,
+    mhd_server_t *server = s_server_for (self, fd);
+    if (MHD_add_connection (server->daemon, fd, (const struct sockaddr *) &address,
                             sizeof address) != MHD_YES) {
         log_warn (NULL, "http: the server refused a connection: %s", strerror (errno));
         return -1;
     }
-    self->run_needed = true;
+    server->run_needed = true;
     return 0;
 }
 
 void
-mhdloop_kick (mhdloop_t *self)
+mhdloop_kick (mhdloop_t *self, int fd)
 {
-    self->run_needed = true;
+    s_server_of (self, fd)->run_needed = true;
 }
 
 void
@@ -177,12 +260,18 @@ mhdloop_suspend (mhdloop_t *self, mhdloop_conn_t *conn)
 {
     if (conn->suspended)
         return;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (conn->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    assert (info);
+    mhd_server_t *server = s_server_of (self, info->connect_fd);
+    conn->server = (unsigned) (server - self->servers);
     conn->suspended = true;
     conn->prev = NULL;
-    conn->next = self->suspended;
-    if (self->suspended)
-        self->suspended->prev = conn;
-    self->suspended = conn;
+    conn->next = server->suspended;
+    if (server->suspended)
+        server->suspended->prev = conn;
+    server->suspended = conn;
+    server->suspended_count++;
     self->suspended_count++;
     MHD_suspend_connection (conn->connection);
 }
@@ -192,26 +281,27 @@ mhdloop_resume (mhdloop_t *self, mhdloop_conn_t *conn)
 {
     if (!conn->suspended || conn->resume_queued)
         return;
+    mhd_server_t *server = &self->servers[conn->server];
     conn->resume_queued = true;
-    conn->resume_next = self->resume_list;
-    self->resume_list = conn;
+    conn->resume_next = server->resume_list;
+    server->resume_list = conn;
 }
 
-// s_resume_batch resumes the queued connections when their time has come
-// (or at once with force), else makes the loop wake for it.
+// s_resume_batch resumes a server's queued connections when their time has
+// come (or at once with force), else makes the loop wake for it.
 static void
-s_resume_batch (mhdloop_t *self, bool force)
+s_resume_batch (mhdloop_t *self, mhd_server_t *server, bool force)
 {
-    if (!self->resume_list)
+    if (!server->resume_list)
         return;
     int64_t now = evloop_now_ms (self->loop);
-    int64_t spacing = (int64_t) (self->suspended_count / RESUME_BATCH_PARKED_PER_MS);
-    if (!force && now - self->last_resume_ms < spacing) {
-        evloop_wake_in (self->loop, spacing - (now - self->last_resume_ms));
+    int64_t spacing = (int64_t) (server->suspended_count / RESUME_BATCH_PARKED_PER_MS);
+    if (!force && now - server->last_resume_ms < spacing) {
+        evloop_wake_in (self->loop, spacing - (now - server->last_resume_ms));
         return;
     }
-    mhdloop_conn_t *conn = self->resume_list;
-    self->resume_list = NULL;
+    mhdloop_conn_t *conn = server->resume_list;
+    server->resume_list = NULL;
     while (conn) {
         mhdloop_conn_t *next = conn->resume_next;
         conn->resume_next = NULL;
@@ -219,20 +309,22 @@ s_resume_batch (mhdloop_t *self, bool force)
             s_resume_now (self, conn);
         conn = next;
     }
-    self->last_resume_ms = now;
+    server->last_resume_ms = now;
 }
 
 void
 mhdloop_resume_all (mhdloop_t *self)
 {
-    s_resume_batch (self, true);
+    for (size_t i = 0; i < MHDLOOP_SERVERS; i++)
+        s_resume_batch (self, &self->servers[i], true);
 }
 
 void
 mhdloop_forget (mhdloop_t *self, mhdloop_conn_t *conn)
 {
     if (conn->resume_queued) {
-        for (mhdloop_conn_t **at = &self->resume_list; *at; at = &(*at)->resume_next)
+        mhd_server_t *server = &self->servers[conn->server];
+        for (mhdloop_conn_t **at = &server->resume_list; *at; at = &(*at)->resume_next)
             if (*at == conn) {
                 *at = conn->resume_next;
                 break;
@@ -246,9 +338,12 @@ mhdloop_forget (mhdloop_t *self, mhdloop_conn_t *conn)
 void
 mhdloop_on_idle (mhdloop_t *self)
 {
-    s_resume_batch (self, false);
-    if (self->run_needed)
-        mhdloop_run (self);
+    for (size_t i = 0; i < MHDLOOP_SERVERS; i++) {
+        mhd_server_t *server = &self->servers[i];
+        s_resume_batch (self, server, false);
+        if (server->run_needed)
+            s_server_run (server);
+    }
 }
 
 size_t
@@ -269,7 +364,7 @@ typedef struct {
 // What the test server saw.
 typedef struct {
     mhdloop_t *mhd;             // the server
-    s_test_request_t *parked[4]; // /park requests, in arrival order
+    s_test_request_t *parked[8]; // /park requests, in arrival order
     size_t parked_count;        // how many
     int completed;              // requests completed
 } s_test_server_t;
@@ -301,7 +396,7 @@ s_test_access (void *cls, struct MHD_Connection *connection, const char *url, co
         return s_test_answer (connection, "now");
     if (request->ready)
         return s_test_answer (connection, "parked");
-    if (!request->conn.suspended && server->parked_count < 4)
+    if (!request->conn.suspended && server->parked_count < 8)
         server->parked[server->parked_count++] = request;
     mhdloop_suspend (server->mhd, &request->conn);
     return MHD_YES;
@@ -363,7 +458,7 @@ mhdloop_test (bool verbose)
     evloop_t *loop = evloop_new ();
     s_test_server_t server = { 0 };
     mhdloop_limits_t limits = { .max_connections = 16, .timeout_s = 60,
-                                .connection_memory = 16384 };
+                                .connection_memory = 16384, .parked_per_server = 2 };
     char error[256];
     server.mhd = mhdloop_new (loop, &limits, s_test_access, s_test_completed, &server, error,
                               sizeof error);
@@ -381,6 +476,8 @@ mhdloop_test (bool verbose)
     int second = s_test_client (server.mhd, "/park");
     evloop_run_for (loop, 20);
     assert (server.parked_count == 2 && mhdloop_suspended (server.mhd) == 2);
+    // While none were parked, every connection went to the first server.
+    assert (server.parked[0]->conn.server == 0 && server.parked[1]->conn.server == 0);
     assert (s_test_body (first, "") && s_test_body (second, ""));
     s_test_request_t *request = server.parked[0];
     request->ready = true;
@@ -393,12 +490,35 @@ mhdloop_test (bool verbose)
     int last = first_answered ? second : first;
     assert (s_test_body (last, ""));
 
+    // With parked connections, new ones are spread over more servers (here
+    // one more per 2 parked); each server parks and resumes its own.
+    int more[4];
+    for (size_t i = 0; i < 4; i++) {
+        more[i] = s_test_client (server.mhd, "/park");
+        evloop_run_for (loop, 10);
+    }
+    assert (server.parked_count == 6 && mhdloop_suspended (server.mhd) == 5);
+    bool spread = false;
+    for (size_t i = 3; i < 6; i++)
+        spread |= server.parked[i]->conn.server != server.parked[2]->conn.server;
+    assert (spread);
+    for (size_t i = 2; i < 6; i++) {
+        server.parked[i]->ready = true;
+        mhdloop_resume (server.mhd, &server.parked[i]->conn);
+    }
+    evloop_run_for (loop, 20);
+    assert (mhdloop_suspended (server.mhd) == 1 && server.completed == 6);
+    for (size_t i = 0; i < 4; i++) {
+        assert (s_test_body (more[i], "parked"));
+        close (more[i]);
+    }
+
     // Stopping resumes what is still parked: its answer goes out, and its
     // request completes.
     server.parked[1]->ready = true;
     mhdloop_destroy (&server.mhd);
     mhdloop_destroy (&server.mhd);
-    assert (server.completed == 3);
+    assert (server.completed == 7);
     assert (s_test_body (last, "parked"));
     close (now);
     close (first);

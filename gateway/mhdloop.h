@@ -15,10 +15,14 @@
 //   thread and not a busy loop. libmicrohttpd 0.9.75 walks its whole list
 //   of suspended connections in the run that follows any resume; with
 //   thousands parked (Prefer: wait), that walk once per loop turn cost more
-//   than the requests. So resumes are batched: all at once while few are
-//   parked, at most every parked/1000 ms when many are (4,000 parked: a
-//   batch per 4 ms), which bounds the walking to about a microsecond per
-//   parked connection per millisecond;
+//   than the requests (and batching resumes only traded it for latency:
+//   36 % of the gateway's CPU at 500/s with 2,500 parked). So new
+//   connections are spread round robin over as many daemons as the parked
+//   ones call for (one per 128 parked, up to MHDLOOP_SERVERS; one while
+//   few are parked, so a turn runs one daemon for all), and a resume walks
+//   only its own daemon's parked connections (~128, not 10,000); resumes
+//   are still batched per daemon when one alone holds more than 1,000
+//   parked (a batch per parked/1000 ms);
 // * a suspended connection neither times out nor notices its client
 //   leaving (the front door tells the gateway), and every one must be
 //   resumed before the daemon stops: mhdloop_destroy does.
@@ -35,6 +39,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// HTTP servers (libmicrohttpd daemons) the connections are spread over, at
+// most. Each costs an epoll fd, and a run only in the turns its connections
+// need.
+#define MHDLOOP_SERVERS 64
+
 typedef struct _mhdloop_t mhdloop_t;
 typedef struct _mhdloop_conn_t mhdloop_conn_t;
 
@@ -43,6 +52,7 @@ struct _mhdloop_conn_t {
     bool suspended;             // parked in libmicrohttpd
     bool resume_queued;         // on the list of the next resume batch
     mhdloop_conn_t *resume_next; // next on that list
+    unsigned server;            // the server that holds it (set when suspended)
     mhdloop_conn_t *prev;       // neighbours among the suspended connections
     mhdloop_conn_t *next;
 };
@@ -52,6 +62,7 @@ typedef struct {
     unsigned int max_connections; // connections held at once
     unsigned int timeout_s;     // an idle connection (not suspended) closes after this
     size_t connection_memory;   // each connection's pool: its request head and small answers
+    size_t parked_per_server;   // one more daemon for new connections per this many parked (0: 128)
 } mhdloop_limits_t;
 
 // mhdloop_new starts the server with the request handlers of
@@ -74,9 +85,9 @@ void mhdloop_destroy (mhdloop_t **self_p);
 // from then on, and runs it in this turn. Returns 0, or -1 when it refused.
 int mhdloop_add_connection (mhdloop_t *self, int fd);
 
-// mhdloop_kick makes the server run in this loop turn (bytes were handed
-// to it).
-void mhdloop_kick (mhdloop_t *self);
+// mhdloop_kick makes the server of connection fd run in this loop turn
+// (bytes were handed to it).
+void mhdloop_kick (mhdloop_t *self, int fd);
 
 // mhdloop_suspend parks conn (its connection set) now; a suspended one is
 // ignored.
@@ -97,7 +108,7 @@ void mhdloop_forget (mhdloop_t *self, mhdloop_conn_t *conn);
 // loop's idle hook.
 void mhdloop_on_idle (mhdloop_t *self);
 
-// mhdloop_run runs the server now.
+// mhdloop_run runs every server now.
 void mhdloop_run (mhdloop_t *self);
 
 // mhdloop_suspended returns how many connections are parked.
