@@ -135,6 +135,7 @@ struct _gateway_t {
     uint64_t accepted;              // jobs acknowledged by the broker (metrics)
     uint64_t clients_gone;          // parked requests ended because their client left
     uint64_t sse_held_back;         // times a stream held chunks back (slow reader)
+    uint64_t answered_from_events;  // waiters answered from an end event's record
     evloop_timer_t *recheck_timer;  // repeating: waiters that have not read their job
     int64_t started_s;              // wall time the gateway started (the models' "created")
     bool draining;                  // SIGTERM seen
@@ -802,6 +803,7 @@ s_take_event_record (gateway_t *self, const brokerclient_event_t *event)
         return;
     }
     log_debug (job->id, "ended: %zu waiter(s) answered from the end event", count);
+    self->answered_from_events += count;
     for (size_t i = 0; i < count; i++) {
         s_take_job (takers[i], job, NULL);
         s_stop_waiting (takers[i]);     // answered: not woken below
@@ -1435,6 +1437,9 @@ s_handle_metrics (request_t *req)
     s_metric (out, "jobgate_sse_held_back_total", "counter",
               "Times an event stream held chunks back for a slow reader (sent later, in order).",
               (double) self->sse_held_back);
+    s_metric (out, "jobgate_answered_from_events_total", "counter",
+              "Requests held until their job ended, answered from the record its end event "
+              "carried (no read back).", (double) self->answered_from_events);
     frontdoor_stats_t door = frontdoor_stats (self->door);
     s_metric (out, "jobgate_http_connections", "gauge", "Client connections open.",
               (double) door.open);
