@@ -643,6 +643,10 @@ s_handle_submit (broker_t *self, proto_msg_t *msg, int64_t corr)
         return;
     }
     jobs_accept (self->jobs, job);
+    // A client held until the job ends: its end's event carries the record.
+    bool waiting = false;
+    if (pack_get_bool (msg->body, "waiting", &waiting) == 0 && waiting)
+        jobs_await (self->jobs, job->id);
     // Queued, or already succeeded when the cache answered it (SPEC §3.2).
     outbox_submit_ok (self->outbox, msg->envelope, corr, job->id, job->status, job->created_at,
                       false);

@@ -220,13 +220,20 @@ s_put_news (jobs_t *self, const job_t *job)
     }
 }
 
-// s_publish keeps the job's status event for after the commit.
+// s_publish keeps the job's status event for after the commit; with_record:
+// the event carries the committed record (a client waits on the job).
 static void
-s_publish (jobs_t *self, const job_t *job)
+s_publish_with (jobs_t *self, const job_t *job, bool with_record)
 {
     // A webhook delivery is the broker's own work, not the clients' jobs.
     outbox_event (self->outbox, job->id, job->status, job->attempts, job->attempt_seq,
-                  strcmp (job->kind, "webhook") != 0);
+                  strcmp (job->kind, "webhook") != 0, with_record ? job->tenant : NULL);
+}
+
+static void
+s_publish (jobs_t *self, const job_t *job)
+{
+    s_publish_with (self, job, false);
 }
 
 // The tokens a call's prompt is taken to hold: one per this many bytes of
@@ -646,6 +653,14 @@ jobs_accept (jobs_t *self, job_t *job)
 }
 
 void
+jobs_await (jobs_t *self, const char *id)
+{
+    entry_t *entry = zhashx_lookup (self->entries, id);
+    if (entry)
+        entry->awaited = true;
+}
+
+void
 jobs_recover (jobs_t *self, job_t *job, int64_t now_ms)
 {
     entry_t *entry = s_entry_new (self, job);
@@ -947,7 +962,7 @@ jobs_finish (jobs_t *self, entry_t *entry, job_t *job, job_status_t status, cons
     // A success of its own call answers identical jobs later (SPEC §3.2).
     cache_policy_t policy = s_answer_policy (self, job);
     s_put_finished (self, job, &policy);
-    s_publish (self, job);
+    s_publish_with (self, job, entry->awaited);
     log_info (job->id, "finished status=%s attempts=%d", job_status_name (status), job->attempts);
     telemetry_finished (self->telemetry, job, entry->provider, status, error);
     if (status == JOB_SUCCEEDED)
@@ -1112,11 +1127,18 @@ typedef struct {
     jobs_t *jobs;               // under test
 } test_rig_t;
 
+// s_test_render renders a JOB answer (or an event's record) from the store
+// (arg), as the broker does.
 static bool
-s_test_no_job (const char *id, const char *tenant, bool with_chunks, pack_writer_t *body,
+s_test_render (const char *id, const char *tenant, bool with_chunks, pack_writer_t *body,
                void *arg)
 {
-    return false;
+    job_t *job = store_get (arg, id);
+    bool found = job && strcmp (job->tenant, tenant) == 0;
+    if (found)
+        job_pack (job, body);
+    job_destroy (&job);
+    return found;
 }
 
 static uint64_t
@@ -1162,7 +1184,7 @@ s_test_rig (test_rig_t *rig)
     rig->publisher = zsock_new (ZMQ_PAIR);
     assert (rig->frontend && rig->publisher && zsock_bind (rig->publisher, "%s", pub) == 0);
     rig->subscriber = testpeer_new (ZMQ_PAIR, pub);
-    rig->outbox = outbox_new (rig->frontend, rig->publisher, 1, s_test_no_job, NULL);
+    rig->outbox = outbox_new (rig->frontend, rig->publisher, 1, s_test_render, rig->store);
     rig->scheduler = scheduler_new (&rig->config);
     rig->tenants = tenants_new (&rig->config, scheduler_slots (rig->scheduler), s_test_usage,
                                 rig->store);
@@ -1312,6 +1334,65 @@ s_test_cache_of (test_rig_t *rig, const char *id, job_status_t status, const cha
     assert (job->status == status);
     assert (cache ? job->cache && strcmp (job->cache, cache) == 0 : !job->cache);
     job_destroy (&job);
+}
+
+// s_test_event_record takes the subscriber's next event, which must be
+// job id's with status, and returns the record it carries (NULL: none).
+static job_t *
+s_test_event_record (test_rig_t *rig, const char *id, const char *status)
+{
+    proto_msg_t *event = testpeer_take (rig->subscriber);
+    assert (event);
+    size_t len = 0, size = 0;
+    const char *event_id = pack_get_str (event->body, "id", &len);
+    assert (event_id && len == JOB_ID_LEN && memcmp (event_id, id, JOB_ID_LEN) == 0);
+    const char *event_status = pack_get_str (event->body, "status", &len);
+    assert (event_status && len == strlen (status) && memcmp (event_status, status, len) == 0);
+    const char *data = pack_get_str (event->body, "record", &size);
+    job_t *job = NULL;
+    if (data) {
+        pack_reader_t *reader = pack_reader_new (data, size);
+        assert (reader);
+        job = job_unpack (reader);
+        assert (job);
+        pack_reader_destroy (&reader);
+    }
+    proto_msg_destroy (&event);
+    return job;
+}
+
+// s_test_awaited: the end of a job a client waits on carries its committed
+// record (docs/protocol.md §3.3), and only the end, and only of that job.
+static void
+s_test_awaited (void)
+{
+    test_rig_t rig;
+    s_test_rig (&rig);
+    char awaited[JOB_ID_LEN + 1], plain[JOB_ID_LEN + 1];
+    s_test_accept (&rig, "p", NULL, 1, awaited);
+    jobs_await (rig.jobs, awaited);
+    s_test_accept (&rig, "p", NULL, 1, plain);
+    jobs_await (rig.jobs, "0190a000-0000-7000-8000-000000000000");  // not active: nothing
+    assert (store_commit (rig.store) == 0);
+    outbox_flush (rig.outbox, NULL, NULL);
+    assert (!s_test_event_record (&rig, awaited, "queued"));
+    assert (!s_test_event_record (&rig, plain, "queued"));
+    entry_t *entry = s_test_start (&rig, awaited, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200,\"body\":\"ok\"}", NULL);
+    entry = s_test_start (&rig, plain, 1, 1);
+    s_test_report (&rig, entry, "succeeded", "{\"status\":200}", NULL);
+    assert (store_commit (rig.store) == 0);
+    outbox_flush (rig.outbox, NULL, NULL);
+    assert (!s_test_event_record (&rig, awaited, "running"));
+    job_t *job = s_test_event_record (&rig, awaited, "succeeded");
+    assert (job && strcmp (job->id, awaited) == 0 && job->status == JOB_SUCCEEDED);
+    assert (strcmp (job->tenant, "t") == 0 && job->finished_at > 0 && job->attempts == 1);
+    assert (strcmp (job->result, "{\"status\":200,\"body\":\"ok\"}") == 0);
+    job_destroy (&job);
+    assert (!s_test_event_record (&rig, plain, "running"));
+    assert (!s_test_event_record (&rig, plain, "succeeded"));
+    assert (!testpeer_take (rig.subscriber));
+    s_test_rig_end (&rig);
 }
 
 // s_test_cache: the result cache and shared calls (SPEC §3.2, broker/cache.h),
@@ -1668,6 +1749,7 @@ jobs_test (bool verbose)
 
     s_test_rig_end (&rig);
     s_test_cache ();
+    s_test_awaited ();
     log_init ("jobgate", LOG_INFO_);
     if (verbose)
         printf ("OK\n");

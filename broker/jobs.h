@@ -118,6 +118,12 @@ bool jobs_provider_full (jobs_t *self, const char *provider);
 // fields as the broker sets them) and its entry, queued.
 void jobs_accept (jobs_t *self, job_t *job);
 
+// jobs_await marks active job id as awaited: a gateway holds a client until
+// it ends (SUBMIT's waiting), so its end's status event carries the
+// committed record (docs/protocol.md §3.3) and the gateway answers without
+// reading it back. Not active (answered from the cache at once): nothing.
+void jobs_await (jobs_t *self, const char *id);
+
 // jobs_recover makes a job found active in the store at start active again:
 // queued, or, if it was running, held for its worker's return.
 void jobs_recover (jobs_t *self, job_t *job, int64_t now_ms);

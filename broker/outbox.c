@@ -32,7 +32,8 @@ typedef struct {
     bool duplicate;             // SUBMIT_OK of a resubmission
     bool tallied;               // event: counts in the throughput (client work)
     bool with_chunks;           // JOB: add the running attempt's chunks
-    char *tenant;               // JOB: the asking tenant (owned)
+    char *tenant;               // JOB: the asking tenant; event: the job's, when it carries
+                                // the record (owned)
     int64_t index;              // chunk index
     char *data;                 // chunk data (owned)
 } kept_t;
@@ -143,13 +144,14 @@ outbox_set_throughput (outbox_t *self, throughput_t *throughput)
 
 void
 outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts, int64_t attempt,
-              bool tallied)
+              bool tallied, const char *record_tenant)
 {
     kept_t *kept = s_keep (self, KEPT_EVENT, id);
     kept->status = status;
     kept->attempts = attempts;
     kept->attempt = attempt;
     kept->tallied = tallied;
+    kept->tenant = record_tenant ? mem_strdup (record_tenant) : NULL;
 }
 
 void
@@ -225,6 +227,20 @@ s_publish (outbox_t *self, pack_writer_t *body)
         log_warn (NULL, "events dropped: %s", zmq_strerror (errno));
 }
 
+// s_put_record adds the committed record of an event's job (bin, as a JOB
+// answer's body) to the event: what the job is now, as the store has it.
+static void
+s_put_record (outbox_t *self, pack_writer_t *body, const kept_t *kept)
+{
+    pack_writer_t *record = pack_writer_new ();
+    if (self->job_fn (kept->id, kept->tenant, false, record, self->job_arg)) {
+        size_t size = 0;
+        const void *data = pack_writer_data (record, &size);
+        pack_put_strn (body, "record", data, size);
+    }
+    pack_writer_destroy (&record);
+}
+
 // s_send sends one kept answer or event.
 static void
 s_send (outbox_t *self, kept_t *kept)
@@ -250,6 +266,8 @@ s_send (outbox_t *self, kept_t *kept)
         // The attempt's identity, so a stream names the status's event by
         // it without reading the job (SSE ids never repeat across a retry).
         pack_put_int (body, "attempt", kept->attempt);
+        if (kept->tenant)
+            s_put_record (self, body, kept);
         s_publish (self, body);
         if (kept->tallied && self->throughput)
             throughput_status (self->throughput, kept->status, kept->attempt,
@@ -381,11 +399,11 @@ outbox_test (bool verbose)
     // Nothing leaves before the flush; after a partial commit, what
     // concerns a job still waiting (a) stays, in order.
     outbox_submit_ok (outbox, identity, 1, TEST_ID ("a"), JOB_QUEUED, 7, false);
-    outbox_event (outbox, TEST_ID ("a"), JOB_QUEUED, 0, 0, true);
+    outbox_event (outbox, TEST_ID ("a"), JOB_QUEUED, 0, 0, true, NULL);
     outbox_job (outbox, identity, 2, TEST_ID ("b"), "t", true);
     outbox_job (outbox, identity, 3, TEST_ID ("b"), "u", false);
     outbox_chunk (outbox, TEST_ID ("a"), 1, 0, "tok\0en", 3);
-    outbox_event (outbox, TEST_ID ("b"), JOB_RUNNING, 1, 1, true);
+    outbox_event (outbox, TEST_ID ("b"), JOB_RUNNING, 1, 1, true, NULL);
     assert (outbox_pending (outbox) == 6);
     assert (!testpeer_take (gateway) && !testpeer_take (subscriber));
     outbox_flush (outbox, s_test_held, TEST_ID ("a"));
@@ -412,7 +430,7 @@ outbox_test (bool verbose)
     // A failed commit: d's submissions (one a resubmission) are refused at
     // once, everything about d is dropped; e's stays.
     outbox_submit_ok (outbox, identity, 4, TEST_ID ("d"), JOB_QUEUED, 7, false);
-    outbox_event (outbox, TEST_ID ("d"), JOB_QUEUED, 0, 0, true);
+    outbox_event (outbox, TEST_ID ("d"), JOB_QUEUED, 0, 0, true, NULL);
     outbox_submit_ok (outbox, identity, 5, TEST_ID ("e"), JOB_QUEUED, 7, false);
     outbox_job (outbox, identity, 6, TEST_ID ("d"), "t", false);
     outbox_submit_ok (outbox, identity, 7, TEST_ID ("d"), JOB_QUEUED, 7, true);
@@ -432,15 +450,39 @@ outbox_test (bool verbose)
 
     // A client job's finish is counted, a webhook delivery's (not tallied)
     // is not.
-    outbox_event (outbox, TEST_ID ("g"), JOB_SUCCEEDED, 1, 1, true);
-    outbox_event (outbox, TEST_ID ("h"), JOB_FAILED, 1, 1, false);
+    outbox_event (outbox, TEST_ID ("g"), JOB_SUCCEEDED, 1, 1, true, NULL);
+    outbox_event (outbox, TEST_ID ("h"), JOB_FAILED, 1, 1, false, NULL);
     outbox_flush (outbox, NULL, NULL);
     testpeer_expect_events (subscriber, TEST_ID ("g"), "succeeded/1");
+
+    // An event that carries its job's record has it as the store renders
+    // it (job B for its tenant); one whose record is not found has none.
+    outbox_event (outbox, TEST_ID ("b"), JOB_SUCCEEDED, 1, 1, false, "t");
+    outbox_event (outbox, TEST_ID ("b"), JOB_SUCCEEDED, 1, 1, false, "u");
+    outbox_event (outbox, TEST_ID ("b"), JOB_SUCCEEDED, 1, 1, false, NULL);
+    outbox_flush (outbox, NULL, NULL);
+    for (int i = 0; i < 3; i++) {
+        proto_msg_t *event = testpeer_take (subscriber);
+        assert (event);
+        size_t size = 0;
+        const char *data = pack_get_str (event->body, "record", &size);
+        assert ((data != NULL) == (i == 0));
+        if (data) {
+            pack_reader_t *record = pack_reader_new (data, size);
+            size_t id_len = 0;
+            const char *id = record ? pack_get_str (record, "id", &id_len) : NULL;
+            bool chunks = true;
+            assert (id && id_len == JOB_ID_LEN && memcmp (id, TEST_ID ("b"), JOB_ID_LEN) == 0);
+            assert (pack_get_bool (record, "chunks_asked", &chunks) == 0 && !chunks);
+            pack_reader_destroy (&record);
+        }
+        proto_msg_destroy (&event);
+    }
     assert (throughput_total (throughput, THROUGHPUT_SUCCEEDED, clock_wall_ms ()) == 1);
     assert (throughput_total (throughput, THROUGHPUT_FAILED, clock_wall_ms ()) == 0);
 
     // An ERROR leaves at once; what is kept is dropped with the outbox.
-    outbox_event (outbox, TEST_ID ("f"), JOB_QUEUED, 0, 0, true);
+    outbox_event (outbox, TEST_ID ("f"), JOB_QUEUED, 0, 0, true, NULL);
     outbox_job (outbox, identity, 8, TEST_ID ("f"), "t", false);
     outbox_refuse (outbox, identity, 9, 429, "over quota", 1000);
     assert (s_test_answer (gateway, 9, what, sizeof what) == PROTO_ERROR

@@ -71,9 +71,12 @@ void outbox_set_throughput (outbox_t *self, throughput_t *throughput);
 // outbox_event keeps a status event: job id is now status, after attempts
 // (the budget count), in the attempt whose identity is attempt (§3.2.1).
 // tallied: the event counts in the throughput (client work, not a webhook
-// delivery).
+// delivery). With record_tenant (the job's tenant; NULL: none) the event
+// carries the committed record, rendered at the flush like a JOB answer, so
+// that a gateway holding a client on the job answers it without reading
+// the job back (§3.3).
 void outbox_event (outbox_t *self, const char *id, job_status_t status, int attempts,
-                   int64_t attempt, bool tallied);
+                   int64_t attempt, bool tallied, const char *record_tenant);
 
 // outbox_chunk keeps a chunk event: partial data (size bytes, copied) of
 // job id's attempt, the index-th of that attempt.

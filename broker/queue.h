@@ -39,6 +39,8 @@ struct _entry_t {
     int route;                  // which of its provider's routes (0: itself, 1…: its
                                 // fallbacks) the next attempt calls, or the running one does
     bool in_provider;           // counted in its provider's calls in flight
+    bool awaited;               // a gateway holds a client until its end: the end's event
+                                // carries the record (broker/jobs.h, jobs_await)
     int64_t dispatched_ms;      // monotonic time of the latest dispatch
     int64_t queued_at_ms;       // wall time it last entered a queue (the metrics' queue wait)
     char *chunks;               // this attempt's CHUNKs: [u32 index][u32 len][data]…

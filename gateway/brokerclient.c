@@ -151,6 +151,7 @@ s_event (proto_msg_t *msg, void *arg)
     pack_get_int (msg->body, "attempt", &event.attempt);
     pack_get_int (msg->body, "index", &event.index);
     event.data = pack_get_str (msg->body, "data", &event.data_len);
+    event.record = pack_get_str (msg->body, "record", &event.record_len);
     self->on_event (&event, self->arg);
 }
 
@@ -378,6 +379,7 @@ typedef struct {
     int events;                 // events taken
     brokerclient_event_t last_event; // the last one (its data copied below)
     char last_data[32];         // its data
+    char last_record[32];       // its record (binary: 0 bytes kept as they are)
     int gaps;                   // gaps reported
 } s_test_seen_t;
 
@@ -399,6 +401,9 @@ s_test_event (const brokerclient_event_t *event, void *arg)
     snprintf (s_seen.last_data, sizeof s_seen.last_data, "%.*s", (int) event->data_len,
               event->data ? event->data : "");
     s_seen.last_event.data = NULL;
+    if (event->record && event->record_len <= sizeof s_seen.last_record)
+        memcpy (s_seen.last_record, event->record, event->record_len);
+    s_seen.last_event.record = NULL;
 }
 
 static void
@@ -487,6 +492,8 @@ s_test_publish (zsock_t *pub, int64_t epoch, int64_t seq, const char *id, const 
     if (status) {
         pack_put_str (body, "status", status);
         pack_put_int (body, "attempts", 2);
+        if (strcmp (status, "succeeded") == 0)    // as for a job submitted "waiting"
+            pack_put_strn (body, "record", "rec\0ord", 7);
     }
     else {
         pack_put_int (body, "attempt", 7);
@@ -669,8 +676,14 @@ brokerclient_test (bool verbose)
     s_test_publish (pub, 8, 1, id, "status", "queued");       // the broker restarted
     evloop_run_for (loop, 5);
     assert (s_seen.gaps == gaps + 2 && s_seen.events == 2);
+    // The end of a job a client waits on carries its record, as it came.
+    assert (s_seen.last_event.record_len == 0);
+    s_test_publish (pub, 8, 2, id, "status", "succeeded");
+    evloop_run_for (loop, 5);
+    assert (s_seen.events == 3 && s_seen.last_event.status == JOB_SUCCEEDED);
+    assert (s_seen.last_event.record_len == 7 && memcmp (s_seen.last_record, "rec\0ord", 7) == 0);
     stats = brokerclient_stats (client);
-    assert (stats.gaps == gaps_before + 2 && stats.events >= 7);
+    assert (stats.gaps == gaps_before + 2 && stats.events >= 8);
 
     zframe_destroy (&envelope);
     evloop_on_idle (loop, NULL, NULL);

@@ -53,6 +53,9 @@ typedef struct {
     int64_t index;              // chunk: its index in the attempt, -1 = none
     const char *data;           // chunk: its data (not NUL-terminated), or NULL
     size_t data_len;            // bytes in data
+    const void *record;         // status, the end of a job submitted "waiting": its
+                                // committed record (a packed JOB body), or NULL
+    size_t record_len;          // bytes in record
 } brokerclient_event_t;
 
 // Answers a call: msg is the broker's answer (its body one map of a batch).

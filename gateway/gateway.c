@@ -135,6 +135,7 @@ struct _gateway_t {
     uint64_t accepted;              // jobs acknowledged by the broker (metrics)
     uint64_t clients_gone;          // parked requests ended because their client left
     uint64_t sse_held_back;         // times a stream held chunks back (slow reader)
+    uint64_t answered_from_events;  // waiters answered from an end event's record
     evloop_timer_t *recheck_timer;  // repeating: waiters that have not read their job
     int64_t started_s;              // wall time the gateway started (the models' "created")
     bool draining;                  // SIGTERM seen
@@ -538,25 +539,20 @@ s_on_spec (request_t *req, const job_t *job)
     s_answer_text (req, 200, mem_strdup (job->spec), "application/json");
 }
 
+// s_take_job applies a fresh record of req's job (the broker's JOB answer,
+// or the record a job's end event carries, s_on_event): msg is the JOB
+// answer (NULL for an event's record).
 static void
-s_on_job (request_t *req, proto_msg_t *msg)
+s_take_job (request_t *req, const job_t *job, proto_msg_t *msg)
 {
     gateway_t *self = req->gateway;
-    job_t *job = job_unpack (msg->body);
-    if (!job) {
-        log_warn (req->job_id, "malformed JOB from broker");
-        s_broker_unavailable (req);
-        return;
-    }
     if (strcmp (job->tenant, req->tenant) != 0) {
         // Another tenant's job does not exist for this caller.
         s_answer_problem (req, 404, "not-found", "no such job", NULL);
-        job_destroy (&job);
         return;
     }
     if (req->op == OP_SPEC) {
         s_on_spec (req, job);
-        job_destroy (&job);
         return;
     }
     jobtext_unref (&req->last_job);
@@ -569,15 +565,12 @@ s_on_job (request_t *req, proto_msg_t *msg)
         jobcache_forget (self->cache, job->id);
     if (req->door) {
         s_door_job (req, job, terminal);
-        job_destroy (&job);
         return;
     }
     if (req->sse) {
         s_stream_job (req, job, msg);
-        job_destroy (&job);
         return;
     }
-    job_destroy (&job);
     if (req->op == OP_RETRY) {
         // Accepted again: answered like a submission.
         req->created_at = clock_wall_ms ();
@@ -593,6 +586,19 @@ s_on_job (request_t *req, proto_msg_t *msg)
     s_stop_waiting (req);
     req->preference_applied = req->prefer_wait;
     s_answer_job (req, 200, req->last_job);
+}
+
+static void
+s_on_job (request_t *req, proto_msg_t *msg)
+{
+    job_t *job = job_unpack (msg->body);
+    if (!job) {
+        log_warn (req->job_id, "malformed JOB from broker");
+        s_broker_unavailable (req);
+        return;
+    }
+    s_take_job (req, job, msg);
+    job_destroy (&job);
 }
 
 static void
@@ -761,6 +767,50 @@ s_broker_answer (proto_msg_t *msg, void *owner)
 
 // --- the broker's events ---
 
+// s_takes_event_record is true when req, waiting on its job, takes the
+// record an end event carries as it would the JOB answer of a GET: it
+// reads its job now (no GET under way whose answer could be older) and
+// needs nothing but the record (an event stream replays the chunks a GET
+// brings).
+static bool
+s_takes_event_record (const request_t *req)
+{
+    return req->op == OP_GET && !req->call && !req->sse;
+}
+
+// s_take_event_record answers the waiters of a job that ended from the
+// committed record its end event carries (docs/protocol.md §3.3), instead
+// of each reading the job back: two hops fewer for a client held until
+// its job ends. A waiter that cannot take it reads the job as before.
+static void
+s_take_event_record (gateway_t *self, const brokerclient_event_t *event)
+{
+    request_t *takers[16];
+    size_t count = 0;
+    for (waiter_t *waiter = waiters_first (self->waiters, event->id);
+         waiter && count < sizeof takers / sizeof takers[0]; waiter = waiter->next)
+        if (s_takes_event_record (waiter->owner))
+            takers[count++] = waiter->owner;
+    if (count == 0)
+        return;
+    pack_reader_t *reader = pack_reader_new (event->record, event->record_len);
+    job_t *job = reader ? job_unpack (reader) : NULL;
+    pack_reader_destroy (&reader);
+    if (!job || memcmp (job->id, event->id, JOB_ID_LEN) != 0
+        || !job_status_terminal (job->status)) {
+        log_warn (event->id, "malformed record in an end event; the job is read instead");
+        job_destroy (&job);
+        return;
+    }
+    log_debug (job->id, "ended: %zu waiter(s) answered from the end event", count);
+    self->answered_from_events += count;
+    for (size_t i = 0; i < count; i++) {
+        s_take_job (takers[i], job, NULL);
+        s_stop_waiting (takers[i]);     // answered: not woken below
+    }
+    job_destroy (&job);
+}
+
 // s_on_event wakes the waiters of the event's job: a stream takes a chunk
 // or a status as it comes (the event names the attempt's identity its event
 // id carries); a terminal status wakes every waiter of the job, which reads
@@ -805,6 +855,8 @@ s_on_event (const brokerclient_event_t *event, void *arg)
             s_read_job (req);
         }
     }
+    if (terminal && event->record)
+        s_take_event_record (self, event);
     if (terminal)
         waiters_each (self->waiters, event->id, evloop_now_ms (self->loop), 0, s_wake, NULL);
 }
@@ -1011,6 +1063,8 @@ s_submit (request_t *req, job_t *job, const char *key, int wait_s)
         req->prefer_wait = true;
         req->wait_s = wait_s;
         s_wait (req);
+        // The job's end event then carries its record (s_take_event_record).
+        pack_put_bool (body, "waiting", true);
     }
     req->started_ms = evloop_now_ms (self->loop);
     s_call_and_park (req, OP_SUBMIT, PROTO_SUBMIT, body);
@@ -1383,6 +1437,9 @@ s_handle_metrics (request_t *req)
     s_metric (out, "jobgate_sse_held_back_total", "counter",
               "Times an event stream held chunks back for a slow reader (sent later, in order).",
               (double) self->sse_held_back);
+    s_metric (out, "jobgate_answered_from_events_total", "counter",
+              "Requests held until their job ended, answered from the record its end event "
+              "carried (no read back).", (double) self->answered_from_events);
     frontdoor_stats_t door = frontdoor_stats (self->door);
     s_metric (out, "jobgate_http_connections", "gauge", "Client connections open.",
               (double) door.open);

@@ -286,6 +286,9 @@ openai_model_text (const config_t *config, const char *id, int64_t created_s)
 struct _openai_stream_t {
     char id[JOB_ID_LEN + 10];   // the chunks' id: "chatcmpl-" and the job's id
     char *model;                // the chunks' model until the answer names its own
+    char *text_head;            // a text chunk's start, up to its delta (s_text_head),
+                                // NULL until needed and when the model changes
+    size_t text_head_len;       // bytes in text_head
     int64_t created_s;          // the chunks' created
     bool include_usage;         // the caller asked for a usage chunk
     size_t buffer_bytes;        // events held for the client at most (beyond: left to the end)
@@ -350,18 +353,48 @@ s_chunk (openai_stream_t *self, json_t *delta, const char *finish_reason)
                       finish_reason ? json_string (finish_reason) : json_null ());
 }
 
+// s_text_head renders what every text chunk of the stream starts with, up
+// to its delta's fields: s_chunk's text cut where the delta begins, so a
+// text chunk costs the escaping of its text only (one per token, for
+// every stream at once: the relay's main work).
+static void
+s_text_head (openai_stream_t *self)
+{
+    json_t *chunk = s_chunk (self, json_object (), NULL);
+    char *text = jsontext_dump (chunk);
+    json_decref (chunk);
+    const char *delta = strstr (text, "\"delta\":{}");
+    assert (delta);     // s_chunk's shape: the delta follows the fixed fields
+    size_t cut = (size_t) (delta - text) + strlen ("\"delta\":{");
+    free (self->text_head);
+    self->text_head = mem_alloc (cut + 6);
+    memcpy (self->text_head, "data: ", 6);
+    memcpy (self->text_head + 6, text, cut);
+    self->text_head_len = cut + 6;
+    free (text);
+}
+
 // s_text_event relays text (len bytes) as the next delta: the first one
 // also names the role. False when the text is not UTF-8 (not relayed).
+// The event is s_chunk's with that delta (the self-test holds them equal).
 static bool
 s_text_event (openai_stream_t *self, const char *text, size_t len)
 {
     json_t *content = json_stringn (text, len);
     if (!content)
         return false;
-    json_t *delta = self->sent_size == 0
-                    ? json_pack ("{s:s, s:o}", "role", "assistant", "content", content)
-                    : json_pack ("{s:o}", "content", content);
-    s_event (self, s_chunk (self, delta, NULL));
+    char *escaped = jsontext_dump (content);
+    json_decref (content);
+    if (!self->text_head)
+        s_text_head (self);
+    s_out (self, self->text_head, self->text_head_len);
+    if (self->sent_size == 0)
+        s_out (self, "\"role\":\"assistant\",", 19);
+    s_out (self, "\"content\":", 10);
+    s_out (self, escaped, strlen (escaped));
+    static const char tail[] = "},\"finish_reason\":null}]}\n\n";
+    s_out (self, tail, sizeof tail - 1);
+    free (escaped);
     s_grow (&self->sent, self->sent_size, &self->sent_capacity, len);
     memcpy (self->sent + self->sent_size, text, len);
     self->sent_size += len;
@@ -400,6 +433,7 @@ openai_stream_destroy (openai_stream_t **self_p)
         return;
     openai_stream_t *self = *self_p;
     free (self->model);
+    free (self->text_head);
     free (self->out);
     free (self->sent);
     free (self);
@@ -479,6 +513,8 @@ openai_stream_job (openai_stream_t *self, const job_t *job)
     if (model) {
         free (self->model);
         self->model = mem_strdup (model);
+        free (self->text_head);     // names the model
+        self->text_head = NULL;
     }
     if (text_len > self->sent_size)
         s_text_event (self, text + self->sent_size, text_len - self->sent_size);
@@ -699,6 +735,36 @@ s_test_stream (void)
     openai_stream_destroy (&stream);
 }
 
+// s_test_text_chunks: a text chunk, rendered from the stream's head, is
+// what s_chunk renders for its delta, whatever the text and the model hold.
+static void
+s_test_text_chunks (void)
+{
+    const char *models[] = { "mock/m", "a\"delta\":{}b", "\xc3\xa9\\/\n", NULL };
+    const char *texts[] = { "He", "llo \"world\"", "\xe2\x82\xac\t\x01", "\"delta\":{}", "" };
+    for (size_t m = 0; models[m]; m++) {
+        openai_call_t call = { .stream = true };
+        snprintf (call.model, sizeof call.model, "%s", models[m]);
+        openai_stream_t *stream = openai_stream_new ("0190a0b2-1c3d-7e4f-8a5b-6c7d8e9f0a1b", &call,
+                                                     1700000000, 1 << 20);
+        for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+            json_t *content = json_string (texts[t]);
+            json_t *delta = t == 0 ? json_pack ("{s:s, s:o}", "role", "assistant", "content",
+                                                content)
+                                   : json_pack ("{s:o}", "content", content);
+            json_t *chunk = s_chunk (stream, delta, NULL);
+            char *data = jsontext_dump (chunk);
+            json_decref (chunk);
+            char expected[1024];
+            snprintf (expected, sizeof expected, "data: %s\n\n", data);
+            free (data);
+            assert (openai_stream_chunk (stream, 1, (int64_t) t, texts[t], strlen (texts[t])));
+            s_test_expect (stream, expected);
+        }
+        openai_stream_destroy (&stream);
+    }
+}
+
 // s_test_config is a configuration with two providers and their models.
 static config_t *
 s_test_config (void)
@@ -840,6 +906,7 @@ openai_test (bool verbose)
     assert (openai_model_text (config, "nope", 1) == NULL);
 
     s_test_stream ();
+    s_test_text_chunks ();
     config_destroy (&config);
     if (verbose)
         printf ("OK\n");

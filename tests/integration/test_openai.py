@@ -229,6 +229,45 @@ def test_door_respond_async():
         assert job["result"]["body"]["choices"][0]["message"]["content"] == "Echo: later", job
 
 
+def _metric(stack, name):
+    for line in stack.get_path("/metrics", headers=AUTH).body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no %s in the gateway's metrics" % name)
+
+
+def test_door_answers_from_the_end_event():
+    """A client held until its job ends — the door, plain and streamed, and
+    Prefer: wait on /v1/jobs — is answered from the committed record the
+    job's end event carries (docs/protocol.md §3.3), without reading the job
+    back, and the answer is what reading it back gives. (A job that ends
+    before its SUBMIT_OK reached the gateway is read back as before: the
+    stream and the slow job here cannot.)"""
+    with _door_stack() as stack:
+        before = _metric(stack, "jobgate_answered_from_events_total")
+        resp = _post(stack, "/v1/chat/completions", _chat("gpt-mock", "from the event"))
+        assert resp.status == 200, (resp.status, resp.body)
+        assert resp.json()["choices"][0]["message"]["content"] == "Echo: from the event"
+        assert resp.json() == _job(stack, resp.header("X-Jobgate-Job-Id"))["result"]["body"]
+        words = " ".join("w%d" % i for i in range(10))     # 10 tokens, 20 ms apart
+        resp, data, raw = _read_stream(stack, _chat("gpt-mock", words, stream=True))
+        assert resp.status == 200 and data[-1] == "[DONE]", raw
+        texts = [json.loads(d)["choices"][0]["delta"].get("content", "") for d in data[:-1]]
+        assert "".join(texts) == "Echo: " + words, texts
+        spec = {"kind": "http", "provider": "mock", "request": {"path": "/json?latency_ms=300"}}
+        resp = _post(stack, "/v1/jobs", spec, headers=dict(AUTH, Prefer="wait=20"))
+        assert resp.status == 200, (resp.status, resp.body)
+        held = resp.json()
+        assert held["status"] == "succeeded" and held["result"]["status"] == 200, held
+        assert held == _job(stack, held["id"]), held
+        # Not held: answered 202 at once, nothing to answer from an event.
+        resp = _post(stack, "/v1/chat/completions", _chat("gpt-mock", "later"),
+                     headers=dict(AUTH, Prefer="respond-async"))
+        assert resp.status == 202, (resp.status, resp.body)
+        answered = _metric(stack, "jobgate_answered_from_events_total") - before
+        assert 2 <= answered <= 3, answered
+
+
 def test_door_client_leaves_job_goes_on():
     with _door_stack() as stack:
         # The mock streams 30 tokens over ~0.6 s; the client leaves at once.
