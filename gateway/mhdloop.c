@@ -15,12 +15,13 @@
 
 // Parked connections per millisecond of spacing between resume batches.
 #define RESUME_BATCH_PARKED_PER_MS 1000
-// New connections go to one more server per this many parked (unless the
-// limits say otherwise): while few are parked, one server runs once per
-// loop turn for every connection (each further server costs a run of its
-// own in the turns its connections need: 5 µs per job at the accept
-// ceiling with 64 servers from the start).
-#define PARKED_PER_SERVER 128
+// New connections go to one more server per this many open (unless the
+// limits say otherwise): while few are open, one server runs once per loop
+// turn for all of them (each further server costs a run of its own in the
+// turns its connections need: 5 µs per job at the accept ceiling with 64
+// servers from the start). Counted by open connections, not parked ones:
+// a client's pool opens its connections before any request parks.
+#define CONNECTIONS_PER_SERVER 128
 
 // One HTTP server: a libmicrohttpd daemon and the connections given to it.
 typedef struct {
@@ -33,16 +34,17 @@ typedef struct {
     int64_t last_resume_ms;     // monotonic time of its last batch
     mhdloop_conn_t *suspended;  // its suspended connections
     size_t suspended_count;     // how many
+    size_t open;                // connections it holds
 } mhd_server_t;
 
 struct _mhdloop_t {
     evloop_t *loop;             // borrowed event loop
     mhd_server_t servers[MHDLOOP_SERVERS]; // the servers
     size_t suspended_count;     // suspended connections, all servers
+    size_t open;                // connections open, all servers
     uint8_t *server_of;         // connection fd → index of the server that holds it
     size_t server_of_size;      // entries in server_of
-    size_t next_server;         // round-robin counter over the servers in use
-    size_t parked_per_server;   // one more server in use per this many parked
+    size_t connections_per_server; // one more server in use per this many open
 };
 
 // s_log passes libmicrohttpd's messages on as debug lines.
@@ -105,6 +107,23 @@ s_unescape (void *cls, struct MHD_Connection *connection, char *text)
     return routes_unescape (text);
 }
 
+// s_connection_counted keeps count of the connections a server holds.
+static void
+s_connection_counted (void *cls, struct MHD_Connection *connection, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code)
+{
+    mhd_server_t *server = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        server->open++;
+        server->owner->open++;
+    }
+    else
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        server->open--;
+        server->owner->open--;
+    }
+}
+
 // s_server_stop stops a server that was started (its suspended connections
 // resumed first).
 static void
@@ -122,8 +141,9 @@ mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCa
 {
     mhdloop_t *self = mem_calloc (1, sizeof *self);
     self->loop = loop;
-    self->parked_per_server = limits->parked_per_server ? limits->parked_per_server
-                                                        : PARKED_PER_SERVER;
+    self->connections_per_server = limits->connections_per_server
+                                       ? limits->connections_per_server
+                                       : CONNECTIONS_PER_SERVER;
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG
                          | MHD_USE_NO_LISTEN_SOCKET;
     for (size_t i = 0; i < MHDLOOP_SERVERS; i++) {
@@ -132,7 +152,8 @@ mhdloop_new (evloop_t *loop, const mhdloop_limits_t *limits, MHD_AccessHandlerCa
         // Each server may hold every connection: the front door holds the limit.
         server->daemon = MHD_start_daemon (
             flags, 0, NULL, NULL, access, arg, MHD_OPTION_EXTERNAL_LOGGER, s_log, self,
-            MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_CONNECTION_LIMIT,
+            MHD_OPTION_NOTIFY_COMPLETED, completed, arg, MHD_OPTION_NOTIFY_CONNECTION,
+            s_connection_counted, server, MHD_OPTION_CONNECTION_LIMIT,
             limits->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, limits->timeout_s,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits->connection_memory,
             MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_UNESCAPE_CALLBACK, s_unescape, NULL,
@@ -168,7 +189,7 @@ s_server_of (mhdloop_t *self, int fd)
 }
 
 // s_server_for picks the server for a new connection fd and remembers it:
-// round robin over as many servers as the parked connections call for.
+// the one holding fewest among as many as the open connections call for.
 static mhd_server_t *
 s_server_for (mhdloop_t *self, int fd)
 {
@@ -180,10 +201,14 @@ s_server_for (mhdloop_t *self, int fd)
         memset (self->server_of + self->server_of_size, 0, size - self->server_of_size);
         self->server_of_size = size;
     }
-    size_t in_use = 1 + self->suspended_count / self->parked_per_server;
+    size_t in_use = 1 + self->open / self->connections_per_server;
     if (in_use > MHDLOOP_SERVERS)
         in_use = MHDLOOP_SERVERS;
-    self->server_of[fd] = (uint8_t) (self->next_server++ % in_use);
+    size_t least = 0;
+    for (size_t i = 1; i < in_use; i++)
+        if (self->servers[i].open < self->servers[least].open)
+            least = i;
+    self->server_of[fd] = (uint8_t) least;
     return &self->servers[self->server_of[fd]];
 }
 
@@ -458,7 +483,7 @@ mhdloop_test (bool verbose)
     evloop_t *loop = evloop_new ();
     s_test_server_t server = { 0 };
     mhdloop_limits_t limits = { .max_connections = 16, .timeout_s = 60,
-                                .connection_memory = 16384, .parked_per_server = 2 };
+                                .connection_memory = 16384, .connections_per_server = 2 };
     char error[256];
     server.mhd = mhdloop_new (loop, &limits, s_test_access, s_test_completed, &server, error,
                               sizeof error);
@@ -476,8 +501,8 @@ mhdloop_test (bool verbose)
     int second = s_test_client (server.mhd, "/park");
     evloop_run_for (loop, 20);
     assert (server.parked_count == 2 && mhdloop_suspended (server.mhd) == 2);
-    // While none were parked, every connection went to the first server.
-    assert (server.parked[0]->conn.server == 0 && server.parked[1]->conn.server == 0);
+    // While fewer than 2 were open, connections went to the first server.
+    assert (server.parked[0]->conn.server == 0);
     assert (s_test_body (first, "") && s_test_body (second, ""));
     s_test_request_t *request = server.parked[0];
     request->ready = true;
@@ -490,8 +515,8 @@ mhdloop_test (bool verbose)
     int last = first_answered ? second : first;
     assert (s_test_body (last, ""));
 
-    // With parked connections, new ones are spread over more servers (here
-    // one more per 2 parked); each server parks and resumes its own.
+    // With more connections open, new ones are spread over more servers
+    // (here one more per 2 open); each server parks and resumes its own.
     int more[4];
     for (size_t i = 0; i < 4; i++) {
         more[i] = s_test_client (server.mhd, "/park");

@@ -17,10 +17,10 @@
 //   thousands parked (Prefer: wait), that walk once per loop turn cost more
 //   than the requests (and batching resumes only traded it for latency:
 //   36 % of the gateway's CPU at 500/s with 2,500 parked). So new
-//   connections are spread round robin over as many daemons as the parked
-//   ones call for (one per 128 parked, up to MHDLOOP_SERVERS; one while
-//   few are parked, so a turn runs one daemon for all), and a resume walks
-//   only its own daemon's parked connections (~128, not 10,000); resumes
+//   connections go to the emptiest of as many daemons as the open
+//   ones call for (one per 128 open, up to MHDLOOP_SERVERS; one while few
+//   are open, so a turn runs one daemon for all), and a resume walks only
+//   its own daemon's parked connections (~128, not 10,000); resumes
 //   are still batched per daemon when one alone holds more than 1,000
 //   parked (a batch per parked/1000 ms);
 // * a suspended connection neither times out nor notices its client
@@ -62,7 +62,7 @@ typedef struct {
     unsigned int max_connections; // connections held at once
     unsigned int timeout_s;     // an idle connection (not suspended) closes after this
     size_t connection_memory;   // each connection's pool: its request head and small answers
-    size_t parked_per_server;   // one more daemon for new connections per this many parked (0: 128)
+    size_t connections_per_server; // one more daemon for new connections per this many open (0: 128)
 } mhdloop_limits_t;
 
 // mhdloop_new starts the server with the request handlers of
