@@ -4,6 +4,11 @@
 // for "5 s latency, then 429 with Retry-After" without a line of server code.
 // Thousands of requests wait at once without a thread each: a waiting request
 // is a suspended libmicrohttpd connection plus one entry in a timer min-heap.
+// Connections are spread over MOCK_DAEMONS daemons listening on one port
+// (SO_REUSEPORT): libmicrohttpd 0.9.75 walks every suspended connection of a
+// daemon after any resume, so one daemon with 10,000 calls parked had to
+// batch its resumes 10 ms apart (an error on every asked latency) and still
+// spent a sixth of its CPU walking.
 //
 // Threading: libmicrohttpd runs in "external" polling mode on this process's
 // own epoll loop, so the access handler, the content readers, the timers and
@@ -47,6 +52,7 @@
 #define MOCK_MAX_FLAKY_KEYS 100000             // distinct flaky keys before the map is cleared
 #define MOCK_CONNECTION_LIMIT 20000            // simultaneous connections accepted
 #define MOCK_LISTEN_BACKLOG 4096               // kernel accept queue for bursts
+#define MOCK_DAEMONS 64                        // daemons sharing the port, each walking its own parked
 #define MOCK_IDLE_TIMEOUT_S 600                // idle keep-alive connections are closed after this
 #define MOCK_MAX_WAIT_MS 1000                  // the loop never sleeps longer than this
 #define MOCK_MAX_SEARCH_COUNT 100              // /search answers at most this many results
@@ -72,6 +78,7 @@ typedef enum {
 struct request_t {
     mock_t *mock;                  // the server that owns this request
     struct MHD_Connection *connection;  // connection to suspend and resume
+    size_t daemon;                 // index of the daemon that holds the connection
     uint64_t start_ns;             // arrival time, for --verbose
     bool is_control;               // /stats or /reset: not counted, never delayed
     char *upload;                  // request body kept for /echo (at most 1 MiB)
@@ -103,8 +110,9 @@ typedef struct {
 
 // The server: daemon, event loop, timers and counters.
 struct mock_t {
-    struct MHD_Daemon *daemon;     // libmicrohttpd daemon in external polling mode
-    int epoll_fd;                  // our loop: MHD's epoll fd and the signal fd
+    struct MHD_Daemon *daemons [MOCK_DAEMONS]; // libmicrohttpd daemons in external polling mode
+    bool run_needed [MOCK_DAEMONS]; // daemons to run in this turn (ready or resumed)
+    int epoll_fd;                  // our loop: the daemons' epoll fds and the signal fd
     int signal_fd;                 // SIGTERM/SIGINT arrive here instead of as handlers
     bool verbose;                  // log one line per request
     FILE *call_log;                // --log: one line per call answered, or NULL
@@ -249,18 +257,20 @@ static void
 s_resume (request_t *request)
 {
     request->suspended = false;
+    request->mock->run_needed [request->daemon] = true;
     MHD_resume_connection (request->connection);
 }
 
 // s_next_batch_ns is the earliest time the next resume batch may run.
-// libmicrohttpd 0.9.75 walks every suspended connection in the MHD_run
-// after any resume: with 5,000 calls parked that walk, once per loop turn,
-// took half the mock's CPU. Batches at most every (parked) µs bound it; the
-// delays stay as asked to within parked/1000 ms (5 ms at 5,000 parked).
+// libmicrohttpd 0.9.75 walks every suspended connection of a daemon in the
+// MHD_run after any resume: with 5,000 calls parked in one daemon that
+// walk, once per loop turn, took half the mock's CPU. Batches at most every
+// (parked per daemon) µs bound it; the delays stay as asked to within
+// parked/MOCK_DAEMONS µs (160 µs at 10,000 parked).
 static uint64_t
 s_next_batch_ns (const mock_t *self)
 {
-    return self->last_batch_ns + (uint64_t) self->timers_size * 1000;
+    return self->last_batch_ns + (uint64_t) self->timers_size * 1000 / MOCK_DAEMONS;
 }
 
 // s_fire_timers resumes every connection whose deadline has passed (all of
@@ -1541,6 +1551,11 @@ s_access_handler (void *cls, struct MHD_Connection *connection, const char *url,
             return MHD_NO;
         request->mock = self;
         request->connection = connection;
+        const union MHD_ConnectionInfo *held =
+            MHD_get_connection_info (connection, MHD_CONNECTION_INFO_DAEMON);
+        while (held && request->daemon + 1 < MOCK_DAEMONS
+           &&  self->daemons [request->daemon] != held->daemon)
+            request->daemon++;
         request->start_ns = s_now_ns ();
         request->is_control = strcmp (url, "/stats") == 0 || strcmp (url, "/reset") == 0
                            || strcmp (url, "/storm") == 0;
@@ -1711,12 +1726,15 @@ s_usage (FILE *out)
 static void
 s_run (mock_t *self)
 {
-    struct epoll_event events [8];
+    struct epoll_event events [64];
     while (!self->stopping) {
         int wait_ms = MOCK_MAX_WAIT_MS;
-        MHD_UNSIGNED_LONG_LONG mhd_timeout;
-        if (MHD_get_timeout (self->daemon, &mhd_timeout) == MHD_YES && mhd_timeout < (MHD_UNSIGNED_LONG_LONG) wait_ms)
-            wait_ms = (int) mhd_timeout;
+        for (size_t daemon = 0; daemon < MOCK_DAEMONS; daemon++) {
+            MHD_UNSIGNED_LONG_LONG mhd_timeout;
+            if (MHD_get_timeout (self->daemons [daemon], &mhd_timeout) == MHD_YES
+            &&  mhd_timeout < (MHD_UNSIGNED_LONG_LONG) wait_ms)
+                wait_ms = (int) mhd_timeout;
+        }
         if (self->timers_size > 0) {
             uint64_t now = s_now_ns ();
             uint64_t due = self->timers [0].due_ns;
@@ -1727,30 +1745,52 @@ s_run (mock_t *self)
             if (until_ms < (uint64_t) wait_ms)
                 wait_ms = (int) until_ms;
         }
-        int count = epoll_wait (self->epoll_fd, events, 8, wait_ms);
+        int count = epoll_wait (self->epoll_fd, events, 64, wait_ms);
         if (count < 0 && errno != EINTR) {
             fprintf (stderr, "mock: epoll_wait: %s\n", strerror (errno));
             break;
         }
         for (int index = 0; index < count; index++)
-            if (events [index].data.fd == self->signal_fd) {
+            if (events [index].data.u64 == MOCK_DAEMONS) {
                 struct signalfd_siginfo info;
                 if (read (self->signal_fd, &info, sizeof info) > 0 && self->verbose)
                     fprintf (stderr, "mock: signal %u, stopping\n", info.ssi_signo);
                 self->stopping = true;
             }
+            else
+                self->run_needed [events [index].data.u64] = true;
         s_fire_timers (self);
-        MHD_run (self->daemon);
+        // Each daemon runs when its epoll fd was ready, one of its
+        // connections was resumed, or its own timeout came (wait_ms).
+        for (size_t daemon = 0; daemon < MOCK_DAEMONS; daemon++) {
+            MHD_UNSIGNED_LONG_LONG mhd_timeout;
+            if (self->run_needed [daemon]
+            || (count == 0 && MHD_get_timeout (self->daemons [daemon], &mhd_timeout) == MHD_YES
+                           && mhd_timeout == 0)) {
+                self->run_needed [daemon] = false;
+                MHD_run (self->daemons [daemon]);
+            }
+        }
     }
     // Resume every parked connection (they answer 503) and give MHD a moment
     // to flush, because stopping with suspended connections leaks them.
     s_fire_timers (self);
     uint64_t give_up = s_now_ns () + 200000000ULL;
     do {
-        MHD_run (self->daemon);
+        for (size_t daemon = 0; daemon < MOCK_DAEMONS; daemon++)
+            MHD_run (self->daemons [daemon]);
         s_fire_timers (self);
     } while (self->in_flight > 0 && s_now_ns () < give_up
-         && epoll_wait (self->epoll_fd, events, 8, 10) >= 0);
+         && epoll_wait (self->epoll_fd, events, 64, 10) >= 0);
+}
+
+// s_stop_daemons stops the daemons started.
+static void
+s_stop_daemons (mock_t *self)
+{
+    for (size_t daemon = 0; daemon < MOCK_DAEMONS; daemon++)
+        if (self->daemons [daemon])
+            MHD_stop_daemon (self->daemons [daemon]);
 }
 
 int
@@ -1822,40 +1862,58 @@ main (int argc, char *argv [])
         flags |= MHD_USE_IPv6;
     if (self.verbose)
         flags |= MHD_USE_ERROR_LOG;
-    self.daemon = MHD_start_daemon (flags, 0, NULL, NULL, s_access_handler, &self,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned) MOCK_CONNECTION_LIMIT,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) MOCK_LISTEN_BACKLOG,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) MOCK_IDLE_TIMEOUT_S,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
-        MHD_OPTION_NOTIFY_COMPLETED, s_request_completed, &self,
-        MHD_OPTION_END);
-    if (!self.daemon) {
-        fprintf (stderr, "mock: cannot listen on %s (address in use or not local?)\n", listen);
-        return 1;
+    // The first daemon binds (port 0: the kernel picks one); the others bind
+    // the same port, and the kernel spreads connections between them.
+    uint16_t bound_port = 0;
+    for (size_t daemon = 0; daemon < MOCK_DAEMONS; daemon++) {
+        self.daemons [daemon] = MHD_start_daemon (flags, 0, NULL, NULL, s_access_handler, &self,
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned) MOCK_CONNECTION_LIMIT,
+            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) MOCK_LISTEN_BACKLOG,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) MOCK_IDLE_TIMEOUT_S,
+            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
+            MHD_OPTION_NOTIFY_COMPLETED, s_request_completed, &self,
+            MHD_OPTION_END);
+        if (!self.daemons [daemon]) {
+            fprintf (stderr, "mock: cannot listen on %s (address in use or not local?)\n", listen);
+            s_stop_daemons (&self);
+            return 1;
+        }
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info (self.daemons [daemon],
+                                                                MHD_DAEMON_INFO_EPOLL_FD);
+        const union MHD_DaemonInfo *port = MHD_get_daemon_info (self.daemons [daemon],
+                                                                MHD_DAEMON_INFO_BIND_PORT);
+        struct epoll_event mhd_event = { .events = EPOLLIN, .data.u64 = daemon };
+        if (!info || !port || epoll_ctl (self.epoll_fd, EPOLL_CTL_ADD, info->epoll_fd, &mhd_event)) {
+            fprintf (stderr, "mock: cannot set up the event loop\n");
+            s_stop_daemons (&self);
+            return 1;
+        }
+        if (daemon == 0) {
+            bound_port = port->port;
+            if (ipv6)
+                ((struct sockaddr_in6 *) &address)->sin6_port = htons (bound_port);
+            else
+                ((struct sockaddr_in *) &address)->sin_port = htons (bound_port);
+        }
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self.daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *port = MHD_get_daemon_info (self.daemon, MHD_DAEMON_INFO_BIND_PORT);
-    struct epoll_event mhd_event = { .events = EPOLLIN, .data.fd = info? info->epoll_fd: -1 };
-    struct epoll_event signal_event = { .events = EPOLLIN, .data.fd = self.signal_fd };
-    if (!info || !port
-    ||  epoll_ctl (self.epoll_fd, EPOLL_CTL_ADD, mhd_event.data.fd, &mhd_event)
-    ||  epoll_ctl (self.epoll_fd, EPOLL_CTL_ADD, self.signal_fd, &signal_event)) {
+    struct epoll_event signal_event = { .events = EPOLLIN, .data.u64 = MOCK_DAEMONS };
+    if (epoll_ctl (self.epoll_fd, EPOLL_CTL_ADD, self.signal_fd, &signal_event)) {
         fprintf (stderr, "mock: cannot set up the event loop\n");
-        MHD_stop_daemon (self.daemon);
+        s_stop_daemons (&self);
         return 1;
     }
-    if (port_file && s_write_port_file (port_file, port->port)) {
+    if (port_file && s_write_port_file (port_file, bound_port)) {
         fprintf (stderr, "mock: cannot write port file %s: %s\n", port_file, strerror (errno));
-        MHD_stop_daemon (self.daemon);
+        s_stop_daemons (&self);
         return 1;
     }
     if (self.verbose)
-        fprintf (stderr, "mock: listening on %s (port %u)\n", listen, (unsigned) port->port);
+        fprintf (stderr, "mock: listening on %s (port %u)\n", listen, (unsigned) bound_port);
 
     s_run (&self);
 
-    MHD_stop_daemon (self.daemon);
+    s_stop_daemons (&self);
     free (self.timers);
     json_decref (self.by_path);
     json_decref (self.flaky);
