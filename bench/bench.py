@@ -3,7 +3,8 @@
 
 Subcommands (all traffic to 127.0.0.1 only, every wait bounded):
 
-  free-port                      print a TCP port free on 127.0.0.1 right now
+  free-port [USED]               print a TCP port free on 127.0.0.1 right now (and not
+                                 in the file USED, where it is then added)
   wait-port FILE SECONDS         wait until FILE holds a port number; print it
   wait-http PORT PATH SECONDS    wait until GET PATH answers 2xx
   get-json PORT PATH OUT         GET PATH and save the JSON body to OUT
@@ -59,10 +60,24 @@ import threading
 import time
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(handed_out_file=None):
+    """A TCP port free on 127.0.0.1 right now; with handed_out_file, also
+    one not listed there (then listed): the kernel may pick a port it just
+    released again, and a stack given one port twice fails to start."""
+    handed_out = set()
+    if handed_out_file and os.path.exists(handed_out_file):
+        with open(handed_out_file) as f:
+            handed_out = {int(line) for line in f if line.strip()}
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in handed_out:
+            break
+    if handed_out_file:
+        with open(handed_out_file, "a") as f:
+            f.write("%d\n" % port)
+    return port
 
 
 def http_get(port, path, timeout=5.0, conn=None):
@@ -744,7 +759,7 @@ def main(argv):
         return 2
     command, args = argv[1], argv[2:]
     if command == "free-port":
-        print(free_port())
+        print(free_port(args[0] if args else None))
         return 0
     if command == "report":
         sys.dont_write_bytecode = True      # no __pycache__ in the source tree

@@ -270,7 +270,7 @@ spawn() {
     pids="$pids $last_pid"
 }
 
-free_port() { "$py" "$bench_py" free-port; }
+free_port() { "$py" "$bench_py" free-port "$tmp/ports.used"; }
 now() { "$py" -c 'import time; print("%.3f" % time.time())'; }
 
 # ---------------------------------------------------------------- the mock

@@ -17,11 +17,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.path.abspath(os.environ.get("JOBGATE_BUILD", os.path.join(ROOT, "build")))
 
 
+_handed_out = set()
+
+
 def free_port():
-    """Returns a TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Returns a TCP port free on 127.0.0.1 right now and not returned
+    before in this process: the kernel may pick a port it just released
+    again, and a stack given one port twice fails to start (a broker's
+    frontend and metrics both on it)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_until(predicate, timeout, what, interval=0.05):
