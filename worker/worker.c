@@ -40,6 +40,12 @@
 // per new call, more than the call itself. Sharding the calls over several
 // multi handles of at most this many keeps the walk short.
 #define WORKER_SHARD_CALLS 128
+// How long a finished call's RESULT may wait for others to leave with it
+// while more calls are running. At 500 jobs/s each RESULT otherwise left
+// alone: one message, one wake-up of both ends' I/O threads, one broker
+// commit and one ACK back per job (docs/performance.md). A worker with no
+// other call running (sequential use) sends at once.
+#define WORKER_RESULT_LINGER_MS 5
 
 // One libcurl multi handle, its connections and its timer.
 typedef struct {
@@ -55,6 +61,8 @@ struct _worker_t {
     zsock_t *dealer;            // DEALER to the broker's backend, or NULL
     curve_t *curve;             // CURVE of the DEALER (security.curve)
     proto_batch_t *outbox;      // what this loop turn sends, one message
+    int64_t outbox_since_ms;    // monotonic time the outbox's first body was added
+    bool outbox_lingers;        // it holds only RESULTs, which may wait (WORKER_RESULT_LINGER_MS)
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
     evloop_timer_t *tick_timer; // repeating heartbeat and liveness check, or NULL
@@ -96,23 +104,49 @@ s_send (worker_t *self, proto_cmd_t cmd, pack_writer_t *body)
 {
     if (!self->dealer)
         return;
-    // Batched (docs/protocol.md §2.1): the RESULTs of one loop turn leave
+    if (proto_batch_count (self->outbox) == 0) {
+        self->outbox_since_ms = clock_mono_ms ();
+        self->outbox_lingers = true;
+    }
+    // Anything but a RESULT (a CHUNK's delta, READY, HEARTBEAT) leaves at
+    // the turn's end, and takes the RESULTs waiting with it.
+    if (cmd != PROTO_RESULT)
+        self->outbox_lingers = false;
+    // Batched (docs/protocol.md §2.1): what one loop turn sends leaves
     // together at its end (s_on_idle).
     if (proto_batch_add (self->outbox, NULL, cmd, body) < 0)
         log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
 }
 
-// s_on_idle sends what the loop turn batched; the broker counts any
-// message as a heartbeat (§5), so this is when the worker was last heard.
+// s_flush sends what is batched now; the broker counts any message as a
+// heartbeat (§5), so this is when the worker was last heard.
+static void
+s_flush (worker_t *self)
+{
+    if (!self->outbox || proto_batch_count (self->outbox) == 0)
+        return;
+    if (proto_batch_flush (self->outbox) < 0)
+        log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
+    self->last_sent_ms = clock_mono_ms ();
+}
+
+// s_on_idle sends what the loop turn batched at its end, except RESULTs
+// that may wait for others: while other calls run, for up to
+// WORKER_RESULT_LINGER_MS after the first (the loop wakes for it then).
 static void
 s_on_idle (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
     if (!self->outbox || proto_batch_count (self->outbox) == 0)
         return;
-    if (proto_batch_flush (self->outbox) < 0)
-        log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
-    self->last_sent_ms = clock_mono_ms ();
+    if (self->outbox_lingers && zlistx_size (self->transfers) > 0 && !self->draining) {
+        int64_t wait_ms = self->outbox_since_ms + WORKER_RESULT_LINGER_MS - clock_mono_ms ();
+        if (wait_ms > 0) {
+            evloop_wake_in (loop, wait_ms);
+            return;
+        }
+    }
+    s_flush (self);
 }
 
 static void s_send_heartbeat (worker_t *self);
@@ -128,7 +162,7 @@ s_heartbeat_if_late (worker_t *self)
         return;
     if (self->outbox && proto_batch_count (self->outbox) == 0)
         s_send_heartbeat (self);
-    s_on_idle (self->loop, self);
+    s_flush (self);
 }
 
 // s_stop ends the loop after sending what is batched (the idle hook does
@@ -136,7 +170,7 @@ s_heartbeat_if_late (worker_t *self)
 static void
 s_stop (worker_t *self)
 {
-    s_on_idle (self->loop, self);
+    s_flush (self);
     evloop_stop (self->loop);
 }
 
@@ -407,7 +441,7 @@ s_socket_close (worker_t *self, int linger_ms)
 {
     if (!self->dealer)
         return;
-    s_on_idle (self->loop, self);
+    s_flush (self);
     proto_batch_destroy (&self->outbox);
     evloop_sock_remove (self->loop, self->dealer);
     curve_unwatch (self->curve, self->dealer);
@@ -856,7 +890,7 @@ worker_new (const config_t *config, evloop_t *loop)
     self->last_heard_ms = self->broker_heard_ms = clock_mono_ms ();
     evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
-    s_on_idle (loop, self);
+    s_flush (self);
     s_tick_start (self);
     log_info (NULL, "worker connected to %s with concurrency %d", config->broker_backend,
               self->concurrency);
@@ -1011,15 +1045,23 @@ s_test_dispatch (zsock_t *router, zframe_t *envelope, const char *kind, const ch
     job_destroy (&job);
 }
 
-// s_test_ack acknowledges RESULT seq as the broker does after its commit.
+// s_test_ack_run acknowledges count RESULTs from seq on as the broker does
+// after its commit.
 static void
-s_test_ack (zsock_t *router, zframe_t *envelope, int64_t seq)
+s_test_ack_run (zsock_t *router, zframe_t *envelope, int64_t seq, int64_t count)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_int (body, "seq", seq);
-    pack_put_int (body, "count", 1);
+    pack_put_int (body, "count", count);
     assert (proto_send (router, envelope, PROTO_ACK, body) == 0);
     pack_writer_destroy (&body);
+}
+
+// s_test_ack acknowledges RESULT seq.
+static void
+s_test_ack (zsock_t *router, zframe_t *envelope, int64_t seq)
+{
+    s_test_ack_run (router, envelope, seq, 1);
 }
 
 // s_test_result receives a RESULT, checks outcome and error type, and
@@ -1169,6 +1211,51 @@ worker_test (bool verbose)
     earlier = zmsg_recv (router);
     assert (earlier == NULL);
     zsock_set_rcvtimeo (router, 2000);
+
+    // While other calls run, a RESULT waits at the turn's end for others to
+    // leave with it, up to WORKER_RESULT_LINGER_MS after the first; then
+    // they go as one message (a batch of two bodies after the command).
+    void *running = zlistx_add_end (worker->transfers, worker);    // stands for a call
+    response_outcome_t refused;
+    response_outcome_error (&refused, "failed", "invalid_request", "lingering");
+    uint64_t linger_first = worker->result_seq + 1;
+    s_send_result (worker, ids[0], 1, NULL, &refused);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 1);
+    s_send_result (worker, ids[1], 1, NULL, &refused);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 2);
+    worker->outbox_since_ms -= WORKER_RESULT_LINGER_MS;     // the wait is over
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    zmsg_t *batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 5);
+    zmsg_destroy (&batch);
+    // Anything but a RESULT leaves at the turn's end, and takes the waiting
+    // RESULTs along.
+    s_send_result (worker, ids[0], 1, NULL, &refused);
+    s_send_heartbeat (worker);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);   // the RESULT's message
+    zmsg_destroy (&batch);
+    batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);   // the HEARTBEAT's
+    zmsg_destroy (&batch);
+    // With no other call running (sequential use) it leaves at once.
+    zlistx_delete (worker->transfers, running);
+    s_send_result (worker, ids[1], 1, NULL, &refused);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);
+    zmsg_destroy (&batch);
+    response_outcome_free (&refused);
+    s_test_ack_run (router, envelope, (int64_t) linger_first,
+                    (int64_t) (worker->result_seq - linger_first + 1));
+    evloop_run_for (loop, 20);
+    assert (zlistx_size (worker->held) == 0);
 
     // RECONNECT is answered with READY and the free credit.
     pack_writer_t *empty = pack_writer_new ();
