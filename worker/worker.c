@@ -46,7 +46,7 @@
 // alone: one message, one wake-up of both ends' I/O threads, one broker
 // commit and one ACK back per job (docs/performance.md). A worker with no
 // other call running (sequential use) sends at once.
-#define WORKER_RESULT_LINGER_MS 5
+#define WORKER_RESULT_LINGER_MS 3
 // Turns of a busy loop begin at most this often. At 500 jobs/s each event
 // (a DISPATCH, an answer, an ACK) had a turn of its own, ~7 per job, and
 // each turn's fixed cost (the wait, a context switch, the ZeroMQ checks,
@@ -55,7 +55,7 @@
 // what arrived meanwhile. Only while this many calls are running, and none
 // streams (a CHUNK's relay is a client's time to first token): a call
 // then waits at most this much longer to start and to be reported.
-#define WORKER_PACE_US 5000
+#define WORKER_PACE_US 4000
 #define WORKER_PACE_MIN_CALLS 64
 
 // One libcurl multi handle, its connections and its timer.
