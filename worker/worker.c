@@ -55,6 +55,7 @@
 // what arrived meanwhile. Only while this many calls are running, and none
 // streams (a CHUNK's relay is a client's time to first token): a call
 // then waits at most this much longer to start and to be reported.
+// Neither waits while credit is scarce (s_credit_ample).
 #define WORKER_PACE_US 4000
 #define WORKER_PACE_MIN_CALLS 64
 
@@ -143,15 +144,27 @@ s_flush (worker_t *self)
     self->last_sent_ms = clock_mono_ms ();
 }
 
+// s_credit_ample is true while a quarter or more of the concurrency is
+// free: a RESULT then returns credit the broker is not waiting for. A
+// worker near its concurrency (5,000 jobs/s at 1 s upstream on two
+// workers of 2,500) neither lingers nor paces: every ms a call's slot
+// waits there is a ms more for the next job in the broker's queue.
+static bool
+s_credit_ample (const worker_t *self)
+{
+    return zlistx_size (self->transfers) * 4 <= (size_t) self->concurrency * 3;
+}
+
 // s_linger_or_flush sends what the loop turn batched, except RESULTs that
-// may wait for others: while other calls run, for up to
-// WORKER_RESULT_LINGER_MS after the first (the loop wakes for it then).
+// may wait for others: while other calls run and credit is ample, for up
+// to WORKER_RESULT_LINGER_MS after the first (the loop wakes for it then).
 static void
 s_linger_or_flush (worker_t *self)
 {
     if (!self->outbox || proto_batch_count (self->outbox) == 0)
         return;
-    if (self->outbox_lingers && zlistx_size (self->transfers) > 0 && !self->draining) {
+    if (self->outbox_lingers && zlistx_size (self->transfers) > 0 && !self->draining
+        && s_credit_ample (self)) {
         int64_t wait_ms = self->outbox_since_ms + WORKER_RESULT_LINGER_MS - clock_mono_ms ();
         if (wait_ms > 0) {
             evloop_wake_in (self->loop, wait_ms);
@@ -162,13 +175,13 @@ s_linger_or_flush (worker_t *self)
 }
 
 // s_pace_wait_us returns how long the loop should wait at now_us before its
-// next turn begins (0: at once): while enough calls run and none streams,
-// turns begin at most every WORKER_PACE_US.
+// next turn begins (0: at once): while enough calls run, none streams and
+// credit is ample, turns begin at most every WORKER_PACE_US.
 static int64_t
 s_pace_wait_us (const worker_t *self, int64_t now_us)
 {
     if (self->draining || self->streams > 0
-        || zlistx_size (self->transfers) < WORKER_PACE_MIN_CALLS)
+        || zlistx_size (self->transfers) < WORKER_PACE_MIN_CALLS || !s_credit_ample (self))
         return 0;
     int64_t wait_us = self->turn_end_us + WORKER_PACE_US - now_us;
     return wait_us > 0 ? wait_us : 0;
@@ -1303,7 +1316,9 @@ worker_test (bool verbose)
     assert (batch && zmsg_size (batch) == 4);   // the HEARTBEAT's
     zmsg_destroy (&batch);
     // A busy worker's turns begin at most every WORKER_PACE_US; one with few
-    // calls, or a streamed call among them, or draining, is never paced.
+    // calls, or a streamed call among them, or draining, or near its
+    // concurrency, is never paced.
+    worker->concurrency = 4 * WORKER_PACE_MIN_CALLS;
     int64_t now_us = clock_mono_us ();
     worker->turn_end_us = now_us;
     assert (s_pace_wait_us (worker, now_us) == 0);
@@ -1319,6 +1334,16 @@ worker_test (bool verbose)
     worker->draining = true;
     assert (s_pace_wait_us (worker, now_us) == 0);
     worker->draining = false;
+    worker->concurrency = WORKER_PACE_MIN_CALLS + 1;   // 1 call of credit left
+    assert (s_pace_wait_us (worker, now_us) == 0);
+    // Nor does a RESULT wait then: its credit is wanted.
+    s_send_result (worker, ids[0], 1, NULL, &refused);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);
+    zmsg_destroy (&batch);
+    worker->concurrency = config->worker_concurrency;
     for (size_t i = 0; i < WORKER_PACE_MIN_CALLS - 1; i++)
         zlistx_delete (worker->transfers, more_running[i]);
     // With no other call running (sequential use) it leaves at once.
