@@ -1181,6 +1181,20 @@ s_test_send_raw (zsock_t *router, zframe_t *envelope, const char *version,
     assert (zmsg_send (&msg, router) == 0);
 }
 
+// s_test_result_leaves sends a RESULT of id and checks that it leaves at
+// the turn's end, alone in its message.
+static void
+s_test_result_leaves (worker_t *worker, zsock_t *router, const char *id,
+                      const response_outcome_t *out)
+{
+    s_send_result (worker, id, 1, NULL, out);
+    s_on_idle (worker->loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    zmsg_t *batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);   // envelope, version, command, one body
+    zmsg_destroy (&batch);
+}
+
 void
 worker_test (bool verbose)
 {
@@ -1337,23 +1351,13 @@ worker_test (bool verbose)
     worker->concurrency = WORKER_PACE_MIN_CALLS + 1;   // 1 call of credit left
     assert (s_pace_wait_us (worker, now_us) == 0);
     // Nor does a RESULT wait then: its credit is wanted.
-    s_send_result (worker, ids[0], 1, NULL, &refused);
-    s_on_idle (loop, worker);
-    assert (proto_batch_count (worker->outbox) == 0);
-    batch = zmsg_recv (router);
-    assert (batch && zmsg_size (batch) == 4);
-    zmsg_destroy (&batch);
+    s_test_result_leaves (worker, router, ids[0], &refused);
     worker->concurrency = config->worker_concurrency;
     for (size_t i = 0; i < WORKER_PACE_MIN_CALLS - 1; i++)
         zlistx_delete (worker->transfers, more_running[i]);
     // With no other call running (sequential use) it leaves at once.
     zlistx_delete (worker->transfers, running);
-    s_send_result (worker, ids[1], 1, NULL, &refused);
-    s_on_idle (loop, worker);
-    assert (proto_batch_count (worker->outbox) == 0);
-    batch = zmsg_recv (router);
-    assert (batch && zmsg_size (batch) == 4);
-    zmsg_destroy (&batch);
+    s_test_result_leaves (worker, router, ids[1], &refused);
     response_outcome_free (&refused);
     s_test_ack_run (router, envelope, (int64_t) linger_first,
                     (int64_t) (worker->result_seq - linger_first + 1));
