@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <sodium.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 // Messages the DEALER holds each way before refusing more (§1).
@@ -40,6 +41,23 @@
 // per new call, more than the call itself. Sharding the calls over several
 // multi handles of at most this many keeps the walk short.
 #define WORKER_SHARD_CALLS 128
+// How long a finished call's RESULT may wait for others to leave with it
+// while more calls are running. At 500 jobs/s each RESULT otherwise left
+// alone: one message, one wake-up of both ends' I/O threads, one broker
+// commit and one ACK back per job (docs/performance.md). A worker with no
+// other call running (sequential use) sends at once.
+#define WORKER_RESULT_LINGER_MS 3
+// Turns of a busy loop begin at most this often. At 500 jobs/s each event
+// (a DISPATCH, an answer, an ACK) had a turn of its own, ~7 per job, and
+// each turn's fixed cost (the wait, a context switch, the ZeroMQ checks,
+// libcurl's timer) made up most of a worker's CPU per job: ~410 µs against
+// ~120 µs at 5,000/s, where a turn handles many. Paced, a turn handles
+// what arrived meanwhile. Only while this many calls are running, and none
+// streams (a CHUNK's relay is a client's time to first token): a call
+// then waits at most this much longer to start and to be reported.
+// Neither waits while credit is scarce (s_credit_ample).
+#define WORKER_PACE_US 4000
+#define WORKER_PACE_MIN_CALLS 64
 
 // One libcurl multi handle, its connections and its timer.
 typedef struct {
@@ -55,6 +73,10 @@ struct _worker_t {
     zsock_t *dealer;            // DEALER to the broker's backend, or NULL
     curve_t *curve;             // CURVE of the DEALER (security.curve)
     proto_batch_t *outbox;      // what this loop turn sends, one message
+    int64_t outbox_since_ms;    // monotonic time the outbox's first body was added
+    bool outbox_lingers;        // it holds only RESULTs, which may wait (WORKER_RESULT_LINGER_MS)
+    int64_t turn_end_us;        // monotonic time the last loop turn ended (WORKER_PACE_US)
+    size_t streams;             // streamed calls among the transfers (never paced)
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
     evloop_timer_t *tick_timer; // repeating heartbeat and liveness check, or NULL
@@ -96,23 +118,93 @@ s_send (worker_t *self, proto_cmd_t cmd, pack_writer_t *body)
 {
     if (!self->dealer)
         return;
-    // Batched (docs/protocol.md §2.1): the RESULTs of one loop turn leave
+    if (proto_batch_count (self->outbox) == 0) {
+        self->outbox_since_ms = clock_mono_ms ();
+        self->outbox_lingers = true;
+    }
+    // Anything but a RESULT (a CHUNK's delta, READY, HEARTBEAT) leaves at
+    // the turn's end, and takes the RESULTs waiting with it.
+    if (cmd != PROTO_RESULT)
+        self->outbox_lingers = false;
+    // Batched (docs/protocol.md §2.1): what one loop turn sends leaves
     // together at its end (s_on_idle).
     if (proto_batch_add (self->outbox, NULL, cmd, body) < 0)
         log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
 }
 
-// s_on_idle sends what the loop turn batched; the broker counts any
-// message as a heartbeat (§5), so this is when the worker was last heard.
+// s_flush sends what is batched now; the broker counts any message as a
+// heartbeat (§5), so this is when the worker was last heard.
 static void
-s_on_idle (evloop_t *loop, void *arg)
+s_flush (worker_t *self)
 {
-    worker_t *self = arg;
     if (!self->outbox || proto_batch_count (self->outbox) == 0)
         return;
     if (proto_batch_flush (self->outbox) < 0)
         log_warn (NULL, "cannot send to the broker: %s", zmq_strerror (zmq_errno ()));
     self->last_sent_ms = clock_mono_ms ();
+}
+
+// s_credit_ample is true while a quarter or more of the concurrency is
+// free: a RESULT then returns credit the broker is not waiting for. A
+// worker near its concurrency (5,000 jobs/s at 1 s upstream on two
+// workers of 2,500) neither lingers nor paces: every ms a call's slot
+// waits there is a ms more for the next job in the broker's queue.
+static bool
+s_credit_ample (const worker_t *self)
+{
+    return zlistx_size (self->transfers) * 4 <= (size_t) self->concurrency * 3;
+}
+
+// s_linger_or_flush sends what the loop turn batched, except RESULTs that
+// may wait for others: while other calls run and credit is ample, for up
+// to WORKER_RESULT_LINGER_MS after the first (the loop wakes for it then).
+static void
+s_linger_or_flush (worker_t *self)
+{
+    if (!self->outbox || proto_batch_count (self->outbox) == 0)
+        return;
+    if (self->outbox_lingers && zlistx_size (self->transfers) > 0 && !self->draining
+        && s_credit_ample (self)) {
+        int64_t wait_ms = self->outbox_since_ms + WORKER_RESULT_LINGER_MS - clock_mono_ms ();
+        if (wait_ms > 0) {
+            evloop_wake_in (self->loop, wait_ms);
+            return;
+        }
+    }
+    s_flush (self);
+}
+
+// s_pace_wait_us returns how long the loop should wait at now_us before its
+// next turn begins (0: at once): while enough calls run, none streams and
+// credit is ample, turns begin at most every WORKER_PACE_US.
+static int64_t
+s_pace_wait_us (const worker_t *self, int64_t now_us)
+{
+    if (self->draining || self->streams > 0
+        || zlistx_size (self->transfers) < WORKER_PACE_MIN_CALLS || !s_credit_ample (self))
+        return 0;
+    int64_t wait_us = self->turn_end_us + WORKER_PACE_US - now_us;
+    return wait_us > 0 ? wait_us : 0;
+}
+
+// s_on_idle ends each loop turn: what it batched leaves (or lingers), then
+// a busy worker lets events gather for the next turn (WORKER_PACE_US). The
+// wait is the loop's own idle time, spent here rather than in epoll_wait:
+// nothing is ready that could not wait that long (signals and the broker's
+// messages are taken at the next turn, seconds inside their deadlines).
+static void
+s_on_idle (evloop_t *loop, void *arg)
+{
+    worker_t *self = arg;
+    s_linger_or_flush (self);
+    int64_t now_us = clock_mono_us ();
+    int64_t wait_us = s_pace_wait_us (self, now_us);
+    if (wait_us > 0) {
+        struct timespec pause = { .tv_sec = 0, .tv_nsec = (long) wait_us * 1000 };
+        nanosleep (&pause, NULL);
+        now_us = clock_mono_us ();
+    }
+    self->turn_end_us = now_us;
 }
 
 static void s_send_heartbeat (worker_t *self);
@@ -128,7 +220,7 @@ s_heartbeat_if_late (worker_t *self)
         return;
     if (self->outbox && proto_batch_count (self->outbox) == 0)
         s_send_heartbeat (self);
-    s_on_idle (self->loop, self);
+    s_flush (self);
 }
 
 // s_stop ends the loop after sending what is batched (the idle hook does
@@ -136,7 +228,7 @@ s_heartbeat_if_late (worker_t *self)
 static void
 s_stop (worker_t *self)
 {
-    s_on_idle (self->loop, self);
+    s_flush (self);
     evloop_stop (self->loop);
 }
 
@@ -407,7 +499,7 @@ s_socket_close (worker_t *self, int linger_ms)
 {
     if (!self->dealer)
         return;
-    s_on_idle (self->loop, self);
+    s_flush (self);
     proto_batch_destroy (&self->outbox);
     evloop_sock_remove (self->loop, self->dealer);
     curve_unwatch (self->curve, self->dealer);
@@ -441,6 +533,15 @@ s_remove (transfer_t *transfer)
     transfer_set_owner (transfer, NULL);
 }
 
+// s_untrack forgets a transfer leaving the list for the pacing's count of
+// streamed calls.
+static void
+s_untrack (worker_t *self, transfer_t *transfer)
+{
+    if (request_is_stream (transfer_request (transfer)) && self->streams > 0)
+        self->streams--;
+}
+
 // s_finish_done reports every transfer a multi handle has finished.
 static void
 s_finish_done (shard_t *shard)
@@ -459,6 +560,7 @@ s_finish_done (shard_t *shard)
             continue;
         }
         s_remove (transfer);
+        s_untrack (self, transfer);
         response_outcome_t out;
         int64_t now = clock_mono_ms ();
         transfer_finish (transfer, code, now, &out);
@@ -567,6 +669,7 @@ s_abort_all (worker_t *self)
         s_send_result (self, id, attempt, transfer_job (transfer)->lease, &out);
         response_outcome_free (&out);
         s_remove (transfer);
+        s_untrack (self, transfer);
         transfer_destroy (&transfer);
     }
 }
@@ -591,6 +694,7 @@ s_cancel (worker_t *self, pack_reader_t *body)
         zlistx_detach_cur (self->transfers);
         shard_t *shard = transfer_owner (transfer);
         s_remove (transfer);
+        s_untrack (self, transfer);
         response_outcome_t out;
         response_outcome_error (&out, "canceled", "canceled", "canceled by the client");
         s_send_result (self, transfer_job (transfer)->id, (int) attempt,
@@ -684,6 +788,8 @@ s_dispatch (worker_t *self, pack_reader_t *body)
             else {
                 transfer_set_owner (transfer, shard);
                 shard->running++;
+                if (request_is_stream (request))
+                    self->streams++;
                 // The query string may carry secrets: log up to the path.
                 const char *url = request_url (request);
                 log_debug (id, "attempt %d started: %s %.*s", (int) attempt,
@@ -856,7 +962,7 @@ worker_new (const config_t *config, evloop_t *loop)
     self->last_heard_ms = self->broker_heard_ms = clock_mono_ms ();
     evloop_on_idle (loop, s_on_idle, self);
     s_send_ready (self);
-    s_on_idle (loop, self);
+    s_flush (self);
     s_tick_start (self);
     log_info (NULL, "worker connected to %s with concurrency %d", config->broker_backend,
               self->concurrency);
@@ -1011,15 +1117,23 @@ s_test_dispatch (zsock_t *router, zframe_t *envelope, const char *kind, const ch
     job_destroy (&job);
 }
 
-// s_test_ack acknowledges RESULT seq as the broker does after its commit.
+// s_test_ack_run acknowledges count RESULTs from seq on as the broker does
+// after its commit.
 static void
-s_test_ack (zsock_t *router, zframe_t *envelope, int64_t seq)
+s_test_ack_run (zsock_t *router, zframe_t *envelope, int64_t seq, int64_t count)
 {
     pack_writer_t *body = pack_writer_new ();
     pack_put_int (body, "seq", seq);
-    pack_put_int (body, "count", 1);
+    pack_put_int (body, "count", count);
     assert (proto_send (router, envelope, PROTO_ACK, body) == 0);
     pack_writer_destroy (&body);
+}
+
+// s_test_ack acknowledges RESULT seq.
+static void
+s_test_ack (zsock_t *router, zframe_t *envelope, int64_t seq)
+{
+    s_test_ack_run (router, envelope, seq, 1);
 }
 
 // s_test_result receives a RESULT, checks outcome and error type, and
@@ -1065,6 +1179,20 @@ s_test_send_raw (zsock_t *router, zframe_t *envelope, const char *version,
     if (body)
         zmsg_addmem (msg, body, size);
     assert (zmsg_send (&msg, router) == 0);
+}
+
+// s_test_result_leaves sends a RESULT of id and checks that it leaves at
+// the turn's end, alone in its message.
+static void
+s_test_result_leaves (worker_t *worker, zsock_t *router, const char *id,
+                      const response_outcome_t *out)
+{
+    s_send_result (worker, id, 1, NULL, out);
+    s_on_idle (worker->loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    zmsg_t *batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);   // envelope, version, command, one body
+    zmsg_destroy (&batch);
 }
 
 void
@@ -1170,6 +1298,72 @@ worker_test (bool verbose)
     assert (earlier == NULL);
     zsock_set_rcvtimeo (router, 2000);
 
+    // While other calls run, a RESULT waits at the turn's end for others to
+    // leave with it, up to WORKER_RESULT_LINGER_MS after the first; then
+    // they go as one message (a batch of two bodies after the command).
+    void *running = zlistx_add_end (worker->transfers, worker);    // stands for a call
+    response_outcome_t refused;
+    response_outcome_error (&refused, "failed", "invalid_request", "lingering");
+    uint64_t linger_first = worker->result_seq + 1;
+    s_send_result (worker, ids[0], 1, NULL, &refused);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 1);
+    s_send_result (worker, ids[1], 1, NULL, &refused);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 2);
+    worker->outbox_since_ms -= WORKER_RESULT_LINGER_MS;     // the wait is over
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    zmsg_t *batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 5);
+    zmsg_destroy (&batch);
+    // Anything but a RESULT leaves at the turn's end, and takes the waiting
+    // RESULTs along.
+    s_send_result (worker, ids[0], 1, NULL, &refused);
+    s_send_heartbeat (worker);
+    s_on_idle (loop, worker);
+    assert (proto_batch_count (worker->outbox) == 0);
+    batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);   // the RESULT's message
+    zmsg_destroy (&batch);
+    batch = zmsg_recv (router);
+    assert (batch && zmsg_size (batch) == 4);   // the HEARTBEAT's
+    zmsg_destroy (&batch);
+    // A busy worker's turns begin at most every WORKER_PACE_US; one with few
+    // calls, or a streamed call among them, or draining, or near its
+    // concurrency, is never paced.
+    worker->concurrency = 4 * WORKER_PACE_MIN_CALLS;
+    int64_t now_us = clock_mono_us ();
+    worker->turn_end_us = now_us;
+    assert (s_pace_wait_us (worker, now_us) == 0);
+    void *more_running[WORKER_PACE_MIN_CALLS - 1];
+    for (size_t i = 0; i < WORKER_PACE_MIN_CALLS - 1; i++)
+        more_running[i] = zlistx_add_end (worker->transfers, worker);
+    assert (s_pace_wait_us (worker, now_us) == WORKER_PACE_US);
+    assert (s_pace_wait_us (worker, now_us + WORKER_PACE_US / 2) == WORKER_PACE_US / 2);
+    assert (s_pace_wait_us (worker, now_us + WORKER_PACE_US) == 0);
+    worker->streams = 1;
+    assert (s_pace_wait_us (worker, now_us) == 0);
+    worker->streams = 0;
+    worker->draining = true;
+    assert (s_pace_wait_us (worker, now_us) == 0);
+    worker->draining = false;
+    worker->concurrency = WORKER_PACE_MIN_CALLS + 1;   // 1 call of credit left
+    assert (s_pace_wait_us (worker, now_us) == 0);
+    // Nor does a RESULT wait then: its credit is wanted.
+    s_test_result_leaves (worker, router, ids[0], &refused);
+    worker->concurrency = config->worker_concurrency;
+    for (size_t i = 0; i < WORKER_PACE_MIN_CALLS - 1; i++)
+        zlistx_delete (worker->transfers, more_running[i]);
+    // With no other call running (sequential use) it leaves at once.
+    zlistx_delete (worker->transfers, running);
+    s_test_result_leaves (worker, router, ids[1], &refused);
+    response_outcome_free (&refused);
+    s_test_ack_run (router, envelope, (int64_t) linger_first,
+                    (int64_t) (worker->result_seq - linger_first + 1));
+    evloop_run_for (loop, 20);
+    assert (zlistx_size (worker->held) == 0);
+
     // RECONNECT is answered with READY and the free credit.
     pack_writer_t *empty = pack_writer_new ();
     assert (proto_send (router, envelope, PROTO_RECONNECT, empty) == 0);
@@ -1211,7 +1405,10 @@ worker_test (bool verbose)
 
     // A silent broker makes the worker reconnect (new routing id) and send
     // READY again.
+    // The silence counts from now: counted from the RECONNECT above (a
+    // turn of 150 ms earlier), a second reconnect fell inside the 450 ms.
     zframe_t *old_envelope = zframe_dup (envelope);
+    worker->last_heard_ms = clock_mono_ms ();
     worker_set_timing (worker, 100, 300, 2000);
     evloop_run_for (loop, 450);
     assert (worker_reconnects (worker) == 1);
