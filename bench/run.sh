@@ -325,6 +325,14 @@ print('"curve": ' + json.dumps({"broker_public_key": broker["public_key"],
 PY
 }
 
+# jg_spawn ROLE BINARY — one gateway or worker of the stack jg_start makes,
+# named ROLE in the marks (CPU and memory per process)
+jg_spawn() {
+    # shellcheck disable=SC2086  # client_env: NAME=PATH words for env
+    spawn "$name-$1" env $client_env "$build/$2" --config "$tmp/$name/config.json"
+    jg_pids="$jg_pids $last_pid"
+    jg_named="$jg_named $1=$last_pid"
+}
 jg_start() {   # jg_start NAME [WORKERS] [CONCURRENCY] [DURABILITY] [CURVE 0|1] [GATEWAYS]
     name=$1
     n_workers=${2:-$workers}
@@ -370,27 +378,15 @@ EOF
         --config "$tmp/$name/config.json"
     jg_pids="$jg_pids $last_pid"
     jg_named="broker=$last_pid"
-    # shellcheck disable=SC2086
-    spawn "$name-gateway" env $client_env "$build/gateway/jobgate-gateway" \
-        --config "$tmp/$name/config.json"
-    jg_pids="$jg_pids $last_pid"
-    jg_named="$jg_named gateway=$last_pid"
+    jg_spawn gateway gateway/jobgate-gateway
     i=2
     while [ "$i" -le "$n_gateways" ]; do
-        # shellcheck disable=SC2086
-        spawn "$name-gateway$i" env $client_env "$build/gateway/jobgate-gateway" \
-            --config "$tmp/$name/config.json"
-        jg_pids="$jg_pids $last_pid"
-        jg_named="$jg_named gateway$i=$last_pid"
+        jg_spawn "gateway$i" gateway/jobgate-gateway
         i=$((i + 1))
     done
     i=0
     while [ "$i" -lt "$n_workers" ]; do
-        # shellcheck disable=SC2086
-        spawn "$name-worker$i" env $client_env "$build/worker/jobgate-worker" \
-            --config "$tmp/$name/config.json"
-        jg_pids="$jg_pids $last_pid"
-        jg_named="$jg_named worker$i=$last_pid"
+        jg_spawn "worker$i" worker/jobgate-worker
         i=$((i + 1))
     done
     if [ "$n_workers" -gt 0 ]; then

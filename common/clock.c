@@ -127,17 +127,36 @@ clock_rfc3339_parse (const char *text, size_t len, int64_t *wall_ms)
 // few right-hand pages. libuuid in Debian 12 (2.38) has no v7 generator
 // (uuid_generate_time_v7 came in 2.41), so its random UUID gets the time
 // and version fields RFC 9562 defines; the variant bits are already 10.
+//
+// Within a process the ids rise strictly (RFC 9562 §6.2, method 2: the
+// random bits count on within a millisecond): a tenant's listing orders
+// jobs created in the same millisecond by id, and two of one client's
+// submissions must list in the order they came, not by chance. A fresh id
+// has the top bit of its low 56 random bits clear, so the count never
+// carries into the variant. One event loop per process: no lock.
 void
 job_id_generate (char *buf)
 {
+    static uint64_t last_ms;
+    static uuid_t last;
     uuid_t uu;
-    uuid_generate_random (uu);
     uint64_t ms = (uint64_t) clock_wall_ms ();
-    for (int i = 5; i >= 0; i--) {
-        uu[i] = (unsigned char) ms;
-        ms >>= 8;
+    if (last_ms != 0 && ms <= last_ms) {
+        // The same millisecond (or the wall clock stepped back): one more.
+        uuid_copy (uu, last);
+        for (int i = 15; i >= 9; i--)
+            if (++uu[i] != 0)
+                break;
     }
-    uu[6] = (unsigned char) ((uu[6] & 0x0F) | 0x70);
+    else {
+        uuid_generate_random (uu);
+        uu[9] &= 0x7F;
+        for (int i = 5; i >= 0; i--)
+            uu[i] = (unsigned char) (ms >> (8 * (5 - i)));
+        uu[6] = (unsigned char) ((uu[6] & 0x0F) | 0x70);
+        last_ms = ms;
+    }
+    uuid_copy (last, uu);
     uuid_unparse_lower (uu, buf);
 }
 
@@ -204,6 +223,15 @@ clock_test (bool verbose)
     int64_t back = 0;
     assert (clock_rfc3339_parse (stamp, strlen (stamp), &back) == 0 && back == 1795723365123);
     assert (clock_rfc3339_parse ("2026-11-26T20:02:45Z\0", 21, &back) == -1);
+    // Job ids rise strictly, many in one millisecond too, and stay v7.
+    char previous[JOB_ID_LEN + 1], id[JOB_ID_LEN + 1];
+    job_id_generate (previous);
+    for (int i = 0; i < 5000; i++) {
+        job_id_generate (id);
+        assert (strcmp (id, previous) > 0);
+        assert (job_id_valid (id, strlen (id)) && id[14] == '7' && strchr ("89ab", id[19]));
+        memcpy (previous, id, sizeof id);
+    }
     if (verbose)
         printf ("OK\n");
 }
