@@ -763,6 +763,14 @@ s_tokens_write (store_t *self, MDB_txn *txn)
     return rc;
 }
 
+// s_id_compare orders job ids (the list zhashx_keys makes compares
+// pointers).
+static int
+s_id_compare (const void *a, const void *b)
+{
+    return strcmp (a, b);
+}
+
 // s_commit_versions writes the batch's version of only_id, or the whole
 // batch when only_id is NULL, and with with_tokens the batch's tokens rows,
 // in one transaction. Returns an LMDB code.
@@ -776,10 +784,19 @@ s_commit_versions (store_t *self, const char *only_id, bool with_tokens)
     zhashx_t *tally = s_tally_new ();
     if (only_id)
         rc = s_write_version (self, txn, only_id, zhashx_lookup (self->batch, only_id), tally);
-    else
-        for (store_version_t *version = zhashx_first (self->batch); version && rc == 0;
-             version = zhashx_next (self->batch))
-            rc = s_write_version (self, txn, zhashx_cursor (self->batch), version, tally);
+    else {
+        // In id order. Ids rise (common/clock.h), so a batch's new jobs go to
+        // the right edge of the jobs, active and listing trees, and in order
+        // they fill each leaf page before the next. In the hash's order they
+        // landed between one another and every split left half a page
+        // empty: the store took 773 bytes per queued job, 613 in order.
+        zlistx_t *ids = zhashx_keys (self->batch);
+        zlistx_set_comparator (ids, s_id_compare);
+        zlistx_sort (ids);
+        for (const char *id = zlistx_first (ids); id && rc == 0; id = zlistx_next (ids))
+            rc = s_write_version (self, txn, id, zhashx_lookup (self->batch, id), tally);
+        zlistx_destroy (&ids);
+    }
     if (rc == 0)
         rc = s_usage_write (self, txn, tally);
     if (rc == 0 && with_tokens)
@@ -1265,6 +1282,48 @@ s_test_size (const job_t *job)
     return size;
 }
 
+// s_test_packed: a batch of new jobs fills the jobs and active trees'
+// leaf pages, whatever order the jobs were put in (the batch is a hash).
+// Written out of order, each page split leaves half a page empty: about
+// twice the pages counted here.
+static void
+s_test_packed (void)
+{
+    char dir[] = "/tmp/jobgate-store-packed-XXXXXX";
+    assert (mkdtemp (dir));
+    char error[256];
+    store_t *store = store_new (dir, 64, false, error, sizeof error);
+    assert (store);
+    enum { JOBS = 4000 };
+    size_t job_bytes = 0, active_bytes = 0;
+    for (int i = 0; i < JOBS; i++) {
+        job_t *job = s_test_job ("t", JOB_QUEUED, 0);
+        // A leaf node: 8 bytes of header, the key, the data, and its
+        // 2-byte slot in the page (LMDB's NODESIZE and indx_t).
+        job_bytes += 8 + JOB_ID_LEN + s_test_size (job) + 2;
+        active_bytes += 8 + JOB_ID_LEN + 2;
+        store_put (store, job, 0, true);
+        job_destroy (&job);
+    }
+    assert (store_commit (store) == 0);
+    MDB_txn *txn;
+    MDB_stat jobs, active;
+    assert (mdb_txn_begin (store->env, NULL, MDB_RDONLY, &txn) == 0);
+    assert (mdb_stat (txn, store->jobs, &jobs) == 0 && mdb_stat (txn, store->active, &active) == 0);
+    mdb_txn_abort (txn);
+    assert (jobs.ms_entries == JOBS && active.ms_entries == JOBS);
+    // Pages nearly full (16 bytes of page header; a node does not span
+    // pages): measured 1.15 and 1.04 times the bytes, 1.75 and 1.6 times in
+    // the hash's order.
+    size_t room = jobs.ms_psize - 16;
+    assert (jobs.ms_leaf_pages <= job_bytes / room * 5 / 4 + 2);
+    assert (active.ms_leaf_pages <= active_bytes / room * 5 / 4 + 2);
+    store_destroy (&store);
+    char command[100];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert (system (command) == 0);
+}
+
 // s_test_used: what the store reports in use falls when records are
 // deleted, above half the map (where the broker's line may be) as well as
 // near its end; the pages ever written only bound it below half the map.
@@ -1556,6 +1615,7 @@ store_test (bool verbose)
     store_destroy (&store);
     s_test_hardening (dir);
     s_test_used ();
+    s_test_packed ();
     s_test_cache ();
 
     // A damaged store is refused with a clear line.
