@@ -117,16 +117,27 @@ job_pack (const job_t *self, pack_writer_t *writer)
     pack_put_int (writer, "max_attempts", self->max_attempts);
     pack_put_int (writer, "attempts", self->attempts);
     pack_put_int (writer, "timeout_ms", self->timeout_ms);
-    pack_put_int (writer, "expire_after_ms", self->expire_after_ms);
     pack_put_int (writer, "created_at", self->created_at);
-    pack_put_int (writer, "started_at", self->started_at);
-    pack_put_int (writer, "finished_at", self->finished_at);
     pack_put_str (writer, "spec", self->spec);
-    pack_put_str (writer, "result", self->result);
-    pack_put_str (writer, "error", self->error);
-    pack_put_str (writer, "idempotency_key", self->idempotency_key);
-    pack_put_str (writer, "metadata", self->metadata);
-    pack_put_int (writer, "attempt_seq", self->attempt_seq);
+    // The keys of a 0 or a nil are left out (docs/protocol.md §4): every
+    // reader takes absent as 0 or nil, and a queued job is most of the
+    // store, whose records were a fifth names of empty fields.
+    if (self->expire_after_ms)
+        pack_put_int (writer, "expire_after_ms", self->expire_after_ms);
+    if (self->started_at)
+        pack_put_int (writer, "started_at", self->started_at);
+    if (self->finished_at)
+        pack_put_int (writer, "finished_at", self->finished_at);
+    if (self->attempt_seq)
+        pack_put_int (writer, "attempt_seq", self->attempt_seq);
+    if (self->result)
+        pack_put_str (writer, "result", self->result);
+    if (self->error)
+        pack_put_str (writer, "error", self->error);
+    if (self->idempotency_key)
+        pack_put_str (writer, "idempotency_key", self->idempotency_key);
+    if (self->metadata)
+        pack_put_str (writer, "metadata", self->metadata);
     if (self->usage)
         pack_put_str (writer, "usage", self->usage);
     if (self->cache)
@@ -330,6 +341,11 @@ job_test (bool verbose)
     assert (copy->attempt_seq == 7 && strcmp (copy->lease, "lease-token") == 0);
     assert (copy->answered_by == NULL);
     assert (strcmp (copy->cache, "hit") == 0);
+    // Zeros and nils are not written: they read back as 0 and NULL.
+    int64_t absent;
+    assert (pack_get_int (reader, "finished_at", &absent) < 0);
+    assert (!pack_get_strdup (reader, "error") && copy->finished_at == 0);
+    assert (pack_get_int (reader, "attempt_seq", &absent) == 0 && absent == 7);
 
     json_t *object = job_to_json (copy);
     assert (strcmp (json_string_value (json_object_get (object, "status")), "succeeded") == 0);
