@@ -48,6 +48,10 @@ jobs_new (const config_t *config, evloop_t *loop, store_t *store, outbox_t *outb
     *self = (jobs_t) { .config = config, .loop = loop, .store = store, .outbox = outbox,
                        .tenants = tenants, .scheduler = scheduler, .workers = workers };
     self->entries = zhashx_new ();
+    // Keyed by the entry's own id (an entry leaves the table before it is
+    // freed): no copy of the key per active job.
+    zhashx_set_key_duplicator (self->entries, NULL);
+    zhashx_set_key_destructor (self->entries, NULL);
     self->provider_active = mem_calloc (config->providers_count + 1,
                                         sizeof *self->provider_active);
     self->cache = cache_new (config->providers_count);
