@@ -785,29 +785,34 @@ s_takes_event_record (const request_t *req)
 static void
 s_take_event_record (gateway_t *self, const brokerclient_event_t *event)
 {
-    request_t *takers[16];
+    job_t *job = NULL;
     size_t count = 0;
-    for (waiter_t *waiter = waiters_first (self->waiters, event->id);
-         waiter && count < sizeof takers / sizeof takers[0]; waiter = waiter->next)
-        if (s_takes_event_record (waiter->owner))
-            takers[count++] = waiter->owner;
-    if (count == 0)
-        return;
-    pack_reader_t *reader = pack_reader_new (event->record, event->record_len);
-    job_t *job = reader ? job_unpack (reader) : NULL;
-    pack_reader_destroy (&reader);
-    if (!job || memcmp (job->id, event->id, JOB_ID_LEN) != 0
-        || !job_status_terminal (job->status)) {
-        log_warn (event->id, "malformed record in an end event; the job is read instead");
-        job_destroy (&job);
-        return;
+    waiter_t *next;
+    // Each taker leaves the list as it is answered: walk with the next one
+    // saved.
+    for (waiter_t *waiter = waiters_first (self->waiters, event->id); waiter; waiter = next) {
+        next = waiter->next;
+        request_t *req = waiter->owner;
+        if (!s_takes_event_record (req))
+            continue;
+        if (!job) {
+            pack_reader_t *reader = pack_reader_new (event->record, event->record_len);
+            job = reader ? job_unpack (reader) : NULL;
+            pack_reader_destroy (&reader);
+            if (!job || memcmp (job->id, event->id, JOB_ID_LEN) != 0
+                || !job_status_terminal (job->status)) {
+                log_warn (event->id, "malformed record in an end event; the job is read instead");
+                job_destroy (&job);
+                return;
+            }
+        }
+        s_take_job (req, job, NULL);
+        s_stop_waiting (req);     // answered: not woken by the caller
+        count++;
     }
-    log_debug (job->id, "ended: %zu waiter(s) answered from the end event", count);
+    if (job)
+        log_debug (job->id, "ended: %zu waiter(s) answered from the end event", count);
     self->answered_from_events += count;
-    for (size_t i = 0; i < count; i++) {
-        s_take_job (takers[i], job, NULL);
-        s_stop_waiting (takers[i]);     // answered: not woken below
-    }
     job_destroy (&job);
 }
 
