@@ -719,6 +719,10 @@ s_request_done (loadgen_t *self, conn_t *conn)
 static void
 s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
 {
+    int errno_at_failure = errno;
+    double age_ms = (double) (conn->dispatched_ns - conn->opened_ns) / 1e6;
+    unsigned long long served = (unsigned long long) conn->served;
+    size_t got = conn->got;
     job_t job = conn->job;
     // A pool connection opened well before this request (the server may
     // close one that sent nothing for a while, as nginx does) is as stale
@@ -736,6 +740,14 @@ s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
         self->errors_parse++;
     else
         self->errors_io++;
+    // Say why, for the first few: a failure is the server's or ours.
+    if (self->errors_io + self->errors_parse <= 5)
+        fprintf (stderr,
+                 "loadgen: request failed (%s) on a connection opened %.1f ms before it, "
+                 "%llu answered on it before, %zu bytes of this answer read, resent %d times: %s\n",
+                 parse_error ? "parse" : "io",
+                 age_ms, served, got,
+                 job.resent, errno_at_failure ? strerror (errno_at_failure) : "closed by the server");
 }
 
 // s_capture keeps body bytes of a 2xx response for --ids-file.
@@ -996,8 +1008,11 @@ s_conn_read (loadgen_t *self, conn_t *conn)
                 s_request_done (self, conn);
             }
             else
-            if (conn->state == CONN_BUSY)
+            if (conn->state == CONN_BUSY) {
+                if (rc == 0)
+                    errno = 0;     // closed, not an error of the socket
                 s_request_failed (self, conn, false);
+            }
             else
                 s_conn_close (self, conn);
             return;
