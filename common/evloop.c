@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,8 @@ struct _evloop_t {
     size_t graveyard_size;      // allocated
     int64_t now_ms;             // cached monotonic time
     int64_t wake_ms;            // evloop_wake_in: the wait ends by then; 0 = none
+    int64_t pace_us;            // evloop_pace: this turn's spacing; 0 = none
+    int64_t wait_began_us;      // monotonic time the last wait began (evloop_pace)
     bool stopping;              // evloop_stop called
 };
 
@@ -458,6 +461,33 @@ evloop_run_for (evloop_t *self, int64_t ms)
     return !timed_out;
 }
 
+void
+evloop_pace (evloop_t *self, int64_t period_us)
+{
+    self->pace_us = period_us <= 0                   ? 0
+                    : period_us > EVLOOP_PACE_MAX_US ? EVLOOP_PACE_MAX_US
+                                                     : period_us;
+}
+
+// s_pause waits out a paced turn's spacing (evloop_pace), or until a
+// routed signal comes. Timers due meanwhile fire after it: a pause that
+// ended at every timer would end at libcurl's, which are a millisecond
+// apart while transfers run.
+static void
+s_pause (evloop_t *self)
+{
+    int64_t wait_us = self->wait_began_us + self->pace_us - clock_mono_us ();
+    if (wait_us <= 0)
+        return;
+    struct timespec timeout = { .tv_sec = wait_us / 1000000,
+                                .tv_nsec = (long) (wait_us % 1000000) * 1000 };
+    struct pollfd signals = { .fd = self->signal_fd, .events = POLLIN };
+    // The signals routed are blocked (evloop_signal): their signalfd is
+    // what tells one came.
+    if (ppoll (&signals, self->signal_fd >= 0 ? 1 : 0, &timeout, NULL) < 0 && errno != EINTR)
+        log_warn (NULL, "a paced turn's pause: %s", strerror (errno));
+}
+
 // s_socks_drain handles up to a fair share of messages per ZeroMQ socket.
 // Returns true when some socket still has messages waiting.
 static bool
@@ -510,6 +540,11 @@ evloop_run (evloop_t *self)
         for (size_t i = 0; i < self->socks_count && !more; i++)
             if (zsock_events (self->socks[i]->sock) & ZMQ_POLLIN)
                 more = true;
+
+        if (self->pace_us > 0 && !more)
+            s_pause (self);
+        self->pace_us = 0;
+        self->wait_began_us = clock_mono_us ();
 
         int timeout = -1;
         int64_t now = clock_mono_ms ();
@@ -607,6 +642,15 @@ s_test_wake_idle (evloop_t *loop, void *arg)
         evloop_stop (loop);
 }
 
+// The pacing test's idle hook: counts turns and spaces them by 50 ms.
+static void
+s_test_pace_idle (evloop_t *loop, void *arg)
+{
+    int *turns = arg;
+    (*turns)++;
+    evloop_pace (loop, 50000);
+}
+
 static void
 s_test_guard_fn (evloop_t *loop, void *arg)
 {
@@ -681,6 +725,18 @@ evloop_test (bool verbose)
     evloop_run (loop);
     assert (turns == 2 && !timed_out);
     evloop_timer_cancel (loop, &wake_guard);
+    evloop_on_idle (loop, NULL, NULL);
+
+    // Paced turns begin at least the period apart: a timer due every ms
+    // for 200 ms, with turns 50 ms apart, is taken in about 5 turns (at
+    // most once per turn), not 200.
+    turns = 0;
+    fired = 0;
+    evloop_on_idle (loop, s_test_pace_idle, &turns);
+    evloop_timer_t *every_ms = evloop_timer_every (loop, 1, s_test_timer_fn, &fired);
+    evloop_run_for (loop, 200);
+    evloop_timer_cancel (loop, &every_ms);
+    assert (turns >= 1 && turns <= 7 && fired <= turns);
     evloop_on_idle (loop, NULL, NULL);
 
     // ZeroMQ sockets are drained through ZMQ_FD.

@@ -3,8 +3,9 @@
 // It joins plain file descriptors (sockets of libcurl and libmicrohttpd),
 // ZeroMQ sockets (through ZMQ_FD, drained while ZMQ_EVENTS says readable),
 // one-shot and repeating timers (a binary min-heap), wake-up deadlines for
-// the idle hook, and signals (signalfd). Nothing here
-// blocks except epoll_wait, whose timeout is the nearest timer.
+// the idle hook, and signals (signalfd). Nothing here blocks except the
+// loop's wait: epoll_wait, whose timeout is the nearest timer, and the
+// pause before it of a paced turn (evloop_pace), which a signal ends.
 #ifndef JOBGATE_EVLOOP_H
 #define JOBGATE_EVLOOP_H
 
@@ -81,6 +82,18 @@ int evloop_signal (evloop_t *self, int signo, evloop_fn *fn, void *arg);
 // evloop_on_idle sets a hook run once per iteration after the handlers and
 // before waiting: where a process flushes batches (group commit).
 void evloop_on_idle (evloop_t *self, evloop_fn *fn, void *arg);
+
+// The longest spacing evloop_pace takes (µs).
+#define EVLOOP_PACE_MAX_US 100000
+
+// evloop_pace, called from the idle hook, spaces turns: the loop's next
+// wait begins no sooner than period_us (at most EVLOOP_PACE_MAX_US) after
+// the last one did, so what arrives meanwhile is taken in one turn
+// (interrupt coalescing), timers due meanwhile included. For a process
+// whose every wake-up costs, whatever it brings (a busy worker drains a
+// ZeroMQ socket and libcurl's multi each time). A routed signal ends the
+// pause. Applies to this turn only; 0 is no pause.
+void evloop_pace (evloop_t *self, int64_t period_us);
 
 // evloop_now_ms returns the loop's cached monotonic time, updated each
 // iteration.

@@ -75,7 +75,6 @@ struct _worker_t {
     proto_batch_t *outbox;      // what this loop turn sends, one message
     int64_t outbox_since_ms;    // monotonic time the outbox's first body was added
     bool outbox_lingers;        // it holds only RESULTs, which may wait (WORKER_RESULT_LINGER_MS)
-    int64_t turn_end_us;        // monotonic time the last loop turn ended (WORKER_PACE_US)
     size_t streams;             // streamed calls among the transfers (never paced)
     shard_t *shards;            // the multi handles running the calls: provider shards, then direct ones
     size_t shards_count;        // 2 × (concurrency / WORKER_SHARD_CALLS, rounded up)
@@ -174,37 +173,26 @@ s_linger_or_flush (worker_t *self)
     s_flush (self);
 }
 
-// s_pace_wait_us returns how long the loop should wait at now_us before its
-// next turn begins (0: at once): while enough calls run, none streams and
-// credit is ample, turns begin at most every WORKER_PACE_US.
-static int64_t
-s_pace_wait_us (const worker_t *self, int64_t now_us)
+// s_paced is true when the loop's turns should be spaced (evloop_pace,
+// WORKER_PACE_US): while enough calls run, none streams and credit is
+// ample.
+static bool
+s_paced (const worker_t *self)
 {
-    if (self->draining || self->streams > 0
-        || zlistx_size (self->transfers) < WORKER_PACE_MIN_CALLS || !s_credit_ample (self))
-        return 0;
-    int64_t wait_us = self->turn_end_us + WORKER_PACE_US - now_us;
-    return wait_us > 0 ? wait_us : 0;
+    return !self->draining && self->streams == 0
+           && zlistx_size (self->transfers) >= WORKER_PACE_MIN_CALLS && s_credit_ample (self);
 }
 
-// s_on_idle ends each loop turn: what it batched leaves (or lingers), then
-// a busy worker lets events gather for the next turn (WORKER_PACE_US). The
-// wait is the loop's own idle time, spent here rather than in epoll_wait:
-// nothing is ready that could not wait that long (signals and the broker's
-// messages are taken at the next turn, seconds inside their deadlines).
+// s_on_idle ends each loop turn: what it batched leaves (or lingers), and a
+// busy worker lets events gather for the next turn. Nothing is ready then
+// that could not wait WORKER_PACE_US (the broker's messages are taken at
+// the next turn, seconds inside their deadlines).
 static void
 s_on_idle (evloop_t *loop, void *arg)
 {
     worker_t *self = arg;
     s_linger_or_flush (self);
-    int64_t now_us = clock_mono_us ();
-    int64_t wait_us = s_pace_wait_us (self, now_us);
-    if (wait_us > 0) {
-        struct timespec pause = { .tv_sec = 0, .tv_nsec = (long) wait_us * 1000 };
-        nanosleep (&pause, NULL);
-        now_us = clock_mono_us ();
-    }
-    self->turn_end_us = now_us;
+    evloop_pace (loop, s_paced (self) ? WORKER_PACE_US : 0);
 }
 
 static void s_send_heartbeat (worker_t *self);
@@ -1333,23 +1321,19 @@ worker_test (bool verbose)
     // calls, or a streamed call among them, or draining, or near its
     // concurrency, is never paced.
     worker->concurrency = 4 * WORKER_PACE_MIN_CALLS;
-    int64_t now_us = clock_mono_us ();
-    worker->turn_end_us = now_us;
-    assert (s_pace_wait_us (worker, now_us) == 0);
+    assert (!s_paced (worker));
     void *more_running[WORKER_PACE_MIN_CALLS - 1];
     for (size_t i = 0; i < WORKER_PACE_MIN_CALLS - 1; i++)
         more_running[i] = zlistx_add_end (worker->transfers, worker);
-    assert (s_pace_wait_us (worker, now_us) == WORKER_PACE_US);
-    assert (s_pace_wait_us (worker, now_us + WORKER_PACE_US / 2) == WORKER_PACE_US / 2);
-    assert (s_pace_wait_us (worker, now_us + WORKER_PACE_US) == 0);
+    assert (s_paced (worker));
     worker->streams = 1;
-    assert (s_pace_wait_us (worker, now_us) == 0);
+    assert (!s_paced (worker));
     worker->streams = 0;
     worker->draining = true;
-    assert (s_pace_wait_us (worker, now_us) == 0);
+    assert (!s_paced (worker));
     worker->draining = false;
     worker->concurrency = WORKER_PACE_MIN_CALLS + 1;   // 1 call of credit left
-    assert (s_pace_wait_us (worker, now_us) == 0);
+    assert (!s_paced (worker));
     // Nor does a RESULT wait then: its credit is wanted.
     s_test_result_leaves (worker, router, ids[0], &refused);
     worker->concurrency = config->worker_concurrency;
