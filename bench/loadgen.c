@@ -1036,6 +1036,26 @@ s_conn_read (loadgen_t *self, conn_t *conn)
     }
 }
 
+// s_idle_alive drops the idle connections on top of the pool that the
+// server has closed, as libcurl checks a connection before reusing it: a
+// server that closes many silent connections at once (the gateway's
+// deadline for them) would otherwise see a request sent, and resent, onto
+// closed ones before their close was read. True when one is left.
+static bool
+s_idle_alive (loadgen_t *self)
+{
+    while (self->idle_size > 0) {
+        conn_t *conn = self->idle [self->idle_size - 1];
+        char byte;
+        ssize_t rc = recv (conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return true;
+        // closed (0), reset (-1), or bytes nobody asked for: not reusable
+        s_conn_close (self, conn);
+    }
+    return false;
+}
+
 // s_dispatch puts one request on an idle connection.
 static void
 s_dispatch (loadgen_t *self, job_t job)
@@ -1117,7 +1137,7 @@ s_schedule_and_dispatch (loadgen_t *self, uint64_t now)
             break;                 // out of memory: try again on the next turn
         self->scheduled++;
     }
-    while (self->pending.size > 0 && self->idle_size > 0)
+    while (self->pending.size > 0 && s_idle_alive (self))
         s_dispatch (self, s_queue_pop (&self->pending));
     if (self->pending.size > self->max_pending)
         self->max_pending = self->pending.size;
