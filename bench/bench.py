@@ -42,6 +42,7 @@ Subcommands (all traffic to 127.0.0.1 only, every wait bounded):
                                  answers, p99 ≤ P99_MS), 1 when it collapsed
   du DIR OUT                     bytes on disk under DIR, to OUT
   mock-quiet PORT SECONDS        wait until the mock has no request in flight
+  cpu-quiet IDLE% ROW MAX        wait (at most MAX s) until the CPUs were IDLE% idle ROW s running
   door-ttft PORT N OUT           time to the first token of N streamed chat
                                  calls sent at once to PORT's
                                  /v1/chat/completions (the door or the mock)
@@ -684,6 +685,39 @@ def cmd_mock_quiet(port, seconds):
     return 0
 
 
+def _cpu_times():
+    """The machine's CPU time so far (/proc/stat): (idle, total) in ticks."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return fields[3], sum(fields[:8])      # idle; user … steal (guests are in user)
+
+
+def cmd_cpu_quiet(idle_percent, seconds_in_a_row, max_seconds):
+    """Waits (bounded) until the machine's CPUs were at least idle_percent
+    idle for seconds_in_a_row whole seconds running, so that a scenario
+    measuring milliseconds does not run through what the one before left
+    (its stores' and AOFs' write-back, a peer still exiting). iowait does
+    not count as idle: a disk busy writing back slows every fsync."""
+    want, row, limit = float(idle_percent), int(seconds_in_a_row), float(max_seconds)
+    deadline = time.monotonic() + limit
+    quiet, seen = 0, []
+    idle, total = _cpu_times()
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        idle2, total2 = _cpu_times()
+        share = 100.0 * (idle2 - idle) / max(1, total2 - total)
+        idle, total = idle2, total2
+        seen.append(share)
+        quiet = quiet + 1 if share >= want else 0
+        if quiet >= row:
+            print("bench: machine quiet: %s%% idle over the last %d s (%d s waited)"
+                  % (" ".join("%.0f" % x for x in seen[-row:]), row, len(seen)), file=sys.stderr)
+            return 0
+    print("bench: the machine did not quiet down in %s s (idle %% per second: %s); going on"
+          % (max_seconds, " ".join("%.0f" % x for x in seen[-10:])), file=sys.stderr)
+    return 0
+
+
 def cmd_du(directory, out):
     total = 0
     for root, _, files in os.walk(directory):
@@ -770,6 +804,7 @@ def main(argv):
         "proc-mark": cmd_proc_mark, "jg-settle": cmd_jg_settle, "readback": cmd_readback,
         "poll-jobs": cmd_poll_jobs, "seed-drain": cmd_seed_drain, "wrk-parse": cmd_wrk_parse,
         "sweep-ok": cmd_sweep_ok, "du": cmd_du, "mock-quiet": cmd_mock_quiet,
+        "cpu-quiet": cmd_cpu_quiet,
         "door-ttft": cmd_door_ttft, "wait-tcp": cmd_wait_tcp,
         "gearman-settle": cmd_gearman_settle, "facts-summary": cmd_facts_summary,
     }
