@@ -44,6 +44,9 @@
 #define LOADGEN_MAX_WAIT_NS 100000000ULL    // the loop never sleeps longer than this
 #define LOADGEN_CONNECT_WAIT_NS 2000000000ULL  // time allowed to open the initial pool
 #define LOADGEN_POOLED_NS 1000000000ULL        // a connection this old before its first request is a pool's
+// s_request_failed's error for an answer that is not HTTP (errno values are
+// positive, 0 is the server's close).
+#define LOADGEN_PARSE_ERROR (-1)
 // A request is resent at most this often after stale pool connections: the
 // pool's connections opened together are closed together by a server's idle
 // deadline, so the first resend can meet a second stale one.
@@ -715,20 +718,21 @@ s_request_done (loadgen_t *self, conn_t *conn)
 // s_request_failed handles a connection error while a request was in
 // progress: a keep-alive connection the server closed before answering gets
 // its request resent (what every HTTP client does, up to LOADGEN_STALE_RESENDS
-// times); otherwise it counts.
+// times); otherwise it counts. error: the failure's errno, 0 when the server
+// closed, LOADGEN_PARSE_ERROR when its answer was not HTTP.
 static void
-s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
+s_request_failed (loadgen_t *self, conn_t *conn, int error)
 {
-    int errno_at_failure = errno;
-    double age_ms = (double) (conn->dispatched_ns - conn->opened_ns) / 1e6;
+    bool parse_error = error == LOADGEN_PARSE_ERROR;
+    uint64_t age_ns = conn->dispatched_ns - conn->opened_ns;
     unsigned long long served = (unsigned long long) conn->served;
     size_t got = conn->got;
     job_t job = conn->job;
     // A pool connection opened well before this request (the server may
     // close one that sent nothing for a while, as nginx does) is as stale
     // as a used one.
-    bool pooled = conn->served > 0 || conn->dispatched_ns - conn->opened_ns > LOADGEN_POOLED_NS;
-    bool stale = !parse_error && conn->got == 0 && pooled && job.resent < LOADGEN_STALE_RESENDS;
+    bool pooled = served > 0 || age_ns > LOADGEN_POOLED_NS;
+    bool stale = !parse_error && got == 0 && pooled && job.resent < LOADGEN_STALE_RESENDS;
     s_conn_close (self, conn);
     if (stale) {
         job.resent++;
@@ -746,8 +750,9 @@ s_request_failed (loadgen_t *self, conn_t *conn, bool parse_error)
                  "loadgen: request failed (%s) on a connection opened %.1f ms before it, "
                  "%llu answered on it before, %zu bytes of this answer read, resent %d times: %s\n",
                  parse_error ? "parse" : "io",
-                 age_ms, served, got,
-                 job.resent, errno_at_failure ? strerror (errno_at_failure) : "closed by the server");
+                 (double) age_ns / 1e6, served, got,
+                 job.resent, parse_error ? "an answer that is not HTTP"
+                             : error ? strerror (error) : "closed by the server");
 }
 
 // s_capture keeps body bytes of a 2xx response for --ids-file.
@@ -990,7 +995,7 @@ s_conn_read (loadgen_t *self, conn_t *conn)
             size_t cap = conn->buf_cap? conn->buf_cap * 2: LOADGEN_READ_CHUNK * 2;
             char *grown = realloc (conn->buf, cap);
             if (!grown) {
-                s_request_failed (self, conn, false);
+                s_request_failed (self, conn, ENOMEM);
                 return;
             }
             conn->buf = grown;
@@ -1008,11 +1013,8 @@ s_conn_read (loadgen_t *self, conn_t *conn)
                 s_request_done (self, conn);
             }
             else
-            if (conn->state == CONN_BUSY) {
-                if (rc == 0)
-                    errno = 0;     // closed, not an error of the socket
-                s_request_failed (self, conn, false);
-            }
+            if (conn->state == CONN_BUSY)
+                s_request_failed (self, conn, rc == 0 ? 0 : errno);
             else
                 s_conn_close (self, conn);
             return;
@@ -1026,7 +1028,7 @@ s_conn_read (loadgen_t *self, conn_t *conn)
         conn->got += (size_t) rc;
         int parsed = s_parse (self, conn);
         if (parsed < 0) {
-            s_request_failed (self, conn, true);
+            s_request_failed (self, conn, LOADGEN_PARSE_ERROR);
             return;
         }
         if (parsed > 0) {
@@ -1075,7 +1077,7 @@ s_dispatch (loadgen_t *self, job_t job)
     if (self->busy.size > self->max_busy)
         self->max_busy = self->busy.size;
     if (s_conn_write (self, conn))
-        s_request_failed (self, conn, false);
+        s_request_failed (self, conn, errno);
 }
 
 // s_handle_event reacts to epoll readiness on one connection.
@@ -1100,7 +1102,7 @@ s_handle_event (loadgen_t *self, conn_t *conn, uint32_t events)
     }
     if (conn->state == CONN_BUSY && (events & EPOLLOUT) && conn->written < self->request_size) {
         if (s_conn_write (self, conn)) {
-            s_request_failed (self, conn, false);
+            s_request_failed (self, conn, errno);
             return;
         }
     }

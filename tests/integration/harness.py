@@ -270,6 +270,13 @@ class Stack:
     def get_path(self, path, headers=None, timeout=70):
         return request(self.gateway_port, "GET", path, headers=headers, timeout=timeout)
 
+    def gateway_metric(self, name, headers=None):
+        """The value of an unlabelled series on the gateway's GET /metrics."""
+        for line in self.get_path("/metrics", headers=headers).body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError("no %s in the gateway's metrics" % name)
+
     def broker_metrics(self):
         """The broker's GET /metrics (broker.metrics_listen) as text (a
         broker still starting is waited for)."""

@@ -229,13 +229,6 @@ def test_door_respond_async():
         assert job["result"]["body"]["choices"][0]["message"]["content"] == "Echo: later", job
 
 
-def _metric(stack, name):
-    for line in stack.get_path("/metrics", headers=AUTH).body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no %s in the gateway's metrics" % name)
-
-
 def test_door_answers_from_the_end_event():
     """A client held until its job ends — the door, plain and streamed, and
     Prefer: wait on /v1/jobs — is answered from the committed record the
@@ -244,7 +237,7 @@ def test_door_answers_from_the_end_event():
     before its SUBMIT_OK reached the gateway is read back as before: the
     stream and the slow job here cannot.)"""
     with _door_stack() as stack:
-        before = _metric(stack, "jobgate_answered_from_events_total")
+        before = stack.gateway_metric("jobgate_answered_from_events_total", AUTH)
         resp = _post(stack, "/v1/chat/completions", _chat("gpt-mock", "from the event"))
         assert resp.status == 200, (resp.status, resp.body)
         assert resp.json()["choices"][0]["message"]["content"] == "Echo: from the event"
@@ -264,7 +257,7 @@ def test_door_answers_from_the_end_event():
         resp = _post(stack, "/v1/chat/completions", _chat("gpt-mock", "later"),
                      headers=dict(AUTH, Prefer="respond-async"))
         assert resp.status == 202, (resp.status, resp.body)
-        answered = _metric(stack, "jobgate_answered_from_events_total") - before
+        answered = stack.gateway_metric("jobgate_answered_from_events_total", AUTH) - before
         assert 2 <= answered <= 3, answered
 
 

@@ -92,20 +92,13 @@ def test_long_poll_returns_when_done():
         assert stack.wait_terminal(slow)["status"] == "succeeded"
 
 
-def _gateway_metric(stack, name):
-    for line in stack.get_path("/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no %s in the gateway's metrics" % name)
-
-
 def test_every_waiter_of_a_held_job_is_answered_from_its_end_event():
     """The end event of a job submitted with Prefer: wait carries its record
     (docs/protocol.md §3.3), and every client waiting on the job is answered
     from it, however many there are (the gateway once answered 16 so and
     made the rest read the job back)."""
     with Stack() as stack:
-        before = _gateway_metric(stack, "jobgate_answered_from_events_total")
+        before = stack.gateway_metric("jobgate_answered_from_events_total")
         spec = {"kind": "http", "request": {"url": stack.mock_url("/json?latency_ms=2000")}}
         with concurrent.futures.ThreadPoolExecutor(max_workers=25) as pool:
             held = pool.submit(stack.submit, spec, {"Prefer": "wait=20"}, 200)
@@ -117,7 +110,7 @@ def test_every_waiter_of_a_held_job_is_answered_from_its_end_event():
             first = held.result().json()
         assert first["id"] == job_id and first["status"] == "succeeded", first
         assert all(job == first for job in polls), polls
-        answered = _gateway_metric(stack, "jobgate_answered_from_events_total") - before
+        answered = stack.gateway_metric("jobgate_answered_from_events_total") - before
         # All 25 were parked when the job ended, 2 s after it began; a poll
         # may have been between reads then.
         assert answered >= 24, answered
